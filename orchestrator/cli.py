@@ -1,0 +1,203 @@
+"""The `unstoppable` command: errors become `Error: …` lines and a non-zero exit."""
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+from orchestrator import __version__
+from orchestrator.customer import Customers, load_customers
+from orchestrator.errors import ConfigError, UnstoppableError
+from orchestrator.runs import Jobs, RunRecord
+from orchestrator.rustic import Result
+from orchestrator.schedule import next_fire
+from orchestrator.settings import Settings, load_settings
+from orchestrator.worker import job_id
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        code: int = args.func(args)
+        return code
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"Error: {problem}", file=sys.stderr)
+        return 1
+    except UnstoppableError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="unstoppable", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    def command(
+        name: str, func: Callable[[argparse.Namespace], int], text: str
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=text, description=text)
+        p.set_defaults(func=func)
+        return p
+
+    command("validate", cmd_validate, "check every customer file; one line per problem")
+    p = command("jobs", cmd_jobs, "list every customer × resource with its next run")
+    p.add_argument("--json", action="store_true")
+    p = command("backup", cmd_backup, "back up a customer's resources now and wait")
+    p.add_argument("customer")
+    p.add_argument("resources", nargs="*", metavar="RESOURCE")
+    p = command("snapshots", cmd_snapshots, "list a resource's snapshots")
+    p.add_argument("customer")
+    p.add_argument("resource")
+    p.add_argument("--json", action="store_true")
+    p = command("restore", cmd_restore, "restore a snapshot into an empty or new directory")
+    p.add_argument("customer")
+    p.add_argument("resource")
+    p.add_argument("--target", required=True, type=Path)
+    p.add_argument("--snapshot", default="latest")
+    p = command("check", cmd_check, "verify a resource's repository with rustic check")
+    p.add_argument("customer")
+    p.add_argument("resource")
+    p.add_argument("--read-data", action="store_true", help="also read and verify every data pack")
+    return parser
+
+
+def _load() -> tuple[Settings, Customers]:
+    settings = load_settings()
+    return settings, load_customers(settings.CUSTOMERS_DIR)
+
+
+def _jobs(settings: Settings) -> Jobs:
+    from orchestrator.docker_runtime import DockerRuntime
+
+    return Jobs(settings, DockerRuntime())
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    settings, customers = _load()
+    for problem in customers.problems:
+        print(problem)
+    total = len(customers.valid) + len(customers.invalid)
+    print(
+        f"{len(customers.valid)} of {total} customer file(s) in {settings.CUSTOMERS_DIR} valid",
+        file=sys.stderr,
+    )
+    return 1 if customers.problems else 0
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    _settings, customers = _load()
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "customer": c.name,
+            "resource": r.name,
+            "type": r.type.value,
+            "schedule": r.schedule,
+            "timezone": c.timezone,
+            "next_run": next_fire(r.schedule, c.timezone, now, job_id(c.name, r.name)).isoformat(),
+        }
+        for c in customers.valid
+        for r in c.resources
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for row in rows:
+            print(
+                f"{row['customer']:<24} {row['resource']:<20} {row['type']:<6} "
+                f"{row['schedule']!r:<22} {row['next_run']}"
+            )
+    for problem in customers.problems:
+        print(f"skipped: {problem}", file=sys.stderr)
+    return 0
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    settings, customers = _load()
+    customer = customers.get(args.customer)
+    resources = [customer.resource(n) for n in args.resources] or list(customer.resources)
+    jobs = _jobs(settings)
+    now = datetime.now(UTC).replace(microsecond=0)
+    with ThreadPoolExecutor(max_workers=settings.MAX_PARALLEL) as pool:
+        records = list(pool.map(lambda r: jobs.backup(customer, r, now), resources))
+    for record in records:
+        print(_summary_line(record))
+    return 0 if all(r.outcome.result is Result.SUCCESS for r in records) else 1
+
+
+def _summary_line(record: RunRecord) -> str:
+    outcome = record.outcome
+    seconds = (record.ended - record.started).total_seconds()
+    head = f"{record.job}: {outcome.result.value}"
+    if outcome.reason:
+        head += f" ({outcome.reason.value})"
+    detail = outcome.message
+    if outcome.summary and outcome.result is Result.SUCCESS:
+        s = outcome.summary
+        detail = (
+            f"snapshot {s.snapshot_id[:8]}: {s.files_new} new, {s.files_changed} changed, "
+            f"{_size(s.data_added)} added of {_size(s.bytes_processed)}"
+        )
+    return f"{head}: {detail} in {seconds:.1f}s"
+
+
+def _size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def cmd_snapshots(args: argparse.Namespace) -> int:
+    settings, customers = _load()
+    customer = customers.get(args.customer)
+    snapshots = _jobs(settings).snapshots(customer, customer.resource(args.resource))
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {"id": s.id, "time": s.time.isoformat(), "host": s.host, "paths": list(s.paths)}
+                    for s in snapshots
+                ],
+                indent=2,
+            )
+        )
+    else:
+        for s in snapshots:
+            print(f"{s.id[:8]}  {s.time.astimezone(UTC):%Y-%m-%d %H:%M:%S}Z  {' '.join(s.paths)}")
+        print(f"{len(snapshots)} snapshot(s)", file=sys.stderr)
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    settings, customers = _load()
+    customer = customers.get(args.customer)
+    _jobs(settings).restore(customer, customer.resource(args.resource), args.target, args.snapshot)
+    print(
+        f"{customer.name}/{args.resource}: restored {args.snapshot} into {args.target.absolute()}"
+    )
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    settings, customers = _load()
+    customer = customers.get(args.customer)
+    _jobs(settings).check(customer, customer.resource(args.resource), args.read_data)
+    print(f"{customer.name}/{args.resource}: repository check clean")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

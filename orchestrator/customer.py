@@ -1,0 +1,371 @@
+"""Customer files (`customers.d/<customer>.env`): read from the file alone, strictly validated."""
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from orchestrator.dotenv import parse_dotenv
+from orchestrator.errors import ConfigError
+from orchestrator.schedule import check_cron, check_timezone
+
+NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+KEEP_KEYS = ("KEEP_LAST", "KEEP_HOURLY", "KEEP_DAILY", "KEEP_WEEKLY", "KEEP_MONTHLY", "KEEP_YEARLY")
+CUSTOMER_KEYS = ("SCHEDULE", "TIMEZONE", "REPO_PASSWORD", "RESOURCES", *KEEP_KEYS)
+
+
+class SourceType(StrEnum):
+    LOCAL = "local"
+    FTPS = "ftps"
+    SFTP = "sftp"
+
+
+# Which keys each source type accepts, and which of them it requires.
+RESOURCE_KEYS: dict[SourceType, tuple[frozenset[str], frozenset[str]]] = {
+    SourceType.LOCAL: (frozenset({"TYPE", "PATH", "SCHEDULE", "EXCLUDE"}), frozenset({"PATH"})),
+    SourceType.FTPS: (
+        frozenset(
+            {
+                "TYPE",
+                "HOST",
+                "PORT",
+                "USER",
+                "PASSWORD",
+                "PATH",
+                "TLS",
+                "TLS_CA_FILE",
+                "TLS_FINGERPRINT",
+                "TLS_VERIFY",
+                "SCHEDULE",
+                "EXCLUDE",
+            }
+        ),
+        frozenset({"HOST", "USER", "PASSWORD", "PATH"}),
+    ),
+    SourceType.SFTP: (
+        frozenset(
+            {
+                "TYPE",
+                "HOST",
+                "PORT",
+                "USER",
+                "PASSWORD",
+                "KEY_FILE",
+                "PATH",
+                "HOST_KEY",
+                "SCHEDULE",
+                "EXCLUDE",
+            }
+        ),
+        frozenset({"HOST", "USER", "PATH", "HOST_KEY"}),
+    ),
+}
+ALL_RESOURCE_KEYS = frozenset().union(*(keys for keys, _ in RESOURCE_KEYS.values()))
+_Problem = Callable[[str, str], None]
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """A secret: a literal value, or a reference `infisical:NAME` / `infisical:/path/NAME`."""
+
+    literal: SecretStr | None = None
+    infisical: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> "SecretRef":
+        """Return the reference `text` spells; raise ValueError if it is empty."""
+        if text.startswith("infisical:"):
+            name = text.removeprefix("infisical:")
+            if not re.fullmatch(r"(/[A-Za-z0-9_.-]+)*/?[A-Za-z0-9_.-]+", name):
+                raise ValueError(
+                    "infisical reference must read infisical:NAME or infisical:/path/NAME"
+                )
+            return cls(infisical=name)
+        if not text:
+            raise ValueError("must not be empty")
+        return cls(literal=SecretStr(text))
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One thing to back up for a customer; `options` holds the type-specific keys."""
+
+    name: str
+    type: SourceType
+    path: str
+    schedule: str
+    excludes: tuple[str, ...] = ()
+    options: tuple[tuple[str, str], ...] = ()
+    password: SecretRef | None = None
+
+    def option(self, key: str, default: str | None = None) -> str | None:
+        """Return the value of the type-specific `key`, or `default`."""
+        return dict(self.options).get(key, default)
+
+
+@dataclass(frozen=True)
+class Customer:
+    """A validated customer file."""
+
+    name: str
+    file: Path
+    timezone: str
+    repo_password: SecretRef
+    keep: tuple[tuple[str, int], ...]
+    resources: tuple[Resource, ...]
+
+    def resource(self, name: str) -> Resource:
+        """Return the resource called `name`; raise ConfigError if there is none."""
+        for resource in self.resources:
+            if resource.name == name:
+                return resource
+        known = ", ".join(r.name for r in self.resources)
+        raise ConfigError([f"{self.file}: RESOURCES: no resource {name!r} (known: {known})"])
+
+
+def env_prefix(resource: str) -> str:
+    """Return the key prefix of `resource`: upper-cased, `-` turned into `_`, then `_`."""
+    return resource.upper().replace("-", "_") + "_"
+
+
+def load_customer(path: Path) -> Customer:
+    """Read and validate one customer file; raise ConfigError with every problem in it."""
+    problems: list[str] = []
+    name = path.name.removesuffix(".env")
+    if not NAME.match(name):
+        problems.append(
+            f"{path}: file name: the customer name (the file stem) must be 3-63 characters of "
+            "a-z, 0-9 and '-', starting and ending with a letter or digit"
+        )
+    values = {key: value for key, (value, _line) in parse_dotenv(path).items()}
+
+    def problem(key: str, message: str) -> None:
+        problems.append(f"{path}: {key}: {message}")
+
+    timezone = values.get("TIMEZONE", "UTC")
+    try:
+        check_timezone(timezone)
+    except ValueError as exc:
+        problem("TIMEZONE", str(exc))
+    default_schedule = values.get("SCHEDULE")
+    if default_schedule is not None:
+        _check_schedule("SCHEDULE", default_schedule, problem)
+
+    repo_password = _secret("REPO_PASSWORD", values.get("REPO_PASSWORD"), problem)
+    keep = _retention(values, problem)
+    names = _resource_names(values.get("RESOURCES"), problem)
+    owned = _assign_keys(values, names, problem)
+    resources = []
+    for resource_name in names:
+        resource = _resource(resource_name, owned[resource_name], default_schedule, problem)
+        if resource is not None:
+            resources.append(resource)
+    if problems or repo_password is None:
+        raise ConfigError(problems)
+    return Customer(name, path, timezone, repo_password, keep, tuple(resources))
+
+
+def _check_schedule(key: str, value: str, problem: _Problem) -> None:
+    try:
+        check_cron(value)
+    except ValueError as exc:
+        problem(key, str(exc))
+
+
+def _secret(key: str, value: str | None, problem: _Problem) -> SecretRef | None:
+    if value is None:
+        problem(key, "required (a literal or infisical:NAME)")
+        return None
+    try:
+        return SecretRef.parse(value)
+    except ValueError as exc:
+        problem(key, str(exc))
+        return None
+
+
+def _retention(values: dict[str, str], problem: _Problem) -> tuple[tuple[str, int], ...]:
+    keep = []
+    for key in KEEP_KEYS:
+        if key in values:
+            if not values[key].isdigit() or int(values[key]) < 1:
+                problem(key, "must be a whole number of snapshots, at least 1")
+            else:
+                keep.append((key, int(values[key])))
+    return tuple(keep)
+
+
+def _resource_names(value: str | None, problem: _Problem) -> list[str]:
+    if value is None or not value.strip():
+        problem("RESOURCES", "required: a comma-separated list of resource names")
+        return []
+    names: list[str] = []
+    for raw in value.split(","):
+        name = raw.strip()
+        if not NAME.match(name):
+            problem(
+                "RESOURCES", f"resource name {name!r} must be 3-63 characters of a-z, 0-9 and '-'"
+            )
+        elif name in names:
+            problem("RESOURCES", f"resource {name!r} is listed twice")
+        else:
+            names.append(name)
+    return names
+
+
+def _assign_keys(
+    values: dict[str, str], names: list[str], problem: _Problem
+) -> dict[str, dict[str, str]]:
+    """Give each `<RESOURCE>_<KEY>` to its resource; report keys that belong to none."""
+    owned: dict[str, dict[str, str]] = {name: {} for name in names}
+    for key, value in values.items():
+        if key in CUSTOMER_KEYS:
+            continue
+        owners = [
+            name
+            for name in names
+            if key.startswith(env_prefix(name))
+            and key[len(env_prefix(name)) :] in ALL_RESOURCE_KEYS
+        ]
+        if len(owners) == 1:
+            owned[owners[0]][key[len(env_prefix(owners[0])) :]] = value
+        elif owners:
+            problem(key, f"ambiguous: could belong to resources {', '.join(owners)}")
+        else:
+            problem(
+                key, "unknown key (not a customer key, nor <RESOURCE>_<KEY> of a listed resource)"
+            )
+    return owned
+
+
+def _resource(
+    name: str, keys: dict[str, str], default_schedule: str | None, problem: _Problem
+) -> Resource | None:
+    prefix = env_prefix(name)
+    report = _Counter(problem)
+    type_text = keys.get("TYPE")
+    try:
+        kind = SourceType(type_text or "")
+    except ValueError:
+        problem(
+            prefix + "TYPE",
+            "required: one of local, ftps, sftp"
+            if type_text is None
+            else "must be one of local, ftps, sftp",
+        )
+        return None
+    accepted, required = RESOURCE_KEYS[kind]
+    for key in sorted(set(keys) - accepted):
+        report(prefix + key, f"not used by TYPE={kind.value}")
+    for key in sorted(required - set(keys)):
+        report(prefix + key, f"required for TYPE={kind.value}")
+    schedule = keys.get("SCHEDULE", default_schedule)
+    if schedule is None:
+        report(prefix + "SCHEDULE", "required: set SCHEDULE for the customer or for this resource")
+    elif "SCHEDULE" in keys:
+        _check_schedule(prefix + "SCHEDULE", keys["SCHEDULE"], report)
+    path = keys.get("PATH", "")
+    if path and not path.startswith("/"):
+        report(prefix + "PATH", "must be an absolute path")
+    elif path and ".." in Path(path).parts:
+        report(prefix + "PATH", "must not contain '..'")
+    password = None
+    if "PASSWORD" in keys:
+        password = _secret(prefix + "PASSWORD", keys["PASSWORD"], report)
+    _check_remote(kind, keys, prefix, report)
+    excludes = tuple(g.strip() for g in keys.get("EXCLUDE", "").split(",") if g.strip())
+    if report.count or schedule is None:
+        return None
+    options = tuple(
+        sorted(
+            (k, v)
+            for k, v in keys.items()
+            if k not in {"TYPE", "PATH", "SCHEDULE", "EXCLUDE", "PASSWORD"}
+        )
+    )
+    return Resource(name, kind, path, schedule, excludes, options, password)
+
+
+def _check_remote(kind: SourceType, keys: dict[str, str], prefix: str, problem: _Problem) -> None:
+    if kind is SourceType.LOCAL:
+        return
+    port = keys.get("PORT", "21" if kind is SourceType.FTPS else "22")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        problem(prefix + "PORT", "must be a TCP port number (1-65535)")
+    if kind is SourceType.FTPS:
+        if keys.get("TLS", "explicit") not in ("explicit", "implicit"):
+            problem(prefix + "TLS", "must be explicit or implicit")
+        verify = keys.get("TLS_VERIFY", "true").lower()
+        if verify not in ("true", "false"):
+            problem(prefix + "TLS_VERIFY", "must be true or false")
+        fingerprint = keys.get("TLS_FINGERPRINT")
+        if fingerprint and not re.fullmatch(
+            r"sha256:([0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}", fingerprint
+        ):
+            problem(
+                prefix + "TLS_FINGERPRINT", "must read sha256: and 32 hex pairs separated by ':'"
+            )
+        if verify == "false" and ("TLS_CA_FILE" in keys or fingerprint):
+            problem(prefix + "TLS_VERIFY", "false contradicts TLS_CA_FILE / TLS_FINGERPRINT")
+    if kind is SourceType.SFTP and "PASSWORD" not in keys and "KEY_FILE" not in keys:
+        problem(prefix + "PASSWORD", "required for TYPE=sftp unless KEY_FILE is set")
+    for key in ("TLS_CA_FILE", "KEY_FILE"):
+        if key in keys and not keys[key].startswith("/"):
+            problem(prefix + key, "must be an absolute path")
+
+
+class _Counter:
+    """Forward problems to `problem` and count them, so a resource knows it failed."""
+
+    def __init__(self, problem: _Problem) -> None:
+        self.problem = problem
+        self.count = 0
+
+    def __call__(self, key: str, message: str) -> None:
+        self.count += 1
+        self.problem(key, message)
+
+
+@dataclass(frozen=True)
+class Customers:
+    """Every customer file of a directory: the valid ones, and the problems of the rest."""
+
+    valid: tuple[Customer, ...]
+    problems: tuple[str, ...]
+    invalid: tuple[str, ...]
+
+    def get(self, name: str) -> Customer:
+        """Return the valid customer `name`; raise ConfigError saying why it is not there."""
+        for customer in self.valid:
+            if customer.name == name:
+                return customer
+        if name in self.invalid:
+            raise ConfigError([p for p in self.problems if _stem(p) == name])
+        raise ConfigError([f"no customer {name!r}: no valid {name}.env in the customers directory"])
+
+
+def load_customers(directory: Path) -> Customers:
+    """Load every `*.env` in `directory`; one broken file never hides the others.
+
+    Raises ConfigError only when the directory itself cannot be read.
+    """
+    try:
+        files = sorted(p for p in directory.iterdir() if p.name.endswith(".env"))
+    except OSError as exc:
+        raise ConfigError(
+            [f"{directory}: cannot read the customers directory: {exc.strerror}"]
+        ) from None
+    valid, problems, invalid = [], [], []
+    for file in files:
+        try:
+            valid.append(load_customer(file))
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            invalid.append(file.name.removesuffix(".env"))
+    return Customers(tuple(valid), tuple(problems), tuple(invalid))
+
+
+def _stem(problem: str) -> str:
+    return Path(problem.split(": ", 1)[0]).name.removesuffix(".env")

@@ -1,0 +1,95 @@
+"""The Docker runtime: the only module that imports the Docker SDK."""
+
+from typing import Any
+
+import docker
+import requests
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.types import Mount
+
+from orchestrator.errors import JobBusy, RuntimeUnavailable
+from orchestrator.runtime import Finished
+from orchestrator.worker import ContainerSpec
+
+STOP_GRACE_SECONDS = 30
+
+
+class DockerRuntime:
+    """Runs workers on the local Docker engine."""
+
+    def __init__(self, client: Any = None) -> None:
+        try:
+            self.client = client or docker.from_env(timeout=120)
+            self.client.ping()
+        except (DockerException, requests.RequestException) as exc:
+            raise RuntimeUnavailable(f"cannot reach the Docker engine: {_short(exc)}") from None
+
+    def running_jobs(self) -> frozenset[str]:
+        """Return the `unstoppable.job` labels of running managed containers."""
+        try:
+            containers = self.client.containers.list(filters={"label": "unstoppable.managed=true"})
+        except (DockerException, requests.RequestException) as exc:
+            raise RuntimeUnavailable(f"cannot list containers: {_short(exc)}") from None
+        return frozenset(c.labels.get("unstoppable.job", "") for c in containers)
+
+    def run(self, spec: ContainerSpec, timeout: float | None) -> Finished:
+        """Start `spec`, wait for it, read its exit code and logs, then remove it."""
+        container = self._create(spec)
+        try:
+            container.start()
+            exit_code, timed_out = self._wait(container, timeout)
+            stdout = container.logs(stdout=True, stderr=False).decode("utf-8", "replace")
+            stderr = container.logs(stdout=False, stderr=True).decode("utf-8", "replace")
+        except (DockerException, requests.RequestException) as exc:
+            raise RuntimeUnavailable(f"{spec.name}: {_short(exc)}") from None
+        finally:
+            self._remove(container)
+        return Finished(exit_code, stdout, stderr, timed_out)
+
+    def _create(self, spec: ContainerSpec) -> Any:
+        try:
+            return self.client.containers.create(
+                spec.image,
+                command=list(spec.command),
+                name=spec.name,
+                labels=dict(spec.labels),
+                mounts=[
+                    Mount(m.target, str(m.source), type="bind", read_only=m.read_only)
+                    for m in spec.mounts
+                ],
+                network_mode=spec.network_mode,
+                cap_add=list(spec.cap_add) or None,
+                devices=list(spec.devices) or None,
+                environment={},
+            )
+        except ImageNotFound:
+            raise RuntimeUnavailable(
+                f"worker image {spec.image} not found: run `make provision` or install.sh"
+            ) from None
+        except APIError as exc:
+            if exc.status_code == 409:
+                raise JobBusy(f"{spec.name} already exists: the job is running") from None
+            raise RuntimeUnavailable(f"cannot create {spec.name}: {_short(exc)}") from None
+        except (DockerException, requests.RequestException) as exc:
+            raise RuntimeUnavailable(f"cannot create {spec.name}: {_short(exc)}") from None
+
+    def _wait(self, container: Any, timeout: float | None) -> tuple[int, bool]:
+        try:
+            status = container.wait(timeout=timeout)
+            return int(status.get("StatusCode", -1)), False
+        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+            container.stop(timeout=STOP_GRACE_SECONDS)
+            status = container.wait(timeout=STOP_GRACE_SECONDS + 30)
+            return int(status.get("StatusCode", -1)), True
+
+    def _remove(self, container: Any) -> None:
+        try:
+            container.remove(force=True)
+        except NotFound:
+            pass
+        except (DockerException, requests.RequestException) as exc:
+            raise RuntimeUnavailable(f"cannot remove {container.name}: {_short(exc)}") from None
+
+
+def _short(exc: Exception) -> str:
+    return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__

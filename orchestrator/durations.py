@@ -1,0 +1,20 @@
+"""Durations written the way operators write them: `90s`, `15m`, `12h`, `1h30m`, `2d`."""
+
+import re
+
+_PART = re.compile(r"(\d+)([smhd])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> int:
+    """Return the number of seconds `text` names; raise ValueError if it names none."""
+    text = text.strip()
+    if text.isdigit():
+        return int(text)
+    parts = _PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError("expected a duration such as 90s, 15m, 12h or 1h30m")
+    seconds = sum(int(n) * _UNITS[u] for n, u in parts)
+    if seconds <= 0:
+        raise ValueError("a duration must be longer than zero")
+    return seconds

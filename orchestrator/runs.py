@@ -1,0 +1,235 @@
+"""One run of a job: build its worker, run it, judge what rustic left behind."""
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from orchestrator import rustic
+from orchestrator.customer import Customer, Resource, SourceType
+from orchestrator.errors import JobBusy, RunFailed, RuntimeUnavailable, SecretError
+from orchestrator.runtime import Finished, Runtime
+from orchestrator.rustic import Outcome, Reason, Result, SnapshotInfo
+from orchestrator.secrets import resolve, secret_files
+from orchestrator.settings import Settings
+from orchestrator.storage import job_storage, secrets_dir
+from orchestrator.worker import (
+    COLD,
+    RESTORE_TARGET,
+    ContainerSpec,
+    Kind,
+    Mount,
+    container_name,
+    job_id,
+    labels,
+    repo_mounts,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What happened to one run of a job."""
+
+    customer: str
+    resource: str
+    kind: Kind
+    scheduled_for: datetime
+    started: datetime
+    ended: datetime
+    outcome: Outcome
+
+    @property
+    def job(self) -> str:
+        return job_id(self.customer, self.resource)
+
+
+class Jobs:
+    """Runs rustic commands for customers' resources through a runtime."""
+
+    def __init__(self, settings: Settings, runtime: Runtime) -> None:
+        self.settings = settings
+        self.runtime = runtime
+
+    def backup(self, customer: Customer, resource: Resource, scheduled_for: datetime) -> RunRecord:
+        """Back up `resource` now, then forget/prune by the customer's KEEP_* values.
+
+        Never raises for a failed run: the record says what failed and why.
+        """
+        started = datetime.now(UTC)
+        outcome = self._backup(customer, resource, scheduled_for)
+        record = RunRecord(
+            customer.name,
+            resource.name,
+            Kind.BACKUP,
+            scheduled_for,
+            started,
+            datetime.now(UTC),
+            outcome,
+        )
+        log.info("%s: %s %s", record.job, outcome.result.value, outcome.message)
+        return record
+
+    def _backup(self, customer: Customer, resource: Resource, scheduled_for: datetime) -> Outcome:
+        if resource.type is not SourceType.LOCAL:
+            return Outcome(
+                Result.FAILURE,
+                Reason.UNSUPPORTED,
+                f"TYPE={resource.type.value} sources are not supported yet",
+            )
+        if not Path(resource.path).is_dir():
+            return Outcome(
+                Result.FAILURE,
+                Reason.SOURCE_MISSING,
+                f"PATH {resource.path} is not a directory on this host",
+            )
+        source = Mount(Path(resource.path), resource.path, read_only=True)
+        argv = rustic.backup_args(COLD, customer.name, resource.path, resource.excludes)
+        try:
+            done = self._run(
+                customer,
+                resource,
+                Kind.BACKUP,
+                scheduled_for,
+                argv,
+                (source,),
+                timeout=self.settings.job_timeout_seconds,
+            )
+        except SecretError as exc:
+            return Outcome(Result.FAILURE, Reason.SECRETS, str(exc))
+        except JobBusy as exc:
+            return Outcome(Result.FAILURE, Reason.RUNTIME, str(exc))
+        except RuntimeUnavailable as exc:
+            return Outcome(Result.FAILURE, Reason.RUNTIME, str(exc))
+        if done.timed_out:
+            return Outcome(
+                Result.TIMEOUT,
+                Reason.TIMEOUT,
+                f"stopped after UNSTOPPABLE_JOB_TIMEOUT={self.settings.JOB_TIMEOUT}",
+            )
+        outcome = rustic.judge_backup(done.exit_code, done.stdout, done.stderr)
+        if outcome.result is Result.SUCCESS and customer.keep:
+            outcome = self._forget(customer, resource, scheduled_for, outcome)
+        return outcome
+
+    def _forget(
+        self, customer: Customer, resource: Resource, scheduled_for: datetime, backed_up: Outcome
+    ) -> Outcome:
+        argv = rustic.forget_args(COLD, customer.keep)
+        try:
+            done = self._run(
+                customer,
+                resource,
+                Kind.FORGET,
+                scheduled_for,
+                argv,
+                (),
+                timeout=self.settings.job_timeout_seconds,
+            )
+        except (SecretError, RuntimeUnavailable, JobBusy) as exc:
+            return Outcome(
+                Result.FAILURE,
+                Reason.FORGET,
+                f"{backed_up.message}; forget: {exc}",
+                backed_up.summary,
+            )
+        if done.exit_code != 0 or done.timed_out:
+            return Outcome(
+                Result.FAILURE,
+                Reason.FORGET,
+                f"{backed_up.message}; forget --prune failed: {_last(done)}",
+                backed_up.summary,
+            )
+        return backed_up
+
+    def snapshots(self, customer: Customer, resource: Resource) -> list[SnapshotInfo]:
+        """Return the snapshots of `resource`, oldest first; raise RunFailed if rustic fails."""
+        if not (job_storage(self.settings, customer.name, resource.name).hot / "config").exists():
+            return []
+        done = self._run(
+            customer,
+            resource,
+            Kind.SNAPSHOTS,
+            datetime.now(UTC),
+            rustic.snapshots_args(COLD),
+            (),
+            timeout=600,
+        )
+        if done.exit_code != 0:
+            raise RunFailed(
+                f"{customer.name}/{resource.name}: rustic snapshots failed: {_last(done)}"
+            )
+        return rustic.parse_snapshots(done.stdout)
+
+    def restore(self, customer: Customer, resource: Resource, target: Path, snapshot: str) -> None:
+        """Restore `snapshot` of `resource` so its files land directly in `target`.
+
+        Raises RunFailed if `target` is not empty or rustic fails.
+        """
+        target = target.absolute()
+        if target.exists() and (not target.is_dir() or any(target.iterdir())):
+            raise RunFailed(f"--target {target}: must be an empty directory or not exist yet")
+        if not self.snapshots(customer, resource):
+            raise RunFailed(f"{customer.name}/{resource.name}: no snapshot to restore yet")
+        target.mkdir(parents=True, exist_ok=True)
+        argv = rustic.restore_args(COLD, snapshot, resource.path, RESTORE_TARGET)
+        done = self._run(
+            customer,
+            resource,
+            Kind.RESTORE,
+            datetime.now(UTC),
+            argv,
+            (Mount(target, RESTORE_TARGET, read_only=False),),
+            timeout=None,
+        )
+        if done.exit_code != 0:
+            raise RunFailed(f"{customer.name}/{resource.name}: restore failed: {_last(done)}")
+
+    def check(self, customer: Customer, resource: Resource, read_data: bool) -> str:
+        """Run `rustic check`; return its report, raise RunFailed if it finds a problem."""
+        done = self._run(
+            customer,
+            resource,
+            Kind.CHECK,
+            datetime.now(UTC),
+            rustic.check_args(COLD, read_data),
+            (),
+            timeout=None,
+        )
+        if done.exit_code != 0 or "[ERROR]" in done.stderr or "[WARN]" in done.stderr:
+            raise RunFailed(f"{customer.name}/{resource.name}: check failed: {_last(done)}")
+        return done.stderr
+
+    def _run(
+        self,
+        customer: Customer,
+        resource: Resource,
+        kind: Kind,
+        scheduled_for: datetime,
+        argv: list[str],
+        extra: tuple[Mount, ...],
+        timeout: float | None,
+    ) -> Finished:
+        storage = job_storage(self.settings, customer.name, resource.name)
+        for directory in (storage.hot, storage.cache, storage.cold):
+            if directory is not None:
+                directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        password = resolve(customer.repo_password, "REPO_PASSWORD")
+        name = container_name(customer.name, resource.name, kind, scheduled_for)
+        with secret_files(
+            secrets_dir(self.settings), name, {rustic.PASSWORD_FILE: password}
+        ) as secrets:
+            spec = ContainerSpec(
+                name=name,
+                image=self.settings.WORKER_IMAGE,
+                command=tuple(argv),
+                labels=labels(customer.name, resource.name, kind, scheduled_for),
+                mounts=repo_mounts(storage, secrets) + extra,
+            )
+            return self.runtime.run(spec, timeout)
+
+
+def _last(done: Finished) -> str:
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    return lines[-1].strip()[:300] if lines else f"exit code {done.exit_code}"

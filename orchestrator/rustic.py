@@ -1,0 +1,229 @@
+"""rustic command lines and the judgement of what rustic printed, as pure functions."""
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from orchestrator.worker import CACHE, HOT, SECRETS
+
+PASSWORD_FILE = "repo-password"
+
+
+class Result(StrEnum):
+    SUCCESS = "success"
+    FAILURE = "failure"
+    TIMEOUT = "timeout"
+
+
+class Reason(StrEnum):
+    """Why a run failed: a small closed set, used as a metric label."""
+
+    NONE = ""
+    SOURCE_MISSING = "source_missing"
+    SOURCE_UNREADABLE = "source_unreadable"
+    REPOSITORY = "repository"
+    INTERRUPTED = "interrupted"
+    TIMEOUT = "timeout"
+    FORGET = "forget"
+    SECRETS = "secrets"
+    RUNTIME = "runtime"
+    UNSUPPORTED = "unsupported"
+    RUSTIC = "rustic"
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What a backup wrote, from the snapshot rustic printed."""
+
+    snapshot_id: str
+    time: str
+    files_new: int
+    files_changed: int
+    files_unmodified: int
+    data_added: int
+    bytes_processed: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    result: Result
+    reason: Reason
+    message: str
+    summary: Summary | None = None
+
+
+def global_args(repository: str) -> list[str]:
+    """Return the options every rustic command of a job starts with."""
+    return [
+        "--repository",
+        repository,
+        "--repo-hot",
+        HOT,
+        "--password-file",
+        f"{SECRETS}/{PASSWORD_FILE}",
+        "--cache-dir",
+        CACHE,
+        "--no-progress",
+    ]
+
+
+def backup_args(repository: str, host: str, path: str, excludes: tuple[str, ...]) -> list[str]:
+    """Return the argv of a backup of `path`, recorded under that path and `host`."""
+    globs = [arg for pattern in excludes for arg in ("--glob", f"!{pattern}")]
+    return [
+        *global_args(repository),
+        "backup",
+        "--init",
+        "--json",
+        "--host",
+        host,
+        *globs,
+        "--",
+        path,
+    ]
+
+
+def forget_args(repository: str, keep: tuple[tuple[str, int], ...]) -> list[str]:
+    """Return the argv of `forget --prune` with the customer's KEEP_* values."""
+    policy = [arg for key, n in keep for arg in ("--" + key.lower().replace("_", "-"), str(n))]
+    return [*global_args(repository), "forget", "--prune", *policy]
+
+
+def snapshots_args(repository: str) -> list[str]:
+    return [*global_args(repository), "snapshots", "--json"]
+
+
+def restore_args(repository: str, snapshot: str, path: str, target: str) -> list[str]:
+    """Return the argv that restores `path` of `snapshot` so its contents land in `target`."""
+    return [*global_args(repository), "restore", f"{snapshot}:{path}", target]
+
+
+def check_args(repository: str, read_data: bool) -> list[str]:
+    return [*global_args(repository), "check", *(["--read-data"] if read_data else [])]
+
+
+# rustic reports a file it could not read as a warning and still exits 0; such a
+# snapshot silently lacks data, so any of these makes the run a failure.
+_UNREADABLE = re.compile(
+    r"(permission denied|error reading|failed to read|unreadable|"
+    r"error backing up|os error \d+)",
+    re.IGNORECASE,
+)
+_REPOSITORY = re.compile(r"(wrong password|no suitable key|repository|password)", re.IGNORECASE)
+
+
+def judge_backup(exit_code: int, stdout: str, stderr: str) -> Outcome:
+    """Judge a finished backup: success needs exit 0, a snapshot on stdout and no warnings."""
+    warnings = [line for line in stderr.splitlines() if _is_warning(line)]
+    if exit_code != 0:
+        reason = (
+            Reason.REPOSITORY
+            if any(_REPOSITORY.search(w) for w in _errors(stderr))
+            else Reason.RUSTIC
+        )
+        if exit_code >= 128:
+            reason = Reason.INTERRUPTED
+        return Outcome(Result.FAILURE, reason, f"rustic exited {exit_code}: {_last(stderr)}")
+    summary = parse_snapshot(stdout)
+    if summary is None:
+        # rustic exits 0 after SIGTERM without writing a snapshot.
+        return Outcome(
+            Result.FAILURE, Reason.INTERRUPTED, "rustic wrote no snapshot: " + _last(stderr)
+        )
+    if any(_UNREADABLE.search(w) for w in warnings):
+        count = sum(1 for w in warnings if _UNREADABLE.search(w))
+        return Outcome(
+            Result.FAILURE,
+            Reason.SOURCE_UNREADABLE,
+            f"{count} file(s) could not be read, snapshot {summary.snapshot_id} is "
+            f"incomplete: {_last(chr(10).join(warnings))}",
+            summary,
+        )
+    return Outcome(Result.SUCCESS, Reason.NONE, f"snapshot {summary.snapshot_id}", summary)
+
+
+def parse_snapshot(stdout: str) -> Summary | None:
+    """Return the summary of the snapshot JSON `backup --json` printed, or None."""
+    data = _json(stdout)
+    if not isinstance(data, dict) or "id" not in data:
+        return None
+    summary = data.get("summary") or {}
+    return Summary(
+        snapshot_id=str(data["id"]),
+        time=str(data.get("time", "")),
+        files_new=int(summary.get("files_new", 0)),
+        files_changed=int(summary.get("files_changed", 0)),
+        files_unmodified=int(summary.get("files_unmodified", 0)),
+        data_added=int(summary.get("data_added", 0)),
+        bytes_processed=int(summary.get("total_bytes_processed", 0)),
+    )
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    id: str
+    time: datetime
+    paths: tuple[str, ...]
+    host: str
+
+
+def parse_snapshots(stdout: str) -> list[SnapshotInfo]:
+    """Return the snapshots `snapshots --json` printed, oldest first.
+
+    rustic groups its output ([[group, [snapshot, ...]], ...]); a flat list is accepted too.
+    """
+    data = _json(stdout)
+    found: list[dict[str, Any]] = []
+
+    def collect(node: Any) -> None:
+        if isinstance(node, dict) and "id" in node and "time" in node:
+            found.append(node)
+        elif isinstance(node, dict):
+            for value in node.values():
+                collect(value)
+        elif isinstance(node, list):
+            for value in node:
+                collect(value)
+
+    collect(data)
+    snapshots = [
+        SnapshotInfo(
+            str(s["id"]),
+            datetime.fromisoformat(str(s["time"])),
+            tuple(s.get("paths", ())),
+            str(s.get("hostname", "")),
+        )
+        for s in found
+    ]
+    return sorted(snapshots, key=lambda s: s.time)
+
+
+def _json(text: str) -> Any:
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        # Tolerate a stray line before the JSON document.
+        start = min((i for i in (text.find("{"), text.find("[")) if i >= 0), default=-1)
+        try:
+            return json.loads(text[start:]) if start >= 0 else None
+        except json.JSONDecodeError:
+            return None
+
+
+def _is_warning(line: str) -> bool:
+    return "[WARN]" in line or "[ERROR]" in line or line.startswith(("WARN", "ERROR"))
+
+
+def _errors(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if "error" in line.lower()]
+
+
+def _last(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:300] if lines else "(no output)"

@@ -1,0 +1,36 @@
+"""Cron schedules (the only module that imports croniter), computed in the customer's zone."""
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import CroniterBadCronError, croniter
+
+
+def check_cron(expression: str) -> None:
+    """Raise ValueError if `expression` is not a 5- or 6-field cron expression."""
+    fields = expression.split()
+    if len(fields) not in (5, 6):
+        raise ValueError("expected 5 cron fields (or 6, the last being seconds)")
+    try:
+        croniter(expression, datetime(2000, 1, 1, tzinfo=UTC), hash_id=b"check")
+    except (CroniterBadCronError, ValueError, KeyError) as exc:
+        raise ValueError(f"not a valid cron expression ({exc})") from None
+
+
+def check_timezone(name: str) -> None:
+    """Raise ValueError if `name` is not an IANA time zone."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("not an IANA time zone such as UTC or Europe/Berlin") from None
+
+
+def next_fire(expression: str, timezone: str, after: datetime, hash_id: str = "") -> datetime:
+    """Return the first time strictly after `after` that `expression` names, in UTC.
+
+    The expression is read in `timezone` (DST-aware); `hash_id` spreads `H` fields.
+    """
+    local = after.astimezone(ZoneInfo(timezone))
+    it = croniter(expression, local, hash_id=hash_id.encode() or None)
+    fire: datetime = it.get_next(datetime)
+    return fire.astimezone(UTC)

@@ -1,0 +1,95 @@
+"""Global settings: `UNSTOPPABLE_*` variables over the file named by `UNSTOPPABLE_CONFIG`."""
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from orchestrator import __version__
+from orchestrator.durations import parse_duration
+from orchestrator.errors import ConfigError
+
+DEFAULT_CONFIG = Path("/etc/unstoppable/unstoppable.env")
+
+
+class Settings(BaseSettings):
+    """The daemon's and CLI's settings; frozen once loaded."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="UNSTOPPABLE_", extra="forbid", frozen=True, case_sensitive=True
+    )
+
+    CUSTOMERS_DIR: Path = Path("/etc/unstoppable/customers.d")
+    DATA_DIR: Path = Path("/var/lib/unstoppable")
+    COLD_BACKEND: Literal["local", "s3"] = "local"
+    S3_ENDPOINT: str | None = None
+    S3_REGION: str = "us-east-1"
+    S3_ACCESS_KEY_ID: str | None = None
+    S3_SECRET_ACCESS_KEY: SecretStr | None = None
+    S3_BUCKET_PREFIX: str = ""
+    WORKER_IMAGE: str = f"unstoppable-worker:{__version__}"
+    METRICS_LISTEN: str = "127.0.0.1:9819"
+    MAX_PARALLEL: int = Field(default=4, ge=1, le=1000)
+    JOB_TIMEOUT: str = "12h"
+    CATCH_UP: Literal["once", "never"] = "once"
+    INFISICAL_HOST: str | None = None
+    INFISICAL_CLIENT_ID: str | None = None
+    INFISICAL_CLIENT_SECRET: SecretStr | None = None
+    INFISICAL_PROJECT_ID: str | None = None
+    INFISICAL_ENVIRONMENT: str = "prod"
+
+    @field_validator("JOB_TIMEOUT")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @field_validator("CUSTOMERS_DIR", "DATA_DIR")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        if not value.is_absolute():
+            raise ValueError("must be an absolute path")
+        return value
+
+    @property
+    def job_timeout_seconds(self) -> int:
+        """Return JOB_TIMEOUT in seconds."""
+        return parse_duration(self.JOB_TIMEOUT)
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Load the settings from `environ` (default: the process) and its config file.
+
+    Raises ConfigError naming the file and key of every problem.
+    """
+    env = dict(os.environ if environ is None else environ)
+    path = Path(env.get("UNSTOPPABLE_CONFIG", str(DEFAULT_CONFIG)))
+    source = str(path) if path.is_file() else "environment"
+    overrides = {
+        k: v for k, v in env.items() if k.startswith("UNSTOPPABLE_") and k != "UNSTOPPABLE_CONFIG"
+    }
+    try:
+        file_values = _read_global_file(path) if path.is_file() else {}
+        merged = {**file_values, **overrides}
+        unknown = sorted(
+            k for k in merged if k.removeprefix("UNSTOPPABLE_") not in Settings.model_fields
+        )
+        if unknown:
+            raise ConfigError([f"{source}: {k}: unknown setting" for k in unknown])
+        values = {k.removeprefix("UNSTOPPABLE_"): v for k, v in merged.items()}
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        raise ConfigError(
+            [
+                f"{source}: UNSTOPPABLE_{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                for e in exc.errors()
+            ]
+        ) from None
+
+
+def _read_global_file(path: Path) -> dict[str, str]:
+    from orchestrator.dotenv import parse_dotenv
+
+    return {key: value for key, (value, _line) in parse_dotenv(path).items()}

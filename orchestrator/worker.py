@@ -1,0 +1,88 @@
+"""Worker container specs: labels, names, mounts and argv of one run, as plain data."""
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+
+from orchestrator.storage import JobStorage
+
+# Fixed paths inside every worker; the host paths behind them vary per job.
+HOT = "/repo/hot"
+COLD = "/repo/cold"
+CACHE = "/cache"
+SECRETS = "/run/unstoppable/secrets"
+RESTORE_TARGET = "/restore"
+
+
+class Kind(StrEnum):
+    BACKUP = "backup"
+    FORGET = "forget"
+    RESTORE = "restore"
+    SNAPSHOTS = "snapshots"
+    CHECK = "check"
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: Path
+    target: str
+    read_only: bool = True
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """Everything needed to start one worker; nothing in it is secret."""
+
+    name: str
+    image: str
+    command: tuple[str, ...]
+    labels: tuple[tuple[str, str], ...]
+    mounts: tuple[Mount, ...]
+    network_mode: str = "host"
+    cap_add: tuple[str, ...] = ()
+    devices: tuple[str, ...] = ()
+
+
+def job_id(customer: str, resource: str) -> str:
+    """Return the `unstoppable.job` label value of a customer × resource."""
+    return f"{customer}/{resource}"
+
+
+def labels(
+    customer: str, resource: str, kind: Kind, scheduled_for: datetime
+) -> tuple[tuple[str, str], ...]:
+    """Return the labels DESIGN.md fixes for a worker container."""
+    return (
+        ("unstoppable.managed", "true"),
+        ("unstoppable.customer", customer),
+        ("unstoppable.resource", resource),
+        ("unstoppable.job", job_id(customer, resource)),
+        ("unstoppable.kind", kind.value),
+        ("unstoppable.scheduled-for", scheduled_for.strftime("%Y-%m-%dT%H:%M:%SZ")),
+    )
+
+
+def container_name(customer: str, resource: str, kind: Kind, scheduled_for: datetime) -> str:
+    """Return the worker's name.
+
+    Every kind that writes to or reads data from the repository shares one name per job, so
+    Docker itself refuses a second one while the first exists: a race-free mutex. Listing
+    snapshots is read-only and short, so it gets a name of its own.
+    """
+    base = f"unstoppable-{customer}-{resource}"
+    if kind is Kind.SNAPSHOTS:
+        return f"{base}-snapshots-{scheduled_for.strftime('%Y%m%dT%H%M%S%fZ')}"
+    return base
+
+
+def repo_mounts(storage: JobStorage, secrets: Path) -> tuple[Mount, ...]:
+    """Return the mounts every rustic command needs: repositories, cache and secrets."""
+    mounts = [
+        Mount(storage.hot, HOT, read_only=False),
+        Mount(storage.cache, CACHE, read_only=False),
+        Mount(secrets, SECRETS, read_only=True),
+    ]
+    if storage.cold is not None:
+        mounts.append(Mount(storage.cold, COLD, read_only=False))
+    return tuple(mounts)
