@@ -1,0 +1,29 @@
+# Developer commands (DESIGN.md). `make test` is what CI runs.
+SHELL := /bin/bash
+VENV := .venv/bin
+
+.PHONY: provision test lint unit demo bench clean
+
+provision:
+	bash scripts/provision.sh
+
+lint:
+	$(VENV)/ruff check orchestrator tests bench
+	$(VENV)/ruff format --check orchestrator tests bench
+	$(VENV)/mypy
+
+test: provision lint
+	$(VENV)/pytest
+
+# Only the pure tests: no Docker, no rustic; seconds.
+unit:
+	$(VENV)/pytest -m "not docker"
+
+demo: provision
+	bash scripts/demo.sh
+
+bench: provision
+	bash bench/local-overhead.sh
+
+clean:
+	rm -rf .venv .tools worker-image/dist/rustic

@@ -1,0 +1,136 @@
+"""Customer files: each broken one gets its own clear message; valid ones load exactly."""
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator.customer import SourceType, load_customer, load_customers
+from orchestrator.errors import ConfigError
+
+SECRET = "s3cr3t-Value-Never-Printed"
+VALID = f"""
+# a comment
+SCHEDULE="0 * * * *"
+TIMEZONE=Europe/Berlin
+REPO_PASSWORD={SECRET}
+KEEP_DAILY=14
+RESOURCES=website,db-dumps
+WEBSITE_TYPE=local
+WEBSITE_PATH=/srv/acme/www
+DB_DUMPS_TYPE=local
+DB_DUMPS_PATH="/srv/acme/dumps with space"
+DB_DUMPS_SCHEDULE="*/15 * * * *"   # override
+DB_DUMPS_EXCLUDE="*.tmp, cache/"
+"""
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_valid_customer_loads_every_key(tmp_path: Path) -> None:
+    customer = load_customer(write(tmp_path, "acme.env", VALID))
+    assert customer.name == "acme"
+    assert customer.timezone == "Europe/Berlin"
+    assert customer.repo_password.literal is not None
+    assert customer.repo_password.literal.get_secret_value() == SECRET
+    assert customer.keep == (("KEEP_DAILY", 14),)
+    web, dumps = customer.resources
+    assert (web.name, web.type, web.path, web.schedule) == (
+        "website", SourceType.LOCAL, "/srv/acme/www", "0 * * * *")
+    assert dumps.path == "/srv/acme/dumps with space"
+    assert dumps.schedule == "*/15 * * * *"
+    assert dumps.excludes == ("*.tmp", "cache/")
+    assert SECRET not in repr(customer)
+
+
+def test_daemon_environment_never_leaks_into_a_customer(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REPO_PASSWORD", "from-env")
+    monkeypatch.setenv("TIMEZONE", "Asia/Tokyo")
+    text = VALID.replace(f"REPO_PASSWORD={SECRET}\n", "").replace("TIMEZONE=Europe/Berlin\n", "")
+    with pytest.raises(ConfigError) as err:
+        load_customer(write(tmp_path, "acme.env", text))
+    assert err.value.problems == [f"{tmp_path}/acme.env: REPO_PASSWORD: required (a literal or infisical:NAME)"]
+
+
+def test_infisical_references_parse(tmp_path: Path) -> None:
+    text = VALID.replace(f"REPO_PASSWORD={SECRET}", "REPO_PASSWORD=infisical:/shared/ACME_PW")
+    customer = load_customer(write(tmp_path, "acme.env", text))
+    assert customer.repo_password.infisical == "/shared/ACME_PW"
+    assert customer.repo_password.literal is None
+
+
+BASE = f"REPO_PASSWORD={SECRET}\nSCHEDULE=\"0 * * * *\"\nRESOURCES=web\nWEB_TYPE=local\nWEB_PATH=/srv/web\n"
+
+# (file name, text, the key the single problem must name, words the message must hold)
+BROKEN = [
+    ("bad-cron.env", BASE.replace('"0 * * * *"', '"61 * * * *"'), "SCHEDULE", "cron"),
+    ("few-fields.env", BASE.replace('"0 * * * *"', '"0 * *"'), "SCHEDULE", "5 cron fields"),
+    ("unknown-key.env", BASE + "COLOUR=blue\n", "COLOUR", "unknown key"),
+    ("no-password.env", BASE.replace(f"REPO_PASSWORD={SECRET}\n", ""), "REPO_PASSWORD", "required"),
+    ("Upper.env", BASE, "file name", "customer name"),
+    ("ab.env", BASE, "file name", "3-63 characters"),
+    ("dotdot.env", BASE.replace("RESOURCES=web", "RESOURCES=web,../etc"), "RESOURCES", "'../etc'"),
+    ("upper-res.env", BASE.replace("RESOURCES=web", "RESOURCES=web,Docs"), "RESOURCES", "'Docs'"),
+    ("unknown-type.env", BASE.replace("WEB_TYPE=local", "WEB_TYPE=nfs"), "WEB_TYPE", "one of local"),
+    ("no-type.env", BASE.replace("WEB_TYPE=local\n", ""), "WEB_TYPE", "required"),
+    ("relative.env", BASE.replace("/srv/web", "srv/web"), "WEB_PATH", "absolute"),
+    ("dotdot-path.env", BASE.replace("/srv/web", "/srv/../etc"), "WEB_PATH", "'..'"),
+    ("no-path.env", BASE.replace("WEB_PATH=/srv/web\n", ""), "WEB_PATH", "required for TYPE=local"),
+    ("dup-res.env", BASE.replace("RESOURCES=web", "RESOURCES=web,web"), "RESOURCES", "listed twice"),
+    ("bad-tz.env", BASE + "TIMEZONE=Mars/Olympus\n", "TIMEZONE", "IANA"),
+    ("bad-keep.env", BASE + "KEEP_DAILY=-1\n", "KEEP_DAILY", "whole number"),
+    ("twice.env", BASE + "WEB_PATH=/srv/other\n", "WEB_PATH", "set twice"),
+    ("garbage.env", BASE + "this is not a key\n", "line 6", "KEY=value"),
+    ("quote.env", BASE + 'WEB_EXCLUDE="*.tmp\n', "WEB_EXCLUDE", "unterminated quote"),
+    ("no-schedule.env", BASE.replace('SCHEDULE="0 * * * *"\n', ""), "WEB_SCHEDULE", "required"),
+    ("empty-res.env", BASE.split("RESOURCES")[0] + "RESOURCES=\n", "RESOURCES", "required"),
+    ("other-res.env", BASE + "DOCS_PATH=/srv/docs\n", "DOCS_PATH", "unknown key"),
+    ("wrong-type-key.env", BASE + "WEB_HOST=ftp.example\n", "WEB_HOST", "not used by TYPE=local"),
+    ("ftps-host.env", BASE.replace("WEB_TYPE=local", "WEB_TYPE=ftps")
+     + f"WEB_USER=u\nWEB_PASSWORD={SECRET}\n", "WEB_HOST", "required for TYPE=ftps"),
+    ("ftps-port.env", BASE.replace("WEB_TYPE=local", "WEB_TYPE=ftps")
+     + f"WEB_HOST=h\nWEB_USER=u\nWEB_PASSWORD={SECRET}\nWEB_PORT=99999\n", "WEB_PORT", "port"),
+    ("ftps-fp.env", BASE.replace("WEB_TYPE=local", "WEB_TYPE=ftps")
+     + f"WEB_HOST=h\nWEB_USER=u\nWEB_PASSWORD={SECRET}\nWEB_TLS_FINGERPRINT=AB:CD\n",
+     "WEB_TLS_FINGERPRINT", "sha256:"),
+    ("sftp-hostkey.env", BASE.replace("WEB_TYPE=local", "WEB_TYPE=sftp")
+     + f"WEB_HOST=h\nWEB_USER=u\nWEB_PASSWORD={SECRET}\n", "WEB_HOST_KEY", "required"),
+    ("bad-infisical.env", BASE.replace(f"REPO_PASSWORD={SECRET}", "REPO_PASSWORD=infisical:"),
+     "REPO_PASSWORD", "infisical:NAME"),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "key", "words"), BROKEN, ids=[b[0] for b in BROKEN])
+def test_each_broken_file_names_its_key(tmp_path: Path, name: str, text: str, key: str,
+                                        words: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_customer(write(tmp_path, name, text))
+    assert len(err.value.problems) == 1, err.value.problems
+    problem = err.value.problems[0]
+    assert problem.startswith(f"{tmp_path}/{name}: {key}: "), problem
+    assert words in problem
+    assert SECRET not in problem
+
+
+def test_one_broken_file_never_hides_the_others(tmp_path: Path) -> None:
+    for name, text, _key, _words in BROKEN:
+        write(tmp_path, name, text)
+    write(tmp_path, "good-one.env", BASE)
+    write(tmp_path, "example.env.sample", "not even a dotenv file")
+    customers = load_customers(tmp_path)
+    assert [c.name for c in customers.valid] == ["good-one"]
+    assert len(customers.problems) == len(BROKEN)
+    assert "good-one" not in customers.invalid
+    with pytest.raises(ConfigError) as err:
+        customers.get("bad-cron")
+    assert "SCHEDULE" in err.value.problems[0]
+
+
+def test_ambiguous_resource_prefix_is_resolved_by_known_keys(tmp_path: Path) -> None:
+    text = BASE.replace("RESOURCES=web", "RESOURCES=web,web-tls") + "WEB_TLS_TYPE=local\nWEB_TLS_PATH=/x\n"
+    customer = load_customer(write(tmp_path, "acme.env", text))
+    assert [r.path for r in customer.resources] == ["/srv/web", "/x"]

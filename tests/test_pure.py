@@ -1,0 +1,142 @@
+"""Table-driven tests of the pure pieces: durations, schedules, labels, rustic argv and output."""
+
+import json
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from orchestrator.customer import load_customer
+from orchestrator.durations import parse_duration
+from orchestrator.errors import ConfigError
+from orchestrator.rustic import Reason, Result, backup_args, forget_args, judge_backup, parse_snapshots
+from orchestrator.schedule import next_fire
+from orchestrator.settings import load_settings
+from orchestrator.worker import Kind, container_name, labels
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("90s", 90), ("15m", 900), ("12h", 43200), ("1h30m", 5400), ("2d", 172800), ("45", 45),
+])
+def test_durations(text: str, seconds: int) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "h", "1x", "1h 30m", "0s", "-5m", "1.5h"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize(("cron", "tz", "after", "expected"), [
+    ("0 * * * *", "UTC", "2026-11-26T05:40:00", "2026-11-26T06:00:00"),
+    ("0 3 * * *", "Europe/Berlin", "2026-11-26T05:40:00", "2026-11-27T02:00:00"),
+    ("* * * * * */5", "UTC", "2026-11-26T05:40:02", "2026-11-26T05:40:05"),
+    # 02:30 does not exist in Berlin on 2026-03-29 (02:00 -> 03:00): it runs at 03:00 CEST.
+    ("30 2 * * *", "Europe/Berlin", "2026-03-28T12:00:00", "2026-03-29T01:00:00"),
+])
+def test_next_fire_is_utc_and_zone_aware(cron: str, tz: str, after: str, expected: str) -> None:
+    start = datetime.fromisoformat(after).replace(tzinfo=UTC)
+    fire = next_fire(cron, tz, start)
+    assert fire.tzinfo is not None and fire.utcoffset() is not None
+    assert fire.utcoffset().total_seconds() == 0  # type: ignore[union-attr]
+    assert fire.replace(tzinfo=None) >= datetime.fromisoformat(after)
+    assert fire == datetime.fromisoformat(expected).replace(tzinfo=UTC)
+
+
+def test_labels_and_names_follow_design() -> None:
+    when = datetime(2026, 11, 26, 5, 40, tzinfo=UTC)
+    assert dict(labels("acme", "web", Kind.BACKUP, when)) == {
+        "unstoppable.managed": "true",
+        "unstoppable.customer": "acme",
+        "unstoppable.resource": "web",
+        "unstoppable.job": "acme/web",
+        "unstoppable.kind": "backup",
+        "unstoppable.scheduled-for": "2026-11-26T05:40:00Z",
+    }
+    # Every kind that touches the repository shares the job's name: Docker is the mutex.
+    assert container_name("acme", "web", Kind.BACKUP, when) == "unstoppable-acme-web"
+    assert container_name("acme", "web", Kind.RESTORE, when) == "unstoppable-acme-web"
+    assert container_name("acme", "web", Kind.SNAPSHOTS, when) != "unstoppable-acme-web"
+
+
+def test_backup_argv_records_the_real_path_and_host() -> None:
+    argv = backup_args("/repo/cold", "acme", "/srv/a b/-x", ("*.tmp", "cache/"))
+    assert argv[-2:] == ["--", "/srv/a b/-x"]
+    assert argv[argv.index("--host") + 1] == "acme"
+    assert ["--glob", "!*.tmp", "--glob", "!cache/"] == argv[argv.index("--glob"):argv.index("--glob") + 4]
+    assert "--password-file" in argv and "--json" in argv and "--init" in argv
+
+
+def test_forget_argv_maps_keep_keys() -> None:
+    argv = forget_args("/repo/cold", (("KEEP_DAILY", 14), ("KEEP_LAST", 3)))
+    assert argv[argv.index("forget"):] == ["forget", "--prune", "--keep-daily", "14", "--keep-last", "3"]
+
+
+SNAPSHOT = json.dumps({"id": "abc123", "time": "2026-11-26T05:40:00Z",
+                       "summary": {"files_new": 3, "files_changed": 1, "data_added": 42,
+                                   "total_bytes_processed": 1000}})
+
+
+@pytest.mark.parametrize(("code", "stdout", "stderr", "result", "reason"), [
+    (0, SNAPSHOT, "[INFO] done\n", Result.SUCCESS, Reason.NONE),
+    (0, SNAPSHOT, "[WARN] error reading /src/secret: Permission denied (os error 13)\n",
+     Result.FAILURE, Reason.SOURCE_UNREADABLE),
+    (0, "", "[INFO] received SIGTERM\n", Result.FAILURE, Reason.INTERRUPTED),
+    (1, "", "[ERROR] no suitable key found!\n", Result.FAILURE, Reason.REPOSITORY),
+    (137, "", "", Result.FAILURE, Reason.INTERRUPTED),
+    (1, "", "[ERROR] something else broke\n", Result.FAILURE, Reason.RUSTIC),
+])
+def test_judge_backup(code: int, stdout: str, stderr: str, result: Result, reason: Reason) -> None:
+    outcome = judge_backup(code, stdout, stderr)
+    assert (outcome.result, outcome.reason) == (result, reason)
+
+
+def test_successful_backup_carries_its_summary() -> None:
+    summary = judge_backup(0, SNAPSHOT, "").summary
+    assert summary is not None
+    assert (summary.snapshot_id, summary.files_new, summary.data_added) == ("abc123", 3, 42)
+
+
+def test_parse_grouped_snapshots_oldest_first() -> None:
+    grouped = [[{"hostname": "acme"}, [
+        {"id": "b", "time": "2026-11-26T06:00:00+00:00", "paths": ["/src"], "hostname": "acme"},
+        {"id": "a", "time": "2026-11-26T05:00:00+00:00", "paths": ["/src"], "hostname": "acme"},
+    ]]]
+    assert [s.id for s in parse_snapshots(json.dumps(grouped))] == ["a", "b"]
+
+
+def test_settings_environment_overrides_file(tmp_path: Path) -> None:
+    config = tmp_path / "unstoppable.env"
+    config.write_text("UNSTOPPABLE_MAX_PARALLEL=2\nUNSTOPPABLE_DATA_DIR=/srv/data\n")
+    settings = load_settings({"UNSTOPPABLE_CONFIG": str(config), "UNSTOPPABLE_MAX_PARALLEL": "8"})
+    assert (settings.MAX_PARALLEL, settings.DATA_DIR) == (8, Path("/srv/data"))
+    assert settings.job_timeout_seconds == 12 * 3600
+
+
+def test_settings_defaults_without_a_file(tmp_path: Path) -> None:
+    settings = load_settings({"UNSTOPPABLE_CONFIG": str(tmp_path / "missing.env")})
+    assert settings.CUSTOMERS_DIR == Path("/etc/unstoppable/customers.d")
+    assert settings.COLD_BACKEND == "local" and settings.CATCH_UP == "once"
+
+
+@pytest.mark.parametrize(("env", "key"), [
+    ({"UNSTOPPABLE_MAX_PARALEL": "3"}, "UNSTOPPABLE_MAX_PARALEL: unknown setting"),
+    ({"UNSTOPPABLE_MAX_PARALLEL": "0"}, "UNSTOPPABLE_MAX_PARALLEL: "),
+    ({"UNSTOPPABLE_JOB_TIMEOUT": "soon"}, "UNSTOPPABLE_JOB_TIMEOUT: "),
+    ({"UNSTOPPABLE_COLD_BACKEND": "tape"}, "UNSTOPPABLE_COLD_BACKEND: "),
+    ({"UNSTOPPABLE_DATA_DIR": "relative"}, "UNSTOPPABLE_DATA_DIR: "),
+])
+def test_bad_settings_name_the_key(tmp_path: Path, env: dict[str, str], key: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings({"UNSTOPPABLE_CONFIG": str(tmp_path / "none"), **env})
+    assert key in err.value.problems[0]
+
+
+def test_shipped_sample_documents_a_valid_customer(tmp_path: Path) -> None:
+    shutil.copy(ROOT / "customers.d" / "example.env.sample", tmp_path / "acme.env")
+    customer = load_customer(tmp_path / "acme.env")
+    assert [r.name for r in customer.resources] == ["website", "dumps"]
