@@ -23,7 +23,7 @@ demo: provision
 	bash scripts/demo.sh
 
 bench: provision
-	bash bench/local-overhead.sh
+	$(VENV)/python bench/local_overhead.py
 
 clean:
 	rm -rf .venv .tools worker-image/dist/rustic

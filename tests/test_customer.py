@@ -39,21 +39,28 @@ def test_valid_customer_loads_every_key(tmp_path: Path) -> None:
     assert customer.keep == (("KEEP_DAILY", 14),)
     web, dumps = customer.resources
     assert (web.name, web.type, web.path, web.schedule) == (
-        "website", SourceType.LOCAL, "/srv/acme/www", "0 * * * *")
+        "website",
+        SourceType.LOCAL,
+        "/srv/acme/www",
+        "0 * * * *",
+    )
     assert dumps.path == "/srv/acme/dumps with space"
     assert dumps.schedule == "*/15 * * * *"
     assert dumps.excludes == ("*.tmp", "cache/")
     assert SECRET not in repr(customer)
 
 
-def test_daemon_environment_never_leaks_into_a_customer(tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_daemon_environment_never_leaks_into_a_customer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("REPO_PASSWORD", "from-env")
     monkeypatch.setenv("TIMEZONE", "Asia/Tokyo")
     text = VALID.replace(f"REPO_PASSWORD={SECRET}\n", "").replace("TIMEZONE=Europe/Berlin\n", "")
     with pytest.raises(ConfigError) as err:
         load_customer(write(tmp_path, "acme.env", text))
-    assert err.value.problems == [f"{tmp_path}/acme.env: REPO_PASSWORD: required (a literal or infisical:NAME)"]
+    assert err.value.problems == [
+        f"{tmp_path}/acme.env: REPO_PASSWORD: required (a literal or infisical:NAME)"
+    ]
 
 
 def test_infisical_references_parse(tmp_path: Path) -> None:
@@ -63,7 +70,7 @@ def test_infisical_references_parse(tmp_path: Path) -> None:
     assert customer.repo_password.literal is None
 
 
-BASE = f"REPO_PASSWORD={SECRET}\nSCHEDULE=\"0 * * * *\"\nRESOURCES=web\nWEB_TYPE=local\nWEB_PATH=/srv/web\n"
+BASE = f'REPO_PASSWORD={SECRET}\nSCHEDULE="0 * * * *"\nRESOURCES=web\nWEB_TYPE=local\nWEB_PATH=/srv/web\n'
 
 # (file name, text, the key the single problem must name, words the message must hold)
 BROKEN = [
@@ -75,12 +82,22 @@ BROKEN = [
     ("ab.env", BASE, "file name", "3-63 characters"),
     ("dotdot.env", BASE.replace("RESOURCES=web", "RESOURCES=web,../etc"), "RESOURCES", "'../etc'"),
     ("upper-res.env", BASE.replace("RESOURCES=web", "RESOURCES=web,Docs"), "RESOURCES", "'Docs'"),
-    ("unknown-type.env", BASE.replace("WEB_TYPE=local", "WEB_TYPE=nfs"), "WEB_TYPE", "one of local"),
+    (
+        "unknown-type.env",
+        BASE.replace("WEB_TYPE=local", "WEB_TYPE=nfs"),
+        "WEB_TYPE",
+        "one of local",
+    ),
     ("no-type.env", BASE.replace("WEB_TYPE=local\n", ""), "WEB_TYPE", "required"),
     ("relative.env", BASE.replace("/srv/web", "srv/web"), "WEB_PATH", "absolute"),
     ("dotdot-path.env", BASE.replace("/srv/web", "/srv/../etc"), "WEB_PATH", "'..'"),
     ("no-path.env", BASE.replace("WEB_PATH=/srv/web\n", ""), "WEB_PATH", "required for TYPE=local"),
-    ("dup-res.env", BASE.replace("RESOURCES=web", "RESOURCES=web,web"), "RESOURCES", "listed twice"),
+    (
+        "dup-res.env",
+        BASE.replace("RESOURCES=web", "RESOURCES=web,web"),
+        "RESOURCES",
+        "listed twice",
+    ),
     ("bad-tz.env", BASE + "TIMEZONE=Mars/Olympus\n", "TIMEZONE", "IANA"),
     ("bad-keep.env", BASE + "KEEP_DAILY=-1\n", "KEEP_DAILY", "whole number"),
     ("twice.env", BASE + "WEB_PATH=/srv/other\n", "WEB_PATH", "set twice"),
@@ -90,23 +107,46 @@ BROKEN = [
     ("empty-res.env", BASE.split("RESOURCES")[0] + "RESOURCES=\n", "RESOURCES", "required"),
     ("other-res.env", BASE + "DOCS_PATH=/srv/docs\n", "DOCS_PATH", "unknown key"),
     ("wrong-type-key.env", BASE + "WEB_HOST=ftp.example\n", "WEB_HOST", "not used by TYPE=local"),
-    ("ftps-host.env", BASE.replace("WEB_TYPE=local", "WEB_TYPE=ftps")
-     + f"WEB_USER=u\nWEB_PASSWORD={SECRET}\n", "WEB_HOST", "required for TYPE=ftps"),
-    ("ftps-port.env", BASE.replace("WEB_TYPE=local", "WEB_TYPE=ftps")
-     + f"WEB_HOST=h\nWEB_USER=u\nWEB_PASSWORD={SECRET}\nWEB_PORT=99999\n", "WEB_PORT", "port"),
-    ("ftps-fp.env", BASE.replace("WEB_TYPE=local", "WEB_TYPE=ftps")
-     + f"WEB_HOST=h\nWEB_USER=u\nWEB_PASSWORD={SECRET}\nWEB_TLS_FINGERPRINT=AB:CD\n",
-     "WEB_TLS_FINGERPRINT", "sha256:"),
-    ("sftp-hostkey.env", BASE.replace("WEB_TYPE=local", "WEB_TYPE=sftp")
-     + f"WEB_HOST=h\nWEB_USER=u\nWEB_PASSWORD={SECRET}\n", "WEB_HOST_KEY", "required"),
-    ("bad-infisical.env", BASE.replace(f"REPO_PASSWORD={SECRET}", "REPO_PASSWORD=infisical:"),
-     "REPO_PASSWORD", "infisical:NAME"),
+    (
+        "ftps-host.env",
+        BASE.replace("WEB_TYPE=local", "WEB_TYPE=ftps") + f"WEB_USER=u\nWEB_PASSWORD={SECRET}\n",
+        "WEB_HOST",
+        "required for TYPE=ftps",
+    ),
+    (
+        "ftps-port.env",
+        BASE.replace("WEB_TYPE=local", "WEB_TYPE=ftps")
+        + f"WEB_HOST=h\nWEB_USER=u\nWEB_PASSWORD={SECRET}\nWEB_PORT=99999\n",
+        "WEB_PORT",
+        "port",
+    ),
+    (
+        "ftps-fp.env",
+        BASE.replace("WEB_TYPE=local", "WEB_TYPE=ftps")
+        + f"WEB_HOST=h\nWEB_USER=u\nWEB_PASSWORD={SECRET}\nWEB_TLS_FINGERPRINT=AB:CD\n",
+        "WEB_TLS_FINGERPRINT",
+        "sha256:",
+    ),
+    (
+        "sftp-hostkey.env",
+        BASE.replace("WEB_TYPE=local", "WEB_TYPE=sftp")
+        + f"WEB_HOST=h\nWEB_USER=u\nWEB_PASSWORD={SECRET}\n",
+        "WEB_HOST_KEY",
+        "required",
+    ),
+    (
+        "bad-infisical.env",
+        BASE.replace(f"REPO_PASSWORD={SECRET}", "REPO_PASSWORD=infisical:"),
+        "REPO_PASSWORD",
+        "infisical:NAME",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("name", "text", "key", "words"), BROKEN, ids=[b[0] for b in BROKEN])
-def test_each_broken_file_names_its_key(tmp_path: Path, name: str, text: str, key: str,
-                                        words: str) -> None:
+def test_each_broken_file_names_its_key(
+    tmp_path: Path, name: str, text: str, key: str, words: str
+) -> None:
     with pytest.raises(ConfigError) as err:
         load_customer(write(tmp_path, name, text))
     assert len(err.value.problems) == 1, err.value.problems
@@ -131,6 +171,9 @@ def test_one_broken_file_never_hides_the_others(tmp_path: Path) -> None:
 
 
 def test_ambiguous_resource_prefix_is_resolved_by_known_keys(tmp_path: Path) -> None:
-    text = BASE.replace("RESOURCES=web", "RESOURCES=web,web-tls") + "WEB_TLS_TYPE=local\nWEB_TLS_PATH=/x\n"
+    text = (
+        BASE.replace("RESOURCES=web", "RESOURCES=web,web-tls")
+        + "WEB_TLS_TYPE=local\nWEB_TLS_PATH=/x\n"
+    )
     customer = load_customer(write(tmp_path, "acme.env", text))
     assert [r.path for r in customer.resources] == ["/srv/web", "/x"]

@@ -10,7 +10,14 @@ import pytest
 from orchestrator.customer import load_customer
 from orchestrator.durations import parse_duration
 from orchestrator.errors import ConfigError
-from orchestrator.rustic import Reason, Result, backup_args, forget_args, judge_backup, parse_snapshots
+from orchestrator.rustic import (
+    Reason,
+    Result,
+    backup_args,
+    forget_args,
+    judge_backup,
+    parse_snapshots,
+)
 from orchestrator.schedule import next_fire
 from orchestrator.settings import load_settings
 from orchestrator.worker import Kind, container_name, labels
@@ -18,9 +25,17 @@ from orchestrator.worker import Kind, container_name, labels
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize(("text", "seconds"), [
-    ("90s", 90), ("15m", 900), ("12h", 43200), ("1h30m", 5400), ("2d", 172800), ("45", 45),
-])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("90s", 90),
+        ("15m", 900),
+        ("12h", 43200),
+        ("1h30m", 5400),
+        ("2d", 172800),
+        ("45", 45),
+    ],
+)
 def test_durations(text: str, seconds: int) -> None:
     assert parse_duration(text) == seconds
 
@@ -31,13 +46,16 @@ def test_bad_durations(text: str) -> None:
         parse_duration(text)
 
 
-@pytest.mark.parametrize(("cron", "tz", "after", "expected"), [
-    ("0 * * * *", "UTC", "2026-11-26T05:40:00", "2026-11-26T06:00:00"),
-    ("0 3 * * *", "Europe/Berlin", "2026-11-26T05:40:00", "2026-11-27T02:00:00"),
-    ("* * * * * */5", "UTC", "2026-11-26T05:40:02", "2026-11-26T05:40:05"),
-    # 02:30 does not exist in Berlin on 2026-03-29 (02:00 -> 03:00): it runs at 03:00 CEST.
-    ("30 2 * * *", "Europe/Berlin", "2026-03-28T12:00:00", "2026-03-29T01:00:00"),
-])
+@pytest.mark.parametrize(
+    ("cron", "tz", "after", "expected"),
+    [
+        ("0 * * * *", "UTC", "2026-11-26T05:40:00", "2026-11-26T06:00:00"),
+        ("0 3 * * *", "Europe/Berlin", "2026-11-26T05:40:00", "2026-11-27T02:00:00"),
+        ("* * * * * */5", "UTC", "2026-11-26T05:40:02", "2026-11-26T05:40:05"),
+        # 02:30 does not exist in Berlin on 2026-03-29 (02:00 -> 03:00): it runs at 03:00 CEST.
+        ("30 2 * * *", "Europe/Berlin", "2026-03-28T12:00:00", "2026-03-29T01:00:00"),
+    ],
+)
 def test_next_fire_is_utc_and_zone_aware(cron: str, tz: str, after: str, expected: str) -> None:
     start = datetime.fromisoformat(after).replace(tzinfo=UTC)
     fire = next_fire(cron, tz, start)
@@ -67,29 +85,55 @@ def test_backup_argv_records_the_real_path_and_host() -> None:
     argv = backup_args("/repo/cold", "acme", "/srv/a b/-x", ("*.tmp", "cache/"))
     assert argv[-2:] == ["--", "/srv/a b/-x"]
     assert argv[argv.index("--host") + 1] == "acme"
-    assert ["--glob", "!*.tmp", "--glob", "!cache/"] == argv[argv.index("--glob"):argv.index("--glob") + 4]
+    assert ["--glob", "!*.tmp", "--glob", "!cache/"] == argv[
+        argv.index("--glob") : argv.index("--glob") + 4
+    ]
     assert "--password-file" in argv and "--json" in argv and "--init" in argv
 
 
 def test_forget_argv_maps_keep_keys() -> None:
     argv = forget_args("/repo/cold", (("KEEP_DAILY", 14), ("KEEP_LAST", 3)))
-    assert argv[argv.index("forget"):] == ["forget", "--prune", "--keep-daily", "14", "--keep-last", "3"]
+    assert argv[argv.index("forget") :] == [
+        "forget",
+        "--prune",
+        "--keep-daily",
+        "14",
+        "--keep-last",
+        "3",
+    ]
 
 
-SNAPSHOT = json.dumps({"id": "abc123", "time": "2026-11-26T05:40:00Z",
-                       "summary": {"files_new": 3, "files_changed": 1, "data_added": 42,
-                                   "total_bytes_processed": 1000}})
+SNAPSHOT = json.dumps(
+    {
+        "id": "abc123",
+        "time": "2026-11-26T05:40:00Z",
+        "summary": {
+            "files_new": 3,
+            "files_changed": 1,
+            "data_added": 42,
+            "total_bytes_processed": 1000,
+        },
+    }
+)
 
 
-@pytest.mark.parametrize(("code", "stdout", "stderr", "result", "reason"), [
-    (0, SNAPSHOT, "[INFO] done\n", Result.SUCCESS, Reason.NONE),
-    (0, SNAPSHOT, "[WARN] error reading /src/secret: Permission denied (os error 13)\n",
-     Result.FAILURE, Reason.SOURCE_UNREADABLE),
-    (0, "", "[INFO] received SIGTERM\n", Result.FAILURE, Reason.INTERRUPTED),
-    (1, "", "[ERROR] no suitable key found!\n", Result.FAILURE, Reason.REPOSITORY),
-    (137, "", "", Result.FAILURE, Reason.INTERRUPTED),
-    (1, "", "[ERROR] something else broke\n", Result.FAILURE, Reason.RUSTIC),
-])
+@pytest.mark.parametrize(
+    ("code", "stdout", "stderr", "result", "reason"),
+    [
+        (0, SNAPSHOT, "[INFO] done\n", Result.SUCCESS, Reason.NONE),
+        (
+            0,
+            SNAPSHOT,
+            "[WARN] error reading /src/secret: Permission denied (os error 13)\n",
+            Result.FAILURE,
+            Reason.SOURCE_UNREADABLE,
+        ),
+        (0, "", "[INFO] received SIGTERM\n", Result.FAILURE, Reason.INTERRUPTED),
+        (1, "", "[ERROR] no suitable key found!\n", Result.FAILURE, Reason.REPOSITORY),
+        (137, "", "", Result.FAILURE, Reason.INTERRUPTED),
+        (1, "", "[ERROR] something else broke\n", Result.FAILURE, Reason.RUSTIC),
+    ],
+)
 def test_judge_backup(code: int, stdout: str, stderr: str, result: Result, reason: Reason) -> None:
     outcome = judge_backup(code, stdout, stderr)
     assert (outcome.result, outcome.reason) == (result, reason)
@@ -102,10 +146,25 @@ def test_successful_backup_carries_its_summary() -> None:
 
 
 def test_parse_grouped_snapshots_oldest_first() -> None:
-    grouped = [[{"hostname": "acme"}, [
-        {"id": "b", "time": "2026-11-26T06:00:00+00:00", "paths": ["/src"], "hostname": "acme"},
-        {"id": "a", "time": "2026-11-26T05:00:00+00:00", "paths": ["/src"], "hostname": "acme"},
-    ]]]
+    grouped = [
+        [
+            {"hostname": "acme"},
+            [
+                {
+                    "id": "b",
+                    "time": "2026-11-26T06:00:00+00:00",
+                    "paths": ["/src"],
+                    "hostname": "acme",
+                },
+                {
+                    "id": "a",
+                    "time": "2026-11-26T05:00:00+00:00",
+                    "paths": ["/src"],
+                    "hostname": "acme",
+                },
+            ],
+        ]
+    ]
     assert [s.id for s in parse_snapshots(json.dumps(grouped))] == ["a", "b"]
 
 
@@ -123,13 +182,16 @@ def test_settings_defaults_without_a_file(tmp_path: Path) -> None:
     assert settings.COLD_BACKEND == "local" and settings.CATCH_UP == "once"
 
 
-@pytest.mark.parametrize(("env", "key"), [
-    ({"UNSTOPPABLE_MAX_PARALEL": "3"}, "UNSTOPPABLE_MAX_PARALEL: unknown setting"),
-    ({"UNSTOPPABLE_MAX_PARALLEL": "0"}, "UNSTOPPABLE_MAX_PARALLEL: "),
-    ({"UNSTOPPABLE_JOB_TIMEOUT": "soon"}, "UNSTOPPABLE_JOB_TIMEOUT: "),
-    ({"UNSTOPPABLE_COLD_BACKEND": "tape"}, "UNSTOPPABLE_COLD_BACKEND: "),
-    ({"UNSTOPPABLE_DATA_DIR": "relative"}, "UNSTOPPABLE_DATA_DIR: "),
-])
+@pytest.mark.parametrize(
+    ("env", "key"),
+    [
+        ({"UNSTOPPABLE_MAX_PARALEL": "3"}, "UNSTOPPABLE_MAX_PARALEL: unknown setting"),
+        ({"UNSTOPPABLE_MAX_PARALLEL": "0"}, "UNSTOPPABLE_MAX_PARALLEL: "),
+        ({"UNSTOPPABLE_JOB_TIMEOUT": "soon"}, "UNSTOPPABLE_JOB_TIMEOUT: "),
+        ({"UNSTOPPABLE_COLD_BACKEND": "tape"}, "UNSTOPPABLE_COLD_BACKEND: "),
+        ({"UNSTOPPABLE_DATA_DIR": "relative"}, "UNSTOPPABLE_DATA_DIR: "),
+    ],
+)
 def test_bad_settings_name_the_key(tmp_path: Path, env: dict[str, str], key: str) -> None:
     with pytest.raises(ConfigError) as err:
         load_settings({"UNSTOPPABLE_CONFIG": str(tmp_path / "none"), **env})

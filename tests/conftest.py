@@ -1,0 +1,94 @@
+"""Fixtures for end-to-end tests against the real Docker engine, worker image and rustic."""
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+RUSTIC = ROOT / ".tools" / "bin" / "rustic"
+
+
+def worker_image() -> str:
+    from orchestrator import __version__
+
+    return os.environ.get("UNSTOPPABLE_WORKER_IMAGE", f"unstoppable-worker:{__version__}")
+
+
+@pytest.fixture(scope="session")
+def docker_ready() -> None:
+    """Fail (never skip) when the engine, rustic or the worker image is missing."""
+    problems = []
+    if not RUSTIC.exists():
+        problems.append(f"{RUSTIC} missing")
+    info = subprocess.run(["docker", "image", "inspect", worker_image()], capture_output=True)
+    if info.returncode != 0:
+        problems.append(f"worker image {worker_image()} missing or Docker unreachable")
+    if problems:
+        pytest.fail("; ".join(problems) + ": run `make provision`")
+
+
+@dataclass
+class Site:
+    """A throwaway installation: its own customers directory and data directory."""
+
+    root: Path
+    customers: Path
+    data: Path
+    env: dict[str, str]
+
+    def customer(self, name: str, text: str) -> Path:
+        path = self.customers / f"{name}.env"
+        path.write_text(text)
+        return path
+
+    def cli(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [sys.executable, "-m", "orchestrator.cli", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=900,
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(
+                f"unstoppable {' '.join(args)} exited {done.returncode}:\n"
+                f"{done.stdout}\n{done.stderr}"
+            )
+        return done
+
+
+@pytest.fixture
+def site(tmp_path: Path, docker_ready: None) -> Iterator[Site]:
+    customers = tmp_path / "customers.d"
+    data = tmp_path / "data"
+    customers.mkdir()
+    env = {
+        "PATH": os.environ["PATH"],
+        "UNSTOPPABLE_CONFIG": str(tmp_path / "no-such-config.env"),
+        "UNSTOPPABLE_CUSTOMERS_DIR": str(customers),
+        "UNSTOPPABLE_DATA_DIR": str(data),
+        "UNSTOPPABLE_WORKER_IMAGE": worker_image(),
+    }
+    yield Site(tmp_path, customers, data, env)
+    # Reap whatever a failed test left running, by the customers it created.
+    for path in customers.glob("*.env"):
+        names = subprocess.run(
+            ["docker", "ps", "-aq", "--filter", f"label=unstoppable.customer={path.stem}"],
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        if names:
+            subprocess.run(["docker", "rm", "-f", *names], capture_output=True)
+
+
+@pytest.fixture
+def unique() -> str:
+    """Return a customer-name-safe suffix, so parallel or repeated runs never collide."""
+    return uuid.uuid4().hex[:8]

@@ -1,0 +1,221 @@
+"""End to end: real Docker, the real worker image and rustic, backing up a local directory."""
+
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import RUSTIC, Site
+from tests.test_customer import BROKEN
+from tests.trees import change_tree, diff, make_tree, manifest
+
+pytestmark = pytest.mark.docker
+
+
+def customer_text(password: str, source: Path, extra: str = "") -> str:
+    return (
+        f'SCHEDULE="0 * * * *"\nREPO_PASSWORD="{password}"\nRESOURCES=files\n'
+        f'FILES_TYPE=local\nFILES_PATH="{source}"\n{extra}'
+    )
+
+
+def snapshot_ids(site: Site, customer: str) -> list[str]:
+    import json
+
+    done = site.cli("snapshots", customer, "files", "--json", check=True)
+    return [s["id"] for s in json.loads(done.stdout)]
+
+
+def test_round_trip_restores_every_snapshot_exactly(site: Site, unique: str) -> None:
+    name = f"rt-{unique}"
+    source = site.root / "source tree"
+    make_tree(source)
+    site.customer(name, customer_text("pw-round-trip", source, "KEEP_LAST=5\n"))
+
+    first = site.cli("backup", name, check=True)
+    assert f"{name}/files: success" in first.stdout
+    before = manifest(source)
+    change_tree(source)
+    second = site.cli("backup", name, check=True)
+    assert f"{name}/files: success" in second.stdout
+    after = manifest(source)
+
+    ids = snapshot_ids(site, name)
+    assert len(ids) == 2
+    for snapshot, expected in zip(ids, (before, after), strict=True):
+        target = site.root / f"restore-{snapshot[:8]}"
+        site.cli(
+            "restore", name, "files", "--target", str(target), "--snapshot", snapshot, check=True
+        )
+        assert diff(expected, manifest(target)) == []
+
+    site.cli("check", name, "files", "--read-data", check=True)
+
+    # Hot holds metadata only; cold alone is a complete repository.
+    hot = site.data / "hot" / name / "files"
+    cold = site.data / "cold" / name / "files"
+    hot_data = sum(p.stat().st_size for p in (hot / "data").rglob("*") if p.is_file())
+    cold_data = sum(p.stat().st_size for p in (cold / "data").rglob("*") if p.is_file())
+    assert cold_data > 60 * 1024 * 1024
+    assert hot_data < 1024 * 1024, f"hot repo holds {hot_data} bytes of packs: data leaked into it"
+    password = site.root / "pw"
+    password.write_text("pw-round-trip")
+    check = subprocess.run(
+        [
+            str(RUSTIC),
+            "-r",
+            str(cold),
+            "--password-file",
+            str(password),
+            "--no-cache",
+            "--no-progress",
+            "check",
+            "--read-data",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0 and "[ERROR]" not in check.stderr, check.stderr
+    target = site.root / "restore-cold-only"
+    restore = subprocess.run(
+        [
+            str(RUSTIC),
+            "-r",
+            str(cold),
+            "--password-file",
+            str(password),
+            "--no-cache",
+            "--no-progress",
+            "restore",
+            f"{ids[1]}:{source}",
+            str(target),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert restore.returncode == 0, restore.stderr
+    assert diff(after, manifest(target)) == []
+
+
+def test_restore_refuses_a_non_empty_target(site: Site, unique: str) -> None:
+    name = f"ne-{unique}"
+    source = site.root / "src"
+    source.mkdir()
+    (source / "a").write_text("a")
+    site.customer(name, customer_text("pw", source))
+    site.cli("backup", name, check=True)
+    target = site.root / "busy"
+    target.mkdir()
+    (target / "keep-me").write_text("precious")
+    done = site.cli("restore", name, "files", "--target", str(target))
+    assert done.returncode == 1
+    assert "must be an empty directory" in done.stderr and "Traceback" not in done.stderr
+    assert (target / "keep-me").read_text() == "precious"
+
+
+def test_broken_customers_are_reported_and_a_valid_one_still_backs_up(
+    site: Site, unique: str
+) -> None:
+    for file_name, text, _key, _words in BROKEN:
+        (site.customers / file_name).write_text(text)
+    source = site.root / "src"
+    source.mkdir()
+    (source / "data.txt").write_text("still backed up")
+    good = f"good-{unique}"
+    site.customer(good, customer_text("pw-good", source))
+
+    done = site.cli("validate")
+    assert done.returncode == 1
+    assert "Traceback" not in done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == len(BROKEN)
+    for (file_name, _text, key, words), line in zip(sorted(BROKEN), sorted(lines), strict=True):
+        assert line.startswith(f"{site.customers / file_name}: {key}: ") and words in line, line
+    assert good not in done.stdout
+
+    backup = site.cli("backup", good)
+    assert backup.returncode == 0, backup.stderr
+    assert f"{good}/files: success" in backup.stdout
+
+
+def test_missing_source_fails_with_its_reason(site: Site, unique: str) -> None:
+    name = f"gone-{unique}"
+    site.customer(name, customer_text("pw", site.root / "does-not-exist"))
+    done = site.cli("backup", name)
+    assert done.returncode == 1
+    assert f"{name}/files: failure (source_missing)" in done.stdout
+    assert not (site.root / "does-not-exist").exists(), "Docker must not create a missing source"
+
+
+def test_secret_never_reaches_logs_inspect_or_process_list(site: Site, unique: str) -> None:
+    secret = f"Very-Secret-{unique}-Password"
+    name = f"sec-{unique}"
+    source = site.root / "src"
+    make_tree(source, big_mb=300)
+    site.customer(name, customer_text(secret, source))
+    seen: list[str] = []
+    container = f"unstoppable-{name}-files"
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            seen.append(
+                subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+            )
+            inspect = subprocess.run(
+                ["docker", "inspect", container], capture_output=True, text=True
+            )
+            if inspect.returncode == 0:
+                seen.append("INSPECTED" + inspect.stdout)
+                seen.append(
+                    subprocess.run(
+                        ["docker", "logs", container], capture_output=True, text=True
+                    ).stderr
+                )
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        done = site.cli("backup", name)
+    finally:
+        stop.set()
+        watcher.join()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert any(s.startswith("INSPECTED") for s in seen), "the container was never seen running"
+    everything = "\n".join(seen) + done.stdout + done.stderr
+    assert secret not in everything
+    assert not any((site.data / "state" / "secrets").iterdir()), "secret files left behind"
+
+
+def test_rustic_stopped_by_a_signal_is_a_failure(site: Site, unique: str) -> None:
+    name = f"sig-{unique}"
+    source = site.root / "src"
+    make_tree(source, big_mb=600)
+    site.customer(name, customer_text("pw", source))
+    container = f"unstoppable-{name}-files"
+
+    def stop_when_running() -> None:
+        for _ in range(300):
+            state = subprocess.run(
+                ["docker", "inspect", "-f", "{{.State.Running}}", container],
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
+            if state == "true":
+                time.sleep(1.0)
+                subprocess.run(
+                    ["docker", "kill", "--signal", "TERM", container], capture_output=True
+                )
+                return
+            time.sleep(0.1)
+
+    killer = threading.Thread(target=stop_when_running)
+    killer.start()
+    done = site.cli("backup", name)
+    killer.join()
+    assert done.returncode == 1
+    assert f"{name}/files: failure (interrupted)" in done.stdout, done.stdout
+    assert snapshot_ids(site, name) == []
