@@ -17,7 +17,7 @@ test: provision lint
 
 # Only the pure tests: no Docker, no rustic; seconds.
 unit:
-	$(VENV)/pytest -m "not docker"
+	$(VENV)/pytest -m "not docker and not rustic"
 
 demo: provision
 	bash scripts/demo.sh

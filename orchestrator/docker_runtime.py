@@ -58,7 +58,9 @@ class DockerRuntime:
                     for m in spec.mounts
                 ],
                 network_mode=spec.network_mode,
+                cap_drop=list(spec.cap_drop) or None,
                 cap_add=list(spec.cap_add) or None,
+                security_opt=["no-new-privileges"],
                 devices=list(spec.devices) or None,
                 environment={},
             )

@@ -19,6 +19,7 @@ from orchestrator.worker import (
     ContainerSpec,
     Kind,
     Mount,
+    capabilities,
     container_name,
     job_id,
     labels,
@@ -217,6 +218,7 @@ class Jobs:
                 directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         password = resolve(customer.repo_password, "REPO_PASSWORD")
         name = container_name(customer.name, resource.name, kind, scheduled_for)
+        cap_drop, cap_add = capabilities(kind)
         with secret_files(
             secrets_dir(self.settings), name, {rustic.PASSWORD_FILE: password}
         ) as secrets:
@@ -226,6 +228,8 @@ class Jobs:
                 command=tuple(argv),
                 labels=labels(customer.name, resource.name, kind, scheduled_for),
                 mounts=repo_mounts(storage, secrets) + extra,
+                cap_drop=cap_drop,
+                cap_add=cap_add,
             )
             return self.runtime.run(spec, timeout)
 

@@ -105,25 +105,35 @@ def check_args(repository: str, read_data: bool) -> list[str]:
     return [*global_args(repository), "check", *(["--read-data"] if read_data else [])]
 
 
-# rustic reports a file it could not read as a warning and still exits 0; such a
-# snapshot silently lacks data, so any of these makes the run a failure.
+# rustic reports a file it could not read as a warning ("ignoring error: ...") and still
+# exits 0; such a snapshot silently lacks data, so any of these makes the run a failure.
 _UNREADABLE = re.compile(
-    r"(permission denied|error reading|failed to read|unreadable|"
-    r"error backing up|os error \d+)",
+    r"(ignoring error|permission denied|error reading|failed to read|failed to open|os error \d+)",
     re.IGNORECASE,
 )
 _REPOSITORY = re.compile(r"(wrong password|no suitable key|repository|password)", re.IGNORECASE)
+_RECORD = re.compile(r"^\[(TRACE|DEBUG|INFO|WARN|ERROR)\] ?")
+
+
+def log_records(stderr: str) -> list[tuple[str, str]]:
+    """Split rustic's log into (level, message) records; continuation lines stay attached."""
+    records: list[tuple[str, str]] = []
+    for line in stderr.splitlines():
+        match = _RECORD.match(line)
+        if match:
+            records.append((match.group(1), line[match.end() :].strip()))
+        elif records and line.strip():
+            level, text = records[-1]
+            records[-1] = (level, f"{text} {line.strip()}")
+    return records
 
 
 def judge_backup(exit_code: int, stdout: str, stderr: str) -> Outcome:
-    """Judge a finished backup: success needs exit 0, a snapshot on stdout and no warnings."""
-    warnings = [line for line in stderr.splitlines() if _is_warning(line)]
+    """Judge a finished backup: success needs exit 0, a snapshot on stdout and no unread file."""
+    records = log_records(stderr)
     if exit_code != 0:
-        reason = (
-            Reason.REPOSITORY
-            if any(_REPOSITORY.search(w) for w in _errors(stderr))
-            else Reason.RUSTIC
-        )
+        errors = [text for level, text in records if level == "ERROR"]
+        reason = Reason.REPOSITORY if any(_REPOSITORY.search(e) for e in errors) else Reason.RUSTIC
         if exit_code >= 128:
             reason = Reason.INTERRUPTED
         return Outcome(Result.FAILURE, reason, f"rustic exited {exit_code}: {_last(stderr)}")
@@ -133,13 +143,15 @@ def judge_backup(exit_code: int, stdout: str, stderr: str) -> Outcome:
         return Outcome(
             Result.FAILURE, Reason.INTERRUPTED, "rustic wrote no snapshot: " + _last(stderr)
         )
-    if any(_UNREADABLE.search(w) for w in warnings):
-        count = sum(1 for w in warnings if _UNREADABLE.search(w))
+    unread = [
+        text for level, text in records if level in ("WARN", "ERROR") and _UNREADABLE.search(text)
+    ]
+    if unread:
         return Outcome(
             Result.FAILURE,
             Reason.SOURCE_UNREADABLE,
-            f"{count} file(s) could not be read, snapshot {summary.snapshot_id} is "
-            f"incomplete: {_last(chr(10).join(warnings))}",
+            f"{len(unread)} file(s) could not be read, snapshot {summary.snapshot_id[:8]} is "
+            f"incomplete; first: {unread[0][:300]}",
             summary,
         )
     return Outcome(Result.SUCCESS, Reason.NONE, f"snapshot {summary.snapshot_id}", summary)
@@ -214,14 +226,6 @@ def _json(text: str) -> Any:
             return json.loads(text[start:]) if start >= 0 else None
         except json.JSONDecodeError:
             return None
-
-
-def _is_warning(line: str) -> bool:
-    return "[WARN]" in line or "[ERROR]" in line or line.startswith(("WARN", "ERROR"))
-
-
-def _errors(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if "error" in line.lower()]
 
 
 def _last(text: str) -> str:

@@ -40,8 +40,21 @@ class ContainerSpec:
     labels: tuple[tuple[str, str], ...]
     mounts: tuple[Mount, ...]
     network_mode: str = "host"
+    cap_drop: tuple[str, ...] = ()
     cap_add: tuple[str, ...] = ()
     devices: tuple[str, ...] = ()
+
+
+def capabilities(kind: Kind) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Return (cap_drop, cap_add) for a worker of `kind`.
+
+    Reading a customer's files of any owner needs DAC_READ_SEARCH and nothing else: the
+    repositories belong to root. A restore recreates owners, modes and times, so it keeps
+    Docker's default set.
+    """
+    if kind is Kind.RESTORE:
+        return (), ()
+    return ("ALL",), ("DAC_READ_SEARCH",)
 
 
 def job_id(customer: str, resource: str) -> str:
