@@ -1,5 +1,6 @@
 """The Docker runtime: the only module that imports the Docker SDK."""
 
+import logging
 from typing import Any
 
 import docker
@@ -12,6 +13,7 @@ from orchestrator.runtime import Finished
 from orchestrator.worker import ContainerSpec
 
 STOP_GRACE_SECONDS = 30
+log = logging.getLogger(__name__)
 
 
 class DockerRuntime:
@@ -34,7 +36,12 @@ class DockerRuntime:
 
     def run(self, spec: ContainerSpec, timeout: float | None) -> Finished:
         """Start `spec`, wait for it, read its exit code and logs, then remove it."""
-        container = self._create(spec)
+        try:
+            container = self._create(spec)
+        except JobBusy:
+            if not self._reap_leftover(spec.name):
+                raise
+            container = self._create(spec)
         try:
             container.start()
             exit_code, timed_out = self._wait(container, timeout)
@@ -70,10 +77,32 @@ class DockerRuntime:
             ) from None
         except APIError as exc:
             if exc.status_code == 409:
-                raise JobBusy(f"{spec.name} already exists: the job is running") from None
+                raise JobBusy(f"{spec.name} is running: the job is busy, try again when it ends") from None
             raise RuntimeUnavailable(f"cannot create {spec.name}: {_short(exc)}") from None
         except (DockerException, requests.RequestException) as exc:
             raise RuntimeUnavailable(f"cannot create {spec.name}: {_short(exc)}") from None
+
+    def _reap_leftover(self, name: str) -> bool:
+        """Remove a container of `name` that is not running; return whether it was removed.
+
+        A worker that exited while nobody waited for it (the CLI or daemon was killed) still
+        holds the job's name; left alone it would block the job forever.
+        """
+        try:
+            container = self.client.containers.get(name)
+            if container.status in ("running", "restarting", "paused"):
+                return False
+            log.warning(
+                "%s: removing a leftover %s worker (exit status of a run nobody collected)",
+                name,
+                container.status,
+            )
+            container.remove(force=True)
+            return True
+        except NotFound:
+            return True
+        except (DockerException, requests.RequestException) as exc:
+            raise RuntimeUnavailable(f"cannot inspect {name}: {_short(exc)}") from None
 
     def _wait(self, container: Any, timeout: float | None) -> tuple[int, bool]:
         try:

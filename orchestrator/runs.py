@@ -99,8 +99,10 @@ class Jobs:
             )
         except SecretError as exc:
             return Outcome(Result.FAILURE, Reason.SECRETS, str(exc))
-        except JobBusy as exc:
-            return Outcome(Result.FAILURE, Reason.RUNTIME, str(exc))
+        except JobBusy:
+            return Outcome(
+                Result.SKIPPED, Reason.OVERLAP, "another run of this job is in progress; not queued"
+            )
         except RuntimeUnavailable as exc:
             return Outcome(Result.FAILURE, Reason.RUNTIME, str(exc))
         if done.timed_out:

@@ -16,12 +16,14 @@ class Result(StrEnum):
     SUCCESS = "success"
     FAILURE = "failure"
     TIMEOUT = "timeout"
+    SKIPPED = "skipped"  # not a run: another run of the job was in progress
 
 
 class Reason(StrEnum):
     """Why a run failed: a small closed set, used as a metric label."""
 
     NONE = ""
+    OVERLAP = "overlap"
     SOURCE_MISSING = "source_missing"
     SOURCE_UNREADABLE = "source_unreadable"
     REPOSITORY = "repository"

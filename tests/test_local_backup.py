@@ -1,13 +1,14 @@
 """End to end: real Docker, the real worker image and rustic, backing up a local directory."""
 
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import RUSTIC, Site
+from tests.conftest import ROOT, RUSTIC, Site
 from tests.test_customer import BROKEN
 from tests.trees import change_tree, diff, make_tree, manifest
 
@@ -19,6 +20,10 @@ def customer_text(password: str, source: Path, extra: str = "") -> str:
         f'SCHEDULE="0 * * * *"\nREPO_PASSWORD="{password}"\nRESOURCES=files\n'
         f'FILES_TYPE=local\nFILES_PATH="{source}"\n{extra}'
     )
+
+
+def site_cli(site: Site) -> list[str]:
+    return [sys.executable, "-m", "orchestrator.cli"]
 
 
 def snapshot_ids(site: Site, customer: str) -> list[str]:
@@ -219,3 +224,101 @@ def test_rustic_stopped_by_a_signal_is_a_failure(site: Site, unique: str) -> Non
     assert done.returncode == 1
     assert f"{name}/files: failure (interrupted)" in done.stdout, done.stdout
     assert snapshot_ids(site, name) == []
+
+
+def test_a_second_backup_of_a_running_job_is_skipped_not_queued(site: Site, unique: str) -> None:
+    name = f"ovl-{unique}"
+    source = site.root / "src"
+    make_tree(source, big_mb=400)
+    site.customer(name, customer_text("pw", source))
+    events = subprocess.Popen(
+        [
+            "docker",
+            "events",
+            "--format",
+            "{{.Status}} {{.Actor.Attributes.name}}",
+            "--filter",
+            f"label=unstoppable.customer={name}",
+            "--filter",
+            "type=container",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    first = subprocess.Popen(
+        [*site_cli(site), "backup", name],
+        env=site.env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    container = f"unstoppable-{name}-files"
+    for _ in range(300):
+        running = subprocess.run(
+            ["docker", "inspect", "-f", "{{.State.Running}}", container],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        if running == "true":
+            break
+        time.sleep(0.05)
+    second = site.cli("backup", name)
+    out, err = first.communicate(timeout=600)
+    time.sleep(0.5)
+    events.terminate()
+    log = events.communicate()[0].splitlines()
+
+    assert first.returncode == 0, out + err
+    assert second.returncode == 1
+    assert f"{name}/files: skipped (overlap)" in second.stdout
+    # From Docker's own events, not our word: never two workers of the job at once.
+    running_now = 0
+    for line in log:
+        status = line.split()[0]
+        running_now += {"start": 1, "die": -1}.get(status, 0)
+        assert running_now <= 1, log
+    assert sum(1 for line in log if line.startswith("start")) == 1, log
+    assert len(snapshot_ids(site, name)) == 1
+
+
+def test_forget_prunes_by_keep_values(site: Site, unique: str) -> None:
+    name = f"keep-{unique}"
+    source = site.root / "src"
+    source.mkdir()
+    site.customer(name, customer_text("pw", source, "KEEP_LAST=2\n"))
+    for i in range(3):
+        (source / f"day{i}.txt").write_text(f"day {i}")
+        site.cli("backup", name, check=True)
+    assert len(snapshot_ids(site, name)) == 2
+    target = site.root / "restore"
+    site.cli("restore", name, "files", "--target", str(target), check=True)
+    assert sorted(p.name for p in target.iterdir()) == ["day0.txt", "day1.txt", "day2.txt"]
+
+
+def test_a_leftover_exited_worker_does_not_block_the_job(site: Site, unique: str) -> None:
+    name = f"left-{unique}"
+    source = site.root / "src"
+    source.mkdir()
+    (source / "a").write_text("a")
+    site.customer(name, customer_text("pw", source))
+    # A worker whose CLI was killed: it exited, nobody collected it.
+    subprocess.run(
+        [
+            "docker",
+            "create",
+            "--name",
+            f"unstoppable-{name}-files",
+            "--label",
+            "unstoppable.managed=true",
+            "--label",
+            f"unstoppable.customer={name}",
+            site.env["UNSTOPPABLE_WORKER_IMAGE"],
+            "--version",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    done = site.cli("backup", name)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "leftover" in done.stderr
