@@ -77,7 +77,9 @@ class DockerRuntime:
             ) from None
         except APIError as exc:
             if exc.status_code == 409:
-                raise JobBusy(f"{spec.name} is running: the job is busy, try again when it ends") from None
+                raise JobBusy(
+                    f"{spec.name} is running: the job is busy, try again when it ends"
+                ) from None
             raise RuntimeUnavailable(f"cannot create {spec.name}: {_short(exc)}") from None
         except (DockerException, requests.RequestException) as exc:
             raise RuntimeUnavailable(f"cannot create {spec.name}: {_short(exc)}") from None

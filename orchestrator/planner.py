@@ -1,0 +1,160 @@
+"""The scheduling decision: a pure function of (jobs, running jobs, state, last tick, now).
+
+No clock, no Docker, no files: every input is an argument, so the whole policy — coalescing,
+catch-up, overlap, the parallel cap and its fairness — is tested table-driven.
+"""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from orchestrator.schedule import next_fire
+
+# A scheduled time this late is no longer "now": it was missed (the daemon was down).
+GRACE = timedelta(seconds=60)
+# Never enumerate more missed times than this for one job in one tick.
+MAX_ENUMERATED = 10_000
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What the planner needs of a job."""
+
+    id: str  # "<customer>/<resource>"
+    schedule: str
+    timezone: str
+
+    @property
+    def customer(self) -> str:
+        return self.id.split("/", 1)[0]
+
+
+@dataclass(frozen=True)
+class PlanState:
+    """What the planner carries from one tick to the next."""
+
+    next_due: Mapping[str, datetime] = field(default_factory=dict)  # first unhandled time
+    pending: Mapping[str, datetime] = field(default_factory=dict)  # due, waiting for a slot
+
+
+@dataclass(frozen=True)
+class Launch:
+    job: str
+    scheduled_for: datetime
+    catch_up: bool = False
+
+
+@dataclass(frozen=True)
+class Skip:
+    job: str
+    scheduled_for: datetime
+    reason: str  # "overlap" | "max_parallel"
+
+
+@dataclass(frozen=True)
+class Missed:
+    job: str
+    count: int
+    last: datetime
+
+
+@dataclass(frozen=True)
+class Plan:
+    launch: tuple[Launch, ...]
+    skip: tuple[Skip, ...]
+    missed: tuple[Missed, ...]
+    state: PlanState
+    wake: datetime | None  # the next scheduled time of any job
+
+
+def plan(
+    jobs: Sequence[JobSpec],
+    running: frozenset[str],
+    state: PlanState,
+    last_tick: datetime,
+    now: datetime,
+    max_parallel: int,
+    catch_up: str = "once",
+) -> Plan:
+    """Decide which jobs to launch now, which to skip, and which scheduled times were missed.
+
+    `running` holds the jobs with a running worker (Docker's word) or a run in flight.
+    A job never in `state` starts counting from `last_tick`.
+    """
+    next_due: dict[str, datetime] = {}
+    pending = {job: when for job, when in state.pending.items()}
+    known = {job.id for job in jobs}
+    for gone in [job_id for job_id in pending if job_id not in known]:
+        del pending[gone]
+    skips: list[Skip] = []
+    missed: list[Missed] = []
+    catch_ups: set[str] = set()
+
+    for job in jobs:
+        due = state.next_due.get(job.id) or next_fire(job.schedule, job.timezone, last_tick, job.id)
+        if due > now:
+            next_due[job.id] = due
+            continue
+        times = _times_until(job, due, now)
+        next_due[job.id] = next_fire(job.schedule, job.timezone, now, job.id)
+        latest = times[-1]
+        if now - latest <= GRACE:
+            late = times[:-1]
+            candidate: datetime | None = latest
+        else:
+            late = times
+            candidate = latest if catch_up == "once" else None
+            if candidate is not None:
+                catch_ups.add(job.id)
+        if late:
+            missed.append(Missed(job.id, len(late), late[-1]))
+        if candidate is None:
+            continue
+        if job.id in running:
+            skips.append(Skip(job.id, candidate, "overlap"))
+        else:
+            if job.id in pending:
+                skips.append(Skip(job.id, pending[job.id], "max_parallel"))
+            pending[job.id] = candidate
+
+    launches = _allocate(pending, running, max_parallel, skips)
+    wake = min(next_due.values(), default=None)
+    return Plan(
+        tuple(Launch(job, when, job in catch_ups) for job, when in launches),
+        tuple(skips),
+        tuple(missed),
+        PlanState(next_due, pending),
+        wake,
+    )
+
+
+def _times_until(job: JobSpec, first: datetime, now: datetime) -> list[datetime]:
+    """Return the scheduled times of `job` from `first` up to `now` (at least `first`)."""
+    times = [first]
+    while len(times) < MAX_ENUMERATED:
+        following = next_fire(job.schedule, job.timezone, times[-1], job.id)
+        if following > now:
+            break
+        times.append(following)
+    return times
+
+
+def _allocate(
+    pending: dict[str, datetime], running: frozenset[str], max_parallel: int, skips: list[Skip]
+) -> list[tuple[str, datetime]]:
+    """Move pending runs into free slots, oldest first, customers with fewest runs first."""
+    for job in [j for j in pending if j in running]:
+        skips.append(Skip(job, pending.pop(job), "overlap"))
+    free = max_parallel - len(running)
+    per_customer: dict[str, int] = {}
+    for job in running:
+        customer = job.split("/", 1)[0]
+        per_customer[customer] = per_customer.get(customer, 0) + 1
+    launches: list[tuple[str, datetime]] = []
+    while free > 0 and pending:
+        job = min(pending, key=lambda j: (per_customer.get(j.split("/", 1)[0], 0), pending[j], j))
+        launches.append((job, pending.pop(job)))
+        customer = job.split("/", 1)[0]
+        per_customer[customer] = per_customer.get(customer, 0) + 1
+        free -= 1
+    return launches

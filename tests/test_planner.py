@@ -1,0 +1,151 @@
+"""The planner, table-driven with plain values: no Docker, no clock, no files."""
+
+from datetime import UTC, datetime, timedelta
+
+from orchestrator.planner import JobSpec, Launch, Missed, PlanState, Skip, plan
+
+HOURLY = "0 * * * *"
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(f"2026-11-26T{text}").replace(tzinfo=UTC)
+
+
+def job(name: str, schedule: str = HOURLY, tz: str = "UTC") -> JobSpec:
+    return JobSpec(name, schedule, tz)
+
+
+def test_nothing_due_sleeps_until_the_next_time() -> None:
+    p = plan([job("a/x")], frozenset(), PlanState(), at("07:59:00"), at("07:59:30"), 4)
+    assert (p.launch, p.skip, p.missed) == ((), (), ())
+    assert p.wake == at("08:00:00")
+
+
+def test_origin_notes_timeline() -> None:
+    """customer1's 8:00 run lasts until 9:30: 9:00 is skipped, 10:00 runs; customer2 alongside."""
+    jobs = [job("customer1/job"), job("customer2/job")]
+    state, tick = PlanState(), at("07:59:59")
+    timeline = [
+        (
+            "08:00:00",
+            frozenset(),
+            {Launch("customer1/job", at("08:00:00")), Launch("customer2/job", at("08:00:00"))},
+            set(),
+        ),
+        (
+            "09:00:00",
+            frozenset({"customer1/job"}),
+            {Launch("customer2/job", at("09:00:00"))},
+            {Skip("customer1/job", at("09:00:00"), "overlap")},
+        ),
+        (
+            "10:00:00",
+            frozenset(),
+            {Launch("customer1/job", at("10:00:00")), Launch("customer2/job", at("10:00:00"))},
+            set(),
+        ),
+    ]
+    for now, running, launches, skips in timeline:
+        p = plan(jobs, running, state, tick, at(now), 4)
+        assert set(p.launch) == launches
+        assert set(p.skip) == skips
+        assert p.missed == ()
+        state, tick = p.state, at(now)
+
+
+def test_downtime_counts_missed_times_and_coalesces_one_catch_up() -> None:
+    p = plan([job("a/x")], frozenset(), PlanState(), at("05:30:00"), at("08:30:00"), 4, "once")
+    assert p.missed == (Missed("a/x", 3, at("08:00:00")),)
+    assert p.launch == (Launch("a/x", at("08:00:00"), catch_up=True),)
+    assert p.state.next_due["a/x"] == at("09:00:00")
+
+
+def test_catch_up_never_counts_but_does_not_run() -> None:
+    p = plan([job("a/x")], frozenset(), PlanState(), at("05:30:00"), at("08:30:00"), 4, "never")
+    assert p.missed == (Missed("a/x", 3, at("08:00:00")),)
+    assert p.launch == ()
+
+
+def test_short_downtime_runs_the_fresh_time_and_counts_the_rest() -> None:
+    every5 = job("a/x", "* * * * * */5")
+    p = plan([every5], frozenset(), PlanState(), at("08:00:00"), at("08:01:02"), 4, "never")
+    assert p.launch == (Launch("a/x", at("08:01:00")),)
+    assert p.missed == (Missed("a/x", 11, at("08:00:55")),)  # 08:00:05 .. 08:00:55
+
+
+def test_a_missed_catch_up_of_a_running_job_is_an_overlap() -> None:
+    p = plan([job("a/x")], frozenset({"a/x"}), PlanState(), at("05:30:00"), at("08:30:00"), 4)
+    assert p.launch == ()
+    assert p.skip == (Skip("a/x", at("08:00:00"), "overlap"),)
+    assert p.missed[0].count == 3
+
+
+def test_max_parallel_queues_then_launches_when_a_slot_frees() -> None:
+    jobs = [job("a/x"), job("b/y")]
+    first = plan(jobs, frozenset(), PlanState(), at("07:59:59"), at("08:00:00"), 1)
+    assert first.launch == (Launch("a/x", at("08:00:00")),)
+    assert first.state.pending == {"b/y": at("08:00:00")}
+    # a/x still runs: b/y keeps waiting, nothing is skipped.
+    second = plan(jobs, frozenset({"a/x"}), first.state, at("08:00:00"), at("08:20:00"), 1)
+    assert (second.launch, second.skip) == ((), ())
+    third = plan(jobs, frozenset(), second.state, at("08:20:00"), at("08:30:00"), 1)
+    assert third.launch == (Launch("b/y", at("08:00:00")),)
+
+
+def test_a_waiting_run_is_skipped_when_its_next_time_comes_first() -> None:
+    jobs = [job("a/x"), job("b/y")]
+    first = plan(jobs, frozenset(), PlanState(), at("07:59:59"), at("08:00:00"), 1)
+    later = plan(jobs, frozenset({"a/x"}), first.state, at("08:00:00"), at("09:00:00"), 1)
+    assert Skip("b/y", at("08:00:00"), "max_parallel") in later.skip
+    assert Skip("a/x", at("09:00:00"), "overlap") in later.skip
+    assert later.state.pending == {"b/y": at("09:00:00")}
+
+
+def test_slots_are_shared_fairly_across_customers() -> None:
+    jobs = [job("a/one"), job("a/two"), job("a/three"), job("b/only")]
+    p = plan(jobs, frozenset(), PlanState(), at("07:59:59"), at("08:00:00"), 2)
+    assert {launch.job for launch in p.launch} == {"a/one", "b/only"} or {
+        launch.job for launch in p.launch
+    } == {"a/three", "b/only"}
+    assert "b/only" in {launch.job for launch in p.launch}
+    assert len(p.state.pending) == 2
+
+
+def test_a_customer_already_running_yields_to_the_others() -> None:
+    jobs = [job("a/two"), job("b/one")]
+    p = plan(jobs, frozenset({"a/one"}), PlanState(), at("07:59:59"), at("08:00:00"), 2)
+    assert p.launch == (Launch("b/one", at("08:00:00")),)
+
+
+def test_removed_jobs_leave_the_queue_and_new_jobs_start_from_the_last_tick() -> None:
+    state = PlanState({"gone/x": at("09:00:00")}, {"gone/x": at("08:00:00")})
+    p = plan([job("new/y")], frozenset(), state, at("08:10:00"), at("08:20:00"), 4)
+    assert p.state.pending == {}
+    assert "gone/x" not in p.state.next_due
+    assert p.state.next_due["new/y"] == at("09:00:00")
+    assert p.launch == ()
+
+
+def test_schedules_run_in_the_customers_time_zone() -> None:
+    berlin = job("a/x", "0 3 * * *", "Europe/Berlin")
+    p = plan([berlin], frozenset(), PlanState(), at("01:59:00"), at("02:00:00"), 4)
+    assert p.launch == (Launch("a/x", at("02:00:00")),)  # 03:00 CET is 02:00 UTC
+
+
+def test_hash_spread_fields_are_stable_and_spread() -> None:
+    starts = set()
+    for n in range(20):
+        j = job(f"c{n}/x", "H * * * *")
+        first = plan([j], frozenset(), PlanState(), at("07:00:00"), at("07:00:00"), 4).wake
+        again = plan([j], frozenset(), PlanState(), at("07:00:00"), at("07:00:00"), 4).wake
+        assert first == again and first is not None
+        assert at("07:00:00") < first <= at("08:00:00")
+        starts.add(first)
+    assert len(starts) > 5
+
+
+def test_a_tick_exactly_on_time_launches_once_and_never_twice() -> None:
+    j = [job("a/x")]
+    p1 = plan(j, frozenset(), PlanState(), at("07:59:59"), at("08:00:00"), 4)
+    p2 = plan(j, frozenset(), p1.state, at("08:00:00"), at("08:00:00") + timedelta(seconds=1), 4)
+    assert len(p1.launch) == 1 and p2.launch == ()
