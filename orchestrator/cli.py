@@ -12,10 +12,12 @@ from pathlib import Path
 from orchestrator import __version__
 from orchestrator.customer import Customers, load_customers
 from orchestrator.errors import ConfigError, UnstoppableError
+from orchestrator.ledger import JobStatus, Ledger
 from orchestrator.runs import Jobs, RunRecord
 from orchestrator.rustic import Result
 from orchestrator.schedule import next_fire
 from orchestrator.settings import Settings, load_settings
+from orchestrator.storage import state_dir
 from orchestrator.worker import job_id
 
 
@@ -64,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("resource")
     p.add_argument("--target", required=True, type=Path)
     p.add_argument("--snapshot", default="latest")
+    command("run", cmd_run, "the daemon: back up every job on its schedule")
+    p = command("status", cmd_status, "per job: last run, result, reason, last success, next run")
+    p.add_argument("--json", action="store_true")
     p = command("check", cmd_check, "verify a resource's repository with rustic check")
     p.add_argument("customer")
     p.add_argument("resource")
@@ -130,7 +135,12 @@ def cmd_backup(args: argparse.Namespace) -> int:
     now = datetime.now(UTC).replace(microsecond=0)
     with ThreadPoolExecutor(max_workers=settings.MAX_PARALLEL) as pool:
         records = list(pool.map(lambda r: jobs.backup(customer, r, now), resources))
+    ledger = Ledger(state_dir(settings))
     for record in records:
+        if record.outcome.result is Result.SKIPPED:
+            ledger.record_event(record.job, "skipped", record.outcome.reason.value, now)
+        else:
+            ledger.record_run(record)
         print(_summary_line(record))
     return 0 if all(r.outcome.result is Result.SUCCESS for r in records) else 1
 
@@ -189,6 +199,64 @@ def cmd_restore(args: argparse.Namespace) -> int:
         f"{customer.name}/{args.resource}: restored {args.snapshot} into {args.target.absolute()}"
     )
     return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from orchestrator.daemon import Daemon
+    from orchestrator.docker_runtime import DockerRuntime
+
+    logging.getLogger().setLevel(logging.INFO)
+    settings = load_settings()
+    daemon = Daemon(settings, DockerRuntime(), Ledger(state_dir(settings)))
+    daemon.install_signal_handlers()
+    return daemon.run()
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    settings, customers = _load()
+    ledger = {(s.customer, s.resource): s for s in Ledger(state_dir(settings)).status()}
+    now = datetime.now(UTC)
+    rows = []
+    configured = [(c, r) for c in customers.valid for r in c.resources]
+    for c, r in configured:
+        s = ledger.pop((c.name, r.name), None)
+        rows.append(
+            _status_row(
+                c.name, r.name, s, next_fire(r.schedule, c.timezone, now, job_id(c.name, r.name))
+            )
+        )
+    for (customer, resource), s in sorted(ledger.items()):
+        rows.append(_status_row(customer, resource, s, None))  # no longer configured
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        print(
+            f"{row['job']:<40} {row['result'] or 'never run':<10} {row['reason'] or '-':<18} "
+            f"last success {row['last_success'] or 'never':<26} next {row['next_run'] or '-'}"
+        )
+    for problem in customers.problems:
+        print(f"disabled: {problem}", file=sys.stderr)
+    return 0
+
+
+def _status_row(
+    customer: str, resource: str, s: JobStatus | None, next_run: datetime | None
+) -> dict[str, object]:
+    return {
+        "job": job_id(customer, resource),
+        "customer": customer,
+        "resource": resource,
+        "last_run": s.last_run.isoformat() if s and s.last_run else None,
+        "result": s.result if s else None,
+        "reason": s.reason if s else None,
+        "message": s.message if s else None,
+        "last_success": s.last_success.isoformat() if s and s.last_success else None,
+        "skipped": s.skipped if s else 0,
+        "missed": s.missed if s else 0,
+        "next_run": next_run.isoformat() if next_run else None,
+        "configured": next_run is not None,
+    }
 
 
 def cmd_check(args: argparse.Namespace) -> int:

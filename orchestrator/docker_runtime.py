@@ -1,6 +1,8 @@
 """The Docker runtime: the only module that imports the Docker SDK."""
 
 import logging
+import re
+from datetime import UTC, datetime
 from typing import Any
 
 import docker
@@ -9,7 +11,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import Mount
 
 from orchestrator.errors import JobBusy, RuntimeUnavailable
-from orchestrator.runtime import Finished
+from orchestrator.runtime import Finished, WorkerInfo
 from orchestrator.worker import ContainerSpec
 
 STOP_GRACE_SECONDS = 30
@@ -34,6 +36,26 @@ class DockerRuntime:
             raise RuntimeUnavailable(f"cannot list containers: {_short(exc)}") from None
         return frozenset(c.labels.get("unstoppable.job", "") for c in containers)
 
+    def workers(self) -> list[WorkerInfo]:
+        """Return every managed container, running or not."""
+        try:
+            containers = self.client.containers.list(
+                all=True, filters={"label": "unstoppable.managed=true"}
+            )
+            return [
+                WorkerInfo(
+                    str(c.name),
+                    tuple(sorted(c.labels.items())),
+                    c.status in ("running", "restarting", "paused"),
+                    _parse_time(c.attrs.get("State", {}).get("StartedAt", "")),
+                )
+                for c in containers
+            ]
+        except NotFound:
+            return self.workers()  # one vanished between list and inspect
+        except (DockerException, requests.RequestException) as exc:
+            raise RuntimeUnavailable(f"cannot list containers: {_short(exc)}") from None
+
     def run(self, spec: ContainerSpec, timeout: float | None) -> Finished:
         """Start `spec`, wait for it, read its exit code and logs, then remove it."""
         try:
@@ -44,11 +66,27 @@ class DockerRuntime:
             container = self._create(spec)
         try:
             container.start()
+        except (DockerException, requests.RequestException) as exc:
+            self._remove(container)
+            raise RuntimeUnavailable(f"cannot start {spec.name}: {_short(exc)}") from None
+        return self.collect(spec.name, timeout)
+
+    def collect(self, name: str, timeout: float | None) -> Finished:
+        """Wait for the worker `name` (stopping it after `timeout` s), read it, remove it."""
+        try:
+            container = self.client.containers.get(name)
+        except NotFound:
+            raise RuntimeUnavailable(
+                f"{name}: the worker vanished before its result was read"
+            ) from None
+        except (DockerException, requests.RequestException) as exc:
+            raise RuntimeUnavailable(f"{name}: {_short(exc)}") from None
+        try:
             exit_code, timed_out = self._wait(container, timeout)
             stdout = container.logs(stdout=True, stderr=False).decode("utf-8", "replace")
             stderr = container.logs(stdout=False, stderr=True).decode("utf-8", "replace")
         except (DockerException, requests.RequestException) as exc:
-            raise RuntimeUnavailable(f"{spec.name}: {_short(exc)}") from None
+            raise RuntimeUnavailable(f"{name}: {_short(exc)}") from None
         finally:
             self._remove(container)
         return Finished(exit_code, stdout, stderr, timed_out)
@@ -107,6 +145,8 @@ class DockerRuntime:
             raise RuntimeUnavailable(f"cannot inspect {name}: {_short(exc)}") from None
 
     def _wait(self, container: Any, timeout: float | None) -> tuple[int, bool]:
+        if timeout is not None and timeout <= 0:
+            timeout = 0.001  # already overdue (adopted after a long downtime): stop it now
         try:
             status = container.wait(timeout=timeout)
             return int(status.get("StatusCode", -1)), False
@@ -122,6 +162,14 @@ class DockerRuntime:
             pass
         except (DockerException, requests.RequestException) as exc:
             raise RuntimeUnavailable(f"cannot remove {container.name}: {_short(exc)}") from None
+
+
+def _parse_time(text: str) -> datetime:
+    """Return Docker's RFC 3339 time (nanoseconds, Z) as an aware datetime, to the second."""
+    match = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.\d+)?(Z|[+-]\d\d:\d\d)$", text)
+    if not match or text.startswith("0001-"):
+        return datetime.now(UTC)
+    return datetime.fromisoformat(match.group(1) + match.group(2).replace("Z", "+00:00"))
 
 
 def _short(exc: Exception) -> str:

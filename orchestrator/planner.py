@@ -10,8 +10,9 @@ from datetime import datetime, timedelta
 
 from orchestrator.schedule import next_fire
 
-# A scheduled time this late is no longer "now": it was missed (the daemon was down).
-GRACE = timedelta(seconds=60)
+# A scheduled time this late is no longer "now" but missed (the daemon was down or blocked);
+# a restart by systemd takes a few seconds, a tick a few milliseconds.
+GRACE = timedelta(seconds=10)
 # Never enumerate more missed times than this for one job in one tick.
 MAX_ENUMERATED = 10_000
 

@@ -1,14 +1,15 @@
 """One run of a job: build its worker, run it, judge what rustic left behind."""
 
 import logging
+import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from orchestrator import rustic
-from orchestrator.customer import Customer, Resource, SourceType
-from orchestrator.errors import JobBusy, RunFailed, RuntimeUnavailable, SecretError
-from orchestrator.runtime import Finished, Runtime
+from orchestrator.customer import Customer, Customers, Resource, SourceType
+from orchestrator.errors import ConfigError, JobBusy, RunFailed, RuntimeUnavailable, SecretError
+from orchestrator.runtime import Finished, Runtime, WorkerInfo
 from orchestrator.rustic import Outcome, Reason, Result, SnapshotInfo
 from orchestrator.secrets import resolve, secret_files
 from orchestrator.settings import Settings
@@ -49,9 +50,10 @@ class RunRecord:
 class Jobs:
     """Runs rustic commands for customers' resources through a runtime."""
 
-    def __init__(self, settings: Settings, runtime: Runtime) -> None:
+    def __init__(self, settings: Settings, runtime: Runtime, origin: str = "cli") -> None:
         self.settings = settings
         self.runtime = runtime
+        self.origin = origin  # "daemon" marks the workers a restarted daemon adopts
 
     def backup(self, customer: Customer, resource: Resource, scheduled_for: datetime) -> RunRecord:
         """Back up `resource` now, then forget/prune by the customer's KEEP_* values.
@@ -69,7 +71,6 @@ class Jobs:
             datetime.now(UTC),
             outcome,
         )
-        log.info("%s: %s %s", record.job, outcome.result.value, outcome.message)
         return record
 
     def _backup(self, customer: Customer, resource: Resource, scheduled_for: datetime) -> Outcome:
@@ -105,6 +106,11 @@ class Jobs:
             )
         except RuntimeUnavailable as exc:
             return Outcome(Result.FAILURE, Reason.RUNTIME, str(exc))
+        return self._judge(customer, resource, scheduled_for, done)
+
+    def _judge(
+        self, customer: Customer, resource: Resource, scheduled_for: datetime, done: Finished
+    ) -> Outcome:
         if done.timed_out:
             return Outcome(
                 Result.TIMEOUT,
@@ -115,6 +121,50 @@ class Jobs:
         if outcome.result is Result.SUCCESS and customer.keep:
             outcome = self._forget(customer, resource, scheduled_for, outcome)
         return outcome
+
+    def adopt(self, worker: WorkerInfo, customers: Customers) -> RunRecord:
+        """Collect a backup or forget worker a previous daemon left running, and judge it.
+
+        The run keeps its original scheduled time; its secret files are removed afterwards.
+        """
+        kind = Kind(worker.label("kind"))
+        customer_name, resource_name = worker.label("customer"), worker.label("resource")
+        scheduled_for = datetime.fromisoformat(worker.label("scheduled-for").replace("Z", "+00:00"))
+        elapsed = (datetime.now(UTC) - worker.started_at).total_seconds()
+        try:
+            done = self.runtime.collect(worker.name, self.settings.job_timeout_seconds - elapsed)
+        except RuntimeUnavailable as exc:
+            done = None
+            outcome = Outcome(Result.FAILURE, Reason.RUNTIME, str(exc))
+        finally:
+            shutil.rmtree(secrets_dir(self.settings) / worker.name, ignore_errors=True)
+        if done is not None:
+            try:
+                customer = customers.get(customer_name)
+                resource = customer.resource(resource_name)
+            except ConfigError:
+                customer = None
+            if kind is Kind.FORGET:
+                ok = done.exit_code == 0 and not done.timed_out
+                outcome = Outcome(
+                    Result.SUCCESS if ok else Result.FAILURE,
+                    Reason.NONE if ok else Reason.FORGET,
+                    "forget --prune finished" if ok else f"forget --prune failed: {_last(done)}",
+                )
+            elif customer is None:
+                outcome = rustic.judge_backup(done.exit_code, done.stdout, done.stderr)
+            else:
+                outcome = self._judge(customer, resource, scheduled_for, done)
+        record = RunRecord(
+            customer_name,
+            resource_name,
+            Kind.BACKUP,
+            scheduled_for,
+            worker.started_at,
+            datetime.now(UTC),
+            outcome,
+        )
+        return record
 
     def _forget(
         self, customer: Customer, resource: Resource, scheduled_for: datetime, backed_up: Outcome
@@ -228,7 +278,7 @@ class Jobs:
                 name=name,
                 image=self.settings.WORKER_IMAGE,
                 command=tuple(argv),
-                labels=labels(customer.name, resource.name, kind, scheduled_for),
+                labels=labels(customer.name, resource.name, kind, scheduled_for, self.origin),
                 mounts=repo_mounts(storage, secrets) + extra,
                 cap_drop=cap_drop,
                 cap_add=cap_add,

@@ -1,6 +1,7 @@
 """The seam between the orchestrator and whatever runs containers."""
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from orchestrator.worker import ContainerSpec
@@ -16,11 +17,32 @@ class Finished:
     timed_out: bool = False
 
 
+@dataclass(frozen=True)
+class WorkerInfo:
+    """A managed container as Docker reports it."""
+
+    name: str
+    labels: tuple[tuple[str, str], ...]
+    running: bool
+    started_at: datetime
+
+    def label(self, key: str) -> str:
+        return dict(self.labels).get(f"unstoppable.{key}", "")
+
+
 class Runtime(Protocol):
     """Runs worker containers; Docker is the record of what runs."""
 
     def running_jobs(self) -> frozenset[str]:
         """Return the `unstoppable.job` labels of running managed containers."""
+        ...
+
+    def workers(self) -> list[WorkerInfo]:
+        """Return every managed container, running or not."""
+        ...
+
+    def collect(self, name: str, timeout: float | None) -> Finished:
+        """Wait for the worker `name` (stopping it after `timeout` s), read it, remove it."""
         ...
 
     def run(self, spec: ContainerSpec, timeout: float | None) -> Finished:

@@ -1,7 +1,7 @@
 """Worker container specs: labels, names, mounts and argv of one run, as plain data."""
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 
@@ -63,16 +63,17 @@ def job_id(customer: str, resource: str) -> str:
 
 
 def labels(
-    customer: str, resource: str, kind: Kind, scheduled_for: datetime
+    customer: str, resource: str, kind: Kind, scheduled_for: datetime, origin: str = "cli"
 ) -> tuple[tuple[str, str], ...]:
-    """Return the labels DESIGN.md fixes for a worker container."""
+    """Return the labels DESIGN.md fixes for a worker container, and who started it."""
     return (
         ("unstoppable.managed", "true"),
         ("unstoppable.customer", customer),
         ("unstoppable.resource", resource),
         ("unstoppable.job", job_id(customer, resource)),
         ("unstoppable.kind", kind.value),
-        ("unstoppable.scheduled-for", scheduled_for.strftime("%Y-%m-%dT%H:%M:%SZ")),
+        ("unstoppable.scheduled-for", scheduled_for.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")),
+        ("unstoppable.origin", origin),
     )
 
 

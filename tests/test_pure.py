@@ -74,6 +74,7 @@ def test_labels_and_names_follow_design() -> None:
         "unstoppable.job": "acme/web",
         "unstoppable.kind": "backup",
         "unstoppable.scheduled-for": "2026-11-26T05:40:00Z",
+        "unstoppable.origin": "cli",
     }
     # Every kind that touches the repository shares the job's name: Docker is the mutex.
     assert container_name("acme", "web", Kind.BACKUP, when) == "unstoppable-acme-web"

@@ -1,0 +1,251 @@
+"""`unstoppable run`: keep every customer × resource backed up on its schedule.
+
+The loop sleeps until the next scheduled time or an event (a run ended, SIGHUP, the periodic
+look at customers.d), asks the pure planner what to do, and does it. Docker is the record of
+what runs: a restarted daemon adopts the workers it left behind.
+"""
+
+import logging
+import shutil
+import signal
+import threading
+from datetime import UTC, datetime
+from types import FrameType
+
+from orchestrator.customer import Customers, load_customers
+from orchestrator.errors import RuntimeUnavailable, UnstoppableError
+from orchestrator.ledger import Ledger
+from orchestrator.planner import JobSpec, Launch, PlanState, plan
+from orchestrator.runs import Jobs, RunRecord
+from orchestrator.runtime import Runtime, WorkerInfo
+from orchestrator.rustic import Outcome, Reason, Result
+from orchestrator.settings import Settings
+from orchestrator.storage import secrets_dir
+from orchestrator.worker import Kind
+
+log = logging.getLogger(__name__)
+CONFIG_POLL_SECONDS = 5.0
+ADOPTED_KINDS = (Kind.BACKUP.value, Kind.FORGET.value)
+
+
+class Daemon:
+    """The scheduler loop; `request_stop` and `request_reload` may be called from anywhere."""
+
+    def __init__(self, settings: Settings, runtime: Runtime, ledger: Ledger) -> None:
+        self.settings = settings
+        self.runtime = runtime
+        self.ledger = ledger
+        self.jobs = Jobs(settings, runtime, origin="daemon")
+        self.customers = Customers((), (), ())
+        self.specs: list[JobSpec] = []
+        self.state = PlanState()
+        self.in_flight: set[str] = set()
+        self.lock = threading.Lock()
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self.reload = threading.Event()
+        self.signature: tuple[tuple[str, int, int], ...] | None = None
+
+    def request_stop(self) -> None:
+        self.stopping.set()
+        self.wake.set()
+
+    def request_reload(self) -> None:
+        self.reload.set()
+        self.wake.set()
+
+    def install_signal_handlers(self) -> None:
+        def stop(signum: int, frame: FrameType | None) -> None:
+            log.info(
+                "received %s: no new runs; running workers are left for the next start",
+                signal.Signals(signum).name,
+            )
+            self.request_stop()
+
+        def reload(signum: int, frame: FrameType | None) -> None:
+            self.request_reload()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGHUP, reload)
+
+    def run(self) -> int:
+        """Schedule until asked to stop; return the exit code."""
+        self.load_config()
+        self.adopt()
+        stored = self.ledger.get_state("last_tick")
+        last_tick = datetime.fromisoformat(stored) if stored else _now()
+        next_poll = _now()
+        log.info(
+            "scheduling %d job(s) of %d customer(s)", len(self.specs), len(self.customers.valid)
+        )
+        while not self.stopping.is_set():
+            now = _now()
+            if self.reload.is_set() or now >= next_poll:
+                self.reload.clear()
+                self.load_config()
+                next_poll = datetime.fromtimestamp(now.timestamp() + CONFIG_POLL_SECONDS, UTC)
+            if self._anything_due(now):
+                try:
+                    last_tick = self.tick(last_tick, now)
+                except RuntimeUnavailable as exc:
+                    log.error("cannot plan: %s; retrying", exc)
+            wake_at = min([next_poll, *self.state.next_due.values()], default=next_poll)
+            self.wake.wait(max(0.0, (wake_at - _now()).total_seconds()))
+            self.wake.clear()
+        log.info("stopped; %d run(s) left to the next start", len(self.in_flight))
+        return 0
+
+    def load_config(self) -> None:
+        """Reread customers.d if any file changed; a broken file disables only its customer."""
+        try:
+            files = sorted(self.settings.CUSTOMERS_DIR.glob("*.env"))
+            signature = tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in files)
+        except OSError as exc:
+            log.error("cannot read %s: %s", self.settings.CUSTOMERS_DIR, exc)
+            return
+        if signature == self.signature:
+            return
+        try:
+            customers = load_customers(self.settings.CUSTOMERS_DIR)
+        except UnstoppableError as exc:
+            log.error("%s", exc)
+            return
+        self.signature = signature
+        for problem in customers.problems:
+            log.error("customer disabled: %s", problem)
+        self.customers = customers
+        self.specs = [
+            JobSpec(f"{c.name}/{r.name}", r.schedule, c.timezone)
+            for c in customers.valid
+            for r in c.resources
+        ]
+        log.info(
+            "loaded %d customer(s), %d disabled, %d job(s)",
+            len(customers.valid),
+            len(customers.invalid),
+            len(self.specs),
+        )
+
+    def adopt(self) -> None:
+        """Collect the workers a previous daemon left; remove secrets nobody uses any more."""
+        workers = self.runtime.workers()
+        names = {w.name for w in workers}
+        base = secrets_dir(self.settings)
+        if base.is_dir():
+            for leftover in base.iterdir():
+                if leftover.name not in names:
+                    shutil.rmtree(leftover, ignore_errors=True)
+        for worker in workers:
+            if worker.label("origin") != "daemon" or worker.label("kind") not in ADOPTED_KINDS:
+                continue
+            job = worker.label("job")
+            log.info(
+                "%s: adopting %s (%s)",
+                job,
+                worker.name,
+                "running" if worker.running else "finished",
+            )
+            with self.lock:
+                self.in_flight.add(job)
+            threading.Thread(target=self._adopt_one, args=(worker,), daemon=True).start()
+
+    def tick(self, last_tick: datetime, now: datetime) -> datetime:
+        """Plan once at `now` and carry it out; return the new last tick."""
+        with self.lock:
+            running = self.runtime.running_jobs() | frozenset(self.in_flight)
+        decision = plan(
+            self.specs,
+            running,
+            self.state,
+            last_tick,
+            now,
+            self.settings.MAX_PARALLEL,
+            self.settings.CATCH_UP,
+        )
+        for skip in decision.skip:
+            log.warning(
+                "%s: skipped the run of %s (%s)",
+                skip.job,
+                skip.scheduled_for.isoformat(),
+                skip.reason,
+            )
+            self.ledger.record_event(skip.job, "skipped", skip.reason, skip.scheduled_for)
+        for missed in decision.missed:
+            log.warning(
+                "%s: missed %d scheduled time(s), the last %s",
+                missed.job,
+                missed.count,
+                missed.last.isoformat(),
+            )
+            self.ledger.record_event(missed.job, "missed", "", missed.last, missed.count)
+        # Written before launching, so a crash right after can never launch these again.
+        self.ledger.set_state("last_tick", now.isoformat())
+        self.state = decision.state
+        for launch in decision.launch:
+            with self.lock:
+                self.in_flight.add(launch.job)
+            threading.Thread(target=self._launch, args=(launch,), daemon=True).start()
+        return now
+
+    def _anything_due(self, now: datetime) -> bool:
+        if self.state.pending:
+            return True
+        return any(self.state.next_due.get(s.id, now) <= now for s in self.specs)
+
+    def _launch(self, launch: Launch) -> None:
+        customer_name, resource_name = launch.job.split("/", 1)
+        try:
+            customer = self.customers.get(customer_name)
+            record = self.jobs.backup(
+                customer, customer.resource(resource_name), launch.scheduled_for
+            )
+        except Exception as exc:  # a broken run must never take the daemon down
+            log.exception("%s: run failed unexpectedly", launch.job)
+            now = _now()
+            record = RunRecord(
+                customer_name,
+                resource_name,
+                Kind.BACKUP,
+                launch.scheduled_for,
+                now,
+                now,
+                Outcome(Result.FAILURE, Reason.RUNTIME, str(exc)),
+            )
+        self._finish(launch.job, record)
+
+    def _adopt_one(self, worker: WorkerInfo) -> None:
+        try:
+            record = self.jobs.adopt(worker, self.customers)
+        except Exception:
+            log.exception("%s: cannot adopt %s", worker.label("job"), worker.name)
+            with self.lock:
+                self.in_flight.discard(worker.label("job"))
+            return
+        self._finish(worker.label("job"), record)
+
+    def _finish(self, job: str, record: RunRecord) -> None:
+        try:
+            if record.outcome.result is Result.SKIPPED:
+                self.ledger.record_event(job, "skipped", Reason.OVERLAP.value, record.scheduled_for)
+            else:
+                self.ledger.record_run(record)
+        except Exception:
+            log.exception("%s: cannot write the ledger", job)
+        finally:
+            with self.lock:
+                self.in_flight.discard(job)
+            self.wake.set()
+        level = logging.INFO if record.outcome.result is Result.SUCCESS else logging.ERROR
+        log.log(
+            level,
+            "%s: %s%s: %s",
+            job,
+            record.outcome.result.value,
+            f" ({record.outcome.reason.value})" if record.outcome.reason else "",
+            record.outcome.message,
+        )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,289 @@
+"""The daemon against real Docker, with second-granularity schedules.
+
+What runs is judged from Docker's own event stream, not from the daemon's word.
+"""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from orchestrator.ledger import Ledger
+from tests.conftest import ROOT, Site, worker_image
+
+pytestmark = pytest.mark.docker
+SLOW_IMAGE = "unstoppable-worker-slow:test"
+EVERY_5S = "* * * * * */5"
+
+
+@pytest.fixture(scope="session")
+def slow_image(docker_ready: None) -> str:
+    subprocess.run(
+        [
+            "docker",
+            "build",
+            "-q",
+            "-t",
+            SLOW_IMAGE,
+            "--build-arg",
+            f"WORKER_IMAGE={worker_image()}",
+            str(ROOT / "tests" / "slow-worker"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return SLOW_IMAGE
+
+
+class Events:
+    """Docker's container events for the managed workers, collected in the background."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                "docker",
+                "events",
+                "--format",
+                "{{json .}}",
+                "--filter",
+                "type=container",
+                "--filter",
+                "label=unstoppable.managed=true",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(0.3)  # let the subscription start before anything happens
+
+    def stop(self) -> list[dict[str, object]]:
+        time.sleep(0.5)
+        self.proc.terminate()
+        out = self.proc.communicate()[0]
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def starts(events: list[dict[str, object]], job: str) -> list[dict[str, str]]:
+    return [
+        e["Actor"]["Attributes"]
+        for e in events  # type: ignore[index]
+        if e["status"] == "start" and e["Actor"]["Attributes"].get("unstoppable.job") == job
+    ]  # type: ignore[index]
+
+
+def assert_never_overlapping(events: list[dict[str, object]]) -> None:
+    """No job ever has two running workers, by Docker's own account."""
+    running: dict[str, int] = {}
+    for event in sorted(events, key=lambda e: int(e["timeNano"])):  # type: ignore[call-overload]
+        job = event["Actor"]["Attributes"].get("unstoppable.job", "")  # type: ignore[index]
+        if event["status"] == "start":
+            running[job] = running.get(job, 0) + 1
+            assert running[job] == 1, f"two workers of {job} at once"
+        elif event["status"] == "die":
+            running[job] = running.get(job, 1) - 1
+
+
+class DaemonProcess:
+    def __init__(self, site: Site) -> None:
+        self.site = site
+        self.log = site.root / "daemon.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with open(self.log, "ab") as handle:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "orchestrator.cli", "run"],
+                env=self.site.env,
+                cwd=ROOT,
+                stdout=handle,
+                stderr=handle,
+            )
+
+    def signal(self, signum: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout: float) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout=timeout)
+
+    def text(self) -> str:
+        return self.log.read_text()
+
+
+@pytest.fixture
+def daemon(site: Site) -> Iterator[DaemonProcess]:
+    process = DaemonProcess(site)
+    yield process
+    if process.proc and process.proc.poll() is None:
+        process.proc.kill()
+        process.proc.wait()
+
+
+def customer(site: Site, name: str, schedule: str, delay: int = 0, extra: str = "") -> Path:
+    source = site.root / f"src-{name}"
+    source.mkdir(exist_ok=True)
+    (source / "data.txt").write_text(f"data of {name}")
+    if delay:
+        (source / ".test-delay").write_text(str(delay))
+    site.customer(
+        name,
+        f'SCHEDULE="{schedule}"\nREPO_PASSWORD=pw-{name}\nRESOURCES=files\n'
+        f"FILES_TYPE=local\nFILES_PATH={source}\n{extra}",
+    )
+    return source
+
+
+def wait_until(predicate: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def running_workers(prefix: str) -> list[str]:
+    out = subprocess.run(
+        ["docker", "ps", "--filter", "label=unstoppable.managed=true", "--format", "{{.Names}}"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    return [n for n in out.split() if n.startswith(f"unstoppable-{prefix}")]
+
+
+def test_origin_notes_timeline(
+    site: Site, daemon: DaemonProcess, unique: str, slow_image: str
+) -> None:
+    """customer1 runs past its next time, which is skipped; customer2 runs alongside."""
+    site.env["UNSTOPPABLE_WORKER_IMAGE"] = slow_image
+    c1, c2 = f"c1-{unique}", f"c2-{unique}"
+    customer(site, c1, "* * * * * */10", delay=14)
+    customer(site, c2, "* * * * * */10")
+    events = Events()
+    daemon.start()
+    ledger = Ledger(site.data / "state")
+    wait_until(lambda: len(ledger.runs(f"{c1}/files")) >= 2, 60, "two runs of customer1")
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(10) == 0
+    wait_until(lambda: not running_workers(c1[:2]), 30, "workers to end")
+    log = events.stop()
+
+    assert_never_overlapping(log)
+    c1_starts = [
+        datetime.fromisoformat(a["unstoppable.scheduled-for"].replace("Z", "+00:00"))
+        for a in starts(log, f"{c1}/files")
+    ]
+    c2_starts = [
+        datetime.fromisoformat(a["unstoppable.scheduled-for"].replace("Z", "+00:00"))
+        for a in starts(log, f"{c2}/files")
+    ]
+    first = c1_starts[0]
+    # 8am runs, 9am is skipped because 8am still runs, 10am runs (in 10-second hours).
+    assert (c1_starts[1] - first).total_seconds() == 20, c1_starts
+    assert ledger.event_count(f"{c1}/files", "skipped", "overlap") >= 1
+    assert first in c2_starts, "customer2 must run alongside customer1 from the start"
+    assert ledger.event_count(f"{c2}/files", "skipped") == 0
+    results = {r[4] for r in ledger.runs(f"{c1}/files")}
+    assert results == {"success"}, ledger.runs(f"{c1}/files")
+
+
+def test_kill_9_then_restart_adopts_without_duplicates(
+    site: Site, daemon: DaemonProcess, unique: str, slow_image: str
+) -> None:
+    site.env["UNSTOPPABLE_WORKER_IMAGE"] = slow_image
+    names = [f"k{i}-{unique}" for i in range(3)]
+    for name in names:
+        customer(site, name, EVERY_5S, delay=20)
+    events = Events()
+    daemon.start()
+    wait_until(
+        lambda: len(running_workers("k")) >= 3 and all(running_workers(n) for n in names),
+        30,
+        "three runs in flight",
+    )
+    daemon.signal(signal.SIGKILL)
+    daemon.wait(5)
+    time.sleep(12)  # at least two scheduled times pass while the daemon is down
+    assert all(running_workers(n) for n in names), "workers must outlive the daemon"
+    daemon.start()
+    ledger = Ledger(site.data / "state")
+    wait_until(
+        lambda: all(len(ledger.runs(f"{n}/files")) >= 1 for n in names),
+        60,
+        "the adopted runs' results",
+    )
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(10) == 0
+    wait_until(lambda: not any(running_workers(n) for n in names), 60, "workers to end")
+    log = events.stop()
+
+    assert_never_overlapping(log)
+    for name in names:
+        runs = ledger.runs(f"{name}/files")
+        first_scheduled = starts(log, f"{name}/files")[0]["unstoppable.scheduled-for"]
+        assert (
+            runs[0][3] == datetime.fromisoformat(first_scheduled.replace("Z", "+00:00")).isoformat()
+        ), runs
+        assert runs[0][4] == "success", runs
+        assert ledger.event_count(f"{name}/files", "missed") >= 1
+    assert "adopting" in daemon.text()
+
+
+def test_customer_files_come_and_go_without_a_restart(
+    site: Site, daemon: DaemonProcess, unique: str
+) -> None:
+    stays, leaves, arrives = f"stay-{unique}", f"leave-{unique}", f"new-{unique}"
+    customer(site, stays, EVERY_5S)
+    customer(site, leaves, EVERY_5S)
+    ledger = Ledger(site.data / "state")  # the schema is idempotent: the daemon shares it
+    daemon.start()
+    wait_until(lambda: ledger.runs(f"{leaves}/files"), 30, "a run of the leaving customer")
+    (site.customers / f"{leaves}.env").unlink()
+    removed_at = time.time()
+    customer(site, arrives, EVERY_5S)
+    (site.customers / f"broken-{unique}.env").write_text("SCHEDULE=nonsense\n")
+    wait_until(lambda: ledger.runs(f"{arrives}/files"), 20, "the new customer's first run")
+    time.sleep(8)
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(10) == 0
+    late = [
+        r
+        for r in ledger.runs(f"{leaves}/files")
+        if datetime.fromisoformat(r[3]).timestamp() > removed_at + 10
+    ]
+    assert late == [], "a removed customer must not be scheduled any more"
+    assert ledger.runs(f"{stays}/files"), "the other customers go on"
+    assert f"broken-{unique}.env: SCHEDULE" in daemon.text()
+
+
+def test_sigterm_leaves_running_workers_alone(
+    site: Site, daemon: DaemonProcess, unique: str, slow_image: str
+) -> None:
+    site.env["UNSTOPPABLE_WORKER_IMAGE"] = slow_image
+    name = f"term-{unique}"
+    customer(site, name, EVERY_5S, delay=12)
+    daemon.start()
+    wait_until(lambda: running_workers(name), 30, "a running worker")
+    started = time.monotonic()
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(5) == 0
+    assert time.monotonic() - started < 5
+    assert running_workers(name), "SIGTERM must not stop a running worker"
+    wait_until(lambda: not running_workers(name), 60, "the worker to finish on its own")
+
+
+def test_status_reports_what_the_ledger_holds(site: Site, unique: str) -> None:
+    name = f"stat-{unique}"
+    customer(site, name, "0 3 * * *")
+    site.cli("backup", name, check=True)
+    done = site.cli("status", "--json", check=True)
+    rows = {row["job"]: row for row in json.loads(done.stdout)}
+    row = rows[f"{name}/files"]
+    assert row["result"] == "success" and row["last_success"] and row["next_run"]
+    assert row["next_run"].endswith("T03:00:00+00:00")
