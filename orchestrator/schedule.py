@@ -30,7 +30,18 @@ def next_fire(expression: str, timezone: str, after: datetime, hash_id: str = ""
 
     The expression is read in `timezone` (DST-aware); `hash_id` spreads `H` fields.
     """
-    local = after.astimezone(ZoneInfo(timezone))
-    it = croniter(expression, local, hash_id=hash_id.encode() or None)
-    fire: datetime = it.get_next(datetime)
-    return fire.astimezone(UTC)
+    zone = ZoneInfo(timezone)
+    it = croniter(expression, after.astimezone(zone), hash_id=hash_id.encode() or None)
+    pinned_hours = expression.split()[1] != "*"
+    while True:
+        fire: datetime = it.get_next(datetime)
+        local = fire.astimezone(zone)
+        # When clocks fall back, a wall time happens twice. Like Vixie cron, a job pinned to
+        # certain hours runs at the first one only; an every-hour job keeps its real hours.
+        if pinned_hours and local.fold == 1 and _ambiguous(local):
+            continue
+        return fire.astimezone(UTC)
+
+
+def _ambiguous(local: datetime) -> bool:
+    return local.replace(fold=0).utcoffset() != local.replace(fold=1).utcoffset()

@@ -94,10 +94,17 @@ python_env() {
     echo "$stamp" >"$here/.venv/.stamp"
 }
 
+host_tools() {
+    # systemd-analyze verifies the unit in the tests.
+    command -v systemd-analyze >/dev/null 2>&1 || apt_install systemd
+    say "host tools: present"
+}
+
 mkdir -p "$cache"
-steps=${*:-docker rustic base worker venv}
+steps=${*:-host docker rustic base worker venv}
 for step in $steps; do
     case $step in
+        host) host_tools ;;
         docker) docker_engine ;;
         rustic) rustic_binary ;;
         base) base_image ;;

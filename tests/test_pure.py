@@ -65,6 +65,36 @@ def test_next_fire_is_utc_and_zone_aware(cron: str, tz: str, after: str, expecte
     assert fire == datetime.fromisoformat(expected).replace(tzinfo=UTC)
 
 
+def fires(cron: str, tz: str, start: str, end: str) -> list[str]:
+    moment = datetime.fromisoformat(start).replace(tzinfo=UTC)
+    stop = datetime.fromisoformat(end).replace(tzinfo=UTC)
+    out = []
+    while (moment := next_fire(cron, tz, moment)) < stop:
+        out.append(moment.strftime("%H:%M"))
+    return out
+
+
+def test_fall_back_runs_a_daily_job_once_and_an_hourly_job_every_real_hour() -> None:
+    # Berlin 2026-10-25: 03:00 CEST becomes 02:00 CET, so 02:30 happens twice.
+    assert fires("30 2 * * *", "Europe/Berlin", "2026-10-24T12:00", "2026-10-25T12:00") == ["00:30"]
+    assert fires("0 * * * *", "Europe/Berlin", "2026-10-24T23:30", "2026-10-25T03:30") == [
+        "00:00",
+        "01:00",
+        "02:00",
+        "03:00",
+    ]
+
+
+def test_spring_forward_runs_a_daily_job_in_the_gap_once() -> None:
+    # Berlin 2026-03-29: 02:00 CET becomes 03:00 CEST; 02:30 does not exist.
+    assert fires("30 2 * * *", "Europe/Berlin", "2026-03-28T12:00", "2026-03-29T12:00") == ["01:00"]
+    assert fires("0 * * * *", "Europe/Berlin", "2026-03-28T23:30", "2026-03-29T02:30") == [
+        "00:00",
+        "01:00",
+        "02:00",
+    ]
+
+
 def test_labels_and_names_follow_design() -> None:
     when = datetime(2026, 11, 26, 5, 40, tzinfo=UTC)
     assert dict(labels("acme", "web", Kind.BACKUP, when)) == {
