@@ -24,6 +24,7 @@ demo: provision
 
 bench: provision
 	$(VENV)/python bench/local_overhead.py
+	$(VENV)/python bench/daemon_scale.py
 
 clean:
 	rm -rf .venv .tools worker-image/dist/rustic

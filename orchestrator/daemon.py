@@ -85,11 +85,10 @@ class Daemon:
                 self.reload.clear()
                 self.load_config()
                 next_poll = datetime.fromtimestamp(now.timestamp() + CONFIG_POLL_SECONDS, UTC)
-            if self._anything_due(now):
-                try:
-                    last_tick = self.tick(last_tick, now)
-                except RuntimeUnavailable as exc:
-                    log.error("cannot plan: %s; retrying", exc)
+            try:
+                last_tick = self.tick(last_tick, now)
+            except RuntimeUnavailable as exc:
+                log.error("cannot plan: %s; retrying", exc)
             wake_at = min([next_poll, *self.state.next_due.values()], default=next_poll)
             self.wake.wait(max(0.0, (wake_at - _now()).total_seconds()))
             self.wake.clear()
@@ -152,8 +151,11 @@ class Daemon:
 
     def tick(self, last_tick: datetime, now: datetime) -> datetime:
         """Plan once at `now` and carry it out; return the new last tick."""
+        # Docker is asked only when something may launch; an idle tick just moves the clock,
+        # so a customer added later counts its schedule from now, not from hours ago.
+        docker = self.runtime.running_jobs() if self._anything_due(now) else frozenset()
         with self.lock:
-            running = self.runtime.running_jobs() | frozenset(self.in_flight)
+            running = docker | frozenset(self.in_flight)
         decision = plan(
             self.specs,
             running,
@@ -191,7 +193,7 @@ class Daemon:
     def _anything_due(self, now: datetime) -> bool:
         if self.state.pending:
             return True
-        return any(self.state.next_due.get(s.id, now) <= now for s in self.specs)
+        return any(self.state.next_due.get(spec, now) <= now for spec in self.specs)
 
     def _launch(self, launch: Launch) -> None:
         customer_name, resource_name = launch.job.split("/", 1)

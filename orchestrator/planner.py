@@ -34,7 +34,9 @@ class JobSpec:
 class PlanState:
     """What the planner carries from one tick to the next."""
 
-    next_due: Mapping[str, datetime] = field(default_factory=dict)  # first unhandled time
+    # The first unhandled time of each job, keyed by the whole spec: a changed schedule
+    # starts afresh instead of waiting for a time its old schedule named.
+    next_due: Mapping[JobSpec, datetime] = field(default_factory=dict)
     pending: Mapping[str, datetime] = field(default_factory=dict)  # due, waiting for a slot
 
 
@@ -82,7 +84,7 @@ def plan(
     `running` holds the jobs with a running worker (Docker's word) or a run in flight.
     A job never in `state` starts counting from `last_tick`.
     """
-    next_due: dict[str, datetime] = {}
+    next_due: dict[JobSpec, datetime] = {}
     pending = {job: when for job, when in state.pending.items()}
     known = {job.id for job in jobs}
     for gone in [job_id for job_id in pending if job_id not in known]:
@@ -92,12 +94,12 @@ def plan(
     catch_ups: set[str] = set()
 
     for job in jobs:
-        due = state.next_due.get(job.id) or next_fire(job.schedule, job.timezone, last_tick, job.id)
+        due = state.next_due.get(job) or next_fire(job.schedule, job.timezone, last_tick, job.id)
         if due > now:
-            next_due[job.id] = due
+            next_due[job] = due
             continue
         times = _times_until(job, due, now)
-        next_due[job.id] = next_fire(job.schedule, job.timezone, now, job.id)
+        next_due[job] = next_fire(job.schedule, job.timezone, now, job.id)
         latest = times[-1]
         if now - latest <= GRACE:
             late = times[:-1]

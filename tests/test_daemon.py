@@ -287,3 +287,19 @@ def test_status_reports_what_the_ledger_holds(site: Site, unique: str) -> None:
     row = rows[f"{name}/files"]
     assert row["result"] == "success" and row["last_success"] and row["next_run"]
     assert row["next_run"].endswith("T03:00:00+00:00")
+
+
+def test_a_run_past_the_job_timeout_is_stopped_and_counted(
+    site: Site, unique: str, slow_image: str
+) -> None:
+    site.env["UNSTOPPABLE_WORKER_IMAGE"] = slow_image
+    site.env["UNSTOPPABLE_JOB_TIMEOUT"] = "3s"
+    name = f"slow-{unique}"
+    customer(site, name, "0 3 * * *", delay=60)
+    started = time.monotonic()
+    done = site.cli("backup", name)
+    assert done.returncode == 1
+    assert f"{name}/files: timeout (timeout)" in done.stdout, done.stdout
+    assert time.monotonic() - started < 30
+    assert not running_workers(name)
+    assert Ledger(site.data / "state").runs(f"{name}/files")[-1][4] == "timeout"

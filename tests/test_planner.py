@@ -57,7 +57,7 @@ def test_downtime_counts_missed_times_and_coalesces_one_catch_up() -> None:
     p = plan([job("a/x")], frozenset(), PlanState(), at("05:30:00"), at("08:30:00"), 4, "once")
     assert p.missed == (Missed("a/x", 3, at("08:00:00")),)
     assert p.launch == (Launch("a/x", at("08:00:00"), catch_up=True),)
-    assert p.state.next_due["a/x"] == at("09:00:00")
+    assert p.state.next_due[job("a/x")] == at("09:00:00")
 
 
 def test_catch_up_never_counts_but_does_not_run() -> None:
@@ -118,11 +118,11 @@ def test_a_customer_already_running_yields_to_the_others() -> None:
 
 
 def test_removed_jobs_leave_the_queue_and_new_jobs_start_from_the_last_tick() -> None:
-    state = PlanState({"gone/x": at("09:00:00")}, {"gone/x": at("08:00:00")})
+    state = PlanState({job("gone/x"): at("09:00:00")}, {"gone/x": at("08:00:00")})
     p = plan([job("new/y")], frozenset(), state, at("08:10:00"), at("08:20:00"), 4)
     assert p.state.pending == {}
-    assert "gone/x" not in p.state.next_due
-    assert p.state.next_due["new/y"] == at("09:00:00")
+    assert job("gone/x") not in p.state.next_due
+    assert p.state.next_due[job("new/y")] == at("09:00:00")
     assert p.launch == ()
 
 
@@ -149,3 +149,13 @@ def test_a_tick_exactly_on_time_launches_once_and_never_twice() -> None:
     p1 = plan(j, frozenset(), PlanState(), at("07:59:59"), at("08:00:00"), 4)
     p2 = plan(j, frozenset(), p1.state, at("08:00:00"), at("08:00:00") + timedelta(seconds=1), 4)
     assert len(p1.launch) == 1 and p2.launch == ()
+
+
+def test_a_changed_schedule_takes_effect_at_once() -> None:
+    daily = plan(
+        [job("a/x", "0 3 * * *")], frozenset(), PlanState(), at("07:00:00"), at("07:00:01"), 4
+    )
+    assert daily.wake == datetime(2026, 11, 27, 3, tzinfo=UTC)
+    every5 = job("a/x", "* * * * * */5")
+    p = plan([every5], frozenset(), daily.state, at("07:00:01"), at("07:00:02"), 4)
+    assert p.wake == at("07:00:05")
