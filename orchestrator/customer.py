@@ -14,7 +14,7 @@ from orchestrator.schedule import check_cron, check_timezone
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 KEEP_KEYS = ("KEEP_LAST", "KEEP_HOURLY", "KEEP_DAILY", "KEEP_WEEKLY", "KEEP_MONTHLY", "KEEP_YEARLY")
-CUSTOMER_KEYS = ("SCHEDULE", "TIMEZONE", "REPO_PASSWORD", "RESOURCES", *KEEP_KEYS)
+CUSTOMER_KEYS = ("SCHEDULE", "TIMEZONE", "REPO_PASSWORD", "RESOURCES", "PING_URL", *KEEP_KEYS)
 
 
 class SourceType(StrEnum):
@@ -25,7 +25,10 @@ class SourceType(StrEnum):
 
 # Which keys each source type accepts, and which of them it requires.
 RESOURCE_KEYS: dict[SourceType, tuple[frozenset[str], frozenset[str]]] = {
-    SourceType.LOCAL: (frozenset({"TYPE", "PATH", "SCHEDULE", "EXCLUDE"}), frozenset({"PATH"})),
+    SourceType.LOCAL: (
+        frozenset({"TYPE", "PATH", "SCHEDULE", "EXCLUDE", "PING_URL"}),
+        frozenset({"PATH"}),
+    ),
     SourceType.FTPS: (
         frozenset(
             {
@@ -41,6 +44,7 @@ RESOURCE_KEYS: dict[SourceType, tuple[frozenset[str], frozenset[str]]] = {
                 "TLS_VERIFY",
                 "SCHEDULE",
                 "EXCLUDE",
+                "PING_URL",
             }
         ),
         frozenset({"HOST", "USER", "PASSWORD", "PATH"}),
@@ -58,6 +62,7 @@ RESOURCE_KEYS: dict[SourceType, tuple[frozenset[str], frozenset[str]]] = {
                 "HOST_KEY",
                 "SCHEDULE",
                 "EXCLUDE",
+                "PING_URL",
             }
         ),
         frozenset({"HOST", "USER", "PATH", "HOST_KEY"}),
@@ -116,6 +121,7 @@ class Customer:
     repo_password: SecretRef
     keep: tuple[tuple[str, int], ...]
     resources: tuple[Resource, ...]
+    ping_url: str | None = None
 
     def resource(self, name: str) -> Resource:
         """Return the resource called `name`; raise ConfigError if there is none."""
@@ -163,9 +169,17 @@ def load_customer(path: Path) -> Customer:
         resource = _resource(resource_name, owned[resource_name], default_schedule, problem)
         if resource is not None:
             resources.append(resource)
+    ping_url = values.get("PING_URL")
+    if ping_url is not None:
+        _check_url("PING_URL", ping_url, problem)
     if problems or repo_password is None:
         raise ConfigError(problems)
-    return Customer(name, path, timezone, repo_password, keep, tuple(resources))
+    return Customer(name, path, timezone, repo_password, keep, tuple(resources), ping_url)
+
+
+def _check_url(key: str, value: str, problem: _Problem) -> None:
+    if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
+        problem(key, "must be an http:// or https:// URL")
 
 
 def _check_schedule(key: str, value: str, problem: _Problem) -> None:
@@ -275,6 +289,8 @@ def _resource(
     if "PASSWORD" in keys:
         password = _secret(prefix + "PASSWORD", keys["PASSWORD"], report)
     _check_remote(kind, keys, prefix, report)
+    if "PING_URL" in keys:
+        _check_url(prefix + "PING_URL", keys["PING_URL"], report)
     excludes = tuple(g.strip() for g in keys.get("EXCLUDE", "").split(",") if g.strip())
     if report.count or schedule is None:
         return None

@@ -9,8 +9,10 @@ import logging
 import shutil
 import signal
 import threading
+import time
 from datetime import UTC, datetime
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from orchestrator.customer import Customers, load_customers
 from orchestrator.errors import RuntimeUnavailable, UnstoppableError
@@ -19,9 +21,13 @@ from orchestrator.planner import JobSpec, Launch, PlanState, plan
 from orchestrator.runs import Jobs, RunRecord
 from orchestrator.runtime import Runtime, WorkerInfo
 from orchestrator.rustic import Outcome, Reason, Result
+from orchestrator.schedule import expected_interval
 from orchestrator.settings import Settings
-from orchestrator.storage import secrets_dir
+from orchestrator.storage import job_storage, secrets_dir
 from orchestrator.worker import Kind
+
+if TYPE_CHECKING:
+    from orchestrator.metrics import DaemonView
 
 log = logging.getLogger(__name__)
 CONFIG_POLL_SECONDS = 5.0
@@ -45,6 +51,9 @@ class Daemon:
         self.stopping = threading.Event()
         self.reload = threading.Event()
         self.signature: tuple[tuple[str, int, int], ...] | None = None
+        self.heartbeat = time.time()
+        self.intervals: dict[tuple[str, str], float] = {}
+        self.rustic_version = "unknown"
 
     def request_stop(self) -> None:
         self.stopping.set()
@@ -72,6 +81,11 @@ class Daemon:
     def run(self) -> int:
         """Schedule until asked to stop; return the exit code."""
         self.load_config()
+        self.rustic_version = (
+            self.runtime.image_label(self.settings.WORKER_IMAGE, "unstoppable.rustic-version")
+            or "unknown"
+        )
+        self.serve_metrics()
         self.adopt()
         stored = self.ledger.get_state("last_tick")
         last_tick = datetime.fromisoformat(stored) if stored else _now()
@@ -81,6 +95,7 @@ class Daemon:
         )
         while not self.stopping.is_set():
             now = _now()
+            self.heartbeat = now.timestamp()
             if self.reload.is_set() or now >= next_poll:
                 self.reload.clear()
                 self.load_config()
@@ -94,6 +109,57 @@ class Daemon:
             self.wake.clear()
         log.info("stopped; %d run(s) left to the next start", len(self.in_flight))
         return 0
+
+    def serve_metrics(self) -> None:
+        """Serve /metrics on UNSTOPPABLE_METRICS_LISTEN; a bind failure is logged, not fatal.
+
+        Without metrics the daemon still backs up, and the failed scrape raises
+        OrchestratorDown, which is the loud outcome an operator needs.
+        """
+        from orchestrator.metrics import BackupCollector, serve
+
+        try:
+            serve(self.settings.METRICS_LISTEN, BackupCollector(self.ledger, self.view))
+            log.info("metrics on http://%s/metrics", self.settings.METRICS_LISTEN)
+        except (OSError, ValueError) as exc:
+            log.error("cannot serve metrics on %s: %s", self.settings.METRICS_LISTEN, exc)
+
+    def view(self) -> "DaemonView":
+        """Return what a scrape needs from the live daemon."""
+        from orchestrator.metrics import DaemonView, JobView
+
+        try:
+            docker = self.runtime.running_jobs()
+        except RuntimeUnavailable:
+            docker = frozenset()
+        with self.lock:
+            running = docker | frozenset(self.in_flight)
+        next_due = self.state.next_due
+        now = _now()
+        jobs = []
+        for spec in self.specs:
+            customer, resource = spec.id.split("/", 1)
+            key = (spec.schedule, spec.timezone)
+            if key not in self.intervals:
+                self.intervals[key] = expected_interval(spec.schedule, spec.timezone, now)
+            due = next_due.get(spec)
+            jobs.append(
+                JobView(
+                    customer,
+                    resource,
+                    due.timestamp() if due else None,
+                    self.intervals[key],
+                    job_storage(self.settings, customer, resource).hot / "snapshots",
+                )
+            )
+        return DaemonView(
+            tuple(jobs),
+            tuple(c.name for c in self.customers.valid),
+            self.customers.invalid,
+            running,
+            self.heartbeat,
+            self.rustic_version,
+        )
 
     def load_config(self) -> None:
         """Reread customers.d if any file changed; a broken file disables only its customer."""

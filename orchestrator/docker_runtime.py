@@ -36,6 +36,14 @@ class DockerRuntime:
             raise RuntimeUnavailable(f"cannot list containers: {_short(exc)}") from None
         return frozenset(c.labels.get("unstoppable.job", "") for c in containers)
 
+    def image_label(self, image: str, key: str) -> str | None:
+        """Return the label `key` of the local image `image`, or None."""
+        try:
+            value = self.client.images.get(image).labels.get(key)
+            return str(value) if value is not None else None
+        except (DockerException, requests.RequestException):
+            return None
+
     def workers(self) -> list[WorkerInfo]:
         """Return every managed container, running or not."""
         try:

@@ -1,14 +1,21 @@
-"""The run ledger: every run, skip and missed time, durable in SQLite under DATA_DIR/state."""
+"""The run ledger: every run, skip and missed time, durable in SQLite under DATA_DIR/state.
+
+Besides the history it keeps, in the same transaction as each append, the per-job aggregates
+that `status` and `/metrics` read, so neither ever scans the history.
+"""
 
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from orchestrator.runs import RunRecord
 from orchestrator.rustic import Result
+
+# Backup durations, in seconds: a minute-long job and a twelve-hour one both land mid-range.
+DURATION_BUCKETS = (1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 14400, 43200)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -39,7 +46,28 @@ CREATE TABLE IF NOT EXISTS events (
     count INTEGER NOT NULL,
     recorded TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS events_job ON events (customer, resource, event);
+CREATE TABLE IF NOT EXISTS latest (
+    customer TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    last_run TEXT,
+    result TEXT,
+    reason TEXT,
+    message TEXT,
+    last_success TEXT,
+    files_new INTEGER,
+    files_changed INTEGER,
+    data_added INTEGER,
+    bytes_processed INTEGER,
+    PRIMARY KEY (customer, resource)
+);
+CREATE TABLE IF NOT EXISTS totals (
+    customer TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    name TEXT NOT NULL,           -- runs | failures | skipped | missed | duration_le | duration_sum
+    label TEXT NOT NULL,
+    value REAL NOT NULL,
+    PRIMARY KEY (customer, resource, name, label)
+);
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
@@ -50,13 +78,30 @@ class JobStatus:
 
     customer: str
     resource: str
-    last_run: datetime | None
-    result: str | None
-    reason: str | None
-    message: str | None
-    last_success: datetime | None
-    skipped: int
-    missed: int
+    last_run: datetime | None = None
+    result: str | None = None
+    reason: str | None = None
+    message: str | None = None
+    last_success: datetime | None = None
+    files_new: int | None = None
+    files_changed: int | None = None
+    data_added: int | None = None
+    bytes_processed: int | None = None
+    totals: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    def total(self, name: str, label: str | None = None) -> float:
+        """Return the aggregate `name` for `label`, or summed over every label."""
+        if label is not None:
+            return self.totals.get((name, label), 0.0)
+        return sum(v for (n, _), v in self.totals.items() if n == name)
+
+    @property
+    def skipped(self) -> int:
+        return int(self.total("skipped"))
+
+    @property
+    def missed(self) -> int:
+        return int(self.total("missed"))
 
 
 class Ledger:
@@ -79,30 +124,60 @@ class Ledger:
             db.close()
 
     def record_run(self, run: RunRecord) -> None:
-        """Append one finished run."""
+        """Append one finished run and fold it into the job's aggregates."""
         s = run.outcome.summary
+        result = run.outcome.result
+        job = (run.customer, run.resource)
+        summary = (
+            (s.files_new, s.files_changed, s.data_added, s.bytes_processed) if s else (None,) * 4
+        )
+        duration = max(0.0, (run.ended - run.started).total_seconds())
         with self._connect() as db:
             db.execute(
                 "INSERT INTO runs (customer, resource, kind, scheduled_for, started, ended, result,"
                 " reason, message, snapshot_id, files_new, files_changed, data_added,"
                 " bytes_processed) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
-                    run.customer,
-                    run.resource,
+                    job[0],
+                    job[1],
                     run.kind.value,
                     _iso(run.scheduled_for),
                     _iso(run.started),
                     _iso(run.ended),
-                    run.outcome.result.value,
+                    result.value,
                     run.outcome.reason.value,
                     run.outcome.message,
                     s.snapshot_id if s else None,
-                    s.files_new if s else None,
-                    s.files_changed if s else None,
-                    s.data_added if s else None,
-                    s.bytes_processed if s else None,
+                    *summary,
                 ),
             )
+            success = result is Result.SUCCESS
+            db.execute(
+                "INSERT INTO latest VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO UPDATE SET"
+                " last_run=excluded.last_run, result=excluded.result, reason=excluded.reason,"
+                " message=excluded.message,"
+                " last_success=COALESCE(excluded.last_success, latest.last_success),"
+                " files_new=COALESCE(excluded.files_new, latest.files_new),"
+                " files_changed=COALESCE(excluded.files_changed, latest.files_changed),"
+                " data_added=COALESCE(excluded.data_added, latest.data_added),"
+                " bytes_processed=COALESCE(excluded.bytes_processed, latest.bytes_processed)",
+                (
+                    job[0],
+                    job[1],
+                    _iso(run.ended),
+                    result.value,
+                    run.outcome.reason.value,
+                    run.outcome.message,
+                    _iso(run.ended) if success else None,
+                    *(summary if success else (None,) * 4),
+                ),
+            )
+            adds = [("runs", result.value, 1.0), ("duration_sum", "", duration)]
+            if not success:
+                adds.append(("failures", run.outcome.reason.value, 1.0))
+            adds += [("duration_le", str(b), 1.0) for b in DURATION_BUCKETS if duration <= b]
+            adds.append(("duration_le", "+Inf", 1.0))
+            _add(db, job, adds)
 
     def record_event(
         self, job: str, event: str, reason: str, scheduled_for: datetime, count: int = 1
@@ -123,6 +198,7 @@ class Ledger:
                     _iso(datetime.now(UTC)),
                 ),
             )
+            _add(db, (customer, resource), [(event, reason, float(count))])
 
     def set_state(self, key: str, value: str) -> None:
         with self._connect() as db:
@@ -149,57 +225,54 @@ class Ledger:
 
     def event_count(self, job: str, event: str, reason: str | None = None) -> int:
         customer, resource = job.split("/", 1)
-        query = (
-            "SELECT COALESCE(SUM(count), 0) FROM events WHERE customer=? AND resource=? AND event=?"
-        )
+        query = "SELECT COALESCE(SUM(value), 0) FROM totals WHERE customer=? AND resource=?"
+        query += " AND name=?"
         args: tuple[str, ...] = (customer, resource, event)
         if reason is not None:
-            query += " AND reason = ?"
+            query += " AND label = ?"
             args += (reason,)
         with self._connect() as db:
             return int(db.execute(query, args).fetchone()[0])
 
     def status(self) -> list[JobStatus]:
-        """Return the latest backup run, last success and counts of every job in the ledger."""
+        """Return the aggregates of every job the ledger has seen, by customer and resource."""
         with self._connect() as db:
-            rows = db.execute(
-                """
-                SELECT j.customer, j.resource,
-                  (SELECT ended FROM runs r WHERE r.customer=j.customer AND r.resource=j.resource
-                     AND kind='backup' ORDER BY id DESC LIMIT 1),
-                  (SELECT result || char(31) || reason || char(31) || message FROM runs r
-                     WHERE r.customer=j.customer AND r.resource=j.resource AND kind='backup'
-                     ORDER BY id DESC LIMIT 1),
-                  (SELECT ended FROM runs r WHERE r.customer=j.customer AND r.resource=j.resource
-                     AND kind='backup' AND result=? ORDER BY id DESC LIMIT 1),
-                  (SELECT COALESCE(SUM(count),0) FROM events e WHERE e.customer=j.customer
-                     AND e.resource=j.resource AND event='skipped'),
-                  (SELECT COALESCE(SUM(count),0) FROM events e WHERE e.customer=j.customer
-                     AND e.resource=j.resource AND event='missed')
-                FROM (SELECT customer, resource FROM runs UNION SELECT customer, resource
-                      FROM events) j ORDER BY j.customer, j.resource
-                """,
-                (Result.SUCCESS.value,),
-            ).fetchall()
+            latest = {(row[0], row[1]): row for row in db.execute("SELECT * FROM latest")}
+            totals: dict[tuple[str, str], dict[tuple[str, str], float]] = {}
+            for customer, resource, name, label, value in db.execute("SELECT * FROM totals"):
+                totals.setdefault((customer, resource), {})[(name, label)] = value
         out = []
-        for customer, resource, last_run, latest, last_success, skipped, missed in rows:
-            result = reason = message = None
-            if latest:
-                result, reason, message = latest.split("\x1f", 2)
+        for job in sorted(latest.keys() | totals.keys()):
+            row = latest.get(job)
+            if row is None:
+                out.append(JobStatus(job[0], job[1], totals=totals.get(job, {})))
+                continue
+            _, _, last_run, result, reason, message, last_success, new, changed, added, read = row
             out.append(
                 JobStatus(
-                    customer,
-                    resource,
+                    job[0],
+                    job[1],
                     _dt(last_run),
                     result,
                     reason,
                     message,
                     _dt(last_success),
-                    int(skipped),
-                    int(missed),
+                    new,
+                    changed,
+                    added,
+                    read,
+                    totals=totals.get(job, {}),
                 )
             )
         return out
+
+
+def _add(db: sqlite3.Connection, job: tuple[str, str], adds: list[tuple[str, str, float]]) -> None:
+    db.executemany(
+        "INSERT INTO totals VALUES (?,?,?,?,?) ON CONFLICT DO UPDATE SET value = value + "
+        "excluded.value",
+        [(*job, name, label, value) for name, label, value in adds],
+    )
 
 
 def _iso(moment: datetime) -> str:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from orchestrator import rustic
+from orchestrator import pings, rustic
 from orchestrator.customer import Customer, Customers, Resource, SourceType
 from orchestrator.errors import ConfigError, JobBusy, RunFailed, RuntimeUnavailable, SecretError
 from orchestrator.runtime import Finished, Runtime, WorkerInfo
@@ -61,7 +61,15 @@ class Jobs:
         Never raises for a failed run: the record says what failed and why.
         """
         started = datetime.now(UTC)
+        job = job_id(customer.name, resource.name)
+        url = pings.ping_url(self.settings.PING_URL, customer, resource)
+        if url:
+            pings.send(url, "start", f"scheduled for {scheduled_for.isoformat()}", job)
         outcome = self._backup(customer, resource, scheduled_for)
+        if url and outcome.result is not Result.SKIPPED:
+            event = "success" if outcome.result is Result.SUCCESS else "fail"
+            reason = f" ({outcome.reason.value})" if outcome.reason else ""
+            pings.send(url, event, f"{outcome.result.value}{reason}: {outcome.message}", job)
         record = RunRecord(
             customer.name,
             resource.name,

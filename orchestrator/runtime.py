@@ -37,6 +37,10 @@ class Runtime(Protocol):
         """Return the `unstoppable.job` labels of running managed containers."""
         ...
 
+    def image_label(self, image: str, key: str) -> str | None:
+        """Return the label `key` of the local image `image`, or None."""
+        ...
+
     def workers(self) -> list[WorkerInfo]:
         """Return every managed container, running or not."""
         ...

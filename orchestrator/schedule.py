@@ -1,6 +1,7 @@
 """Cron schedules (the only module that imports croniter), computed in the customer's zone."""
 
 from datetime import UTC, datetime
+from itertools import pairwise
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadCronError, croniter
@@ -45,3 +46,15 @@ def next_fire(expression: str, timezone: str, after: datetime, hash_id: str = ""
 
 def _ambiguous(local: datetime) -> bool:
     return local.replace(fold=0).utcoffset() != local.replace(fold=1).utcoffset()
+
+
+def expected_interval(expression: str, timezone: str, now: datetime, samples: int = 8) -> float:
+    """Return the longest gap, in seconds, between the next `samples` scheduled times.
+
+    The longest, not the typical: a weekday-only job is overdue after a weekend plus a day,
+    not after a day.
+    """
+    times = [now]
+    for _ in range(samples + 1):
+        times.append(next_fire(expression, timezone, times[-1], "interval"))
+    return max((b - a).total_seconds() for a, b in pairwise(times[1:]))

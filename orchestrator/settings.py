@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     INFISICAL_CLIENT_SECRET: SecretStr | None = None
     INFISICAL_PROJECT_ID: str | None = None
     INFISICAL_ENVIRONMENT: str = "prod"
+    PING_URL: str | None = (
+        None  # healthchecks-style base; each job pings <base>/<customer>-<resource>
+    )
 
     @field_validator("JOB_TIMEOUT")
     @classmethod

@@ -1,0 +1,220 @@
+"""`/metrics`: the only module that imports prometheus_client.
+
+Every scrape reads the ledger (what survives restarts), the repositories' own snapshot files
+(what was really written, whatever the daemon believes) and the daemon's live view (what is
+configured, running and next).
+"""
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from orchestrator import __version__
+from orchestrator.ledger import DURATION_BUCKETS, JobStatus, Ledger
+from orchestrator.rustic import Result
+
+JOB = ["customer", "resource"]
+
+
+@dataclass(frozen=True)
+class JobView:
+    customer: str
+    resource: str
+    next_run: float | None
+    expected_interval: float
+    snapshots_dir: Path  # the hot repository's snapshots/, one file per snapshot
+
+
+@dataclass(frozen=True)
+class DaemonView:
+    """What only the running daemon knows, handed to each scrape."""
+
+    jobs: tuple[JobView, ...]
+    valid_customers: tuple[str, ...]
+    invalid_customers: tuple[str, ...]
+    running: frozenset[str]
+    heartbeat: float
+    rustic_version: str
+
+
+class BackupCollector(Collector):
+    """Builds the metric families of DESIGN.md at scrape time."""
+
+    def __init__(self, ledger: Ledger, view: Callable[[], DaemonView]) -> None:
+        self.ledger = ledger
+        self.view = view
+
+    def collect(self) -> Iterator[Metric]:
+        view = self.view()
+        status = {(s.customer, s.resource): s for s in self.ledger.status()}
+        g = _Families()
+        for job in view.jobs:
+            labels = [job.customer, job.resource]
+            s = status.get((job.customer, job.resource)) or JobStatus(job.customer, job.resource)
+            _job_metrics(g, labels, s, job, f"{job.customer}/{job.resource}" in view.running)
+        for customer in view.valid_customers:
+            g.gauge("config_valid", "1 if the customer file is valid", ["customer"], [customer], 1)
+        for customer in view.invalid_customers:
+            g.gauge("config_valid", "1 if the customer file is valid", ["customer"], [customer], 0)
+        g.gauge(
+            "scheduler_heartbeat_timestamp_seconds",
+            "last loop of the scheduler",
+            [],
+            [],
+            view.heartbeat,
+        )
+        g.gauge(
+            "build_info",
+            "version of the orchestrator and of rustic in the worker",
+            ["version", "rustic_version"],
+            [__version__, view.rustic_version],
+            1,
+        )
+        yield from g.families.values()
+
+
+def _job_metrics(
+    g: "_Families", labels: list[str], s: JobStatus, job: JobView, running: bool
+) -> None:
+    b = "backup_"
+    if s.last_success:
+        g.gauge(
+            b + "last_success_timestamp_seconds",
+            "end of the last successful run",
+            JOB,
+            labels,
+            s.last_success.timestamp(),
+        )
+    if s.last_run:
+        g.gauge(
+            b + "last_run_timestamp_seconds",
+            "end of the last run",
+            JOB,
+            labels,
+            s.last_run.timestamp(),
+        )
+        g.gauge(
+            b + "last_run_success",
+            "1 if the last run succeeded",
+            JOB,
+            labels,
+            1 if s.result == Result.SUCCESS.value else 0,
+        )
+    for result in (Result.SUCCESS, Result.FAILURE, Result.TIMEOUT):
+        g.counter(
+            b + "runs",
+            "finished runs by result",
+            [*JOB, "result"],
+            [*labels, result.value],
+            s.total("runs", result.value),
+        )
+    for (name, reason), value in sorted(s.totals.items()):
+        if name == "failures":
+            g.counter(
+                b + "failures", "failed runs by reason", [*JOB, "reason"], [*labels, reason], value
+            )
+    for reason in ("overlap", "max_parallel"):
+        g.counter(
+            b + "skipped",
+            "scheduled runs not started",
+            [*JOB, "reason"],
+            [*labels, reason],
+            s.total("skipped", reason),
+        )
+    g.counter(
+        b + "missed", "scheduled times that passed with no run", JOB, labels, s.total("missed")
+    )
+    g.gauge(b + "running", "1 while a run is in progress", JOB, labels, 1 if running else 0)
+    g.histogram(b + "duration_seconds", "duration of finished runs", labels, s)
+    if job.next_run is not None:
+        g.gauge(b + "next_run_timestamp_seconds", "next scheduled time", JOB, labels, job.next_run)
+    g.gauge(
+        b + "expected_interval_seconds",
+        "longest gap between scheduled times",
+        JOB,
+        labels,
+        job.expected_interval,
+    )
+    last: tuple[tuple[str, int | None], ...] = (
+        ("last_added_bytes", s.data_added),
+        ("last_processed_bytes", s.bytes_processed),
+        ("last_files_new", s.files_new),
+        ("last_files_changed", s.files_changed),
+    )
+    for metric, amount in last:
+        if amount is not None:
+            g.gauge(b + metric, "from the last successful run's summary", JOB, labels, amount)
+    count, latest = _snapshot_files(job.snapshots_dir)
+    g.gauge("repo_snapshots", "snapshot files in the repository", JOB, labels, count)
+    if latest:
+        g.gauge(
+            "repo_latest_snapshot_timestamp_seconds",
+            "when the newest snapshot file was written",
+            JOB,
+            labels,
+            latest,
+        )
+
+
+def _snapshot_files(directory: Path) -> tuple[int, float]:
+    """Return how many snapshot files `directory` holds and the newest one's mtime."""
+    count, latest = 0, 0.0
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if entry.is_file():
+                    count += 1
+                    latest = max(latest, entry.stat().st_mtime)
+    except OSError:
+        pass
+    return count, latest
+
+
+class _Families:
+    """Collects samples into one family per metric name."""
+
+    def __init__(self) -> None:
+        self.families: dict[str, Any] = {}
+
+    def gauge(self, name: str, doc: str, keys: list[str], values: list[str], v: float) -> None:
+        family = self.families.setdefault(
+            name, GaugeMetricFamily(f"unstoppable_{name}", doc, labels=keys)
+        )
+        family.add_metric(values, v)
+
+    def counter(self, name: str, doc: str, keys: list[str], values: list[str], v: float) -> None:
+        family = self.families.setdefault(
+            name, CounterMetricFamily(f"unstoppable_{name}", doc, labels=keys)
+        )
+        family.add_metric(values, v)
+
+    def histogram(self, name: str, doc: str, values: list[str], s: JobStatus) -> None:
+        family = self.families.setdefault(
+            name, HistogramMetricFamily(f"unstoppable_{name}", doc, labels=JOB)
+        )
+        buckets = [(str(float(b)), s.total("duration_le", str(b))) for b in DURATION_BUCKETS]
+        buckets.append(("+Inf", s.total("duration_le", "+Inf")))
+        family.add_metric(values, buckets, s.total("duration_sum"))
+
+
+def serve(listen: str, collector: BackupCollector) -> CollectorRegistry:
+    """Serve `collector` on `listen` (host:port) from a registry of its own; return it.
+
+    Raises OSError if the address cannot be bound.
+    """
+    host, _, port = listen.rpartition(":")
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1", registry=registry)
+    return registry
