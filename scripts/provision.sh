@@ -95,9 +95,12 @@ python_env() {
 }
 
 host_tools() {
-    # systemd-analyze verifies the unit in the tests.
+    # Real parts the tests run against: systemd-analyze verifies the unit; promtool, Prometheus
+    # and Alertmanager check and fire the shipped alert rules.
     command -v systemd-analyze >/dev/null 2>&1 || apt_install systemd
-    say "host tools: present"
+    apt_install prometheus prometheus-alertmanager
+    # The tests start their own instances on free loopback ports, beside any packaged ones.
+    say "host tools: systemd-analyze, promtool, prometheus, alertmanager"
 }
 
 mkdir -p "$cache"

@@ -12,6 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 RUSTIC = ROOT / ".tools" / "bin" / "rustic"
+SLOW_IMAGE = "unstoppable-worker-slow:test"
 
 
 def worker_image() -> str:
@@ -92,3 +93,23 @@ def site(tmp_path: Path, docker_ready: None) -> Iterator[Site]:
 def unique() -> str:
     """Return a customer-name-safe suffix, so parallel or repeated runs never collide."""
     return uuid.uuid4().hex[:8]
+
+
+@pytest.fixture(scope="session")
+def slow_image(docker_ready: None) -> str:
+    """Build the test-only worker whose rustic waits first when the source asks it to."""
+    subprocess.run(
+        [
+            "docker",
+            "build",
+            "-q",
+            "-t",
+            SLOW_IMAGE,
+            "--build-arg",
+            f"WORKER_IMAGE={worker_image()}",
+            str(ROOT / "tests" / "slow-worker"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return SLOW_IMAGE

@@ -15,30 +15,10 @@ from pathlib import Path
 import pytest
 
 from orchestrator.ledger import Ledger
-from tests.conftest import ROOT, Site, worker_image
+from tests.conftest import ROOT, Site
 
 pytestmark = pytest.mark.docker
-SLOW_IMAGE = "unstoppable-worker-slow:test"
 EVERY_5S = "* * * * * */5"
-
-
-@pytest.fixture(scope="session")
-def slow_image(docker_ready: None) -> str:
-    subprocess.run(
-        [
-            "docker",
-            "build",
-            "-q",
-            "-t",
-            SLOW_IMAGE,
-            "--build-arg",
-            f"WORKER_IMAGE={worker_image()}",
-            str(ROOT / "tests" / "slow-worker"),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return SLOW_IMAGE
 
 
 class Events:
