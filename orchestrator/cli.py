@@ -84,7 +84,7 @@ def _load() -> tuple[Settings, Customers]:
 def _jobs(settings: Settings) -> Jobs:
     from orchestrator.docker_runtime import DockerRuntime
 
-    return Jobs(settings, DockerRuntime())
+    return Jobs(settings, DockerRuntime(), last_files=Ledger(state_dir(settings)).last_files)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -45,6 +45,7 @@ RESOURCE_KEYS: dict[SourceType, tuple[frozenset[str], frozenset[str]]] = {
                 "SCHEDULE",
                 "EXCLUDE",
                 "PING_URL",
+                "SHRINK_THRESHOLD",
             }
         ),
         frozenset({"HOST", "USER", "PASSWORD", "PATH"}),
@@ -63,6 +64,7 @@ RESOURCE_KEYS: dict[SourceType, tuple[frozenset[str], frozenset[str]]] = {
                 "SCHEDULE",
                 "EXCLUDE",
                 "PING_URL",
+                "SHRINK_THRESHOLD",
             }
         ),
         frozenset({"HOST", "USER", "PATH", "HOST_KEY"}),
@@ -325,6 +327,11 @@ def _check_remote(kind: SourceType, keys: dict[str, str], prefix: str, problem: 
             )
         if verify == "false" and ("TLS_CA_FILE" in keys or fingerprint):
             problem(prefix + "TLS_VERIFY", "false contradicts TLS_CA_FILE / TLS_FINGERPRINT")
+    shrink = keys.get("SHRINK_THRESHOLD", "50")
+    if not shrink.isdigit() or int(shrink) > 100:
+        problem(prefix + "SHRINK_THRESHOLD", "must be a percentage, 0-100")
+    if kind is SourceType.SFTP and len(keys.get("HOST_KEY", "x y").split()) < 2:
+        problem(prefix + "HOST_KEY", "must be a known_hosts line or '<key type> <base64 key>'")
     if kind is SourceType.SFTP and "PASSWORD" not in keys and "KEY_FILE" not in keys:
         problem(prefix + "PASSWORD", "required for TYPE=sftp unless KEY_FILE is set")
     for key in ("TLS_CA_FILE", "KEY_FILE"):

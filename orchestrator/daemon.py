@@ -41,7 +41,7 @@ class Daemon:
         self.settings = settings
         self.runtime = runtime
         self.ledger = ledger
-        self.jobs = Jobs(settings, runtime, origin="daemon")
+        self.jobs = Jobs(settings, runtime, origin="daemon", last_files=ledger.last_files)
         self.customers = Customers((), (), ())
         self.specs: list[JobSpec] = []
         self.state = PlanState()

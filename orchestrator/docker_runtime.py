@@ -114,7 +114,8 @@ class DockerRuntime:
                 cap_drop=list(spec.cap_drop) or None,
                 cap_add=list(spec.cap_add) or None,
                 security_opt=["no-new-privileges"],
-                devices=list(spec.devices) or None,
+                devices=[f"{d}:{d}:rwm" for d in spec.devices] or None,
+                entrypoint=list(spec.entrypoint) or None,
                 environment={},
             )
         except ImageNotFound:

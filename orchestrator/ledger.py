@@ -58,6 +58,7 @@ CREATE TABLE IF NOT EXISTS latest (
     files_changed INTEGER,
     data_added INTEGER,
     bytes_processed INTEGER,
+    files_total INTEGER,
     PRIMARY KEY (customer, resource)
 );
 CREATE TABLE IF NOT EXISTS totals (
@@ -129,7 +130,9 @@ class Ledger:
         result = run.outcome.result
         job = (run.customer, run.resource)
         summary = (
-            (s.files_new, s.files_changed, s.data_added, s.bytes_processed) if s else (None,) * 4
+            (s.files_new, s.files_changed, s.data_added, s.bytes_processed, s.files_total)
+            if s
+            else (None,) * 5
         )
         duration = max(0.0, (run.ended - run.started).total_seconds())
         with self._connect() as db:
@@ -148,19 +151,20 @@ class Ledger:
                     run.outcome.reason.value,
                     run.outcome.message,
                     s.snapshot_id if s else None,
-                    *summary,
+                    *summary[:4],
                 ),
             )
             success = result is Result.SUCCESS
             db.execute(
-                "INSERT INTO latest VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO UPDATE SET"
+                "INSERT INTO latest VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO UPDATE SET"
                 " last_run=excluded.last_run, result=excluded.result, reason=excluded.reason,"
                 " message=excluded.message,"
                 " last_success=COALESCE(excluded.last_success, latest.last_success),"
                 " files_new=COALESCE(excluded.files_new, latest.files_new),"
                 " files_changed=COALESCE(excluded.files_changed, latest.files_changed),"
                 " data_added=COALESCE(excluded.data_added, latest.data_added),"
-                " bytes_processed=COALESCE(excluded.bytes_processed, latest.bytes_processed)",
+                " bytes_processed=COALESCE(excluded.bytes_processed, latest.bytes_processed),"
+                " files_total=COALESCE(excluded.files_total, latest.files_total)",
                 (
                     job[0],
                     job[1],
@@ -169,7 +173,7 @@ class Ledger:
                     run.outcome.reason.value,
                     run.outcome.message,
                     _iso(run.ended) if success else None,
-                    *(summary if success else (None,) * 4),
+                    *(summary if success else (None,) * 5),
                 ),
             )
             adds = [("runs", result.value, 1.0), ("duration_sum", "", duration)]
@@ -178,6 +182,16 @@ class Ledger:
             adds += [("duration_le", str(b), 1.0) for b in DURATION_BUCKETS if duration <= b]
             adds.append(("duration_le", "+Inf", 1.0))
             _add(db, job, adds)
+
+    def last_files(self, job: str) -> int | None:
+        """Return how many files the job's last successful backup processed, if known."""
+        customer, resource = job.split("/", 1)
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT files_total FROM latest WHERE customer = ? AND resource = ?",
+                (customer, resource),
+            ).fetchone()
+        return int(row[0]) if row and row[0] is not None else None
 
     def record_event(
         self, job: str, event: str, reason: str, scheduled_for: datetime, count: int = 1
@@ -247,7 +261,9 @@ class Ledger:
             if row is None:
                 out.append(JobStatus(job[0], job[1], totals=totals.get(job, {})))
                 continue
-            _, _, last_run, result, reason, message, last_success, new, changed, added, read = row
+            _, _, last_run, result, reason, message, last_success, new, changed, added, read, _ = (
+                row
+            )
             out.append(
                 JobStatus(
                     job[0],

@@ -1,12 +1,17 @@
 """One run of a job: build its worker, run it, judge what rustic left behind."""
 
 import logging
+import math
 import shutil
-from dataclasses import dataclass
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from orchestrator import pings, rustic
+from pydantic import SecretStr
+
+from orchestrator import pings, rustic, sources
 from orchestrator.customer import Customer, Customers, Resource, SourceType
 from orchestrator.errors import ConfigError, JobBusy, RunFailed, RuntimeUnavailable, SecretError
 from orchestrator.runtime import Finished, Runtime, WorkerInfo
@@ -14,6 +19,7 @@ from orchestrator.rustic import Outcome, Reason, Result, SnapshotInfo
 from orchestrator.secrets import resolve, secret_files
 from orchestrator.settings import Settings
 from orchestrator.storage import job_storage, secrets_dir
+from orchestrator.tls_pin import fingerprint, server_certificate
 from orchestrator.worker import (
     COLD,
     RESTORE_TARGET,
@@ -28,6 +34,26 @@ from orchestrator.worker import (
 )
 
 log = logging.getLogger(__name__)
+REMOTE_ENTRYPOINT = "/usr/local/bin/unstoppable-remote"
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How to start one backup worker: argv, source mounts, extra secret files."""
+
+    argv: list[str]
+    mounts: tuple[Mount, ...]
+    files: dict[str, SecretStr] = field(default_factory=dict)
+    entrypoint: tuple[str, ...] = ()
+    remote: bool = False
+
+
+def source_path(resource: Resource) -> str:
+    """Return where the worker sees the resource, which is the path its snapshots record.
+
+    A local directory keeps its real host path; a remote one is mounted at /remote/<name>.
+    """
+    return resource.path if resource.type is SourceType.LOCAL else f"/remote/{resource.name}"
 
 
 @dataclass(frozen=True)
@@ -50,10 +76,17 @@ class RunRecord:
 class Jobs:
     """Runs rustic commands for customers' resources through a runtime."""
 
-    def __init__(self, settings: Settings, runtime: Runtime, origin: str = "cli") -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        runtime: Runtime,
+        origin: str = "cli",
+        last_files: Callable[[str], int | None] = lambda job: None,
+    ) -> None:
         self.settings = settings
         self.runtime = runtime
         self.origin = origin  # "daemon" marks the workers a restarted daemon adopts
+        self.last_files = last_files  # files in the job's last snapshot, to notice a shrink
 
     def backup(self, customer: Customer, resource: Resource, scheduled_for: datetime) -> RunRecord:
         """Back up `resource` now, then forget/prune by the customer's KEEP_* values.
@@ -82,29 +115,28 @@ class Jobs:
         return record
 
     def _backup(self, customer: Customer, resource: Resource, scheduled_for: datetime) -> Outcome:
-        if resource.type is not SourceType.LOCAL:
-            return Outcome(
-                Result.FAILURE,
-                Reason.UNSUPPORTED,
-                f"TYPE={resource.type.value} sources are not supported yet",
-            )
-        if not Path(resource.path).is_dir():
-            return Outcome(
-                Result.FAILURE,
-                Reason.SOURCE_MISSING,
-                f"PATH {resource.path} is not a directory on this host",
-            )
-        source = Mount(Path(resource.path), resource.path, read_only=True)
-        argv = rustic.backup_args(COLD, customer.name, resource.path, resource.excludes)
         try:
+            if resource.type is SourceType.LOCAL:
+                if not Path(resource.path).is_dir():
+                    return Outcome(
+                        Result.FAILURE,
+                        Reason.SOURCE_MISSING,
+                        f"PATH {resource.path} is not a directory on this host",
+                    )
+                launch: Launch | Outcome = self._local_launch(customer, resource)
+            else:
+                launch = self._remote_launch(customer, resource)
+            if isinstance(launch, Outcome):
+                return launch
             done = self._run(
                 customer,
                 resource,
                 Kind.BACKUP,
                 scheduled_for,
-                argv,
-                (source,),
+                launch.argv,
+                launch.mounts,
                 timeout=self.settings.job_timeout_seconds,
+                launch=launch,
             )
         except SecretError as exc:
             return Outcome(Result.FAILURE, Reason.SECRETS, str(exc))
@@ -116,6 +148,58 @@ class Jobs:
             return Outcome(Result.FAILURE, Reason.RUNTIME, str(exc))
         return self._judge(customer, resource, scheduled_for, done)
 
+    def _local_launch(self, customer: Customer, resource: Resource) -> "Launch":
+        argv = rustic.backup_args(COLD, customer.name, resource.path, resource.excludes)
+        return Launch(argv, (Mount(Path(resource.path), resource.path, read_only=True),))
+
+    def _remote_launch(self, customer: Customer, resource: Resource) -> "Launch | Outcome":
+        """Plan a remote backup: pin the certificate, write rclone's files, mount with FUSE."""
+        pinned = None
+        host = resource.option("HOST") or ""
+        if resource.type is SourceType.FTPS and (want := resource.option("TLS_FINGERPRINT")):
+            try:
+                der = server_certificate(
+                    host, sources.port(resource), resource.option("TLS") == "implicit"
+                )
+            except ssl.SSLError as exc:
+                return Outcome(Result.FAILURE, Reason.TLS, f"TLS with {host} failed: {exc}")
+            except OSError as exc:
+                return Outcome(Result.FAILURE, Reason.CONNECT, f"cannot reach {host}: {exc}")
+            if fingerprint(der).upper() != want.upper():
+                return Outcome(
+                    Result.FAILURE,
+                    Reason.TLS,
+                    f"{host} presented certificate {fingerprint(der)}, which does not "
+                    "match TLS_FINGERPRINT",
+                )
+            pinned = ssl.DER_cert_to_PEM_cert(der)
+        password = resolve(resource.password, "PASSWORD") if resource.password else None
+        try:
+            plan = sources.remote_plan(resource, password, pinned)
+        except OSError as exc:
+            return Outcome(
+                Result.FAILURE, Reason.SECRETS, f"cannot read {exc.filename}: {exc.strerror}"
+            )
+        if plan.insecure:
+            log.warning(
+                "%s/%s: TLS_VERIFY=false: the certificate of %s is not verified",
+                customer.name,
+                resource.name,
+                host,
+            )
+        mount_point = source_path(resource)
+        last = self.last_files(job_id(customer.name, resource.name))
+        threshold = int(resource.option("SHRINK_THRESHOLD", "50") or "50")
+        min_files = max(1, math.ceil(last * threshold / 100)) if last else 0
+        argv = [
+            resource.path,
+            mount_point,
+            str(min_files),
+            "--",
+            *rustic.backup_args(COLD, customer.name, mount_point, resource.excludes, remote=True),
+        ]
+        return Launch(argv, (), plan.files, entrypoint=(REMOTE_ENTRYPOINT,), remote=True)
+
     def _judge(
         self, customer: Customer, resource: Resource, scheduled_for: datetime, done: Finished
     ) -> Outcome:
@@ -125,6 +209,9 @@ class Jobs:
                 Reason.TIMEOUT,
                 f"stopped after UNSTOPPABLE_JOB_TIMEOUT={self.settings.JOB_TIMEOUT}",
             )
+        if resource.type is not SourceType.LOCAL and done.exit_code in (3, 4):
+            reason = Reason.SOURCE_SHRUNK if done.exit_code == 4 else sources.classify(done.stderr)
+            return Outcome(Result.FAILURE, reason, _last(done))
         outcome = rustic.judge_backup(done.exit_code, done.stdout, done.stderr)
         if outcome.result is Result.SUCCESS and customer.keep:
             outcome = self._forget(customer, resource, scheduled_for, outcome)
@@ -234,7 +321,7 @@ class Jobs:
         if not self.snapshots(customer, resource):
             raise RunFailed(f"{customer.name}/{resource.name}: no snapshot to restore yet")
         target.mkdir(parents=True, exist_ok=True)
-        argv = rustic.restore_args(COLD, snapshot, resource.path, RESTORE_TARGET)
+        argv = rustic.restore_args(COLD, snapshot, source_path(resource), RESTORE_TARGET)
         done = self._run(
             customer,
             resource,
@@ -271,6 +358,7 @@ class Jobs:
         argv: list[str],
         extra: tuple[Mount, ...],
         timeout: float | None,
+        launch: "Launch | None" = None,
     ) -> Finished:
         storage = job_storage(self.settings, customer.name, resource.name)
         for directory in (storage.hot, storage.cache, storage.cold):
@@ -278,10 +366,10 @@ class Jobs:
                 directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         password = resolve(customer.repo_password, "REPO_PASSWORD")
         name = container_name(customer.name, resource.name, kind, scheduled_for)
-        cap_drop, cap_add = capabilities(kind)
-        with secret_files(
-            secrets_dir(self.settings), name, {rustic.PASSWORD_FILE: password}
-        ) as secrets:
+        remote = launch is not None and launch.remote
+        cap_drop, cap_add = capabilities(kind, remote)
+        files = {rustic.PASSWORD_FILE: password, **(launch.files if launch else {})}
+        with secret_files(secrets_dir(self.settings), name, files) as secrets:
             spec = ContainerSpec(
                 name=name,
                 image=self.settings.WORKER_IMAGE,
@@ -290,6 +378,8 @@ class Jobs:
                 mounts=repo_mounts(storage, secrets) + extra,
                 cap_drop=cap_drop,
                 cap_add=cap_add,
+                devices=("/dev/fuse",) if remote else (),
+                entrypoint=launch.entrypoint if launch else (),
             )
             return self.runtime.run(spec, timeout)
 

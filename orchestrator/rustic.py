@@ -33,6 +33,12 @@ class Reason(StrEnum):
     SECRETS = "secrets"
     RUNTIME = "runtime"
     UNSUPPORTED = "unsupported"
+    CONNECT = "connect"
+    TLS = "tls"
+    AUTH = "auth"
+    HOST_KEY = "host_key"
+    PATH_NOT_FOUND = "path_not_found"
+    SOURCE_SHRUNK = "source_shrunk"
     RUSTIC = "rustic"
 
 
@@ -47,6 +53,7 @@ class Summary:
     files_unmodified: int
     data_added: int
     bytes_processed: int
+    files_total: int = 0
 
 
 @dataclass(frozen=True)
@@ -72,9 +79,17 @@ def global_args(repository: str) -> list[str]:
     ]
 
 
-def backup_args(repository: str, host: str, path: str, excludes: tuple[str, ...]) -> list[str]:
-    """Return the argv of a backup of `path`, recorded under that path and `host`."""
+def backup_args(
+    repository: str, host: str, path: str, excludes: tuple[str, ...], remote: bool = False
+) -> list[str]:
+    """Return the argv of a backup of `path`, recorded under that path and `host`.
+
+    A remote source is an rclone FUSE mount: inode numbers and ctimes change with every
+    mount and it has no extended attributes, so files are compared by size and mtime only —
+    which is what lets an unchanged file be skipped without downloading it.
+    """
     globs = [arg for pattern in excludes for arg in ("--glob", f"!{pattern}")]
+    mount = ["--set-xattrs", "no", "--ignore-ctime", "--ignore-inode"] if remote else []
     return [
         *global_args(repository),
         "backup",
@@ -82,6 +97,7 @@ def backup_args(repository: str, host: str, path: str, excludes: tuple[str, ...]
         "--json",
         "--host",
         host,
+        *mount,
         *globs,
         "--",
         path,
@@ -173,6 +189,7 @@ def parse_snapshot(stdout: str) -> Summary | None:
         files_unmodified=int(summary.get("files_unmodified", 0)),
         data_added=int(summary.get("data_added", 0)),
         bytes_processed=int(summary.get("total_bytes_processed", 0)),
+        files_total=int(summary.get("total_files_processed", 0)),
     )
 
 

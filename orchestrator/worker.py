@@ -43,17 +43,21 @@ class ContainerSpec:
     cap_drop: tuple[str, ...] = ()
     cap_add: tuple[str, ...] = ()
     devices: tuple[str, ...] = ()
+    entrypoint: tuple[str, ...] = ()
 
 
-def capabilities(kind: Kind) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def capabilities(kind: Kind, remote: bool = False) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Return (cap_drop, cap_add) for a worker of `kind`.
 
     Reading a customer's files of any owner needs DAC_READ_SEARCH and nothing else: the
-    repositories belong to root. A restore recreates owners, modes and times, so it keeps
-    Docker's default set.
+    repositories belong to root. Mounting a remote source with FUSE needs SYS_ADMIN (and
+    /dev/fuse) instead. A restore recreates owners, modes and times, so it keeps Docker's
+    default set.
     """
     if kind is Kind.RESTORE:
         return (), ()
+    if remote:
+        return ("ALL",), ("SYS_ADMIN",)
     return ("ALL",), ("DAC_READ_SEARCH",)
 
 

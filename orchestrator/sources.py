@@ -1,0 +1,150 @@
+"""Remote sources (FTPS, SFTP): the rclone configuration and secret files a worker mounts.
+
+Credentials reach rclone as files in the run's secret directory — an rclone.conf with the
+password obscured the way rclone expects, a CA or pinned certificate, a known_hosts line, an
+SSH key — never as arguments or environment. The only module that imports `cryptography`.
+"""
+
+import base64
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from pydantic import SecretStr
+
+from orchestrator.customer import Resource, SourceType
+from orchestrator.rustic import Reason
+from orchestrator.worker import SECRETS
+
+# rclone's fixed key for "obscured" config values: obscuring is not encryption, which is why
+# the file is mode 0600 and lives only for the run (rclone fs/config/obscure/obscure.go).
+_RCLONE_KEY = bytes.fromhex("9c935b48730a554d6bfd7c63c886a92bd390198eb8128afbf4de162b8b95f638")
+RCLONE_CONF = "rclone.conf"
+CA_FILE = "ca.pem"
+KNOWN_HOSTS = "known_hosts"
+SSH_KEY = "ssh-key"
+
+
+def obscure(secret: str) -> str:
+    """Return `secret` obscured for rclone.conf (AES-CTR, random IV, base64url)."""
+    iv = os.urandom(16)
+    encryptor = Cipher(algorithms.AES(_RCLONE_KEY), modes.CTR(iv)).encryptor()
+    data = iv + encryptor.update(secret.encode()) + encryptor.finalize()
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+@dataclass(frozen=True)
+class RemotePlan:
+    """What a worker needs to mount one remote source; `files` are all secret."""
+
+    files: dict[str, SecretStr]
+    insecure: bool  # certificate verification explicitly switched off
+
+
+def port(resource: Resource) -> int:
+    default = "21" if resource.type is SourceType.FTPS else "22"
+    return int(resource.option("PORT", default) or default)
+
+
+def remote_plan(
+    resource: Resource, password: SecretStr | None, pinned_pem: str | None
+) -> RemotePlan:
+    """Return the rclone.conf and companion files for `resource`.
+
+    `pinned_pem` is the server certificate already matched against TLS_FINGERPRINT; it
+    becomes the only trusted root, so rclone accepts that certificate and no other.
+    """
+    host = resource.option("HOST") or ""
+    lines = [
+        "[source]",
+        f"host = {host}",
+        f"port = {port(resource)}",
+        f"user = {resource.option('USER')}",
+    ]
+    files: dict[str, SecretStr] = {}
+    insecure = False
+    if password is not None:
+        lines.append(f"pass = {obscure(password.get_secret_value())}")
+    if resource.type is SourceType.FTPS:
+        lines.insert(1, "type = ftp")
+        lines.append(
+            "tls = true" if resource.option("TLS") == "implicit" else "explicit_tls = true"
+        )
+        # rclone 1.60's Go TLS 1.3 and vsftpd 3.0.3 fail the handshake with "tls: illegal
+        # parameter" (seen here with both); TLS 1.2, verified, is used instead.
+        lines.append("disable_tls13 = true")
+        if (resource.option("TLS_VERIFY") or "true").lower() == "false":
+            lines.append("no_check_certificate = true")
+            insecure = True
+        elif pinned_pem is not None:
+            files[CA_FILE] = SecretStr(pinned_pem)
+        elif ca := resource.option("TLS_CA_FILE"):
+            files[CA_FILE] = SecretStr(Path(ca).read_text())
+    else:
+        lines.insert(1, "type = sftp")
+        lines += [
+            "shell_type = none",
+            "disable_hashcheck = true",
+            f"known_hosts_file = {SECRETS}/{KNOWN_HOSTS}",
+        ]
+        files[KNOWN_HOSTS] = SecretStr(known_hosts_line(resource) + "\n")
+        if key_file := resource.option("KEY_FILE"):
+            files[SSH_KEY] = SecretStr(Path(key_file).read_text())
+            lines.append(f"key_file = {SECRETS}/{SSH_KEY}")
+    files[RCLONE_CONF] = SecretStr("\n".join(lines) + "\n")
+    return RemotePlan(files, insecure)
+
+
+def known_hosts_line(resource: Resource) -> str:
+    """Return HOST_KEY as a known_hosts line for exactly this host and port.
+
+    HOST_KEY may be a whole known_hosts line or just `<type> <base64>`; the host part is
+    rewritten so a non-standard port matches (`[host]:port`).
+    """
+    fields = (resource.option("HOST_KEY") or "").split()
+    key_type, key = fields[-2], fields[-1]
+    host, p = resource.option("HOST") or "", port(resource)
+    name = host if p == 22 else f"[{host}]:{p}"
+    return f"{name} {key_type} {key}"
+
+
+# What rclone prints when it cannot reach the source, ordered: first match wins.
+_REASONS: tuple[tuple[Reason, re.Pattern[str]], ...] = (
+    (Reason.HOST_KEY, re.compile(r"knownhosts|host key|key mismatch", re.I)),
+    (Reason.TLS, re.compile(r"x509:|tls:|certificate|handshake failure", re.I)),
+    (
+        Reason.AUTH,
+        re.compile(
+            r"\b530\b|login incorrect|unable to authenticate|"
+            r"authentication failed|permission denied \(",
+            re.I,
+        ),
+    ),
+    (
+        Reason.CONNECT,
+        re.compile(
+            r"connection refused|no route to host|i/o timeout|"
+            r"dial tcp|connection reset|network is unreachable|"
+            r"no such host|EOF",
+            re.I,
+        ),
+    ),
+    (
+        Reason.PATH_NOT_FOUND,
+        re.compile(
+            r"not found|no such file|doesn't exist|"
+            r"\b550\b",
+            re.I,
+        ),
+    ),
+)
+
+
+def classify(stderr: str) -> Reason:
+    """Return why a worker could not reach its remote source, from rclone's messages."""
+    for reason, pattern in _REASONS:
+        if pattern.search(stderr):
+            return reason
+    return Reason.CONNECT
