@@ -25,6 +25,7 @@ demo: provision
 bench: provision
 	$(VENV)/python bench/local_overhead.py
 	$(VENV)/python bench/daemon_scale.py
+	$(VENV)/python bench/ftps_backup.py
 
 clean:
 	rm -rf .venv .tools worker-image/dist/rustic

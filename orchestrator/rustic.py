@@ -32,7 +32,6 @@ class Reason(StrEnum):
     FORGET = "forget"
     SECRETS = "secrets"
     RUNTIME = "runtime"
-    UNSUPPORTED = "unsupported"
     CONNECT = "connect"
     TLS = "tls"
     AUTH = "auth"
@@ -95,6 +94,8 @@ def backup_args(
         "backup",
         "--init",
         "--json",
+        # The size scan only feeds a progress bar nobody sees, and walks the source twice.
+        "--no-scan",
         "--host",
         host,
         *mount,

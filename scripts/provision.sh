@@ -96,11 +96,12 @@ python_env() {
 
 host_tools() {
     # Real parts the tests run against: systemd-analyze verifies the unit; promtool, Prometheus
-    # and Alertmanager check and fire the shipped alert rules.
+    # and Alertmanager check and fire the shipped alert rules; vsftpd and sshd serve remote
+    # sources; rclone is bench/'s baseline; restic checks the cold repository independently.
     command -v systemd-analyze >/dev/null 2>&1 || apt_install systemd
-    apt_install prometheus prometheus-alertmanager
+    apt_install prometheus prometheus-alertmanager vsftpd openssh-server openssl rclone restic
     # The tests start their own instances on free loopback ports, beside any packaged ones.
-    say "host tools: systemd-analyze, promtool, prometheus, alertmanager"
+    say "host tools: systemd-analyze, promtool, prometheus, alertmanager, vsftpd, sshd, rclone, restic"
 }
 
 mkdir -p "$cache"
