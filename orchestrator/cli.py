@@ -78,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _load() -> tuple[Settings, Customers]:
     settings = load_settings()
-    return settings, load_customers(settings.CUSTOMERS_DIR)
+    return settings, load_customers(settings.CUSTOMERS_DIR, settings.bucket_prefix)
 
 
 def _jobs(settings: Settings) -> Jobs:

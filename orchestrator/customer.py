@@ -10,6 +10,7 @@ from pydantic import SecretStr
 
 from orchestrator.dotenv import parse_dotenv
 from orchestrator.errors import ConfigError
+from orchestrator.s3 import bucket_problem
 from orchestrator.schedule import check_cron, check_timezone
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
@@ -369,10 +370,11 @@ class Customers:
         raise ConfigError([f"no customer {name!r}: no valid {name}.env in the customers directory"])
 
 
-def load_customers(directory: Path) -> Customers:
+def load_customers(directory: Path, bucket_prefix: str | None = None) -> Customers:
     """Load every `*.env` in `directory`; one broken file never hides the others.
 
-    Raises ConfigError only when the directory itself cannot be read.
+    With `bucket_prefix` (the S3 cold backend), a customer whose bucket name would be
+    invalid is refused too. Raises ConfigError only when the directory cannot be read.
     """
     try:
         files = sorted(p for p in directory.iterdir() if p.name.endswith(".env"))
@@ -383,7 +385,10 @@ def load_customers(directory: Path) -> Customers:
     valid, problems, invalid = [], [], []
     for file in files:
         try:
-            valid.append(load_customer(file))
+            customer = load_customer(file)
+            if bucket_prefix is not None and (why := bucket_problem(bucket_prefix + customer.name)):
+                raise ConfigError([f"{file}: file name: with UNSTOPPABLE_S3_BUCKET_PREFIX, {why}"])
+            valid.append(customer)
         except ConfigError as exc:
             problems.extend(exc.problems)
             invalid.append(file.name.removesuffix(".env"))

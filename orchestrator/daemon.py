@@ -172,7 +172,7 @@ class Daemon:
         if signature == self.signature:
             return
         try:
-            customers = load_customers(self.settings.CUSTOMERS_DIR)
+            customers = load_customers(self.settings.CUSTOMERS_DIR, self.settings.bucket_prefix)
         except UnstoppableError as exc:
             log.error("%s", exc)
             return

@@ -11,17 +11,16 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from orchestrator import pings, rustic, sources
+from orchestrator import pings, rustic, s3, sources
 from orchestrator.customer import Customer, Customers, Resource, SourceType
 from orchestrator.errors import ConfigError, JobBusy, RunFailed, RuntimeUnavailable, SecretError
 from orchestrator.runtime import Finished, Runtime, WorkerInfo
 from orchestrator.rustic import Outcome, Reason, Result, SnapshotInfo
 from orchestrator.secrets import resolve, secret_files
 from orchestrator.settings import Settings
-from orchestrator.storage import job_storage, secrets_dir
+from orchestrator.storage import COLD_PROFILE, bucket, cold_profile, job_storage, secrets_dir
 from orchestrator.tls_pin import fingerprint, server_certificate
 from orchestrator.worker import (
-    COLD,
     RESTORE_TARGET,
     ContainerSpec,
     Kind,
@@ -87,6 +86,8 @@ class Jobs:
         self.runtime = runtime
         self.origin = origin  # "daemon" marks the workers a restarted daemon adopts
         self.last_files = last_files  # files in the job's last snapshot, to notice a shrink
+        self.cold = rustic.cold_args(settings.COLD_BACKEND == "s3")
+        self.buckets_ready: set[str] = set()
 
     def backup(self, customer: Customer, resource: Resource, scheduled_for: datetime) -> RunRecord:
         """Back up `resource` now, then forget/prune by the customer's KEEP_* values.
@@ -146,10 +147,12 @@ class Jobs:
             )
         except RuntimeUnavailable as exc:
             return Outcome(Result.FAILURE, Reason.RUNTIME, str(exc))
+        except s3.StorageError as exc:
+            return Outcome(Result.FAILURE, Reason.STORAGE, str(exc))
         return self._judge(customer, resource, scheduled_for, done)
 
     def _local_launch(self, customer: Customer, resource: Resource) -> "Launch":
-        argv = rustic.backup_args(COLD, customer.name, resource.path, resource.excludes)
+        argv = rustic.backup_args(self.cold, customer.name, resource.path, resource.excludes)
         return Launch(argv, (Mount(Path(resource.path), resource.path, read_only=True),))
 
     def _remote_launch(self, customer: Customer, resource: Resource) -> "Launch | Outcome":
@@ -196,7 +199,9 @@ class Jobs:
             mount_point,
             str(min_files),
             "--",
-            *rustic.backup_args(COLD, customer.name, mount_point, resource.excludes, remote=True),
+            *rustic.backup_args(
+                self.cold, customer.name, mount_point, resource.excludes, remote=True
+            ),
         ]
         return Launch(argv, (), plan.files, entrypoint=(REMOTE_ENTRYPOINT,), remote=True)
 
@@ -264,7 +269,7 @@ class Jobs:
     def _forget(
         self, customer: Customer, resource: Resource, scheduled_for: datetime, backed_up: Outcome
     ) -> Outcome:
-        argv = rustic.forget_args(COLD, customer.keep)
+        argv = rustic.forget_args(self.cold, customer.keep)
         try:
             done = self._run(
                 customer,
@@ -300,7 +305,7 @@ class Jobs:
             resource,
             Kind.SNAPSHOTS,
             datetime.now(UTC),
-            rustic.snapshots_args(COLD),
+            rustic.snapshots_args(self.cold),
             (),
             timeout=600,
         )
@@ -321,7 +326,7 @@ class Jobs:
         if not self.snapshots(customer, resource):
             raise RunFailed(f"{customer.name}/{resource.name}: no snapshot to restore yet")
         target.mkdir(parents=True, exist_ok=True)
-        argv = rustic.restore_args(COLD, snapshot, source_path(resource), RESTORE_TARGET)
+        argv = rustic.restore_args(self.cold, snapshot, source_path(resource), RESTORE_TARGET)
         done = self._run(
             customer,
             resource,
@@ -341,7 +346,7 @@ class Jobs:
             resource,
             Kind.CHECK,
             datetime.now(UTC),
-            rustic.check_args(COLD, read_data),
+            rustic.check_args(self.cold, read_data),
             (),
             timeout=None,
         )
@@ -369,6 +374,10 @@ class Jobs:
         remote = launch is not None and launch.remote
         cap_drop, cap_add = capabilities(kind, remote)
         files = {rustic.PASSWORD_FILE: password, **(launch.files if launch else {})}
+        if (profile := cold_profile(self.settings, customer.name, resource.name)) is not None:
+            files[COLD_PROFILE] = profile
+            if kind is Kind.BACKUP:
+                self._ensure_bucket(customer.name)
         with secret_files(secrets_dir(self.settings), name, files) as secrets:
             spec = ContainerSpec(
                 name=name,
@@ -382,6 +391,21 @@ class Jobs:
                 entrypoint=launch.entrypoint if launch else (),
             )
             return self.runtime.run(spec, timeout)
+
+    def _ensure_bucket(self, customer: str) -> None:
+        """Create the customer's bucket once per process; StorageError if that fails."""
+        name = bucket(self.settings, customer)
+        if name in self.buckets_ready:
+            return
+        secret = self.settings.S3_SECRET_ACCESS_KEY
+        s3.ensure_bucket(
+            self.settings.S3_ENDPOINT or "",
+            self.settings.S3_REGION,
+            self.settings.S3_ACCESS_KEY_ID or "",
+            secret.get_secret_value() if secret else "",
+            name,
+        )
+        self.buckets_ready.add(name)
 
 
 def _last(done: Finished) -> str:

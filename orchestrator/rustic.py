@@ -7,7 +7,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from orchestrator.worker import CACHE, HOT, SECRETS
+from orchestrator.storage import COLD_PROFILE
+from orchestrator.worker import CACHE, COLD, HOT, SECRETS
 
 PASSWORD_FILE = "repo-password"
 
@@ -38,6 +39,7 @@ class Reason(StrEnum):
     HOST_KEY = "host_key"
     PATH_NOT_FOUND = "path_not_found"
     SOURCE_SHRUNK = "source_shrunk"
+    STORAGE = "storage"
     RUSTIC = "rustic"
 
 
@@ -63,11 +65,20 @@ class Outcome:
     summary: Summary | None = None
 
 
-def global_args(repository: str) -> list[str]:
+def cold_args(s3: bool) -> list[str]:
+    """Return how rustic finds the cold repository: a mounted directory, or S3 via opendal.
+
+    The S3 endpoint and credentials are in a profile among the run's secret files.
+    """
+    if s3:
+        return ["--repository", "opendal:s3", "--use-profile", f"{SECRETS}/{COLD_PROFILE}"]
+    return ["--repository", COLD]
+
+
+def global_args(cold: list[str]) -> list[str]:
     """Return the options every rustic command of a job starts with."""
     return [
-        "--repository",
-        repository,
+        *cold,
         "--repo-hot",
         HOT,
         "--password-file",
@@ -79,7 +90,7 @@ def global_args(repository: str) -> list[str]:
 
 
 def backup_args(
-    repository: str, host: str, path: str, excludes: tuple[str, ...], remote: bool = False
+    cold: list[str], host: str, path: str, excludes: tuple[str, ...], remote: bool = False
 ) -> list[str]:
     """Return the argv of a backup of `path`, recorded under that path and `host`.
 
@@ -90,7 +101,7 @@ def backup_args(
     globs = [arg for pattern in excludes for arg in ("--glob", f"!{pattern}")]
     mount = ["--set-xattrs", "no", "--ignore-ctime", "--ignore-inode"] if remote else []
     return [
-        *global_args(repository),
+        *global_args(cold),
         "backup",
         "--init",
         "--json",
@@ -105,23 +116,23 @@ def backup_args(
     ]
 
 
-def forget_args(repository: str, keep: tuple[tuple[str, int], ...]) -> list[str]:
+def forget_args(cold: list[str], keep: tuple[tuple[str, int], ...]) -> list[str]:
     """Return the argv of `forget --prune` with the customer's KEEP_* values."""
     policy = [arg for key, n in keep for arg in ("--" + key.lower().replace("_", "-"), str(n))]
-    return [*global_args(repository), "forget", "--prune", *policy]
+    return [*global_args(cold), "forget", "--prune", *policy]
 
 
-def snapshots_args(repository: str) -> list[str]:
-    return [*global_args(repository), "snapshots", "--json"]
+def snapshots_args(cold: list[str]) -> list[str]:
+    return [*global_args(cold), "snapshots", "--json"]
 
 
-def restore_args(repository: str, snapshot: str, path: str, target: str) -> list[str]:
+def restore_args(cold: list[str], snapshot: str, path: str, target: str) -> list[str]:
     """Return the argv that restores `path` of `snapshot` so its contents land in `target`."""
-    return [*global_args(repository), "restore", f"{snapshot}:{path}", target]
+    return [*global_args(cold), "restore", f"{snapshot}:{path}", target]
 
 
-def check_args(repository: str, read_data: bool) -> list[str]:
-    return [*global_args(repository), "check", *(["--read-data"] if read_data else [])]
+def check_args(cold: list[str], read_data: bool) -> list[str]:
+    return [*global_args(cold), "check", *(["--read-data"] if read_data else [])]
 
 
 # rustic reports a file it could not read as a warning ("ignoring error: ...") and still

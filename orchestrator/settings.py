@@ -4,7 +4,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from orchestrator import __version__
@@ -55,6 +55,25 @@ class Settings(BaseSettings):
         if not value.is_absolute():
             raise ValueError("must be an absolute path")
         return value
+
+    @model_validator(mode="after")
+    def _s3_complete(self) -> "Settings":
+        if self.COLD_BACKEND == "s3":
+            missing = [
+                k
+                for k in ("S3_ENDPOINT", "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY")
+                if getattr(self, k) is None
+            ]
+            if missing:
+                raise ValueError(
+                    f"COLD_BACKEND=s3 needs UNSTOPPABLE_{', UNSTOPPABLE_'.join(missing)}"
+                )
+        return self
+
+    @property
+    def bucket_prefix(self) -> str | None:
+        """Return the S3 bucket prefix when the cold backend is S3, else None."""
+        return self.S3_BUCKET_PREFIX if self.COLD_BACKEND == "s3" else None
 
     @property
     def job_timeout_seconds(self) -> int:

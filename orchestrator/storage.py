@@ -1,7 +1,10 @@
 """Where each job's repositories, cache and run state live (DESIGN.md, Storage)."""
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
+
+from pydantic import SecretStr
 
 from orchestrator.settings import Settings
 
@@ -32,3 +35,32 @@ def state_dir(settings: Settings) -> Path:
 def secrets_dir(settings: Settings) -> Path:
     """Return the directory under which each run's secret files live while it runs."""
     return state_dir(settings) / "secrets"
+
+
+COLD_PROFILE = "cold.toml"
+
+
+def cold_profile(settings: Settings, customer: str, resource: str) -> SecretStr | None:
+    """Return the rustic profile that points the cold repository at S3, or None for local.
+
+    It holds the S3 credentials, so it is a secret file of the run, never an argument.
+    """
+    if settings.COLD_BACKEND != "s3" or settings.S3_SECRET_ACCESS_KEY is None:
+        return None
+    options = {
+        "bucket": bucket(settings, customer),
+        "root": f"/{resource}",
+        "endpoint": settings.S3_ENDPOINT or "",
+        "region": settings.S3_REGION,
+        "access_key_id": settings.S3_ACCESS_KEY_ID or "",
+        "secret_access_key": settings.S3_SECRET_ACCESS_KEY.get_secret_value(),
+        # A dead object store should fail the run in minutes, not retry for hours.
+        "retry": "3",
+    }
+    body = "".join(f"{key} = {json.dumps(value)}\n" for key, value in options.items())
+    return SecretStr("[repository.options-cold]\n" + body)
+
+
+def bucket(settings: Settings, customer: str) -> str:
+    """Return the customer's bucket: the S3 prefix followed by the customer name."""
+    return settings.S3_BUCKET_PREFIX + customer

@@ -113,7 +113,7 @@ def test_labels_and_names_follow_design() -> None:
 
 
 def test_backup_argv_records_the_real_path_and_host() -> None:
-    argv = backup_args("/repo/cold", "acme", "/srv/a b/-x", ("*.tmp", "cache/"))
+    argv = backup_args(["--repository", "/repo/cold"], "acme", "/srv/a b/-x", ("*.tmp", "cache/"))
     assert argv[-2:] == ["--", "/srv/a b/-x"]
     assert argv[argv.index("--host") + 1] == "acme"
     assert ["--glob", "!*.tmp", "--glob", "!cache/"] == argv[
@@ -123,7 +123,7 @@ def test_backup_argv_records_the_real_path_and_host() -> None:
 
 
 def test_forget_argv_maps_keep_keys() -> None:
-    argv = forget_args("/repo/cold", (("KEEP_DAILY", 14), ("KEEP_LAST", 3)))
+    argv = forget_args(["--repository", "/repo/cold"], (("KEEP_DAILY", 14), ("KEEP_LAST", 3)))
     assert argv[argv.index("forget") :] == [
         "forget",
         "--prune",
