@@ -262,8 +262,13 @@ def _status_row(
 def cmd_check(args: argparse.Namespace) -> int:
     settings, customers = _load()
     customer = customers.get(args.customer)
-    _jobs(settings).check(customer, customer.resource(args.resource), args.read_data)
-    print(f"{customer.name}/{args.resource}: repository check clean")
+    leftovers = _jobs(settings).check(customer, customer.resource(args.resource), args.read_data)
+    note = (
+        f" ({leftovers} unreferenced pack(s) left by interrupted runs; prune removes them)"
+        if leftovers
+        else ""
+    )
+    print(f"{customer.name}/{args.resource}: repository check clean{note}")
     return 0
 
 

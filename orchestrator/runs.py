@@ -339,8 +339,13 @@ class Jobs:
         if done.exit_code != 0:
             raise RunFailed(f"{customer.name}/{resource.name}: restore failed: {_last(done)}")
 
-    def check(self, customer: Customer, resource: Resource, read_data: bool) -> str:
-        """Run `rustic check`; return its report, raise RunFailed if it finds a problem."""
+    def check(self, customer: Customer, resource: Resource, read_data: bool) -> int:
+        """Run `rustic check`; return how many harmless leftover packs it found.
+
+        Packs that no index references are what an interrupted backup uploaded before it
+        stopped: garbage that `forget --prune` removes, not damage. Anything else rustic
+        warns about, and every error, raises RunFailed.
+        """
         done = self._run(
             customer,
             resource,
@@ -350,9 +355,13 @@ class Jobs:
             (),
             timeout=None,
         )
-        if done.exit_code != 0 or "[ERROR]" in done.stderr or "[WARN]" in done.stderr:
-            raise RunFailed(f"{customer.name}/{resource.name}: check failed: {_last(done)}")
-        return done.stderr
+        problems, leftovers = rustic.judge_check(done.exit_code, done.stderr)
+        if problems:
+            raise RunFailed(
+                f"{customer.name}/{resource.name}: check failed: {problems[0]}"
+                + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+            )
+        return leftovers
 
     def _run(
         self,
@@ -409,5 +418,4 @@ class Jobs:
 
 
 def _last(done: Finished) -> str:
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
-    return lines[-1].strip()[:300] if lines else f"exit code {done.exit_code}"
+    return rustic.error_summary(done.stderr) if done.stderr.strip() else f"exit {done.exit_code}"

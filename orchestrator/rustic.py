@@ -143,6 +143,33 @@ _UNREADABLE = re.compile(
 )
 _REPOSITORY = re.compile(r"(wrong password|no suitable key|repository|password)", re.IGNORECASE)
 _RECORD = re.compile(r"^\[(TRACE|DEBUG|INFO|WARN|ERROR)\] ?")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# The object store behind the cold repository could not be reached or refused.
+_STORAGE = re.compile(
+    r"service: s3|opendal|error sending request|dns error|"
+    r"connection refused|connection reset|timed out",
+    re.IGNORECASE,
+)
+
+
+def error_summary(stderr: str) -> str:
+    """Return the line of rustic's stderr that says what went wrong, without colours.
+
+    rustic reports fatal errors as a block ("error: …", "Message:", "Caused by:", a
+    backtrace); the cause is the useful line. Falls back to the last [ERROR] record, then
+    to the last line.
+    """
+    lines = [line.strip() for line in _ANSI.sub("", stderr).splitlines()]
+    for marker in ("Caused by:", "Message:"):
+        if marker in lines:
+            following = [line for line in lines[lines.index(marker) + 1 :] if line]
+            if following:
+                return following[0][:300]
+    errors = [text for level, text in log_records(_ANSI.sub("", stderr)) if level == "ERROR"]
+    if errors:
+        return errors[-1][:300]
+    meaningful = [line for line in lines if line and not re.match(r"^\d+: ", line)]
+    return meaningful[-1][:300] if meaningful else "(no output)"
 
 
 def log_records(stderr: str) -> list[tuple[str, str]]:
@@ -162,16 +189,21 @@ def judge_backup(exit_code: int, stdout: str, stderr: str) -> Outcome:
     """Judge a finished backup: success needs exit 0, a snapshot on stdout and no unread file."""
     records = log_records(stderr)
     if exit_code != 0:
-        errors = [text for level, text in records if level == "ERROR"]
-        reason = Reason.REPOSITORY if any(_REPOSITORY.search(e) for e in errors) else Reason.RUSTIC
+        cause = error_summary(stderr)
         if exit_code >= 128:
             reason = Reason.INTERRUPTED
-        return Outcome(Result.FAILURE, reason, f"rustic exited {exit_code}: {_last(stderr)}")
+        elif _STORAGE.search(cause):
+            reason = Reason.STORAGE
+        elif _REPOSITORY.search(cause):
+            reason = Reason.REPOSITORY
+        else:
+            reason = Reason.RUSTIC
+        return Outcome(Result.FAILURE, reason, f"rustic exited {exit_code}: {cause}")
     summary = parse_snapshot(stdout)
     if summary is None:
         # rustic exits 0 after SIGTERM without writing a snapshot.
         return Outcome(
-            Result.FAILURE, Reason.INTERRUPTED, "rustic wrote no snapshot: " + _last(stderr)
+            Result.FAILURE, Reason.INTERRUPTED, "rustic wrote no snapshot: " + error_summary(stderr)
         )
     unread = [
         text for level, text in records if level in ("WARN", "ERROR") and _UNREADABLE.search(text)
@@ -185,6 +217,23 @@ def judge_backup(exit_code: int, stdout: str, stderr: str) -> Outcome:
             summary,
         )
     return Outcome(Result.SUCCESS, Reason.NONE, f"snapshot {summary.snapshot_id}", summary)
+
+
+_LEFTOVER = re.compile(r"pack \w+ not referenced in index", re.IGNORECASE)
+
+
+def judge_check(exit_code: int, stderr: str) -> tuple[list[str], int]:
+    """Return (problems, leftover packs) of a `rustic check`; no problems means clean."""
+    records = log_records(_ANSI.sub("", stderr))
+    leftovers = sum(1 for level, text in records if level == "WARN" and _LEFTOVER.search(text))
+    problems = [
+        text
+        for level, text in records
+        if level == "ERROR" or (level == "WARN" and not _LEFTOVER.search(text))
+    ]
+    if exit_code != 0 and not problems:
+        problems.append(f"rustic exited {exit_code}: {error_summary(stderr)}")
+    return problems, leftovers
 
 
 def parse_snapshot(stdout: str) -> Summary | None:
@@ -257,8 +306,3 @@ def _json(text: str) -> Any:
             return json.loads(text[start:]) if start >= 0 else None
         except json.JSONDecodeError:
             return None
-
-
-def _last(text: str) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1][:300] if lines else "(no output)"

@@ -103,12 +103,14 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         values = {k.removeprefix("UNSTOPPABLE_"): v for k, v in merged.items()}
         return Settings.model_validate(values)
     except ValidationError as exc:
-        raise ConfigError(
-            [
-                f"{source}: UNSTOPPABLE_{'.'.join(map(str, e['loc']))}: {e['msg']}"
-                for e in exc.errors()
-            ]
-        ) from None
+        problems = []
+        for e in exc.errors():
+            # A rule across keys (the S3 settings) has no location: it is about the backend.
+            key = ".".join(map(str, e["loc"])) or "COLD_BACKEND"
+            problems.append(
+                f"{source}: UNSTOPPABLE_{key}: {e['msg'].removeprefix('Value error, ')}"
+            )
+        raise ConfigError(problems) from None
 
 
 def _read_global_file(path: Path) -> dict[str, str]:

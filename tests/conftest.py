@@ -7,8 +7,12 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.helpers import DaemonProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 RUSTIC = ROOT / ".tools" / "bin" / "rustic"
@@ -113,3 +117,15 @@ def slow_image(docker_ready: None) -> str:
         capture_output=True,
     )
     return SLOW_IMAGE
+
+
+@pytest.fixture
+def daemon(site: Site) -> Iterator["DaemonProcess"]:
+    """An `unstoppable run` of the site, killed if a test leaves it running."""
+    from tests.helpers import DaemonProcess
+
+    process = DaemonProcess(site)
+    yield process
+    if process.proc and process.proc.poll() is None:
+        process.proc.kill()
+        process.proc.wait()

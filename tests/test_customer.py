@@ -177,3 +177,19 @@ def test_ambiguous_resource_prefix_is_resolved_by_known_keys(tmp_path: Path) -> 
     )
     customer = load_customer(write(tmp_path, "acme.env", text))
     assert [r.path for r in customer.resources] == ["/srv/web", "/x"]
+
+
+def test_s3_backend_refuses_customers_whose_bucket_name_is_invalid(tmp_path: Path) -> None:
+    write(tmp_path, "acme.env", BASE)
+    write(tmp_path, "a.b-c.env", BASE)  # a valid customer? no: '.' is not allowed
+    fine = load_customers(tmp_path, bucket_prefix="backups-")
+    assert [c.name for c in fine.valid] == ["acme"]
+    reserved = load_customers(tmp_path, bucket_prefix="xn--")
+    assert reserved.valid == ()
+    assert any(
+        "acme.env: file name: with UNSTOPPABLE_S3_BUCKET_PREFIX" in p and "reserves" in p
+        for p in reserved.problems
+    )
+    too_long = load_customers(tmp_path, bucket_prefix="x" * 60)
+    assert any("3-63 characters" in p for p in too_long.problems)
+    assert too_long.valid == ()

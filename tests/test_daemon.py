@@ -5,136 +5,25 @@ What runs is judged from Docker's own event stream, not from the daemon's word.
 
 import json
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 
 from orchestrator.ledger import Ledger
-from tests.conftest import ROOT, Site
+from tests.conftest import Site
+from tests.helpers import (
+    DaemonProcess,
+    Events,
+    assert_never_overlapping,
+    customer,
+    running_workers,
+    starts,
+    wait_until,
+)
 
 pytestmark = pytest.mark.docker
 EVERY_5S = "* * * * * */5"
-
-
-class Events:
-    """Docker's container events for the managed workers, collected in the background."""
-
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                "docker",
-                "events",
-                "--format",
-                "{{json .}}",
-                "--filter",
-                "type=container",
-                "--filter",
-                "label=unstoppable.managed=true",
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        time.sleep(0.3)  # let the subscription start before anything happens
-
-    def stop(self) -> list[dict[str, object]]:
-        time.sleep(0.5)
-        self.proc.terminate()
-        out = self.proc.communicate()[0]
-        return [json.loads(line) for line in out.splitlines() if line.strip()]
-
-
-def starts(events: list[dict[str, object]], job: str) -> list[dict[str, str]]:
-    return [
-        e["Actor"]["Attributes"]
-        for e in events  # type: ignore[index]
-        if e["status"] == "start" and e["Actor"]["Attributes"].get("unstoppable.job") == job
-    ]  # type: ignore[index]
-
-
-def assert_never_overlapping(events: list[dict[str, object]]) -> None:
-    """No job ever has two running workers, by Docker's own account."""
-    running: dict[str, int] = {}
-    for event in sorted(events, key=lambda e: int(e["timeNano"])):  # type: ignore[call-overload]
-        job = event["Actor"]["Attributes"].get("unstoppable.job", "")  # type: ignore[index]
-        if event["status"] == "start":
-            running[job] = running.get(job, 0) + 1
-            assert running[job] == 1, f"two workers of {job} at once"
-        elif event["status"] == "die":
-            running[job] = running.get(job, 1) - 1
-
-
-class DaemonProcess:
-    def __init__(self, site: Site) -> None:
-        self.site = site
-        self.log = site.root / "daemon.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with open(self.log, "ab") as handle:  # the child keeps its own descriptor
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "orchestrator.cli", "run"],
-                env=self.site.env,
-                cwd=ROOT,
-                stdout=handle,
-                stderr=handle,
-            )
-
-    def signal(self, signum: int) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signum)
-
-    def wait(self, timeout: float) -> int:
-        assert self.proc is not None
-        return self.proc.wait(timeout=timeout)
-
-    def text(self) -> str:
-        return self.log.read_text()
-
-
-@pytest.fixture
-def daemon(site: Site) -> Iterator[DaemonProcess]:
-    process = DaemonProcess(site)
-    yield process
-    if process.proc and process.proc.poll() is None:
-        process.proc.kill()
-        process.proc.wait()
-
-
-def customer(site: Site, name: str, schedule: str, delay: int = 0, extra: str = "") -> Path:
-    source = site.root / f"src-{name}"
-    source.mkdir(exist_ok=True)
-    (source / "data.txt").write_text(f"data of {name}")
-    if delay:
-        (source / ".test-delay").write_text(str(delay))
-    site.customer(
-        name,
-        f'SCHEDULE="{schedule}"\nREPO_PASSWORD=pw-{name}\nRESOURCES=files\n'
-        f"FILES_TYPE=local\nFILES_PATH={source}\n{extra}",
-    )
-    return source
-
-
-def wait_until(predicate: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def running_workers(prefix: str) -> list[str]:
-    out = subprocess.run(
-        ["docker", "ps", "--filter", "label=unstoppable.managed=true", "--format", "{{.Names}}"],
-        capture_output=True,
-        text=True,
-    ).stdout
-    return [n for n in out.split() if n.startswith(f"unstoppable-{prefix}")]
 
 
 def test_origin_notes_timeline(

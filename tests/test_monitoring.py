@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from tests.conftest import ROOT, SLOW_IMAGE, Site
-from tests.test_daemon import DaemonProcess, customer, wait_until
+from tests.helpers import DaemonProcess, customer, wait_until
 
 MONITORING = ROOT / "monitoring"
 

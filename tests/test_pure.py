@@ -16,6 +16,7 @@ from orchestrator.rustic import (
     backup_args,
     forget_args,
     judge_backup,
+    judge_check,
     parse_snapshots,
 )
 from orchestrator.schedule import next_fire
@@ -221,6 +222,10 @@ def test_settings_defaults_without_a_file(tmp_path: Path) -> None:
         ({"UNSTOPPABLE_JOB_TIMEOUT": "soon"}, "UNSTOPPABLE_JOB_TIMEOUT: "),
         ({"UNSTOPPABLE_COLD_BACKEND": "tape"}, "UNSTOPPABLE_COLD_BACKEND: "),
         ({"UNSTOPPABLE_DATA_DIR": "relative"}, "UNSTOPPABLE_DATA_DIR: "),
+        (
+            {"UNSTOPPABLE_COLD_BACKEND": "s3"},
+            "needs UNSTOPPABLE_S3_ENDPOINT, UNSTOPPABLE_S3_ACCESS_KEY_ID",
+        ),
     ],
 )
 def test_bad_settings_name_the_key(tmp_path: Path, env: dict[str, str], key: str) -> None:
@@ -233,3 +238,18 @@ def test_shipped_sample_documents_a_valid_customer(tmp_path: Path) -> None:
     shutil.copy(ROOT / "customers.d" / "example.env.sample", tmp_path / "acme.env")
     customer = load_customer(tmp_path / "acme.env")
     assert [r.name for r in customer.resources] == ["website", "dumps"]
+
+
+@pytest.mark.parametrize(
+    ("code", "stderr", "problems", "leftovers"),
+    [
+        (0, "[INFO] checking index\n", 0, 0),
+        (0, "[WARN] pack 48e90448 not referenced in index. Can be a parallel backup job.\n", 0, 1),
+        (0, "[ERROR] pack 1234 is missing\n", 1, 0),
+        (0, "[WARN] blob abc has wrong size\n", 1, 0),
+        (1, "error: something\n", 1, 0),
+    ],
+)
+def test_judge_check(code: int, stderr: str, problems: int, leftovers: int) -> None:
+    found, left = judge_check(code, stderr)
+    assert (len(found), left) == (problems, leftovers)

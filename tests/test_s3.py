@@ -1,0 +1,290 @@
+"""The cold repository in MinIO: a bucket per customer, a prefix per resource, metadata hot."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from orchestrator.ledger import Ledger
+from tests.conftest import ROOT, Site
+from tests.helpers import DaemonProcess, wait_until
+from tests.servers import PASSWORD, USER, free_port, open_dir, vsftpd
+from tests.test_remote import contents, fill
+
+pytestmark = pytest.mark.docker
+MINIO = ROOT / ".tools" / "bin" / "minio"
+KEY_ID, SECRET = "unstoppable-test", "minio-Secret-9d41e2"
+
+
+@dataclass
+class Minio:
+    port: int
+    data: Path
+    audit: list[dict[str, object]] = field(default_factory=list)
+    process: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        with open(self.data.parent / "minio.log", "ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    str(MINIO),
+                    "server",
+                    str(self.data),
+                    "--address",
+                    f"127.0.0.1:{self.port}",
+                    "--console-address",
+                    f"127.0.0.1:{free_port()}",
+                    "--quiet",
+                ],
+                env=self.env,
+                stdout=log,
+                stderr=log,
+            )
+        wait_until(self.live, 60, "MinIO to answer")
+
+    def live(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.endpoint}/minio/health/live", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def reads(self, bucket: str, prefix: str) -> list[str]:
+        """Return the objects under `prefix` that MinIO's audit log says were read."""
+        out = []
+        for entry in list(self.audit):
+            api = entry.get("api", {})
+            if (
+                isinstance(api, dict)
+                and api.get("name") == "GetObject"
+                and api.get("bucket") == bucket
+                and str(api.get("object", "")).startswith(prefix)
+            ):
+                out.append(str(api["object"]))
+        return out
+
+
+@pytest.fixture(scope="module")
+def minio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Minio]:
+    assert MINIO.exists(), f"{MINIO} missing: run `make provision`"
+    audit: list[dict[str, object]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            for line in body.splitlines():
+                if line.strip():
+                    audit.append(json.loads(line))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    work = tmp_path_factory.mktemp("minio")
+    server = Minio(free_port(), work / "data", audit)
+    server.env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(work),
+        "MINIO_ROOT_USER": KEY_ID,
+        "MINIO_ROOT_PASSWORD": SECRET,
+        # MinIO's own account of every request: the witness that no data pack is read.
+        "MINIO_AUDIT_WEBHOOK_ENABLE_test": "on",
+        "MINIO_AUDIT_WEBHOOK_ENDPOINT_test": f"http://127.0.0.1:{receiver.server_address[1]}/",
+        "MINIO_AUDIT_WEBHOOK_BATCH_SIZE_test": "1",
+    }
+    server.start()
+    yield server
+    server.stop()
+    receiver.shutdown()
+    receiver.server_close()
+
+
+def s3_site(site: Site, minio: Minio, prefix: str = "ub-") -> None:
+    site.env.update(
+        {
+            "UNSTOPPABLE_COLD_BACKEND": "s3",
+            "UNSTOPPABLE_S3_ENDPOINT": minio.endpoint,
+            "UNSTOPPABLE_S3_ACCESS_KEY_ID": KEY_ID,
+            "UNSTOPPABLE_S3_SECRET_ACCESS_KEY": SECRET,
+            "UNSTOPPABLE_S3_BUCKET_PREFIX": prefix,
+        }
+    )
+
+
+def local_customer(site: Site, name: str, source: Path, schedule: str = "0 3 * * *") -> None:
+    site.customer(
+        name,
+        f'SCHEDULE="{schedule}"\nREPO_PASSWORD=repo-{name}\nRESOURCES=files\n'
+        f"FILES_TYPE=local\nFILES_PATH={source}\n",
+    )
+
+
+def test_ftps_to_minio_by_the_daemon_restores_byte_identical(
+    site: Site, minio: Minio, unique: str, daemon: DaemonProcess
+) -> None:
+    """origin-notes' test strategy: load an FTPS server, let the schedule back it up, restore."""
+    s3_site(site, minio)
+    name = f"s3ftp-{unique}"
+    source = open_dir("unstoppable-s3-src-")
+    try:
+        fill(source)
+        with vsftpd() as ftps:
+            site.customer(
+                name,
+                f'SCHEDULE="* * * * * */5"\nREPO_PASSWORD=repo-{name}\n'
+                f"RESOURCES=website\nWEBSITE_TYPE=ftps\nWEBSITE_HOST=127.0.0.1\n"
+                f"WEBSITE_PORT={ftps.port}\nWEBSITE_USER={USER}\n"
+                f"WEBSITE_PASSWORD={PASSWORD}\nWEBSITE_PATH={source}\n"
+                f"WEBSITE_TLS_CA_FILE={ftps.ca}\n",
+            )
+            ledger = Ledger(site.data / "state")
+            daemon.start()
+            wait_until(
+                lambda: any(r[4] == "success" for r in ledger.runs(f"{name}/website")),
+                90,
+                "a scheduled backup into MinIO",
+            )
+            daemon.signal(signal.SIGTERM)
+            assert daemon.wait(10) == 0
+        target = site.root / "restored"
+        site.cli("restore", name, "website", "--target", str(target), check=True)
+        assert contents(target) == contents(source)
+        assert not (site.data / "cold").exists(), "nothing cold may land on local disk"
+        puts = [
+            e["api"]["object"]
+            for e in minio.audit  # type: ignore[index]
+            if e["api"].get("name") == "PutObject" and e["api"].get("bucket") == f"ub-{name}"
+        ]  # type: ignore[union-attr,attr-defined]
+        assert puts and all(p.startswith("website/") for p in puts), puts[:5]
+    finally:
+        shutil.rmtree(source, ignore_errors=True)
+
+
+def test_an_incremental_backup_reads_no_data_pack(
+    site: Site, minio: Minio, unique: str, tmp_path: Path
+) -> None:
+    s3_site(site, minio)
+    name = f"s3inc-{unique}"
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "big.bin").write_bytes(os.urandom(20 * 1024 * 1024))
+    (source / "small.txt").write_text("v1")
+    local_customer(site, name, source)
+    site.cli("backup", name, check=True)
+    seen = len(minio.audit)
+    (source / "small.txt").write_text("v2, changed")
+    (source / "new.bin").write_bytes(os.urandom(1024 * 1024))
+    done = site.cli("backup", name, check=True)
+    assert "1 new, 1 changed" in done.stdout
+    time.sleep(1)  # the audit webhook is asynchronous
+    during = Minio(minio.port, minio.data, minio.audit[seen:])
+    assert during.reads(f"ub-{name}", "files/data/") == []
+    writes = [e for e in minio.audit[seen:] if e["api"].get("name") == "PutObject"]  # type: ignore[union-attr]
+    assert writes, "the incremental backup must have written to the cold bucket"
+
+
+def test_the_cold_bucket_alone_is_a_complete_repository_for_restic(
+    site: Site, minio: Minio, unique: str, tmp_path: Path
+) -> None:
+    s3_site(site, minio)
+    name = f"s3rst-{unique}"
+    source = tmp_path / "src"
+    source.mkdir()
+    fill(source)
+    local_customer(site, name, source)
+    site.cli("backup", name, check=True)
+    (source / "later.txt").write_text("second snapshot")
+    site.cli("backup", name, check=True)
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "RESTIC_PASSWORD": f"repo-{name}",
+        "AWS_ACCESS_KEY_ID": KEY_ID,
+        "AWS_SECRET_ACCESS_KEY": SECRET,
+        "RESTIC_CACHE_DIR": str(tmp_path / "restic-cache"),
+    }
+    repo = f"s3:{minio.endpoint}/ub-{name}/files"
+    check = subprocess.run(
+        ["restic", "-r", repo, "check", "--read-data"], env=env, capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "no errors were found" in check.stdout
+    target = tmp_path / "restic-restore"
+    restore = subprocess.run(
+        ["restic", "-r", repo, "restore", "latest", "--target", str(target)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert restore.returncode == 0, restore.stdout + restore.stderr
+    assert contents(target / source.relative_to("/")) == contents(source)
+
+
+def test_minio_stopped_mid_backup_fails_then_recovers(
+    site: Site, minio: Minio, unique: str, tmp_path: Path
+) -> None:
+    s3_site(site, minio)
+    name = f"s3down-{unique}"
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "first.txt").write_text("in the first snapshot")
+    local_customer(site, name, source)
+    site.cli("backup", name, check=True)
+    for i in range(4):
+        (source / f"big-{i}.bin").write_bytes(os.urandom(40 * 1024 * 1024))
+    container = f"unstoppable-{name}-files"
+    seen = len(minio.audit)
+
+    def kill_minio_mid_upload() -> None:
+        wait_until(
+            lambda: any(
+                e["api"].get("name") == "PutObject"  # type: ignore[union-attr]
+                and str(e["api"].get("object", "")).startswith("files/data/")  # type: ignore[union-attr]
+                for e in minio.audit[seen:]
+            ),
+            120,
+            "uploads to start",
+        )
+        minio.stop()
+
+    killer = threading.Thread(target=kill_minio_mid_upload)
+    killer.start()
+    done = site.cli("backup", name)
+    killer.join()
+    assert done.returncode == 1
+    assert f"{name}/files: failure (storage)" in done.stdout, done.stdout + done.stderr
+    assert subprocess.run(["docker", "inspect", container], capture_output=True).returncode != 0
+    minio.start()
+    again = site.cli("backup", name)
+    assert again.returncode == 0, again.stdout + again.stderr
+    site.cli("check", name, "files", "--read-data", check=True)
+    snaps = json.loads(site.cli("snapshots", name, "files", "--json", check=True).stdout)
+    assert len(snaps) == 2, "the earlier snapshot must survive"
+    target = tmp_path / "restored"
+    site.cli(
+        "restore", name, "files", "--target", str(target), "--snapshot", snaps[0]["id"], check=True
+    )
+    assert (target / "first.txt").read_text() == "in the first snapshot"
