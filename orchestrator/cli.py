@@ -10,12 +10,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from orchestrator import __version__
-from orchestrator.customer import Customers, load_customers
-from orchestrator.errors import ConfigError, UnstoppableError
+from orchestrator.customer import Customers, env_prefix, load_customers
+from orchestrator.errors import ConfigError, SecretError, UnstoppableError
 from orchestrator.ledger import JobStatus, Ledger
 from orchestrator.runs import Jobs, RunRecord
 from orchestrator.rustic import Result
 from orchestrator.schedule import next_fire
+from orchestrator.secrets import Resolver, resolver_for
 from orchestrator.settings import Settings, load_settings
 from orchestrator.storage import state_dir
 from orchestrator.worker import job_id
@@ -51,7 +52,10 @@ def _parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    command("validate", cmd_validate, "check every customer file; one line per problem")
+    p = command("validate", cmd_validate, "check every customer file; one line per problem")
+    p.add_argument(
+        "--check-secrets", action="store_true", help="also resolve every infisical: reference"
+    )
     p = command("jobs", cmd_jobs, "list every customer × resource with its next run")
     p.add_argument("--json", action="store_true")
     p = command("backup", cmd_backup, "back up a customer's resources now and wait")
@@ -84,19 +88,47 @@ def _load() -> tuple[Settings, Customers]:
 def _jobs(settings: Settings) -> Jobs:
     from orchestrator.docker_runtime import DockerRuntime
 
-    return Jobs(settings, DockerRuntime(), last_files=Ledger(state_dir(settings)).last_files)
+    return Jobs(
+        settings,
+        DockerRuntime(),
+        last_files=Ledger(state_dir(settings)).last_files,
+        resolver=resolver_for(settings),
+    )
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     settings, customers = _load()
-    for problem in customers.problems:
+    problems = list(customers.problems)
+    if args.check_secrets:
+        problems += _unresolved(resolver_for(settings), customers)
+    for problem in problems:
         print(problem)
     total = len(customers.valid) + len(customers.invalid)
     print(
         f"{len(customers.valid)} of {total} customer file(s) in {settings.CUSTOMERS_DIR} valid",
         file=sys.stderr,
     )
-    return 1 if customers.problems else 0
+    return 1 if problems else 0
+
+
+def _unresolved(resolver: Resolver, customers: Customers) -> list[str]:
+    """Return `path: KEY: why` for every secret reference that does not resolve."""
+    problems = []
+    for customer in customers.valid:
+        refs = [("REPO_PASSWORD", customer.repo_password)]
+        refs += [
+            (env_prefix(r.name) + "PASSWORD", r.password)
+            for r in customer.resources
+            if r.password is not None
+        ]
+        for key, ref in refs:
+            if ref.infisical is None:
+                continue
+            try:
+                resolver.resolve(ref, customer.name, key)
+            except SecretError as exc:
+                problems.append(f"{customer.file}: {exc}")
+    return problems
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ from orchestrator.runs import Jobs, RunRecord
 from orchestrator.runtime import Runtime, WorkerInfo
 from orchestrator.rustic import Outcome, Reason, Result
 from orchestrator.schedule import expected_interval
+from orchestrator.secrets import resolver_for
 from orchestrator.settings import Settings
 from orchestrator.storage import job_storage, secrets_dir
 from orchestrator.worker import Kind
@@ -41,7 +42,13 @@ class Daemon:
         self.settings = settings
         self.runtime = runtime
         self.ledger = ledger
-        self.jobs = Jobs(settings, runtime, origin="daemon", last_files=ledger.last_files)
+        self.jobs = Jobs(
+            settings,
+            runtime,
+            origin="daemon",
+            last_files=ledger.last_files,
+            resolver=resolver_for(settings),
+        )
         self.customers = Customers((), (), ())
         self.specs: list[JobSpec] = []
         self.state = PlanState()

@@ -12,11 +12,11 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from orchestrator import pings, rustic, s3, sources
-from orchestrator.customer import Customer, Customers, Resource, SourceType
+from orchestrator.customer import Customer, Customers, Resource, SourceType, env_prefix
 from orchestrator.errors import ConfigError, JobBusy, RunFailed, RuntimeUnavailable, SecretError
 from orchestrator.runtime import Finished, Runtime, WorkerInfo
 from orchestrator.rustic import Outcome, Reason, Result, SnapshotInfo
-from orchestrator.secrets import resolve, secret_files
+from orchestrator.secrets import Resolver, secret_files
 from orchestrator.settings import Settings
 from orchestrator.storage import COLD_PROFILE, bucket, cold_profile, job_storage, secrets_dir
 from orchestrator.tls_pin import fingerprint, server_certificate
@@ -81,11 +81,13 @@ class Jobs:
         runtime: Runtime,
         origin: str = "cli",
         last_files: Callable[[str], int | None] = lambda job: None,
+        resolver: Resolver | None = None,
     ) -> None:
         self.settings = settings
         self.runtime = runtime
         self.origin = origin  # "daemon" marks the workers a restarted daemon adopts
         self.last_files = last_files  # files in the job's last snapshot, to notice a shrink
+        self.resolver = resolver or Resolver()
         self.cold = rustic.cold_args(settings.COLD_BACKEND == "s3")
         self.buckets_ready: set[str] = set()
 
@@ -176,7 +178,13 @@ class Jobs:
                     "match TLS_FINGERPRINT",
                 )
             pinned = ssl.DER_cert_to_PEM_cert(der)
-        password = resolve(resource.password, "PASSWORD") if resource.password else None
+        password = (
+            self.resolver.resolve(
+                resource.password, customer.name, env_prefix(resource.name) + "PASSWORD"
+            )
+            if resource.password
+            else None
+        )
         try:
             plan = sources.remote_plan(resource, password, pinned)
         except OSError as exc:
@@ -378,7 +386,7 @@ class Jobs:
         for directory in (storage.hot, storage.cache, storage.cold):
             if directory is not None:
                 directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        password = resolve(customer.repo_password, "REPO_PASSWORD")
+        password = self.resolver.resolve(customer.repo_password, customer.name, "REPO_PASSWORD")
         name = container_name(customer.name, resource.name, kind, scheduled_for)
         remote = launch is not None and launch.remote
         cap_drop, cap_add = capabilities(kind, remote)

@@ -5,20 +5,91 @@ import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Protocol
 
 from pydantic import SecretStr
 
 from orchestrator.customer import SecretRef
-from orchestrator.errors import SecretError
+from orchestrator.errors import ConfigError, SecretError
+from orchestrator.settings import Settings
 
 
-def resolve(ref: SecretRef, key: str) -> SecretStr:
-    """Return the value `ref` stands for; raise SecretError naming `key` if there is none."""
-    if ref.literal is not None:
-        return ref.literal
-    raise SecretError(
-        f"{key}: infisical:{ref.infisical}: Infisical is not supported yet; use a literal"
+class Lookup(Protocol):
+    """A secret store: Infisical, or a stand-in with the same contract."""
+
+    def resolve(self, reference: str, customer: str, key: str) -> SecretStr:
+        """Return the value `reference` names; raise SecretError naming `key`."""
+        ...
+
+
+class Resolver:
+    """Turns a customer file's secret references into values, just before a run."""
+
+    def __init__(self, store: Lookup | None = None) -> None:
+        self.store = store
+
+    def resolve(self, ref: SecretRef, customer: str, key: str) -> SecretStr:
+        """Return the value `ref` stands for; raise SecretError naming `key` if there is none."""
+        if ref.literal is not None:
+            return ref.literal
+        if self.store is None or ref.infisical is None:
+            raise SecretError(
+                f"{key}: infisical:{ref.infisical}: Infisical is not configured "
+                "(set UNSTOPPABLE_INFISICAL_HOST and its credentials)"
+            )
+        return self.store.resolve(ref.infisical, customer, key)
+
+
+def resolver_for(settings: Settings) -> Resolver:
+    """Return the resolver the settings ask for: literals only, or literals and Infisical.
+
+    Raises ConfigError when Infisical is half configured.
+    """
+    if not settings.INFISICAL_HOST:
+        return Resolver()
+    secret = client_secret(settings)
+    missing = [
+        k
+        for k, v in (
+            ("INFISICAL_CLIENT_ID", settings.INFISICAL_CLIENT_ID),
+            ("INFISICAL_CLIENT_SECRET", secret),
+            ("INFISICAL_PROJECT_ID", settings.INFISICAL_PROJECT_ID),
+        )
+        if not v
+    ]
+    if missing or secret is None:
+        raise ConfigError(
+            [f"UNSTOPPABLE_{k}: required with UNSTOPPABLE_INFISICAL_HOST" for k in missing]
+        )
+    from orchestrator.infisical import InfisicalSecrets
+
+    return Resolver(
+        InfisicalSecrets(
+            settings.INFISICAL_HOST,
+            settings.INFISICAL_CLIENT_ID or "",
+            secret,
+            settings.INFISICAL_PROJECT_ID or "",
+            settings.INFISICAL_ENVIRONMENT,
+        )
     )
+
+
+def client_secret(settings: Settings) -> SecretStr | None:
+    """Return the Infisical client secret: the setting, its _FILE, or a systemd credential."""
+    if settings.INFISICAL_CLIENT_SECRET is not None:
+        return settings.INFISICAL_CLIENT_SECRET
+    candidates = [settings.INFISICAL_CLIENT_SECRET_FILE]
+    if credentials := os.environ.get("CREDENTIALS_DIRECTORY"):
+        candidates.append(Path(credentials) / "infisical-client-secret")
+    for path in candidates:
+        if path is not None and path.is_file():
+            try:
+                return SecretStr(path.read_text().strip())
+            except OSError as exc:
+                raise ConfigError(
+                    [f"{path}: cannot read the Infisical client secret: {exc.strerror}"]
+                ) from None
+    return None
 
 
 @contextmanager

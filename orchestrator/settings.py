@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     INFISICAL_HOST: str | None = None
     INFISICAL_CLIENT_ID: str | None = None
     INFISICAL_CLIENT_SECRET: SecretStr | None = None
+    INFISICAL_CLIENT_SECRET_FILE: Path | None = None
     INFISICAL_PROJECT_ID: str | None = None
     INFISICAL_ENVIRONMENT: str = "prod"
     PING_URL: str | None = (
