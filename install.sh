@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# Install (or upgrade in place) the unstoppable backup orchestrator on this server.
+#
+#   From a checkout:  sudo ./install.sh
+#   As one line:      curl -fsSL https://<your host>/install.sh | sudo bash
+#                     (fetches the source tarball named by UNSTOPPABLE_SOURCE)
+#   Remove:           sudo ./install.sh --uninstall   (keeps /etc/unstoppable and the data)
+#
+# Environment: UNSTOPPABLE_SOURCE (tarball URL when not run from a checkout),
+# UNSTOPPABLE_DATA_DIR (written into a new /etc/unstoppable/unstoppable.env),
+# RUSTIC_SHA256 (to build the worker image from the official rustic release).
+set -euo pipefail
+
+PREFIX=/opt/unstoppable
+ETC=/etc/unstoppable
+UNIT=/etc/systemd/system/unstoppable.service
+DROPIN=/etc/systemd/system/unstoppable.service.d
+
+say() { printf '==> %s\n' "$*"; }
+die() { printf 'install.sh: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || die "run me as root (sudo ./install.sh)"
+
+uninstall() {
+    say "stopping and removing the service"
+    systemctl disable --now unstoppable >/dev/null 2>&1 || true
+    rm -f "$UNIT" /usr/local/bin/unstoppable
+    rm -rf "$DROPIN" "$PREFIX"
+    systemctl daemon-reload 2>/dev/null || true
+    say "kept $ETC (configuration) and the data directory (repositories, ledger)"
+    echo "Uninstalled. Reinstall with ./install.sh; your customers and backups are still there."
+    exit 0
+}
+[ "${1:-}" = "--uninstall" ] && uninstall
+[ $# -eq 0 ] || die "unknown argument $1 (use --uninstall or nothing)"
+
+# --- what this server is -------------------------------------------------------------------
+[ -r /etc/os-release ] || die "cannot tell which OS this is (/etc/os-release missing)"
+. /etc/os-release
+case "${ID:-}:${VERSION_ID:-}" in
+    debian:12 | ubuntu:24.04) say "supported OS: $PRETTY_NAME" ;;
+    *) die "unsupported OS ${PRETTY_NAME:-unknown}: Debian 12 and Ubuntu 24.04 are supported" ;;
+esac
+[ -d /run/systemd/system ] || die "systemd is not running: the service needs it"
+
+apt_install() {
+    local missing=()
+    for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    say "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+docker_answers() {
+    if command -v docker >/dev/null 2>&1; then docker info >/dev/null 2>&1; return; fi
+    [ -S /var/run/docker.sock ] && curl -fsS --unix-socket /var/run/docker.sock http://docker/_ping >/dev/null 2>&1
+}
+
+# --- Docker ----------------------------------------------------------------------------------
+apt_install python3 python3-venv curl ca-certificates
+if docker_answers; then
+    say "Docker engine: answering"
+else
+    apt_install docker.io
+    systemctl enable --now docker >/dev/null 2>&1 || true
+    for _ in $(seq 1 30); do docker_answers && break; sleep 1; done
+    docker_answers || die "Docker is installed but not reachable at /var/run/docker.sock: check 'systemctl status docker'"
+    say "Docker engine: installed and started"
+fi
+
+# --- the source ------------------------------------------------------------------------------
+here=$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")" 2>/dev/null && pwd || true)
+if [ -n "$here" ] && [ -f "$here/pyproject.toml" ] && [ -d "$here/orchestrator" ]; then
+    src=$here
+else
+    [ -n "${UNSTOPPABLE_SOURCE:-}" ] || die "not run from a checkout: set UNSTOPPABLE_SOURCE to the source tarball URL"
+    src=$(mktemp -d)
+    trap 'rm -rf "$src"' EXIT
+    say "fetching $UNSTOPPABLE_SOURCE"
+    curl -fsSL "$UNSTOPPABLE_SOURCE" | tar -xz -C "$src" --strip-components=1 \
+        || die "cannot fetch or unpack $UNSTOPPABLE_SOURCE"
+fi
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$src/pyproject.toml" | head -n1)
+
+# --- the orchestrator ------------------------------------------------------------------------
+[ -x "$PREFIX/venv/bin/python" ] || python3 -m venv "$PREFIX/venv"
+say "installing unstoppable-backups $version into $PREFIX/venv"
+"$PREFIX/venv/bin/pip" install -q --upgrade pip >/dev/null
+"$PREFIX/venv/bin/pip" install -q --upgrade "$src" >/dev/null
+ln -sfn "$PREFIX/venv/bin/unstoppable" /usr/local/bin/unstoppable
+install -d -m 0755 "$PREFIX/share"
+cp "$src/README.md" "$PREFIX/README.md"
+cp -r "$src/monitoring" "$src/docs" "$PREFIX/share/" 2>/dev/null || true
+
+# --- configuration, never overwritten --------------------------------------------------------
+install -d -m 0750 "$ETC" "$ETC/customers.d"
+if [ ! -f "$ETC/unstoppable.env" ]; then
+    say "writing $ETC/unstoppable.env"
+    umask 077
+    {
+        echo "# Settings of the unstoppable daemon; see $PREFIX/README.md. UNSTOPPABLE_* variables override."
+        echo "UNSTOPPABLE_DATA_DIR=${UNSTOPPABLE_DATA_DIR:-/var/lib/unstoppable}"
+        echo "UNSTOPPABLE_WORKER_IMAGE=unstoppable-worker:$version"
+    } >"$ETC/unstoppable.env"
+    umask 022
+else
+    say "keeping $ETC/unstoppable.env"
+fi
+cp "$src/customers.d/example.env.sample" "$ETC/customers.d/example.env.sample"
+data_dir=$(sed -n 's/^UNSTOPPABLE_DATA_DIR=//p' "$ETC/unstoppable.env" | tail -n1)
+data_dir=${data_dir:-/var/lib/unstoppable}
+install -d -m 0700 "$data_dir"
+image=$(sed -n 's/^UNSTOPPABLE_WORKER_IMAGE=//p' "$ETC/unstoppable.env" | tail -n1)
+image=${image:-unstoppable-worker:$version}
+
+# --- the worker image ------------------------------------------------------------------------
+if "$PREFIX/venv/bin/python" - "$image" <<'PY'
+import sys, docker
+try:
+    docker.from_env().images.get(sys.argv[1])
+except docker.errors.ImageNotFound:
+    sys.exit(1)
+PY
+then
+    say "worker image $image: present"
+else
+    command -v docker >/dev/null 2>&1 || apt_install docker.io
+    [ -n "${RUSTIC_SHA256:-}" ] || die "worker image $image missing: set RUSTIC_SHA256 to the sha256 of the official rustic release tarball so it can be built and verified"
+    say "building worker image $image"
+    docker build -q -t "$image" --build-arg RUSTIC_SHA256="$RUSTIC_SHA256" "$src/worker-image" >/dev/null
+fi
+
+# --- the service -----------------------------------------------------------------------------
+changed=0
+if ! cmp -s "$src/systemd/unstoppable.service" "$UNIT"; then
+    install -m 0644 "$src/systemd/unstoppable.service" "$UNIT"
+    changed=1
+fi
+if [ "$data_dir" != /var/lib/unstoppable ]; then
+    install -d "$DROPIN"
+    printf '[Service]\nReadWritePaths=%s\n' "$data_dir" >"$DROPIN/data-dir.conf.new"
+    if ! cmp -s "$DROPIN/data-dir.conf.new" "$DROPIN/data-dir.conf"; then
+        mv "$DROPIN/data-dir.conf.new" "$DROPIN/data-dir.conf"
+        changed=1
+    else
+        rm -f "$DROPIN/data-dir.conf.new"
+    fi
+fi
+systemctl daemon-reload
+systemctl enable unstoppable >/dev/null 2>&1
+if systemctl is-active --quiet unstoppable; then
+    # An upgrade: running workers are left alone and adopted by the restarted daemon.
+    systemctl restart unstoppable
+    say "service restarted with $version"
+else
+    systemctl start unstoppable
+    say "service started"
+fi
+[ "$changed" -eq 0 ] || say "service unit updated"
+for _ in $(seq 1 20); do systemctl is-active --quiet unstoppable && break; sleep 0.5; done
+systemctl is-active --quiet unstoppable || die "the service did not start: journalctl -u unstoppable -n 50"
+
+echo "Done. Next: copy $ETC/customers.d/example.env.sample to $ETC/customers.d/<customer>.env, edit it, run 'unstoppable validate'; the daemon picks it up within seconds."

@@ -1,0 +1,253 @@
+"""install.sh on a fresh Debian 12 with systemd as PID 1, reaching the host's Docker engine."""
+
+import hashlib
+import json
+import shutil
+import subprocess
+import tarfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.helpers import wait_until
+from tests.servers import open_dir
+
+pytestmark = pytest.mark.docker
+IMAGE = "unstoppable-systemd-host:test"
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+
+
+def source_tarball(target: Path) -> None:
+    """Pack the checkout's tracked files as a release tarball would be."""
+    files = (
+        subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True)
+        .stdout.decode()
+        .split("\0")
+    )
+    with tarfile.open(target, "w:gz") as tar:
+        for name in filter(None, files):
+            path = ROOT / name
+            if path.exists():
+                tar.add(path, arcname=f"unstoppable-backups/{name}", recursive=False)
+
+
+@pytest.fixture(scope="module")
+def host(docker_ready: None) -> Iterator[tuple[str, Path, str]]:
+    """Start the systemd container; yield (name, shared dir, URL of the web server)."""
+    base = subprocess.run(
+        ["docker", "image", "inspect", "unstoppable-base:bookworm"], capture_output=True
+    )
+    assert base.returncode == 0, "base image missing: run `make provision`"
+    subprocess.run(
+        [
+            "docker",
+            "build",
+            "-q",
+            "-t",
+            IMAGE,
+            "--build-arg",
+            "BASE_IMAGE=unstoppable-base:bookworm",
+            str(ROOT / "tests" / "systemd-host"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    shared = open_dir("unstoppable-install-")
+    web = shared / "web"
+    web.mkdir()
+    shutil.copy(ROOT / "install.sh", web / "install.sh")
+    source_tarball(web / "unstoppable.tar.gz")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(web)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    name = f"unstoppable-host-{uuid.uuid4().hex[:6]}"
+    # Workers start on the host's engine, so every path they mount (data, sources) is
+    # bind-mounted into the server at the same path.
+    subprocess.run(
+        [
+            "docker",
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            "host",
+            "--cap-add",
+            "SYS_ADMIN",
+            "--security-opt",
+            "seccomp=unconfined",
+            "--cgroupns=host",
+            "-v",
+            "/sys/fs/cgroup:/sys/fs/cgroup",
+            "--tmpfs",
+            "/run",
+            "--tmpfs",
+            "/run/lock",
+            "-v",
+            "/var/run/docker.sock:/var/run/docker.sock",
+            "-v",
+            f"{CA_BUNDLE}:{CA_BUNDLE}:ro",
+            "-v",
+            f"{shared}:{shared}",
+            IMAGE,
+        ],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        wait_until(
+            lambda: (
+                run(name, "systemctl is-system-running --wait || true").stdout.strip()
+                in ("running", "degraded")
+            ),
+            120,
+            "systemd to boot",
+        )
+        yield name, shared, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+        subprocess.run(
+            "docker ps -aq --filter label=unstoppable.customer=onsite | xargs -r docker rm -f",
+            shell=True,
+            capture_output=True,
+        )
+        server.shutdown()
+        server.server_close()
+        shutil.rmtree(shared, ignore_errors=True)
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def run(name: str, command: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["docker", "exec", name, "bash", "-c", command],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def digest(name: str, path: str) -> str:
+    return hashlib.sha256(run(name, f"cat {path}").stdout.encode()).hexdigest()
+
+
+def test_one_line_install_then_a_scheduled_backup_then_upgrade_then_uninstall(
+    host: tuple[str, Path, str],
+) -> None:
+    name, shared, web = host
+    data = shared / "data"
+    line = (
+        f"curl -fsSL {web}/install.sh | UNSTOPPABLE_SOURCE={web}/unstoppable.tar.gz "
+        f"UNSTOPPABLE_DATA_DIR={data} bash"
+    )
+    first = run(name, line)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert first.stdout.strip().splitlines()[-1].startswith("Done. Next:")
+    assert run(name, "systemctl is-active unstoppable").stdout.strip() == "active"
+
+    # A customer file dropped in is backed up on its schedule, without a restart.
+    source = shared / "site"
+    source.mkdir()
+    (source / "index.html").write_text("hello from the server")
+    source.joinpath("index.html").chmod(0o644)
+    customer = (
+        f'SCHEDULE="* * * * * */10"\nREPO_PASSWORD=on-site-pw\nRESOURCES=www\n'
+        f"WWW_TYPE=local\nWWW_PATH={source}\n"
+    )
+    run(name, f"cat > /etc/unstoppable/customers.d/onsite.env <<'X'\n{customer}X")
+    started = time.monotonic()
+
+    def snapshots() -> int:
+        done = run(name, "unstoppable snapshots onsite www --json")
+        return len(json.loads(done.stdout)) if done.returncode == 0 else 0
+
+    wait_until(lambda: snapshots() >= 1, 60, "a scheduled backup within a minute")
+    assert time.monotonic() - started < 60
+    listed = run(name, "unstoppable snapshots onsite www")
+    assert str(source) in listed.stdout
+
+    # A second install changes nothing that works.
+    config, customer_file = (
+        "/etc/unstoppable/unstoppable.env",
+        "/etc/unstoppable/customers.d/onsite.env",
+    )
+    before = (digest(name, config), digest(name, customer_file))
+    second = run(name, line)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "keeping /etc/unstoppable/unstoppable.env" in second.stdout
+    assert (digest(name, config), digest(name, customer_file)) == before
+    assert run(name, "systemctl is-active unstoppable").stdout.strip() == "active"
+    count = snapshots()
+    wait_until(lambda: snapshots() > count, 60, "backups to go on after the upgrade")
+
+    # Uninstall removes the software and keeps configuration and repositories.
+    gone = run(name, f"curl -fsSL {web}/install.sh | bash -s -- --uninstall")
+    assert gone.returncode == 0, gone.stdout + gone.stderr
+    assert run(name, "systemctl is-active unstoppable").stdout.strip() != "active"
+    assert run(name, "test -e /opt/unstoppable").returncode != 0
+    assert run(name, f"test -f {customer_file}").returncode == 0
+    assert (data / "hot" / "onsite" / "www" / "config").exists()
+    assert any((data / "cold" / "onsite" / "www" / "data").rglob("*"))
+    password = shared / "pw"
+    password.write_text("on-site-pw")
+    check = subprocess.run(
+        [
+            str(ROOT / ".tools" / "bin" / "rustic"),
+            "-r",
+            str(data / "cold" / "onsite" / "www"),
+            "--password-file",
+            str(password),
+            "--no-cache",
+            "--no-progress",
+            "snapshots",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0, check.stderr
+
+
+def test_install_refuses_without_root_and_says_so(host: tuple[str, Path, str]) -> None:
+    name, _shared, web = host
+    run(name, "id nobody >/dev/null")
+    done = run(
+        name,
+        f"curl -fsSL {web}/install.sh -o /tmp/i.sh && chmod 755 /tmp/i.sh && "
+        "setpriv --reuid=65534 --regid=65534 --clear-groups bash /tmp/i.sh",
+    )
+    assert done.returncode != 0
+    assert "run me as root" in done.stderr
+
+
+def test_install_refuses_an_unsupported_os(tmp_path: Path, docker_ready: None) -> None:
+    os_release = tmp_path / "os-release"
+    os_release.write_text('ID=alpine\nVERSION_ID=3.20\nPRETTY_NAME="Alpine Linux v3.20"\n')
+    done = subprocess.run(
+        [
+            "docker",
+            "run",
+            "--rm",
+            "-v",
+            f"{ROOT / 'install.sh'}:/install.sh:ro",
+            "-v",
+            f"{os_release}:/etc/os-release:ro",
+            "unstoppable-base:bookworm",
+            "bash",
+            "/install.sh",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode != 0
+    assert (
+        "unsupported OS Alpine Linux v3.20: Debian 12 and Ubuntu 24.04 are supported" in done.stderr
+    )
