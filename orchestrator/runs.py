@@ -1,25 +1,21 @@
 """One run of a job: build its worker, run it, judge what rustic left behind."""
 
 import logging
-import math
 import shutil
-import ssl
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-
-from pydantic import SecretStr
 
 from orchestrator import pings, rustic, s3, sources
 from orchestrator.customer import Customer, Customers, Resource, SourceType, env_prefix
 from orchestrator.errors import ConfigError, JobBusy, RunFailed, RuntimeUnavailable, SecretError
+from orchestrator.launches import Launch, local_launch, remote_launch, source_path
 from orchestrator.runtime import Finished, Runtime, WorkerInfo
 from orchestrator.rustic import Outcome, Reason, Result, SnapshotInfo
 from orchestrator.secrets import Resolver, secret_files
 from orchestrator.settings import Settings
 from orchestrator.storage import COLD_PROFILE, bucket, cold_profile, job_storage, secrets_dir
-from orchestrator.tls_pin import fingerprint, server_certificate
 from orchestrator.worker import (
     RESTORE_TARGET,
     ContainerSpec,
@@ -33,26 +29,6 @@ from orchestrator.worker import (
 )
 
 log = logging.getLogger(__name__)
-REMOTE_ENTRYPOINT = "/usr/local/bin/unstoppable-remote"
-
-
-@dataclass(frozen=True)
-class Launch:
-    """How to start one backup worker: argv, source mounts, extra secret files."""
-
-    argv: list[str]
-    mounts: tuple[Mount, ...]
-    files: dict[str, SecretStr] = field(default_factory=dict)
-    entrypoint: tuple[str, ...] = ()
-    remote: bool = False
-
-
-def source_path(resource: Resource) -> str:
-    """Return where the worker sees the resource, which is the path its snapshots record.
-
-    A local directory keeps its real host path; a remote one is mounted at /remote/<name>.
-    """
-    return resource.path if resource.type is SourceType.LOCAL else f"/remote/{resource.name}"
 
 
 @dataclass(frozen=True)
@@ -126,7 +102,7 @@ class Jobs:
                         Reason.SOURCE_MISSING,
                         f"PATH {resource.path} is not a directory on this host",
                     )
-                launch: Launch | Outcome = self._local_launch(customer, resource)
+                launch: Launch | Outcome = local_launch(self.cold, customer, resource)
             else:
                 launch = self._remote_launch(customer, resource)
             if isinstance(launch, Outcome):
@@ -153,31 +129,7 @@ class Jobs:
             return Outcome(Result.FAILURE, Reason.STORAGE, str(exc))
         return self._judge(customer, resource, scheduled_for, done)
 
-    def _local_launch(self, customer: Customer, resource: Resource) -> "Launch":
-        argv = rustic.backup_args(self.cold, customer.name, resource.path, resource.excludes)
-        return Launch(argv, (Mount(Path(resource.path), resource.path, read_only=True),))
-
-    def _remote_launch(self, customer: Customer, resource: Resource) -> "Launch | Outcome":
-        """Plan a remote backup: pin the certificate, write rclone's files, mount with FUSE."""
-        pinned = None
-        host = resource.option("HOST") or ""
-        if resource.type is SourceType.FTPS and (want := resource.option("TLS_FINGERPRINT")):
-            try:
-                der = server_certificate(
-                    host, sources.port(resource), resource.option("TLS") == "implicit"
-                )
-            except ssl.SSLError as exc:
-                return Outcome(Result.FAILURE, Reason.TLS, f"TLS with {host} failed: {exc}")
-            except OSError as exc:
-                return Outcome(Result.FAILURE, Reason.CONNECT, f"cannot reach {host}: {exc}")
-            if fingerprint(der).upper() != want.upper():
-                return Outcome(
-                    Result.FAILURE,
-                    Reason.TLS,
-                    f"{host} presented certificate {fingerprint(der)}, which does not "
-                    "match TLS_FINGERPRINT",
-                )
-            pinned = ssl.DER_cert_to_PEM_cert(der)
+    def _remote_launch(self, customer: Customer, resource: Resource) -> Launch | Outcome:
         password = (
             self.resolver.resolve(
                 resource.password, customer.name, env_prefix(resource.name) + "PASSWORD"
@@ -185,33 +137,8 @@ class Jobs:
             if resource.password
             else None
         )
-        try:
-            plan = sources.remote_plan(resource, password, pinned)
-        except OSError as exc:
-            return Outcome(
-                Result.FAILURE, Reason.SECRETS, f"cannot read {exc.filename}: {exc.strerror}"
-            )
-        if plan.insecure:
-            log.warning(
-                "%s/%s: TLS_VERIFY=false: the certificate of %s is not verified",
-                customer.name,
-                resource.name,
-                host,
-            )
-        mount_point = source_path(resource)
         last = self.last_files(job_id(customer.name, resource.name))
-        threshold = int(resource.option("SHRINK_THRESHOLD", "50") or "50")
-        min_files = max(1, math.ceil(last * threshold / 100)) if last else 0
-        argv = [
-            resource.path,
-            mount_point,
-            str(min_files),
-            "--",
-            *rustic.backup_args(
-                self.cold, customer.name, mount_point, resource.excludes, remote=True
-            ),
-        ]
-        return Launch(argv, (), plan.files, entrypoint=(REMOTE_ENTRYPOINT,), remote=True)
+        return remote_launch(self.cold, customer, resource, password, last)
 
     def _judge(
         self, customer: Customer, resource: Resource, scheduled_for: datetime, done: Finished

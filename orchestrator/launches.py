@@ -1,0 +1,113 @@
+"""How one backup worker starts: its argv, source mounts and extra secret files.
+
+A local directory is bind-mounted read-only at its real path; a remote source is mounted by
+the worker itself with rclone, after its certificate was pinned here when asked to be.
+"""
+
+import logging
+import math
+import ssl
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from orchestrator import rustic, sources
+from orchestrator.customer import Customer, Resource, SourceType
+from orchestrator.rustic import Outcome, Reason, Result
+from orchestrator.tls_pin import fingerprint, server_certificate
+from orchestrator.worker import Mount
+
+log = logging.getLogger(__name__)
+REMOTE_ENTRYPOINT = "/usr/local/bin/unstoppable-remote"
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How to start one backup worker: argv, source mounts, extra secret files."""
+
+    argv: list[str]
+    mounts: tuple[Mount, ...]
+    files: dict[str, SecretStr] = field(default_factory=dict)
+    entrypoint: tuple[str, ...] = ()
+    remote: bool = False
+
+
+def source_path(resource: Resource) -> str:
+    """Return where the worker sees the resource, which is the path its snapshots record.
+
+    A local directory keeps its real host path; a remote one is mounted at /remote/<name>.
+    """
+    return resource.path if resource.type is SourceType.LOCAL else f"/remote/{resource.name}"
+
+
+def local_launch(cold: list[str], customer: Customer, resource: Resource) -> Launch:
+    """Return the launch of a backup of a directory on this host."""
+    argv = rustic.backup_args(cold, customer.name, resource.path, resource.excludes)
+    return Launch(argv, (Mount(Path(resource.path), resource.path, read_only=True),))
+
+
+def remote_launch(
+    cold: list[str],
+    customer: Customer,
+    resource: Resource,
+    password: SecretStr | None,
+    last_files: int | None,
+) -> Launch | Outcome:
+    """Return the launch of a remote backup, or the failure that prevents it.
+
+    `last_files` is how many files the last successful backup saw: the worker refuses to
+    back up a source that lists fewer than SHRINK_THRESHOLD percent of them.
+    """
+    pinned = pin_certificate(resource)
+    if isinstance(pinned, Outcome):
+        return pinned
+    try:
+        plan = sources.remote_plan(resource, password, pinned)
+    except OSError as exc:
+        return Outcome(
+            Result.FAILURE, Reason.SECRETS, f"cannot read {exc.filename}: {exc.strerror}"
+        )
+    if plan.insecure:
+        log.warning(
+            "%s/%s: TLS_VERIFY=false: the certificate of %s is not verified",
+            customer.name,
+            resource.name,
+            resource.option("HOST"),
+        )
+    mount_point = source_path(resource)
+    threshold = int(resource.option("SHRINK_THRESHOLD", "50") or "50")
+    min_files = max(1, math.ceil(last_files * threshold / 100)) if last_files else 0
+    argv = [
+        resource.path,
+        mount_point,
+        str(min_files),
+        "--",
+        *rustic.backup_args(cold, customer.name, mount_point, resource.excludes, remote=True),
+    ]
+    return Launch(argv, (), plan.files, entrypoint=(REMOTE_ENTRYPOINT,), remote=True)
+
+
+def pin_certificate(resource: Resource) -> str | Outcome | None:
+    """Return the server certificate (PEM) matching TLS_FINGERPRINT, None if none is pinned.
+
+    Returns the failure when the server cannot be reached or presents another certificate.
+    """
+    want = resource.option("TLS_FINGERPRINT")
+    if resource.type is not SourceType.FTPS or not want:
+        return None
+    host = resource.option("HOST") or ""
+    try:
+        der = server_certificate(host, sources.port(resource), resource.option("TLS") == "implicit")
+    except ssl.SSLError as exc:
+        return Outcome(Result.FAILURE, Reason.TLS, f"TLS with {host} failed: {exc}")
+    except OSError as exc:
+        return Outcome(Result.FAILURE, Reason.CONNECT, f"cannot reach {host}: {exc}")
+    if fingerprint(der).upper() != want.upper():
+        return Outcome(
+            Result.FAILURE,
+            Reason.TLS,
+            f"{host} presented certificate "
+            f"{fingerprint(der)}, which does not match TLS_FINGERPRINT",
+        )
+    return ssl.DER_cert_to_PEM_cert(der)
