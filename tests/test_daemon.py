@@ -172,3 +172,17 @@ def test_a_run_past_the_job_timeout_is_stopped_and_counted(
     assert time.monotonic() - started < 30
     assert not running_workers(name)
     assert Ledger(site.data / "state").runs(f"{name}/files")[-1][4] == "timeout"
+
+
+def test_sighup_reloads_customers_at_once(site: Site, daemon: DaemonProcess, unique: str) -> None:
+    customer(site, f"hup-{unique}", "0 3 * * *")
+    daemon.start()
+    wait_until(lambda: "loaded 1 customer(s)" in daemon.text(), 20, "the first load")
+    time.sleep(1)  # well inside the 5 s between two looks at customers.d
+    customer(site, f"hup2-{unique}", "0 3 * * *")
+    hup = time.monotonic()
+    daemon.signal(signal.SIGHUP)
+    wait_until(lambda: "loaded 2 customer(s)" in daemon.text(), 10, "the reload")
+    assert time.monotonic() - hup < 2.5, "SIGHUP must reload at once, not at the next look"
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(10) == 0
