@@ -85,13 +85,13 @@ def _load() -> tuple[Settings, Customers]:
     return settings, load_customers(settings.CUSTOMERS_DIR, settings.bucket_prefix)
 
 
-def _jobs(settings: Settings) -> Jobs:
+def _jobs(settings: Settings, ledger: Ledger | None = None) -> Jobs:
     from orchestrator.docker_runtime import DockerRuntime
 
     return Jobs(
         settings,
         DockerRuntime(),
-        last_files=Ledger(state_dir(settings)).last_files,
+        last_files=(ledger or Ledger(state_dir(settings))).last_files,
         resolver=resolver_for(settings),
     )
 
@@ -163,11 +163,11 @@ def cmd_backup(args: argparse.Namespace) -> int:
     settings, customers = _load()
     customer = customers.get(args.customer)
     resources = [customer.resource(n) for n in args.resources] or list(customer.resources)
-    jobs = _jobs(settings)
+    ledger = Ledger(state_dir(settings))
+    jobs = _jobs(settings, ledger)
     now = datetime.now(UTC).replace(microsecond=0)
     with ThreadPoolExecutor(max_workers=settings.MAX_PARALLEL) as pool:
         records = list(pool.map(lambda r: jobs.backup(customer, r, now), resources))
-    ledger = Ledger(state_dir(settings))
     for record in records:
         if record.outcome.result is Result.SKIPPED:
             ledger.record_event(record.job, "skipped", record.outcome.reason.value, now)

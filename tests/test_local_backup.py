@@ -67,8 +67,9 @@ def test_round_trip_restores_every_snapshot_exactly(site: Site, unique: str) -> 
     assert hot_data < 1024 * 1024, f"hot repo holds {hot_data} bytes of packs: data leaked into it"
     password = site.root / "pw"
     password.write_text("pw-round-trip")
-    check = subprocess.run(
-        [
+
+    def cold_only(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [
             str(RUSTIC),
             "-r",
             str(cold),
@@ -76,30 +77,14 @@ def test_round_trip_restores_every_snapshot_exactly(site: Site, unique: str) -> 
             str(password),
             "--no-cache",
             "--no-progress",
-            "check",
-            "--read-data",
-        ],
-        capture_output=True,
-        text=True,
-    )
+            *args,
+        ]
+        return subprocess.run(argv, capture_output=True, text=True)
+
+    check = cold_only("check", "--read-data")
     assert check.returncode == 0 and "[ERROR]" not in check.stderr, check.stderr
     target = site.root / "restore-cold-only"
-    restore = subprocess.run(
-        [
-            str(RUSTIC),
-            "-r",
-            str(cold),
-            "--password-file",
-            str(password),
-            "--no-cache",
-            "--no-progress",
-            "restore",
-            f"{ids[1]}:{source}",
-            str(target),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    restore = cold_only("restore", f"{ids[1]}:{source}", str(target))
     assert restore.returncode == 0, restore.stderr
     assert diff(after, manifest(target)) == []
 
