@@ -43,9 +43,13 @@ case "${ID:-}:${VERSION_ID:-}" in
 esac
 [ -d /run/systemd/system ] || die "systemd is not running: the service needs it"
 
+# Installed means dpkg's state "installed": a package removed with its configuration kept
+# ("deinstall ok config-files") still answers `dpkg -s`, but its files are gone.
+installed() { [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]; }
+
 apt_install() {
     local missing=()
-    for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+    for pkg in "$@"; do installed "$pkg" || missing+=("$pkg"); done
     [ ${#missing[@]} -eq 0 ] && return 0
     say "installing ${missing[*]}"
     apt-get update -qq

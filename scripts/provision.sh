@@ -18,9 +18,13 @@ WORKER_IMAGE=${UNSTOPPABLE_WORKER_IMAGE:-unstoppable-worker:$version}
 say() { printf '==> %s\n' "$*"; }
 die() { printf 'provision: %s\n' "$*" >&2; exit 1; }
 
+# Installed means dpkg's state "installed": a package removed with its configuration kept
+# ("deinstall ok config-files") still answers `dpkg -s`, but its files are gone.
+installed() { [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]; }
+
 apt_install() {
     local missing=()
-    for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+    for pkg in "$@"; do installed "$pkg" || missing+=("$pkg"); done
     [ ${#missing[@]} -eq 0 ] && return 0
     say "installing Debian packages: ${missing[*]}"
     [ "$(id -u)" -eq 0 ] || die "need root to install ${missing[*]}"

@@ -1,4 +1,8 @@
-"""install.sh on a fresh Debian 12 with systemd as PID 1, reaching the host's Docker engine."""
+"""install.sh on a fresh Debian 12 with systemd as PID 1, reaching the host's Docker engine.
+
+Also, without Docker: the shell functions of install.sh and scripts/provision.sh against fake
+dpkg, apt-get and apparmor_parser, and the worker's AppArmor profile compiled (never loaded).
+"""
 
 import hashlib
 import json
@@ -19,7 +23,6 @@ from tests.conftest import ROOT
 from tests.helpers import wait_until
 from tests.servers import open_dir
 
-pytestmark = pytest.mark.docker
 IMAGE = "unstoppable-systemd-host:test"
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
@@ -140,6 +143,7 @@ def digest(name: str, path: str) -> str:
     return hashlib.sha256(run(name, f"cat {path}").stdout.encode()).hexdigest()
 
 
+@pytest.mark.docker
 def test_one_line_install_then_a_scheduled_backup_then_upgrade_then_uninstall(
     host: tuple[str, Path, str],
 ) -> None:
@@ -216,6 +220,7 @@ def test_one_line_install_then_a_scheduled_backup_then_upgrade_then_uninstall(
     assert check.returncode == 0, check.stderr
 
 
+@pytest.mark.docker
 def test_install_refuses_without_root_and_says_so(host: tuple[str, Path, str]) -> None:
     name, _shared, web = host
     run(name, "id nobody >/dev/null")
@@ -228,6 +233,7 @@ def test_install_refuses_without_root_and_says_so(host: tuple[str, Path, str]) -
     assert "run me as root" in done.stderr
 
 
+@pytest.mark.docker
 def test_install_refuses_an_unsupported_os(tmp_path: Path, docker_ready: None) -> None:
     os_release = tmp_path / "os-release"
     os_release.write_text('ID=alpine\nVERSION_ID=3.20\nPRETTY_NAME="Alpine Linux v3.20"\n')
@@ -251,3 +257,119 @@ def test_install_refuses_an_unsupported_os(tmp_path: Path, docker_ready: None) -
     assert (
         "unsupported OS Alpine Linux v3.20: Debian 12 and Ubuntu 24.04 are supported" in done.stderr
     )
+
+
+# --- the shell functions, against fake dpkg, apt-get and apparmor_parser (no Docker) ----------
+
+FAKE_DPKG_QUERY = r"""#!/bin/bash
+# dpkg-query -W -f=FORMAT PACKAGE, answered from $FAKE/status ("package want eflag status").
+fmt= pkg=
+while [ $# -gt 0 ]; do
+    case $1 in
+        -W | --show) ;;
+        -f | --showformat) fmt=$2; shift ;;
+        -f=* | --showformat=*) fmt=${1#*=} ;;
+        *) pkg=$1 ;;
+    esac
+    shift
+done
+read -r _ want eflag status < <(grep "^$pkg " "$FAKE/status") \
+    || { echo "dpkg-query: no packages found matching $pkg" >&2; exit 1; }
+case $want in install) w=i ;; hold) w=h ;; deinstall) w=r ;; purge) w=p ;; *) w=u ;; esac
+case $status in installed) s=i ;; config-files) s=c ;; *) s=n ;; esac
+fmt=${fmt//'${Status}'/"$want $eflag $status"}
+fmt=${fmt//'${db:Status-Abbrev}'/"$w$s "}
+fmt=${fmt//'${db:Status-Status}'/$status}
+printf '%s' "$fmt"
+"""
+
+# Like the real one, `dpkg -s` succeeds for any package dpkg knows, config-files only included.
+FAKE_DPKG = r"""#!/bin/bash
+[ "$1" = -s ] && grep -q "^$2 " "$FAKE/status"
+"""
+
+FAKE_APT_GET = r"""#!/bin/bash
+echo "$*" >> "$FAKE/apt.log"
+[ "$1" = install ] || exit 0
+for pkg; do
+    case $pkg in -* | install) continue ;; esac
+    sed -i "/^$pkg /d" "$FAKE/status"
+    echo "$pkg install ok installed" >> "$FAKE/status"
+    [ "$pkg" != apparmor ] || install -m 0755 "$FAKE/parser" "$FAKE/bin/apparmor_parser"
+done
+"""
+
+FAKE_PARSER = r"""#!/bin/bash
+echo "$*" >> "$FAKE/parser.log"
+echo "unstoppable-worker (enforce)" >> "$FAKE/profiles"
+"""
+
+
+def shell_functions(script: Path, *names: str) -> str:
+    """Return the text of the named top-level functions of a bash script."""
+    lines = script.read_text().splitlines()
+    out = []
+    for name in names:
+        start = next(i for i, line in enumerate(lines) if line.startswith(f"{name}() {{"))
+        end = start if lines[start].rstrip().endswith("}") else lines.index("}", start)
+        out += lines[start : end + 1]
+    return "\n".join(out)
+
+
+class Fakes:
+    """A PATH with fake dpkg, dpkg-query, apt-get, id and (optionally) apparmor_parser."""
+
+    def __init__(self, root: Path, status: str = "", parser: bool = True) -> None:
+        self.root = root
+        (root / "bin").mkdir(parents=True)
+        (root / "status").write_text(status)
+        for tool, text in [
+            ("dpkg-query", FAKE_DPKG_QUERY),
+            ("dpkg", FAKE_DPKG),
+            ("apt-get", FAKE_APT_GET),
+            ("id", "#!/bin/sh\necho 0\n"),
+        ]:
+            (root / "bin" / tool).write_text(text)
+            (root / "bin" / tool).chmod(0o755)
+        (root / "parser").write_text(FAKE_PARSER)
+        if parser:
+            shutil.copy(root / "parser", root / "bin" / "apparmor_parser")
+            (root / "bin" / "apparmor_parser").chmod(0o755)
+
+    def run(self, script: str, functions: list[str], body: str) -> subprocess.CompletedProcess[str]:
+        text = "\n".join(
+            [
+                "set -euo pipefail",
+                shell_functions(ROOT / script, "say", "die", *functions),
+                "APPARMOR_ENABLED=$FAKE/enabled APPARMOR_DIR=$FAKE/apparmor.d APPARMOR_PROFILES=$FAKE/profiles",
+                body,
+            ]
+        )
+        # /usr/sbin (the real apparmor_parser) is left out on purpose.
+        env = {"PATH": f"{self.root / 'bin'}:/usr/bin:/bin", "FAKE": str(self.root)}
+        return subprocess.run(["bash", "-c", text], env=env, capture_output=True, text=True)
+
+    def log(self, name: str) -> list[str]:
+        path = self.root / name
+        return path.read_text().splitlines() if path.exists() else []
+
+
+@pytest.mark.parametrize("script", ["install.sh", "scripts/provision.sh"])
+def test_apt_install_reinstalls_a_package_removed_with_its_configuration_kept(
+    tmp_path: Path, script: str
+) -> None:
+    fakes = Fakes(
+        tmp_path,
+        status="here install ok installed\n"
+        "held hold ok installed\n"
+        "gone deinstall ok config-files\n",
+    )
+    done = fakes.run(script, ["installed", "apt_install"], "apt_install here held gone never")
+    assert done.returncode == 0, done.stderr
+    assert fakes.log("apt.log") == [
+        "update -qq",
+        "install -y -qq --no-install-recommends gone never",
+    ]
+    again = fakes.run(script, ["installed", "apt_install"], "apt_install here held gone never")
+    assert again.returncode == 0, again.stderr
+    assert len(fakes.log("apt.log")) == 2, "nothing left to install the second time"
