@@ -72,16 +72,76 @@ minio_binary() {
     say "minio: $("$here/.tools/bin/minio" --version | head -n1)"
 }
 
+# Print the first URI in the apt sources under directory $1 (sources.list, then sources.list.d
+# in apt's order; one-line .list and deb822 .sources files) that serves the Debian suite
+# "bookworm" (not -updates or -security) with component main; fail if there is none. The host's
+# own mirror is the one it is known to reach: nothing here names a mirror of its own.
+debian_mirror() {
+    local apt=$1 files=() f
+    [ -f "$apt/sources.list" ] && files+=("$apt/sources.list")
+    for f in "$apt"/sources.list.d/*; do
+        case $f in *.list | *.sources) [ -f "$f" ] && files+=("$f") ;; esac
+    done
+    [ ${#files[@]} -gt 0 ] || return 1
+    awk '
+        function has(list, word,   n, i, w) {
+            n = split(list, w, /[ \t]+/)
+            for (i = 1; i <= n; i++) if (w[i] == word) return 1
+            return 0
+        }
+        function usable(uri) { return uri ~ /^(https?|file):\// }
+        function pick(uri) { print uri; found = 1; exit }
+        function stanza(   n, i, u) {
+            if (has(types, "deb") && tolower(enabled) != "no" && has(suites, "bookworm") && has(components, "main")) {
+                n = split(uris, u, /[ \t]+/)
+                for (i = 1; i <= n; i++) if (usable(u[i])) pick(u[i])
+            }
+            types = uris = suites = components = key = ""; enabled = "yes"
+        }
+        FNR == 1 { if (deb822) stanza(); deb822 = FILENAME ~ /\.sources$/ }
+        deb822 && /^#/ { next }
+        deb822 && /^[ \t]*$/ { stanza(); next }
+        deb822 {
+            value = $0
+            if ($0 !~ /^[ \t]/) {
+                key = tolower(substr($0, 1, index($0, ":") - 1))
+                value = substr($0, index($0, ":") + 1)
+            }
+            if (key == "types") types = types " " value
+            else if (key == "uris") uris = uris " " value
+            else if (key == "suites") suites = suites " " value
+            else if (key == "components") components = components " " value
+            else if (key == "enabled") { enabled = value; gsub(/[ \t]/, "", enabled) }
+            next
+        }
+        {
+            line = $0
+            sub(/#.*/, "", line)
+            gsub(/\[[^]]*\]/, " ", line)
+            $0 = line
+            if ($1 == "deb" && $3 == "bookworm" && usable($2))
+                for (i = 4; i <= NF; i++) if ($i == "main") pick($2)
+        }
+        END {
+            if (!found && deb822) stanza()
+            if (!found) exit 1
+        }
+    ' "${files[@]}"
+}
+
 base_image() {
     if docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then say "base image $BASE_IMAGE: present"; return; fi
     if docker pull -q debian:bookworm-slim >/dev/null 2>&1; then
         docker tag debian:bookworm-slim "$BASE_IMAGE"; say "base image: pulled debian:bookworm-slim"; return
     fi
     say "base image: no registry, building $BASE_IMAGE with debootstrap"
+    local root="$cache/bookworm-rootfs" mirror
+    mirror=$(debian_mirror /etc/apt) \
+        || die "no apt source of this host serves Debian bookworm main (looked in /etc/apt/sources.list, sources.list.d/*.list and *.sources): add one, then run me again"
     apt_install debootstrap
-    local root="$cache/bookworm-rootfs"
     rm -rf "$root"
-    debootstrap --variant=minbase bookworm "$root" http://deb.debian.org/debian >"$cache/debootstrap.log" 2>&1 \
+    say "base image: debootstrap from $mirror (this host's apt source)"
+    debootstrap --variant=minbase bookworm "$root" "$mirror" >"$cache/debootstrap.log" 2>&1 \
         || die "debootstrap failed, see $cache/debootstrap.log"
     rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
     tar -C "$root" -c . | docker import - "$BASE_IMAGE" >/dev/null

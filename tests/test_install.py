@@ -373,3 +373,96 @@ def test_apt_install_reinstalls_a_package_removed_with_its_configuration_kept(
     again = fakes.run(script, ["installed", "apt_install"], "apt_install here held gone never")
     assert again.returncode == 0, again.stderr
     assert len(fakes.log("apt.log")) == 2, "nothing left to install the second time"
+
+
+DEB822_SECURITY = """Types: deb
+URIs: http://security.example.invalid/debian-security
+Suites: bookworm-security
+Components: main
+"""
+
+MIRRORS = {
+    "one-line, with options, comments, sources and other suites skipped": (
+        {
+            "sources.list": "# deb http://commented.example.invalid/debian bookworm main\n"
+            "deb [arch=amd64 signed-by=/usr/share/keyrings/k.gpg] http://security.example.invalid/debian-security bookworm-security main\n"
+            "deb-src http://src.example.invalid/debian bookworm main\n"
+            "deb http://contrib.example.invalid/debian bookworm contrib\n"
+            "deb [ trusted=yes ] http://mirror.example.invalid/debian bookworm main contrib\n"
+            "deb http://later.example.invalid/debian bookworm main\n"
+        },
+        "http://mirror.example.invalid/debian",
+    ),
+    "deb822, after a disabled stanza, with comments and several suites": (
+        {
+            "sources.list.d/debian.sources": DEB822_SECURITY + "\n"
+            "Types: deb\nURIs: http://disabled.example.invalid/debian\nSuites: bookworm\n"
+            "Components: main\nEnabled: no\n\n"
+            "Types: deb deb-src\n# a comment inside the stanza\n"
+            "URIs: https://mirror.example.invalid/debian\n"
+            "Suites: bookworm bookworm-updates\nComponents: main non-free-firmware\n"
+            "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
+        },
+        "https://mirror.example.invalid/debian",
+    ),
+    "sources.list first, then sources.list.d in name order": (
+        {
+            "sources.list": "deb http://other.example.invalid/ubuntu noble main\n",
+            "sources.list.d/b.list": "deb http://b.example.invalid/debian bookworm main\n",
+            "sources.list.d/a.sources": "Types: deb\nURIs: http://a.example.invalid/debian\n"
+            "Suites: bookworm\nComponents: main",
+            "sources.list.d/c.list.disabled": "deb http://c.example.invalid/debian bookworm main\n",
+        },
+        "http://a.example.invalid/debian",
+    ),
+    "nothing serves bookworm main": (
+        {
+            "sources.list.d/debian.sources": DEB822_SECURITY,
+            "sources.list.d/x.list": "deb http://x.example.invalid/debian trixie main\n",
+        },
+        None,
+    ),
+    "no sources at all": ({}, None),
+}
+
+
+@pytest.mark.parametrize("case", MIRRORS)
+def test_provision_takes_the_debian_mirror_from_the_hosts_apt_sources(
+    tmp_path: Path, case: str
+) -> None:
+    files, expected = MIRRORS[case]
+    apt = tmp_path / "apt"
+    (apt / "sources.list.d").mkdir(parents=True)
+    for path, text in files.items():
+        (apt / path).write_text(text)
+    done = subprocess.run(
+        [
+            "bash",
+            "-c",
+            shell_functions(ROOT / "scripts" / "provision.sh", "debian_mirror")
+            + f"\ndebian_mirror {apt}",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if expected is None:
+        assert (done.returncode, done.stdout) == (1, "")
+    else:
+        assert (done.returncode, done.stdout) == (0, expected + "\n"), done.stderr
+
+
+def test_no_script_names_a_package_mirror() -> None:
+    found = subprocess.run(
+        [
+            "grep",
+            "-rnIE",
+            "(debootstrap|deb )[^#]*https?://",
+            "scripts",
+            "install.sh",
+            "worker-image",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert found.returncode == 1, found.stdout
