@@ -15,6 +15,9 @@ PREFIX=/opt/unstoppable
 ETC=/etc/unstoppable
 UNIT=/etc/systemd/system/unstoppable.service
 DROPIN=/etc/systemd/system/unstoppable.service.d
+APPARMOR_ENABLED=/sys/module/apparmor/parameters/enabled
+APPARMOR_DIR=/etc/apparmor.d
+APPARMOR_PROFILES=/sys/kernel/security/apparmor/profiles
 
 say() { printf '==> %s\n' "$*"; }
 die() { printf 'install.sh: %s\n' "$*" >&2; exit 1; }
@@ -27,6 +30,11 @@ uninstall() {
     rm -f "$UNIT" /usr/local/bin/unstoppable
     rm -rf "$DROPIN" "$PREFIX"
     systemctl daemon-reload 2>/dev/null || true
+    if [ -f "$APPARMOR_DIR/unstoppable-worker" ]; then
+        # Not unloaded: a worker still running would become unconfined, not docker-default.
+        rm -f "$APPARMOR_DIR/unstoppable-worker"
+        say "removed $APPARMOR_DIR/unstoppable-worker (the loaded profile stays until reboot)"
+    fi
     say "kept $ETC (configuration) and the data directory (repositories, ledger)"
     echo "Uninstalled. Reinstall with ./install.sh; your customers and backups are still there."
     exit 0
@@ -54,6 +62,26 @@ apt_install() {
     say "installing ${missing[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# Load the remote workers' AppArmor profile ($1) where AppArmor is on: Docker's docker-default
+# denies every mount, so rclone's FUSE mount inside a remote worker needs this profile there.
+apparmor_profile() {
+    local profile=$1 target=$APPARMOR_DIR/unstoppable-worker
+    if [ "$(cat "$APPARMOR_ENABLED" 2>/dev/null)" != Y ]; then
+        say "AppArmor: not enabled on this host, no profile to load"
+        return 0
+    fi
+    [ -f "$profile" ] || die "AppArmor is enabled but this source has no $profile"
+    command -v apparmor_parser >/dev/null 2>&1 || apt_install apparmor
+    if cmp -s "$profile" "$target" && grep -qs '^unstoppable-worker ' "$APPARMOR_PROFILES"; then
+        say "AppArmor: profile unstoppable-worker already loaded"
+        return 0
+    fi
+    install -d -m 0755 "$APPARMOR_DIR"
+    install -m 0644 "$profile" "$target"
+    apparmor_parser -r -W "$target" || die "AppArmor: apparmor_parser could not load $target"
+    say "AppArmor: loaded profile unstoppable-worker ($target) for the FUSE mount of remote workers"
 }
 
 docker_answers() {
@@ -86,6 +114,7 @@ else
         || die "cannot fetch or unpack $UNSTOPPABLE_SOURCE"
 fi
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$src/pyproject.toml" | head -n1)
+apparmor_profile "$src/worker-image/apparmor/unstoppable-worker"
 
 # --- the orchestrator ------------------------------------------------------------------------
 [ -x "$PREFIX/venv/bin/python" ] || python3 -m venv "$PREFIX/venv"

@@ -178,9 +178,10 @@ host_tools() {
     # and Alertmanager check and fire the shipped alert rules; vsftpd and sshd serve remote
     # sources; rclone is bench/'s baseline; restic checks the cold repository independently.
     command -v systemd-analyze >/dev/null 2>&1 || apt_install systemd
-    apt_install prometheus prometheus-alertmanager vsftpd openssh-server openssl rclone restic
+    # apparmor_parser compiles the worker's AppArmor profile in the tests (never loads it).
+    apt_install prometheus prometheus-alertmanager vsftpd openssh-server openssl rclone restic apparmor
     # The tests start their own instances on free loopback ports, beside any packaged ones.
-    say "host tools: systemd-analyze, promtool, prometheus, alertmanager, vsftpd, sshd, rclone, restic"
+    say "host tools: systemd-analyze, promtool, prometheus, alertmanager, vsftpd, sshd, rclone, restic, apparmor_parser"
 }
 
 mkdir -p "$cache"

@@ -25,6 +25,7 @@ from tests.servers import open_dir
 
 IMAGE = "unstoppable-systemd-host:test"
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+PROFILE = ROOT / "worker-image" / "apparmor" / "unstoppable-worker"
 
 
 def source_tarball(target: Path) -> None:
@@ -466,3 +467,103 @@ def test_no_script_names_a_package_mirror() -> None:
         text=True,
     )
     assert found.returncode == 1, found.stdout
+
+
+APPARMOR = ["installed", "apt_install", "apparmor_profile"]
+
+
+def test_install_loads_the_apparmor_profile_once_where_apparmor_is_enabled(tmp_path: Path) -> None:
+    fakes = Fakes(tmp_path / "fakes")
+    (fakes.root / "enabled").write_text("Y\n")
+    profile = tmp_path / "unstoppable-worker"
+    profile.write_text(PROFILE.read_text())
+    target = fakes.root / "apparmor.d" / "unstoppable-worker"
+
+    first = fakes.run("install.sh", APPARMOR, f"apparmor_profile {profile}")
+    assert first.returncode == 0, first.stderr
+    assert target.read_text() == profile.read_text()
+    assert fakes.log("parser.log") == [f"-r -W {target}"]
+    assert f"==> AppArmor: loaded profile unstoppable-worker ({target})" in first.stdout
+
+    second = fakes.run("install.sh", APPARMOR, f"apparmor_profile {profile}")
+    assert second.returncode == 0, second.stderr
+    assert "==> AppArmor: profile unstoppable-worker already loaded" in second.stdout
+    assert len(fakes.log("parser.log")) == 1
+
+    profile.write_text(PROFILE.read_text() + "# changed\n")
+    third = fakes.run("install.sh", APPARMOR, f"apparmor_profile {profile}")
+    assert third.returncode == 0, third.stderr
+    assert target.read_text() == profile.read_text()
+    assert len(fakes.log("parser.log")) == 2
+    assert fakes.log("apt.log") == []
+
+
+def test_install_installs_apparmor_parser_when_apparmor_is_enabled_without_it(
+    tmp_path: Path,
+) -> None:
+    fakes = Fakes(tmp_path, parser=False)
+    (fakes.root / "enabled").write_text("Y\n")
+    done = fakes.run("install.sh", APPARMOR, f"apparmor_profile {PROFILE}")
+    assert done.returncode == 0, done.stderr
+    assert "install -y -qq --no-install-recommends apparmor" in fakes.log("apt.log")
+    assert fakes.log("parser.log") == [f"-r -W {fakes.root / 'apparmor.d' / 'unstoppable-worker'}"]
+
+
+@pytest.mark.parametrize("enabled", [None, "N\n"])
+def test_install_leaves_apparmor_alone_where_it_is_not_enabled(
+    tmp_path: Path, enabled: str | None
+) -> None:
+    fakes = Fakes(tmp_path)
+    if enabled is not None:
+        (fakes.root / "enabled").write_text(enabled)
+    done = fakes.run("install.sh", APPARMOR, f"apparmor_profile {PROFILE}")
+    assert done.returncode == 0, done.stderr
+    assert "==> AppArmor: not enabled on this host, no profile to load" in done.stdout
+    assert not (fakes.root / "apparmor.d").exists()
+    assert fakes.log("parser.log") == fakes.log("apt.log") == []
+
+
+def test_worker_apparmor_profile_compiles_and_allows_only_fuse_mounts() -> None:
+    parser = shutil.which("apparmor_parser") or shutil.which(
+        "apparmor_parser", path="/usr/sbin:/sbin"
+    )
+    if parser is None:
+        pytest.skip(
+            "apparmor_parser missing: Debian's apparmor package (make provision) provides it"
+        )
+    # Compiled against Debian's pinned kernel feature set, which mediates mount rules: this
+    # machine has no AppArmor in its kernel, so the profile is parsed here but never loaded.
+    features = Path("/usr/share/apparmor-features/features")
+    assert features.exists(), "Debian's apparmor package ships its policy feature set there"
+    done = subprocess.run(
+        [
+            parser,
+            "--skip-kernel-load",
+            "--skip-cache",
+            "--warn=all",
+            "-M",
+            str(features),
+            str(PROFILE),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "mount rules not enforce" not in done.stderr
+    text = PROFILE.read_text()
+    rules = [line.split("#")[0].strip() for line in text.splitlines()]
+    assert "profile unstoppable-worker flags=(attach_disconnected,mediate_deleted) {" in rules
+    assert "deny mount," not in rules
+    assert {
+        "mount fstype=fuse -> /**,",
+        "mount fstype=fuse.* -> /**,",
+        "umount,",
+        "/dev/fuse rw,",
+    } <= set(rules)
+    # docker-default's denials stay.
+    assert {
+        "deny @{PROC}/* w,",
+        "deny @{PROC}/sys/[^k]** w,",
+        "deny @{PROC}/sysrq-trigger rwklx,",
+        "deny /sys/kernel/security/** rwklx,",
+    } <= set(rules)
