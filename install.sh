@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Install (or upgrade in place) the unstoppable backup orchestrator on this server.
 #
-#   From a checkout:  sudo ./install.sh
-#   As one line:      curl -fsSL https://<your host>/install.sh | sudo bash
-#                     (fetches the source tarball named by UNSTOPPABLE_SOURCE)
+#   From a checkout:  sudo ./install.sh          (installs the checkout this file is in)
+#   As one line:      curl -fsSL https://<your host>/install.sh \
+#                         | sudo UNSTOPPABLE_SOURCE=https://<your host>/unstoppable.tar.gz bash
+#                     (a piped script installs that tarball only, never the current directory)
 #   Remove:           sudo ./install.sh --uninstall   (keeps /etc/unstoppable and the data)
 #
 # Environment: UNSTOPPABLE_SOURCE (tarball URL when not run from a checkout),
+# UNSTOPPABLE_SOURCE_SHA256 (the tarball's sha256: any other tarball is refused),
 # UNSTOPPABLE_DATA_DIR (written into a new /etc/unstoppable/unstoppable.env),
 # RUSTIC_SHA256 (to build the worker image from the official rustic release).
 set -euo pipefail
@@ -89,6 +91,42 @@ docker_answers() {
     [ -S /var/run/docker.sock ] && curl -fsS --unix-socket /var/run/docker.sock http://docker/_ping >/dev/null 2>&1
 }
 
+# --- the source, fetched and verified before anything is installed ----------------------------
+# A checkout is the directory of this script when it runs as a file next to pyproject.toml and
+# orchestrator/. A script piped into bash has no file (BASH_SOURCE is empty), and the directory
+# it happens to run in is never looked at: a piped install only ever installs UNSTOPPABLE_SOURCE.
+checkout=
+if [ -f "${BASH_SOURCE[0]:-}" ]; then
+    here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+    if [ -f "$here/pyproject.toml" ] && [ -d "$here/orchestrator" ]; then checkout=$here; fi
+fi
+if [ -n "$checkout" ]; then
+    src=$checkout
+    say "source: the checkout $src"
+    [ -z "${UNSTOPPABLE_SOURCE:-}" ] || say "ignoring UNSTOPPABLE_SOURCE: run from a checkout, which is installed"
+else
+    [ -n "${UNSTOPPABLE_SOURCE:-}" ] || die "not run from a checkout: set UNSTOPPABLE_SOURCE to the source tarball URL"
+    want=$(printf '%s' "${UNSTOPPABLE_SOURCE_SHA256:-}" | tr 'A-F' 'a-f')
+    [[ -z "$want" || "$want" =~ ^[0-9a-f]{64}$ ]] \
+        || die "UNSTOPPABLE_SOURCE_SHA256 must be 64 hex digits (the sha256sum of the tarball); nothing was installed"
+    command -v curl >/dev/null 2>&1 || apt_install curl ca-certificates
+    work=$(mktemp -d)
+    trap 'rm -rf "$work"' EXIT
+    say "fetching $UNSTOPPABLE_SOURCE"
+    curl -fsSL -o "$work/source.tar.gz" "$UNSTOPPABLE_SOURCE" || die "cannot fetch $UNSTOPPABLE_SOURCE"
+    got=$(sha256sum "$work/source.tar.gz" | cut -d' ' -f1)
+    if [ -n "$want" ] && [ "$got" != "$want" ]; then
+        die "$UNSTOPPABLE_SOURCE has sha256 $got, not UNSTOPPABLE_SOURCE_SHA256=$want: refused, nothing was installed"
+    fi
+    say "source sha256 $got${want:+ (verified)}"
+    src=$work/src
+    mkdir "$src"
+    tar -xzf "$work/source.tar.gz" -C "$src" --strip-components=1 || die "cannot unpack $UNSTOPPABLE_SOURCE"
+    [ -f "$src/pyproject.toml" ] && [ -d "$src/orchestrator" ] \
+        || die "$UNSTOPPABLE_SOURCE is not an unstoppable source tarball (no pyproject.toml and orchestrator/ in it)"
+fi
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$src/pyproject.toml" | head -n1)
+
 # --- Docker ----------------------------------------------------------------------------------
 apt_install python3 python3-venv curl ca-certificates
 if docker_answers; then
@@ -100,20 +138,6 @@ else
     docker_answers || die "Docker is installed but not reachable at /var/run/docker.sock: check 'systemctl status docker'"
     say "Docker engine: installed and started"
 fi
-
-# --- the source ------------------------------------------------------------------------------
-here=$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")" 2>/dev/null && pwd || true)
-if [ -n "$here" ] && [ -f "$here/pyproject.toml" ] && [ -d "$here/orchestrator" ]; then
-    src=$here
-else
-    [ -n "${UNSTOPPABLE_SOURCE:-}" ] || die "not run from a checkout: set UNSTOPPABLE_SOURCE to the source tarball URL"
-    src=$(mktemp -d)
-    trap 'rm -rf "$src"' EXIT
-    say "fetching $UNSTOPPABLE_SOURCE"
-    curl -fsSL "$UNSTOPPABLE_SOURCE" | tar -xz -C "$src" --strip-components=1 \
-        || die "cannot fetch or unpack $UNSTOPPABLE_SOURCE"
-fi
-version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$src/pyproject.toml" | head -n1)
 apparmor_profile "$src/worker-image/apparmor/unstoppable-worker"
 
 # --- the orchestrator ------------------------------------------------------------------------

@@ -7,10 +7,12 @@ dpkg, apt-get and apparmor_parser, and the worker's AppArmor profile compiled (n
 import hashlib
 import json
 import shutil
+import ssl
 import subprocess
 import tarfile
 import threading
 import time
+import tomllib
 import uuid
 from collections.abc import Iterator
 from functools import partial
@@ -21,10 +23,11 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.helpers import wait_until
-from tests.servers import open_dir
+from tests.servers import make_ca, open_dir
 
 IMAGE = "unstoppable-systemd-host:test"
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+README_HOST = "https://<your host>"
 PROFILE = ROOT / "worker-image" / "apparmor" / "unstoppable-worker"
 
 
@@ -68,7 +71,16 @@ def host(docker_ready: None) -> Iterator[tuple[str, Path, str]]:
     web.mkdir()
     shutil.copy(ROOT / "install.sh", web / "install.sh")
     source_tarball(web / "unstoppable.tar.gz")
+    # HTTPS, as the README's one-liner says: the server trusts the test CA beside its own.
+    tls = shared / "tls"
+    tls.mkdir()
+    ca, cert, key = make_ca(tls)
+    bundle = tls / "ca-certificates.crt"
+    bundle.write_text(Path(CA_BUNDLE).read_text() + ca.read_text())
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(web)))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     name = f"unstoppable-host-{uuid.uuid4().hex[:6]}"
     # Workers start on the host's engine, so every path they mount (data, sources) is
@@ -96,7 +108,7 @@ def host(docker_ready: None) -> Iterator[tuple[str, Path, str]]:
             "-v",
             "/var/run/docker.sock:/var/run/docker.sock",
             "-v",
-            f"{CA_BUNDLE}:{CA_BUNDLE}:ro",
+            f"{bundle}:{CA_BUNDLE}:ro",
             "-v",
             f"{shared}:{shared}",
             IMAGE,
@@ -113,7 +125,7 @@ def host(docker_ready: None) -> Iterator[tuple[str, Path, str]]:
             120,
             "systemd to boot",
         )
-        yield name, shared, f"http://127.0.0.1:{server.server_address[1]}"
+        yield name, shared, f"https://127.0.0.1:{server.server_address[1]}"
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True)
         subprocess.run(
@@ -258,6 +270,94 @@ def test_install_refuses_an_unsupported_os(tmp_path: Path, docker_ready: None) -
     assert (
         "unsupported OS Alpine Linux v3.20: Debian 12 and Ubuntu 24.04 are supported" in done.stderr
     )
+
+
+def readme_one_liners() -> tuple[str, str]:
+    """Return the README's one-line install and its verified form, exactly as written there."""
+    lines = [
+        line
+        for line in (ROOT / "README.md").read_text().splitlines()
+        if line.startswith(f"curl -fsSL {README_HOST}/install.sh | sudo ")
+    ]
+    plain = [line for line in lines if "SHA256" not in line]
+    verified = [
+        line for line in lines if "UNSTOPPABLE_SOURCE_SHA256=<sha256 of the tarball>" in line
+    ]
+    assert len(plain) == 1 and len(verified) == 1, lines
+    return plain[0], verified[0]
+
+
+def installed_version(name: str) -> str:
+    shown = run(name, "/opt/unstoppable/venv/bin/pip show unstoppable-backups")
+    assert shown.returncode == 0, shown.stderr
+    return next(
+        line.split()[1] for line in shown.stdout.splitlines() if line.startswith("Version:")
+    )
+
+
+@pytest.mark.docker
+def test_readme_one_liner_installs_the_tarball_never_the_directory_it_runs_in(
+    host: tuple[str, Path, str],
+) -> None:
+    name, shared, web = host
+    plain, verified = (line.replace(README_HOST, web) for line in readme_one_liners())
+    assert plain.endswith(f"| sudo UNSTOPPABLE_SOURCE={web}/unstoppable.tar.gz bash")
+    tarball = hashlib.sha256((shared / "web" / "unstoppable.tar.gz").read_bytes()).hexdigest()
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    nothing = "test ! -e /opt/unstoppable && test ! -e /etc/unstoppable && test ! -e /usr/local/bin/unstoppable"
+    fresh = (
+        f"curl -fsSL {web}/install.sh | bash -s -- --uninstall >/dev/null; "
+        "rm -rf /etc/unstoppable /var/lib/unstoppable"
+    )
+    run(name, fresh)
+    # A directory that looks like a checkout: the old script installed it instead of the tarball.
+    decoy = "/root/decoy"
+    run(
+        name,
+        f"mkdir -p {decoy}/orchestrator && touch {decoy}/orchestrator/__init__.py "
+        f'{decoy}/orchestrator/decoy.py && printf \'[project]\\nname = "unstoppable-backups"\\n'
+        f'version = "6.6.6"\\n\' > {decoy}/pyproject.toml',
+    )
+    try:
+        # A tarball whose sha256 differs is refused before anything is installed.
+        wrong = "0" * 64
+        refused = run(
+            name, f"cd $(mktemp -d) && {verified.replace('<sha256 of the tarball>', wrong)}"
+        )
+        assert refused.returncode != 0
+        assert (
+            f"install.sh: {web}/unstoppable.tar.gz has sha256 {tarball}, not "
+            f"UNSTOPPABLE_SOURCE_SHA256={wrong}: refused, nothing was installed"
+        ) in refused.stderr
+        assert run(name, nothing).returncode == 0
+
+        empty = run(name, f"cd $(mktemp -d) && {plain}")
+        assert empty.returncode == 0, empty.stdout + empty.stderr
+        assert f"==> fetching {web}/unstoppable.tar.gz" in empty.stdout
+        assert f"==> installing unstoppable-backups {version} into" in empty.stdout
+        # This machine has no AppArmor: the branch that loads the profile is not taken.
+        assert "==> AppArmor: not enabled on this host, no profile to load" in empty.stdout
+        assert run(name, "test ! -e /etc/apparmor.d/unstoppable-worker").returncode == 0
+        assert installed_version(name) == version
+        assert run(name, "systemctl is-active unstoppable").stdout.strip() == "active"
+
+        from_decoy = run(name, f"cd {decoy} && {plain}")
+        assert from_decoy.returncode == 0, from_decoy.stdout + from_decoy.stderr
+        assert f"==> fetching {web}/unstoppable.tar.gz" in from_decoy.stdout
+        assert "6.6.6" not in from_decoy.stdout
+        assert installed_version(name) == version
+        site = "/opt/unstoppable/venv/lib/python3*/site-packages/orchestrator"
+        assert run(name, f"ls {site}/decoy.py").returncode != 0
+        assert run(name, f"ls {site}/cli.py").returncode == 0
+
+        checked = run(
+            name, f"cd {decoy} && {verified.replace('<sha256 of the tarball>', tarball.upper())}"
+        )
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert f"==> source sha256 {tarball} (verified)" in checked.stdout
+        assert installed_version(name) == version
+    finally:
+        run(name, f"{fresh}; rm -rf {decoy}")
 
 
 # --- the shell functions, against fake dpkg, apt-get and apparmor_parser (no Docker) ----------
