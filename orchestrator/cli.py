@@ -82,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _load() -> tuple[Settings, Customers]:
     settings = load_settings()
-    return settings, load_customers(settings.CUSTOMERS_DIR, settings.bucket_prefix)
+    return settings, load_customers(settings.CUSTOMERS_DIR, settings.bucket_prefix, settings.bounds)
 
 
 def _jobs(settings: Settings, ledger: Ledger | None = None) -> Jobs:
@@ -141,7 +141,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             "type": r.type.value,
             "schedule": r.schedule,
             "timezone": c.timezone,
-            "next_run": next_fire(r.schedule, c.timezone, now, job_id(c.name, r.name)).isoformat(),
+            "next_run": _next_iso(_next(r.schedule, c.timezone, now, job_id(c.name, r.name))),
         }
         for c in customers.valid
         for r in c.resources
@@ -174,6 +174,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
         else:
             ledger.record_run(record)
         print(_summary_line(record))
+        jobs.ping_result(customers, record)
+    jobs.pinger.drain(60)
     return 0 if all(r.outcome.result is Result.SUCCESS for r in records) else 1
 
 
@@ -254,7 +256,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         s = ledger.pop((c.name, r.name), None)
         rows.append(
             _status_row(
-                c.name, r.name, s, next_fire(r.schedule, c.timezone, now, job_id(c.name, r.name))
+                c.name, r.name, s, _next(r.schedule, c.timezone, now, job_id(c.name, r.name))
             )
         )
     for (customer, resource), s in sorted(ledger.items()):
@@ -270,6 +272,18 @@ def cmd_status(args: argparse.Namespace) -> int:
     for problem in customers.problems:
         print(f"disabled: {problem}", file=sys.stderr)
     return 0
+
+
+def _next(schedule: str, timezone: str, now: datetime, job: str) -> datetime | None:
+    """Return the next run of a job, or None if its schedule names none."""
+    try:
+        return next_fire(schedule, timezone, now, job)
+    except ValueError:
+        return None
+
+
+def _next_iso(moment: datetime | None) -> str:
+    return moment.isoformat() if moment else "never"
 
 
 def _status_row(

@@ -1,5 +1,6 @@
 """Customer files (`customers.d/<customer>.env`): read from the file alone, strictly validated."""
 
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,8 +13,14 @@ from orchestrator.dotenv import parse_dotenv
 from orchestrator.errors import ConfigError
 from orchestrator.s3 import bucket_problem
 from orchestrator.schedule import check_cron, check_timezone
+from orchestrator.source_bounds import SourceBounds
 
-NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+NAME = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
+_NAME_RULE = (
+    "the customer name (the file stem) must be 3-63 characters of "
+    "a-z, 0-9 and '-', starting and ending with a letter or digit"
+)
+MAX_KEEP = 100_000
 KEEP_KEYS = ("KEEP_LAST", "KEEP_HOURLY", "KEEP_DAILY", "KEEP_WEEKLY", "KEEP_MONTHLY", "KEEP_YEARLY")
 CUSTOMER_KEYS = ("SCHEDULE", "TIMEZONE", "REPO_PASSWORD", "RESOURCES", "PING_URL", *KEEP_KEYS)
 
@@ -140,15 +147,15 @@ def env_prefix(resource: str) -> str:
     return resource.upper().replace("-", "_") + "_"
 
 
-def load_customer(path: Path) -> Customer:
-    """Read and validate one customer file; raise ConfigError with every problem in it."""
+def load_customer(path: Path, bounds: SourceBounds | None = None) -> Customer:
+    """Read and validate one customer file; raise ConfigError with every problem in it.
+
+    With `bounds`, a local PATH outside them is a problem too.
+    """
     problems: list[str] = []
     name = path.name.removesuffix(".env")
-    if not NAME.match(name):
-        problems.append(
-            f"{path}: file name: the customer name (the file stem) must be 3-63 characters of "
-            "a-z, 0-9 and '-', starting and ending with a letter or digit"
-        )
+    if not NAME.fullmatch(name):
+        problems.append(f"{path}: file name: {_NAME_RULE}")
     values = {key: value for key, (value, _line) in parse_dotenv(path).items()}
 
     def problem(key: str, message: str) -> None:
@@ -161,7 +168,7 @@ def load_customer(path: Path) -> Customer:
         problem("TIMEZONE", str(exc))
     default_schedule = values.get("SCHEDULE")
     if default_schedule is not None:
-        _check_schedule("SCHEDULE", default_schedule, problem)
+        _check_schedule("SCHEDULE", default_schedule, timezone, problem)
 
     repo_password = _secret("REPO_PASSWORD", values.get("REPO_PASSWORD"), problem)
     keep = _retention(values, problem)
@@ -169,7 +176,9 @@ def load_customer(path: Path) -> Customer:
     owned = _assign_keys(values, names, problem)
     resources = []
     for resource_name in names:
-        resource = _resource(resource_name, owned[resource_name], default_schedule, problem)
+        resource = _resource(
+            resource_name, owned[resource_name], default_schedule, timezone, problem, bounds
+        )
         if resource is not None:
             resources.append(resource)
     ping_url = values.get("PING_URL")
@@ -185,11 +194,26 @@ def _check_url(key: str, value: str, problem: _Problem) -> None:
         problem(key, "must be an http:// or https:// URL")
 
 
-def _check_schedule(key: str, value: str, problem: _Problem) -> None:
+def _check_schedule(key: str, value: str, timezone: str, problem: _Problem) -> None:
     try:
-        check_cron(value)
+        check_timezone(timezone)
+    except ValueError:
+        timezone = "UTC"  # reported under TIMEZONE already
+    try:
+        check_cron(value, timezone)
     except ValueError as exc:
         problem(key, str(exc))
+
+
+def whole_number(text: str, low: int, high: int) -> int | None:
+    """Return `text` as an integer if it is ASCII digits within [low, high], else None.
+
+    `str.isdigit` accepts "²" and "٣", which `int` then refuses or misreads.
+    """
+    if not re.fullmatch(r"[0-9]{1,10}", text):
+        return None
+    number = int(text)
+    return number if low <= number <= high else None
 
 
 def _secret(key: str, value: str | None, problem: _Problem) -> SecretRef | None:
@@ -207,10 +231,11 @@ def _retention(values: dict[str, str], problem: _Problem) -> tuple[tuple[str, in
     keep = []
     for key in KEEP_KEYS:
         if key in values:
-            if not values[key].isdigit() or int(values[key]) < 1:
-                problem(key, "must be a whole number of snapshots, at least 1")
+            count = whole_number(values[key], 1, MAX_KEEP)
+            if count is None:
+                problem(key, f"must be a whole number of snapshots, 1 to {MAX_KEEP}")
             else:
-                keep.append((key, int(values[key])))
+                keep.append((key, count))
     return tuple(keep)
 
 
@@ -221,7 +246,7 @@ def _resource_names(value: str | None, problem: _Problem) -> list[str]:
     names: list[str] = []
     for raw in value.split(","):
         name = raw.strip()
-        if not NAME.match(name):
+        if not NAME.fullmatch(name):
             problem(
                 "RESOURCES", f"resource name {name!r} must be 3-63 characters of a-z, 0-9 and '-'"
             )
@@ -258,7 +283,12 @@ def _assign_keys(
 
 
 def _resource(
-    name: str, keys: dict[str, str], default_schedule: str | None, problem: _Problem
+    name: str,
+    keys: dict[str, str],
+    default_schedule: str | None,
+    timezone: str,
+    problem: _Problem,
+    bounds: SourceBounds | None = None,
 ) -> Resource | None:
     prefix = env_prefix(name)
     report = _Counter(problem)
@@ -282,12 +312,19 @@ def _resource(
     if schedule is None:
         report(prefix + "SCHEDULE", "required: set SCHEDULE for the customer or for this resource")
     elif "SCHEDULE" in keys:
-        _check_schedule(prefix + "SCHEDULE", keys["SCHEDULE"], report)
+        _check_schedule(prefix + "SCHEDULE", keys["SCHEDULE"], timezone, report)
     path = keys.get("PATH", "")
     if path and not path.startswith("/"):
         report(prefix + "PATH", "must be an absolute path")
     elif path and ".." in Path(path).parts:
         report(prefix + "PATH", "must not contain '..'")
+    elif (
+        path
+        and kind is SourceType.LOCAL
+        and bounds is not None
+        and (why := bounds.resolved_problem(path)[1])
+    ):
+        report(prefix + "PATH", why)
     password = None
     if "PASSWORD" in keys:
         password = _secret(prefix + "PASSWORD", keys["PASSWORD"], report)
@@ -311,7 +348,7 @@ def _check_remote(kind: SourceType, keys: dict[str, str], prefix: str, problem: 
     if kind is SourceType.LOCAL:
         return
     port = keys.get("PORT", "21" if kind is SourceType.FTPS else "22")
-    if not port.isdigit() or not 0 < int(port) < 65536:
+    if whole_number(port, 1, 65535) is None:
         problem(prefix + "PORT", "must be a TCP port number (1-65535)")
     if kind is SourceType.FTPS:
         if keys.get("TLS", "explicit") not in ("explicit", "implicit"):
@@ -329,7 +366,7 @@ def _check_remote(kind: SourceType, keys: dict[str, str], prefix: str, problem: 
         if verify == "false" and ("TLS_CA_FILE" in keys or fingerprint):
             problem(prefix + "TLS_VERIFY", "false contradicts TLS_CA_FILE / TLS_FINGERPRINT")
     shrink = keys.get("SHRINK_THRESHOLD", "50")
-    if not shrink.isdigit() or int(shrink) > 100:
+    if whole_number(shrink, 0, 100) is None:
         problem(prefix + "SHRINK_THRESHOLD", "must be a percentage, 0-100")
     if kind is SourceType.SFTP and len(keys.get("HOST_KEY", "x y").split()) < 2:
         problem(prefix + "HOST_KEY", "must be a known_hosts line or '<key type> <base64 key>'")
@@ -370,22 +407,25 @@ class Customers:
         raise ConfigError([f"no customer {name!r}: no valid {name}.env in the customers directory"])
 
 
-def load_customers(directory: Path, bucket_prefix: str | None = None) -> Customers:
+def load_customers(
+    directory: Path, bucket_prefix: str | None = None, bounds: SourceBounds | None = None
+) -> Customers:
     """Load every `*.env` in `directory`; one broken file never hides the others.
 
     With `bucket_prefix` (the S3 cold backend), a customer whose bucket name would be
-    invalid is refused too. Raises ConfigError only when the directory cannot be read.
+    invalid is refused too; with `bounds`, one whose local PATH lies outside them.
+    Raises ConfigError only when the directory cannot be read.
     """
-    try:
-        files = sorted(p for p in directory.iterdir() if p.name.endswith(".env"))
-    except OSError as exc:
-        raise ConfigError(
-            [f"{directory}: cannot read the customers directory: {exc.strerror}"]
-        ) from None
     valid, problems, invalid = [], [], []
-    for file in files:
+    for file in customer_files(directory):
+        shown = printable(file.name)
+        if shown != file.name:
+            # Never parse a file whose name cannot even be printed: it is not a customer name.
+            problems.append(f"{directory}/{shown}: file name: {_NAME_RULE}")
+            invalid.append(shown.removesuffix(".env"))
+            continue
         try:
-            customer = load_customer(file)
+            customer = load_customer(file, bounds)
             if bucket_prefix is not None and (why := bucket_problem(bucket_prefix + customer.name)):
                 raise ConfigError([f"{file}: file name: with UNSTOPPABLE_S3_BUCKET_PREFIX, {why}"])
             valid.append(customer)
@@ -393,6 +433,42 @@ def load_customers(directory: Path, bucket_prefix: str | None = None) -> Custome
             problems.extend(exc.problems)
             invalid.append(file.name.removesuffix(".env"))
     return Customers(tuple(valid), tuple(problems), tuple(invalid))
+
+
+def customer_files(directory: Path) -> list[Path]:
+    """Return the `*.env` entries of `directory`, sorted, whatever kind of file they are.
+
+    Raises ConfigError when the directory itself cannot be read.
+    """
+    try:
+        return sorted(p for p in directory.iterdir() if p.name.endswith(".env"))
+    except OSError as exc:
+        raise ConfigError(
+            [f"{directory}: cannot read the customers directory: {exc.strerror}"]
+        ) from None
+
+
+def files_signature(directory: Path) -> tuple[tuple[str, int, int], ...]:
+    """Return (name, mtime, size) of each `*.env` entry, to notice a change cheaply.
+
+    An entry that cannot be stat'ed (a dangling symlink) counts by its link; only an
+    unreadable directory raises ConfigError.
+    """
+    signature = []
+    for file in customer_files(directory):
+        try:
+            info = os.stat(file) if os.path.exists(file) else os.lstat(file)
+        except OSError:
+            signature.append((printable(file.name), -1, -1))
+            continue
+        signature.append((printable(file.name), info.st_mtime_ns, info.st_size))
+    return tuple(signature)
+
+
+def printable(text: str) -> str:
+    """Return `text` with undecodable bytes and control characters escaped, for one line."""
+    raw = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in raw)
 
 
 def _stem(problem: str) -> str:

@@ -2,19 +2,23 @@
 
 import re
 
-_PART = re.compile(r"(\d+)([smhd])")
+_PART = re.compile(r"([0-9]{1,9})([smhd])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_duration(text: str) -> int:
-    """Return the number of seconds `text` names; raise ValueError if it names none."""
+    """Return the number of seconds `text` names; raise ValueError if it names none.
+
+    A bare number is seconds. Zero is refused: a zero timeout would stop every run at once.
+    """
     text = text.strip()
-    if text.isdigit():
-        return int(text)
-    parts = _PART.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError("expected a duration such as 90s, 15m, 12h or 1h30m")
-    seconds = sum(int(n) * _UNITS[u] for n, u in parts)
+    if re.fullmatch(r"[0-9]{1,9}", text):
+        seconds = int(text)
+    else:
+        parts = _PART.findall(text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            raise ValueError("expected a duration such as 90s, 15m, 12h or 1h30m")
+        seconds = sum(int(n) * _UNITS[u] for n, u in parts)
     if seconds <= 0:
         raise ValueError("a duration must be longer than zero")
     return seconds

@@ -2,7 +2,7 @@
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -10,6 +10,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from orchestrator import __version__
 from orchestrator.durations import parse_duration
 from orchestrator.errors import ConfigError
+
+if TYPE_CHECKING:
+    from orchestrator.source_bounds import SourceBounds
 
 DEFAULT_CONFIG = Path("/etc/unstoppable/unstoppable.env")
 
@@ -32,6 +35,8 @@ class Settings(BaseSettings):
     WORKER_IMAGE: str = f"unstoppable-worker:{__version__}"
     METRICS_LISTEN: str = "127.0.0.1:9819"
     MAX_PARALLEL: int = Field(default=4, ge=1, le=1000)
+    MAX_PARALLEL_PER_CUSTOMER: int | None = Field(default=None, ge=1, le=1000)
+    SOURCE_ROOTS: str | None = None  # comma-separated absolute paths local PATHs must lie in
     JOB_TIMEOUT: str = "12h"
     CATCH_UP: Literal["once", "never"] = "once"
     INFISICAL_HOST: str | None = None
@@ -41,7 +46,7 @@ class Settings(BaseSettings):
     INFISICAL_PROJECT_ID: str | None = None
     INFISICAL_ENVIRONMENT: str = "prod"
     PING_URL: str | None = (
-        None  # healthchecks-style base; each job pings <base>/<customer>-<resource>
+        None  # healthchecks-style base; each job pings <base>/<customer>_<resource>
     )
 
     @field_validator("JOB_TIMEOUT")
@@ -75,6 +80,32 @@ class Settings(BaseSettings):
     def bucket_prefix(self) -> str | None:
         """Return the S3 bucket prefix when the cold backend is S3, else None."""
         return self.S3_BUCKET_PREFIX if self.COLD_BACKEND == "s3" else None
+
+    @field_validator("SOURCE_ROOTS")
+    @classmethod
+    def _roots(cls, value: str | None) -> str | None:
+        if value is not None and not all(r.strip().startswith("/") for r in value.split(",")):
+            raise ValueError("must be a comma-separated list of absolute paths")
+        return value
+
+    @property
+    def bounds(self) -> "SourceBounds":
+        """Return where local sources may lie on this installation."""
+        from orchestrator.source_bounds import SourceBounds
+
+        return SourceBounds.of(self.DATA_DIR, self.CUSTOMERS_DIR, self.source_roots)
+
+    @property
+    def per_customer_share(self) -> int:
+        """Return how many runs one customer may have at once: the setting, else half."""
+        return self.MAX_PARALLEL_PER_CUSTOMER or max(1, self.MAX_PARALLEL // 2)
+
+    @property
+    def source_roots(self) -> tuple[Path, ...]:
+        """Return the roots local sources must lie in; empty means anywhere allowed."""
+        if not self.SOURCE_ROOTS:
+            return ()
+        return tuple(Path(r.strip()) for r in self.SOURCE_ROOTS.split(",") if r.strip())
 
     @property
     def job_timeout_seconds(self) -> int:

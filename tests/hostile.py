@@ -1,0 +1,87 @@
+"""A customers directory full of broken files, beside good ones: no test lives here."""
+
+import os
+import socket
+from pathlib import Path
+
+VALID = 'SCHEDULE="{schedule}"\nREPO_PASSWORD=pw-{name}\nRESOURCES={resource}\n{key}_TYPE=local\n{key}_PATH={source}\n'
+
+
+def valid_text(name: str, resource: str, source: Path, schedule: str) -> str:
+    key = resource.upper().replace("-", "_")
+    return VALID.format(schedule=schedule, name=name, resource=resource, key=key, source=source)
+
+
+def write_broken(directory: Path, source: Path, suffix: str) -> dict[str, str]:
+    """Write one broken customer file of each kind; return {file name: expected message}.
+
+    Each message is the part of the problem line after `path: `, so a test can check that
+    `validate` names the file and says what to fix. `suffix` keeps names unique per test.
+    """
+    good = valid_text("x", "files", source, "0 * * * *")
+    expected: dict[str, str] = {}
+
+    def write(stem: str, text: str | bytes, message: str) -> Path:
+        name = f"{stem}-{suffix}.env"
+        path = directory / name
+        path.write_bytes(text if isinstance(text, bytes) else text.encode())
+        expected[name] = message
+        return path
+
+    write("superscript", good + "KEEP_LAST=²\n", "KEEP_LAST: must be a whole number")
+    write("huge-keep", good + "KEEP_DAILY=99999999999\n", "KEEP_DAILY: must be a whole number")
+    write(
+        "arabic-port",
+        good.replace("RESOURCES=files", "RESOURCES=files,site")
+        + "SITE_TYPE=ftps\nSITE_HOST=127.0.0.1\nSITE_PORT=٢١\nSITE_USER=u\n"
+        "SITE_PASSWORD=p\nSITE_PATH=/\n",
+        "SITE_PORT: must be a TCP port number",
+    )
+    write("fullwidth", good + "FILES_SCHEDULE=0 * * * *\nKEEP_LAST=１\n", "KEEP_LAST: must be")
+    write(
+        "never-fires",
+        good.replace('SCHEDULE="0 * * * *"', 'SCHEDULE="0 0 30 2 *"'),
+        "SCHEDULE: never fires within the next 5 years",
+    )
+    write(
+        "bad-zone",
+        good + "TIMEZONE=../../../etc/passwd\n",
+        "TIMEZONE: not an IANA time zone",
+    )
+    write("not-utf8", good.encode() + b"# caf\xe9\n", "line 6: not UTF-8 text")
+    write("nul-byte", good + "KEEP_LAST=1\x00\n", "KEEP_LAST: contains a control character")
+    write("huge-file", good + "#" * (1024 * 1024 + 10) + "\n", "larger than 1024 KiB")
+    write(
+        "system-path",
+        good.replace(f"FILES_PATH={source}", "FILES_PATH=/etc"),
+        "FILES_PATH: must not be or lie inside /etc",
+    )
+    link = directory.parent / f"to-proc-{suffix}"
+    link.symlink_to("/proc/self")
+    write(
+        "symlinked-path",
+        good.replace(f"FILES_PATH={source}", f"FILES_PATH={link}"),
+        "FILES_PATH: resolves to /proc/",
+    )
+    # Not files at all, or not reachable ones.
+    dangling = directory / f"dangling-{suffix}.env"
+    dangling.symlink_to(directory / "no-such-target")
+    expected[dangling.name] = "a symlink to nothing (dangling)"
+    loop = directory / f"loop-{suffix}.env"
+    loop.symlink_to(loop)
+    expected[loop.name] = "cannot read: Too many levels of symbolic links"
+    fifo = directory / f"fifo-{suffix}.env"
+    os.mkfifo(fifo)
+    expected[fifo.name] = "a FIFO, not a regular file"
+    sock_path = directory / f"sock-{suffix}.env"
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(sock_path))
+    sock.close()
+    expected[sock_path.name] = "a socket, not a regular file"
+    (directory / f"folder-{suffix}.env").mkdir()
+    expected[f"folder-{suffix}.env"] = "a directory, not a regular file"
+    bad_name = os.fsencode(directory) + b"/bad\xff" + suffix.encode() + b".env"
+    with open(bad_name, "wb") as handle:
+        handle.write(good.encode())
+    expected[f"bad\\xff{suffix}.env"] = "file name: the customer name"
+    return expected

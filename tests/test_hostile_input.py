@@ -1,0 +1,326 @@
+"""Adversarial input, pure tier: broken customer files, colliding names, fair shares.
+
+No Docker here; the same directory of broken files runs under the real daemon in
+test_unstoppable.py.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import strategies as st
+
+from orchestrator import deadline, pings, tls_pin
+from orchestrator.customer import NAME, env_prefix, load_customer, load_customers
+from orchestrator.errors import ConfigError
+from orchestrator.ledger import Ledger
+from orchestrator.planner import JobSpec, PlanState, plan
+from orchestrator.source_bounds import SourceBounds
+from orchestrator.worker import Kind, apparmor_options, container_name
+from tests.conftest import ROOT
+from tests.hostile import valid_text, write_broken
+
+KEYS = [
+    "SCHEDULE", "TIMEZONE", "REPO_PASSWORD", "RESOURCES", "PING_URL", "KEEP_LAST",
+    "KEEP_DAILY", "WEB_TYPE", "WEB_PATH", "WEB_HOST", "WEB_PORT", "WEB_USER",
+    "WEB_PASSWORD", "WEB_TLS", "WEB_TLS_VERIFY", "WEB_TLS_FINGERPRINT", "WEB_SHRINK_THRESHOLD",
+    "WEB_SCHEDULE", "WEB_EXCLUDE", "WEB_HOST_KEY", "WEB_KEY_FILE", "WEB_TLS_CA_FILE",
+]  # fmt: skip
+HOSTILE_VALUES = [
+    "²", "٣", "１０", "-1", "0", "99999999999999999999", "", " ", "0 0 30 2 *",
+    "* * * * * * *", "H H 31 2 *", "@reboot", "web", "web,web", "local", "ftps", "sftp",
+    "/etc", "/", "relative", "../x", "Europe/Berlin", "../../etc/passwd", "infisical:",
+    "infisical:/a//b", "sha256:zz", "true", "FALSE", "\ufeff", "a\u2028b", "x" * 5000,
+]  # fmt: skip
+values = st.one_of(st.sampled_from(HOSTILE_VALUES), st.text(max_size=40))
+lines = st.one_of(
+    st.tuples(st.sampled_from(KEYS), values).map(lambda kv: f"{kv[0]}={kv[1]}"),
+    st.tuples(st.sampled_from(KEYS), values).map(lambda kv: f'{kv[0]}="{kv[1]}'),
+    st.text(max_size=60),
+)
+
+
+@seed(20261129)
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=st.lists(lines, max_size=25), raw=st.binary(max_size=200), crlf=st.booleans())
+def test_any_file_gives_a_customer_or_a_config_error(
+    body: list[str], raw: bytes, crlf: bool
+) -> None:
+    """Whatever the bytes, only ConfigError comes out, and every problem names the file."""
+    text = ("\r\n" if crlf else "\n").join(body).encode("utf-8", "surrogatepass") + raw
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "acme.env"
+        path.write_bytes(text)
+        try:
+            load_customer(path, SourceBounds.of(Path("/var/lib/u"), Path("/etc/u")))
+        except ConfigError as exc:
+            assert exc.problems
+            for problem in exc.problems:
+                assert problem.startswith(f"{path}: "), problem
+                assert "\n" not in problem
+
+
+def test_every_broken_file_is_named_and_the_good_ones_load(tmp_path: Path) -> None:
+    customers = tmp_path / "customers.d"
+    customers.mkdir()
+    source = tmp_path / "src"
+    source.mkdir()
+    expected = write_broken(customers, source, "t")
+    assert len(expected) >= 12
+    (customers / "good.env").write_text(valid_text("good", "files", source, "0 * * * *"))
+    # A byte-order mark and CRLF line endings are accepted, not refused.
+    bom = "\ufeff" + valid_text("bom-crlf", "files", source, "0 * * * *").replace("\n", "\r\n")
+    (customers / "bom-crlf.env").write_bytes(bom.encode())
+    bounds = SourceBounds.of(tmp_path / "data", customers)
+
+    loaded = load_customers(customers, bounds=bounds)
+
+    assert sorted(c.name for c in loaded.valid) == ["bom-crlf", "good"]
+    for name, message in expected.items():
+        lines = [p for p in loaded.problems if p.startswith(f"{customers}/{name}: ")]
+        assert any(message in line for line in lines), (name, message, lines)
+    assert len(loaded.invalid) == len(expected)
+
+
+def test_validate_names_every_broken_file_and_exits_1_within_seconds(tmp_path: Path) -> None:
+    customers = tmp_path / "customers.d"
+    customers.mkdir()
+    source = tmp_path / "src"
+    source.mkdir()
+    expected = write_broken(customers, source, "v")
+    (customers / "good.env").write_text(valid_text("good", "files", source, "0 * * * *"))
+    env = {
+        "PATH": os.environ["PATH"],
+        "UNSTOPPABLE_CONFIG": str(tmp_path / "none.env"),
+        "UNSTOPPABLE_CUSTOMERS_DIR": str(customers),
+        "UNSTOPPABLE_DATA_DIR": str(tmp_path / "data"),
+    }
+    for command in (["validate"], ["jobs"], ["status"]):
+        started = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-m", "orchestrator.cli", *command],
+            env=env, cwd=ROOT, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert time.monotonic() - started < 20
+        assert "Traceback" not in done.stderr + done.stdout, done.stderr
+        if command == ["validate"]:
+            assert done.returncode == 1
+            for name in expected:
+                assert f"{customers}/{name}: " in done.stdout, name
+            assert f"1 of {len(expected) + 1} customer file(s)" in done.stderr
+        else:
+            assert done.returncode == 0, done.stderr
+            assert "good" in done.stdout
+
+
+names = st.from_regex(NAME, fullmatch=True)
+
+
+@seed(20261129)
+@settings(max_examples=2000, deadline=None)
+@given(a=st.tuples(names, names), b=st.tuples(names, names))
+def test_two_different_jobs_never_share_a_derived_name(
+    a: tuple[str, str], b: tuple[str, str]
+) -> None:
+    """Container name, secrets directory prefix, storage paths and ping slug all differ."""
+    if a == b:
+        return
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    for kind in (Kind.BACKUP, Kind.SNAPSHOTS):
+        assert container_name(*a, kind, when) != container_name(*b, kind, when)
+    assert Path("/d/hot", *a) != Path("/d/hot", *b)
+    assert f"{a[0]}_{a[1]}" != f"{b[0]}_{b[1]}"
+
+
+def test_the_collision_from_the_issue_is_gone() -> None:
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    assert container_name("coll-a", "site", Kind.BACKUP, when) != container_name(
+        "coll", "a-site", Kind.BACKUP, when
+    )
+    assert env_prefix("a-site") == "A_SITE_"
+
+
+NOW = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("jobs", "running", "max_parallel", "share", "launched"),
+    [
+        # One customer with five resources due, another with one: the other starts at once.
+        (["a/r1", "a/r2", "a/r3", "a/r4", "a/r5", "b/x"], [], 4, 2, {"a": 2, "b": 1}),
+        # The heavy customer already holds its share: only the other one gets a slot.
+        (["a/r3", "a/r4", "b/x"], ["a/r1", "a/r2"], 4, 2, {"b": 1}),
+        # A share of 1 with one slot: first come by time, then name.
+        (["a/r1", "b/x"], [], 1, 1, {"a": 1}),
+        # No share given: the global cap alone (half is the daemon's default, not the planner's).
+        (["a/r1", "a/r2", "a/r3"], [], 3, None, {"a": 3}),
+    ],
+)
+def test_one_customer_never_takes_every_slot(
+    jobs: list[str],
+    running: list[str],
+    max_parallel: int,
+    share: int | None,
+    launched: dict[str, int],
+) -> None:
+    specs = [JobSpec(j, "0 * * * *", "UTC") for j in jobs]
+    decision = plan(
+        specs, frozenset(running), PlanState(), NOW - timedelta(minutes=1), NOW,
+        max_parallel, "once", share,
+    )  # fmt: skip
+    got: dict[str, int] = {}
+    for launch in decision.launch:
+        got[launch.job.split("/")[0]] = got.get(launch.job.split("/")[0], 0) + 1
+    assert got == launched
+    held = set(jobs) - {launch.job for launch in decision.launch}
+    assert held == set(decision.state.pending), "held back runs wait for a slot, not lost"
+
+
+def test_a_schedule_that_names_no_time_stops_only_its_own_job() -> None:
+    specs = [JobSpec("a/r", "0 0 30 2 *", "UTC"), JobSpec("b/r", "0 * * * *", "UTC")]
+    decision = plan(specs, frozenset(), PlanState(), NOW - timedelta(minutes=1), NOW, 4)
+    assert decision.unschedulable == ("a/r",)
+    assert [launch.job for launch in decision.launch] == ["b/r"]
+
+
+@pytest.mark.parametrize(
+    ("path", "problem"),
+    [
+        ("/", "must not be /"),
+        ("/etc", "inside /etc"),
+        ("/etc/ssl", "inside /etc"),
+        ("/proc/1/root", "inside /proc"),
+        ("/sys", "inside /sys"),
+        ("/dev/shm", "inside /dev"),
+        ("/run/secrets", "inside /run"),
+        ("/boot", "inside /boot"),
+        ("/var/run/docker.sock", "inside /var/run"),
+        ("/var/lib/docker/volumes", "inside /var/lib/docker"),
+        ("/var/lib/unstoppable/cold/other", "inside /var/lib/unstoppable"),
+        ("/var/lib", "must not contain /var/lib/"),
+        ("/var", "must not contain"),
+        ("/srv/customers.d-sibling", None),
+        ("/srv/acme/www", None),
+        ("/home/acme", None),
+    ],
+)
+def test_local_sources_stay_out_of_the_host(path: str, problem: str | None) -> None:
+    bounds = SourceBounds.of(Path("/var/lib/unstoppable"), Path("/etc/unstoppable/customers.d"))
+    why = bounds.problem(path)
+    assert (why is None) if problem is None else (why is not None and problem in why), why
+
+
+def test_source_roots_restrict_and_symlinks_are_resolved(tmp_path: Path) -> None:
+    inside, outside = tmp_path / "srv" / "acme", tmp_path / "elsewhere"
+    inside.mkdir(parents=True)
+    outside.mkdir()
+    sneaky = inside / "link"
+    sneaky.symlink_to(outside)
+    bounds = SourceBounds.of(Path("/var/lib/u"), Path("/etc/u"), (tmp_path / "srv",))
+    assert bounds.resolved_problem(str(inside)) == (str(inside), None)
+    real, why = bounds.resolved_problem(str(sneaky))
+    assert real == str(outside)
+    assert why and "resolves to" in why and "UNSTOPPABLE_SOURCE_ROOTS" in why
+
+
+@pytest.mark.parametrize(
+    ("remote", "enabled", "loaded", "options"),
+    [
+        (False, True, {"unstoppable-worker"}, ()),  # a local worker never mounts
+        (True, False, set(), ()),  # no AppArmor: Docker applies none
+        (True, True, {"docker-default", "unstoppable-worker"}, ("apparmor=unstoppable-worker",)),
+        (True, True, {"docker-default"}, ()),  # not loaded: refused mount, reason `mount`
+    ],
+)
+def test_apparmor_profile_only_for_remote_workers_where_loaded(
+    remote: bool, enabled: bool, loaded: set[str], options: tuple[str, ...]
+) -> None:
+    assert apparmor_options(remote, enabled, frozenset(loaded)) == options
+
+
+class DripServer:
+    """A TCP server on loopback that sends `payload` one byte a second, forever."""
+
+    def __init__(self, payload: bytes) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.port = self.sock.getsockname()[1]
+        self.payload = payload
+        self.stop = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
+
+    def _drip(self, conn: socket.socket) -> None:
+        with conn:
+            for i in range(10_000):
+                if self.stop.is_set():
+                    return
+                try:
+                    conn.sendall(self.payload[i % len(self.payload) : i % len(self.payload) + 1])
+                except OSError:
+                    return
+                time.sleep(1)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.sock.close()
+
+
+def test_a_dripping_ftps_greeting_ends_at_the_pinning_deadline() -> None:
+    server = DripServer(b"220-" + b"x" * 5000)
+    try:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            tls_pin.server_certificate("127.0.0.1", server.port, implicit=False, deadline=3)
+        assert time.monotonic() - started < 6
+    finally:
+        server.close()
+
+
+def test_a_dripping_ping_receiver_holds_a_ping_no_longer_than_its_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server = DripServer(b"HTTP/1.1 200 OK\r\nX: " + b"y" * 5000)
+    monkeypatch.setattr(pings, "TIMEOUT_SECONDS", 2)
+    monkeypatch.setattr(pings, "ATTEMPTS", 2)
+    try:
+        started = time.monotonic()
+        assert not pings.send(f"http://127.0.0.1:{server.port}/ping", "success", "ok", "a/b")
+        assert time.monotonic() - started < 2 * 2 + 1 + 2
+    finally:
+        server.close()
+
+
+def test_a_step_past_its_deadline_raises_and_frees_the_caller() -> None:
+    started = time.monotonic()
+    with pytest.raises(deadline.DeadlineExceeded, match="slow step"):
+        deadline.call(lambda: time.sleep(30), 0.5, "slow step")
+    assert time.monotonic() - started < 2
+    assert deadline.call(lambda: 7, 1, "quick") == 7
+
+
+def test_a_corrupt_ledger_is_moved_aside_and_a_new_one_starts(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "ledger.sqlite3").write_bytes(b"this is not a database" * 100)
+    ledger = Ledger(state)
+    ledger.set_state("last_tick", NOW.isoformat())
+    assert ledger.get_state("last_tick") == NOW.isoformat()
+    kept = list(state.glob("ledger.sqlite3.corrupt-*"))
+    assert len(kept) == 1 and kept[0].read_bytes().startswith(b"this is not a database")
