@@ -6,15 +6,15 @@ what runs: a restarted daemon adopts the workers it left behind.
 """
 
 import logging
-import shutil
 import signal
 import threading
 import time
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from orchestrator.customer import Customers, load_customers
+from orchestrator.customer import Customers, files_signature, load_customers
 from orchestrator.errors import RuntimeUnavailable, UnstoppableError
 from orchestrator.ledger import Ledger
 from orchestrator.planner import JobSpec, Launch, PlanState, plan
@@ -22,7 +22,7 @@ from orchestrator.runs import Jobs, RunRecord
 from orchestrator.runtime import Runtime, WorkerInfo
 from orchestrator.rustic import Outcome, Reason, Result
 from orchestrator.schedule import expected_interval
-from orchestrator.secrets import resolver_for
+from orchestrator.secrets import remove_secrets, resolver_for
 from orchestrator.settings import Settings
 from orchestrator.storage import job_storage, secrets_dir
 from orchestrator.worker import Kind
@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 CONFIG_POLL_SECONDS = 5.0
+CLOCK_TOLERANCE = timedelta(seconds=2)
+# A secrets directory no container mounts is a leftover once it is this old; younger ones
+# may belong to a run being created right now (by the CLI, beside the daemon).
+LEFTOVER_SECRETS_AGE = 600.0
 ADOPTED_KINDS = (Kind.BACKUP.value, Kind.FORGET.value)
 
 
@@ -61,6 +65,9 @@ class Daemon:
         self.heartbeat = time.time()
         self.intervals: dict[tuple[str, str], float] = {}
         self.rustic_version = "unknown"
+        self.adopted = False
+        self.errors: dict[str, int] = {}
+        self.unschedulable: set[str] = set()
 
     def request_stop(self) -> None:
         self.stopping.set()
@@ -86,16 +93,18 @@ class Daemon:
         signal.signal(signal.SIGHUP, reload)
 
     def run(self) -> int:
-        """Schedule until asked to stop; return the exit code."""
+        """Schedule until asked to stop; return the exit code.
+
+        Nothing a customer file, the ledger, the clock or Docker does ends this loop: each
+        problem is logged, counted in `unstoppable_daemon_errors_total` and retried.
+        """
         self.load_config()
         self.rustic_version = (
             self.runtime.image_label(self.settings.WORKER_IMAGE, "unstoppable.rustic-version")
             or "unknown"
         )
         self.serve_metrics()
-        self.adopt()
-        stored = self.ledger.get_state("last_tick")
-        last_tick = datetime.fromisoformat(stored) if stored else _now()
+        last_tick = self.start_tick(_now())
         next_poll = _now()
         log.info(
             "scheduling %d job(s) of %d customer(s)", len(self.specs), len(self.customers.valid)
@@ -103,19 +112,68 @@ class Daemon:
         while not self.stopping.is_set():
             now = _now()
             self.heartbeat = now.timestamp()
-            if self.reload.is_set() or now >= next_poll:
-                self.reload.clear()
-                self.load_config()
-                next_poll = datetime.fromtimestamp(now.timestamp() + CONFIG_POLL_SECONDS, UTC)
             try:
-                last_tick = self.tick(last_tick, now)
+                if not self.adopted:
+                    self.adopt()
+                if self.reload.is_set() or now >= next_poll:
+                    self.reload.clear()
+                    self.load_config()
+                    next_poll = datetime.fromtimestamp(now.timestamp() + CONFIG_POLL_SECONDS, UTC)
+                last_tick = self.tick(self.clock_checked(last_tick, now), now)
             except RuntimeUnavailable as exc:
+                self.count("runtime")
                 log.error("cannot plan: %s; retrying", exc)
+            except Exception:  # the loop must outlive any bug; the next tick retries
+                self.count("internal")
+                log.exception("tick failed; retrying")
+                next_poll = min(next_poll, datetime.fromtimestamp(now.timestamp() + 1, UTC))
             wake_at = min([next_poll, *self.state.next_due.values()], default=next_poll)
             self.wake.wait(max(0.0, (wake_at - _now()).total_seconds()))
             self.wake.clear()
         log.info("stopped; %d run(s) left to the next start", len(self.in_flight))
         return 0
+
+    def count(self, what: str) -> None:
+        """Count one problem the daemon survived, by where it came from."""
+        with self.lock:
+            self.errors[what] = self.errors.get(what, 0) + 1
+
+    def start_tick(self, now: datetime) -> datetime:
+        """Return the last tick the ledger remembers, or `now` if it is unreadable or ahead."""
+        try:
+            stored = self.ledger.get_state("last_tick")
+            last_tick = datetime.fromisoformat(stored) if stored else now
+        except Exception as exc:
+            self.count("ledger")
+            log.error("cannot read the last tick from the ledger (%s); counting from now", exc)
+            return now
+        if last_tick.tzinfo is None:
+            last_tick = last_tick.replace(tzinfo=UTC)
+        if last_tick > now + CLOCK_TOLERANCE:
+            self.count("clock")
+            log.error(
+                "the ledger's last tick %s is ahead of the clock %s: the clock moved back; "
+                "scheduling from now",
+                last_tick.isoformat(),
+                now.isoformat(),
+            )
+            return now
+        return last_tick
+
+    def clock_checked(self, last_tick: datetime, now: datetime) -> datetime:
+        """Return `last_tick`, or `now` with the schedule recomputed if the clock moved back.
+
+        Without this, a clock stepped back by a day would leave every job waiting a day.
+        """
+        if last_tick <= now + CLOCK_TOLERANCE:
+            return last_tick
+        self.count("clock")
+        log.error(
+            "the clock moved back by %.0f s; recomputing every schedule from now",
+            (last_tick - now).total_seconds(),
+        )
+        self.state = PlanState({}, self.state.pending)
+        return now
 
     def serve_metrics(self) -> None:
         """Serve /metrics on UNSTOPPABLE_METRICS_LISTEN; a bind failure is logged, not fatal.
@@ -166,22 +224,23 @@ class Daemon:
             running,
             self.heartbeat,
             self.rustic_version,
+            tuple(sorted(self.errors.items())),
         )
 
     def load_config(self) -> None:
         """Reread customers.d if any file changed; a broken file disables only its customer."""
         try:
-            files = sorted(self.settings.CUSTOMERS_DIR.glob("*.env"))
-            signature = tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in files)
-        except OSError as exc:
-            log.error("cannot read %s: %s", self.settings.CUSTOMERS_DIR, exc)
-            return
-        if signature == self.signature:
-            return
-        try:
-            customers = load_customers(self.settings.CUSTOMERS_DIR, self.settings.bucket_prefix)
+            signature = files_signature(self.settings.CUSTOMERS_DIR)
+            if signature == self.signature:
+                return
+            customers = load_customers(
+                self.settings.CUSTOMERS_DIR, self.settings.bucket_prefix, self.settings.bounds
+            )
         except UnstoppableError as exc:
-            log.error("%s", exc)
+            # The directory itself is unreadable: keep the customers already loaded.
+            log.error(
+                "%s; keeping the %d customer(s) loaded before", exc, len(self.customers.valid)
+            )
             return
         self.signature = signature
         for problem in customers.problems:
@@ -200,14 +259,22 @@ class Daemon:
         )
 
     def adopt(self) -> None:
-        """Collect the workers a previous daemon left; remove secrets nobody uses any more."""
+        """Collect the workers a previous daemon left; remove secrets nobody uses any more.
+
+        Raises RuntimeUnavailable while Docker cannot be asked; the loop tries again.
+        """
         workers = self.runtime.workers()
-        names = {w.name for w in workers}
+        self.adopted = True
+        in_use = {w.secrets for w in workers}
         base = secrets_dir(self.settings)
         if base.is_dir():
             for leftover in base.iterdir():
-                if leftover.name not in names:
-                    shutil.rmtree(leftover, ignore_errors=True)
+                try:
+                    age = time.time() - leftover.lstat().st_mtime
+                except OSError:
+                    continue
+                if str(leftover) not in in_use and age > LEFTOVER_SECRETS_AGE:
+                    remove_secrets(base, str(leftover))
         for worker in workers:
             if worker.label("origin") != "daemon" or worker.label("kind") not in ADOPTED_KINDS:
                 continue
@@ -237,7 +304,11 @@ class Daemon:
             now,
             self.settings.MAX_PARALLEL,
             self.settings.CATCH_UP,
+            self.settings.per_customer_share,
         )
+        for job in sorted(set(decision.unschedulable) - self.unschedulable):
+            log.error("%s: its schedule names no next time; the job is not scheduled", job)
+        self.unschedulable = set(decision.unschedulable)
         for skip in decision.skip:
             log.warning(
                 "%s: skipped the run of %s (%s)",
@@ -245,7 +316,9 @@ class Daemon:
                 skip.scheduled_for.isoformat(),
                 skip.reason,
             )
-            self.ledger.record_event(skip.job, "skipped", skip.reason, skip.scheduled_for)
+            self._write(
+                self.ledger.record_event, skip.job, "skipped", skip.reason, skip.scheduled_for
+            )
         for missed in decision.missed:
             log.warning(
                 "%s: missed %d scheduled time(s), the last %s",
@@ -253,15 +326,30 @@ class Daemon:
                 missed.count,
                 missed.last.isoformat(),
             )
-            self.ledger.record_event(missed.job, "missed", "", missed.last, missed.count)
-        # Written before launching, so a crash right after can never launch these again.
-        self.ledger.set_state("last_tick", now.isoformat())
+            self._write(
+                self.ledger.record_event, missed.job, "missed", "", missed.last, missed.count
+            )
+        # Written before launching, so a crash right after can never launch these again. If
+        # the ledger cannot be written (disk full), the runs still start: a backup that runs
+        # twice after a crash is better than none.
+        self._write(self.ledger.set_state, "last_tick", now.isoformat())
         self.state = decision.state
         for launch in decision.launch:
             with self.lock:
                 self.in_flight.add(launch.job)
             threading.Thread(target=self._launch, args=(launch,), daemon=True).start()
         return now
+
+    def _write(self, write: Callable[..., None], *args: Any) -> bool:
+        """Call a ledger write; log and count a failure instead of raising it."""
+        try:
+            write(*args)
+            return True
+        except Exception as exc:
+            self.count("ledger")
+            log.error("cannot write the ledger (%s): %s", write.__name__, exc)
+            self.ledger.recover_if_corrupt(exc)
+            return False
 
     def _anything_due(self, now: datetime) -> bool:
         if self.state.pending:
@@ -302,15 +390,20 @@ class Daemon:
     def _finish(self, job: str, record: RunRecord) -> None:
         try:
             if record.outcome.result is Result.SKIPPED:
-                self.ledger.record_event(job, "skipped", Reason.OVERLAP.value, record.scheduled_for)
+                self._write(
+                    self.ledger.record_event,
+                    job,
+                    "skipped",
+                    Reason.OVERLAP.value,
+                    record.scheduled_for,
+                )
             else:
-                self.ledger.record_run(record)
-        except Exception:
-            log.exception("%s: cannot write the ledger", job)
+                self._write(self.ledger.record_run, record)
         finally:
             with self.lock:
                 self.in_flight.discard(job)
             self.wake.set()
+        self.jobs.ping_result(self.customers, record)  # after recording, off the run's clock
         level = logging.INFO if record.outcome.result is Result.SUCCESS else logging.ERROR
         log.log(
             level,

@@ -2,6 +2,7 @@
 
 import logging
 import re
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,9 +13,12 @@ from docker.types import Mount
 
 from orchestrator.errors import JobBusy, RuntimeUnavailable
 from orchestrator.runtime import Finished, WorkerInfo
-from orchestrator.worker import ContainerSpec
+from orchestrator.worker import SECRETS, ContainerSpec
 
 STOP_GRACE_SECONDS = 30
+# How long a run waits for a Docker engine that stopped answering (dockerd restarting).
+RECONNECT_SECONDS = 300
+RECONNECT_PAUSE = 2.0
 log = logging.getLogger(__name__)
 
 
@@ -56,6 +60,7 @@ class DockerRuntime:
                     tuple(sorted(c.labels.items())),
                     c.status in ("running", "restarting", "paused"),
                     _parse_time(c.attrs.get("State", {}).get("StartedAt", "")),
+                    _secrets_source(c.attrs),
                 )
                 for c in containers
             ]
@@ -66,6 +71,7 @@ class DockerRuntime:
 
     def run(self, spec: ContainerSpec, timeout: float | None) -> Finished:
         """Start `spec`, wait for it, read its exit code and logs, then remove it."""
+        self._refuse_if_busy(spec)
         try:
             container = self._create(spec)
         except JobBusy:
@@ -89,15 +95,35 @@ class DockerRuntime:
             ) from None
         except (DockerException, requests.RequestException) as exc:
             raise RuntimeUnavailable(f"{name}: {_short(exc)}") from None
+        # Lost the engine for good: the worker may still be running and healthy, so it is
+        # left alone (never stopped, never removed) for the next run or start to collect.
+        exit_code, timed_out, container = self._wait(container, timeout)
         try:
-            exit_code, timed_out = self._wait(container, timeout)
             stdout = container.logs(stdout=True, stderr=False).decode("utf-8", "replace")
             stderr = container.logs(stdout=False, stderr=True).decode("utf-8", "replace")
         except (DockerException, requests.RequestException) as exc:
-            raise RuntimeUnavailable(f"{name}: {_short(exc)}") from None
-        finally:
-            self._remove(container)
+            raise RuntimeUnavailable(f"{name}: cannot read its logs: {_short(exc)}") from None
+        self._remove(container)
         return Finished(exit_code, stdout, stderr, timed_out)
+
+    def _refuse_if_busy(self, spec: ContainerSpec) -> None:
+        """Raise JobBusy if a worker of the same job runs under another name.
+
+        The shared container name is the lock between runs of this version; a worker
+        started by an earlier version under its older name still holds the job.
+        """
+        job = dict(spec.labels).get("unstoppable.job")
+        if not job or dict(spec.labels).get("unstoppable.kind") == "snapshots":
+            return
+        try:
+            others = self.client.containers.list(filters={"label": f"unstoppable.job={job}"})
+        except (DockerException, requests.RequestException) as exc:
+            raise RuntimeUnavailable(f"cannot list containers: {_short(exc)}") from None
+        for container in others:
+            if container.name != spec.name and container.labels.get("unstoppable.kind") != (
+                "snapshots"
+            ):
+                raise JobBusy(f"{container.name} is running a run of {job}")
 
     def _create(self, spec: ContainerSpec) -> Any:
         try:
@@ -113,7 +139,7 @@ class DockerRuntime:
                 network_mode=spec.network_mode,
                 cap_drop=list(spec.cap_drop) or None,
                 cap_add=list(spec.cap_add) or None,
-                security_opt=["no-new-privileges"],
+                security_opt=["no-new-privileges", *spec.security_opt],
                 devices=[f"{d}:{d}:rwm" for d in spec.devices] or None,
                 entrypoint=list(spec.entrypoint) or None,
                 environment={},
@@ -153,16 +179,56 @@ class DockerRuntime:
         except (DockerException, requests.RequestException) as exc:
             raise RuntimeUnavailable(f"cannot inspect {name}: {_short(exc)}") from None
 
-    def _wait(self, container: Any, timeout: float | None) -> tuple[int, bool]:
-        if timeout is not None and timeout <= 0:
-            timeout = 0.001  # already overdue (adopted after a long downtime): stop it now
+    def _wait(self, container: Any, timeout: float | None) -> tuple[int, bool, Any]:
+        """Wait for `container` to exit; return (exit code, timed out, fresh handle).
+
+        Only our own deadline stops a worker. A lost connection to the engine (dockerd
+        restarted) is waited out for up to RECONNECT_SECONDS; past that RuntimeUnavailable
+        is raised and the worker is left as it is.
+        """
+        deadline = None if timeout is None else time.monotonic() + max(timeout, 0.001)
+        lost_since: float | None = None
+        while True:
+            remaining = None if deadline is None else max(0.001, deadline - time.monotonic())
+            try:
+                status = container.wait(timeout=remaining)
+                return int(status.get("StatusCode", -1)), False, container
+            except requests.exceptions.ReadTimeout:
+                if deadline is not None and time.monotonic() < deadline:
+                    continue  # a slow answer, not our deadline
+                return self._stop(container), True, container
+            except NotFound:
+                raise RuntimeUnavailable(
+                    f"{container.name}: the worker vanished before its result was read"
+                ) from None
+            except (DockerException, requests.RequestException) as exc:
+                lost_since = lost_since or time.monotonic()
+                if time.monotonic() - lost_since > RECONNECT_SECONDS:
+                    raise RuntimeUnavailable(
+                        f"{container.name}: lost the Docker engine for over "
+                        f"{RECONNECT_SECONDS} s ({_short(exc)}); the worker was left running"
+                    ) from None
+                log.warning("%s: lost the Docker engine (%s); waiting", container.name, _short(exc))
+                time.sleep(RECONNECT_PAUSE)
+                try:
+                    container = self.client.containers.get(container.name)
+                except NotFound:
+                    raise RuntimeUnavailable(
+                        f"{container.name}: the worker vanished while the engine was away"
+                    ) from None
+                except (DockerException, requests.RequestException):
+                    continue
+
+    def _stop(self, container: Any) -> int:
+        """Stop a worker past its deadline; return its exit code."""
         try:
-            status = container.wait(timeout=timeout)
-            return int(status.get("StatusCode", -1)), False
-        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
             container.stop(timeout=STOP_GRACE_SECONDS)
             status = container.wait(timeout=STOP_GRACE_SECONDS + 30)
-            return int(status.get("StatusCode", -1)), True
+            return int(status.get("StatusCode", -1))
+        except (DockerException, requests.RequestException) as exc:
+            raise RuntimeUnavailable(
+                f"{container.name}: cannot stop it after its timeout: {_short(exc)}"
+            ) from None
 
     def _remove(self, container: Any) -> None:
         try:
@@ -179,6 +245,14 @@ def _parse_time(text: str) -> datetime:
     if not match or text.startswith("0001-"):
         return datetime.now(UTC)
     return datetime.fromisoformat(match.group(1) + match.group(2).replace("Z", "+00:00"))
+
+
+def _secrets_source(attrs: dict[str, Any]) -> str:
+    """Return the host directory mounted at the worker's secrets path, or ""."""
+    for mount in attrs.get("Mounts") or []:
+        if mount.get("Destination") == SECRETS:
+            return str(mount.get("Source", ""))
+    return ""
 
 
 def _short(exc: Exception) -> str:

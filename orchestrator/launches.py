@@ -41,10 +41,14 @@ def source_path(resource: Resource) -> str:
     return resource.path if resource.type is SourceType.LOCAL else f"/remote/{resource.name}"
 
 
-def local_launch(cold: list[str], customer: Customer, resource: Resource) -> Launch:
-    """Return the launch of a backup of a directory on this host."""
+def local_launch(cold: list[str], customer: Customer, resource: Resource, real: str) -> Launch:
+    """Return the launch of a backup of a directory on this host.
+
+    `real` is PATH with its symlinks resolved: it is mounted, at PATH, so the snapshot
+    records the path as configured.
+    """
     argv = rustic.backup_args(cold, customer.name, resource.path, resource.excludes)
-    return Launch(argv, (Mount(Path(resource.path), resource.path, read_only=True),))
+    return Launch(argv, (Mount(Path(real), resource.path, read_only=True),))
 
 
 def remote_launch(

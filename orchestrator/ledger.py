@@ -4,7 +4,9 @@ Besides the history it keeps, in the same transaction as each append, the per-jo
 that `status` and `/metrics` read, so neither ever scans the history.
 """
 
+import logging
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -13,6 +15,9 @@ from pathlib import Path
 
 from orchestrator.runs import RunRecord
 from orchestrator.rustic import Result
+
+log = logging.getLogger(__name__)
+_RECOVERY = threading.Lock()
 
 # Backup durations, in seconds: a minute-long job and a twelve-hour one both land mid-range.
 DURATION_BUCKETS = (1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 14400, 43200)
@@ -111,9 +116,50 @@ class Ledger:
     def __init__(self, state_dir: Path) -> None:
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.path = state_dir / "ledger.sqlite3"
+        try:
+            self._create()
+        except sqlite3.DatabaseError as exc:
+            if not self.recover_if_corrupt(exc):
+                raise
+            self._create()
+
+    def _healthy(self) -> bool:
+        try:
+            with self._connect() as db:
+                db.execute("SELECT count(*) FROM state").fetchone()
+            return True
+        except sqlite3.DatabaseError:
+            return False
+
+    def _create(self) -> None:
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
+
+    def recover_if_corrupt(self, exc: BaseException) -> bool:
+        """Move a corrupt ledger aside and start a new one; return whether it was corrupt.
+
+        The damaged file is kept beside it (`ledger.sqlite3.corrupt-<time>`) for forensics.
+        Only damage is handled here: a full disk or a lock is an error of the moment.
+        """
+        if not isinstance(exc, sqlite3.DatabaseError) or isinstance(exc, sqlite3.OperationalError):
+            return False
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        with _RECOVERY:
+            if self._healthy():
+                return True  # another thread has recovered it already
+            for suffix in ("", "-wal", "-shm"):
+                part = self.path.with_name(self.path.name + suffix)
+                if part.exists():
+                    part.rename(part.with_name(f"{part.name}.corrupt-{stamp}"))
+            log.error(
+                "the ledger %s was corrupt (%s): moved aside as *.corrupt-%s; a new one starts",
+                self.path,
+                exc,
+                stamp,
+            )
+            self._create()
+        return True
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:

@@ -46,6 +46,7 @@ class DaemonView:
     running: frozenset[str]
     heartbeat: float
     rustic_version: str
+    errors: tuple[tuple[str, int], ...] = ()  # problems the daemon survived, by origin
 
 
 class BackupCollector(Collector):
@@ -57,15 +58,28 @@ class BackupCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         view = self.view()
-        status = {(s.customer, s.resource): s for s in self.ledger.status()}
         g = _Families()
+        errors = dict(view.errors)
+        try:
+            status = {(s.customer, s.resource): s for s in self.ledger.status()}
+        except Exception:  # a damaged or full ledger must not take the scrape down
+            status = {}
+            errors["ledger"] = errors.get("ledger", 0) + 1
+        for what in ("clock", "internal", "ledger", "runtime"):
+            g.counter(
+                "daemon_errors",
+                "problems the daemon logged and survived, by where they came from",
+                ["what"],
+                [what],
+                errors.get(what, 0),
+            )
         for job in view.jobs:
             labels = [job.customer, job.resource]
             s = status.get((job.customer, job.resource)) or JobStatus(job.customer, job.resource)
             _job_metrics(g, labels, s, job, f"{job.customer}/{job.resource}" in view.running)
         for customer in view.valid_customers:
             g.gauge("config_valid", "1 if the customer file is valid", ["customer"], [customer], 1)
-        for customer in view.invalid_customers:
+        for customer in sorted(set(view.invalid_customers) - set(view.valid_customers)):
             g.gauge("config_valid", "1 if the customer file is valid", ["customer"], [customer], 0)
         g.gauge(
             "scheduler_heartbeat_timestamp_seconds",

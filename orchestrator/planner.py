@@ -25,10 +25,6 @@ class JobSpec:
     schedule: str
     timezone: str
 
-    @property
-    def customer(self) -> str:
-        return self.id.split("/", 1)[0]
-
 
 @dataclass(frozen=True)
 class PlanState:
@@ -68,6 +64,7 @@ class Plan:
     missed: tuple[Missed, ...]
     state: PlanState
     wake: datetime | None  # the next scheduled time of any job
+    unschedulable: tuple[str, ...] = ()  # jobs whose schedule names no next time
 
 
 def plan(
@@ -78,11 +75,14 @@ def plan(
     now: datetime,
     max_parallel: int,
     catch_up: str = "once",
+    per_customer: int | None = None,
 ) -> Plan:
     """Decide which jobs to launch now, which to skip, and which scheduled times were missed.
 
     `running` holds the jobs with a running worker (Docker's word) or a run in flight.
-    A job never in `state` starts counting from `last_tick`.
+    A job never in `state` starts counting from `last_tick`. At most `max_parallel` runs
+    at once, and at most `per_customer` (default: all of them) of one customer. A job whose
+    schedule names no next time is listed in `unschedulable`; every other job goes on.
     """
     next_due: dict[JobSpec, datetime] = {}
     pending = {job: when for job, when in state.pending.items()}
@@ -93,13 +93,21 @@ def plan(
     missed: list[Missed] = []
     catch_ups: set[str] = set()
 
+    unschedulable: list[str] = []
+
     for job in jobs:
-        due = state.next_due.get(job) or next_fire(job.schedule, job.timezone, last_tick, job.id)
-        if due > now:
-            next_due[job] = due
+        try:
+            due = state.next_due.get(job) or next_fire(
+                job.schedule, job.timezone, last_tick, job.id
+            )
+            if due > now:
+                next_due[job] = due
+                continue
+            times = _times_until(job, due, now)
+            next_due[job] = next_fire(job.schedule, job.timezone, now, job.id)
+        except ValueError:
+            unschedulable.append(job.id)
             continue
-        times = _times_until(job, due, now)
-        next_due[job] = next_fire(job.schedule, job.timezone, now, job.id)
         latest = times[-1]
         if now - latest <= GRACE:
             late = times[:-1]
@@ -120,7 +128,7 @@ def plan(
                 skips.append(Skip(job.id, pending[job.id], "max_parallel"))
             pending[job.id] = candidate
 
-    launches = _allocate(pending, running, max_parallel, skips)
+    launches = _allocate(pending, running, max_parallel, per_customer or max_parallel, skips)
     wake = min(next_due.values(), default=None)
     return Plan(
         tuple(Launch(job, when, job in catch_ups) for job, when in launches),
@@ -128,6 +136,7 @@ def plan(
         tuple(missed),
         PlanState(next_due, pending),
         wake,
+        tuple(unschedulable),
     )
 
 
@@ -143,21 +152,35 @@ def _times_until(job: JobSpec, first: datetime, now: datetime) -> list[datetime]
 
 
 def _allocate(
-    pending: dict[str, datetime], running: frozenset[str], max_parallel: int, skips: list[Skip]
+    pending: dict[str, datetime],
+    running: frozenset[str],
+    max_parallel: int,
+    share: int,
+    skips: list[Skip],
 ) -> list[tuple[str, datetime]]:
-    """Move pending runs into free slots, oldest first, customers with fewest runs first."""
+    """Move pending runs into free slots, oldest first, customers with fewest runs first.
+
+    No customer holds more than `share` slots, so one customer's many slow resources
+    cannot keep another customer's due job waiting. A run held back stays pending.
+    """
     for job in [j for j in pending if j in running]:
         skips.append(Skip(job, pending.pop(job), "overlap"))
     free = max_parallel - len(running)
     per_customer: dict[str, int] = {}
     for job in running:
-        customer = job.split("/", 1)[0]
-        per_customer[customer] = per_customer.get(customer, 0) + 1
+        per_customer[customer_of(job)] = per_customer.get(customer_of(job), 0) + 1
     launches: list[tuple[str, datetime]] = []
-    while free > 0 and pending:
-        job = min(pending, key=lambda j: (per_customer.get(j.split("/", 1)[0], 0), pending[j], j))
+    while free > 0:
+        eligible = [j for j in pending if per_customer.get(customer_of(j), 0) < share]
+        if not eligible:
+            break
+        job = min(eligible, key=lambda j: (per_customer.get(customer_of(j), 0), pending[j], j))
         launches.append((job, pending.pop(job)))
-        customer = job.split("/", 1)[0]
-        per_customer[customer] = per_customer.get(customer, 0) + 1
+        per_customer[customer_of(job)] = per_customer.get(customer_of(job), 0) + 1
         free -= 1
     return launches
+
+
+def customer_of(job: str) -> str:
+    """Return the customer of the job id `customer/resource`."""
+    return job.split("/", 1)[0]

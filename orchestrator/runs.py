@@ -1,19 +1,18 @@
 """One run of a job: build its worker, run it, judge what rustic left behind."""
 
 import logging
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from orchestrator import pings, rustic, s3, sources
+from orchestrator import apparmor, deadline, pings, rustic, s3, sources
 from orchestrator.customer import Customer, Customers, Resource, SourceType, env_prefix
 from orchestrator.errors import ConfigError, JobBusy, RunFailed, RuntimeUnavailable, SecretError
 from orchestrator.launches import Launch, local_launch, remote_launch, source_path
 from orchestrator.runtime import Finished, Runtime, WorkerInfo
 from orchestrator.rustic import Outcome, Reason, Result, SnapshotInfo
-from orchestrator.secrets import Resolver, secret_files
+from orchestrator.secrets import Resolver, remove_secrets, secret_files
 from orchestrator.settings import Settings
 from orchestrator.storage import COLD_PROFILE, bucket, cold_profile, job_storage, secrets_dir
 from orchestrator.worker import (
@@ -21,6 +20,7 @@ from orchestrator.worker import (
     ContainerSpec,
     Kind,
     Mount,
+    apparmor_options,
     capabilities,
     container_name,
     job_id,
@@ -29,6 +29,7 @@ from orchestrator.worker import (
 )
 
 log = logging.getLogger(__name__)
+BUCKET_DEADLINE_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class Jobs:
         self.resolver = resolver or Resolver()
         self.cold = rustic.cold_args(settings.COLD_BACKEND == "s3")
         self.buckets_ready: set[str] = set()
+        self.pinger = pings.Pinger()
 
     def backup(self, customer: Customer, resource: Resource, scheduled_for: datetime) -> RunRecord:
         """Back up `resource` now, then forget/prune by the customer's KEEP_* values.
@@ -73,15 +75,8 @@ class Jobs:
         Never raises for a failed run: the record says what failed and why.
         """
         started = datetime.now(UTC)
-        job = job_id(customer.name, resource.name)
-        url = pings.ping_url(self.settings.PING_URL, customer, resource)
-        if url:
-            pings.send(url, "start", f"scheduled for {scheduled_for.isoformat()}", job)
+        self.ping(customer, resource, "start", f"scheduled for {scheduled_for.isoformat()}")
         outcome = self._backup(customer, resource, scheduled_for)
-        if url and outcome.result is not Result.SKIPPED:
-            event = "success" if outcome.result is Result.SUCCESS else "fail"
-            reason = f" ({outcome.reason.value})" if outcome.reason else ""
-            pings.send(url, event, f"{outcome.result.value}{reason}: {outcome.message}", job)
         record = RunRecord(
             customer.name,
             resource.name,
@@ -93,16 +88,40 @@ class Jobs:
         )
         return record
 
+    def ping(self, customer: Customer, resource: Resource, event: str, body: str) -> None:
+        """Send the `event` ping of the job in the background, if it has a ping URL."""
+        if url := pings.ping_url(self.settings.PING_URL, customer, resource):
+            self.pinger.ping(url, event, body, job_id(customer.name, resource.name))
+
+    def ping_result(self, customers: Customers, record: "RunRecord") -> None:
+        """Send the success or fail ping of a recorded run; call it after recording."""
+        if record.outcome.result is Result.SKIPPED:
+            return
+        try:
+            customer = customers.get(record.customer)
+            resource = customer.resource(record.resource)
+        except ConfigError:
+            return  # the customer is gone or broken; its file's problem is reported already
+        outcome = record.outcome
+        event = "success" if outcome.result is Result.SUCCESS else "fail"
+        reason = f" ({outcome.reason.value})" if outcome.reason else ""
+        self.ping(customer, resource, event, f"{outcome.result.value}{reason}: {outcome.message}")
+
     def _backup(self, customer: Customer, resource: Resource, scheduled_for: datetime) -> Outcome:
         try:
             if resource.type is SourceType.LOCAL:
-                if not Path(resource.path).is_dir():
+                # Resolved now, at run time: a symlink swapped in since the file was loaded
+                # must not point the worker at /etc. The resolved path is what is mounted.
+                real, why = self.settings.bounds.resolved_problem(resource.path)
+                if why:
+                    return Outcome(Result.FAILURE, Reason.SOURCE_REFUSED, f"PATH {why}")
+                if not Path(real).is_dir():
                     return Outcome(
                         Result.FAILURE,
                         Reason.SOURCE_MISSING,
                         f"PATH {resource.path} is not a directory on this host",
                     )
-                launch: Launch | Outcome = local_launch(self.cold, customer, resource)
+                launch: Launch | Outcome = local_launch(self.cold, customer, resource, real)
             else:
                 launch = self._remote_launch(customer, resource)
             if isinstance(launch, Outcome):
@@ -149,6 +168,8 @@ class Jobs:
                 Reason.TIMEOUT,
                 f"stopped after UNSTOPPABLE_JOB_TIMEOUT={self.settings.JOB_TIMEOUT}",
             )
+        if resource.type is not SourceType.LOCAL and done.exit_code == 5:
+            return Outcome(Result.FAILURE, Reason.MOUNT, f"{apparmor.MOUNT_HINT}: {_last(done)}")
         if resource.type is not SourceType.LOCAL and done.exit_code in (3, 4):
             reason = Reason.SOURCE_SHRUNK if done.exit_code == 4 else sources.classify(done.stderr)
             return Outcome(Result.FAILURE, reason, _last(done))
@@ -171,8 +192,9 @@ class Jobs:
         except RuntimeUnavailable as exc:
             done = None
             outcome = Outcome(Result.FAILURE, Reason.RUNTIME, str(exc))
-        finally:
-            shutil.rmtree(secrets_dir(self.settings) / worker.name, ignore_errors=True)
+        else:
+            # Only once the worker is gone: a worker left running keeps its secrets.
+            remove_secrets(secrets_dir(self.settings), worker.secrets)
         if done is not None:
             try:
                 customer = customers.get(customer_name)
@@ -333,6 +355,11 @@ class Jobs:
                 cap_add=cap_add,
                 devices=("/dev/fuse",) if remote else (),
                 entrypoint=launch.entrypoint if launch else (),
+                security_opt=apparmor_options(
+                    remote,
+                    remote and apparmor.enabled(),
+                    apparmor.loaded_profiles() if remote else frozenset(),
+                ),
             )
             return self.runtime.run(spec, timeout)
 
@@ -342,13 +369,20 @@ class Jobs:
         if name in self.buckets_ready:
             return
         secret = self.settings.S3_SECRET_ACCESS_KEY
-        s3.ensure_bucket(
-            self.settings.S3_ENDPOINT or "",
-            self.settings.S3_REGION,
-            self.settings.S3_ACCESS_KEY_ID or "",
-            secret.get_secret_value() if secret else "",
-            name,
-        )
+        try:
+            deadline.call(
+                lambda: s3.ensure_bucket(
+                    self.settings.S3_ENDPOINT or "",
+                    self.settings.S3_REGION,
+                    self.settings.S3_ACCESS_KEY_ID or "",
+                    secret.get_secret_value() if secret else "",
+                    name,
+                ),
+                BUCKET_DEADLINE_SECONDS,
+                f"bucket {name}",
+            )
+        except deadline.DeadlineExceeded as exc:
+            raise s3.StorageError(str(exc)) from None
         self.buckets_ready.add(name)
 
 

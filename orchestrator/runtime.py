@@ -25,6 +25,7 @@ class WorkerInfo:
     labels: tuple[tuple[str, str], ...]
     running: bool
     started_at: datetime
+    secrets: str = ""  # host directory mounted at the worker's secrets path, if any
 
     def label(self, key: str) -> str:
         return dict(self.labels).get(f"unstoppable.{key}", "")

@@ -26,6 +26,8 @@ class Reason(StrEnum):
     NONE = ""
     OVERLAP = "overlap"
     SOURCE_MISSING = "source_missing"
+    SOURCE_REFUSED = "source_refused"
+    MOUNT = "mount"
     SOURCE_UNREADABLE = "source_unreadable"
     REPOSITORY = "repository"
     INTERRUPTED = "interrupted"

@@ -5,13 +5,18 @@ import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from secrets import token_hex
 from typing import Protocol
 
 from pydantic import SecretStr
 
+from orchestrator import deadline
 from orchestrator.customer import SecretRef
 from orchestrator.errors import ConfigError, SecretError
 from orchestrator.settings import Settings
+
+# One secret, login included, however slowly the store answers.
+LOOKUP_DEADLINE_SECONDS = 60.0
 
 
 class Lookup(Protocol):
@@ -37,7 +42,13 @@ class Resolver:
                 f"{key}: infisical:{ref.infisical}: Infisical is not configured "
                 "(set UNSTOPPABLE_INFISICAL_HOST and its credentials)"
             )
-        return self.store.resolve(ref.infisical, customer, key)
+        store, name = self.store, ref.infisical
+        try:
+            return deadline.call(
+                lambda: store.resolve(name, customer, key), LOOKUP_DEADLINE_SECONDS, key
+            )
+        except deadline.DeadlineExceeded as exc:
+            raise SecretError(f"{exc} from the secret store") from None
 
 
 def resolver_for(settings: Settings) -> Resolver:
@@ -94,15 +105,15 @@ def client_secret(settings: Settings) -> SecretStr | None:
 
 @contextmanager
 def secret_files(base: Path, run: str, files: Mapping[str, SecretStr]) -> Iterator[Path]:
-    """Write `files` (name -> secret) into a private directory; remove it on exit.
+    """Write `files` (name -> secret) into a new private directory; remove it on exit.
 
-    The directory is readable by its owner only and each file is created exclusively with
-    mode 0600, so no other local user ever sees a secret, not even briefly.
+    Each call owns its directory (`<run>.<random>`, created exclusively), so a run never
+    removes secrets another attempt is using. The directory is readable by its owner only
+    and each file is created exclusively with mode 0600, so no other local user ever sees
+    a secret, not even briefly.
     """
     base.mkdir(parents=True, exist_ok=True, mode=0o700)
-    directory = base / run
-    if directory.exists():
-        shutil.rmtree(directory)  # left behind by a crash; its run is over
+    directory = base / f"{run}.{token_hex(8)}"
     directory.mkdir(mode=0o700)
     try:
         for name, value in files.items():
@@ -112,3 +123,13 @@ def secret_files(base: Path, run: str, files: Mapping[str, SecretStr]) -> Iterat
         yield directory
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def remove_secrets(base: Path, directory: str) -> None:
+    """Remove a run's secrets `directory` if it lies directly under `base`; else nothing.
+
+    The path comes from a container's mounts, so it is checked before anything is removed.
+    """
+    path = Path(directory)
+    if path.parent == base and path.name and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)

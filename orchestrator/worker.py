@@ -13,6 +13,7 @@ COLD = "/repo/cold"
 CACHE = "/cache"
 SECRETS = "/run/unstoppable/secrets"
 RESTORE_TARGET = "/restore"
+NAME_PREFIX = "unstoppable_"
 
 
 class Kind(StrEnum):
@@ -44,6 +45,24 @@ class ContainerSpec:
     cap_add: tuple[str, ...] = ()
     devices: tuple[str, ...] = ()
     entrypoint: tuple[str, ...] = ()
+    security_opt: tuple[str, ...] = ()
+
+
+# The AppArmor profile install.sh loads (worker-image/apparmor/unstoppable-worker): Docker's
+# default profile denies `mount`, and a remote worker mounts its source with FUSE.
+APPARMOR_PROFILE = "unstoppable-worker"
+
+
+def apparmor_options(remote: bool, enabled: bool, loaded: frozenset[str]) -> tuple[str, ...]:
+    """Return the security options that let a worker's FUSE mount pass AppArmor.
+
+    Only a remote worker mounts; on a host without AppArmor nothing is needed. When the
+    profile is not loaded, none is asked for (Docker would refuse to start the worker), so
+    the mount is refused and the run says so with reason `mount`.
+    """
+    if remote and enabled and APPARMOR_PROFILE in loaded:
+        return (f"apparmor={APPARMOR_PROFILE}",)
+    return ()
 
 
 def capabilities(kind: Kind, remote: bool = False) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -51,11 +70,12 @@ def capabilities(kind: Kind, remote: bool = False) -> tuple[tuple[str, ...], tup
 
     Reading a customer's files of any owner needs DAC_READ_SEARCH and nothing else: the
     repositories belong to root. Mounting a remote source with FUSE needs SYS_ADMIN (and
-    /dev/fuse) instead. A restore recreates owners, modes and times, so it keeps Docker's
-    default set.
+    /dev/fuse) instead. A restore recreates owners (CHOWN), modes and times of files it
+    does not own (FOWNER, FSETID for set-id bits), writes into directories whose restored
+    mode denies it (DAC_OVERRIDE) and device nodes (MKNOD): that and nothing else.
     """
     if kind is Kind.RESTORE:
-        return (), ()
+        return ("ALL",), ("CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "MKNOD")
     if remote:
         return ("ALL",), ("SYS_ADMIN",)
     return ("ALL",), ("DAC_READ_SEARCH",)
@@ -82,15 +102,17 @@ def labels(
 
 
 def container_name(customer: str, resource: str, kind: Kind, scheduled_for: datetime) -> str:
-    """Return the worker's name.
+    """Return the worker's name: `unstoppable_<customer>_<resource>`.
 
-    Every kind that writes to or reads data from the repository shares one name per job, so
-    Docker itself refuses a second one while the first exists: a race-free mutex. Listing
-    snapshots is read-only and short, so it gets a name of its own.
+    `_` cannot occur in customer or resource names, so two different jobs never share a
+    name (with `-` as the separator, `a-b`+`c` and `a`+`b-c` did). Every kind that writes
+    to or reads data from the repository shares one name per job, so Docker itself refuses
+    a second one while the first exists: a race-free mutex. Listing snapshots is read-only
+    and short, so it gets a name of its own.
     """
-    base = f"unstoppable-{customer}-{resource}"
+    base = f"{NAME_PREFIX}{customer}_{resource}"
     if kind is Kind.SNAPSHOTS:
-        return f"{base}-snapshots-{scheduled_for.strftime('%Y%m%dT%H%M%S%fZ')}"
+        return f"{base}_snapshots_{scheduled_for.strftime('%Y%m%dT%H%M%S%fZ')}"
     return base
 
 

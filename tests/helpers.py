@@ -113,4 +113,4 @@ def running_workers(prefix: str) -> list[str]:
         capture_output=True,
         text=True,
     ).stdout
-    return [n for n in out.split() if n.startswith(f"unstoppable-{prefix}")]
+    return [n for n in out.split() if n.startswith(f"unstoppable_{prefix}")]

@@ -184,7 +184,7 @@ def test_every_secret_from_infisical_backs_up_restores_and_leaks_nowhere(
         def watch() -> None:
             while not stop.is_set():
                 out = subprocess.run(
-                    ["docker", "inspect", f"unstoppable-{name}-site"],
+                    ["docker", "inspect", f"unstoppable_{name}_site"],
                     capture_output=True,
                     text=True,
                 )

@@ -146,7 +146,7 @@ def test_secret_never_reaches_logs_inspect_or_process_list(site: Site, unique: s
     make_tree(source, big_mb=300)
     site.customer(name, customer_text(secret, source))
     seen: list[str] = []
-    container = f"unstoppable-{name}-files"
+    container = f"unstoppable_{name}_files"
     stop = threading.Event()
 
     def watch() -> None:
@@ -185,7 +185,7 @@ def test_rustic_stopped_by_a_signal_is_a_failure(site: Site, unique: str) -> Non
     source = site.root / "src"
     make_tree(source, big_mb=600)
     site.customer(name, customer_text("pw", source))
-    container = f"unstoppable-{name}-files"
+    container = f"unstoppable_{name}_files"
 
     def stop_when_running() -> None:
         for _ in range(300):
@@ -238,7 +238,7 @@ def test_a_second_backup_of_a_running_job_is_skipped_not_queued(site: Site, uniq
         stderr=subprocess.PIPE,
         text=True,
     )
-    container = f"unstoppable-{name}-files"
+    container = f"unstoppable_{name}_files"
     for _ in range(300):
         running = subprocess.run(
             ["docker", "inspect", "-f", "{{.State.Running}}", container],

@@ -253,11 +253,11 @@ def test_alerts_reach_alertmanager_and_pings_their_receiver(
     wait_until(lambda: receiver.firing("OrchestratorDown"), 90, "OrchestratorDown")
 
     # Pings: start then success for the healthy job, start then fail for the broken one.
-    ok = receiver.pings(f"/ping/{healthy}-files")
-    assert ok[:2] == [f"/ping/{healthy}-files/start", f"/ping/{healthy}-files"], ok
-    bad = receiver.pings(f"/ping/{broken}-files")
-    assert bad[:2] == [f"/ping/{broken}-files/start", f"/ping/{broken}-files/fail"], bad
-    assert f"/ping/{healthy}-files/fail" not in ok
+    ok = receiver.pings(f"/ping/{healthy}_files")
+    assert ok[:2] == [f"/ping/{healthy}_files/start", f"/ping/{healthy}_files"], ok
+    bad = receiver.pings(f"/ping/{broken}_files")
+    assert bad[:2] == [f"/ping/{broken}_files/start", f"/ping/{broken}_files/fail"], bad
+    assert f"/ping/{healthy}_files/fail" not in ok
     subprocess.run(
         f"docker ps -q --filter label=unstoppable.customer={late} | xargs -r docker rm -f",
         shell=True,

@@ -108,9 +108,9 @@ def test_labels_and_names_follow_design() -> None:
         "unstoppable.origin": "cli",
     }
     # Every kind that touches the repository shares the job's name: Docker is the mutex.
-    assert container_name("acme", "web", Kind.BACKUP, when) == "unstoppable-acme-web"
-    assert container_name("acme", "web", Kind.RESTORE, when) == "unstoppable-acme-web"
-    assert container_name("acme", "web", Kind.SNAPSHOTS, when) != "unstoppable-acme-web"
+    assert container_name("acme", "web", Kind.BACKUP, when) == "unstoppable_acme_web"
+    assert container_name("acme", "web", Kind.RESTORE, when) == "unstoppable_acme_web"
+    assert container_name("acme", "web", Kind.SNAPSHOTS, when) != "unstoppable_acme_web"
 
 
 def test_backup_argv_records_the_real_path_and_host() -> None:
