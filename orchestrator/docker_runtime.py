@@ -98,11 +98,8 @@ class DockerRuntime:
         # Lost the engine for good: the worker may still be running and healthy, so it is
         # left alone (never stopped, never removed) for the next run or start to collect.
         exit_code, timed_out, container = self._wait(container, timeout)
-        try:
-            stdout = container.logs(stdout=True, stderr=False).decode("utf-8", "replace")
-            stderr = container.logs(stdout=False, stderr=True).decode("utf-8", "replace")
-        except (DockerException, requests.RequestException) as exc:
-            raise RuntimeUnavailable(f"{name}: cannot read its logs: {_short(exc)}") from None
+        stdout = self._logs(container, stdout=True)
+        stderr = self._logs(container, stdout=False)
         self._remove(container)
         return Finished(exit_code, stdout, stderr, timed_out)
 
@@ -219,6 +216,24 @@ class DockerRuntime:
                 except (DockerException, requests.RequestException):
                     continue
 
+    def _logs(self, container: Any, stdout: bool) -> str:
+        """Return one output stream of an exited worker, waiting out a restarting engine."""
+        lost_since = time.monotonic()
+        while True:
+            try:
+                data = container.logs(stdout=stdout, stderr=not stdout)
+                return str(data.decode("utf-8", "replace"))
+            except (APIError, NotFound) as exc:
+                raise RuntimeUnavailable(
+                    f"{container.name}: cannot read its logs: {_short(exc)}"
+                ) from None
+            except (DockerException, requests.RequestException) as exc:
+                if time.monotonic() - lost_since > RECONNECT_SECONDS:
+                    raise RuntimeUnavailable(
+                        f"{container.name}: cannot read its logs: {_short(exc)}"
+                    ) from None
+                time.sleep(RECONNECT_PAUSE)
+
     def _stop(self, container: Any) -> int:
         """Stop a worker past its deadline; return its exit code."""
         try:
@@ -231,12 +246,19 @@ class DockerRuntime:
             ) from None
 
     def _remove(self, container: Any) -> None:
+        """Remove a worker whose result was read; a failure here never changes that result.
+
+        A worker left behind is reaped when its job next starts (`_reap_leftover`).
+        """
         try:
             container.remove(force=True)
         except NotFound:
             pass
+        except APIError as exc:
+            if exc.status_code != 409:  # 409: a removal already in progress
+                log.warning("%s: cannot remove it: %s", container.name, _short(exc))
         except (DockerException, requests.RequestException) as exc:
-            raise RuntimeUnavailable(f"cannot remove {container.name}: {_short(exc)}") from None
+            log.warning("%s: cannot remove it: %s", container.name, _short(exc))
 
 
 def _parse_time(text: str) -> datetime:

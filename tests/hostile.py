@@ -2,6 +2,8 @@
 
 import os
 import socket
+import threading
+import time
 from pathlib import Path
 
 VALID = 'SCHEDULE="{schedule}"\nREPO_PASSWORD=pw-{name}\nRESOURCES={resource}\n{key}_TYPE=local\n{key}_PATH={source}\n'
@@ -85,3 +87,39 @@ def write_broken(directory: Path, source: Path, suffix: str) -> dict[str, str]:
         handle.write(good.encode())
     expected[f"bad\\xff{suffix}.env"] = "file name: the customer name"
     return expected
+
+
+class DripServer:
+    """A TCP server on loopback that sends `payload` one byte a second, forever."""
+
+    def __init__(self, payload: bytes) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.port = self.sock.getsockname()[1]
+        self.payload = payload
+        self.stop = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
+
+    def _drip(self, conn: socket.socket) -> None:
+        with conn:
+            for i in range(10_000):
+                if self.stop.is_set():
+                    return
+                try:
+                    conn.sendall(self.payload[i % len(self.payload) : i % len(self.payload) + 1])
+                except OSError:
+                    return
+                time.sleep(1)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.sock.close()

@@ -5,11 +5,9 @@ test_unstoppable.py.
 """
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,7 +24,7 @@ from orchestrator.planner import JobSpec, PlanState, plan
 from orchestrator.source_bounds import SourceBounds
 from orchestrator.worker import Kind, apparmor_options, container_name
 from tests.conftest import ROOT
-from tests.hostile import valid_text, write_broken
+from tests.hostile import DripServer, valid_text, write_broken
 
 KEYS = [
     "SCHEDULE", "TIMEZONE", "REPO_PASSWORD", "RESOURCES", "PING_URL", "KEEP_LAST",
@@ -244,42 +242,6 @@ def test_apparmor_profile_only_for_remote_workers_where_loaded(
     remote: bool, enabled: bool, loaded: set[str], options: tuple[str, ...]
 ) -> None:
     assert apparmor_options(remote, enabled, frozenset(loaded)) == options
-
-
-class DripServer:
-    """A TCP server on loopback that sends `payload` one byte a second, forever."""
-
-    def __init__(self, payload: bytes) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen()
-        self.port = self.sock.getsockname()[1]
-        self.payload = payload
-        self.stop = threading.Event()
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
-
-    def _drip(self, conn: socket.socket) -> None:
-        with conn:
-            for i in range(10_000):
-                if self.stop.is_set():
-                    return
-                try:
-                    conn.sendall(self.payload[i % len(self.payload) : i % len(self.payload) + 1])
-                except OSError:
-                    return
-                time.sleep(1)
-
-    def close(self) -> None:
-        self.stop.set()
-        self.sock.close()
 
 
 def test_a_dripping_ftps_greeting_ends_at_the_pinning_deadline() -> None:

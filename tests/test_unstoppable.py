@@ -1,0 +1,257 @@
+"""The daemon against hostile input and a hostile host, end to end with real Docker.
+
+What ran is judged from Docker's event stream and the ledger, never from the daemon's word.
+"""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from orchestrator.ledger import Ledger
+from tests.conftest import Site
+from tests.helpers import DaemonProcess, Events, assert_never_overlapping, wait_until
+from tests.hostile import DripServer, valid_text, write_broken
+from tests.servers import free_port
+
+pytestmark = pytest.mark.docker
+EVERY_5S = "* * * * * */5"
+
+
+def source(site: Site, name: str, delay: int = 0) -> Path:
+    path = site.root / f"src-{name}"
+    path.mkdir(exist_ok=True)
+    (path / "data.txt").write_text(f"data of {name}")
+    if delay:
+        (path / ".test-delay").write_text(str(delay))
+    return path
+
+
+def successes(ledger: Ledger, job: str) -> int:
+    return sum(1 for row in ledger.runs(job) if row[4] == "success")
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        return str(response.read().decode())
+
+
+def windows(events: list[dict[str, object]], job: str) -> list[tuple[int, int]]:
+    """Return the (start, die) times in ns of every worker of `job`, from Docker's events."""
+    opened: list[int] = []
+    spans = []
+    for event in sorted(events, key=lambda e: int(e["timeNano"])):  # type: ignore[call-overload]
+        if event["Actor"]["Attributes"].get("unstoppable.job") != job:  # type: ignore[index]
+            continue
+        if event["status"] == "start":
+            opened.append(int(event["timeNano"]))  # type: ignore[call-overload]
+        elif event["status"] == "die" and opened:
+            spans.append((opened.pop(0), int(event["timeNano"])))  # type: ignore[call-overload]
+    return spans
+
+
+def test_broken_files_and_colliding_names_stop_nobody(
+    site: Site, daemon: DaemonProcess, unique: str, slow_image: str
+) -> None:
+    """A minute beside 17 broken files: the good customer runs every tick, both colliders too."""
+    port = free_port()
+    site.env["UNSTOPPABLE_WORKER_IMAGE"] = slow_image
+    site.env["UNSTOPPABLE_METRICS_LISTEN"] = f"127.0.0.1:{port}"
+    broken = write_broken(site.customers, source(site, f"b-{unique}"), unique)
+    good = f"good-{unique}"
+    site.customer(good, valid_text(good, "files", source(site, good), EVERY_5S))
+    # Joined with '-', both were "c<u>-a-site": one container name, one secrets directory.
+    left, right = (f"c{unique}-a", "site"), (f"c{unique}", "a-site")
+    for name, resource in (left, right):
+        site.customer(name, valid_text(name, resource, source(site, name, delay=3), EVERY_5S))
+    events = Events()
+    daemon.start()
+    time.sleep(60)
+    assert daemon.proc is not None and daemon.proc.poll() is None, "the daemon must keep running"
+    metrics = scrape(port)
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(15) == 0
+    log = events.stop()
+
+    ledger = Ledger(site.data / "state")
+    assert_never_overlapping(log)
+    assert successes(ledger, f"{good}/files") >= 10, ledger.runs(f"{good}/files")
+    assert ledger.event_count(f"{good}/files", "skipped") == 0
+    for name, resource in (left, right):
+        job = f"{name}/{resource}"
+        assert successes(ledger, job) >= 5, ledger.runs(job)
+        assert {row[4] for row in ledger.runs(job)} == {"success"}, ledger.runs(job)
+        assert ledger.event_count(job, "skipped") == 0, f"{job} was skipped"
+    # Both colliding jobs really ran at the same time, by Docker's own account.
+    a, b = windows(log, f"{left[0]}/{left[1]}"), windows(log, f"{right[0]}/{right[1]}")
+    assert any(s1 < e2 and s2 < e1 for s1, e1 in a for s2, e2 in b), "never concurrent"
+    for name in broken:
+        stem = name.removesuffix(".env").replace("\\", "\\\\")  # escaped as in the text format
+        assert f'unstoppable_config_valid{{customer="{stem}"}} 0.0' in metrics, stem
+    assert f'unstoppable_config_valid{{customer="{good}"}} 1.0' in metrics
+    assert "Traceback" not in daemon.text()
+
+
+def test_a_dripping_ftps_server_holds_only_its_own_job(
+    site: Site, daemon: DaemonProcess, unique: str
+) -> None:
+    """The certificate fetch ends at its deadline with a reason; the others run meanwhile."""
+    drip = DripServer(b"220-" + b"x" * 10_000)
+    slow, fast = f"drip-{unique}", f"fast-{unique}"
+    site.customer(
+        slow,
+        f'SCHEDULE="{EVERY_5S}"\nREPO_PASSWORD=pw\nRESOURCES=site\nSITE_TYPE=ftps\n'
+        f"SITE_HOST=127.0.0.1\nSITE_PORT={drip.port}\nSITE_USER=u\nSITE_PASSWORD=p\n"
+        f"SITE_PATH=/\nSITE_TLS_FINGERPRINT=sha256:{':'.join(['AB'] * 32)}\n",
+    )
+    site.customer(fast, valid_text(fast, "files", source(site, fast), EVERY_5S))
+    try:
+        daemon.start()
+        ledger = Ledger(site.data / "state")
+        wait_until(lambda: ledger.runs(f"{slow}/site"), 60, "the dripping job to end")
+    finally:
+        daemon.signal(signal.SIGTERM)
+        daemon.wait(15)
+        drip.close()
+    with sqlite3.connect(site.data / "state" / "ledger.sqlite3") as db:
+        started, ended, result, reason, message = db.execute(
+            "SELECT started, ended, result, reason, message FROM runs"
+            " WHERE customer = ? ORDER BY id LIMIT 1",
+            (slow,),
+        ).fetchone()
+        fast_runs = db.execute(
+            "SELECT count(*) FROM runs WHERE customer = ? AND result = 'success' AND ended <= ?",
+            (fast, ended),
+        ).fetchone()[0]
+    held = datetime.fromisoformat(ended) - datetime.fromisoformat(started)
+    assert (result, reason) == ("failure", "connect"), message
+    assert "within 20 s" in message
+    assert held < timedelta(seconds=30), held
+    assert fast_runs >= 3, "the other customer must be backed up while the server drips"
+
+
+def test_a_customer_with_more_resources_than_slots_leaves_room_for_others(
+    site: Site, daemon: DaemonProcess, unique: str, slow_image: str
+) -> None:
+    """MAX_PARALLEL=2, one customer with 3 slow resources: another's job starts on time."""
+    site.env["UNSTOPPABLE_WORKER_IMAGE"] = slow_image
+    site.env["UNSTOPPABLE_MAX_PARALLEL"] = "2"
+    heavy, light = f"heavy-{unique}", f"light-{unique}"
+    lines = ['SCHEDULE="* * * * * 0,30"\nREPO_PASSWORD=pw\nRESOURCES=r-1,r-2,r-3\n']
+    for r in ("r-1", "r-2", "r-3"):
+        key = r.upper().replace("-", "_")
+        lines.append(f"{key}_TYPE=local\n{key}_PATH={source(site, f'{heavy}-{r}', delay=20)}\n")
+    site.customer(heavy, "".join(lines))
+    site.customer(light, valid_text(light, "files", source(site, light), "* * * * * 5,35"))
+    events = Events()
+    daemon.start()
+    ledger = Ledger(site.data / "state")
+    wait_until(lambda: successes(ledger, f"{light}/files") >= 1, 90, "the light customer's run")
+    daemon.signal(signal.SIGTERM)
+    daemon.wait(15)
+    subprocess.run(
+        f"docker ps -q --filter label=unstoppable.customer={heavy} | xargs -r docker rm -f",
+        shell=True,
+        check=False,
+    )
+    log = events.stop()
+
+    light_start = windows(log, f"{light}/files")[0][0]
+    heavy_spans = [s for r in ("r-1", "r-2", "r-3") for s in windows(log, f"{heavy}/{r}")]
+    heavy_starts = sorted(start for start, _ in heavy_spans)
+    assert heavy_starts, "the heavy customer ran"
+    # The light job started while the heavy customer's first run still held its slot.
+    first_heavy_end = min(end for _, end in heavy_spans)
+    assert light_start < first_heavy_end, "the light job waited for the heavy customer"
+    concurrent_heavy = sum(1 for s, e in heavy_spans if s <= light_start < e)
+    assert concurrent_heavy == 1, "the heavy customer holds its share, one slot of two"
+    assert ledger.event_count(f"{light}/files", "skipped") == 0
+
+
+def test_a_corrupt_ledger_and_a_clock_behind_the_ledger_are_survived(
+    site: Site, daemon: DaemonProcess, unique: str
+) -> None:
+    """Garbage in the ledger file, and a last tick a day ahead: backups go on at once."""
+    port = free_port()
+    site.env["UNSTOPPABLE_METRICS_LISTEN"] = f"127.0.0.1:{port}"
+    name = f"led-{unique}"
+    site.customer(name, valid_text(name, "files", source(site, name), EVERY_5S))
+    state = site.data / "state"
+    state.mkdir(parents=True)
+    (state / "ledger.sqlite3").write_bytes(os.urandom(8192))
+    daemon.start()
+    wait_until(lambda: "moved aside" in daemon.text(), 30, "the daemon to set the ledger aside")
+    ledger = Ledger(state)
+    wait_until(lambda: successes(ledger, f"{name}/files") >= 2, 60, "backups in a new ledger")
+    assert len(list(state.glob("ledger.sqlite3.corrupt-*"))) == 1, "the damaged file is kept"
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(15) == 0
+
+    # The clock is now a day behind what the ledger remembers (as after a clock step back).
+    ledger.set_state("last_tick", (datetime.now(UTC) + timedelta(days=1)).isoformat())
+    before = successes(ledger, f"{name}/files")
+    daemon.start()
+    wait_until(lambda: successes(ledger, f"{name}/files") > before, 30, "a run despite the jump")
+    assert 'unstoppable_daemon_errors_total{what="clock"} 1.0' in scrape(port)
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(15) == 0
+    assert "Traceback" not in daemon.text()
+
+
+ENGINES: list[subprocess.Popen[bytes]] = []
+
+
+def restart_dockerd() -> None:
+    """Restart the Docker engine the way this host runs it, and wait until it answers."""
+    active = ["systemctl", "is-active", "--quiet", "docker"]
+    if subprocess.run(active, capture_output=True, check=False).returncode == 0:
+        subprocess.run(["systemctl", "restart", "docker"], check=True)
+    else:
+        pid = int(subprocess.run(["pgrep", "-o", "-x", "dockerd"], capture_output=True,
+                                 text=True, check=True).stdout.split()[0])  # fmt: skip
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+        os.kill(pid, signal.SIGTERM)
+        wait_until(lambda: not Path(f"/proc/{pid}").exists(), 90, "dockerd to stop")
+        with open("/var/log/unstoppable-dockerd.log", "ab") as log:
+            # Kept referenced: the engine outlives this test, like the one provision started.
+            ENGINES.append(subprocess.Popen(argv, stdout=log, stderr=log, start_new_session=True))
+    wait_until(
+        lambda: subprocess.run(["docker", "info"], capture_output=True).returncode == 0,
+        90,
+        "dockerd to answer again",
+    )
+
+
+def test_docker_restarted_mid_run_is_survived_and_recorded(
+    site: Site, daemon: DaemonProcess, unique: str, slow_image: str
+) -> None:
+    """The engine goes away under a running worker: recorded, never a timeout; runs go on."""
+    site.env["UNSTOPPABLE_WORKER_IMAGE"] = slow_image
+    name = f"dock-{unique}"
+    site.customer(name, valid_text(name, "files", source(site, name, delay=8), "* * * * * */20"))
+    daemon.start()
+    ledger = Ledger(site.data / "state")
+    wait_until(
+        lambda: subprocess.run(
+            ["docker", "ps", "-q", "--filter", f"label=unstoppable.customer={name}"],
+            capture_output=True, text=True,
+        ).stdout.strip(),
+        60,
+        "a running worker",
+    )  # fmt: skip
+    restart_dockerd()
+    wait_until(lambda: successes(ledger, f"{name}/files") >= 1, 120, "a backup after the restart")
+    assert daemon.proc is not None and daemon.proc.poll() is None, "the daemon must keep running"
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(15) == 0
+    runs = ledger.runs(f"{name}/files")
+    first = runs[0]
+    assert first[4] == "failure" and first[5] != "timeout", runs
+    assert any(r[4] == "success" for r in runs[1:]), runs
+    assert "Traceback" not in daemon.text()
