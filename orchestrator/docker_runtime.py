@@ -190,31 +190,43 @@ class DockerRuntime:
             try:
                 status = container.wait(timeout=remaining)
                 return int(status.get("StatusCode", -1)), False, container
-            except requests.exceptions.ReadTimeout:
-                if deadline is not None and time.monotonic() < deadline:
-                    continue  # a slow answer, not our deadline
-                return self._stop(container), True, container
+            except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError) as exc:
+                # docker-py reports its read timeout on the unix socket as a ConnectionError:
+                # whichever it is, past our deadline it is ours.
+                if deadline is not None and time.monotonic() >= deadline - 0.5:
+                    return self._stop(container), True, container
+                lost_since = self._engine_lost(container, exc, lost_since)
+                container = self._refetch(container)
             except NotFound:
                 raise RuntimeUnavailable(
                     f"{container.name}: the worker vanished before its result was read"
                 ) from None
             except (DockerException, requests.RequestException) as exc:
-                lost_since = lost_since or time.monotonic()
-                if time.monotonic() - lost_since > RECONNECT_SECONDS:
-                    raise RuntimeUnavailable(
-                        f"{container.name}: lost the Docker engine for over "
-                        f"{RECONNECT_SECONDS} s ({_short(exc)}); the worker was left running"
-                    ) from None
-                log.warning("%s: lost the Docker engine (%s); waiting", container.name, _short(exc))
-                time.sleep(RECONNECT_PAUSE)
-                try:
-                    container = self.client.containers.get(container.name)
-                except NotFound:
-                    raise RuntimeUnavailable(
-                        f"{container.name}: the worker vanished while the engine was away"
-                    ) from None
-                except (DockerException, requests.RequestException):
-                    continue
+                lost_since = self._engine_lost(container, exc, lost_since)
+                container = self._refetch(container)
+
+    def _engine_lost(self, container: Any, exc: Exception, since: float | None) -> float:
+        """Note that the engine stopped answering; raise once it has been gone too long."""
+        since = since or time.monotonic()
+        if time.monotonic() - since > RECONNECT_SECONDS:
+            raise RuntimeUnavailable(
+                f"{container.name}: lost the Docker engine for over "
+                f"{RECONNECT_SECONDS} s ({_short(exc)}); the worker was left running"
+            )
+        log.warning("%s: lost the Docker engine (%s); waiting", container.name, _short(exc))
+        time.sleep(RECONNECT_PAUSE)
+        return since
+
+    def _refetch(self, container: Any) -> Any:
+        """Return a fresh handle on `container`, or the old one while the engine is away."""
+        try:
+            return self.client.containers.get(container.name)
+        except NotFound:
+            raise RuntimeUnavailable(
+                f"{container.name}: the worker vanished while the engine was away"
+            ) from None
+        except (DockerException, requests.RequestException):
+            return container
 
     def _logs(self, container: Any, stdout: bool) -> str:
         """Return one output stream of an exited worker, waiting out a restarting engine."""

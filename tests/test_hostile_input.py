@@ -286,3 +286,22 @@ def test_a_corrupt_ledger_is_moved_aside_and_a_new_one_starts(tmp_path: Path) ->
     assert ledger.get_state("last_tick") == NOW.isoformat()
     kept = list(state.glob("ledger.sqlite3.corrupt-*"))
     assert len(kept) == 1 and kept[0].read_bytes().startswith(b"this is not a database")
+
+
+def test_each_run_attempt_owns_its_secrets_directory(tmp_path: Path) -> None:
+    """Two attempts of one job never share a directory; each removes only its own."""
+    from pydantic import SecretStr
+
+    from orchestrator.secrets import remove_secrets, secret_files
+
+    base = tmp_path / "secrets"
+    with secret_files(base, "unstoppable_a_b", {"pw": SecretStr("one")}) as first:
+        with secret_files(base, "unstoppable_a_b", {"pw": SecretStr("two")}) as second:
+            assert first != second
+            assert (first / "pw").read_text() == "one"
+        assert not second.exists()
+        assert (first / "pw").read_text() == "one", "the other attempt's secrets must stay"
+        remove_secrets(base, str(tmp_path))  # not directly under base: refused
+        remove_secrets(base, "/")
+        assert first.exists() and tmp_path.exists()
+    assert not first.exists()

@@ -293,7 +293,7 @@ def test_a_leftover_exited_worker_does_not_block_the_job(site: Site, unique: str
             "docker",
             "create",
             "--name",
-            f"unstoppable-{name}-files",
+            f"unstoppable_{name}_files",
             "--label",
             "unstoppable.managed=true",
             "--label",

@@ -4,6 +4,7 @@ What ran is judged from Docker's event stream and the ledger, never from the dae
 """
 
 import os
+import shlex
 import signal
 import sqlite3
 import subprocess
@@ -204,7 +205,86 @@ def test_a_corrupt_ledger_and_a_clock_behind_the_ledger_are_survived(
     assert "Traceback" not in daemon.text()
 
 
-ENGINES: list[subprocess.Popen[bytes]] = []
+def test_a_refused_fuse_mount_is_its_own_reason(site: Site, unique: str) -> None:
+    """A worker whose FUSE mount is refused (as AppArmor's default profile does) says `mount`."""
+    from orchestrator.customer import load_customer
+    from orchestrator.docker_runtime import DockerRuntime
+    from orchestrator.runs import Jobs
+    from orchestrator.settings import load_settings
+    from orchestrator.worker import SECRETS, ContainerSpec, Mount
+
+    secrets = site.root / "secrets"
+    secrets.mkdir()
+    (secrets / "rclone.conf").write_text("[source]\ntype = local\n")
+    remote = site.root / "remote"
+    remote.mkdir()
+    (remote / "file.txt").write_text("x")
+    runtime = DockerRuntime()
+    # The real worker script and rclone, with everything a mount needs except the
+    # permission to mount: the same refusal AppArmor's docker-default gives.
+    done = runtime.run(
+        ContainerSpec(
+            name=f"unstoppable_mount-{unique}_site",
+            image=site.env["UNSTOPPABLE_WORKER_IMAGE"],
+            command=(str(remote), "/remote/site", "0", "--", "backup"),
+            labels=(("unstoppable.managed", "true"), ("unstoppable.customer", f"mount-{unique}")),
+            mounts=(Mount(secrets, SECRETS), Mount(remote, str(remote))),
+            cap_drop=("ALL",),
+            entrypoint=("/usr/local/bin/unstoppable-remote",),
+        ),
+        timeout=120,
+    )
+    assert done.exit_code == 5, (done.exit_code, done.stderr)
+    assert "cannot mount source:" in done.stderr
+
+    path = site.customer(
+        f"mount-{unique}",
+        'SCHEDULE="0 * * * *"\nREPO_PASSWORD=pw\nRESOURCES=site\nSITE_TYPE=sftp\n'
+        "SITE_HOST=127.0.0.1\nSITE_USER=u\nSITE_PASSWORD=p\nSITE_PATH=/\n"
+        "SITE_HOST_KEY=ssh-ed25519 AAAA\n",
+    )
+    customer = load_customer(path)
+    jobs = Jobs(load_settings(site.env), runtime)
+    outcome = jobs._judge(customer, customer.resources[0], datetime.now(UTC), done)
+    assert (outcome.result.value, outcome.reason.value) == ("failure", "mount")
+    assert "AppArmor" in outcome.message and "cannot mount" in outcome.message
+
+
+def test_a_worker_of_the_old_naming_is_adopted_and_still_holds_its_job(
+    site: Site, daemon: DaemonProcess, unique: str
+) -> None:
+    """A worker started as unstoppable-<customer>-<resource> by an earlier version."""
+    name = f"old-{unique}"
+    site.customer(name, valid_text(name, "files", source(site, name), EVERY_5S))
+    scheduled = "2026-01-01T00:00:00Z"
+    labels = {
+        "unstoppable.managed": "true",
+        "unstoppable.customer": name,
+        "unstoppable.resource": "files",
+        "unstoppable.job": f"{name}/files",
+        "unstoppable.kind": "backup",
+        "unstoppable.scheduled-for": scheduled,
+        "unstoppable.origin": "daemon",
+    }
+    argv = ["docker", "run", "-d", "--name", f"unstoppable-{name}-files", "--entrypoint", "sleep"]
+    for key, value in labels.items():
+        argv += ["--label", f"{key}={value}"]
+    events = Events()
+    subprocess.run([*argv, site.env["UNSTOPPABLE_WORKER_IMAGE"], "12"], check=True,
+                   capture_output=True)  # fmt: skip
+    daemon.start()
+    ledger = Ledger(site.data / "state")
+    wait_until(lambda: successes(ledger, f"{name}/files") >= 1, 90, "a backup after adoption")
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(15) == 0
+    log = events.stop()
+
+    runs = ledger.runs(f"{name}/files")
+    assert runs[0][3].startswith("2026-01-01T00:00:00"), "the old worker's run was adopted"
+    assert_never_overlapping(log)  # no new worker ran beside the old one
+    gone = subprocess.run(["docker", "ps", "-aq", "--filter", f"name=unstoppable-{name}-files"],
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    assert not gone, "the adopted worker is removed once collected"
 
 
 def restart_dockerd() -> None:
@@ -218,9 +298,13 @@ def restart_dockerd() -> None:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
         os.kill(pid, signal.SIGTERM)
         wait_until(lambda: not Path(f"/proc/{pid}").exists(), 90, "dockerd to stop")
-        with open("/var/log/unstoppable-dockerd.log", "ab") as log:
-            # Kept referenced: the engine outlives this test, like the one provision started.
-            ENGINES.append(subprocess.Popen(argv, stdout=log, stderr=log, start_new_session=True))
+        # Detached through a shell that exits at once: the engine outlives this test, like
+        # the one provision started, and no Popen is left for Python to warn about.
+        command = shlex.join(os.fsdecode(a) for a in argv)
+        subprocess.run(
+            ["sh", "-c", f"setsid {command} >>/var/log/unstoppable-dockerd.log 2>&1 &"],
+            check=True,
+        )
     wait_until(
         lambda: subprocess.run(["docker", "info"], capture_output=True).returncode == 0,
         90,
