@@ -1,3 +1,3 @@
 """Unstoppable backups: one short-lived rustic container per customer and resource."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

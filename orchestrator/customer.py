@@ -21,6 +21,7 @@ _NAME_RULE = (
     "a-z, 0-9 and '-', starting and ending with a letter or digit"
 )
 MAX_KEEP = 100_000
+MAX_RESOURCES = 200
 KEEP_KEYS = ("KEEP_LAST", "KEEP_HOURLY", "KEEP_DAILY", "KEEP_WEEKLY", "KEEP_MONTHLY", "KEEP_YEARLY")
 CUSTOMER_KEYS = ("SCHEDULE", "TIMEZONE", "REPO_PASSWORD", "RESOURCES", "PING_URL", *KEEP_KEYS)
 
@@ -244,11 +245,16 @@ def _resource_names(value: str | None, problem: _Problem) -> list[str]:
         problem("RESOURCES", "required: a comma-separated list of resource names")
         return []
     names: list[str] = []
-    for raw in value.split(","):
+    listed = value.split(",")
+    if len(listed) > MAX_RESOURCES:
+        problem("RESOURCES", f"lists {len(listed)} resources; at most {MAX_RESOURCES} per customer")
+        return []
+    for raw in listed:
         name = raw.strip()
         if not NAME.fullmatch(name):
             problem(
-                "RESOURCES", f"resource name {name!r} must be 3-63 characters of a-z, 0-9 and '-'"
+                "RESOURCES",
+                f"resource name {name[:70]!r} must be 3-63 characters of a-z, 0-9 and '-'",
             )
         elif name in names:
             problem("RESOURCES", f"resource {name!r} is listed twice")
@@ -262,19 +268,20 @@ def _assign_keys(
 ) -> dict[str, dict[str, str]]:
     """Give each `<RESOURCE>_<KEY>` to its resource; report keys that belong to none."""
     owned: dict[str, dict[str, str]] = {name: {} for name in names}
+    # Looked up by the key's own suffixes, so the cost is keys × key kinds, not keys × names.
+    by_prefix = {env_prefix(name): name for name in names}
     for key, value in values.items():
         if key in CUSTOMER_KEYS:
             continue
         owners = [
-            name
-            for name in names
-            if key.startswith(env_prefix(name))
-            and key[len(env_prefix(name)) :] in ALL_RESOURCE_KEYS
+            by_prefix[key[: -len(suffix)]]
+            for suffix in ALL_RESOURCE_KEYS
+            if key.endswith("_" + suffix) and key[: -len(suffix)] in by_prefix
         ]
         if len(owners) == 1:
             owned[owners[0]][key[len(env_prefix(owners[0])) :]] = value
         elif owners:
-            problem(key, f"ambiguous: could belong to resources {', '.join(owners)}")
+            problem(key, f"ambiguous: could belong to resources {', '.join(sorted(owners))}")
         else:
             problem(
                 key, "unknown key (not a customer key, nor <RESOURCE>_<KEY> of a listed resource)"
@@ -316,6 +323,8 @@ def _resource(
     path = keys.get("PATH", "")
     if path and not path.startswith("/"):
         report(prefix + "PATH", "must be an absolute path")
+    elif len(path) > 4095 or any(len(part) > 255 for part in path.split("/")):
+        report(prefix + "PATH", "too long for a path (4095 bytes, 255 per name)")
     elif path and ".." in Path(path).parts:
         report(prefix + "PATH", "must not contain '..'")
     elif (

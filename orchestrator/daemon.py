@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 CONFIG_POLL_SECONDS = 5.0
 CLOCK_TOLERANCE = timedelta(seconds=2)
+ADOPT_EVERY = timedelta(seconds=60)
 # A secrets directory no container mounts is a leftover once it is this old; younger ones
 # may belong to a run being created right now (by the CLI, beside the daemon).
 LEFTOVER_SECRETS_AGE = 600.0
@@ -105,7 +106,7 @@ class Daemon:
         )
         self.serve_metrics()
         last_tick = self.start_tick(_now())
-        next_poll = _now()
+        next_poll = next_adopt = _now()
         log.info(
             "scheduling %d job(s) of %d customer(s)", len(self.specs), len(self.customers.valid)
         )
@@ -113,7 +114,8 @@ class Daemon:
             now = _now()
             self.heartbeat = now.timestamp()
             try:
-                if not self.adopted:
+                if not self.adopted or now >= next_adopt:
+                    next_adopt = now + ADOPT_EVERY
                     self.adopt()
                 if self.reload.is_set() or now >= next_poll:
                     self.reload.clear()
@@ -259,9 +261,11 @@ class Daemon:
         )
 
     def adopt(self) -> None:
-        """Collect the workers a previous daemon left; remove secrets nobody uses any more.
+        """Collect the workers nobody waits for; remove secrets nobody uses any more.
 
-        Raises RuntimeUnavailable while Docker cannot be asked; the loop tries again.
+        At start, those a previous daemon left; later, those a run gave up on while the
+        Docker engine was away. Raises RuntimeUnavailable while Docker cannot be asked;
+        the loop tries again.
         """
         workers = self.runtime.workers()
         self.adopted = True
@@ -279,14 +283,16 @@ class Daemon:
             if worker.label("origin") != "daemon" or worker.label("kind") not in ADOPTED_KINDS:
                 continue
             job = worker.label("job")
+            with self.lock:
+                if job in self.in_flight:
+                    continue  # a run of ours is waiting for it
+                self.in_flight.add(job)
             log.info(
                 "%s: adopting %s (%s)",
                 job,
                 worker.name,
                 "running" if worker.running else "finished",
             )
-            with self.lock:
-                self.in_flight.add(job)
             threading.Thread(target=self._adopt_one, args=(worker,), daemon=True).start()
 
     def tick(self, last_tick: datetime, now: datetime) -> datetime:

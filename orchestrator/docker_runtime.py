@@ -196,14 +196,16 @@ class DockerRuntime:
                 if deadline is not None and time.monotonic() >= deadline - 0.5:
                     return self._stop(container), True, container
                 lost_since = self._engine_lost(container, exc, lost_since)
-                container = self._refetch(container)
+                container, answered = self._refetch(container)
+                lost_since = None if answered else lost_since
             except NotFound:
                 raise RuntimeUnavailable(
                     f"{container.name}: the worker vanished before its result was read"
                 ) from None
             except (DockerException, requests.RequestException) as exc:
                 lost_since = self._engine_lost(container, exc, lost_since)
-                container = self._refetch(container)
+                container, answered = self._refetch(container)
+                lost_since = None if answered else lost_since
 
     def _engine_lost(self, container: Any, exc: Exception, since: float | None) -> float:
         """Note that the engine stopped answering; raise once it has been gone too long."""
@@ -217,16 +219,17 @@ class DockerRuntime:
         time.sleep(RECONNECT_PAUSE)
         return since
 
-    def _refetch(self, container: Any) -> Any:
-        """Return a fresh handle on `container`, or the old one while the engine is away."""
+    def _refetch(self, container: Any) -> tuple[Any, bool]:
+        """Return a fresh handle on `container` and True, or the old one and False while
+        the engine is still away."""
         try:
-            return self.client.containers.get(container.name)
+            return self.client.containers.get(container.name), True
         except NotFound:
             raise RuntimeUnavailable(
                 f"{container.name}: the worker vanished while the engine was away"
             ) from None
         except (DockerException, requests.RequestException):
-            return container
+            return container, False
 
     def _logs(self, container: Any, stdout: bool) -> str:
         """Return one output stream of an exited worker, waiting out a restarting engine."""

@@ -120,5 +120,9 @@ def _unquote(rest: str) -> str:
             out.append(char)
             i += 1
         raise ValueError("unterminated quote")
-    # An unquoted value ends at a comment that follows whitespace.
-    return re.split(r"\s+#", rest, maxsplit=1)[0].strip()
+    # An unquoted value ends at a comment that follows whitespace. A linear scan: a regex
+    # split backtracks over every run of blanks, quadratic in a hostile file.
+    for i, char in enumerate(rest):
+        if char == "#" and i > 0 and rest[i - 1] in " \t":
+            return rest[:i].strip()
+    return rest.strip()

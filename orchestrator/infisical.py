@@ -26,6 +26,7 @@ CACHE_SECONDS = 30
 CONNECT_TIMEOUT, READ_TIMEOUT = 5.0, 15.0
 LOGIN_BACKOFF_SECONDS = (30, 60, 120, 300, 900)
 EXPIRY_MARGIN_SECONDS = 30
+LOGIN_WAIT_SECONDS = 20
 
 
 class _DeadlineAdapter(HTTPAdapter):
@@ -93,35 +94,40 @@ class InfisicalSecrets:
         raise SecretError(f"{where}: Infisical rejected a fresh token")
 
     def _login(self, where: str) -> None:
-        with self.lock:
-            now = time.monotonic()
-            if now < self.token_expires - EXPIRY_MARGIN_SECONDS:
-                return
-            if now < self.next_login:
-                raise SecretError(
-                    f"{where}: Infisical login refused earlier; next try in "
-                    f"{int(self.next_login - now)} s"
-                )
-            try:
-                result = self.client.auth.universal_auth.login(
-                    client_id=self.client_id,
-                    client_secret=self.client_secret.get_secret_value(),
-                )
-            except APIError as exc:
-                self.failed_logins += 1
-                pause = LOGIN_BACKOFF_SECONDS[
-                    min(self.failed_logins, len(LOGIN_BACKOFF_SECONDS)) - 1
-                ]
-                self.next_login = now + pause
-                log.error(
-                    "Infisical login refused (HTTP %s); not trying again for %d s",
-                    exc.status_code,
-                    pause,
-                )
-                raise SecretError(
-                    f"{where}: Infisical login refused: HTTP {exc.status_code}"
-                ) from None
-            except (InfisicalError, requests.RequestException, OSError) as exc:
-                raise SecretError(f"{where}: Infisical unreachable: {type(exc).__name__}") from None
-            self.failed_logins = 0
-            self.token_expires = now + float(result.expiresIn)
+        # Never wait forever behind another thread's login: a login the server drips out
+        # holds the lock, and every customer's run would queue behind it.
+        if not self.lock.acquire(timeout=LOGIN_WAIT_SECONDS):
+            raise SecretError(f"{where}: Infisical: another login is still waiting for an answer")
+        try:
+            self._login_locked(where)
+        finally:
+            self.lock.release()
+
+    def _login_locked(self, where: str) -> None:
+        now = time.monotonic()
+        if now < self.token_expires - EXPIRY_MARGIN_SECONDS:
+            return
+        if now < self.next_login:
+            raise SecretError(
+                f"{where}: Infisical login refused earlier; next try in "
+                f"{int(self.next_login - now)} s"
+            )
+        try:
+            result = self.client.auth.universal_auth.login(
+                client_id=self.client_id,
+                client_secret=self.client_secret.get_secret_value(),
+            )
+        except APIError as exc:
+            self.failed_logins += 1
+            pause = LOGIN_BACKOFF_SECONDS[min(self.failed_logins, len(LOGIN_BACKOFF_SECONDS)) - 1]
+            self.next_login = now + pause
+            log.error(
+                "Infisical login refused (HTTP %s); not trying again for %d s",
+                exc.status_code,
+                pause,
+            )
+            raise SecretError(f"{where}: Infisical login refused: HTTP {exc.status_code}") from None
+        except (InfisicalError, requests.RequestException, OSError) as exc:
+            raise SecretError(f"{where}: Infisical unreachable: {type(exc).__name__}") from None
+        self.failed_logins = 0
+        self.token_expires = now + float(result.expiresIn)

@@ -12,14 +12,15 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from orchestrator import rustic, sources
+from orchestrator import deadline, rustic, sources
 from orchestrator.customer import Customer, Resource, SourceType
 from orchestrator.rustic import Outcome, Reason, Result
-from orchestrator.tls_pin import fingerprint, server_certificate
+from orchestrator.tls_pin import DEADLINE_SECONDS, fingerprint, server_certificate
 from orchestrator.worker import Mount
 
 log = logging.getLogger(__name__)
 REMOTE_ENTRYPOINT = "/usr/local/bin/unstoppable-remote"
+LOCAL_ENTRYPOINT = "/usr/local/bin/unstoppable-local"
 
 
 @dataclass(frozen=True)
@@ -41,14 +42,24 @@ def source_path(resource: Resource) -> str:
     return resource.path if resource.type is SourceType.LOCAL else f"/remote/{resource.name}"
 
 
-def local_launch(cold: list[str], customer: Customer, resource: Resource, real: str) -> Launch:
+def local_launch(
+    cold: list[str], customer: Customer, resource: Resource, real: str, identity: str
+) -> Launch:
     """Return the launch of a backup of a directory on this host.
 
     `real` is PATH with its symlinks resolved: it is mounted, at PATH, so the snapshot
-    records the path as configured.
+    records the path as configured. `identity` (`device:inode` of `real` when it was
+    checked) lets the worker refuse a directory swapped for a symlink before the mount.
     """
-    argv = rustic.backup_args(cold, customer.name, resource.path, resource.excludes)
-    return Launch(argv, (Mount(Path(real), resource.path, read_only=True),))
+    argv = [
+        resource.path,
+        identity,
+        "--",
+        *rustic.backup_args(cold, customer.name, resource.path, resource.excludes),
+    ]
+    return Launch(
+        argv, (Mount(Path(real), resource.path, read_only=True),), entrypoint=(LOCAL_ENTRYPOINT,)
+    )
 
 
 def remote_launch(
@@ -101,8 +112,14 @@ def pin_certificate(resource: Resource) -> str | Outcome | None:
     if resource.type is not SourceType.FTPS or not want:
         return None
     host = resource.option("HOST") or ""
+    implicit = resource.option("TLS") == "implicit"
     try:
-        der = server_certificate(host, sources.port(resource), resource.option("TLS") == "implicit")
+        # The watchdog inside bounds the conversation; this bounds name lookup and connect.
+        der = deadline.call(
+            lambda: server_certificate(host, sources.port(resource), implicit),
+            DEADLINE_SECONDS + 5,
+            f"certificate of {host}",
+        )
     except ssl.SSLError as exc:
         return Outcome(Result.FAILURE, Reason.TLS, f"TLS with {host} failed: {exc}")
     except OSError as exc:

@@ -80,7 +80,8 @@ def send(url: str, event: str, body: str, job: str) -> bool:
         try:
             status = _post(target, data)
         except (OSError, ValueError, http.client.HTTPException) as exc:
-            why = str(exc) or type(exc).__name__
+            # Never str(exc): some messages quote the URL, and its path holds the ping key.
+            why = (exc.strerror if isinstance(exc, OSError) else None) or type(exc).__name__
         else:
             if 200 <= status < 300:
                 return True

@@ -1,6 +1,8 @@
 """One run of a job: build its worker, run it, judge what rustic left behind."""
 
 import logging
+import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -115,13 +117,21 @@ class Jobs:
                 real, why = self.settings.bounds.resolved_problem(resource.path)
                 if why:
                     return Outcome(Result.FAILURE, Reason.SOURCE_REFUSED, f"PATH {why}")
-                if not Path(real).is_dir():
+                try:
+                    info = os.stat(real)
+                    is_dir = stat.S_ISDIR(info.st_mode)
+                except OSError:
+                    is_dir = False
+                if not is_dir:
                     return Outcome(
                         Result.FAILURE,
                         Reason.SOURCE_MISSING,
-                        f"PATH {resource.path} is not a directory on this host",
+                        f"PATH {resource.path[:200]} is not a directory on this host",
                     )
-                launch: Launch | Outcome = local_launch(self.cold, customer, resource, real)
+                identity = f"{info.st_dev}:{info.st_ino}"
+                launch: Launch | Outcome = local_launch(
+                    self.cold, customer, resource, real, identity
+                )
             else:
                 launch = self._remote_launch(customer, resource)
             if isinstance(launch, Outcome):
@@ -168,6 +178,8 @@ class Jobs:
                 Reason.TIMEOUT,
                 f"stopped after UNSTOPPABLE_JOB_TIMEOUT={self.settings.JOB_TIMEOUT}",
             )
+        if resource.type is SourceType.LOCAL and done.exit_code == 6:
+            return Outcome(Result.FAILURE, Reason.SOURCE_REFUSED, _last(done))
         if resource.type is not SourceType.LOCAL and done.exit_code == 5:
             return Outcome(Result.FAILURE, Reason.MOUNT, f"{apparmor.MOUNT_HINT}: {_last(done)}")
         if resource.type is not SourceType.LOCAL and done.exit_code in (3, 4):

@@ -1,5 +1,6 @@
 """Cron schedules (the only module that imports croniter), computed in the customer's zone."""
 
+import re
 from datetime import UTC, datetime
 from itertools import pairwise
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -9,6 +10,7 @@ from croniter import croniter
 # A schedule must fire within this many years of today: "0 0 30 2 *" never does, and a job
 # that never runs is a customer silently without backups.
 HORIZON_YEARS = 5
+MAX_LENGTH = 200  # croniter's parse grows with the expression; real ones are short
 
 
 def check_cron(expression: str, timezone: str = "UTC", now: datetime | None = None) -> None:
@@ -16,6 +18,8 @@ def check_cron(expression: str, timezone: str = "UTC", now: datetime | None = No
 
     It must fire within HORIZON_YEARS after `now` (default: the clock), read in `timezone`.
     """
+    if len(expression) > MAX_LENGTH:
+        raise ValueError(f"longer than {MAX_LENGTH} characters")
     fields = expression.split()
     if len(fields) not in (5, 6) or not expression.isascii():
         raise ValueError("expected 5 cron fields (or 6, the last being seconds)")
@@ -89,4 +93,6 @@ def expected_interval(expression: str, timezone: str, now: datetime, samples: in
 
 
 def _short(exc: Exception) -> str:
-    return str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+    """Return croniter's complaint without the expression it quotes (messages name no value)."""
+    text = re.sub(r"\[[^\]]*\]|'[^']*'|\"[^\"]*\"", "…", str(exc))
+    return text.splitlines()[0][:120] if text.strip() else type(exc).__name__

@@ -1,6 +1,7 @@
 """Global settings: `UNSTOPPABLE_*` variables over the file named by `UNSTOPPABLE_CONFIG`."""
 
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -80,6 +81,13 @@ class Settings(BaseSettings):
     def bucket_prefix(self) -> str | None:
         """Return the S3 bucket prefix when the cold backend is S3, else None."""
         return self.S3_BUCKET_PREFIX if self.COLD_BACKEND == "s3" else None
+
+    @field_validator("PING_URL")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
 
     @field_validator("SOURCE_ROOTS")
     @classmethod

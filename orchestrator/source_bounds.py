@@ -7,6 +7,7 @@ an ancestor of those (`/var`) leaks them too. The rule is checked on the path as
 when the file is loaded, and again on the path its symlinks resolve to when a run starts.
 """
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,24 @@ SYSTEM_TREES = (
 CONTAINER_TREES = (Path("/var/lib/docker"), Path("/var/lib/containerd"), Path("/var/run"))
 
 
+# What DATA_DIR holds: repositories, caches, the ledger and each run's secrets.
+DATA_PARTS = ("hot", "cold", "cache", "state", "state/secrets")
+DOCKER_CONFIG = Path("/etc/docker/daemon.json")
+
+
+def docker_data_root(config: Path = DOCKER_CONFIG) -> Path:
+    """Return Docker's data root as its daemon.json sets it (`data-root`), else the default."""
+    try:
+        configured = json.loads(config.read_text()).get("data-root")
+    except (OSError, ValueError, AttributeError):
+        configured = None
+    return (
+        Path(configured)
+        if isinstance(configured, str) and configured.startswith("/")
+        else (Path("/var/lib/docker"))
+    )
+
+
 @dataclass(frozen=True)
 class SourceBounds:
     """The trees a local source must stay out of, and the roots it must lie in (if any)."""
@@ -35,9 +54,17 @@ class SourceBounds:
     def of(
         cls, data_dir: Path, customers_dir: Path, roots: tuple[Path, ...] = ()
     ) -> "SourceBounds":
-        """Return the bounds of an installation with these directories."""
-        own = tuple(Path(os.path.normpath(p)) for p in (data_dir, customers_dir))
-        return cls(own + CONTAINER_TREES, tuple(Path(os.path.normpath(r)) for r in roots))
+        """Return the bounds of an installation with these directories.
+
+        Each protected tree counts as written and as its symlinks resolve, and so do the
+        parts of DATA_DIR that may live on another disk behind a symlink.
+        """
+        trees = [data_dir, customers_dir, *CONTAINER_TREES, docker_data_root()]
+        trees += [data_dir / part for part in DATA_PARTS]
+        protected = {Path(os.path.normpath(t)) for t in trees}
+        protected |= {Path(os.path.realpath(t)) for t in trees}
+        resolved_roots = {Path(os.path.realpath(r)) for r in roots}
+        return cls(tuple(sorted(protected)), tuple(sorted(resolved_roots)))
 
     def problem(self, path: str) -> str | None:
         """Return why the absolute `path` may not be a local source, or None if it may."""

@@ -17,11 +17,22 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from orchestrator import deadline, pings, tls_pin
-from orchestrator.customer import NAME, env_prefix, load_customer, load_customers
+from orchestrator.customer import (
+    NAME,
+    Customer,
+    Resource,
+    SecretRef,
+    SourceType,
+    env_prefix,
+    load_customer,
+    load_customers,
+)
 from orchestrator.errors import ConfigError
 from orchestrator.ledger import Ledger
 from orchestrator.planner import JobSpec, PlanState, plan
+from orchestrator.settings import Settings
 from orchestrator.source_bounds import SourceBounds
+from orchestrator.storage import job_storage
 from orchestrator.worker import Kind, apparmor_options, container_name
 from tests.conftest import ROOT
 from tests.hostile import DripServer, valid_text, write_broken
@@ -128,14 +139,26 @@ names = st.from_regex(NAME, fullmatch=True)
 def test_two_different_jobs_never_share_a_derived_name(
     a: tuple[str, str], b: tuple[str, str]
 ) -> None:
-    """Container name, secrets directory prefix, storage paths and ping slug all differ."""
+    """Container name (and so its secrets directories), storage paths and ping slug differ."""
     if a == b:
         return
     when = datetime(2026, 1, 1, tzinfo=UTC)
     for kind in (Kind.BACKUP, Kind.SNAPSHOTS):
-        assert container_name(*a, kind, when) != container_name(*b, kind, when)
-    assert Path("/d/hot", *a) != Path("/d/hot", *b)
-    assert f"{a[0]}_{a[1]}" != f"{b[0]}_{b[1]}"
+        name_a, name_b = container_name(*a, kind, when), container_name(*b, kind, when)
+        assert name_a != name_b
+        # secret_files makes "<container>.<random>": no container name holds a '.'.
+        assert "." not in name_a
+    settings = Settings(DATA_DIR=Path("/d"))
+    for part in ("hot", "cold", "cache"):
+        assert getattr(job_storage(settings, *a), part) != getattr(job_storage(settings, *b), part)
+    assert pings.ping_url("http://hc/ping", *_job(*a)) != pings.ping_url(
+        "http://hc/ping", *_job(*b)
+    )
+
+
+def _job(customer: str, resource: str) -> tuple[Customer, Resource]:
+    r = Resource(resource, SourceType.LOCAL, "/srv/x", "0 * * * *")
+    return Customer(customer, Path(f"/c/{customer}.env"), "UTC", SecretRef(), (), (r,)), r
 
 
 def test_the_collision_from_the_issue_is_gone() -> None:
@@ -305,3 +328,40 @@ def test_each_run_attempt_owns_its_secrets_directory(tmp_path: Path) -> None:
         remove_secrets(base, "/")
         assert first.exists() and tmp_path.exists()
     assert not first.exists()
+
+
+MIB = 1024 * 1024 - 100
+HEAVY = {
+    "blanks": "REPO_PASSWORD=x" + " " * (MIB - 20) + "x\n",
+    "resources": "RESOURCES=" + ",".join(f"r{i:05d}" for i in range(80_000)) + "\n",
+    "keys": "RESOURCES=r00001\n" + "".join(f"R{i:05d}_PATH=/x\n" for i in range(65_000)),
+    "cron": 'SCHEDULE="' + ",".join(["1"] * 400_000) + ' * * * *"\nRESOURCES=aaa\n',
+    "comments": "KEEP_LAST=1" + " #" * (MIB // 2 - 10) + "\n",
+    "lines": "#\n" * (MIB // 2),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(HEAVY))
+def test_a_file_at_the_size_cap_is_judged_in_moments(tmp_path: Path, kind: str) -> None:
+    """Nothing in the reader grows faster than the file: the daemon loads on its own loop."""
+    path = tmp_path / "heavy.env"
+    path.write_text(HEAVY[kind][:MIB])
+    started = time.monotonic()
+    with pytest.raises(ConfigError):
+        load_customer(path)
+    assert time.monotonic() - started < 3
+
+
+def test_protected_trees_count_as_their_symlinks_resolve(tmp_path: Path) -> None:
+    """DATA_DIR/cold on another disk behind a symlink is protected where it really is."""
+    data, disk = tmp_path / "data", tmp_path / "mnt" / "disk"
+    data.mkdir()
+    disk.mkdir(parents=True)
+    (data / "cold").symlink_to(disk)
+    bounds = SourceBounds.of(data, tmp_path / "customers.d")
+    assert bounds.resolved_problem(str(data / "cold"))[1]
+    assert bounds.problem(str(disk / "acme"))
+    assert bounds.problem(str(tmp_path / "mnt"))  # contains it
+    plain = tmp_path / "srv"
+    plain.mkdir()
+    assert bounds.resolved_problem(str(plain)) == (str(plain), None)

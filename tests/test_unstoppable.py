@@ -287,6 +287,46 @@ def test_a_worker_of_the_old_naming_is_adopted_and_still_holds_its_job(
     assert not gone, "the adopted worker is removed once collected"
 
 
+def test_a_directory_swapped_before_the_mount_is_not_read(site: Site, unique: str) -> None:
+    """The worker compares what it got mounted with the directory checked: a swap is refused."""
+    from orchestrator.customer import load_customer
+    from orchestrator.docker_runtime import DockerRuntime
+    from orchestrator.launches import local_launch
+    from orchestrator.runs import Jobs
+    from orchestrator.rustic import cold_args
+    from orchestrator.settings import load_settings
+    from orchestrator.worker import ContainerSpec
+
+    checked, swapped_in = source(site, f"checked-{unique}"), source(site, f"other-{unique}")
+    name = f"swap-{unique}"
+    path = site.customer(name, valid_text(name, "files", checked, "0 * * * *"))
+    customer = load_customer(path)
+    info = os.stat(checked)
+    # What the daemon checked is `checked`; what Docker mounts is what PATH names by then.
+    launch = local_launch(
+        cold_args(False), customer, customer.resources[0], str(swapped_in),
+        f"{info.st_dev}:{info.st_ino}",
+    )  # fmt: skip
+    runtime = DockerRuntime()
+    done = runtime.run(
+        ContainerSpec(
+            name=f"unstoppable_{name}_files",
+            image=site.env["UNSTOPPABLE_WORKER_IMAGE"],
+            command=tuple(launch.argv),
+            labels=(("unstoppable.managed", "true"), ("unstoppable.customer", name)),
+            mounts=launch.mounts,
+            entrypoint=launch.entrypoint,
+        ),
+        timeout=120,
+    )
+    assert done.exit_code == 6, (done.exit_code, done.stderr)
+    outcome = Jobs(load_settings(site.env), runtime)._judge(
+        customer, customer.resources[0], datetime.now(UTC), done
+    )
+    assert (outcome.result.value, outcome.reason.value) == ("failure", "source_refused")
+    assert "replaced" in outcome.message
+
+
 def restart_dockerd() -> None:
     """Restart the Docker engine the way this host runs it, and wait until it answers."""
     active = ["systemctl", "is-active", "--quiet", "docker"]
