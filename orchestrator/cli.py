@@ -1,8 +1,10 @@
 """The `unstoppable` command: errors become `Error: …` lines and a non-zero exit."""
 
 import argparse
+import getpass
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -73,6 +75,13 @@ def _parser() -> argparse.ArgumentParser:
     command("run", cmd_run, "the daemon: back up every job on its schedule")
     p = command("status", cmd_status, "per job: last run, result, reason, last success, next run")
     p.add_argument("--json", action="store_true")
+    p = command(
+        "accept",
+        cmd_accept,
+        "confirm that a resource's source shrank on purpose: its next backup starts a new baseline",
+    )
+    p.add_argument("customer")
+    p.add_argument("resource")
     p = command("check", cmd_check, "verify a resource's repository with rustic check")
     p.add_argument("customer")
     p.add_argument("resource")
@@ -91,7 +100,7 @@ def _jobs(settings: Settings, ledger: Ledger | None = None) -> Jobs:
     return Jobs(
         settings,
         DockerRuntime(),
-        last_files=(ledger or Ledger(state_dir(settings))).last_files,
+        baseline=(ledger or Ledger(state_dir(settings))).baseline_now,
         resolver=resolver_for(settings),
     )
 
@@ -303,6 +312,20 @@ def _status_row(
         "next_run": next_run.isoformat() if next_run else None,
         "configured": next_run is not None,
     }
+
+
+def cmd_accept(args: argparse.Namespace) -> int:
+    settings, customers = _load()
+    customer = customers.get(args.customer)
+    resource = customer.resource(args.resource)
+    who = os.environ.get("SUDO_USER") or getpass.getuser()
+    job = job_id(customer.name, resource.name)
+    Ledger(state_dir(settings)).accept(job, who, datetime.now(UTC))
+    print(
+        f"{job}: accepted by {who}: the source's recent size no longer binds it; the next "
+        "backup starts a new baseline (an empty source is still refused)"
+    )
+    return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -35,7 +35,9 @@ class SourceType(StrEnum):
 # Which keys each source type accepts, and which of them it requires.
 RESOURCE_KEYS: dict[SourceType, tuple[frozenset[str], frozenset[str]]] = {
     SourceType.LOCAL: (
-        frozenset({"TYPE", "PATH", "SCHEDULE", "EXCLUDE", "PING_URL"}),
+        frozenset(
+            {"TYPE", "PATH", "SCHEDULE", "EXCLUDE", "PING_URL", "SHRINK_THRESHOLD", "ALLOW_EMPTY"}
+        ),
         frozenset({"PATH"}),
     ),
     SourceType.FTPS: (
@@ -55,6 +57,7 @@ RESOURCE_KEYS: dict[SourceType, tuple[frozenset[str], frozenset[str]]] = {
                 "EXCLUDE",
                 "PING_URL",
                 "SHRINK_THRESHOLD",
+                "ALLOW_EMPTY",
             }
         ),
         frozenset({"HOST", "USER", "PASSWORD", "PATH"}),
@@ -74,6 +77,7 @@ RESOURCE_KEYS: dict[SourceType, tuple[frozenset[str], frozenset[str]]] = {
                 "EXCLUDE",
                 "PING_URL",
                 "SHRINK_THRESHOLD",
+                "ALLOW_EMPTY",
             }
         ),
         frozenset({"HOST", "USER", "PATH", "HOST_KEY"}),
@@ -337,6 +341,7 @@ def _resource(
     password = None
     if "PASSWORD" in keys:
         password = _secret(prefix + "PASSWORD", keys["PASSWORD"], report)
+    _check_guard(keys, prefix, report)
     _check_remote(kind, keys, prefix, report)
     if "PING_URL" in keys:
         _check_url(prefix + "PING_URL", keys["PING_URL"], report)
@@ -351,6 +356,13 @@ def _resource(
         )
     )
     return Resource(name, kind, path, schedule, excludes, options, password)
+
+
+def _check_guard(keys: dict[str, str], prefix: str, problem: _Problem) -> None:
+    if whole_number(keys.get("SHRINK_THRESHOLD", "50"), 0, 100) is None:
+        problem(prefix + "SHRINK_THRESHOLD", "must be a percentage, 0-100")
+    if keys.get("ALLOW_EMPTY", "false").lower() not in ("true", "false"):
+        problem(prefix + "ALLOW_EMPTY", "must be true or false")
 
 
 def _check_remote(kind: SourceType, keys: dict[str, str], prefix: str, problem: _Problem) -> None:
@@ -374,9 +386,6 @@ def _check_remote(kind: SourceType, keys: dict[str, str], prefix: str, problem: 
             )
         if verify == "false" and ("TLS_CA_FILE" in keys or fingerprint):
             problem(prefix + "TLS_VERIFY", "false contradicts TLS_CA_FILE / TLS_FINGERPRINT")
-    shrink = keys.get("SHRINK_THRESHOLD", "50")
-    if whole_number(shrink, 0, 100) is None:
-        problem(prefix + "SHRINK_THRESHOLD", "must be a percentage, 0-100")
     if kind is SourceType.SFTP and len(keys.get("HOST_KEY", "x y").split()) < 2:
         problem(prefix + "HOST_KEY", "must be a known_hosts line or '<key type> <base64 key>'")
     if kind is SourceType.SFTP and "PASSWORD" not in keys and "KEY_FILE" not in keys:

@@ -51,7 +51,7 @@ class Daemon:
             settings,
             runtime,
             origin="daemon",
-            last_files=ledger.last_files,
+            baseline=ledger.baseline_now,
             resolver=resolver_for(settings),
         )
         self.customers = Customers((), (), ())

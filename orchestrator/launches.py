@@ -5,7 +5,6 @@ the worker itself with rclone, after its certificate was pinned here when asked 
 """
 
 import logging
-import math
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ from pydantic import SecretStr
 from orchestrator import deadline, rustic, sources
 from orchestrator.customer import Customer, Resource, SourceType
 from orchestrator.rustic import Outcome, Reason, Result
+from orchestrator.source_guard import Floor
 from orchestrator.tls_pin import DEADLINE_SECONDS, fingerprint, server_certificate
 from orchestrator.worker import Mount
 
@@ -43,7 +43,12 @@ def source_path(resource: Resource) -> str:
 
 
 def local_launch(
-    cold: list[str], customer: Customer, resource: Resource, real: str, identity: str
+    cold: list[str],
+    customer: Customer,
+    resource: Resource,
+    real: str,
+    identity: str,
+    guard: Floor,
 ) -> Launch:
     """Return the launch of a backup of a directory on this host.
 
@@ -54,6 +59,7 @@ def local_launch(
     argv = [
         resource.path,
         identity,
+        *guard.argv(),
         "--",
         *rustic.backup_args(cold, customer.name, resource.path, resource.excludes),
     ]
@@ -67,12 +73,11 @@ def remote_launch(
     customer: Customer,
     resource: Resource,
     password: SecretStr | None,
-    last_files: int | None,
+    guard: Floor,
 ) -> Launch | Outcome:
     """Return the launch of a remote backup, or the failure that prevents it.
 
-    `last_files` is how many files the last successful backup saw: the worker refuses to
-    back up a source that lists fewer than SHRINK_THRESHOLD percent of them.
+    The worker refuses to back up a source that holds less than `guard` asks for.
     """
     pinned = pin_certificate(resource)
     if isinstance(pinned, Outcome):
@@ -91,12 +96,10 @@ def remote_launch(
             resource.option("HOST"),
         )
     mount_point = source_path(resource)
-    threshold = int(resource.option("SHRINK_THRESHOLD", "50") or "50")
-    min_files = max(1, math.ceil(last_files * threshold / 100)) if last_files else 0
     argv = [
         resource.path,
         mount_point,
-        str(min_files),
+        *guard.argv(),
         "--",
         *rustic.backup_args(cold, customer.name, mount_point, resource.excludes, remote=True),
     ]

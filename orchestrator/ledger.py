@@ -15,6 +15,7 @@ from pathlib import Path
 
 from orchestrator.runs import RunRecord
 from orchestrator.rustic import Result
+from orchestrator.source_guard import WINDOW, Baseline
 
 log = logging.getLogger(__name__)
 _RECOVERY = threading.Lock()
@@ -75,7 +76,16 @@ CREATE TABLE IF NOT EXISTS totals (
     PRIMARY KEY (customer, resource, name, label)
 );
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS accepts (
+    id INTEGER PRIMARY KEY,
+    customer TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    at TEXT NOT NULL,
+    who TEXT NOT NULL
+);
 """
+# Columns added after the first release: (table, column, type), added when missing.
+MIGRATIONS = (("runs", "files_total", "INTEGER"),)
 
 
 @dataclass(frozen=True)
@@ -135,6 +145,10 @@ class Ledger:
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
+            for table, column, kind in MIGRATIONS:
+                columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+                if column not in columns:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     def recover_if_corrupt(self, exc: BaseException) -> bool:
         """Move a corrupt ledger aside and start a new one; return whether it was corrupt.
@@ -185,7 +199,7 @@ class Ledger:
             db.execute(
                 "INSERT INTO runs (customer, resource, kind, scheduled_for, started, ended, result,"
                 " reason, message, snapshot_id, files_new, files_changed, data_added,"
-                " bytes_processed) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " bytes_processed, files_total) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     job[0],
                     job[1],
@@ -197,7 +211,7 @@ class Ledger:
                     run.outcome.reason.value,
                     run.outcome.message,
                     s.snapshot_id if s else None,
-                    *summary[:4],
+                    *summary,
                 ),
             )
             success = result is Result.SUCCESS
@@ -229,15 +243,52 @@ class Ledger:
             adds.append(("duration_le", "+Inf", 1.0))
             _add(db, job, adds)
 
-    def last_files(self, job: str) -> int | None:
-        """Return how many files the job's last successful backup processed, if known."""
-        customer, resource = job.split("/", 1)
+    def baseline(self, job: str, now: datetime) -> Baseline | None:
+        """Return the most files and bytes a successful backup of `job` saw in the window.
+
+        Only runs after the operator's last `accept` count; None when there are none.
+        """
+        customer, resource = split_job(job)
+        since = _iso(now - WINDOW)
         with self._connect() as db:
-            row = db.execute(
-                "SELECT files_total FROM latest WHERE customer = ? AND resource = ?",
+            accepted = db.execute(
+                "SELECT MAX(at) FROM accepts WHERE customer = ? AND resource = ?",
                 (customer, resource),
+            ).fetchone()[0]
+            row = db.execute(
+                "SELECT MAX(files_total), MAX(bytes_processed), COUNT(*) FROM runs"
+                " WHERE customer = ? AND resource = ? AND kind = 'backup' AND result = 'success'"
+                " AND ended >= ? AND ended > ?",
+                (customer, resource, since, accepted or ""),
             ).fetchone()
-        return int(row[0]) if row and row[0] is not None else None
+        if not row or not row[2]:
+            return None
+        return Baseline(int(row[0] or 0), int(row[1] or 0))
+
+    def baseline_now(self, job: str) -> Baseline | None:
+        """Return the baseline of `job` as of this moment."""
+        return self.baseline(job, datetime.now(UTC))
+
+    def accept(self, job: str, who: str, now: datetime) -> None:
+        """Record that `who` accepted the job's source as it is now: a new baseline starts."""
+        customer, resource = split_job(job)
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO accepts (customer, resource, at, who) VALUES (?,?,?,?)",
+                (customer, resource, _iso(now), who),
+            )
+
+    def accepts(self, job: str) -> list[tuple[str, str]]:
+        """Return (when, who) of every accept of `job`, oldest first."""
+        customer, resource = split_job(job)
+        with self._connect() as db:
+            return [
+                (str(at), str(who))
+                for at, who in db.execute(
+                    "SELECT at, who FROM accepts WHERE customer = ? AND resource = ? ORDER BY id",
+                    (customer, resource),
+                )
+            ]
 
     def record_event(
         self, job: str, event: str, reason: str, scheduled_for: datetime, count: int = 1
@@ -343,3 +394,9 @@ def _iso(moment: datetime) -> str:
 
 def _dt(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
+
+
+def split_job(job: str) -> tuple[str, str]:
+    """Return (customer, resource) of the job id `customer/resource`."""
+    customer, resource = job.split("/", 1)
+    return customer, resource

@@ -16,6 +16,7 @@ from orchestrator.runtime import Finished, Runtime, WorkerInfo
 from orchestrator.rustic import Outcome, Reason, Result, SnapshotInfo
 from orchestrator.secrets import Resolver, remove_secrets, secret_files
 from orchestrator.settings import Settings
+from orchestrator.source_guard import DEFAULT_THRESHOLD, Baseline, Floor, floor
 from orchestrator.storage import COLD_PROFILE, bucket, cold_profile, job_storage, secrets_dir
 from orchestrator.worker import (
     RESTORE_TARGET,
@@ -59,13 +60,13 @@ class Jobs:
         settings: Settings,
         runtime: Runtime,
         origin: str = "cli",
-        last_files: Callable[[str], int | None] = lambda job: None,
+        baseline: Callable[[str], Baseline | None] = lambda job: None,
         resolver: Resolver | None = None,
     ) -> None:
         self.settings = settings
         self.runtime = runtime
         self.origin = origin  # "daemon" marks the workers a restarted daemon adopts
-        self.last_files = last_files  # files in the job's last snapshot, to notice a shrink
+        self.baseline = baseline  # what the job's source held lately, to notice a shrink
         self.resolver = resolver or Resolver()
         self.cold = rustic.cold_args(settings.COLD_BACKEND == "s3")
         self.buckets_ready: set[str] = set()
@@ -130,7 +131,7 @@ class Jobs:
                     )
                 identity = f"{info.st_dev}:{info.st_ino}"
                 launch: Launch | Outcome = local_launch(
-                    self.cold, customer, resource, real, identity
+                    self.cold, customer, resource, real, identity, self.floor(customer, resource)
                 )
             else:
                 launch = self._remote_launch(customer, resource)
@@ -166,8 +167,14 @@ class Jobs:
             if resource.password
             else None
         )
-        last = self.last_files(job_id(customer.name, resource.name))
-        return remote_launch(self.cold, customer, resource, password, last)
+        guard = self.floor(customer, resource)
+        return remote_launch(self.cold, customer, resource, password, guard)
+
+    def floor(self, customer: Customer, resource: Resource) -> Floor:
+        """Return what the source must still hold for a snapshot of it to be written."""
+        threshold = int(resource.option("SHRINK_THRESHOLD") or DEFAULT_THRESHOLD)
+        allow_empty = (resource.option("ALLOW_EMPTY") or "false").lower() == "true"
+        return floor(self.baseline(job_id(customer.name, resource.name)), threshold, allow_empty)
 
     def _judge(
         self, customer: Customer, resource: Resource, scheduled_for: datetime, done: Finished
@@ -178,13 +185,11 @@ class Jobs:
                 Reason.TIMEOUT,
                 f"stopped after UNSTOPPABLE_JOB_TIMEOUT={self.settings.JOB_TIMEOUT}",
             )
-        if resource.type is SourceType.LOCAL and done.exit_code == 6:
-            return Outcome(Result.FAILURE, Reason.SOURCE_REFUSED, _last(done))
-        if resource.type is not SourceType.LOCAL and done.exit_code == 5:
-            return Outcome(Result.FAILURE, Reason.MOUNT, f"{apparmor.MOUNT_HINT}: {_last(done)}")
-        if resource.type is not SourceType.LOCAL and done.exit_code in (3, 4):
-            reason = Reason.SOURCE_SHRUNK if done.exit_code == 4 else sources.classify(done.stderr)
-            return Outcome(Result.FAILURE, reason, _last(done))
+        if (reason := _worker_reason(resource, done)) is not None:
+            message = _last(done)
+            if reason is Reason.MOUNT:
+                message = f"{apparmor.MOUNT_HINT}: {message}"
+            return Outcome(Result.FAILURE, reason, message)
         outcome = rustic.judge_backup(done.exit_code, done.stdout, done.stderr)
         if outcome.result is Result.SUCCESS and customer.keep:
             outcome = self._forget(customer, resource, scheduled_for, outcome)
@@ -238,7 +243,7 @@ class Jobs:
     def _forget(
         self, customer: Customer, resource: Resource, scheduled_for: datetime, backed_up: Outcome
     ) -> Outcome:
-        argv = rustic.forget_args(self.cold, customer.keep)
+        argv = rustic.forget_args(self.cold, customer.keep, self.settings.min_keep_within_seconds)
         try:
             done = self._run(
                 customer,
@@ -396,6 +401,28 @@ class Jobs:
         except deadline.DeadlineExceeded as exc:
             raise s3.StorageError(str(exc)) from None
         self.buckets_ready.add(name)
+
+
+def _worker_reason(resource: Resource, done: Finished) -> Reason | None:
+    """Return the reason the worker scripts' own exit codes give, before rustic ran.
+
+    Both: 4 the source shrank below its floor, 7 it was empty (unstoppable-guard). Local:
+    3 it could not be listed, 6 it was swapped before the mount. Remote: 3 unreachable
+    (rclone's words tell why), 5 the FUSE mount was refused.
+    """
+    local = resource.type is SourceType.LOCAL
+    code = done.exit_code
+    if code == 4:
+        return Reason.SOURCE_SHRUNK
+    if code == 7:
+        return Reason.SOURCE_EMPTY
+    if code == 3:
+        return Reason.SOURCE_UNREADABLE if local else sources.classify(done.stderr)
+    if code == 6 and local:
+        return Reason.SOURCE_REFUSED
+    if code == 5 and not local:
+        return Reason.MOUNT
+    return None
 
 
 def _last(done: Finished) -> str:

@@ -27,6 +27,7 @@ class Reason(StrEnum):
     OVERLAP = "overlap"
     SOURCE_MISSING = "source_missing"
     SOURCE_REFUSED = "source_refused"
+    SOURCE_EMPTY = "source_empty"
     MOUNT = "mount"
     SOURCE_UNREADABLE = "source_unreadable"
     REPOSITORY = "repository"
@@ -118,10 +119,23 @@ def backup_args(
     ]
 
 
-def forget_args(cold: list[str], keep: tuple[tuple[str, int], ...]) -> list[str]:
-    """Return the argv of `forget --prune` with the customer's KEEP_* values."""
+def forget_args(
+    cold: list[str], keep: tuple[tuple[str, int], ...], keep_within_seconds: int
+) -> list[str]:
+    """Return the argv of `forget --prune` with the customer's KEEP_* values, and the floor.
+
+    Whatever KEEP_* say, every snapshot younger than `keep_within_seconds` and the newest
+    one stay: planted or hollow snapshots cannot push the real ones out (restic's advice,
+    keep-within), and no setting can forget the last snapshot there is.
+    """
+    keep = (*[(k, n) for k, n in keep if k != "KEEP_LAST"], ("KEEP_LAST", _keep_last(keep)))
     policy = [arg for key, n in keep for arg in ("--" + key.lower().replace("_", "-"), str(n))]
-    return [*global_args(cold), "forget", "--prune", *policy]
+    floor = ["--keep-within", f"{keep_within_seconds}s"]
+    return [*global_args(cold), "forget", "--prune", *policy, *floor]
+
+
+def _keep_last(keep: tuple[tuple[str, int], ...]) -> int:
+    return max([1, *(n for key, n in keep if key == "KEEP_LAST")])
 
 
 def snapshots_args(cold: list[str]) -> list[str]:

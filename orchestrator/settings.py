@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     MAX_PARALLEL_PER_CUSTOMER: int | None = Field(default=None, ge=1, le=1000)
     SOURCE_ROOTS: str | None = None  # comma-separated absolute paths local PATHs must lie in
     JOB_TIMEOUT: str = "12h"
+    MIN_KEEP_WITHIN: str = "7d"  # every forget keeps all snapshots this young
     CATCH_UP: Literal["once", "never"] = "once"
     INFISICAL_HOST: str | None = None
     INFISICAL_CLIENT_ID: str | None = None
@@ -50,7 +51,7 @@ class Settings(BaseSettings):
         None  # healthchecks-style base; each job pings <base>/<customer>_<resource>
     )
 
-    @field_validator("JOB_TIMEOUT")
+    @field_validator("JOB_TIMEOUT", "MIN_KEEP_WITHIN")
     @classmethod
     def _duration(cls, value: str) -> str:
         parse_duration(value)
@@ -114,6 +115,11 @@ class Settings(BaseSettings):
         if not self.SOURCE_ROOTS:
             return ()
         return tuple(Path(r.strip()) for r in self.SOURCE_ROOTS.split(",") if r.strip())
+
+    @property
+    def min_keep_within_seconds(self) -> int:
+        """Return MIN_KEEP_WITHIN in seconds."""
+        return parse_duration(self.MIN_KEEP_WITHIN)
 
     @property
     def job_timeout_seconds(self) -> int:

@@ -365,3 +365,26 @@ def test_protected_trees_count_as_their_symlinks_resolve(tmp_path: Path) -> None
     plain = tmp_path / "srv"
     plain.mkdir()
     assert bounds.resolved_problem(str(plain)) == (str(plain), None)
+
+
+def test_a_ledger_of_0_1_gains_the_new_columns_and_keeps_its_runs(tmp_path: Path) -> None:
+    import sqlite3
+
+    from orchestrator.ledger import SCHEMA
+
+    state = tmp_path / "state"
+    state.mkdir()
+    old = SCHEMA.split("CREATE TABLE IF NOT EXISTS accepts")[0]
+    with sqlite3.connect(state / "ledger.sqlite3") as db:
+        db.executescript(old)
+        db.execute(
+            "INSERT INTO runs (customer, resource, kind, scheduled_for, started, ended, result,"
+            " reason, message, bytes_processed) VALUES ('a','r','backup','t','t',?,'success',"
+            "'','',1000)",
+            ((NOW - timedelta(days=1)).isoformat(),),
+        )
+    ledger = Ledger(state)
+    assert ledger.baseline("a/r", NOW) is not None
+    assert ledger.baseline("a/r", NOW).bytes == 1000  # type: ignore[union-attr]
+    ledger.accept("a/r", "operator", NOW)
+    assert ledger.baseline("a/r", NOW + timedelta(seconds=1)) is None

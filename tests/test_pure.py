@@ -123,8 +123,10 @@ def test_backup_argv_records_the_real_path_and_host() -> None:
     assert "--password-file" in argv and "--json" in argv and "--init" in argv
 
 
-def test_forget_argv_maps_keep_keys() -> None:
-    argv = forget_args(["--repository", "/repo/cold"], (("KEEP_DAILY", 14), ("KEEP_LAST", 3)))
+def test_forget_argv_maps_keep_keys_and_always_keeps_the_floor() -> None:
+    argv = forget_args(
+        ["--repository", "/repo/cold"], (("KEEP_DAILY", 14), ("KEEP_LAST", 3)), 604800
+    )
     assert argv[argv.index("forget") :] == [
         "forget",
         "--prune",
@@ -132,7 +134,12 @@ def test_forget_argv_maps_keep_keys() -> None:
         "14",
         "--keep-last",
         "3",
+        "--keep-within",
+        "604800s",
     ]
+    # No KEEP_LAST, or KEEP_LAST=0 smuggled past validation: the newest snapshot stays.
+    only_daily = forget_args([], (("KEEP_DAILY", 2),), 60)
+    assert only_daily[-6:] == ["--keep-daily", "2", "--keep-last", "1", "--keep-within", "60s"]
 
 
 SNAPSHOT = json.dumps(

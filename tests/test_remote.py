@@ -213,7 +213,7 @@ def test_an_emptied_source_fails_and_writes_no_snapshot(
         shutil.rmtree(child) if child.is_dir() else child.unlink()
     done = site.cli("backup", name)
     assert done.returncode == 1
-    assert f"{name}/site: failure (source_shrunk)" in done.stdout, done.stdout
+    assert f"{name}/site: failure (source_empty)" in done.stdout, done.stdout
     assert len(snapshots(site, name, "site")) == 1
 
 

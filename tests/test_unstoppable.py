@@ -226,7 +226,7 @@ def test_a_refused_fuse_mount_is_its_own_reason(site: Site, unique: str) -> None
         ContainerSpec(
             name=f"unstoppable_mount-{unique}_site",
             image=site.env["UNSTOPPABLE_WORKER_IMAGE"],
-            command=(str(remote), "/remote/site", "0", "--", "backup"),
+            command=(str(remote), "/remote/site", "0", "0", "0", "--", "backup"),
             labels=(("unstoppable.managed", "true"), ("unstoppable.customer", f"mount-{unique}")),
             mounts=(Mount(secrets, SECRETS), Mount(remote, str(remote))),
             cap_drop=("ALL",),
@@ -295,6 +295,7 @@ def test_a_directory_swapped_before_the_mount_is_not_read(site: Site, unique: st
     from orchestrator.runs import Jobs
     from orchestrator.rustic import cold_args
     from orchestrator.settings import load_settings
+    from orchestrator.source_guard import Floor
     from orchestrator.worker import ContainerSpec
 
     checked, swapped_in = source(site, f"checked-{unique}"), source(site, f"other-{unique}")
@@ -305,7 +306,7 @@ def test_a_directory_swapped_before_the_mount_is_not_read(site: Site, unique: st
     # What the daemon checked is `checked`; what Docker mounts is what PATH names by then.
     launch = local_launch(
         cold_args(False), customer, customer.resources[0], str(swapped_in),
-        f"{info.st_dev}:{info.st_ino}",
+        f"{info.st_dev}:{info.st_ino}", Floor(0, 0, False),
     )  # fmt: skip
     runtime = DockerRuntime()
     done = runtime.run(

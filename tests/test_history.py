@@ -1,0 +1,146 @@
+"""No change of a source erases the last good state (issue 12, first part), end to end.
+
+KEEP_LAST=1 throughout, the setting that used to let one hollow run evict the only good
+snapshot. Judged by what a restore gives back, not by what the CLI says.
+"""
+
+import hashlib
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from orchestrator.ledger import Ledger
+from tests.conftest import Site
+from tests.servers import Ftps, open_dir, vsftpd
+from tests.test_remote import ftps_customer
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture(scope="module")
+def ftps() -> Iterator[Ftps]:
+    with vsftpd() as server:
+        yield server
+
+
+@pytest.fixture
+def tree() -> Iterator[Path]:
+    path = open_dir("unstoppable-history-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def fill(root: Path, count: int = 20) -> None:
+    for i in range(count):
+        (root / f"doc-{i:02d}.txt").write_text(f"document {i}\n" * 200)
+        (root / f"doc-{i:02d}.txt").chmod(0o644)
+
+
+def contents(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def last_line(site: Site, name: str) -> str:
+    done = site.cli("backup", name)
+    return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr
+
+
+def restore(site: Site, name: str, resource: str, snapshot: str = "latest") -> dict[str, str]:
+    target = site.root / f"restore-{snapshot}-{os.urandom(3).hex()}"
+    site.cli("restore", name, resource, "--target", str(target), "--snapshot", snapshot, check=True)
+    return contents(target)
+
+
+def snapshot_ids(site: Site, name: str, resource: str) -> list[str]:
+    import json
+
+    done = site.cli("snapshots", name, resource, "--json", check=True)
+    return [s["id"] for s in json.loads(done.stdout)]
+
+
+@pytest.mark.parametrize("kind", ["local", "ftps"])
+def test_a_shrunk_or_wiped_source_never_replaces_the_last_good_state(
+    site: Site, unique: str, tree: Path, kind: str, request: pytest.FixtureRequest
+) -> None:
+    name = f"hist-{kind}-{unique}"
+    if kind == "local":
+        resource = "files"
+        site.customer(
+            name,
+            f'SCHEDULE="0 3 * * *"\nREPO_PASSWORD=pw\nKEEP_LAST=1\nRESOURCES=files\n'
+            f"FILES_TYPE=local\nFILES_PATH={tree}\n",
+        )
+    else:
+        resource = "site"
+        ftps_customer(site, name, request.getfixturevalue("ftps"), tree, extra="")
+        text = (site.customers / f"{name}.env").read_text()
+        (site.customers / f"{name}.env").write_text(text + "KEEP_LAST=1\n")
+    fill(tree)
+    original = contents(tree)
+    assert "success" in last_line(site, name)
+
+    # An ordinary day: two edits and an addition.
+    (tree / "doc-03.txt").write_text("edited\n" * 150)
+    (tree / "doc-07.txt").write_text("edited too\n" * 150)
+    (tree / "new.txt").write_text("new\n")
+    for path in tree.iterdir():
+        path.chmod(0o644)
+    line = last_line(site, name)
+    assert "success" in line, line
+    day_one = contents(tree)
+
+    # A shrink in two steps: to 60 % (allowed by the default 50 %), then to 30 %.
+    for i in range(8):
+        (tree / f"doc-{i:02d}.txt").unlink()
+    line = last_line(site, name)
+    assert "success" in line, line
+    last_good = contents(tree)
+    for i in range(8, 14):
+        (tree / f"doc-{i:02d}.txt").unlink()
+    line = last_line(site, name)
+    assert "failure (source_shrunk)" in line, line
+
+    # Wiped: refused, not backed up as an empty snapshot.
+    for path in tree.iterdir():
+        path.unlink()
+    line = last_line(site, name)
+    assert "failure (source_empty)" in line, line
+
+    # Every state that was good is still there and restores byte-identical, KEEP_LAST=1
+    # notwithstanding: nothing younger than UNSTOPPABLE_MIN_KEEP_WITHIN is forgotten.
+    ids = snapshot_ids(site, name, resource)
+    assert len(ids) == 3, ids
+    assert restore(site, name, resource) == last_good
+    assert restore(site, name, resource, ids[0]) == original
+    assert restore(site, name, resource, ids[1]) == day_one
+
+    # The operator says the smaller source is real: it backs up from then on, recorded.
+    for i in range(3):
+        (tree / f"kept-{i}.txt").write_text("kept\n")
+        (tree / f"kept-{i}.txt").chmod(0o644)
+    assert "failure (source_shrunk)" in last_line(site, name)
+    done = site.cli("accept", name, resource, check=True)
+    assert "accepted by" in done.stdout
+    line = last_line(site, name)
+    assert "success" in line, line
+    accepts = Ledger(site.data / "state").accepts(f"{name}/{resource}")
+    assert len(accepts) == 1 and accepts[0][1]
+
+
+def test_an_empty_source_backs_up_only_when_allowed(site: Site, unique: str, tree: Path) -> None:
+    name = f"empty-{unique}"
+    text = (
+        f'SCHEDULE="0 3 * * *"\nREPO_PASSWORD=pw\nRESOURCES=files\n'
+        f"FILES_TYPE=local\nFILES_PATH={tree}\n"
+    )
+    site.customer(name, text)
+    assert "failure (source_empty)" in last_line(site, name)
+    site.customer(name, text + "FILES_ALLOW_EMPTY=true\n")
+    assert "success" in last_line(site, name)
