@@ -82,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("customer")
     p.add_argument("resource")
+    p = command("release", cmd_release, "lift a resource's retention hold after a suspect snapshot")
+    p.add_argument("customer")
+    p.add_argument("resource")
     p = command("check", cmd_check, "verify a resource's repository with rustic check")
     p.add_argument("customer")
     p.add_argument("resource")
@@ -97,11 +100,13 @@ def _load() -> tuple[Settings, Customers]:
 def _jobs(settings: Settings, ledger: Ledger | None = None) -> Jobs:
     from orchestrator.docker_runtime import DockerRuntime
 
+    ledger = ledger or Ledger(state_dir(settings))
     return Jobs(
         settings,
         DockerRuntime(),
-        baseline=(ledger or Ledger(state_dir(settings))).baseline_now,
+        baseline=ledger.baseline_now,
         resolver=resolver_for(settings),
+        holds=ledger,
     )
 
 
@@ -201,6 +206,8 @@ def _summary_line(record: RunRecord) -> str:
             f"snapshot {s.snapshot_id[:8]}: {s.files_new} new, {s.files_changed} changed, "
             f"{_size(s.data_added)} added of {_size(s.bytes_processed)}"
         )
+        if "; " in outcome.message:  # what followed the backup: a held retention, say
+            detail += "; " + outcome.message.split("; ", 1)[1]
     return f"{head}: {detail} in {seconds:.1f}s"
 
 
@@ -221,7 +228,13 @@ def cmd_snapshots(args: argparse.Namespace) -> int:
         print(
             json.dumps(
                 [
-                    {"id": s.id, "time": s.time.isoformat(), "host": s.host, "paths": list(s.paths)}
+                    {
+                        "id": s.id,
+                        "time": s.time.isoformat(),
+                        "host": s.host,
+                        "paths": list(s.paths),
+                        "tags": list(s.tags),
+                    }
                     for s in snapshots
                 ],
                 indent=2,
@@ -229,7 +242,9 @@ def cmd_snapshots(args: argparse.Namespace) -> int:
         )
     else:
         for s in snapshots:
-            print(f"{s.id[:8]}  {s.time.astimezone(UTC):%Y-%m-%d %H:%M:%S}Z  {' '.join(s.paths)}")
+            when = f"{s.time.astimezone(UTC):%Y-%m-%d %H:%M:%S}Z"
+            tags = f"  [{','.join(s.tags)}]" if s.tags else ""
+            print(f"{s.id[:8]}  {when}  {' '.join(s.paths)}{tags}")
         print(f"{len(snapshots)} snapshot(s)", file=sys.stderr)
     return 0
 
@@ -324,6 +339,23 @@ def cmd_accept(args: argparse.Namespace) -> int:
     print(
         f"{job}: accepted by {who}: the source's recent size no longer binds it; the next "
         "backup starts a new baseline (an empty source is still refused)"
+    )
+    return 0
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    settings, customers = _load()
+    customer = customers.get(args.customer)
+    job = job_id(customer.name, customer.resource(args.resource).name)
+    held = Ledger(state_dir(settings)).release(job)
+    if held is None:
+        print(f"{job}: retention was not held")
+        return 0
+    what = json.loads(held)
+    print(
+        f"{job}: retention released (held since {what['at']} after snapshot "
+        f"{what['snapshot'][:8]}: {what['why']}); suspect snapshots stay, tagged and never "
+        "forgotten by retention"
     )
     return 0
 

@@ -22,6 +22,8 @@ _NAME_RULE = (
 )
 MAX_KEEP = 100_000
 MAX_RESOURCES = 200
+# The source guard's and the change-anomaly rule's keys, for every source type.
+GUARD_KEYS = ("SHRINK_THRESHOLD", "ALLOW_EMPTY", "ANOMALY", "ANOMALY_CHANGED")
 KEEP_KEYS = ("KEEP_LAST", "KEEP_HOURLY", "KEEP_DAILY", "KEEP_WEEKLY", "KEEP_MONTHLY", "KEEP_YEARLY")
 CUSTOMER_KEYS = ("SCHEDULE", "TIMEZONE", "REPO_PASSWORD", "RESOURCES", "PING_URL", *KEEP_KEYS)
 
@@ -35,9 +37,7 @@ class SourceType(StrEnum):
 # Which keys each source type accepts, and which of them it requires.
 RESOURCE_KEYS: dict[SourceType, tuple[frozenset[str], frozenset[str]]] = {
     SourceType.LOCAL: (
-        frozenset(
-            {"TYPE", "PATH", "SCHEDULE", "EXCLUDE", "PING_URL", "SHRINK_THRESHOLD", "ALLOW_EMPTY"}
-        ),
+        frozenset({"TYPE", "PATH", "SCHEDULE", "EXCLUDE", "PING_URL", *GUARD_KEYS}),
         frozenset({"PATH"}),
     ),
     SourceType.FTPS: (
@@ -56,8 +56,7 @@ RESOURCE_KEYS: dict[SourceType, tuple[frozenset[str], frozenset[str]]] = {
                 "SCHEDULE",
                 "EXCLUDE",
                 "PING_URL",
-                "SHRINK_THRESHOLD",
-                "ALLOW_EMPTY",
+                *GUARD_KEYS,
             }
         ),
         frozenset({"HOST", "USER", "PASSWORD", "PATH"}),
@@ -76,8 +75,7 @@ RESOURCE_KEYS: dict[SourceType, tuple[frozenset[str], frozenset[str]]] = {
                 "SCHEDULE",
                 "EXCLUDE",
                 "PING_URL",
-                "SHRINK_THRESHOLD",
-                "ALLOW_EMPTY",
+                *GUARD_KEYS,
             }
         ),
         frozenset({"HOST", "USER", "PATH", "HOST_KEY"}),
@@ -363,6 +361,10 @@ def _check_guard(keys: dict[str, str], prefix: str, problem: _Problem) -> None:
         problem(prefix + "SHRINK_THRESHOLD", "must be a percentage, 0-100")
     if keys.get("ALLOW_EMPTY", "false").lower() not in ("true", "false"):
         problem(prefix + "ALLOW_EMPTY", "must be true or false")
+    if keys.get("ANOMALY", "on").lower() not in ("on", "off"):
+        problem(prefix + "ANOMALY", "must be on or off")
+    if whole_number(keys.get("ANOMALY_CHANGED", "50"), 1, 100) is None:
+        problem(prefix + "ANOMALY_CHANGED", "must be a percentage, 1-100")
 
 
 def _check_remote(kind: SourceType, keys: dict[str, str], prefix: str, problem: _Problem) -> None:

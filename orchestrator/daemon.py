@@ -52,6 +52,7 @@ class Daemon:
             runtime,
             origin="daemon",
             baseline=ledger.baseline_now,
+            holds=ledger,
             resolver=resolver_for(settings),
         )
         self.customers = Customers((), (), ())

@@ -4,6 +4,7 @@ Besides the history it keeps, in the same transaction as each append, the per-jo
 that `status` and `/metrics` read, so neither ever scans the history.
 """
 
+import json
 import logging
 import sqlite3
 import threading
@@ -18,6 +19,7 @@ from orchestrator.rustic import Result
 from orchestrator.source_guard import WINDOW, Baseline
 
 log = logging.getLogger(__name__)
+HOLD = "hold:"  # state key prefix: a job's retention hold after a suspect snapshot
 _RECOVERY = threading.Lock()
 
 # Backup durations, in seconds: a minute-long job and a twelve-hour one both land mid-range.
@@ -237,7 +239,7 @@ class Ledger:
                 ),
             )
             adds = [("runs", result.value, 1.0), ("duration_sum", "", duration)]
-            if not success:
+            if result in (Result.FAILURE, Result.TIMEOUT):
                 adds.append(("failures", run.outcome.reason.value, 1.0))
             adds += [("duration_le", str(b), 1.0) for b in DURATION_BUCKETS if duration <= b]
             adds.append(("duration_le", "+Inf", 1.0))
@@ -264,6 +266,28 @@ class Ledger:
         if not row or not row[2]:
             return None
         return Baseline(int(row[0] or 0), int(row[1] or 0))
+
+    def hold(self, job: str, snapshot: str, why: str, now: datetime) -> None:
+        """Hold the job's retention after the suspect `snapshot`: nothing is forgotten."""
+        value = json.dumps({"snapshot": snapshot, "why": why, "at": _iso(now)})
+        self.set_state(HOLD + job, value)
+
+    def held(self, job: str) -> bool:
+        """Return whether the job's retention is held."""
+        return self.get_state(HOLD + job) is not None
+
+    def release(self, job: str) -> str | None:
+        """Lift the job's hold; return what held it (JSON), or None if nothing did."""
+        with self._connect() as db:
+            row = db.execute("SELECT value FROM state WHERE key = ?", (HOLD + job,)).fetchone()
+            db.execute("DELETE FROM state WHERE key = ?", (HOLD + job,))
+        return str(row[0]) if row else None
+
+    def held_jobs(self) -> set[str]:
+        """Return the jobs whose retention is held."""
+        with self._connect() as db:
+            rows = db.execute("SELECT key FROM state WHERE key LIKE ?", (HOLD + "%",))
+            return {str(key).removeprefix(HOLD) for (key,) in rows}
 
     def baseline_now(self, job: str) -> Baseline | None:
         """Return the baseline of `job` as of this moment."""

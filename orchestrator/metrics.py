@@ -62,8 +62,9 @@ class BackupCollector(Collector):
         errors = dict(view.errors)
         try:
             status = {(s.customer, s.resource): s for s in self.ledger.status()}
+            held = self.ledger.held_jobs()
         except Exception:  # a damaged or full ledger must not take the scrape down
-            status = {}
+            status, held = {}, set()
             errors["ledger"] = errors.get("ledger", 0) + 1
         for what in ("clock", "internal", "ledger", "runtime"):
             g.counter(
@@ -77,6 +78,13 @@ class BackupCollector(Collector):
             labels = [job.customer, job.resource]
             s = status.get((job.customer, job.resource)) or JobStatus(job.customer, job.resource)
             _job_metrics(g, labels, s, job, f"{job.customer}/{job.resource}" in view.running)
+            g.gauge(
+                "backup_held",
+                "1 while retention is held after a suspect snapshot",
+                JOB,
+                labels,
+                1 if f"{job.customer}/{job.resource}" in held else 0,
+            )
         for customer in view.valid_customers:
             g.gauge("config_valid", "1 if the customer file is valid", ["customer"], [customer], 1)
         for customer in sorted(set(view.invalid_customers) - set(view.valid_customers)):
@@ -125,7 +133,7 @@ def _job_metrics(
             labels,
             1 if s.result == Result.SUCCESS.value else 0,
         )
-    for result in (Result.SUCCESS, Result.FAILURE, Result.TIMEOUT):
+    for result in (Result.SUCCESS, Result.FAILURE, Result.TIMEOUT, Result.SUSPECT):
         g.counter(
             b + "runs",
             "finished runs by result",

@@ -7,13 +7,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
-from orchestrator import apparmor, deadline, pings, rustic, s3, sources
+from orchestrator import anomaly, apparmor, deadline, pings, rustic, s3, sources
+from orchestrator.anomaly import Verdict
 from orchestrator.customer import Customer, Customers, Resource, SourceType, env_prefix
 from orchestrator.errors import ConfigError, JobBusy, RunFailed, RuntimeUnavailable, SecretError
 from orchestrator.launches import Launch, local_launch, remote_launch, source_path
 from orchestrator.runtime import Finished, Runtime, WorkerInfo
-from orchestrator.rustic import Outcome, Reason, Result, SnapshotInfo
+from orchestrator.rustic import Outcome, Reason, Result, SnapshotInfo, Summary
 from orchestrator.secrets import Resolver, remove_secrets, secret_files
 from orchestrator.settings import Settings
 from orchestrator.source_guard import DEFAULT_THRESHOLD, Baseline, Floor, floor
@@ -33,6 +35,27 @@ from orchestrator.worker import (
 
 log = logging.getLogger(__name__)
 BUCKET_DEADLINE_SECONDS = 60.0
+
+
+class Holds(Protocol):
+    """Where a job's retention hold is kept: the ledger, or memory."""
+
+    def held(self, job: str) -> bool: ...
+
+    def hold(self, job: str, snapshot: str, why: str, now: datetime) -> None: ...
+
+
+class MemoryHolds:
+    """Holds kept for one process only (tests, and a Jobs without a ledger)."""
+
+    def __init__(self) -> None:
+        self.jobs: set[str] = set()
+
+    def held(self, job: str) -> bool:
+        return job in self.jobs
+
+    def hold(self, job: str, snapshot: str, why: str, now: datetime) -> None:
+        self.jobs.add(job)
 
 
 @dataclass(frozen=True)
@@ -62,11 +85,13 @@ class Jobs:
         origin: str = "cli",
         baseline: Callable[[str], Baseline | None] = lambda job: None,
         resolver: Resolver | None = None,
+        holds: "Holds | None" = None,
     ) -> None:
         self.settings = settings
         self.runtime = runtime
         self.origin = origin  # "daemon" marks the workers a restarted daemon adopts
         self.baseline = baseline  # what the job's source held lately, to notice a shrink
+        self.holds: Holds = holds or MemoryHolds()  # retention held after a suspect snapshot
         self.resolver = resolver or Resolver()
         self.cold = rustic.cold_args(settings.COLD_BACKEND == "s3")
         self.buckets_ready: set[str] = set()
@@ -191,9 +216,66 @@ class Jobs:
                 message = f"{apparmor.MOUNT_HINT}: {message}"
             return Outcome(Result.FAILURE, reason, message)
         outcome = rustic.judge_backup(done.exit_code, done.stdout, done.stderr)
+        job = job_id(customer.name, resource.name)
+        if outcome.result is Result.SUCCESS and outcome.summary is not None:
+            verdict = self._anomaly(customer, resource, outcome.summary)
+            if verdict.suspect:
+                return self._suspect(customer, resource, scheduled_for, outcome, verdict.why)
         if outcome.result is Result.SUCCESS and customer.keep:
+            if self.holds.held(job):
+                return Outcome(
+                    outcome.result,
+                    outcome.reason,
+                    f"{outcome.message}; retention held since a suspect snapshot: nothing "
+                    "forgotten until `unstoppable release`",
+                    outcome.summary,
+                )
             outcome = self._forget(customer, resource, scheduled_for, outcome)
         return outcome
+
+    def _anomaly(self, customer: Customer, resource: Resource, summary: Summary) -> Verdict:
+        """Judge a fresh snapshot against the job's history (the change-anomaly rule)."""
+        if (resource.option("ANOMALY") or "on").lower() == "off":
+            return Verdict(False, "ANOMALY=off")
+        changed = int(resource.option("ANOMALY_CHANGED") or anomaly.DEFAULT_CHANGED)
+        history = self.baseline(job_id(customer.name, resource.name)) is not None
+        return anomaly.judge(summary, history, changed)
+
+    def _suspect(
+        self,
+        customer: Customer,
+        resource: Resource,
+        scheduled_for: datetime,
+        written: Outcome,
+        why: str,
+    ) -> Outcome:
+        """Tag a suspect snapshot in the repository and hold the job's retention."""
+        assert written.summary is not None
+        snapshot = written.summary.snapshot_id
+        job = job_id(customer.name, resource.name)
+        self.holds.hold(job, snapshot, why, datetime.now(UTC))
+        note = f"tagged {rustic.TAG_SUSPECT}"
+        try:
+            done = self._run(
+                customer,
+                resource,
+                Kind.TAG,
+                scheduled_for,
+                rustic.tag_suspect_args(self.cold, snapshot),
+                (),
+                timeout=600,
+            )
+            if done.exit_code != 0:
+                note = f"not tagged ({_last(done)})"
+        except (SecretError, RuntimeUnavailable, JobBusy) as exc:
+            note = f"not tagged ({exc})"
+        return Outcome(
+            Result.SUSPECT,
+            Reason.NONE,
+            f"snapshot {snapshot[:8]} is suspect: {why}; {note}; retention held until "
+            "`unstoppable release`",
+            written.summary,
+        )
 
     def adopt(self, worker: WorkerInfo, customers: Customers) -> RunRecord:
         """Collect a backup or forget worker a previous daemon left running, and judge it.

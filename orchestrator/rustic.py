@@ -18,6 +18,7 @@ class Result(StrEnum):
     FAILURE = "failure"
     TIMEOUT = "timeout"
     SKIPPED = "skipped"  # not a run: another run of the job was in progress
+    SUSPECT = "suspect"  # a snapshot was written, but it looks like encryption in place
 
 
 class Reason(StrEnum):
@@ -58,6 +59,8 @@ class Summary:
     data_added: int
     bytes_processed: int
     files_total: int = 0
+    data_added_files: int = 0
+    data_added_files_packed: int = 0
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,10 @@ class Outcome:
     reason: Reason
     message: str
     summary: Summary | None = None
+
+
+TAG_CLEAN = "unstoppable-clean"
+TAG_SUSPECT = "unstoppable-suspect"
 
 
 def cold_args(s3: bool) -> list[str]:
@@ -112,6 +119,9 @@ def backup_args(
         "--no-scan",
         "--host",
         host,
+        # Every snapshot starts clean; a suspect one has its tags set to TAG_SUSPECT after.
+        "--tag",
+        TAG_CLEAN,
         *mount,
         *globs,
         "--",
@@ -131,7 +141,15 @@ def forget_args(
     keep = (*[(k, n) for k, n in keep if k != "KEEP_LAST"], ("KEEP_LAST", _keep_last(keep)))
     policy = [arg for key, n in keep for arg in ("--" + key.lower().replace("_", "-"), str(n))]
     floor = ["--keep-within", f"{keep_within_seconds}s"]
-    return [*global_args(cold), "forget", "--prune", *policy, *floor]
+    # Only clean snapshots are weighed and forgotten: a suspect one neither takes a KEEP_*
+    # place from a clean one nor is forgotten (snapshots of 0.1, untagged, are not either).
+    clean = ["--filter-tags", TAG_CLEAN]
+    return [*global_args(cold), "forget", "--prune", *clean, *policy, *floor]
+
+
+def tag_suspect_args(cold: list[str], snapshot: str) -> list[str]:
+    """Return the argv that marks `snapshot` suspect (and no longer clean)."""
+    return [*global_args(cold), "tag", "--set", TAG_SUSPECT, snapshot]
 
 
 def _keep_last(keep: tuple[tuple[str, int], ...]) -> int:
@@ -267,6 +285,8 @@ def parse_snapshot(stdout: str) -> Summary | None:
         data_added=int(summary.get("data_added", 0)),
         bytes_processed=int(summary.get("total_bytes_processed", 0)),
         files_total=int(summary.get("total_files_processed", 0)),
+        data_added_files=int(summary.get("data_added_files", 0)),
+        data_added_files_packed=int(summary.get("data_added_files_packed", 0)),
     )
 
 
@@ -276,6 +296,7 @@ class SnapshotInfo:
     time: datetime
     paths: tuple[str, ...]
     host: str
+    tags: tuple[str, ...] = ()
 
 
 def parse_snapshots(stdout: str) -> list[SnapshotInfo]:
@@ -303,6 +324,7 @@ def parse_snapshots(stdout: str) -> list[SnapshotInfo]:
             datetime.fromisoformat(str(s["time"])),
             tuple(s.get("paths", ())),
             str(s.get("hostname", "")),
+            tuple(str(t) for t in s.get("tags") or ()),
         )
         for s in found
     ]

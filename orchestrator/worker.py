@@ -22,6 +22,7 @@ class Kind(StrEnum):
     RESTORE = "restore"
     SNAPSHOTS = "snapshots"
     CHECK = "check"
+    TAG = "tag"
 
 
 @dataclass(frozen=True)

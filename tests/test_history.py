@@ -144,3 +144,59 @@ def test_an_empty_source_backs_up_only_when_allowed(site: Site, unique: str, tre
     assert "failure (source_empty)" in last_line(site, name)
     site.customer(name, text + "FILES_ALLOW_EMPTY=true\n")
     assert "success" in last_line(site, name)
+
+
+def encrypt_in_place(root: Path) -> None:
+    """What ransomware does: every file rewritten, same name and size, as ciphertext."""
+    for path in root.rglob("*"):
+        if path.is_file():
+            path.write_bytes(os.urandom(path.stat().st_size))
+
+
+@pytest.mark.parametrize("kind", ["local", "ftps"])
+def test_a_source_encrypted_in_place_is_flagged_and_holds_retention(
+    site: Site, unique: str, tree: Path, kind: str, request: pytest.FixtureRequest
+) -> None:
+    name = f"enc-{kind}-{unique}"
+    if kind == "local":
+        resource = "files"
+        site.customer(
+            name,
+            f'SCHEDULE="0 3 * * *"\nREPO_PASSWORD=pw\nKEEP_LAST=1\nRESOURCES=files\n'
+            f"FILES_TYPE=local\nFILES_PATH={tree}\n",
+        )
+    else:
+        resource = "site"
+        ftps_customer(site, name, request.getfixturevalue("ftps"), tree, extra="")
+        text = (site.customers / f"{name}.env").read_text()
+        (site.customers / f"{name}.env").write_text(text + "KEEP_LAST=1\n")
+    fill(tree)
+    assert "success" in last_line(site, name)
+    (tree / "doc-05.txt").write_text("an ordinary edit\n" * 100)
+    assert "success" in last_line(site, name)
+    last_good = contents(tree)
+    good_ids = snapshot_ids(site, name, resource)
+
+    encrypt_in_place(tree)
+    done = site.cli("backup", name)
+    assert done.returncode == 1
+    assert f"{name}/{resource}: suspect" in done.stdout, done.stdout
+    assert "does not compress" in done.stdout
+    # Two more runs on the encrypted data: nothing is forgotten while the hold lasts.
+    for _ in range(2):
+        line = last_line(site, name)
+        assert "retention held" in line, line
+    snapshots = site.cli("snapshots", name, resource, "--json", check=True).stdout
+    import json
+
+    listed = json.loads(snapshots)
+    assert [s["id"] for s in listed[:2]] == good_ids, "the clean snapshots are all still there"
+    assert "unstoppable-suspect" in listed[2]["tags"], listed[2]
+    assert restore(site, name, resource, good_ids[-1]) == last_good
+    status = json.loads(site.cli("status", "--json", check=True).stdout)
+    assert any(r["job"] == f"{name}/{resource}" for r in status)
+    assert Ledger(site.data / "state").held(f"{name}/{resource}")
+
+    done = site.cli("release", name, resource, check=True)
+    assert "retention released" in done.stdout
+    assert not Ledger(site.data / "state").held(f"{name}/{resource}")

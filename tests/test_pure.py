@@ -7,12 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.anomaly import judge
 from orchestrator.customer import load_customer
 from orchestrator.durations import parse_duration
 from orchestrator.errors import ConfigError
 from orchestrator.rustic import (
     Reason,
     Result,
+    Summary,
     backup_args,
     forget_args,
     judge_backup,
@@ -130,6 +132,8 @@ def test_forget_argv_maps_keep_keys_and_always_keeps_the_floor() -> None:
     assert argv[argv.index("forget") :] == [
         "forget",
         "--prune",
+        "--filter-tags",
+        "unstoppable-clean",
         "--keep-daily",
         "14",
         "--keep-last",
@@ -260,3 +264,31 @@ def test_shipped_sample_documents_a_valid_customer(tmp_path: Path) -> None:
 def test_judge_check(code: int, stderr: str, problems: int, leftovers: int) -> None:
     found, left = judge_check(code, stderr)
     assert (len(found), left) == (problems, leftovers)
+
+
+def _summary(new: int, changed: int, total: int, added: int, packed: int) -> Summary:
+    return Summary("id", "t", new, changed, total - new - changed, added, 0, total, added, packed)
+
+
+@pytest.mark.parametrize(
+    ("summary", "history", "suspect"),
+    [
+        # An ordinary day: a few text files edited, compresses.
+        (_summary(1, 4, 100, 40_000, 9_000), True, False),
+        # An ordinary day on photos: few files, incompressible, but few.
+        (_summary(2, 3, 100, 4_000_000, 3_990_000), True, False),
+        # Every file rewritten with data that does not compress: encryption in place.
+        (_summary(0, 100, 100, 800_000, 801_000), True, True),
+        # Every file renamed (new names, same contents: nothing added): ransomware's suffix.
+        (_summary(100, 0, 100, 0, 0), True, True),
+        # Every file rewritten, but the new data compresses: a re-export, not encryption.
+        (_summary(0, 90, 100, 800_000, 200_000), True, False),
+        # The first snapshot is all new by nature.
+        (_summary(100, 0, 100, 800_000, 801_000), False, False),
+        # Too few files to judge.
+        (_summary(0, 3, 3, 800_000, 801_000), True, False),
+    ],
+)
+def test_the_change_anomaly_rule(summary: Summary, history: bool, suspect: bool) -> None:
+    verdict = judge(summary, history, 50)
+    assert verdict.suspect is suspect, verdict.why
