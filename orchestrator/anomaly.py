@@ -6,15 +6,18 @@ it. What gives it away is in rustic's own summary: most files changed or new at 
 the new data no longer compresses. Such a snapshot is suspect: tagged, flagged, and the
 job's retention is held until an operator releases it.
 
-The rule (per resource; thresholds in the README):
+The rule (per resource; thresholds in the README), against the job's last clean snapshot:
 - never on the first snapshot, nor on a source of fewer than MIN_FILES files;
-- most files changed: `files_new + files_changed` is at least CHANGED percent (default 50)
-  of the files in the snapshot — ordinary days change a few percent;
-- and the new data does not compress: rustic packed the added file data to at least
-  INCOMPRESSIBLE of its size — or almost no data was added at all, which with most files
-  new is a mass of renames.
-Data that is always incompressible (media, archives) trips the second half on any mass
-change; `<RESOURCE>_ANOMALY=off` turns the rule off for such a resource.
+- encryption in place: at least CHANGED percent (default 50) of the files were rewritten
+  (`files_changed`) and the data they added does not compress (packed to at least
+  INCOMPRESSIBLE of its size);
+- a mass of renames (ransomware's new suffix, with or without new contents): at least
+  CHANGED percent of the files are new *and* at least CHANGED percent of the files of the
+  last snapshot are gone.
+Ordinary days change a few percent. A bulk upload of new files (nothing gone), a metadata-
+only sweep (chmod, touch: changed files but no new data) and a re-export that compresses
+are not suspect. Data that is always incompressible trips the first rule on any mass
+rewrite; `<RESOURCE>_ANOMALY=off` turns the rule off for such a resource.
 """
 
 from dataclasses import dataclass
@@ -24,8 +27,7 @@ from orchestrator.rustic import Summary
 DEFAULT_CHANGED = 50
 MIN_FILES = 5
 INCOMPRESSIBLE = 0.9
-# Below this much added data the compression ratio says nothing; with most files new, it
-# means the data was already there under other names.
+# Below this much added data the compression ratio says nothing.
 MIN_ADDED_BYTES = 4096
 
 
@@ -35,25 +37,30 @@ class Verdict:
     why: str
 
 
-def judge(summary: Summary, has_history: bool, changed_percent: int) -> Verdict:
-    """Return whether the snapshot `summary` describes is suspect, and why in one line."""
+def judge(summary: Summary, previous_files: int | None, changed_percent: int) -> Verdict:
+    """Return whether the snapshot `summary` describes is suspect, and why in one line.
+
+    `previous_files` is how many files the job's last clean snapshot held (None: no history).
+    """
     total = summary.files_total
-    if not has_history or total < MIN_FILES:
-        return Verdict(False, "no history to compare with" if not has_history else "too small")
-    changed = summary.files_new + summary.files_changed
-    share = changed / total
-    if share * 100 < changed_percent:
-        return Verdict(False, f"{share:.0%} of files changed")
+    if previous_files is None or total < MIN_FILES:
+        return Verdict(False, "no history to compare with" if previous_files is None else "small")
+    threshold = changed_percent / 100
+    rewritten = summary.files_changed / total
     added = summary.data_added_files
-    if added < MIN_ADDED_BYTES:
-        return Verdict(
-            True, f"{share:.0%} of files new or changed with almost no new data: mass renames"
-        )
-    ratio = summary.data_added_files_packed / added
-    if ratio >= INCOMPRESSIBLE:
+    ratio = summary.data_added_files_packed / added if added >= MIN_ADDED_BYTES else 0.0
+    if rewritten >= threshold and ratio >= INCOMPRESSIBLE:
         return Verdict(
             True,
-            f"{share:.0%} of files new or changed and the new data does not compress "
+            f"{rewritten:.0%} of files rewritten and the new data does not compress "
             f"({ratio:.0%} of its size packed): looks like encryption in place",
         )
-    return Verdict(False, f"{share:.0%} of files changed, new data compresses ({ratio:.0%})")
+    new = summary.files_new / total
+    gone = max(0, previous_files - (total - summary.files_new)) / max(previous_files, 1)
+    if new >= threshold and gone >= threshold:
+        return Verdict(
+            True,
+            f"{new:.0%} of files are new and {gone:.0%} of the last snapshot's are gone: "
+            "a mass of renames",
+        )
+    return Verdict(False, f"{rewritten:.0%} rewritten, {new:.0%} new, {gone:.0%} gone")

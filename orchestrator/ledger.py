@@ -289,6 +289,18 @@ class Ledger:
             rows = db.execute("SELECT key FROM state WHERE key LIKE ?", (HOLD + "%",))
             return {str(key).removeprefix(HOLD) for (key,) in rows}
 
+    def last_files(self, job: str) -> int | None:
+        """Return how many files the job's last clean (successful) backup held, if known."""
+        customer, resource = split_job(job)
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT files_total FROM runs WHERE customer = ? AND resource = ?"
+                " AND kind = 'backup' AND result = 'success' AND files_total IS NOT NULL"
+                " ORDER BY id DESC LIMIT 1",
+                (customer, resource),
+            ).fetchone()
+        return int(row[0]) if row else None
+
     def baseline_now(self, job: str) -> Baseline | None:
         """Return the baseline of `job` as of this moment."""
         return self.baseline(job, datetime.now(UTC))

@@ -44,6 +44,10 @@ class Holds(Protocol):
 
     def hold(self, job: str, snapshot: str, why: str, now: datetime) -> None: ...
 
+    def last_files(self, job: str) -> int | None:
+        """Return how many files the job's last clean snapshot held, if there is one."""
+        ...
+
 
 class MemoryHolds:
     """Holds kept for one process only (tests, and a Jobs without a ledger)."""
@@ -56,6 +60,9 @@ class MemoryHolds:
 
     def hold(self, job: str, snapshot: str, why: str, now: datetime) -> None:
         self.jobs.add(job)
+
+    def last_files(self, job: str) -> int | None:
+        return None
 
 
 @dataclass(frozen=True)
@@ -238,8 +245,8 @@ class Jobs:
         if (resource.option("ANOMALY") or "on").lower() == "off":
             return Verdict(False, "ANOMALY=off")
         changed = int(resource.option("ANOMALY_CHANGED") or anomaly.DEFAULT_CHANGED)
-        history = self.baseline(job_id(customer.name, resource.name)) is not None
-        return anomaly.judge(summary, history, changed)
+        previous = self.holds.last_files(job_id(customer.name, resource.name))
+        return anomaly.judge(summary, previous, changed)
 
     def _suspect(
         self,

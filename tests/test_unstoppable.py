@@ -17,7 +17,13 @@ import pytest
 
 from orchestrator.ledger import Ledger
 from tests.conftest import Site
-from tests.helpers import DaemonProcess, Events, assert_never_overlapping, wait_until
+from tests.helpers import (
+    DaemonProcess,
+    Events,
+    assert_never_overlapping,
+    running_workers,
+    wait_until,
+)
 from tests.hostile import DripServer, valid_text, write_broken
 from tests.servers import free_port
 
@@ -153,7 +159,10 @@ def test_a_customer_with_more_resources_than_slots_leaves_room_for_others(
     events = Events()
     daemon.start()
     ledger = Ledger(site.data / "state")
-    wait_until(lambda: successes(ledger, f"{light}/files") >= 1, 90, "the light customer's run")
+    # Whichever fires first after the start, judge the first light run after a heavy start.
+    wait_until(lambda: running_workers(heavy), 60, "the heavy customer's workers")
+    before = successes(ledger, f"{light}/files")
+    wait_until(lambda: successes(ledger, f"{light}/files") > before, 90, "a light run beside them")
     daemon.signal(signal.SIGTERM)
     daemon.wait(15)
     subprocess.run(
@@ -163,10 +172,10 @@ def test_a_customer_with_more_resources_than_slots_leaves_room_for_others(
     )
     log = events.stop()
 
-    light_start = windows(log, f"{light}/files")[0][0]
     heavy_spans = [s for r in ("r-1", "r-2", "r-3") for s in windows(log, f"{heavy}/{r}")]
     heavy_starts = sorted(start for start, _ in heavy_spans)
     assert heavy_starts, "the heavy customer ran"
+    light_start = min(s for s, _ in windows(log, f"{light}/files") if s > heavy_starts[0])
     # The light job started while the heavy customer's first run still held its slot.
     first_heavy_end = min(end for _, end in heavy_spans)
     assert light_start < first_heavy_end, "the light job waited for the heavy customer"
