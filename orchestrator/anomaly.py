@@ -8,9 +8,10 @@ job's retention is held until an operator releases it.
 
 The rule (per resource; thresholds in the README), against the job's last clean snapshot:
 - never on the first snapshot, nor on a source of fewer than MIN_FILES files;
-- encryption in place: at least CHANGED percent (default 50) of the files were rewritten
-  (`files_changed`) and the data they added does not compress (packed to at least
-  INCOMPRESSIBLE of its size);
+- encryption in place: at least CHANGED percent (default 50) of the last snapshot's files
+  were rewritten (`files_changed`) and the data they added does not compress (packed to at
+  least INCOMPRESSIBLE of its size) — or compresses to almost nothing (HOLLOW: overwritten
+  with zeros);
 - a mass of renames (ransomware's new suffix, with or without new contents): at least
   CHANGED percent of the files are new *and* at least CHANGED percent of the files of the
   last snapshot are gone.
@@ -27,6 +28,8 @@ from orchestrator.rustic import Summary
 DEFAULT_CHANGED = 50
 MIN_FILES = 5
 INCOMPRESSIBLE = 0.9
+# Real files do not pack to under 1 % of their size; zero-filled ones pack to about 0.5 %.
+HOLLOW = 0.01
 # Below this much added data the compression ratio says nothing.
 MIN_ADDED_BYTES = 4096
 
@@ -46,17 +49,25 @@ def judge(summary: Summary, previous_files: int | None, changed_percent: int) ->
     if previous_files is None or total < MIN_FILES:
         return Verdict(False, "no history to compare with" if previous_files is None else "small")
     threshold = changed_percent / 100
-    rewritten = summary.files_changed / total
+    # Shares of what the source held before: files added meanwhile cannot dilute them.
+    before = max(previous_files, 1)
+    rewritten = summary.files_changed / before
     added = summary.data_added_files
-    ratio = summary.data_added_files_packed / added if added >= MIN_ADDED_BYTES else 0.0
-    if rewritten >= threshold and ratio >= INCOMPRESSIBLE:
+    ratio = summary.data_added_files_packed / added if added >= MIN_ADDED_BYTES else None
+    if rewritten >= threshold and ratio is not None and ratio >= INCOMPRESSIBLE:
         return Verdict(
             True,
             f"{rewritten:.0%} of files rewritten and the new data does not compress "
             f"({ratio:.0%} of its size packed): looks like encryption in place",
         )
+    if rewritten >= threshold and ratio is not None and ratio <= HOLLOW:
+        return Verdict(
+            True,
+            f"{rewritten:.0%} of files rewritten with data that is almost all the same byte "
+            f"({ratio:.1%} of its size packed): looks like files overwritten with zeros",
+        )
     new = summary.files_new / total
-    gone = max(0, previous_files - (total - summary.files_new)) / max(previous_files, 1)
+    gone = max(0, previous_files - (total - summary.files_new)) / before
     if new >= threshold and gone >= threshold:
         return Verdict(
             True,

@@ -150,7 +150,11 @@ class Ledger:
             for table, column, kind in MIGRATIONS:
                 columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
                 if column not in columns:
-                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+                    try:
+                        db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+                    except sqlite3.OperationalError as exc:  # another process added it first
+                        if "duplicate column" not in str(exc):
+                            raise
 
     def recover_if_corrupt(self, exc: BaseException) -> bool:
         """Move a corrupt ledger aside and start a new one; return whether it was corrupt.
@@ -248,7 +252,9 @@ class Ledger:
     def baseline(self, job: str, now: datetime) -> Baseline | None:
         """Return the most files and bytes a successful backup of `job` saw in the window.
 
-        Only runs after the operator's last `accept` count; None when there are none.
+        Only runs after the operator's last `accept` count. With none in the window (a
+        monthly schedule, two weeks of failures), the last successful run is the baseline:
+        an old baseline is still a floor. None only when there was never one.
         """
         customer, resource = split_job(job)
         since = _iso(now - WINDOW)
@@ -263,6 +269,13 @@ class Ledger:
                 " AND ended >= ? AND ended > ?",
                 (customer, resource, since, accepted or ""),
             ).fetchone()
+            if not row or not row[2]:
+                row = db.execute(
+                    "SELECT files_total, bytes_processed, 1 FROM runs"
+                    " WHERE customer = ? AND resource = ? AND kind = 'backup'"
+                    " AND result = 'success' AND ended > ? ORDER BY id DESC LIMIT 1",
+                    (customer, resource, accepted or ""),
+                ).fetchone()
         if not row or not row[2]:
             return None
         return Baseline(int(row[0] or 0), int(row[1] or 0))
@@ -300,6 +313,18 @@ class Ledger:
                 (customer, resource),
             ).fetchone()
         return int(row[0]) if row else None
+
+    def last_snapshot(self, job: str) -> str | None:
+        """Return the snapshot id of the job's last clean (successful) backup, if known."""
+        customer, resource = split_job(job)
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT snapshot_id FROM runs WHERE customer = ? AND resource = ?"
+                " AND kind = 'backup' AND result = 'success' AND snapshot_id IS NOT NULL"
+                " ORDER BY id DESC LIMIT 1",
+                (customer, resource),
+            ).fetchone()
+        return str(row[0]) if row else None
 
     def baseline_now(self, job: str) -> Baseline | None:
         """Return the baseline of `job` as of this moment."""

@@ -48,6 +48,10 @@ class Holds(Protocol):
         """Return how many files the job's last clean snapshot held, if there is one."""
         ...
 
+    def last_snapshot(self, job: str) -> str | None:
+        """Return the id of the job's last clean snapshot, if there is one."""
+        ...
+
 
 class MemoryHolds:
     """Holds kept for one process only (tests, and a Jobs without a ledger)."""
@@ -62,6 +66,9 @@ class MemoryHolds:
         self.jobs.add(job)
 
     def last_files(self, job: str) -> int | None:
+        return None
+
+    def last_snapshot(self, job: str) -> str | None:
         return None
 
 
@@ -225,7 +232,9 @@ class Jobs:
         outcome = rustic.judge_backup(done.exit_code, done.stdout, done.stderr)
         job = job_id(customer.name, resource.name)
         if outcome.result is Result.SUCCESS and outcome.summary is not None:
-            verdict = self._anomaly(customer, resource, outcome.summary)
+            verdict = self._below_floor(customer, resource, outcome.summary)
+            if not verdict.suspect:
+                verdict = self._anomaly(customer, resource, outcome.summary)
             if verdict.suspect:
                 return self._suspect(customer, resource, scheduled_for, outcome, verdict.why)
         if outcome.result is Result.SUCCESS and customer.keep:
@@ -248,6 +257,19 @@ class Jobs:
         previous = self.holds.last_files(job_id(customer.name, resource.name))
         return anomaly.judge(summary, previous, changed)
 
+    def _below_floor(self, customer: Customer, resource: Resource, summary: Summary) -> Verdict:
+        """Hold rustic's own count to the floor too: EXCLUDE can hide what the guard counted."""
+        guard = self.floor(customer, resource)
+        if summary.files_total == 0 and not guard.allow_empty:
+            return Verdict(True, "rustic backed up no file at all (EXCLUDE?)")
+        if summary.files_total < guard.min_files or summary.bytes_processed < guard.min_bytes:
+            return Verdict(
+                True,
+                f"rustic backed up {summary.files_total} file(s) and {summary.bytes_processed} "
+                f"byte(s), below the floor of {guard.min_files} and {guard.min_bytes}",
+            )
+        return Verdict(False, "above the floor")
+
     def _suspect(
         self,
         customer: Customer,
@@ -260,22 +282,27 @@ class Jobs:
         assert written.summary is not None
         snapshot = written.summary.snapshot_id
         job = job_id(customer.name, resource.name)
+        last_good = self.holds.last_snapshot(job)
         self.holds.hold(job, snapshot, why, datetime.now(UTC))
-        note = f"tagged {rustic.TAG_SUSPECT}"
-        try:
-            done = self._run(
-                customer,
-                resource,
-                Kind.TAG,
-                scheduled_for,
-                rustic.tag_suspect_args(self.cold, snapshot),
-                (),
-                timeout=600,
+        # The suspect snapshot leaves the clean ones; the last clean one before it is pinned,
+        # so not even a release followed by weeks of forget can take the state before this.
+        steps = [(rustic.tag_suspect_args(self.cold, snapshot), f"tagged {rustic.TAG_SUSPECT}")]
+        if last_good:
+            steps.append(
+                (
+                    rustic.tag_pinned_args(self.cold, last_good),
+                    f"snapshot {last_good[:8]} pinned",
+                )
             )
-            if done.exit_code != 0:
-                note = f"not tagged ({_last(done)})"
-        except (SecretError, RuntimeUnavailable, JobBusy) as exc:
-            note = f"not tagged ({exc})"
+        notes = []
+        for argv, done_note in steps:
+            try:
+                done = self._run(customer, resource, Kind.TAG, scheduled_for, argv, (), timeout=600)
+                ok = done.exit_code == 0
+                notes.append(done_note if ok else f"not {done_note}: {_last(done)}")
+            except (SecretError, RuntimeUnavailable, JobBusy) as exc:
+                notes.append(f"not {done_note}: {exc}")
+        note = "; ".join(notes)
         return Outcome(
             Result.SUSPECT,
             Reason.NONE,

@@ -73,6 +73,7 @@ class Outcome:
 
 TAG_CLEAN = "unstoppable-clean"
 TAG_SUSPECT = "unstoppable-suspect"
+TAG_PINNED = "unstoppable-pinned"  # the last clean snapshot before a suspect one
 
 
 def cold_args(s3: bool) -> list[str]:
@@ -144,12 +145,18 @@ def forget_args(
     # Only clean snapshots are weighed and forgotten: a suspect one neither takes a KEEP_*
     # place from a clean one nor is forgotten (snapshots of 0.1, untagged, are not either).
     clean = ["--filter-tags", TAG_CLEAN]
-    return [*global_args(cold), "forget", "--prune", *clean, *policy, *floor]
+    pinned = ["--keep-tags", TAG_PINNED]
+    return [*global_args(cold), "forget", "--prune", *clean, *policy, *floor, *pinned]
 
 
 def tag_suspect_args(cold: list[str], snapshot: str) -> list[str]:
     """Return the argv that marks `snapshot` suspect (and no longer clean)."""
     return [*global_args(cold), "tag", "--set", TAG_SUSPECT, snapshot]
+
+
+def tag_pinned_args(cold: list[str], snapshot: str) -> list[str]:
+    """Return the argv that pins `snapshot`: retention keeps it until an operator unpins it."""
+    return [*global_args(cold), "tag", "--add", TAG_PINNED, snapshot]
 
 
 def _keep_last(keep: tuple[tuple[str, int], ...]) -> int:

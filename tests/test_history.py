@@ -190,9 +190,12 @@ def test_a_source_encrypted_in_place_is_flagged_and_holds_retention(
     import json
 
     listed = json.loads(snapshots)
-    assert [s["id"] for s in listed[:2]] == good_ids, "the clean snapshots are all still there"
+    assert len(listed) == 5, listed  # two clean, the suspect one, two held
     assert "unstoppable-suspect" in listed[2]["tags"], listed[2]
-    assert restore(site, name, resource, good_ids[-1]) == last_good
+    # The last clean one is pinned (tagging gives it a new id): no release can forget it.
+    assert "unstoppable-pinned" in listed[1]["tags"], listed[1]
+    assert listed[0]["id"] == good_ids[0]
+    assert restore(site, name, resource, listed[1]["id"]) == last_good
     status = json.loads(site.cli("status", "--json", check=True).stdout)
     assert any(r["job"] == f"{name}/{resource}" for r in status)
     assert Ledger(site.data / "state").held(f"{name}/{resource}")
@@ -200,3 +203,28 @@ def test_a_source_encrypted_in_place_is_flagged_and_holds_retention(
     done = site.cli("release", name, resource, check=True)
     assert "retention released" in done.stdout
     assert not Ledger(site.data / "state").held(f"{name}/{resource}")
+
+
+def test_files_hidden_by_exclude_cannot_fake_the_guard(site: Site, unique: str, tree: Path) -> None:
+    """The guard's walk counts excluded padding; rustic's own count is held to the floor."""
+    name = f"excl-{unique}"
+    site.customer(
+        name,
+        f'SCHEDULE="0 3 * * *"\nREPO_PASSWORD=pw\nKEEP_LAST=1\nRESOURCES=files\n'
+        f'FILES_TYPE=local\nFILES_PATH={tree}\nFILES_EXCLUDE="*.tmp"\n',
+    )
+    fill(tree)
+    last_good = contents(tree)
+    assert "success" in last_line(site, name)
+    for path in tree.iterdir():
+        path.unlink()
+    for i in range(30):
+        (tree / f"pad-{i}.tmp").write_bytes(b"")
+    with open(tree / "big.tmp", "wb") as handle:
+        handle.truncate(10 * 1024 * 1024)  # sparse: counts as 10 MiB to the walk
+    done = site.cli("backup", name)
+    assert f"{name}/files: suspect" in done.stdout, done.stdout
+    assert "below the floor" in done.stdout or "no file at all" in done.stdout
+    listed = snapshot_ids(site, name, "files")
+    assert len(listed) == 2
+    assert restore(site, name, "files", listed[0]) == last_good

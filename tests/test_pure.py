@@ -140,10 +140,12 @@ def test_forget_argv_maps_keep_keys_and_always_keeps_the_floor() -> None:
         "3",
         "--keep-within",
         "604800s",
+        "--keep-tags",
+        "unstoppable-pinned",
     ]
     # No KEEP_LAST, or KEEP_LAST=0 smuggled past validation: the newest snapshot stays.
     only_daily = forget_args([], (("KEEP_DAILY", 2),), 60)
-    assert only_daily[-6:] == ["--keep-daily", "2", "--keep-last", "1", "--keep-within", "60s"]
+    assert only_daily[-8:-2] == ["--keep-daily", "2", "--keep-last", "1", "--keep-within", "60s"]
 
 
 SNAPSHOT = json.dumps(
@@ -289,6 +291,10 @@ def _summary(new: int, changed: int, total: int, added: int, packed: int) -> Sum
         (_summary(0, 100, 100, 0, 0), 100, False),
         # A bulk upload of new photos: most files new and incompressible, nothing gone.
         (_summary(80, 0, 100, 8_000_000, 8_000_000), 20, False),
+        # Every file overwritten with zeros, same sizes: compresses to nothing.
+        (_summary(0, 300, 300, 3_272_723, 14_850), 300, True),
+        # Every file encrypted and as many empty files added to dilute the share.
+        (_summary(1001, 1000, 2001, 800_000, 801_000), 1000, True),
         # The first snapshot is all new by nature.
         (_summary(100, 0, 100, 800_000, 801_000), None, False),
         # Too few files to judge.
