@@ -88,6 +88,11 @@ def encrypt(root: Path, rng: random.Random, n: int) -> None:
         path.write_bytes(rng.randbytes(path.stat().st_size))
 
 
+def zero(root: Path, rng: random.Random, n: int) -> None:
+    for path in root.iterdir():
+        path.write_bytes(bytes(path.stat().st_size))
+
+
 def count(root: Path) -> tuple[int, int]:
     """What unstoppable-guard counts: regular files and their sizes."""
     sizes = [p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink()]
@@ -125,8 +130,8 @@ def simulate(days: int, files: int, seed: int, make: Callable[..., bytes], today
             )  # fmt: skip
             summary = rustic.parse_snapshot(done.stdout)
             assert summary is not None
-            has_history = ledger.baseline("sim/src", now) is not None
-            verdict = anomaly.judge(summary, has_history, anomaly.DEFAULT_CHANGED)
+            previous = ledger.last_files("sim/src")
+            verdict = anomaly.judge(summary, previous, anomaly.DEFAULT_CHANGED)
             result = Result.SUSPECT if verdict.suspect else Result.SUCCESS
             outcome = Outcome(result, Reason.NONE, verdict.why, summary)
             ledger.record_run(RunRecord("sim", "src", Kind.BACKUP, now, now, now, outcome))
@@ -150,6 +155,7 @@ def main() -> int:
         ("text, slow shrink", text, attack(attack_day, churn(text), shrink_slowly), attack_day),
         ("text, encrypted", text, attack(attack_day, churn(text), encrypt), attack_day),
         ("incompressible, encrypted", blob, attack(attack_day, churn(blob), encrypt), attack_day),
+        ("text, zero-filled", text, attack(attack_day, churn(text), zero), attack_day),
     ]
     failures = 0
     print(f"{args.days} days, {args.files} files, {args.seeds} seeds; attack on day {attack_day}")

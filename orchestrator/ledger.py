@@ -304,27 +304,24 @@ class Ledger:
 
     def last_files(self, job: str) -> int | None:
         """Return how many files the job's last clean (successful) backup held, if known."""
-        customer, resource = split_job(job)
-        with self._connect() as db:
-            row = db.execute(
-                "SELECT files_total FROM runs WHERE customer = ? AND resource = ?"
-                " AND kind = 'backup' AND result = 'success' AND files_total IS NOT NULL"
-                " ORDER BY id DESC LIMIT 1",
-                (customer, resource),
-            ).fetchone()
-        return int(row[0]) if row else None
+        value = self._last_success(job, "files_total")
+        return int(value) if value is not None else None
 
     def last_snapshot(self, job: str) -> str | None:
         """Return the snapshot id of the job's last clean (successful) backup, if known."""
+        value = self._last_success(job, "snapshot_id")
+        return str(value) if value is not None else None
+
+    def _last_success(self, job: str, column: str) -> int | str | None:
         customer, resource = split_job(job)
         with self._connect() as db:
             row = db.execute(
-                "SELECT snapshot_id FROM runs WHERE customer = ? AND resource = ?"
-                " AND kind = 'backup' AND result = 'success' AND snapshot_id IS NOT NULL"
+                f"SELECT {column} FROM runs WHERE customer = ? AND resource = ?"
+                f" AND kind = 'backup' AND result = 'success' AND {column} IS NOT NULL"
                 " ORDER BY id DESC LIMIT 1",
                 (customer, resource),
             ).fetchone()
-        return str(row[0]) if row else None
+        return row[0] if row else None
 
     def baseline_now(self, job: str) -> Baseline | None:
         """Return the baseline of `job` as of this moment."""

@@ -33,6 +33,23 @@ def tree() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def keep_last_one(
+    site: Site, name: str, kind: str, tree: Path, request: pytest.FixtureRequest
+) -> str:
+    """Write a customer with KEEP_LAST=1 backing up `tree` locally or over FTPS."""
+    if kind == "local":
+        site.customer(
+            name,
+            f'SCHEDULE="0 3 * * *"\nREPO_PASSWORD=pw\nKEEP_LAST=1\nRESOURCES=files\n'
+            f"FILES_TYPE=local\nFILES_PATH={tree}\n",
+        )
+        return "files"
+    ftps_customer(site, name, request.getfixturevalue("ftps"), tree, extra="")
+    text = (site.customers / f"{name}.env").read_text()
+    (site.customers / f"{name}.env").write_text(text + "KEEP_LAST=1\n")
+    return "site"
+
+
 def fill(root: Path, count: int = 20) -> None:
     for i in range(count):
         (root / f"doc-{i:02d}.txt").write_text(f"document {i}\n" * 200)
@@ -70,18 +87,7 @@ def test_a_shrunk_or_wiped_source_never_replaces_the_last_good_state(
     site: Site, unique: str, tree: Path, kind: str, request: pytest.FixtureRequest
 ) -> None:
     name = f"hist-{kind}-{unique}"
-    if kind == "local":
-        resource = "files"
-        site.customer(
-            name,
-            f'SCHEDULE="0 3 * * *"\nREPO_PASSWORD=pw\nKEEP_LAST=1\nRESOURCES=files\n'
-            f"FILES_TYPE=local\nFILES_PATH={tree}\n",
-        )
-    else:
-        resource = "site"
-        ftps_customer(site, name, request.getfixturevalue("ftps"), tree, extra="")
-        text = (site.customers / f"{name}.env").read_text()
-        (site.customers / f"{name}.env").write_text(text + "KEEP_LAST=1\n")
+    resource = keep_last_one(site, name, kind, tree, request)
     fill(tree)
     original = contents(tree)
     assert "success" in last_line(site, name)
@@ -158,18 +164,7 @@ def test_a_source_encrypted_in_place_is_flagged_and_holds_retention(
     site: Site, unique: str, tree: Path, kind: str, request: pytest.FixtureRequest
 ) -> None:
     name = f"enc-{kind}-{unique}"
-    if kind == "local":
-        resource = "files"
-        site.customer(
-            name,
-            f'SCHEDULE="0 3 * * *"\nREPO_PASSWORD=pw\nKEEP_LAST=1\nRESOURCES=files\n'
-            f"FILES_TYPE=local\nFILES_PATH={tree}\n",
-        )
-    else:
-        resource = "site"
-        ftps_customer(site, name, request.getfixturevalue("ftps"), tree, extra="")
-        text = (site.customers / f"{name}.env").read_text()
-        (site.customers / f"{name}.env").write_text(text + "KEEP_LAST=1\n")
+    resource = keep_last_one(site, name, kind, tree, request)
     fill(tree)
     assert "success" in last_line(site, name)
     (tree / "doc-05.txt").write_text("an ordinary edit\n" * 100)
