@@ -4,7 +4,6 @@ KEEP_LAST=1 throughout, the setting that used to let one hollow run evict the on
 snapshot. Judged by what a restore gives back, not by what the CLI says.
 """
 
-import hashlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -14,16 +13,10 @@ import pytest
 
 from orchestrator.ledger import Ledger
 from tests.conftest import Site
-from tests.servers import Ftps, open_dir, vsftpd
-from tests.test_remote import ftps_customer
+from tests.servers import open_dir
+from tests.test_remote import contents, ftps, ftps_customer  # noqa: F401 (ftps: fixture)
 
 pytestmark = pytest.mark.docker
-
-
-@pytest.fixture(scope="module")
-def ftps() -> Iterator[Ftps]:
-    with vsftpd() as server:
-        yield server
 
 
 @pytest.fixture
@@ -54,14 +47,6 @@ def fill(root: Path, count: int = 20) -> None:
     for i in range(count):
         (root / f"doc-{i:02d}.txt").write_text(f"document {i}\n" * 200)
         (root / f"doc-{i:02d}.txt").chmod(0o644)
-
-
-def contents(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
 
 
 def last_line(site: Site, name: str) -> str:
