@@ -12,16 +12,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from orchestrator import __version__
-from orchestrator.customer import Customers, env_prefix, load_customers
+from orchestrator.customer import Customer, Customers, Resource, env_prefix, load_customers
 from orchestrator.errors import ConfigError, SecretError, UnstoppableError
 from orchestrator.ledger import JobStatus, Ledger
+from orchestrator.maintenance import Maintenance
 from orchestrator.runs import Jobs, RunRecord
 from orchestrator.rustic import Result
 from orchestrator.schedule import next_fire
 from orchestrator.secrets import Resolver, resolver_for
 from orchestrator.settings import Settings, load_settings
 from orchestrator.storage import state_dir
-from orchestrator.worker import job_id
+from orchestrator.worker import Kind, job_id
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -89,6 +90,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("customer")
     p.add_argument("resource")
     p.add_argument("--read-data", action="store_true", help="also read and verify every data pack")
+    p = command("verify", cmd_verify, "run a restore drill now: read packs, restore and compare")
+    p.add_argument("customer")
+    p.add_argument("resources", nargs="*", metavar="RESOURCE")
+    p.add_argument("--full", action="store_true", help="read every pack, not the next slice")
+    p = command("prune", cmd_prune, "apply retention now: forget by KEEP_*, then prune")
+    p.add_argument("customer")
+    p.add_argument("resources", nargs="*", metavar="RESOURCE")
     return parser
 
 
@@ -196,7 +204,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
 def _summary_line(record: RunRecord) -> str:
     outcome = record.outcome
     seconds = (record.ended - record.started).total_seconds()
-    head = f"{record.job}: {outcome.result.value}"
+    kind = "" if record.kind is Kind.BACKUP else f" {record.kind.value}"
+    head = f"{record.job}{kind}: {outcome.result.value}"
     if outcome.reason:
         head += f" ({outcome.reason.value})"
     detail = outcome.message
@@ -358,6 +367,38 @@ def cmd_release(args: argparse.Namespace) -> int:
         "forgotten by retention"
     )
     return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    return _maintain(args, lambda m, c, r, now: m.verify(c, r, now, full=args.full))
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    return _maintain(args, lambda m, c, r, now: m.prune(c, r, now))
+
+
+def _maintain(
+    args: argparse.Namespace,
+    run: Callable[[Maintenance, Customer, Resource, datetime], RunRecord],
+) -> int:
+    """Run one maintenance step for each resource, one after the other; exit 0 if all passed.
+
+    Records go to the ledger like the daemon's, so status and /metrics show them.
+    """
+    settings, customers = _load()
+    customer = customers.get(args.customer)
+    resources = [customer.resource(n) for n in args.resources] or list(customer.resources)
+    ledger = Ledger(state_dir(settings))
+    maintenance = Maintenance(_jobs(settings, ledger), ledger)
+    now = datetime.now(UTC).replace(microsecond=0)
+    passed = True
+    for resource in resources:
+        record = run(maintenance, customer, resource, now)
+        if record.outcome.result is not Result.SKIPPED:
+            ledger.record_run(record)
+        passed = passed and record.outcome.result is Result.SUCCESS
+        print(_summary_line(record))
+    return 0 if passed else 1
 
 
 def cmd_check(args: argparse.Namespace) -> int:

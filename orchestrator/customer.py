@@ -24,6 +24,16 @@ MAX_KEEP = 100_000
 MAX_RESOURCES = 200
 # The source guard's and the change-anomaly rule's keys, for every source type.
 GUARD_KEYS = ("SHRINK_THRESHOLD", "ALLOW_EMPTY", "ANOMALY", "ANOMALY_CHANGED")
+# Scheduled maintenance and restore drills, for every source type, with their defaults:
+# weekly, at a time `H` spreads by job so that a thousand jobs do not prune at one minute.
+MAINTENANCE_DEFAULTS = {
+    "PRUNE_SCHEDULE": "H H * * H",
+    "VERIFY_SCHEDULE": "H H * * H",
+    "VERIFY_SLICES": "4",  # the whole repository is read once per this many drills
+    "VERIFY_SAMPLE": "20",  # files restored and compared per drill
+}
+VERIFY_SLICES_MAX = 1000
+VERIFY_SAMPLE_MAX = 1000
 KEEP_KEYS = ("KEEP_LAST", "KEEP_HOURLY", "KEEP_DAILY", "KEEP_WEEKLY", "KEEP_MONTHLY", "KEEP_YEARLY")
 CUSTOMER_KEYS = ("SCHEDULE", "TIMEZONE", "REPO_PASSWORD", "RESOURCES", "PING_URL", *KEEP_KEYS)
 
@@ -37,7 +47,9 @@ class SourceType(StrEnum):
 # Which keys each source type accepts, and which of them it requires.
 RESOURCE_KEYS: dict[SourceType, tuple[frozenset[str], frozenset[str]]] = {
     SourceType.LOCAL: (
-        frozenset({"TYPE", "PATH", "SCHEDULE", "EXCLUDE", "PING_URL", *GUARD_KEYS}),
+        frozenset(
+            {"TYPE", "PATH", "SCHEDULE", "EXCLUDE", "PING_URL", *GUARD_KEYS, *MAINTENANCE_DEFAULTS}
+        ),
         frozenset({"PATH"}),
     ),
     SourceType.FTPS: (
@@ -57,6 +69,7 @@ RESOURCE_KEYS: dict[SourceType, tuple[frozenset[str], frozenset[str]]] = {
                 "EXCLUDE",
                 "PING_URL",
                 *GUARD_KEYS,
+                *MAINTENANCE_DEFAULTS,
             }
         ),
         frozenset({"HOST", "USER", "PASSWORD", "PATH"}),
@@ -76,6 +89,7 @@ RESOURCE_KEYS: dict[SourceType, tuple[frozenset[str], frozenset[str]]] = {
                 "EXCLUDE",
                 "PING_URL",
                 *GUARD_KEYS,
+                *MAINTENANCE_DEFAULTS,
             }
         ),
         frozenset({"HOST", "USER", "PATH", "HOST_KEY"}),
@@ -122,6 +136,10 @@ class Resource:
     def option(self, key: str, default: str | None = None) -> str | None:
         """Return the value of the type-specific `key`, or `default`."""
         return dict(self.options).get(key, default)
+
+    def maintenance(self, key: str) -> str:
+        """Return the maintenance setting `key` (PRUNE_SCHEDULE, VERIFY_SLICES, ...)."""
+        return dict(self.options).get(key) or MAINTENANCE_DEFAULTS[key]
 
 
 @dataclass(frozen=True)
@@ -340,6 +358,7 @@ def _resource(
     if "PASSWORD" in keys:
         password = _secret(prefix + "PASSWORD", keys["PASSWORD"], report)
     _check_guard(keys, prefix, report)
+    _check_maintenance(keys, prefix, timezone, report)
     _check_remote(kind, keys, prefix, report)
     if "PING_URL" in keys:
         _check_url(prefix + "PING_URL", keys["PING_URL"], report)
@@ -354,6 +373,16 @@ def _resource(
         )
     )
     return Resource(name, kind, path, schedule, excludes, options, password)
+
+
+def _check_maintenance(keys: dict[str, str], prefix: str, timezone: str, problem: _Problem) -> None:
+    for key in ("PRUNE_SCHEDULE", "VERIFY_SCHEDULE"):
+        if key in keys:
+            _check_schedule(prefix + key, keys[key], timezone, problem)
+    if whole_number(keys.get("VERIFY_SLICES", "4"), 1, VERIFY_SLICES_MAX) is None:
+        problem(prefix + "VERIFY_SLICES", f"must be a whole number, 1-{VERIFY_SLICES_MAX}")
+    if whole_number(keys.get("VERIFY_SAMPLE", "20"), 0, VERIFY_SAMPLE_MAX) is None:
+        problem(prefix + "VERIFY_SAMPLE", f"must be a whole number, 0-{VERIFY_SAMPLE_MAX}")
 
 
 def _check_guard(keys: dict[str, str], prefix: str, problem: _Problem) -> None:

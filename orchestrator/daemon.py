@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 from orchestrator.customer import Customers, files_signature, load_customers
 from orchestrator.errors import RuntimeUnavailable, UnstoppableError
 from orchestrator.ledger import Ledger
-from orchestrator.planner import JobSpec, Launch, PlanState, plan
+from orchestrator.maintenance import Maintenance
+from orchestrator.planner import BACKUP, JobSpec, Launch, PlanState, plan
 from orchestrator.runs import Jobs, RunRecord
 from orchestrator.runtime import Runtime, WorkerInfo
 from orchestrator.rustic import Outcome, Reason, Result
@@ -37,7 +38,7 @@ ADOPT_EVERY = timedelta(seconds=60)
 # A secrets directory no container mounts is a leftover once it is this old; younger ones
 # may belong to a run being created right now (by the CLI, beside the daemon).
 LEFTOVER_SECRETS_AGE = 600.0
-ADOPTED_KINDS = (Kind.BACKUP.value, Kind.FORGET.value)
+ADOPTED_KINDS = tuple(k.value for k in (Kind.BACKUP, Kind.FORGET, Kind.PRUNE, Kind.VERIFY))
 
 
 class Daemon:
@@ -55,6 +56,7 @@ class Daemon:
             holds=ledger,
             resolver=resolver_for(settings),
         )
+        self.maintenance = Maintenance(self.jobs, ledger)
         self.customers = Customers((), (), ())
         self.specs: list[JobSpec] = []
         self.state = PlanState()
@@ -109,7 +111,9 @@ class Daemon:
         last_tick = self.start_tick(_now())
         next_poll = next_adopt = _now()
         log.info(
-            "scheduling %d job(s) of %d customer(s)", len(self.specs), len(self.customers.valid)
+            "scheduling %d job(s) of %d customer(s)",
+            sum(1 for spec in self.specs if spec.kind == BACKUP),
+            len(self.customers.valid),
         )
         while not self.stopping.is_set():
             now = _now()
@@ -204,20 +208,22 @@ class Daemon:
             running = docker | frozenset(self.in_flight)
         next_due = self.state.next_due
         now = _now()
+        verify = {spec.id: spec for spec in self.specs if spec.kind == Kind.VERIFY.value}
         jobs = []
         for spec in self.specs:
+            if spec.kind != BACKUP:
+                continue
             customer, resource = spec.id.split("/", 1)
-            key = (spec.schedule, spec.timezone)
-            if key not in self.intervals:
-                self.intervals[key] = expected_interval(spec.schedule, spec.timezone, now)
+            drill = verify.get(spec.id)
             due = next_due.get(spec)
             jobs.append(
                 JobView(
                     customer,
                     resource,
                     due.timestamp() if due else None,
-                    self.intervals[key],
+                    self.interval(spec, now),
                     job_storage(self.settings, customer, resource).hot / "snapshots",
+                    self.interval(drill, now) if drill else None,
                 )
             )
         return DaemonView(
@@ -229,6 +235,13 @@ class Daemon:
             self.rustic_version,
             tuple(sorted(self.errors.items())),
         )
+
+    def interval(self, spec: JobSpec, now: datetime) -> float:
+        """Return the longest gap between scheduled times of `spec`, computed once."""
+        key = (spec.schedule, spec.timezone)
+        if key not in self.intervals:
+            self.intervals[key] = expected_interval(spec.schedule, spec.timezone, now)
+        return self.intervals[key]
 
     def load_config(self) -> None:
         """Reread customers.d if any file changed; a broken file disables only its customer."""
@@ -250,15 +263,22 @@ class Daemon:
             log.error("customer disabled: %s", problem)
         self.customers = customers
         self.specs = [
-            JobSpec(f"{c.name}/{r.name}", r.schedule, c.timezone)
+            spec
             for c in customers.valid
             for r in c.resources
+            for spec in (
+                JobSpec(f"{c.name}/{r.name}", r.schedule, c.timezone),
+                JobSpec(f"{c.name}/{r.name}", r.maintenance("PRUNE_SCHEDULE"), c.timezone, "prune"),
+                JobSpec(
+                    f"{c.name}/{r.name}", r.maintenance("VERIFY_SCHEDULE"), c.timezone, "verify"
+                ),
+            )
         ]
         log.info(
             "loaded %d customer(s), %d disabled, %d job(s)",
             len(customers.valid),
             len(customers.invalid),
-            len(self.specs),
+            sum(1 for spec in self.specs if spec.kind == BACKUP),
         )
 
     def adopt(self) -> None:
@@ -318,24 +338,28 @@ class Daemon:
         self.unschedulable = set(decision.unschedulable)
         for skip in decision.skip:
             log.warning(
-                "%s: skipped the run of %s (%s)",
+                "%s: skipped the %s of %s (%s)",
                 skip.job,
+                skip.kind,
                 skip.scheduled_for.isoformat(),
                 skip.reason,
             )
-            self._write(
-                self.ledger.record_event, skip.job, "skipped", skip.reason, skip.scheduled_for
-            )
+            if skip.kind == BACKUP:
+                self._write(
+                    self.ledger.record_event, skip.job, "skipped", skip.reason, skip.scheduled_for
+                )
         for missed in decision.missed:
             log.warning(
-                "%s: missed %d scheduled time(s), the last %s",
+                "%s: missed %d scheduled %s time(s), the last %s",
                 missed.job,
                 missed.count,
+                missed.kind,
                 missed.last.isoformat(),
             )
-            self._write(
-                self.ledger.record_event, missed.job, "missed", "", missed.last, missed.count
-            )
+            if missed.kind == BACKUP:  # a missed drill shows as BackupUnverified instead
+                self._write(
+                    self.ledger.record_event, missed.job, "missed", "", missed.last, missed.count
+                )
         # Written before launching, so a crash right after can never launch these again. If
         # the ledger cannot be written (disk full), the runs still start: a backup that runs
         # twice after a crash is better than none.
@@ -365,18 +389,23 @@ class Daemon:
 
     def _launch(self, launch: Launch) -> None:
         customer_name, resource_name = launch.job.split("/", 1)
+        kind = Kind(launch.kind)
         try:
             customer = self.customers.get(customer_name)
-            record = self.jobs.backup(
-                customer, customer.resource(resource_name), launch.scheduled_for
-            )
+            resource = customer.resource(resource_name)
+            if kind is Kind.PRUNE:
+                record = self.maintenance.prune(customer, resource, launch.scheduled_for)
+            elif kind is Kind.VERIFY:
+                record = self.maintenance.verify(customer, resource, launch.scheduled_for)
+            else:
+                record = self.jobs.backup(customer, resource, launch.scheduled_for)
         except Exception as exc:  # a broken run must never take the daemon down
             log.exception("%s: run failed unexpectedly", launch.job)
             now = _now()
             record = RunRecord(
                 customer_name,
                 resource_name,
-                Kind.BACKUP,
+                kind,
                 launch.scheduled_for,
                 now,
                 now,
@@ -396,7 +425,9 @@ class Daemon:
 
     def _finish(self, job: str, record: RunRecord) -> None:
         try:
-            if record.outcome.result is Result.SKIPPED:
+            if record.outcome.result is Result.SKIPPED and record.kind is not Kind.BACKUP:
+                pass  # a drill with nothing to read yet, or a busy job: logged below only
+            elif record.outcome.result is Result.SKIPPED:
                 self._write(
                     self.ledger.record_event,
                     job,
@@ -410,12 +441,14 @@ class Daemon:
             with self.lock:
                 self.in_flight.discard(job)
             self.wake.set()
-        self.jobs.ping_result(self.customers, record)  # after recording, off the run's clock
+        if record.kind is Kind.BACKUP:  # a dead man's switch watches the backups
+            self.jobs.ping_result(self.customers, record)  # after recording, off the run's clock
         level = logging.INFO if record.outcome.result is Result.SUCCESS else logging.ERROR
         log.log(
             level,
-            "%s: %s%s: %s",
+            "%s: %s %s%s: %s",
             job,
+            record.kind.value,
             record.outcome.result.value,
             f" ({record.outcome.reason.value})" if record.outcome.reason else "",
             record.outcome.message,

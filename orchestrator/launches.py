@@ -48,20 +48,28 @@ def local_launch(
     resource: Resource,
     real: str,
     identity: str,
-    guard: Floor,
+    guard: Floor | None,
+    command: list[str] | None = None,
 ) -> Launch:
-    """Return the launch of a backup of a directory on this host.
+    """Return the launch of a backup (or `command`) on a directory of this host.
 
     `real` is PATH with its symlinks resolved: it is mounted, at PATH, so the snapshot
     records the path as configured. `identity` (`device:inode` of `real` when it was
     checked) lets the worker refuse a directory swapped for a symlink before the mount.
+    Without a `guard` (a restore drill) the worker checks no floor.
     """
     argv = [
         resource.path,
         identity,
-        *guard.argv(),
+        *_guard_argv(guard),
         "--",
-        *rustic.backup_args(cold, customer.name, resource.path, resource.excludes),
+        *(
+            command
+            or [
+                "rustic",
+                *rustic.backup_args(cold, customer.name, resource.path, resource.excludes),
+            ]
+        ),
     ]
     return Launch(
         argv, (Mount(Path(real), resource.path, read_only=True),), entrypoint=(LOCAL_ENTRYPOINT,)
@@ -73,11 +81,13 @@ def remote_launch(
     customer: Customer,
     resource: Resource,
     password: SecretStr | None,
-    guard: Floor,
+    guard: Floor | None,
+    command: list[str] | None = None,
 ) -> Launch | Outcome:
-    """Return the launch of a remote backup, or the failure that prevents it.
+    """Return the launch of a remote backup (or `command`), or the failure that prevents it.
 
-    The worker refuses to back up a source that holds less than `guard` asks for.
+    The worker refuses to back up a source that holds less than `guard` asks for; without
+    a guard (a restore drill) it checks no floor.
     """
     pinned = pin_certificate(resource)
     if isinstance(pinned, Outcome):
@@ -99,11 +109,23 @@ def remote_launch(
     argv = [
         resource.path,
         mount_point,
-        *guard.argv(),
+        *_guard_argv(guard),
         "--",
-        *rustic.backup_args(cold, customer.name, mount_point, resource.excludes, remote=True),
+        *(
+            command
+            or [
+                "rustic",
+                *rustic.backup_args(
+                    cold, customer.name, mount_point, resource.excludes, remote=True
+                ),
+            ]
+        ),
     ]
     return Launch(argv, (), plan.files, entrypoint=(REMOTE_ENTRYPOINT,), remote=True)
+
+
+def _guard_argv(guard: Floor | None) -> list[str]:
+    return guard.argv() if guard else ["-", "0", "1"]
 
 
 def pin_certificate(resource: Resource) -> str | Outcome | None:

@@ -17,9 +17,13 @@ from pathlib import Path
 from orchestrator.runs import RunRecord
 from orchestrator.rustic import Result
 from orchestrator.source_guard import WINDOW, Baseline
+from orchestrator.worker import Kind
 
 log = logging.getLogger(__name__)
 HOLD = "hold:"  # state key prefix: a job's retention hold after a suspect snapshot
+CORRUPT = "corrupt:"  # damage a restore drill found, until a full drill reads clean
+SLICE = "slice:"  # the slice of the packs the job's next drill reads
+VERIFIED = "verified:"  # when the job's last restore drill succeeded
 _RECOVERY = threading.Lock()
 
 # Backup durations, in seconds: a minute-long job and a twelve-hour one both land mid-range.
@@ -191,7 +195,14 @@ class Ledger:
             db.close()
 
     def record_run(self, run: RunRecord) -> None:
-        """Append one finished run and fold it into the job's aggregates."""
+        """Append one finished run and fold it into the job's aggregates.
+
+        Prunes and drills are counted apart (`prune_runs`, `verify_runs`): the job's status
+        and its backup metrics stay those of its backups.
+        """
+        if run.kind in (Kind.PRUNE, Kind.VERIFY):
+            self._record_maintenance(run)
+            return
         s = run.outcome.summary
         result = run.outcome.result
         job = (run.customer, run.resource)
@@ -248,6 +259,60 @@ class Ledger:
             adds += [("duration_le", str(b), 1.0) for b in DURATION_BUCKETS if duration <= b]
             adds.append(("duration_le", "+Inf", 1.0))
             _add(db, job, adds)
+
+    def _record_maintenance(self, run: RunRecord) -> None:
+        result = run.outcome.result
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO runs (customer, resource, kind, scheduled_for, started, ended, result,"
+                " reason, message) VALUES (?,?,?,?,?,?,?,?,?)",
+                (
+                    run.customer,
+                    run.resource,
+                    run.kind.value,
+                    _iso(run.scheduled_for),
+                    _iso(run.started),
+                    _iso(run.ended),
+                    result.value,
+                    run.outcome.reason.value,
+                    run.outcome.message,
+                ),
+            )
+            _add(db, (run.customer, run.resource), [(f"{run.kind.value}_runs", result.value, 1.0)])
+            if run.kind is Kind.VERIFY and result is Result.SUCCESS:
+                _set(db, VERIFIED + run.job, _iso(run.ended))
+
+    def next_slice(self, job: str, parts: int) -> int:
+        """Return the slice (1..parts) the job's drill reads now, and move on to the next."""
+        with self._connect() as db:
+            row = db.execute("SELECT value FROM state WHERE key = ?", (SLICE + job,)).fetchone()
+            done = int(row[0]) if row and str(row[0]).isdigit() else 0
+            _set(db, SLICE + job, str(done + 1))
+        return done % parts + 1
+
+    def mark_corrupt(self, job: str, why: str, now: datetime) -> None:
+        """Remember that a drill found damage in the job's repository."""
+        self.set_state(CORRUPT + job, json.dumps({"why": why, "at": _iso(now)}))
+
+    def clear_corrupt(self, job: str) -> None:
+        """Forget the damage: a drill that read every pack found none."""
+        with self._connect() as db:
+            db.execute("DELETE FROM state WHERE key = ?", (CORRUPT + job,))
+
+    def maintenance_state(self) -> tuple[set[str], dict[str, datetime]]:
+        """Return the jobs with damage found, and when each job's last drill succeeded."""
+        corrupt: set[str] = set()
+        verified: dict[str, datetime] = {}
+        with self._connect() as db:
+            for key, value in db.execute(
+                "SELECT key, value FROM state WHERE key LIKE ? OR key LIKE ?",
+                (CORRUPT + "%", VERIFIED + "%"),
+            ):
+                if key.startswith(CORRUPT):
+                    corrupt.add(key.removeprefix(CORRUPT))
+                else:
+                    verified[key.removeprefix(VERIFIED)] = datetime.fromisoformat(value)
+        return corrupt, verified
 
     def baseline(self, job: str, now: datetime) -> Baseline | None:
         """Return the most files and bytes a successful backup of `job` saw in the window.
@@ -371,11 +436,7 @@ class Ledger:
 
     def set_state(self, key: str, value: str) -> None:
         with self._connect() as db:
-            db.execute(
-                "INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT(key) DO "
-                "UPDATE SET value = excluded.value",
-                (key, value),
-            )
+            _set(db, key, value)
 
     def get_state(self, key: str) -> str | None:
         with self._connect() as db:
@@ -436,6 +497,14 @@ class Ledger:
                 )
             )
         return out
+
+
+def _set(db: sqlite3.Connection, key: str, value: str) -> None:
+    db.execute(
+        "INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT(key) DO "
+        "UPDATE SET value = excluded.value",
+        (key, value),
+    )
 
 
 def _add(db: sqlite3.Connection, job: tuple[str, str], adds: list[tuple[str, str, float]]) -> None:

@@ -8,6 +8,7 @@ configured, running and next).
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ class JobView:
     next_run: float | None
     expected_interval: float
     snapshots_dir: Path  # the hot repository's snapshots/, one file per snapshot
+    verify_interval: float | None = None  # longest gap between the job's restore drills
 
 
 @dataclass(frozen=True)
@@ -63,8 +65,9 @@ class BackupCollector(Collector):
         try:
             status = {(s.customer, s.resource): s for s in self.ledger.status()}
             held = self.ledger.held_jobs()
+            corrupt, verified = self.ledger.maintenance_state()
         except Exception:  # a damaged or full ledger must not take the scrape down
-            status, held = {}, set()
+            status, held, corrupt, verified = {}, set(), set(), {}
             errors["ledger"] = errors.get("ledger", 0) + 1
         for what in ("clock", "internal", "ledger", "runtime"):
             g.counter(
@@ -85,6 +88,7 @@ class BackupCollector(Collector):
                 labels,
                 1 if f"{job.customer}/{job.resource}" in held else 0,
             )
+            _maintenance_metrics(g, labels, s, job, corrupt, verified)
         for customer in view.valid_customers:
             g.gauge("config_valid", "1 if the customer file is valid", ["customer"], [customer], 1)
         for customer in sorted(set(view.invalid_customers) - set(view.valid_customers)):
@@ -187,6 +191,56 @@ def _job_metrics(
             labels,
             latest,
         )
+
+
+def _maintenance_metrics(
+    g: "_Families",
+    labels: list[str],
+    s: JobStatus,
+    job: JobView,
+    corrupt: set[str],
+    verified: dict[str, datetime],
+) -> None:
+    name = f"{job.customer}/{job.resource}"
+    for result in (Result.SUCCESS, Result.FAILURE, Result.TIMEOUT, Result.CORRUPT):
+        g.counter(
+            "verify_runs",
+            "finished restore drills by result",
+            [*JOB, "result"],
+            [*labels, result.value],
+            s.total("verify_runs", result.value),
+        )
+    for result in (Result.SUCCESS, Result.FAILURE, Result.TIMEOUT):
+        g.counter(
+            "prune_runs",
+            "finished forget/prune runs by result",
+            [*JOB, "result"],
+            [*labels, result.value],
+            s.total("prune_runs", result.value),
+        )
+    if name in verified:
+        g.gauge(
+            "verify_last_success_timestamp_seconds",
+            "end of the last successful restore drill",
+            JOB,
+            labels,
+            verified[name].timestamp(),
+        )
+    if job.verify_interval is not None:
+        g.gauge(
+            "verify_expected_interval_seconds",
+            "longest gap between scheduled restore drills",
+            JOB,
+            labels,
+            job.verify_interval,
+        )
+    g.gauge(
+        "verify_corrupt",
+        "1 from a drill that found damage until a drill reading every pack finds none",
+        JOB,
+        labels,
+        1 if name in corrupt else 0,
+    )
 
 
 def _snapshot_files(directory: Path) -> tuple[int, float]:

@@ -17,13 +17,24 @@ GRACE = timedelta(seconds=10)
 MAX_ENUMERATED = 10_000
 
 
+BACKUP = "backup"
+# Maintenance kinds: a run of one waits for the job's lock instead of being skipped.
+MAINTENANCE = ("prune", "verify")
+
+
 @dataclass(frozen=True)
 class JobSpec:
-    """What the planner needs of a job."""
+    """What the planner needs of one kind of scheduled work of a job."""
 
-    id: str  # "<customer>/<resource>"
+    id: str  # "<customer>/<resource>": the job, and the lock all its kinds of run share
     schedule: str
     timezone: str
+    kind: str = BACKUP  # or one of MAINTENANCE
+
+    @property
+    def key(self) -> str:
+        """Return what tells this work apart from the job's other kinds: `c/r` or `c/r#kind`."""
+        return self.id if self.kind == BACKUP else f"{self.id}#{self.kind}"
 
 
 @dataclass(frozen=True)
@@ -33,14 +44,15 @@ class PlanState:
     # The first unhandled time of each job, keyed by the whole spec: a changed schedule
     # starts afresh instead of waiting for a time its old schedule named.
     next_due: Mapping[JobSpec, datetime] = field(default_factory=dict)
-    pending: Mapping[str, datetime] = field(default_factory=dict)  # due, waiting for a slot
+    # Due, waiting for a slot (or, for maintenance, for the job's lock); keyed by JobSpec.key.
+    pending: Mapping[str, datetime] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Launch:
     job: str
     scheduled_for: datetime
-    catch_up: bool = False
+    kind: str = BACKUP
 
 
 @dataclass(frozen=True)
@@ -48,6 +60,7 @@ class Skip:
     job: str
     scheduled_for: datetime
     reason: str  # "overlap" | "max_parallel"
+    kind: str = BACKUP
 
 
 @dataclass(frozen=True)
@@ -55,6 +68,7 @@ class Missed:
     job: str
     count: int
     last: datetime
+    kind: str = BACKUP
 
 
 @dataclass(frozen=True)
@@ -63,7 +77,6 @@ class Plan:
     skip: tuple[Skip, ...]
     missed: tuple[Missed, ...]
     state: PlanState
-    wake: datetime | None  # the next scheduled time of any job
     unschedulable: tuple[str, ...] = ()  # jobs whose schedule names no next time
 
 
@@ -83,30 +96,32 @@ def plan(
     A job never in `state` starts counting from `last_tick`. At most `max_parallel` runs
     at once, and at most `per_customer` (default: all of them) of one customer. A job whose
     schedule names no next time is listed in `unschedulable`; every other job goes on.
+
+    All kinds of work of one job share its lock: never two at once. A backup due while the
+    job runs is skipped (`overlap`); due maintenance waits for the lock, and is launched
+    before a backup that became due after it.
     """
     next_due: dict[JobSpec, datetime] = {}
-    pending = {job: when for job, when in state.pending.items()}
-    known = {job.id for job in jobs}
-    for gone in [job_id for job_id in pending if job_id not in known]:
+    pending = {key: when for key, when in state.pending.items()}
+    known = {job.key for job in jobs}
+    for gone in [key for key in pending if key not in known]:
         del pending[gone]
     skips: list[Skip] = []
     missed: list[Missed] = []
-    catch_ups: set[str] = set()
-
     unschedulable: list[str] = []
 
     for job in jobs:
         try:
             due = state.next_due.get(job) or next_fire(
-                job.schedule, job.timezone, last_tick, job.id
+                job.schedule, job.timezone, last_tick, job.key
             )
             if due > now:
                 next_due[job] = due
                 continue
             times = _times_until(job, due, now)
-            next_due[job] = next_fire(job.schedule, job.timezone, now, job.id)
+            next_due[job] = next_fire(job.schedule, job.timezone, now, job.key)
         except ValueError:
-            unschedulable.append(job.id)
+            unschedulable.append(job.key)
             continue
         latest = times[-1]
         if now - latest <= GRACE:
@@ -115,27 +130,25 @@ def plan(
         else:
             late = times
             candidate = latest if catch_up == "once" else None
-            if candidate is not None:
-                catch_ups.add(job.id)
         if late:
-            missed.append(Missed(job.id, len(late), late[-1]))
+            missed.append(Missed(job.id, len(late), late[-1], job.kind))
         if candidate is None:
             continue
-        if job.id in running:
+        if job.kind != BACKUP:
+            pending.setdefault(job.key, candidate)  # one drill or prune is enough
+        elif job.id in running:
             skips.append(Skip(job.id, candidate, "overlap"))
         else:
-            if job.id in pending:
-                skips.append(Skip(job.id, pending[job.id], "max_parallel"))
-            pending[job.id] = candidate
+            if job.key in pending:
+                skips.append(Skip(job.id, pending[job.key], "max_parallel"))
+            pending[job.key] = candidate
 
     launches = _allocate(pending, running, max_parallel, per_customer or max_parallel, skips)
-    wake = min(next_due.values(), default=None)
     return Plan(
-        tuple(Launch(job, when, job in catch_ups) for job, when in launches),
+        tuple(Launch(lock_of(key), when, kind_of(key)) for key, when in launches),
         tuple(skips),
         tuple(missed),
         PlanState(next_due, pending),
-        wake,
         tuple(unschedulable),
     )
 
@@ -144,7 +157,7 @@ def _times_until(job: JobSpec, first: datetime, now: datetime) -> list[datetime]
     """Return the scheduled times of `job` from `first` up to `now` (at least `first`)."""
     times = [first]
     while len(times) < MAX_ENUMERATED:
-        following = next_fire(job.schedule, job.timezone, times[-1], job.id)
+        following = next_fire(job.schedule, job.timezone, times[-1], job.key)
         if following > now:
             break
         times.append(following)
@@ -161,26 +174,43 @@ def _allocate(
     """Move pending runs into free slots, oldest first, customers with fewest runs first.
 
     No customer holds more than `share` slots, so one customer's many slow resources
-    cannot keep another customer's due job waiting. A run held back stays pending.
+    cannot keep another customer's due job waiting. A run held back stays pending, and so
+    does maintenance whose job is busy; a pending backup whose job is busy is skipped.
     """
-    for job in [j for j in pending if j in running]:
-        skips.append(Skip(job, pending.pop(job), "overlap"))
+    for key in [k for k in pending if lock_of(k) in running and kind_of(k) == BACKUP]:
+        skips.append(Skip(key, pending.pop(key), "overlap"))
     free = max_parallel - len(running)
     per_customer: dict[str, int] = {}
     for job in running:
         per_customer[customer_of(job)] = per_customer.get(customer_of(job), 0) + 1
+    busy = set(running)
     launches: list[tuple[str, datetime]] = []
     while free > 0:
-        eligible = [j for j in pending if per_customer.get(customer_of(j), 0) < share]
+        eligible = [
+            k
+            for k in pending
+            if lock_of(k) not in busy and per_customer.get(customer_of(k), 0) < share
+        ]
         if not eligible:
             break
-        job = min(eligible, key=lambda j: (per_customer.get(customer_of(j), 0), pending[j], j))
-        launches.append((job, pending.pop(job)))
-        per_customer[customer_of(job)] = per_customer.get(customer_of(job), 0) + 1
+        key = min(eligible, key=lambda k: (per_customer.get(customer_of(k), 0), pending[k], k))
+        launches.append((key, pending.pop(key)))
+        per_customer[customer_of(key)] = per_customer.get(customer_of(key), 0) + 1
+        busy.add(lock_of(key))
         free -= 1
     return launches
 
 
 def customer_of(job: str) -> str:
-    """Return the customer of the job id `customer/resource`."""
+    """Return the customer of the job id `customer/resource` (or of a key `c/r#kind`)."""
     return job.split("/", 1)[0]
+
+
+def lock_of(key: str) -> str:
+    """Return the job (and lock) of a pending key: `c/r` of `c/r#prune`."""
+    return key.partition("#")[0]
+
+
+def kind_of(key: str) -> str:
+    """Return the kind of work a pending key names."""
+    return key.partition("#")[2] or BACKUP

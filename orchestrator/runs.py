@@ -112,7 +112,7 @@ class Jobs:
         self.pinger = pings.Pinger()
 
     def backup(self, customer: Customer, resource: Resource, scheduled_for: datetime) -> RunRecord:
-        """Back up `resource` now, then forget/prune by the customer's KEEP_* values.
+        """Back up `resource` now; retention is maintenance's (`Maintenance.prune`).
 
         Never raises for a failed run: the record says what failed and why.
         """
@@ -152,31 +152,12 @@ class Jobs:
     def _backup(self, customer: Customer, resource: Resource, scheduled_for: datetime) -> Outcome:
         try:
             if resource.type is SourceType.LOCAL:
-                # Resolved now, at run time: a symlink swapped in since the file was loaded
-                # must not point the worker at /etc. The resolved path is what is mounted.
-                real, why = self.settings.bounds.resolved_problem(resource.path)
-                if why:
-                    return Outcome(Result.FAILURE, Reason.SOURCE_REFUSED, f"PATH {why}")
-                try:
-                    info = os.stat(real)
-                    is_dir = stat.S_ISDIR(info.st_mode)
-                except OSError:
-                    is_dir = False
-                if not is_dir:
-                    return Outcome(
-                        Result.FAILURE,
-                        Reason.SOURCE_MISSING,
-                        f"PATH {resource.path[:200]} is not a directory on this host",
-                    )
-                identity = f"{info.st_dev}:{info.st_ino}"
-                launch: Launch | Outcome = local_launch(
-                    self.cold, customer, resource, real, identity, self.floor(customer, resource)
-                )
+                launch = self.local_launch(customer, resource, self.floor(customer, resource))
             else:
-                launch = self._remote_launch(customer, resource)
+                launch = self.remote_launch(customer, resource, self.floor(customer, resource))
             if isinstance(launch, Outcome):
                 return launch
-            done = self._run(
+            done = self.run_worker(
                 customer,
                 resource,
                 Kind.BACKUP,
@@ -198,7 +179,43 @@ class Jobs:
             return Outcome(Result.FAILURE, Reason.STORAGE, str(exc))
         return self._judge(customer, resource, scheduled_for, done)
 
-    def _remote_launch(self, customer: Customer, resource: Resource) -> Launch | Outcome:
+    def local_launch(
+        self,
+        customer: Customer,
+        resource: Resource,
+        guard: Floor | None,
+        command: list[str] | None = None,
+    ) -> Launch | Outcome:
+        """Return the worker of a backup (or `command`) of a local directory, or why not.
+
+        PATH is resolved now, at run time: a symlink swapped in since the file was loaded
+        must not point the worker at /etc. The resolved path is what is mounted.
+        """
+        real, why = self.settings.bounds.resolved_problem(resource.path)
+        if why:
+            return Outcome(Result.FAILURE, Reason.SOURCE_REFUSED, f"PATH {why}")
+        try:
+            info = os.stat(real)
+            is_dir = stat.S_ISDIR(info.st_mode)
+        except OSError:
+            is_dir = False
+        if not is_dir:
+            return Outcome(
+                Result.FAILURE,
+                Reason.SOURCE_MISSING,
+                f"PATH {resource.path[:200]} is not a directory on this host",
+            )
+        identity = f"{info.st_dev}:{info.st_ino}"
+        return local_launch(self.cold, customer, resource, real, identity, guard, command)
+
+    def remote_launch(
+        self,
+        customer: Customer,
+        resource: Resource,
+        guard: Floor | None,
+        command: list[str] | None = None,
+    ) -> Launch | Outcome:
+        """Return the worker of a backup (or `command`) of a remote source, or why not."""
         password = (
             self.resolver.resolve(
                 resource.password, customer.name, env_prefix(resource.name) + "PASSWORD"
@@ -206,8 +223,7 @@ class Jobs:
             if resource.password
             else None
         )
-        guard = self.floor(customer, resource)
-        return remote_launch(self.cold, customer, resource, password, guard)
+        return remote_launch(self.cold, customer, resource, password, guard, command)
 
     def floor(self, customer: Customer, resource: Resource) -> Floor:
         """Return what the source must still hold for a snapshot of it to be written."""
@@ -224,11 +240,8 @@ class Jobs:
                 Reason.TIMEOUT,
                 f"stopped after UNSTOPPABLE_JOB_TIMEOUT={self.settings.JOB_TIMEOUT}",
             )
-        if (reason := _worker_reason(resource, done)) is not None:
-            message = _last(done)
-            if reason is Reason.MOUNT:
-                message = f"{apparmor.MOUNT_HINT}: {message}"
-            return Outcome(Result.FAILURE, reason, message)
+        if (failed := worker_failure(resource, done)) is not None:
+            return failed
         outcome = rustic.judge_backup(done.exit_code, done.stdout, done.stderr)
         job = job_id(customer.name, resource.name)
         if outcome.result is Result.SUCCESS and outcome.summary is not None:
@@ -237,16 +250,14 @@ class Jobs:
                 verdict = self._anomaly(customer, resource, outcome.summary)
             if verdict.suspect:
                 return self._suspect(customer, resource, scheduled_for, outcome, verdict.why)
-        if outcome.result is Result.SUCCESS and customer.keep:
-            if self.holds.held(job):
-                return Outcome(
-                    outcome.result,
-                    outcome.reason,
-                    f"{outcome.message}; retention held since a suspect snapshot: nothing "
-                    "forgotten until `unstoppable release`",
-                    outcome.summary,
-                )
-            outcome = self._forget(customer, resource, scheduled_for, outcome)
+        if outcome.result is Result.SUCCESS and self.holds.held(job):
+            return Outcome(
+                outcome.result,
+                outcome.reason,
+                f"{outcome.message}; retention held since a suspect snapshot: nothing "
+                "forgotten until `unstoppable release`",
+                outcome.summary,
+            )
         return outcome
 
     def _anomaly(self, customer: Customer, resource: Resource, summary: Summary) -> Verdict:
@@ -297,9 +308,11 @@ class Jobs:
         notes = []
         for argv, done_note in steps:
             try:
-                done = self._run(customer, resource, Kind.TAG, scheduled_for, argv, (), timeout=600)
+                done = self.run_worker(
+                    customer, resource, Kind.TAG, scheduled_for, argv, (), timeout=600
+                )
                 ok = done.exit_code == 0
-                notes.append(done_note if ok else f"not {done_note}: {_last(done)}")
+                notes.append(done_note if ok else f"not {done_note}: {last_words(done)}")
             except (SecretError, RuntimeUnavailable, JobBusy) as exc:
                 notes.append(f"not {done_note}: {exc}")
         note = "; ".join(notes)
@@ -312,9 +325,11 @@ class Jobs:
         )
 
     def adopt(self, worker: WorkerInfo, customers: Customers) -> RunRecord:
-        """Collect a backup or forget worker a previous daemon left running, and judge it.
+        """Collect a worker a previous daemon left running, and judge it.
 
         The run keeps its original scheduled time; its secret files are removed afterwards.
+        A prune is judged by its exit code; a drill is one step of several, so it is
+        recorded as interrupted and runs again on its schedule.
         """
         kind = Kind(worker.label("kind"))
         customer_name, resource_name = worker.label("customer"), worker.label("resource")
@@ -334,12 +349,18 @@ class Jobs:
                 resource = customer.resource(resource_name)
             except ConfigError:
                 customer = None
-            if kind is Kind.FORGET:
+            if kind in (Kind.FORGET, Kind.PRUNE):
                 ok = done.exit_code == 0 and not done.timed_out
                 outcome = Outcome(
                     Result.SUCCESS if ok else Result.FAILURE,
-                    Reason.NONE if ok else Reason.FORGET,
-                    "forget --prune finished" if ok else f"forget --prune failed: {_last(done)}",
+                    Reason.NONE if ok else Reason.PRUNE,
+                    f"{kind.value} finished" if ok else f"{kind.value} failed: {last_words(done)}",
+                )
+            elif kind is Kind.VERIFY:
+                outcome = Outcome(
+                    Result.FAILURE,
+                    Reason.INTERRUPTED,
+                    "a restore drill step was left by a previous daemon; the drill runs again",
                 )
             elif customer is None:
                 outcome = rustic.judge_backup(done.exit_code, done.stdout, done.stderr)
@@ -348,7 +369,7 @@ class Jobs:
         record = RunRecord(
             customer_name,
             resource_name,
-            Kind.BACKUP,
+            Kind.BACKUP if kind is Kind.FORGET else kind,
             scheduled_for,
             worker.started_at,
             datetime.now(UTC),
@@ -356,41 +377,11 @@ class Jobs:
         )
         return record
 
-    def _forget(
-        self, customer: Customer, resource: Resource, scheduled_for: datetime, backed_up: Outcome
-    ) -> Outcome:
-        argv = rustic.forget_args(self.cold, customer.keep, self.settings.min_keep_within_seconds)
-        try:
-            done = self._run(
-                customer,
-                resource,
-                Kind.FORGET,
-                scheduled_for,
-                argv,
-                (),
-                timeout=self.settings.job_timeout_seconds,
-            )
-        except (SecretError, RuntimeUnavailable, JobBusy) as exc:
-            return Outcome(
-                Result.FAILURE,
-                Reason.FORGET,
-                f"{backed_up.message}; forget: {exc}",
-                backed_up.summary,
-            )
-        if done.exit_code != 0 or done.timed_out:
-            return Outcome(
-                Result.FAILURE,
-                Reason.FORGET,
-                f"{backed_up.message}; forget --prune failed: {_last(done)}",
-                backed_up.summary,
-            )
-        return backed_up
-
     def snapshots(self, customer: Customer, resource: Resource) -> list[SnapshotInfo]:
         """Return the snapshots of `resource`, oldest first; raise RunFailed if rustic fails."""
         if not (job_storage(self.settings, customer.name, resource.name).hot / "config").exists():
             return []
-        done = self._run(
+        done = self.run_worker(
             customer,
             resource,
             Kind.SNAPSHOTS,
@@ -401,7 +392,7 @@ class Jobs:
         )
         if done.exit_code != 0:
             raise RunFailed(
-                f"{customer.name}/{resource.name}: rustic snapshots failed: {_last(done)}"
+                f"{customer.name}/{resource.name}: rustic snapshots failed: {last_words(done)}"
             )
         return rustic.parse_snapshots(done.stdout)
 
@@ -417,7 +408,7 @@ class Jobs:
             raise RunFailed(f"{customer.name}/{resource.name}: no snapshot to restore yet")
         target.mkdir(parents=True, exist_ok=True)
         argv = rustic.restore_args(self.cold, snapshot, source_path(resource), RESTORE_TARGET)
-        done = self._run(
+        done = self.run_worker(
             customer,
             resource,
             Kind.RESTORE,
@@ -427,7 +418,7 @@ class Jobs:
             timeout=None,
         )
         if done.exit_code != 0:
-            raise RunFailed(f"{customer.name}/{resource.name}: restore failed: {_last(done)}")
+            raise RunFailed(f"{customer.name}/{resource.name}: restore failed: {last_words(done)}")
 
     def check(self, customer: Customer, resource: Resource, read_data: bool) -> int:
         """Run `rustic check`; return how many harmless leftover packs it found.
@@ -436,7 +427,7 @@ class Jobs:
         stopped: garbage that `forget --prune` removes, not damage. Anything else rustic
         warns about, and every error, raises RunFailed.
         """
-        done = self._run(
+        done = self.run_worker(
             customer,
             resource,
             Kind.CHECK,
@@ -453,7 +444,7 @@ class Jobs:
             )
         return leftovers
 
-    def _run(
+    def run_worker(
         self,
         customer: Customer,
         resource: Resource,
@@ -519,6 +510,17 @@ class Jobs:
         self.buckets_ready.add(name)
 
 
+def worker_failure(resource: Resource, done: Finished) -> Outcome | None:
+    """Return the failure the worker scripts reported before their command ran, if any."""
+    reason = _worker_reason(resource, done)
+    if reason is None:
+        return None
+    message = last_words(done)
+    if reason is Reason.MOUNT:
+        message = f"{apparmor.MOUNT_HINT}: {message}"
+    return Outcome(Result.FAILURE, reason, message)
+
+
 def _worker_reason(resource: Resource, done: Finished) -> Reason | None:
     """Return the reason the worker scripts' own exit codes give, before rustic ran.
 
@@ -541,5 +543,5 @@ def _worker_reason(resource: Resource, done: Finished) -> Reason | None:
     return None
 
 
-def _last(done: Finished) -> str:
+def last_words(done: Finished) -> str:
     return rustic.error_summary(done.stderr) if done.stderr.strip() else f"exit {done.exit_code}"

@@ -18,7 +18,9 @@ NAME_PREFIX = "unstoppable_"
 
 class Kind(StrEnum):
     BACKUP = "backup"
-    FORGET = "forget"
+    FORGET = "forget"  # after each backup, before 0.3 (still adopted)
+    PRUNE = "prune"  # scheduled maintenance: forget by KEEP_*, then prune
+    VERIFY = "verify"  # scheduled restore drill
     RESTORE = "restore"
     SNAPSHOTS = "snapshots"
     CHECK = "check"

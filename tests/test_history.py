@@ -50,8 +50,12 @@ def fill(root: Path, count: int = 20) -> None:
 
 
 def last_line(site: Site, name: str) -> str:
+    """Back up, then apply retention as the weekly maintenance would; return the backup's line."""
     done = site.cli("backup", name)
-    return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr
+    line = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr
+    pruned = site.cli("prune", name)
+    assert pruned.returncode == 0, pruned.stdout + pruned.stderr
+    return line
 
 
 def restore(site: Site, name: str, resource: str, snapshot: str = "latest") -> dict[str, str]:
@@ -180,9 +184,18 @@ def test_a_source_encrypted_in_place_is_flagged_and_holds_retention(
     assert any(r["job"] == f"{name}/{resource}" for r in status)
     assert Ledger(site.data / "state").held(f"{name}/{resource}")
 
+    pruned = site.cli("prune", name, check=True)
+    assert "nothing forgotten or pruned" in pruned.stdout, pruned.stdout
+
     done = site.cli("release", name, resource, check=True)
     assert "retention released" in done.stdout
     assert not Ledger(site.data / "state").held(f"{name}/{resource}")
+    # Released: retention applies again, but within the floor's age nothing goes.
+    pruned = site.cli("prune", name, check=True)
+    assert "forget --prune finished" in pruned.stdout, pruned.stdout
+    after = json.loads(site.cli("snapshots", name, resource, "--json", check=True).stdout)
+    assert [s["id"] for s in after] == [s["id"] for s in listed]
+    assert restore(site, name, resource, listed[1]["id"]) == last_good
 
 
 def test_files_hidden_by_exclude_cannot_fake_the_guard(site: Site, unique: str, tree: Path) -> None:

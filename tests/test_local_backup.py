@@ -279,6 +279,10 @@ def test_forget_prunes_by_keep_values(site: Site, unique: str) -> None:
         (source / f"day{i}.txt").write_text(f"day {i}")
         time.sleep(1.5)
         site.cli("backup", name, check=True)
+    # A backup forgets nothing: retention is the scheduled maintenance's.
+    assert len(snapshot_ids(site, name)) == 3
+    done = site.cli("prune", name, check=True)
+    assert f"{name}/files prune: success: forget --prune finished" in done.stdout, done.stdout
     assert len(snapshot_ids(site, name)) == 2
     target = site.root / "restore"
     site.cli("restore", name, "files", "--target", str(target), check=True)

@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
-from orchestrator.planner import JobSpec, Launch, Missed, PlanState, Skip, plan
+from orchestrator.planner import JobSpec, Launch, Missed, Plan, PlanState, Skip, plan
 
 HOURLY = "0 * * * *"
 
@@ -11,14 +11,19 @@ def at(text: str) -> datetime:
     return datetime.fromisoformat(f"2026-11-26T{text}").replace(tzinfo=UTC)
 
 
-def job(name: str, schedule: str = HOURLY, tz: str = "UTC") -> JobSpec:
-    return JobSpec(name, schedule, tz)
+def job(name: str, schedule: str = HOURLY, tz: str = "UTC", kind: str = "backup") -> JobSpec:
+    return JobSpec(name, schedule, tz, kind)
+
+
+def wake(p: Plan) -> datetime | None:
+    """The next scheduled time of any job: when the daemon wakes at the latest."""
+    return min(p.state.next_due.values(), default=None)
 
 
 def test_nothing_due_sleeps_until_the_next_time() -> None:
     p = plan([job("a/x")], frozenset(), PlanState(), at("07:59:00"), at("07:59:30"), 4)
     assert (p.launch, p.skip, p.missed) == ((), (), ())
-    assert p.wake == at("08:00:00")
+    assert wake(p) == at("08:00:00")
 
 
 def test_origin_notes_timeline() -> None:
@@ -56,7 +61,7 @@ def test_origin_notes_timeline() -> None:
 def test_downtime_counts_missed_times_and_coalesces_one_catch_up() -> None:
     p = plan([job("a/x")], frozenset(), PlanState(), at("05:30:00"), at("08:30:00"), 4, "once")
     assert p.missed == (Missed("a/x", 3, at("08:00:00")),)
-    assert p.launch == (Launch("a/x", at("08:00:00"), catch_up=True),)
+    assert p.launch == (Launch("a/x", at("08:00:00")),)
     assert p.state.next_due[job("a/x")] == at("09:00:00")
 
 
@@ -136,8 +141,8 @@ def test_hash_spread_fields_are_stable_and_spread() -> None:
     starts = set()
     for n in range(20):
         j = job(f"c{n}/x", "H * * * *")
-        first = plan([j], frozenset(), PlanState(), at("07:00:00"), at("07:00:00"), 4).wake
-        again = plan([j], frozenset(), PlanState(), at("07:00:00"), at("07:00:00"), 4).wake
+        first = wake(plan([j], frozenset(), PlanState(), at("07:00:00"), at("07:00:00"), 4))
+        again = wake(plan([j], frozenset(), PlanState(), at("07:00:00"), at("07:00:00"), 4))
         assert first == again and first is not None
         assert at("07:00:00") < first <= at("08:00:00")
         starts.add(first)
@@ -155,7 +160,63 @@ def test_a_changed_schedule_takes_effect_at_once() -> None:
     daily = plan(
         [job("a/x", "0 3 * * *")], frozenset(), PlanState(), at("07:00:00"), at("07:00:01"), 4
     )
-    assert daily.wake == datetime(2026, 11, 27, 3, tzinfo=UTC)
+    assert wake(daily) == datetime(2026, 11, 27, 3, tzinfo=UTC)
     every5 = job("a/x", "* * * * * */5")
     p = plan([every5], frozenset(), daily.state, at("07:00:01"), at("07:00:02"), 4)
-    assert p.wake == at("07:00:05")
+    assert wake(p) == at("07:00:05")
+
+
+# Maintenance (prune, verify) shares the job's lock with its backups.
+EVERY_MINUTE = "* * * * *"
+
+
+def test_a_backup_due_while_its_job_prunes_is_skipped_and_counted() -> None:
+    jobs = [job("a/x", EVERY_MINUTE), job("a/x", "0 8 * * *", kind="prune")]
+    p = plan(jobs, frozenset(), PlanState(), at("07:59:59"), at("08:00:00"), 4)
+    # Both are due at 08:00: one runs, the other waits; never both at once.
+    assert len(p.launch) == 1
+    running = frozenset({"a/x"})
+    p2 = plan(jobs, running, p.state, at("08:00:00"), at("08:01:00"), 4)
+    assert p2.launch == ()
+    assert Skip("a/x", at("08:01:00"), "overlap") in p2.skip
+
+
+def test_maintenance_waits_for_a_running_backup_then_goes_first() -> None:
+    jobs = [job("a/x", EVERY_MINUTE), job("a/x", "30 8 * * *", kind="verify")]
+    running = frozenset({"a/x"})  # the 08:30 backup is still running
+    p = plan(jobs, running, PlanState(), at("08:29:59"), at("08:30:00"), 4)
+    assert p.launch == ()
+    assert [s.kind for s in p.skip] == ["backup"]  # the backup overlaps; the drill waits
+    assert p.state.pending == {"a/x#verify": at("08:30:00")}
+    # The backup ends at 08:30:40: the drill, due first, takes the lock.
+    p2 = plan(jobs, frozenset(), p.state, at("08:30:00"), at("08:30:40"), 4)
+    assert p2.launch == (Launch("a/x", at("08:30:00"), "verify"),)
+    # At 08:31 the backup finds its job busy with the drill: skipped, counted.
+    p3 = plan(jobs, frozenset({"a/x"}), p2.state, at("08:30:40"), at("08:31:00"), 4)
+    assert p3.launch == () and p3.skip == (Skip("a/x", at("08:31:00"), "overlap"),)
+
+
+def test_a_job_due_for_every_kind_at_once_launches_one_and_keeps_the_rest() -> None:
+    jobs = [job("a/x", "0 8 * * *", kind=kind) for kind in ("backup", "prune", "verify")]
+    p = plan(jobs, frozenset(), PlanState(), at("07:59:59"), at("08:00:00"), 4)
+    assert len(p.launch) == 1 and p.skip == ()
+    assert len(p.state.pending) == 2
+    p2 = plan(jobs, frozenset(), p.state, at("08:00:00"), at("08:00:30"), 4)
+    p3 = plan(jobs, frozenset(), p2.state, at("08:00:30"), at("08:01:00"), 4)
+    kinds = {launch.kind for launch in (*p.launch, *p2.launch, *p3.launch)}
+    assert kinds == {"backup", "prune", "verify"} and p3.state.pending == {}
+
+
+def test_maintenance_of_one_job_never_blocks_another() -> None:
+    jobs = [job("a/x", "0 8 * * *", kind="prune"), job("b/y", "0 8 * * *")]
+    p = plan(jobs, frozenset({"a/x"}), PlanState(), at("07:59:59"), at("08:00:00"), 4)
+    assert p.launch == (Launch("b/y", at("08:00:00")),)
+
+
+def test_maintenance_spread_differs_from_the_backup_spread() -> None:
+    kinds = ("backup", "prune", "verify")
+    specs = [job("a/x", "H H * * *", kind=kind) for kind in kinds]
+    times = {s.kind: plan([s], frozenset(), PlanState(), at("00:00:00"), at("00:00:00"), 4)
+             for s in specs}  # fmt: skip
+    firsts = {kind: wake(p) for kind, p in times.items()}
+    assert len(set(firsts.values())) == 3
