@@ -1,0 +1,130 @@
+"""The pure parts of maintenance: listings, samples, slices, config keys, the ledger's memory."""
+
+import random
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from orchestrator.customer import load_customer
+from orchestrator.errors import ConfigError
+from orchestrator.ledger import Ledger
+from orchestrator.maintenance import choose
+from orchestrator.runs import RunRecord
+from orchestrator.rustic import Entry, Outcome, Reason, Result, check_subset_args, parse_ls
+from orchestrator.worker import Kind
+
+# What `rustic ls --long --recursive` printed here for a tree of awkward names.
+LISTING = """\
+drwxr-xr-x     root     root         0 29 Nov 2026 19:17 "sub"
+-rw-r--r--     root     root         1 29 Nov 2026 19:17 "sub/nl\\nname\\"q\\\\b"
+-rw-r--r--     root     root         6 29 Nov 2026 19:16 "sub/we ird*[x].txt"
+-rw-r--r--     12345    12345     4096 29 Nov 2026 19:16 "ctl\\u{7f}\\t.txt"
+-rw-r--r--     root     root         3 29 Nov 2026 19:16 "bad\\xff.bin"
+prw-r--r--     root     root         0 29 Nov 2026 19:17 "fifo"
+lrwxrwxrwx     root     root         2 29 Nov 2026 19:17 "link" -> f1
+-rw-r--r--     root     root        12 29 Nov 2026 19:16 "with \\"quotes\\" -> arrow"
+"""
+
+
+def test_ls_listing_yields_regular_files_with_their_real_names() -> None:
+    assert parse_ls(LISTING) == [
+        Entry('sub/nl\nname"q\\b', 1),
+        Entry("sub/we ird*[x].txt", 6),
+        Entry("ctl\x7f\t.txt", 4096),
+        Entry('with "quotes" -> arrow', 12),
+    ]
+
+
+def test_ls_listing_ignores_noise() -> None:
+    assert parse_ls("") == []
+    assert parse_ls('[INFO] something\n-rw garbage\n-rw-r--r-- a b notanumber x y "f"\n') == []
+
+
+def test_a_sample_is_random_bounded_in_count_and_bytes() -> None:
+    entries = [Entry(f"f{i}", 100) for i in range(50)] + [Entry("huge", 10**12)]
+    one = choose(entries, 10, 10_000, random.Random(1))
+    two = choose(entries, 10, 10_000, random.Random(2))
+    assert len(one) == 10 and len(set(one)) == 10 and "huge" not in one
+    assert one != two
+    assert len(choose(entries, 1000, 450, random.Random(3))) == 4
+    assert choose([], 10, 10, random.Random(4)) == []
+
+
+def test_check_reads_one_slice_or_everything() -> None:
+    cold = ["--repository", "/repo/cold"]
+    assert check_subset_args(cold, 2, 4)[-4:] == [
+        "check",
+        "--read-data",
+        "--read-data-subset",
+        "2/4",
+    ]
+    assert check_subset_args(cold, 1, 1)[-2:] == ["check", "--read-data"]
+
+
+def customer_file(tmp_path: Path, extra: str) -> Path:
+    path = tmp_path / "acme.env"
+    path.write_text(
+        'SCHEDULE="0 3 * * *"\nREPO_PASSWORD=pw\nRESOURCES=files\n'
+        f"FILES_TYPE=local\nFILES_PATH={tmp_path}\n{extra}"
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [
+        ('FILES_PRUNE_SCHEDULE="61 * * * *"\n', "FILES_PRUNE_SCHEDULE"),
+        ('FILES_VERIFY_SCHEDULE="0 0 30 2 *"\n', "FILES_VERIFY_SCHEDULE"),
+        ("FILES_VERIFY_SLICES=0\n", "FILES_VERIFY_SLICES"),
+        ("FILES_VERIFY_SLICES=1001\n", "FILES_VERIFY_SLICES"),
+        ("FILES_VERIFY_SAMPLE=-1\n", "FILES_VERIFY_SAMPLE"),
+        ("FILES_VERIFY_SAMPLE=２\n", "FILES_VERIFY_SAMPLE"),
+    ],
+)
+def test_bad_maintenance_keys_are_named(tmp_path: Path, extra: str, key: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_customer(customer_file(tmp_path, extra))
+    assert f": {key}: " in str(caught.value)
+
+
+def test_maintenance_defaults_and_overrides(tmp_path: Path) -> None:
+    plain = load_customer(customer_file(tmp_path, "")).resources[0]
+    assert plain.maintenance("PRUNE_SCHEDULE") == "H H * * H"
+    assert plain.maintenance("VERIFY_SLICES") == "4"
+    custom = load_customer(
+        customer_file(tmp_path, 'FILES_VERIFY_SCHEDULE="0 4 * * 0"\nFILES_VERIFY_SAMPLE=0\n')
+    ).resources[0]
+    assert custom.maintenance("VERIFY_SCHEDULE") == "0 4 * * 0"
+    assert custom.maintenance("VERIFY_SAMPLE") == "0"
+
+
+def record(kind: Kind, result: Result, ended: datetime) -> RunRecord:
+    return RunRecord("acme", "files", kind, ended, ended, ended, Outcome(result, Reason.NONE, "m"))
+
+
+def test_the_ledger_rotates_slices_and_remembers_damage(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "state")
+    assert [ledger.next_slice("acme/files", 3) for _ in range(7)] == [1, 2, 3, 1, 2, 3, 1]
+    assert ledger.next_slice("beta/db", 3) == 1  # per job
+    ledger.mark_corrupt("acme/files", "pack 4f97 MAC check failed", datetime.now(UTC))
+    assert ledger.maintenance_state()[0] == {"acme/files"}
+    ledger.clear_corrupt("acme/files")
+    assert ledger.maintenance_state()[0] == set()
+
+
+def test_drills_and_prunes_leave_the_backup_status_alone(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "state")
+    backup_end = datetime(2026, 11, 29, 3, tzinfo=UTC)
+    ledger.record_run(record(Kind.BACKUP, Result.SUCCESS, backup_end))
+    drill_end = datetime(2026, 11, 29, 4, tzinfo=UTC)
+    ledger.record_run(record(Kind.VERIFY, Result.SUCCESS, drill_end))
+    ledger.record_run(record(Kind.VERIFY, Result.CORRUPT, drill_end))
+    ledger.record_run(record(Kind.PRUNE, Result.FAILURE, drill_end))
+    (status,) = ledger.status()
+    assert status.result == "success" and status.last_run == backup_end
+    assert status.total("runs") == 1
+    assert status.total("verify_runs", "success") == 1
+    assert status.total("verify_runs", "corrupt") == 1
+    assert status.total("prune_runs", "failure") == 1
+    assert ledger.maintenance_state()[1] == {"acme/files": drill_end}
