@@ -33,7 +33,7 @@ MAINTENANCE_DEFAULTS = {
     "VERIFY_SAMPLE": "20",  # files restored and compared per drill
 }
 VERIFY_SLICES_MAX = 1000
-VERIFY_SAMPLE_MAX = 1000
+VERIFY_SAMPLE_MAX = 200  # each sampled path is an argument of the drill's worker
 KEEP_KEYS = ("KEEP_LAST", "KEEP_HOURLY", "KEEP_DAILY", "KEEP_WEEKLY", "KEEP_MONTHLY", "KEEP_YEARLY")
 CUSTOMER_KEYS = ("SCHEDULE", "TIMEZONE", "REPO_PASSWORD", "RESOURCES", "PING_URL", *KEEP_KEYS)
 

@@ -294,6 +294,10 @@ class Ledger:
         """Remember that a drill found damage in the job's repository."""
         self.set_state(CORRUPT + job, json.dumps({"why": why, "at": _iso(now)}))
 
+    def corrupt(self, job: str) -> bool:
+        """Return whether a drill found damage that no full drill has cleared since."""
+        return self.get_state(CORRUPT + job) is not None
+
     def clear_corrupt(self, job: str) -> None:
         """Forget the damage: a drill that read every pack found none."""
         with self._connect() as db:

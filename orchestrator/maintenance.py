@@ -26,12 +26,13 @@ from orchestrator.worker import Kind, job_id
 
 log = logging.getLogger(__name__)
 DRILL = "/usr/local/bin/unstoppable-drill"
+SAMPLE = "/usr/local/bin/unstoppable-sample"
 # A drill restores at most this much, so a sample that hits a 50 GB dump stays a drill.
 SAMPLE_BYTES = 512 * 1024 * 1024
 # What rustic says when it read data that is not what was written: damage, not an outage.
 _DAMAGE = re.compile(
-    r"mac check failed|decryption failed|hash mismatch|error checking pack|cryptograph"
-    r"|decompress|pack \w+ (does not exist|is missing|not found)|missing pack",
+    r"mac check failed|decryption failed|hash mismatch|error checking pack"
+    r"|related to `cryptographic operations`|pack \w+ (does not exist|is missing|not found)",
     re.IGNORECASE,
 )
 
@@ -44,6 +45,8 @@ class Drills(Protocol):
         ...
 
     def mark_corrupt(self, job: str, why: str, now: datetime) -> None: ...
+
+    def corrupt(self, job: str) -> bool: ...
 
     def clear_corrupt(self, job: str) -> None: ...
 
@@ -93,6 +96,14 @@ class Maintenance:
                 Reason.NONE,
                 "retention held since a suspect snapshot: nothing forgotten or pruned until "
                 "`unstoppable release`",
+            )
+        if self.drills.corrupt(job):
+            # Forgetting now could drop intact old snapshots and keep the damaged ones.
+            return Outcome(
+                Result.SUCCESS,
+                Reason.NONE,
+                "retention held since a drill found damage: nothing forgotten or pruned until "
+                "a full drill (`unstoppable verify --full`) reads clean",
             )
         if not _has_repository(self.jobs, customer, resource):
             return Outcome(Result.SUCCESS, Reason.NONE, "no repository yet: nothing to prune")
@@ -173,9 +184,13 @@ class Maintenance:
         cold = self.jobs.cold
         snapshot = self.jobs.holds.last_snapshot(job_id(customer.name, resource.name)) or "latest"
         root = source_path(resource)
-        listed = self._run(
-            customer, resource, Kind.VERIFY, scheduled_for, rustic.ls_args(cold, snapshot, root)
+        # The worker keeps a random sample of the listing: millions of names stay there.
+        listing = Launch(
+            [str(sample * 3), str(SAMPLE_BYTES), "--", *rustic.ls_args(cold, snapshot, root)],
+            (),
+            entrypoint=(SAMPLE,),
         )
+        listed = self._run(customer, resource, Kind.VERIFY, scheduled_for, listing.argv, listing)
         if isinstance(listed, Outcome):
             return listed
         if listed.timed_out:
@@ -184,9 +199,20 @@ class Maintenance:
             return _damage_or_failure(f"listing snapshot {snapshot[:8]}", listed)
         chosen = choose(rustic.parse_ls(listed.stdout), sample, SAMPLE_BYTES, random.Random())
         if not chosen:
+            if self.jobs.holds.last_files(job_id(customer.name, resource.name)):
+                return Outcome(
+                    Result.FAILURE,
+                    Reason.RUSTIC,
+                    f"snapshot {snapshot[:8]} should hold files, but its listing named none "
+                    "that a drill can restore (unreadable listing, or every file over "
+                    f"{SAMPLE_BYTES // 2**20} MiB)",
+                )
             return f"snapshot {snapshot[:8]} holds no regular file to restore"
         command = [DRILL, snapshot, root, root, *rustic.global_args(cold), "--", *chosen]
-        launch = self._launch(customer, resource, command)
+        try:
+            launch = self._launch(customer, resource, command)
+        except SecretError as exc:
+            return Outcome(Result.FAILURE, Reason.SECRETS, str(exc))
         if isinstance(launch, Outcome):
             return launch
         done = self._run(customer, resource, Kind.VERIFY, scheduled_for, launch.argv, launch)
@@ -195,9 +221,13 @@ class Maintenance:
         if done.timed_out:
             return _timeout(self.jobs)
         if done.exit_code == 9:
-            return Outcome(Result.CORRUPT, Reason.NONE, f"restore drill: {last_words(done)}")
+            return Outcome(Result.CORRUPT, Reason.NONE, f"restore drill: {_drill_words(done)}")
         if done.exit_code == 8:
             return _damage_or_failure("restore drill", done)
+        if done.exit_code == 10:
+            return Outcome(
+                Result.FAILURE, Reason.SOURCE_UNREADABLE, f"restore drill: {_drill_words(done)}"
+            )
         if done.exit_code != 0:
             outcome = worker_failure(resource, done)
             return outcome or Outcome(
@@ -276,13 +306,23 @@ def _timeout(jobs: Jobs) -> Outcome:
     )
 
 
+def _drill_words(done: Finished) -> str:
+    """Return what the drill script itself said last (its `[DRILL]` lines)."""
+    said = [line for line in done.stderr.splitlines() if line.startswith("[DRILL] ")]
+    return said[-1].removeprefix("[DRILL] ")[:300] if said else last_words(done)
+
+
 def _damage_or_failure(step: str, done: Finished) -> Outcome:
     """Tell damage (the repository gave back something else) from an outage (it did not answer)."""
     cause = last_words(done)
-    text = done.stderr
+    # The drill's own lines name the customer's files; only rustic's words can say damage.
+    text = "\n".join(line for line in done.stderr.splitlines() if not line.startswith("[DRILL]"))
+    if any(line.startswith("[DRILL] ") for line in done.stderr.splitlines()):
+        step = f"{step}: {_drill_words(done)}"
+        cause = rustic.error_summary(text) if text.strip() else f"exit {done.exit_code}"
     if done.exit_code < 128 and _DAMAGE.search(text):
         return Outcome(Result.CORRUPT, Reason.NONE, f"{step}: {cause}")
     if done.exit_code >= 128:
         return Outcome(Result.FAILURE, Reason.INTERRUPTED, f"{step}: {cause}")
-    reason = rustic.judge_backup(done.exit_code, "", done.stderr).reason
+    reason = rustic.judge_backup(done.exit_code, "", text).reason
     return Outcome(Result.FAILURE, reason, f"{step}: {cause}")

@@ -128,3 +128,28 @@ def test_drills_and_prunes_leave_the_backup_status_alone(tmp_path: Path) -> None
     assert status.total("verify_runs", "corrupt") == 1
     assert status.total("prune_runs", "failure") == 1
     assert ledger.maintenance_state()[1] == {"acme/files": drill_end}
+
+
+def test_only_rustic_words_make_a_failed_restore_damage() -> None:
+    from orchestrator.maintenance import _damage_or_failure
+    from orchestrator.runtime import Finished
+
+    disk_full = Finished(
+        8,
+        "",
+        "[DRILL] cannot restore site-packages/cryptography/MAC\\ check\\ failed.py from "
+        "snapshot 4f970d1c:\n[ERROR] No space left on device (os error 28)\n",
+    )
+    outcome = _damage_or_failure("restore drill", disk_full)
+    assert outcome.result is Result.FAILURE, outcome
+    assert "No space left" in outcome.message and "cryptography" in outcome.message
+    damaged = Finished(
+        8,
+        "",
+        "[DRILL] cannot restore a.txt from snapshot 4f970d1c:\n"
+        "[ERROR] error restoring: `rustic_core` experienced an error related to "
+        "`cryptographic operations`.\n\nMessage:\nData decryption failed, MAC check failed.\n",
+    )
+    assert _damage_or_failure("restore drill", damaged).result is Result.CORRUPT
+    killed = Finished(137, "", "[ERROR] error checking pack 4f970d1c : MAC check failed\n")
+    assert _damage_or_failure("check", killed).result is Result.FAILURE
