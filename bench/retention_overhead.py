@@ -24,17 +24,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-RUSTIC = ROOT / ".tools" / "bin" / "rustic"
-PASSWORD = "bench-password"
-
-
-def make_data(root: Path, total_mb: int) -> None:
-    """Random (incompressible) files of 4 MiB in 16 directories: `total_mb` in all."""
-    root.mkdir(parents=True)
-    for i in range(total_mb // 4):
-        (root / f"dir{i % 16}").mkdir(exist_ok=True)
-        (root / f"dir{i % 16}" / f"file{i}.bin").write_bytes(os.urandom(4 * 1024 * 1024))
+from local_overhead import PASSWORD, ROOT, RUSTIC, make_data  # the same data, the same rustic
 
 
 def timed(argv: list[str], env: dict[str, str] | None = None) -> float:
