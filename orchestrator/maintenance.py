@@ -9,32 +9,35 @@ compares each with its source where the source file is unchanged since.
 
 import logging
 import random
-import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from orchestrator import rustic, s3
+from orchestrator import rustic
 from orchestrator.customer import Customer, Resource, SourceType
-from orchestrator.errors import JobBusy, RuntimeUnavailable, SecretError
+from orchestrator.drill import (
+    DRILL,
+    SAMPLE,
+    SAMPLE_BYTES,
+    Drill,
+    choose,
+    damage_or_failure,
+    drill_words,
+)
 from orchestrator.launches import Launch, source_path
-from orchestrator.runs import Jobs, RunRecord, last_words, worker_failure
+from orchestrator.runs import (
+    STOPPED_BEFORE_RUSTIC,
+    Jobs,
+    RunRecord,
+    last_words,
+    stopped,
+    worker_failure,
+)
 from orchestrator.runtime import Finished
-from orchestrator.rustic import Entry, Outcome, Reason, Result
+from orchestrator.rustic import Outcome, Reason, Result
 from orchestrator.storage import job_storage
 from orchestrator.worker import Kind, job_id
 
 log = logging.getLogger(__name__)
-DRILL = "/usr/local/bin/unstoppable-drill"
-SAMPLE = "/usr/local/bin/unstoppable-sample"
-# A drill restores at most this much, so a sample that hits a 50 GB dump stays a drill.
-SAMPLE_BYTES = 512 * 1024 * 1024
-# What rustic says when it read data that is not what was written: damage, not an outage.
-_DAMAGE = re.compile(
-    r"mac check failed|decryption failed|hash mismatch|error checking pack"
-    r"|related to `cryptographic operations`|pack \w+ (does not exist|is missing|not found)",
-    re.IGNORECASE,
-)
 
 
 class Drills(Protocol):
@@ -49,18 +52,6 @@ class Drills(Protocol):
     def corrupt(self, job: str) -> bool: ...
 
     def clear_corrupt(self, job: str) -> None: ...
-
-
-@dataclass(frozen=True)
-class Drill:
-    """How much of the repository one drill covers."""
-
-    part: int
-    parts: int
-
-    @property
-    def full(self) -> bool:
-        return self.parts == 1
 
 
 class Maintenance:
@@ -166,7 +157,7 @@ class Maintenance:
         problems, _ = rustic.judge_check(checked.exit_code, checked.stderr)
         slice_text = "every pack" if drill.full else f"slice {drill.part}/{parts} of the packs"
         if problems:
-            return _damage_or_failure(f"check of {slice_text}: {problems[0]}", checked)
+            return damage_or_failure(f"check of {slice_text}: {problems[0]}", checked)
         sample = int(resource.maintenance("VERIFY_SAMPLE"))
         restored = self._restore_sample(customer, resource, scheduled_for, sample)
         if isinstance(restored, Outcome):
@@ -196,7 +187,7 @@ class Maintenance:
         if listed.timed_out:
             return _timeout(self.jobs)
         if listed.exit_code != 0:
-            return _damage_or_failure(f"listing snapshot {snapshot[:8]}", listed)
+            return damage_or_failure(f"listing snapshot {snapshot[:8]}", listed)
         chosen = choose(rustic.parse_ls(listed.stdout), sample, SAMPLE_BYTES, random.Random())
         if not chosen:
             if self.jobs.holds.last_files(job_id(customer.name, resource.name)):
@@ -211,8 +202,8 @@ class Maintenance:
         command = [DRILL, snapshot, root, root, *rustic.global_args(cold), "--", *chosen]
         try:
             launch = self._launch(customer, resource, command)
-        except SecretError as exc:
-            return Outcome(Result.FAILURE, Reason.SECRETS, str(exc))
+        except STOPPED_BEFORE_RUSTIC as exc:
+            return stopped(exc)
         if isinstance(launch, Outcome):
             return launch
         done = self._run(customer, resource, Kind.VERIFY, scheduled_for, launch.argv, launch)
@@ -221,12 +212,12 @@ class Maintenance:
         if done.timed_out:
             return _timeout(self.jobs)
         if done.exit_code == 9:
-            return Outcome(Result.CORRUPT, Reason.NONE, f"restore drill: {_drill_words(done)}")
+            return Outcome(Result.CORRUPT, Reason.NONE, f"restore drill: {drill_words(done)}")
         if done.exit_code == 8:
-            return _damage_or_failure("restore drill", done)
+            return damage_or_failure("restore drill", done)
         if done.exit_code == 10:
             return Outcome(
-                Result.FAILURE, Reason.SOURCE_UNREADABLE, f"restore drill: {_drill_words(done)}"
+                Result.FAILURE, Reason.SOURCE_UNREADABLE, f"restore drill: {drill_words(done)}"
             )
         if done.exit_code != 0:
             outcome = worker_failure(resource, done)
@@ -269,29 +260,8 @@ class Maintenance:
                 timeout=self.jobs.settings.job_timeout_seconds,
                 launch=launch,
             )
-        except JobBusy:
-            return Outcome(Result.SKIPPED, Reason.OVERLAP, "another run of this job is in progress")
-        except SecretError as exc:
-            return Outcome(Result.FAILURE, Reason.SECRETS, str(exc))
-        except RuntimeUnavailable as exc:
-            return Outcome(Result.FAILURE, Reason.RUNTIME, str(exc))
-        except s3.StorageError as exc:
-            return Outcome(Result.FAILURE, Reason.STORAGE, str(exc))
-
-
-def choose(entries: list[Entry], count: int, budget: int, rng: random.Random) -> list[str]:
-    """Return up to `count` random paths of `entries` whose sizes add up to at most `budget`."""
-    shuffled = list(entries)
-    rng.shuffle(shuffled)
-    chosen: list[str] = []
-    total = 0
-    for entry in shuffled:
-        if len(chosen) >= count:
-            break
-        if total + entry.size <= budget:
-            chosen.append(entry.path)
-            total += entry.size
-    return chosen
+        except STOPPED_BEFORE_RUSTIC as exc:
+            return stopped(exc)
 
 
 def _has_repository(jobs: Jobs, customer: Customer, resource: Resource) -> bool:
@@ -304,25 +274,3 @@ def _timeout(jobs: Jobs) -> Outcome:
         Reason.TIMEOUT,
         f"stopped after UNSTOPPABLE_JOB_TIMEOUT={jobs.settings.JOB_TIMEOUT}",
     )
-
-
-def _drill_words(done: Finished) -> str:
-    """Return what the drill script itself said last (its `[DRILL]` lines)."""
-    said = [line for line in done.stderr.splitlines() if line.startswith("[DRILL] ")]
-    return said[-1].removeprefix("[DRILL] ")[:300] if said else last_words(done)
-
-
-def _damage_or_failure(step: str, done: Finished) -> Outcome:
-    """Tell damage (the repository gave back something else) from an outage (it did not answer)."""
-    cause = last_words(done)
-    # The drill's own lines name the customer's files; only rustic's words can say damage.
-    text = "\n".join(line for line in done.stderr.splitlines() if not line.startswith("[DRILL]"))
-    if any(line.startswith("[DRILL] ") for line in done.stderr.splitlines()):
-        step = f"{step}: {_drill_words(done)}"
-        cause = rustic.error_summary(text) if text.strip() else f"exit {done.exit_code}"
-    if done.exit_code < 128 and _DAMAGE.search(text):
-        return Outcome(Result.CORRUPT, Reason.NONE, f"{step}: {cause}")
-    if done.exit_code >= 128:
-        return Outcome(Result.FAILURE, Reason.INTERRUPTED, f"{step}: {cause}")
-    reason = rustic.judge_backup(done.exit_code, "", text).reason
-    return Outcome(Result.FAILURE, reason, f"{step}: {cause}")

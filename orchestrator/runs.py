@@ -167,16 +167,8 @@ class Jobs:
                 timeout=self.settings.job_timeout_seconds,
                 launch=launch,
             )
-        except SecretError as exc:
-            return Outcome(Result.FAILURE, Reason.SECRETS, str(exc))
-        except JobBusy:
-            return Outcome(
-                Result.SKIPPED, Reason.OVERLAP, "another run of this job is in progress; not queued"
-            )
-        except RuntimeUnavailable as exc:
-            return Outcome(Result.FAILURE, Reason.RUNTIME, str(exc))
-        except s3.StorageError as exc:
-            return Outcome(Result.FAILURE, Reason.STORAGE, str(exc))
+        except STOPPED_BEFORE_RUSTIC as exc:
+            return stopped(exc)
         return self._judge(customer, resource, scheduled_for, done)
 
     def local_launch(
@@ -508,6 +500,23 @@ class Jobs:
         except deadline.DeadlineExceeded as exc:
             raise s3.StorageError(str(exc)) from None
         self.buckets_ready.add(name)
+
+
+# What can stop a run before its worker gives an answer, and the outcome each one means.
+STOPPED_BEFORE_RUSTIC = (SecretError, JobBusy, RuntimeUnavailable, s3.StorageError)
+
+
+def stopped(exc: Exception) -> Outcome:
+    """Return the outcome of a run that one of STOPPED_BEFORE_RUSTIC stopped."""
+    if isinstance(exc, JobBusy):
+        return Outcome(
+            Result.SKIPPED, Reason.OVERLAP, "another run of this job is in progress; not queued"
+        )
+    if isinstance(exc, SecretError):
+        return Outcome(Result.FAILURE, Reason.SECRETS, str(exc))
+    if isinstance(exc, s3.StorageError):
+        return Outcome(Result.FAILURE, Reason.STORAGE, str(exc))
+    return Outcome(Result.FAILURE, Reason.RUNTIME, str(exc))
 
 
 def worker_failure(resource: Resource, done: Finished) -> Outcome | None:

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from orchestrator.customer import load_customer
+from orchestrator.drill import choose
 from orchestrator.errors import ConfigError
 from orchestrator.ledger import Ledger
-from orchestrator.maintenance import choose
 from orchestrator.runs import RunRecord
 from orchestrator.rustic import Entry, Outcome, Reason, Result, check_subset_args, parse_ls
 from orchestrator.worker import Kind
@@ -131,7 +131,7 @@ def test_drills_and_prunes_leave_the_backup_status_alone(tmp_path: Path) -> None
 
 
 def test_only_rustic_words_make_a_failed_restore_damage() -> None:
-    from orchestrator.maintenance import _damage_or_failure
+    from orchestrator.drill import damage_or_failure
     from orchestrator.runtime import Finished
 
     disk_full = Finished(
@@ -140,7 +140,7 @@ def test_only_rustic_words_make_a_failed_restore_damage() -> None:
         "[DRILL] cannot restore site-packages/cryptography/MAC\\ check\\ failed.py from "
         "snapshot 4f970d1c:\n[ERROR] No space left on device (os error 28)\n",
     )
-    outcome = _damage_or_failure("restore drill", disk_full)
+    outcome = damage_or_failure("restore drill", disk_full)
     assert outcome.result is Result.FAILURE, outcome
     assert "No space left" in outcome.message and "cryptography" in outcome.message
     damaged = Finished(
@@ -150,6 +150,6 @@ def test_only_rustic_words_make_a_failed_restore_damage() -> None:
         "[ERROR] error restoring: `rustic_core` experienced an error related to "
         "`cryptographic operations`.\n\nMessage:\nData decryption failed, MAC check failed.\n",
     )
-    assert _damage_or_failure("restore drill", damaged).result is Result.CORRUPT
+    assert damage_or_failure("restore drill", damaged).result is Result.CORRUPT
     killed = Finished(137, "", "[ERROR] error checking pack 4f970d1c : MAC check failed\n")
-    assert _damage_or_failure("check", killed).result is Result.FAILURE
+    assert damage_or_failure("check", killed).result is Result.FAILURE
