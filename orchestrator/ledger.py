@@ -24,6 +24,7 @@ HOLD = "hold:"  # state key prefix: a job's retention hold after a suspect snaps
 CORRUPT = "corrupt:"  # damage a restore drill found, until a full drill reads clean
 SLICE = "slice:"  # the slice of the packs the job's next drill reads
 VERIFIED = "verified:"  # when the job's last restore drill succeeded
+PRUNED = "pruned:"  # the result of the job's last prune
 _RECOVERY = threading.Lock()
 
 # Backup durations, in seconds: a minute-long job and a twelve-hour one both land mid-range.
@@ -281,6 +282,14 @@ class Ledger:
             _add(db, (run.customer, run.resource), [(f"{run.kind.value}_runs", result.value, 1.0)])
             if run.kind is Kind.VERIFY and result is Result.SUCCESS:
                 _set(db, VERIFIED + run.job, _iso(run.ended))
+            if run.kind is Kind.PRUNE:
+                _set(db, PRUNED + run.job, result.value)
+
+    def prune_results(self) -> dict[str, str]:
+        """Return the result of each job's last prune."""
+        with self._connect() as db:
+            rows = db.execute("SELECT key, value FROM state WHERE key LIKE ?", (PRUNED + "%",))
+            return {str(key).removeprefix(PRUNED): str(value) for key, value in rows}
 
     def next_slice(self, job: str, parts: int) -> int:
         """Return the slice (1..parts) the job's drill reads now, and move on to the next."""

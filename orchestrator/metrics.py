@@ -66,8 +66,9 @@ class BackupCollector(Collector):
             status = {(s.customer, s.resource): s for s in self.ledger.status()}
             held = self.ledger.held_jobs()
             corrupt, verified = self.ledger.maintenance_state()
+            pruned = self.ledger.prune_results()
         except Exception:  # a damaged or full ledger must not take the scrape down
-            status, held, corrupt, verified = {}, set(), set(), {}
+            status, held, corrupt, verified, pruned = {}, set(), set(), {}, {}
             errors["ledger"] = errors.get("ledger", 0) + 1
         for what in ("clock", "internal", "ledger", "runtime"):
             g.counter(
@@ -89,6 +90,14 @@ class BackupCollector(Collector):
                 1 if f"{job.customer}/{job.resource}" in held else 0,
             )
             _maintenance_metrics(g, labels, s, job, corrupt, verified)
+            if (last_prune := pruned.get(f"{job.customer}/{job.resource}")) is not None:
+                g.gauge(
+                    "prune_last_run_success",
+                    "1 if the job's last forget/prune succeeded",
+                    JOB,
+                    labels,
+                    1 if last_prune == Result.SUCCESS.value else 0,
+                )
         for customer in view.valid_customers:
             g.gauge("config_valid", "1 if the customer file is valid", ["customer"], [customer], 1)
         for customer in sorted(set(view.invalid_customers) - set(view.valid_customers)):

@@ -153,3 +153,12 @@ def test_only_rustic_words_make_a_failed_restore_damage() -> None:
     assert damage_or_failure("restore drill", damaged).result is Result.CORRUPT
     killed = Finished(137, "", "[ERROR] error checking pack 4f970d1c : MAC check failed\n")
     assert damage_or_failure("check", killed).result is Result.FAILURE
+
+
+def test_the_last_prune_result_is_kept_per_job(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "state")
+    now = datetime(2026, 11, 29, 4, tzinfo=UTC)
+    ledger.record_run(record(Kind.PRUNE, Result.FAILURE, now))
+    assert ledger.prune_results() == {"acme/files": "failure"}
+    ledger.record_run(record(Kind.PRUNE, Result.SUCCESS, now))
+    assert ledger.prune_results() == {"acme/files": "success"}

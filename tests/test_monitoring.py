@@ -27,7 +27,7 @@ def run(*argv: str) -> subprocess.CompletedProcess[str]:
 def test_promtool_checks_the_rules() -> None:
     done = run("promtool", "check", "rules", "alerts.yml")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 10 rules found" in done.stdout
+    assert "SUCCESS: 11 rules found" in done.stdout
 
 
 def test_promtool_unit_tests_every_alert() -> None:
@@ -46,6 +46,7 @@ def test_promtool_unit_tests_every_alert() -> None:
         "BackupSuspect",
         "BackupCorrupt",
         "BackupUnverified",
+        "BackupPruneFailed",
     ):
         assert f"alert: {name}" in rules
         assert f"alertname: {name}" in tests, f"{name} has no promtool test"
