@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from orchestrator.sources import obscure  # noqa: E402
+from orchestrator.sources.remote import obscure  # noqa: E402
 from tests.servers import PASSWORD, USER, open_dir, vsftpd  # noqa: E402
 
 RUSTIC = ROOT / ".tools" / "bin" / "rustic"

@@ -21,12 +21,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from orchestrator import anomaly, rustic  # noqa: E402
-from orchestrator.ledger import Ledger  # noqa: E402
-from orchestrator.runs import RunRecord  # noqa: E402
-from orchestrator.rustic import Outcome, Reason, Result  # noqa: E402
-from orchestrator.source_guard import floor  # noqa: E402
-from orchestrator.worker import Kind  # noqa: E402
+from orchestrator.model import (  # noqa: E402
+    Kind,
+    Outcome,
+    Reason,
+    Result,
+    RunRecord,
+)
+from orchestrator.reporting.ledger import Ledger  # noqa: E402
+from orchestrator.rustic import commands, output  # noqa: E402
+from orchestrator.sources import anomaly  # noqa: E402
+from orchestrator.sources.guard import floor  # noqa: E402
 
 RUSTIC = ROOT / ".tools" / "bin" / "rustic"
 START = datetime(2026, 1, 1, 3, 0, tzinfo=UTC)
@@ -124,11 +129,11 @@ def simulate(days: int, files: int, seed: int, make: Callable[..., bytes], today
                 continue
             done = subprocess.run(
                 [str(RUSTIC), "-r", str(repo), "--password-file", str(password), "--no-progress",
-                 "backup", "--init", "--json", "--host", "sim", "--tag", rustic.TAG_CLEAN,
+                 "backup", "--init", "--json", "--host", "sim", "--tag", commands.TAG_CLEAN,
                  str(source)],
                 capture_output=True, text=True, check=True,
             )  # fmt: skip
-            summary = rustic.parse_snapshot(done.stdout)
+            summary = output.parse_snapshot(done.stdout)
             assert summary is not None
             previous = ledger.last_files("sim/src")
             verdict = anomaly.judge(summary, previous, anomaly.DEFAULT_CHANGED)

@@ -90,10 +90,10 @@ def orchestrated(work: Path, source: Path) -> float:
 
 def in_process(work: Path, source: Path) -> float:
     """Time one backup the way the daemon runs it: no interpreter start, no config load."""
-    from orchestrator.customer import load_customer
-    from orchestrator.docker_runtime import DockerRuntime
+    from orchestrator.config.customer import load_customer
+    from orchestrator.config.settings import load_settings
     from orchestrator.runs import Jobs
-    from orchestrator.settings import load_settings
+    from orchestrator.runtime.docker import DockerRuntime
 
     site = work / f"site-{time.monotonic_ns()}"
     (site / "customers.d").mkdir(parents=True)

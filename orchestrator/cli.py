@@ -12,17 +12,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from orchestrator import __version__
-from orchestrator.customer import Customer, Customers, Resource, env_prefix, load_customers
+from orchestrator.config.customer import Customer, Customers, Resource, load_customers
+from orchestrator.config.names import env_prefix
+from orchestrator.config.settings import Settings, load_settings
 from orchestrator.errors import ConfigError, SecretError, UnstoppableError
-from orchestrator.ledger import JobStatus, Ledger
 from orchestrator.maintenance import Maintenance
-from orchestrator.runs import Jobs, RunRecord
-from orchestrator.rustic import Result
+from orchestrator.model import Kind, Result, RunRecord, job_id
+from orchestrator.reporting.ledger import JobStatus, Ledger
+from orchestrator.runs import Jobs
 from orchestrator.schedule import next_fire
-from orchestrator.secrets import Resolver, resolver_for
-from orchestrator.settings import Settings, load_settings
-from orchestrator.storage import state_dir
-from orchestrator.worker import Kind, job_id
+from orchestrator.secrets.files import Resolver, resolver_for
+from orchestrator.storage.layout import state_dir
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -106,7 +106,7 @@ def _load() -> tuple[Settings, Customers]:
 
 
 def _jobs(settings: Settings, ledger: Ledger | None = None) -> Jobs:
-    from orchestrator.docker_runtime import DockerRuntime
+    from orchestrator.runtime.docker import DockerRuntime
 
     ledger = ledger or Ledger(state_dir(settings))
     return Jobs(
@@ -270,7 +270,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from orchestrator.daemon import Daemon
-    from orchestrator.docker_runtime import DockerRuntime
+    from orchestrator.runtime.docker import DockerRuntime
 
     logging.getLogger().setLevel(logging.INFO)
     settings = load_settings()

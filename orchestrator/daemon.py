@@ -14,22 +14,21 @@ from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.customer import Customers, files_signature, load_customers
+from orchestrator.config.customer import Customers, files_signature, load_customers
+from orchestrator.config.settings import Settings
 from orchestrator.errors import RuntimeUnavailable, UnstoppableError
-from orchestrator.ledger import Ledger
 from orchestrator.maintenance import Maintenance
+from orchestrator.model import Kind, Outcome, Reason, Result, RunRecord
 from orchestrator.planner import BACKUP, JobSpec, Launch, PlanState, plan
-from orchestrator.runs import Jobs, RunRecord
-from orchestrator.runtime import Runtime, WorkerInfo
-from orchestrator.rustic import Outcome, Reason, Result
+from orchestrator.reporting.ledger import Ledger
+from orchestrator.runs import Jobs
+from orchestrator.runtime.protocol import Runtime, WorkerInfo
 from orchestrator.schedule import expected_interval
-from orchestrator.secrets import remove_secrets, resolver_for
-from orchestrator.settings import Settings
-from orchestrator.storage import job_storage, secrets_dir
-from orchestrator.worker import Kind
+from orchestrator.secrets.files import remove_secrets, resolver_for
+from orchestrator.storage.layout import job_storage, secrets_dir
 
 if TYPE_CHECKING:
-    from orchestrator.metrics import DaemonView
+    from orchestrator.reporting.metrics import DaemonView
 
 log = logging.getLogger(__name__)
 CONFIG_POLL_SECONDS = 5.0
@@ -188,7 +187,7 @@ class Daemon:
         Without metrics the daemon still backs up, and the failed scrape raises
         OrchestratorDown, which is the loud outcome an operator needs.
         """
-        from orchestrator.metrics import BackupCollector, serve
+        from orchestrator.reporting.metrics import BackupCollector, serve
 
         try:
             serve(self.settings.METRICS_LISTEN, BackupCollector(self.ledger, self.view))
@@ -198,7 +197,7 @@ class Daemon:
 
     def view(self) -> "DaemonView":
         """Return what a scrape needs from the live daemon."""
-        from orchestrator.metrics import DaemonView, JobView
+        from orchestrator.reporting.metrics import DaemonView, JobView
 
         try:
             docker = self.runtime.running_jobs()

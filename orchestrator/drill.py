@@ -6,10 +6,11 @@ import random
 import re
 from dataclasses import dataclass
 
-from orchestrator import rustic
-from orchestrator.runs import last_words
-from orchestrator.runtime import Finished
-from orchestrator.rustic import Entry, Outcome, Reason, Result
+from orchestrator.judgement import last_words
+from orchestrator.model import Outcome, Reason, Result
+from orchestrator.runtime.protocol import Finished
+from orchestrator.rustic import output
+from orchestrator.rustic.listing import Entry
 
 DRILL = "/usr/local/bin/unstoppable-drill"
 SAMPLE = "/usr/local/bin/unstoppable-sample"
@@ -63,10 +64,10 @@ def damage_or_failure(step: str, done: Finished) -> Outcome:
     text = "\n".join(line for line in done.stderr.splitlines() if not line.startswith("[DRILL]"))
     if any(line.startswith("[DRILL] ") for line in done.stderr.splitlines()):
         step = f"{step}: {drill_words(done)}"
-        cause = rustic.error_summary(text) if text.strip() else f"exit {done.exit_code}"
+        cause = output.error_summary(text) if text.strip() else f"exit {done.exit_code}"
     if done.exit_code < 128 and _DAMAGE.search(text):
         return Outcome(Result.CORRUPT, Reason.NONE, f"{step}: {cause}")
     if done.exit_code >= 128:
         return Outcome(Result.FAILURE, Reason.INTERRUPTED, f"{step}: {cause}")
-    reason = rustic.judge_backup(done.exit_code, "", text).reason
+    reason = output.judge_backup(done.exit_code, "", text).reason
     return Outcome(Result.FAILURE, reason, f"{step}: {cause}")

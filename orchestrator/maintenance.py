@@ -12,8 +12,7 @@ import random
 from datetime import UTC, datetime
 from typing import Protocol
 
-from orchestrator import rustic
-from orchestrator.customer import Customer, Resource, SourceType
+from orchestrator.config.customer import Customer, Resource, SourceType
 from orchestrator.drill import (
     DRILL,
     SAMPLE,
@@ -23,19 +22,14 @@ from orchestrator.drill import (
     damage_or_failure,
     drill_words,
 )
-from orchestrator.launches import Launch, source_path
-from orchestrator.runs import (
-    STOPPED_BEFORE_RUSTIC,
-    Jobs,
-    RunRecord,
-    last_words,
-    stopped,
-    worker_failure,
-)
-from orchestrator.runtime import Finished
-from orchestrator.rustic import Outcome, Reason, Result
-from orchestrator.storage import job_storage
-from orchestrator.worker import Kind, job_id
+from orchestrator.judgement import STOPPED_BEFORE_RUSTIC, last_words, stopped, worker_failure
+from orchestrator.model import Kind, Outcome, Reason, Result, RunRecord, job_id
+from orchestrator.runs import Jobs
+from orchestrator.runtime.protocol import Finished
+from orchestrator.rustic import commands, output
+from orchestrator.rustic.listing import parse_ls
+from orchestrator.sources.launch import Launch, source_path
+from orchestrator.storage.layout import job_storage
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +56,7 @@ class Maintenance:
         self.drills = drills
 
     def prune(self, customer: Customer, resource: Resource, scheduled_for: datetime) -> RunRecord:
-        """Forget by KEEP_* (with the floors of `rustic.forget_args`), then prune.
+        """Forget by KEEP_* (with the floors of `commands.forget_args`), then prune.
 
         While the job's retention is held after a suspect snapshot, nothing is forgotten
         or pruned. Without KEEP_* nothing is forgotten; prune only drops unreferenced data.
@@ -100,12 +94,12 @@ class Maintenance:
             return Outcome(Result.SUCCESS, Reason.NONE, "no repository yet: nothing to prune")
         cold = self.jobs.cold
         if customer.keep:
-            argv = rustic.forget_args(
+            argv = commands.forget_args(
                 cold, customer.keep, self.jobs.settings.min_keep_within_seconds
             )
             what = "forget --prune"
         else:
-            argv, what = rustic.prune_args(cold), "prune"
+            argv, what = commands.prune_args(cold), "prune"
         done = self._run(customer, resource, Kind.PRUNE, scheduled_for, argv)
         if isinstance(done, Outcome):
             return done
@@ -148,13 +142,13 @@ class Maintenance:
             resource,
             Kind.VERIFY,
             scheduled_for,
-            rustic.check_subset_args(cold, drill.part, parts),
+            commands.check_subset_args(cold, drill.part, parts),
         )
         if isinstance(checked, Outcome):
             return checked
         if checked.timed_out:
             return _timeout(self.jobs)
-        problems, _ = rustic.judge_check(checked.exit_code, checked.stderr)
+        problems, _ = output.judge_check(checked.exit_code, checked.stderr)
         slice_text = "every pack" if drill.full else f"slice {drill.part}/{parts} of the packs"
         if problems:
             return damage_or_failure(f"check of {slice_text}: {problems[0]}", checked)
@@ -177,7 +171,7 @@ class Maintenance:
         root = source_path(resource)
         # The worker keeps a random sample of the listing: millions of names stay there.
         listing = Launch(
-            [str(sample * 3), str(SAMPLE_BYTES), "--", *rustic.ls_args(cold, snapshot, root)],
+            [str(sample * 3), str(SAMPLE_BYTES), "--", *commands.ls_args(cold, snapshot, root)],
             (),
             entrypoint=(SAMPLE,),
         )
@@ -188,7 +182,7 @@ class Maintenance:
             return _timeout(self.jobs)
         if listed.exit_code != 0:
             return damage_or_failure(f"listing snapshot {snapshot[:8]}", listed)
-        chosen = choose(rustic.parse_ls(listed.stdout), sample, SAMPLE_BYTES, random.Random())
+        chosen = choose(parse_ls(listed.stdout), sample, SAMPLE_BYTES, random.Random())
         if not chosen:
             if self.jobs.holds.last_files(job_id(customer.name, resource.name)):
                 return Outcome(
@@ -199,7 +193,7 @@ class Maintenance:
                     f"{SAMPLE_BYTES // 2**20} MiB)",
                 )
             return f"snapshot {snapshot[:8]} holds no regular file to restore"
-        command = [DRILL, snapshot, root, root, *rustic.global_args(cold), "--", *chosen]
+        command = [DRILL, snapshot, root, root, *commands.global_args(cold), "--", *chosen]
         try:
             launch = self._launch(customer, resource, command)
         except STOPPED_BEFORE_RUSTIC as exc:

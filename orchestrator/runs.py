@@ -4,34 +4,47 @@ import logging
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from orchestrator import anomaly, apparmor, deadline, pings, rustic, s3, sources
-from orchestrator.anomaly import Verdict
-from orchestrator.customer import Customer, Customers, Resource, SourceType, env_prefix
+from orchestrator import deadline
+from orchestrator.config.customer import Customer, Customers, Resource, SourceType
+from orchestrator.config.names import env_prefix
+from orchestrator.config.settings import Settings
 from orchestrator.errors import ConfigError, JobBusy, RunFailed, RuntimeUnavailable, SecretError
-from orchestrator.launches import Launch, local_launch, remote_launch, source_path
-from orchestrator.runtime import Finished, Runtime, WorkerInfo
-from orchestrator.rustic import Outcome, Reason, Result, SnapshotInfo, Summary
-from orchestrator.secrets import Resolver, remove_secrets, secret_files
-from orchestrator.settings import Settings
-from orchestrator.source_guard import DEFAULT_THRESHOLD, Baseline, Floor, floor
-from orchestrator.storage import COLD_PROFILE, bucket, cold_profile, job_storage, secrets_dir
-from orchestrator.worker import (
+from orchestrator.judgement import STOPPED_BEFORE_RUSTIC, last_words, stopped, worker_failure
+from orchestrator.model import (
+    Kind,
+    Outcome,
+    Reason,
+    Result,
+    RunRecord,
+    SnapshotInfo,
+    Summary,
+    job_id,
+)
+from orchestrator.reporting import pings
+from orchestrator.runtime import apparmor
+from orchestrator.runtime.protocol import Finished, Runtime, WorkerInfo
+from orchestrator.runtime.spec import (
     RESTORE_TARGET,
     ContainerSpec,
-    Kind,
     Mount,
     apparmor_options,
     capabilities,
     container_name,
-    job_id,
     labels,
     repo_mounts,
 )
+from orchestrator.rustic import commands, output
+from orchestrator.secrets.files import Resolver, remove_secrets, secret_files
+from orchestrator.sources import anomaly
+from orchestrator.sources.anomaly import Verdict
+from orchestrator.sources.guard import DEFAULT_THRESHOLD, Baseline, Floor, floor
+from orchestrator.sources.launch import Launch, local_launch, remote_launch, source_path
+from orchestrator.storage import s3
+from orchestrator.storage.layout import COLD_PROFILE, bucket, cold_profile, job_storage, secrets_dir
 
 log = logging.getLogger(__name__)
 BUCKET_DEADLINE_SECONDS = 60.0
@@ -72,23 +85,6 @@ class MemoryHolds:
         return None
 
 
-@dataclass(frozen=True)
-class RunRecord:
-    """What happened to one run of a job."""
-
-    customer: str
-    resource: str
-    kind: Kind
-    scheduled_for: datetime
-    started: datetime
-    ended: datetime
-    outcome: Outcome
-
-    @property
-    def job(self) -> str:
-        return job_id(self.customer, self.resource)
-
-
 class Jobs:
     """Runs rustic commands for customers' resources through a runtime."""
 
@@ -107,7 +103,7 @@ class Jobs:
         self.baseline = baseline  # what the job's source held lately, to notice a shrink
         self.holds: Holds = holds or MemoryHolds()  # retention held after a suspect snapshot
         self.resolver = resolver or Resolver()
-        self.cold = rustic.cold_args(settings.COLD_BACKEND == "s3")
+        self.cold = commands.cold_args(settings.COLD_BACKEND == "s3")
         self.buckets_ready: set[str] = set()
         self.pinger = pings.Pinger()
 
@@ -234,7 +230,7 @@ class Jobs:
             )
         if (failed := worker_failure(resource, done)) is not None:
             return failed
-        outcome = rustic.judge_backup(done.exit_code, done.stdout, done.stderr)
+        outcome = output.judge_backup(done.exit_code, done.stdout, done.stderr)
         job = job_id(customer.name, resource.name)
         if outcome.result is Result.SUCCESS and outcome.summary is not None:
             verdict = self._below_floor(customer, resource, outcome.summary)
@@ -289,11 +285,11 @@ class Jobs:
         self.holds.hold(job, snapshot, why, datetime.now(UTC))
         # The suspect snapshot leaves the clean ones; the last clean one before it is pinned,
         # so not even a release followed by weeks of forget can take the state before this.
-        steps = [(rustic.tag_suspect_args(self.cold, snapshot), f"tagged {rustic.TAG_SUSPECT}")]
+        steps = [(commands.tag_suspect_args(self.cold, snapshot), f"tagged {commands.TAG_SUSPECT}")]
         if last_good:
             steps.append(
                 (
-                    rustic.tag_pinned_args(self.cold, last_good),
+                    commands.tag_pinned_args(self.cold, last_good),
                     f"snapshot {last_good[:8]} pinned",
                 )
             )
@@ -355,7 +351,7 @@ class Jobs:
                     "a restore drill step was left by a previous daemon; the drill runs again",
                 )
             elif customer is None:
-                outcome = rustic.judge_backup(done.exit_code, done.stdout, done.stderr)
+                outcome = output.judge_backup(done.exit_code, done.stdout, done.stderr)
             else:
                 outcome = self._judge(customer, resource, scheduled_for, done)
         record = RunRecord(
@@ -378,7 +374,7 @@ class Jobs:
             resource,
             Kind.SNAPSHOTS,
             datetime.now(UTC),
-            rustic.snapshots_args(self.cold),
+            commands.snapshots_args(self.cold),
             (),
             timeout=600,
         )
@@ -386,7 +382,7 @@ class Jobs:
             raise RunFailed(
                 f"{customer.name}/{resource.name}: rustic snapshots failed: {last_words(done)}"
             )
-        return rustic.parse_snapshots(done.stdout)
+        return output.parse_snapshots(done.stdout)
 
     def restore(self, customer: Customer, resource: Resource, target: Path, snapshot: str) -> None:
         """Restore `snapshot` of `resource` so its files land directly in `target`.
@@ -399,7 +395,7 @@ class Jobs:
         if not self.snapshots(customer, resource):
             raise RunFailed(f"{customer.name}/{resource.name}: no snapshot to restore yet")
         target.mkdir(parents=True, exist_ok=True)
-        argv = rustic.restore_args(self.cold, snapshot, source_path(resource), RESTORE_TARGET)
+        argv = commands.restore_args(self.cold, snapshot, source_path(resource), RESTORE_TARGET)
         done = self.run_worker(
             customer,
             resource,
@@ -424,11 +420,11 @@ class Jobs:
             resource,
             Kind.CHECK,
             datetime.now(UTC),
-            rustic.check_args(self.cold, read_data),
+            commands.check_args(self.cold, read_data),
             (),
             timeout=None,
         )
-        problems, leftovers = rustic.judge_check(done.exit_code, done.stderr)
+        problems, leftovers = output.judge_check(done.exit_code, done.stderr)
         if problems:
             raise RunFailed(
                 f"{customer.name}/{resource.name}: check failed: {problems[0]}"
@@ -455,7 +451,7 @@ class Jobs:
         name = container_name(customer.name, resource.name, kind, scheduled_for)
         remote = launch is not None and launch.remote
         cap_drop, cap_add = capabilities(kind, remote)
-        files = {rustic.PASSWORD_FILE: password, **(launch.files if launch else {})}
+        files = {commands.PASSWORD_FILE: password, **(launch.files if launch else {})}
         if (profile := cold_profile(self.settings, customer.name, resource.name)) is not None:
             files[COLD_PROFILE] = profile
             if kind is Kind.BACKUP:
@@ -500,57 +496,3 @@ class Jobs:
         except deadline.DeadlineExceeded as exc:
             raise s3.StorageError(str(exc)) from None
         self.buckets_ready.add(name)
-
-
-# What can stop a run before its worker gives an answer, and the outcome each one means.
-STOPPED_BEFORE_RUSTIC = (SecretError, JobBusy, RuntimeUnavailable, s3.StorageError)
-
-
-def stopped(exc: Exception) -> Outcome:
-    """Return the outcome of a run that one of STOPPED_BEFORE_RUSTIC stopped."""
-    if isinstance(exc, JobBusy):
-        return Outcome(
-            Result.SKIPPED, Reason.OVERLAP, "another run of this job is in progress; not queued"
-        )
-    if isinstance(exc, SecretError):
-        return Outcome(Result.FAILURE, Reason.SECRETS, str(exc))
-    if isinstance(exc, s3.StorageError):
-        return Outcome(Result.FAILURE, Reason.STORAGE, str(exc))
-    return Outcome(Result.FAILURE, Reason.RUNTIME, str(exc))
-
-
-def worker_failure(resource: Resource, done: Finished) -> Outcome | None:
-    """Return the failure the worker scripts reported before their command ran, if any."""
-    reason = _worker_reason(resource, done)
-    if reason is None:
-        return None
-    message = last_words(done)
-    if reason is Reason.MOUNT:
-        message = f"{apparmor.MOUNT_HINT}: {message}"
-    return Outcome(Result.FAILURE, reason, message)
-
-
-def _worker_reason(resource: Resource, done: Finished) -> Reason | None:
-    """Return the reason the worker scripts' own exit codes give, before rustic ran.
-
-    Both: 4 the source shrank below its floor, 7 it was empty (unstoppable-guard). Local:
-    3 it could not be listed, 6 it was swapped before the mount. Remote: 3 unreachable
-    (rclone's words tell why), 5 the FUSE mount was refused.
-    """
-    local = resource.type is SourceType.LOCAL
-    code = done.exit_code
-    if code == 4:
-        return Reason.SOURCE_SHRUNK
-    if code == 7:
-        return Reason.SOURCE_EMPTY
-    if code == 3:
-        return Reason.SOURCE_UNREADABLE if local else sources.classify(done.stderr)
-    if code == 6 and local:
-        return Reason.SOURCE_REFUSED
-    if code == 5 and not local:
-        return Reason.MOUNT
-    return None
-
-
-def last_words(done: Finished) -> str:
-    return rustic.error_summary(done.stderr) if done.stderr.strip() else f"exit {done.exit_code}"

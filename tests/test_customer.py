@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.customer import SourceType, load_customer, load_customers
+from orchestrator.config.customer import SourceType, load_customer, load_customers
 from orchestrator.errors import ConfigError
 
 SECRET = "s3cr3t-Value-Never-Printed"

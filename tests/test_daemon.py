@@ -10,7 +10,7 @@ from datetime import datetime
 
 import pytest
 
-from orchestrator.ledger import Ledger
+from orchestrator.reporting.ledger import Ledger
 from tests.conftest import Site
 from tests.helpers import (
     DaemonProcess,

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.customer import load_customer
+from orchestrator.config.customer import load_customer
 from orchestrator.drill import choose
 from orchestrator.errors import ConfigError
-from orchestrator.ledger import Ledger
-from orchestrator.runs import RunRecord
-from orchestrator.rustic import Entry, Outcome, Reason, Result, check_subset_args, parse_ls
-from orchestrator.worker import Kind
+from orchestrator.model import Kind, Outcome, Reason, Result, RunRecord
+from orchestrator.reporting.ledger import Ledger
+from orchestrator.rustic.commands import check_subset_args
+from orchestrator.rustic.listing import Entry, parse_ls
 
 # What `rustic ls --long --recursive` printed here for a tree of awkward names.
 LISTING = """\
@@ -132,7 +132,7 @@ def test_drills_and_prunes_leave_the_backup_status_alone(tmp_path: Path) -> None
 
 def test_only_rustic_words_make_a_failed_restore_damage() -> None:
     from orchestrator.drill import damage_or_failure
-    from orchestrator.runtime import Finished
+    from orchestrator.runtime.protocol import Finished
 
     disk_full = Finished(
         8,

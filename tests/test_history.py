@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.ledger import Ledger
+from orchestrator.reporting.ledger import Ledger
 from tests.conftest import Site
 from tests.servers import open_dir
 from tests.test_remote import contents, ftps, ftps_customer  # noqa: F401 (ftps: fixture)

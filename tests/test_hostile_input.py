@@ -16,24 +16,26 @@ import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from orchestrator import deadline, pings, tls_pin
-from orchestrator.customer import (
-    NAME,
+from orchestrator import deadline
+from orchestrator.config.bounds import SourceBounds
+from orchestrator.config.customer import (
     Customer,
     Resource,
     SecretRef,
     SourceType,
-    env_prefix,
     load_customer,
     load_customers,
 )
+from orchestrator.config.names import NAME, env_prefix
+from orchestrator.config.settings import Settings
 from orchestrator.errors import ConfigError
-from orchestrator.ledger import Ledger
+from orchestrator.model import Kind
 from orchestrator.planner import JobSpec, PlanState, plan
-from orchestrator.settings import Settings
-from orchestrator.source_bounds import SourceBounds
-from orchestrator.storage import job_storage
-from orchestrator.worker import Kind, apparmor_options, container_name
+from orchestrator.reporting import pings
+from orchestrator.reporting.ledger import Ledger
+from orchestrator.runtime.spec import apparmor_options, container_name
+from orchestrator.sources import tls_pin
+from orchestrator.storage.layout import job_storage
 from tests.conftest import ROOT
 from tests.hostile import DripServer, valid_text, write_broken
 
@@ -315,7 +317,7 @@ def test_each_run_attempt_owns_its_secrets_directory(tmp_path: Path) -> None:
     """Two attempts of one job never share a directory; each removes only its own."""
     from pydantic import SecretStr
 
-    from orchestrator.secrets import remove_secrets, secret_files
+    from orchestrator.secrets.files import remove_secrets, secret_files
 
     base = tmp_path / "secrets"
     with secret_files(base, "unstoppable_a_b", {"pw": SecretStr("one")}) as first:
@@ -370,7 +372,7 @@ def test_protected_trees_count_as_their_symlinks_resolve(tmp_path: Path) -> None
 def test_a_ledger_of_0_1_gains_the_new_columns_and_keeps_its_runs(tmp_path: Path) -> None:
     import sqlite3
 
-    from orchestrator.ledger import SCHEMA
+    from orchestrator.reporting.ledger import SCHEMA
 
     state = tmp_path / "state"
     state.mkdir()

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import SecretError
-from orchestrator.infisical import InfisicalSecrets, split_reference
-from orchestrator.ledger import Ledger
+from orchestrator.reporting.ledger import Ledger
+from orchestrator.secrets.infisical import InfisicalSecrets, split_reference
 from tests.conftest import Site
 from tests.fake_infisical import FakeInfisical, State
 from tests.helpers import DaemonProcess, wait_until

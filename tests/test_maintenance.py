@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.ledger import Ledger
+from orchestrator.reporting.ledger import Ledger
 from tests.conftest import SLOW_IMAGE, Site
 from tests.helpers import DaemonProcess, Events, assert_never_overlapping, starts, wait_until
 from tests.servers import open_dir

@@ -7,23 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.anomaly import judge
-from orchestrator.customer import load_customer
-from orchestrator.durations import parse_duration
+from orchestrator.config.customer import load_customer
+from orchestrator.config.durations import parse_duration
+from orchestrator.config.settings import load_settings
 from orchestrator.errors import ConfigError
-from orchestrator.rustic import (
-    Reason,
-    Result,
-    Summary,
-    backup_args,
-    forget_args,
-    judge_backup,
-    judge_check,
-    parse_snapshots,
-)
+from orchestrator.model import Kind, Reason, Result, Summary
+from orchestrator.runtime.spec import container_name, labels
+from orchestrator.rustic.commands import backup_args, forget_args
+from orchestrator.rustic.output import judge_backup, judge_check, parse_snapshots
 from orchestrator.schedule import next_fire
-from orchestrator.settings import load_settings
-from orchestrator.worker import Kind, container_name, labels
+from orchestrator.sources.anomaly import judge
 
 ROOT = Path(__file__).resolve().parent.parent
 

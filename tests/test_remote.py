@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.ledger import Ledger
+from orchestrator.reporting.ledger import Ledger
 from tests.conftest import Site
 from tests.servers import PASSWORD, USER, Ftps, Sftp, open_dir, sshd, vsftpd
 

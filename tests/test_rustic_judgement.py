@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.rustic import Reason, Result, judge_backup
+from orchestrator.model import Reason, Result
+from orchestrator.rustic.output import judge_backup
 from tests.conftest import RUSTIC
 
 pytestmark = pytest.mark.rustic

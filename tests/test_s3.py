@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.ledger import Ledger
+from orchestrator.reporting.ledger import Ledger
 from tests.conftest import ROOT, Site
 from tests.helpers import DaemonProcess, wait_until
 from tests.servers import PASSWORD, USER, free_port, open_dir, vsftpd

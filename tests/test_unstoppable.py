@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.ledger import Ledger
+from orchestrator.reporting.ledger import Ledger
 from tests.conftest import Site
 from tests.helpers import (
     DaemonProcess,
@@ -216,11 +216,11 @@ def test_a_corrupt_ledger_and_a_clock_behind_the_ledger_are_survived(
 
 def test_a_refused_fuse_mount_is_its_own_reason(site: Site, unique: str) -> None:
     """A worker whose FUSE mount is refused (as AppArmor's default profile does) says `mount`."""
-    from orchestrator.customer import load_customer
-    from orchestrator.docker_runtime import DockerRuntime
+    from orchestrator.config.customer import load_customer
+    from orchestrator.config.settings import load_settings
     from orchestrator.runs import Jobs
-    from orchestrator.settings import load_settings
-    from orchestrator.worker import SECRETS, ContainerSpec, Mount
+    from orchestrator.runtime.docker import DockerRuntime
+    from orchestrator.runtime.spec import SECRETS, ContainerSpec, Mount
 
     secrets = site.root / "secrets"
     secrets.mkdir()
@@ -298,14 +298,14 @@ def test_a_worker_of_the_old_naming_is_adopted_and_still_holds_its_job(
 
 def test_a_directory_swapped_before_the_mount_is_not_read(site: Site, unique: str) -> None:
     """The worker compares what it got mounted with the directory checked: a swap is refused."""
-    from orchestrator.customer import load_customer
-    from orchestrator.docker_runtime import DockerRuntime
-    from orchestrator.launches import local_launch
+    from orchestrator.config.customer import load_customer
+    from orchestrator.config.settings import load_settings
     from orchestrator.runs import Jobs
-    from orchestrator.rustic import cold_args
-    from orchestrator.settings import load_settings
-    from orchestrator.source_guard import Floor
-    from orchestrator.worker import ContainerSpec
+    from orchestrator.runtime.docker import DockerRuntime
+    from orchestrator.runtime.spec import ContainerSpec
+    from orchestrator.rustic.commands import cold_args
+    from orchestrator.sources.guard import Floor
+    from orchestrator.sources.launch import local_launch
 
     checked, swapped_in = source(site, f"checked-{unique}"), source(site, f"other-{unique}")
     name = f"swap-{unique}"

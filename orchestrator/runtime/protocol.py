@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from orchestrator.worker import ContainerSpec
+from orchestrator.runtime.spec import ContainerSpec
 
 
 @dataclass(frozen=True)

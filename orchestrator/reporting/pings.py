@@ -12,12 +12,18 @@ import threading
 import time
 from urllib.parse import urlsplit
 
-from orchestrator.customer import Customer, Resource
+from orchestrator.config.customer import Customer, Resource
 from orchestrator.deadline import watchdog
 
 log = logging.getLogger(__name__)
+
+
 SUFFIX = {"start": "/start", "success": "", "fail": "/fail"}
+
+
 TIMEOUT_SECONDS = 10  # one attempt, connect to answer, however slowly the server drips
+
+
 ATTEMPTS = 3
 
 

@@ -9,11 +9,12 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from orchestrator import __version__
-from orchestrator.durations import parse_duration
+from orchestrator.config.durations import parse_duration
 from orchestrator.errors import ConfigError
 
 if TYPE_CHECKING:
-    from orchestrator.source_bounds import SourceBounds
+    from orchestrator.config.bounds import SourceBounds
+
 
 DEFAULT_CONFIG = Path("/etc/unstoppable/unstoppable.env")
 
@@ -100,7 +101,7 @@ class Settings(BaseSettings):
     @property
     def bounds(self) -> "SourceBounds":
         """Return where local sources may lie on this installation."""
-        from orchestrator.source_bounds import SourceBounds
+        from orchestrator.config.bounds import SourceBounds
 
         return SourceBounds.of(self.DATA_DIR, self.CUSTOMERS_DIR, self.source_roots)
 
@@ -160,6 +161,6 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
 
 
 def _read_global_file(path: Path) -> dict[str, str]:
-    from orchestrator.dotenv import parse_dotenv
+    from orchestrator.config.files import parse_dotenv
 
     return {key: value for key, (value, _line) in parse_dotenv(path).items()}

@@ -14,16 +14,24 @@ from pathlib import Path
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from pydantic import SecretStr
 
-from orchestrator.customer import Resource, SourceType
-from orchestrator.rustic import Reason
-from orchestrator.worker import SECRETS
+from orchestrator.config.customer import Resource, SourceType
+from orchestrator.model import Reason
+from orchestrator.runtime.spec import SECRETS
 
 # rclone's fixed key for "obscured" config values: obscuring is not encryption, which is why
 # the file is mode 0600 and lives only for the run (rclone fs/config/obscure/obscure.go).
 _RCLONE_KEY = bytes.fromhex("9c935b48730a554d6bfd7c63c886a92bd390198eb8128afbf4de162b8b95f638")
+
+
 RCLONE_CONF = "rclone.conf"
+
+
 CA_FILE = "ca.pem"
+
+
 KNOWN_HOSTS = "known_hosts"
+
+
 SSH_KEY = "ssh-key"
 
 

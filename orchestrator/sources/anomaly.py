@@ -23,13 +23,21 @@ rewrite; `<RESOURCE>_ANOMALY=off` turns the rule off for such a resource.
 
 from dataclasses import dataclass
 
-from orchestrator.rustic import Summary
+from orchestrator.model import Summary
 
 DEFAULT_CHANGED = 50
+
+
 MIN_FILES = 5
+
+
 INCOMPRESSIBLE = 0.9
+
+
 # Real files do not pack to under 1 % of their size; zero-filled ones pack to about 0.5 %.
 HOLLOW = 0.01
+
+
 # Below this much added data the compression ratio says nothing.
 MIN_ADDED_BYTES = 4096
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from orchestrator.settings import Settings
+from orchestrator.config.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@
 from pathlib import Path
 
 ENABLED = Path("/sys/module/apparmor/parameters/enabled")
+
+
 PROFILES = Path("/sys/kernel/security/apparmor/profiles")
 
 

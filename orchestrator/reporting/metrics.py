@@ -22,8 +22,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from orchestrator import __version__
-from orchestrator.ledger import DURATION_BUCKETS, JobStatus, Ledger
-from orchestrator.rustic import Result
+from orchestrator.model import Result
+from orchestrator.reporting.ledger import DURATION_BUCKETS, JobStatus, Ledger
 
 JOB = ["customer", "resource"]
 

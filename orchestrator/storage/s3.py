@@ -6,8 +6,6 @@ needs exactly two calls, HEAD and PUT of a bucket, not an SDK.
 
 import hashlib
 import hmac
-import ipaddress
-import re
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime
@@ -15,27 +13,11 @@ from urllib.parse import urlsplit
 
 from orchestrator.errors import UnstoppableError
 
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
 class StorageError(UnstoppableError):
     """The object store refused or could not be reached."""
-
-
-def bucket_problem(name: str) -> str | None:
-    """Return why `name` is not a valid S3 bucket name, or None if it is."""
-    if not _BUCKET.match(name):
-        return f"bucket {name!r} must be 3-63 characters of a-z, 0-9, '.' and '-'"
-    if ".." in name or ".-" in name or "-." in name:
-        return f"bucket {name!r} must not contain '..', '.-' or '-.'"
-    if name.startswith(("xn--", "sthree-")) or name.endswith(("-s3alias", "--ol-s3")):
-        return f"bucket {name!r} uses a prefix or suffix S3 reserves"
-    try:
-        ipaddress.IPv4Address(name)
-        return f"bucket {name!r} must not look like an IP address"
-    except ValueError:
-        return None
 
 
 def ensure_bucket(

@@ -11,15 +11,21 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from orchestrator import deadline, rustic, sources
-from orchestrator.customer import Customer, Resource, SourceType
-from orchestrator.rustic import Outcome, Reason, Result
-from orchestrator.source_guard import Floor
-from orchestrator.tls_pin import DEADLINE_SECONDS, fingerprint, server_certificate
-from orchestrator.worker import Mount
+from orchestrator import deadline
+from orchestrator.config.customer import Customer, Resource, SourceType
+from orchestrator.model import Outcome, Reason, Result
+from orchestrator.runtime.spec import Mount
+from orchestrator.rustic import commands
+from orchestrator.sources import remote as sources
+from orchestrator.sources.guard import Floor
+from orchestrator.sources.tls_pin import DEADLINE_SECONDS, fingerprint, server_certificate
 
 log = logging.getLogger(__name__)
+
+
 REMOTE_ENTRYPOINT = "/usr/local/bin/unstoppable-remote"
+
+
 LOCAL_ENTRYPOINT = "/usr/local/bin/unstoppable-local"
 
 
@@ -67,7 +73,7 @@ def local_launch(
             command
             or [
                 "rustic",
-                *rustic.backup_args(cold, customer.name, resource.path, resource.excludes),
+                *commands.backup_args(cold, customer.name, resource.path, resource.excludes),
             ]
         ),
     ]
@@ -115,7 +121,7 @@ def remote_launch(
             command
             or [
                 "rustic",
-                *rustic.backup_args(
+                *commands.backup_args(
                     cold, customer.name, mount_point, resource.excludes, remote=True
                 ),
             ]

@@ -21,12 +21,16 @@ SYSTEM_TREES = (
     Path("/run"),
     Path("/boot"),
 )
+
+
 # Docker's data root and socket (/var/run is a link to /run); containerd keeps images there.
 CONTAINER_TREES = (Path("/var/lib/docker"), Path("/var/lib/containerd"), Path("/var/run"))
 
 
 # What DATA_DIR holds: repositories, caches, the ledger and each run's secrets.
 DATA_PARTS = ("hot", "cold", "cache", "state", "state/secrets")
+
+
 DOCKER_CONFIG = Path("/etc/docker/daemon.json")
 
 

@@ -13,6 +13,8 @@ from datetime import timedelta
 # How far back the baseline looks: long enough to catch a shrink spread over two weeks of
 # daily runs, short enough that a real, accepted change ages out.
 WINDOW = timedelta(days=14)
+
+
 DEFAULT_THRESHOLD = 50
 
 

@@ -2,29 +2,28 @@
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 
-from orchestrator.storage import JobStorage
+from orchestrator.model import Kind, job_id
+from orchestrator.storage.layout import JobStorage
 
 # Fixed paths inside every worker; the host paths behind them vary per job.
 HOT = "/repo/hot"
+
+
 COLD = "/repo/cold"
+
+
 CACHE = "/cache"
+
+
 SECRETS = "/run/unstoppable/secrets"
+
+
 RESTORE_TARGET = "/restore"
+
+
 NAME_PREFIX = "unstoppable_"
-
-
-class Kind(StrEnum):
-    BACKUP = "backup"
-    FORGET = "forget"  # after each backup, before 0.3 (still adopted)
-    PRUNE = "prune"  # scheduled maintenance: forget by KEEP_*, then prune
-    VERIFY = "verify"  # scheduled restore drill
-    RESTORE = "restore"
-    SNAPSHOTS = "snapshots"
-    CHECK = "check"
-    TAG = "tag"
 
 
 @dataclass(frozen=True)
@@ -82,11 +81,6 @@ def capabilities(kind: Kind, remote: bool = False) -> tuple[tuple[str, ...], tup
     if remote:
         return ("ALL",), ("SYS_ADMIN",)
     return ("ALL",), ("DAC_READ_SEARCH",)
-
-
-def job_id(customer: str, resource: str) -> str:
-    """Return the `unstoppable.job` label value of a customer × resource."""
-    return f"{customer}/{resource}"
 
 
 def labels(

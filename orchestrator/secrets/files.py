@@ -11,9 +11,9 @@ from typing import Protocol
 from pydantic import SecretStr
 
 from orchestrator import deadline
-from orchestrator.customer import SecretRef
+from orchestrator.config.customer import SecretRef
+from orchestrator.config.settings import Settings
 from orchestrator.errors import ConfigError, SecretError
-from orchestrator.settings import Settings
 
 # One secret, login included, however slowly the store answers.
 LOOKUP_DEADLINE_SECONDS = 60.0
@@ -72,7 +72,7 @@ def resolver_for(settings: Settings) -> Resolver:
         raise ConfigError(
             [f"UNSTOPPABLE_{k}: required with UNSTOPPABLE_INFISICAL_HOST" for k in missing]
         )
-    from orchestrator.infisical import InfisicalSecrets
+    from orchestrator.secrets.infisical import InfisicalSecrets
 
     return Resolver(
         InfisicalSecrets(

@@ -14,21 +14,33 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from orchestrator.runs import RunRecord
-from orchestrator.rustic import Result
-from orchestrator.source_guard import WINDOW, Baseline
-from orchestrator.worker import Kind
+from orchestrator.model import Kind, Result, RunRecord, split_job
+from orchestrator.sources.guard import WINDOW, Baseline
 
 log = logging.getLogger(__name__)
+
+
 HOLD = "hold:"  # state key prefix: a job's retention hold after a suspect snapshot
+
+
 CORRUPT = "corrupt:"  # damage a restore drill found, until a full drill reads clean
+
+
 SLICE = "slice:"  # the slice of the packs the job's next drill reads
+
+
 VERIFIED = "verified:"  # when the job's last restore drill succeeded
+
+
 PRUNED = "pruned:"  # the result of the job's last prune
+
+
 _RECOVERY = threading.Lock()
+
 
 # Backup durations, in seconds: a minute-long job and a twelve-hour one both land mid-range.
 DURATION_BUCKETS = (1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 14400, 43200)
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -91,6 +103,8 @@ CREATE TABLE IF NOT EXISTS accepts (
     who TEXT NOT NULL
 );
 """
+
+
 # Columns added after the first release: (table, column, type), added when missing.
 MIGRATIONS = (("runs", "files_total", "INTEGER"),)
 
@@ -534,9 +548,3 @@ def _iso(moment: datetime) -> str:
 
 def _dt(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
-
-
-def split_job(job: str) -> tuple[str, str]:
-    """Return (customer, resource) of the job id `customer/resource`."""
-    customer, resource = job.split("/", 1)
-    return customer, resource

@@ -9,21 +9,29 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from orchestrator.dotenv import parse_dotenv
-from orchestrator.errors import ConfigError
-from orchestrator.s3 import bucket_problem
-from orchestrator.schedule import check_cron, check_timezone
-from orchestrator.source_bounds import SourceBounds
-
-NAME = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
-_NAME_RULE = (
-    "the customer name (the file stem) must be 3-63 characters of "
-    "a-z, 0-9 and '-', starting and ending with a letter or digit"
+from orchestrator.config.bounds import SourceBounds
+from orchestrator.config.files import parse_dotenv
+from orchestrator.config.names import (
+    _NAME_RULE,
+    NAME,
+    bucket_problem,
+    env_prefix,
+    printable,
+    whole_number,
 )
+from orchestrator.errors import ConfigError
+from orchestrator.schedule import check_cron, check_timezone
+
 MAX_KEEP = 100_000
+
+
 MAX_RESOURCES = 200
+
+
 # The source guard's and the change-anomaly rule's keys, for every source type.
 GUARD_KEYS = ("SHRINK_THRESHOLD", "ALLOW_EMPTY", "ANOMALY", "ANOMALY_CHANGED")
+
+
 # Scheduled maintenance and restore drills, for every source type, with their defaults:
 # weekly, at a time `H` spreads by job so that a thousand jobs do not prune at one minute.
 MAINTENANCE_DEFAULTS = {
@@ -32,9 +40,17 @@ MAINTENANCE_DEFAULTS = {
     "VERIFY_SLICES": "4",  # the whole repository is read once per this many drills
     "VERIFY_SAMPLE": "20",  # files restored and compared per drill
 }
+
+
 VERIFY_SLICES_MAX = 1000
+
+
 VERIFY_SAMPLE_MAX = 200  # each sampled path is an argument of the drill's worker
+
+
 KEEP_KEYS = ("KEEP_LAST", "KEEP_HOURLY", "KEEP_DAILY", "KEEP_WEEKLY", "KEEP_MONTHLY", "KEEP_YEARLY")
+
+
 CUSTOMER_KEYS = ("SCHEDULE", "TIMEZONE", "REPO_PASSWORD", "RESOURCES", "PING_URL", *KEEP_KEYS)
 
 
@@ -95,7 +111,11 @@ RESOURCE_KEYS: dict[SourceType, tuple[frozenset[str], frozenset[str]]] = {
         frozenset({"HOST", "USER", "PATH", "HOST_KEY"}),
     ),
 }
+
+
 ALL_RESOURCE_KEYS = frozenset().union(*(keys for keys, _ in RESOURCE_KEYS.values()))
+
+
 _Problem = Callable[[str, str], None]
 
 
@@ -163,11 +183,6 @@ class Customer:
         raise ConfigError([f"{self.file}: RESOURCES: no resource {name!r} (known: {known})"])
 
 
-def env_prefix(resource: str) -> str:
-    """Return the key prefix of `resource`: upper-cased, `-` turned into `_`, then `_`."""
-    return resource.upper().replace("-", "_") + "_"
-
-
 def load_customer(path: Path, bounds: SourceBounds | None = None) -> Customer:
     """Read and validate one customer file; raise ConfigError with every problem in it.
 
@@ -224,17 +239,6 @@ def _check_schedule(key: str, value: str, timezone: str, problem: _Problem) -> N
         check_cron(value, timezone)
     except ValueError as exc:
         problem(key, str(exc))
-
-
-def whole_number(text: str, low: int, high: int) -> int | None:
-    """Return `text` as an integer if it is ASCII digits within [low, high], else None.
-
-    `str.isdigit` accepts "²" and "٣", which `int` then refuses or misreads.
-    """
-    if not re.fullmatch(r"[0-9]{1,10}", text):
-        return None
-    number = int(text)
-    return number if low <= number <= high else None
 
 
 def _secret(key: str, value: str | None, problem: _Problem) -> SecretRef | None:
@@ -512,12 +516,6 @@ def files_signature(directory: Path) -> tuple[tuple[str, int, int], ...]:
             continue
         signature.append((printable(file.name), info.st_mtime_ns, info.st_size))
     return tuple(signature)
-
-
-def printable(text: str) -> str:
-    """Return `text` with undecodable bytes and control characters escaped, for one line."""
-    raw = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in raw)
 
 
 def _stem(problem: str) -> str:

@@ -1,0 +1,183 @@
+"""The judgement of what rustic printed: snapshots, summaries, errors, as pure functions."""
+
+import json
+import re
+from datetime import datetime
+from typing import Any
+
+from orchestrator.model import Outcome, Reason, Result, SnapshotInfo, Summary
+
+# rustic reports a file it could not read as a warning ("ignoring error: ...") and still
+# exits 0; such a snapshot silently lacks data, so any of these makes the run a failure.
+_UNREADABLE = re.compile(
+    r"(ignoring error|permission denied|error reading|failed to read|failed to open|os error \d+)",
+    re.IGNORECASE,
+)
+
+
+_REPOSITORY = re.compile(r"(wrong password|no suitable key|repository|password)", re.IGNORECASE)
+
+
+_RECORD = re.compile(r"^\[(TRACE|DEBUG|INFO|WARN|ERROR)\] ?")
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+# The object store behind the cold repository could not be reached or refused.
+_STORAGE = re.compile(
+    r"service: s3|opendal|error sending request|dns error|"
+    r"connection refused|connection reset|timed out",
+    re.IGNORECASE,
+)
+
+
+def error_summary(stderr: str) -> str:
+    """Return the line of rustic's stderr that says what went wrong, without colours.
+
+    rustic reports fatal errors as a block ("error: …", "Message:", "Caused by:", a
+    backtrace); the cause is the useful line. Falls back to the last [ERROR] record, then
+    to the last line.
+    """
+    lines = [line.strip() for line in _ANSI.sub("", stderr).splitlines()]
+    for marker in ("Caused by:", "Message:"):
+        if marker in lines:
+            following = [line for line in lines[lines.index(marker) + 1 :] if line]
+            if following:
+                return following[0][:300]
+    errors = [text for level, text in log_records(_ANSI.sub("", stderr)) if level == "ERROR"]
+    if errors:
+        return errors[-1][:300]
+    meaningful = [line for line in lines if line and not re.match(r"^\d+: ", line)]
+    return meaningful[-1][:300] if meaningful else "(no output)"
+
+
+def log_records(stderr: str) -> list[tuple[str, str]]:
+    """Split rustic's log into (level, message) records; continuation lines stay attached."""
+    records: list[tuple[str, str]] = []
+    for line in stderr.splitlines():
+        match = _RECORD.match(line)
+        if match:
+            records.append((match.group(1), line[match.end() :].strip()))
+        elif records and line.strip():
+            level, text = records[-1]
+            records[-1] = (level, f"{text} {line.strip()}")
+    return records
+
+
+def judge_backup(exit_code: int, stdout: str, stderr: str) -> Outcome:
+    """Judge a finished backup: success needs exit 0, a snapshot on stdout and no unread file."""
+    records = log_records(stderr)
+    if exit_code != 0:
+        cause = error_summary(stderr)
+        if exit_code >= 128:
+            reason = Reason.INTERRUPTED
+        elif _STORAGE.search(cause):
+            reason = Reason.STORAGE
+        elif _REPOSITORY.search(cause):
+            reason = Reason.REPOSITORY
+        else:
+            reason = Reason.RUSTIC
+        return Outcome(Result.FAILURE, reason, f"rustic exited {exit_code}: {cause}")
+    summary = parse_snapshot(stdout)
+    if summary is None:
+        # rustic exits 0 after SIGTERM without writing a snapshot.
+        return Outcome(
+            Result.FAILURE, Reason.INTERRUPTED, "rustic wrote no snapshot: " + error_summary(stderr)
+        )
+    unread = [
+        text for level, text in records if level in ("WARN", "ERROR") and _UNREADABLE.search(text)
+    ]
+    if unread:
+        return Outcome(
+            Result.FAILURE,
+            Reason.SOURCE_UNREADABLE,
+            f"{len(unread)} file(s) could not be read, snapshot {summary.snapshot_id[:8]} is "
+            f"incomplete; first: {unread[0][:300]}",
+            summary,
+        )
+    return Outcome(Result.SUCCESS, Reason.NONE, f"snapshot {summary.snapshot_id}", summary)
+
+
+_LEFTOVER = re.compile(r"pack \w+ not referenced in index", re.IGNORECASE)
+
+
+def judge_check(exit_code: int, stderr: str) -> tuple[list[str], int]:
+    """Return (problems, leftover packs) of a `rustic check`; no problems means clean."""
+    records = log_records(_ANSI.sub("", stderr))
+    leftovers = sum(1 for level, text in records if level == "WARN" and _LEFTOVER.search(text))
+    problems = [
+        text
+        for level, text in records
+        if level == "ERROR" or (level == "WARN" and not _LEFTOVER.search(text))
+    ]
+    if exit_code != 0 and not problems:
+        problems.append(f"rustic exited {exit_code}: {error_summary(stderr)}")
+    return problems, leftovers
+
+
+def parse_snapshot(stdout: str) -> Summary | None:
+    """Return the summary of the snapshot JSON `backup --json` printed, or None."""
+    data = _json(stdout)
+    if not isinstance(data, dict) or "id" not in data:
+        return None
+    summary = data.get("summary") or {}
+    return Summary(
+        snapshot_id=str(data["id"]),
+        time=str(data.get("time", "")),
+        files_new=int(summary.get("files_new", 0)),
+        files_changed=int(summary.get("files_changed", 0)),
+        files_unmodified=int(summary.get("files_unmodified", 0)),
+        data_added=int(summary.get("data_added", 0)),
+        bytes_processed=int(summary.get("total_bytes_processed", 0)),
+        files_total=int(summary.get("total_files_processed", 0)),
+        data_added_files=int(summary.get("data_added_files", 0)),
+        data_added_files_packed=int(summary.get("data_added_files_packed", 0)),
+    )
+
+
+def parse_snapshots(stdout: str) -> list[SnapshotInfo]:
+    """Return the snapshots `snapshots --json` printed, oldest first.
+
+    rustic groups its output ([[group, [snapshot, ...]], ...]); a flat list is accepted too.
+    """
+    data = _json(stdout)
+    found: list[dict[str, Any]] = []
+
+    def collect(node: Any) -> None:
+        if isinstance(node, dict) and "id" in node and "time" in node:
+            found.append(node)
+        elif isinstance(node, dict):
+            for value in node.values():
+                collect(value)
+        elif isinstance(node, list):
+            for value in node:
+                collect(value)
+
+    collect(data)
+    snapshots = [
+        SnapshotInfo(
+            str(s["id"]),
+            datetime.fromisoformat(str(s["time"])),
+            tuple(s.get("paths", ())),
+            str(s.get("hostname", "")),
+            tuple(str(t) for t in s.get("tags") or ()),
+        )
+        for s in found
+    ]
+    return sorted(snapshots, key=lambda s: s.time)
+
+
+def _json(text: str) -> Any:
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        # Tolerate a stray line before the JSON document.
+        start = min((i for i in (text.find("{"), text.find("[")) if i >= 0), default=-1)
+        try:
+            return json.loads(text[start:]) if start >= 0 else None
+        except json.JSONDecodeError:
+            return None
