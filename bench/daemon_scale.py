@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from orchestrator import __version__  # noqa: E402
-from orchestrator.config.customer import load_customers  # noqa: E402
+from orchestrator.config.customer_file import load_customers  # noqa: E402
 
 IMAGE = os.environ.get("UNSTOPPABLE_WORKER_IMAGE", f"unstoppable-worker:{__version__}")
 TICKS = os.sysconf("SC_CLK_TCK")

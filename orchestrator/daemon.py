@@ -9,38 +9,35 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from orchestrator.config.customer import Customers, files_signature, load_customers
+from orchestrator.config.customer import Customers
+from orchestrator.config.customer_file import files_signature, load_customers
 from orchestrator.config.settings import Settings
+from orchestrator.dispatch import Dispatch
 from orchestrator.errors import RuntimeUnavailable, UnstoppableError
 from orchestrator.maintenance import Maintenance
-from orchestrator.model import Kind, Outcome, Reason, Result, RunRecord
-from orchestrator.planner import BACKUP, JobSpec, Launch, PlanState, plan
+from orchestrator.model import Kind
+from orchestrator.planner import BACKUP, JobSpec, PlanState
 from orchestrator.reporting.ledger import Ledger
 from orchestrator.runs import Jobs
-from orchestrator.runtime.protocol import Runtime, WorkerInfo
+from orchestrator.runtime.protocol import Runtime
 from orchestrator.schedule import expected_interval
-from orchestrator.secrets.files import remove_secrets, resolver_for
-from orchestrator.storage.layout import job_storage, secrets_dir
+from orchestrator.secrets.files import resolver_for
+from orchestrator.storage.layout import job_storage
 
 if TYPE_CHECKING:
-    from orchestrator.reporting.metrics import DaemonView
+    from orchestrator.reporting.views import DaemonView
 
 log = logging.getLogger(__name__)
 CONFIG_POLL_SECONDS = 5.0
 CLOCK_TOLERANCE = timedelta(seconds=2)
 ADOPT_EVERY = timedelta(seconds=60)
-# A secrets directory no container mounts is a leftover once it is this old; younger ones
-# may belong to a run being created right now (by the CLI, beside the daemon).
-LEFTOVER_SECRETS_AGE = 600.0
-ADOPTED_KINDS = tuple(k.value for k in (Kind.BACKUP, Kind.FORGET, Kind.PRUNE, Kind.VERIFY))
 
 
-class Daemon:
+class Daemon(Dispatch):
     """The scheduler loop; `request_stop` and `request_reload` may be called from anywhere."""
 
     def __init__(self, settings: Settings, runtime: Runtime, ledger: Ledger) -> None:
@@ -139,11 +136,6 @@ class Daemon:
         log.info("stopped; %d run(s) left to the next start", len(self.in_flight))
         return 0
 
-    def count(self, what: str) -> None:
-        """Count one problem the daemon survived, by where it came from."""
-        with self.lock:
-            self.errors[what] = self.errors.get(what, 0) + 1
-
     def start_tick(self, now: datetime) -> datetime:
         """Return the last tick the ledger remembers, or `now` if it is unreadable or ahead."""
         try:
@@ -197,7 +189,7 @@ class Daemon:
 
     def view(self) -> "DaemonView":
         """Return what a scrape needs from the live daemon."""
-        from orchestrator.reporting.metrics import DaemonView, JobView
+        from orchestrator.reporting.views import DaemonView, JobView
 
         try:
             docker = self.runtime.running_jobs()
@@ -278,179 +270,6 @@ class Daemon:
             len(customers.valid),
             len(customers.invalid),
             sum(1 for spec in self.specs if spec.kind == BACKUP),
-        )
-
-    def adopt(self) -> None:
-        """Collect the workers nobody waits for; remove secrets nobody uses any more.
-
-        At start, those a previous daemon left; later, those a run gave up on while the
-        Docker engine was away. Raises RuntimeUnavailable while Docker cannot be asked;
-        the loop tries again.
-        """
-        workers = self.runtime.workers()
-        self.adopted = True
-        in_use = {w.secrets for w in workers}
-        base = secrets_dir(self.settings)
-        if base.is_dir():
-            for leftover in base.iterdir():
-                try:
-                    age = time.time() - leftover.lstat().st_mtime
-                except OSError:
-                    continue
-                if str(leftover) not in in_use and age > LEFTOVER_SECRETS_AGE:
-                    remove_secrets(base, str(leftover))
-        for worker in workers:
-            if worker.label("origin") != "daemon" or worker.label("kind") not in ADOPTED_KINDS:
-                continue
-            job = worker.label("job")
-            with self.lock:
-                if job in self.in_flight:
-                    continue  # a run of ours is waiting for it
-                self.in_flight.add(job)
-            log.info(
-                "%s: adopting %s (%s)",
-                job,
-                worker.name,
-                "running" if worker.running else "finished",
-            )
-            threading.Thread(target=self._adopt_one, args=(worker,), daemon=True).start()
-
-    def tick(self, last_tick: datetime, now: datetime) -> datetime:
-        """Plan once at `now` and carry it out; return the new last tick."""
-        # Docker is asked only when something may launch; an idle tick just moves the clock,
-        # so a customer added later counts its schedule from now, not from hours ago.
-        docker = self.runtime.running_jobs() if self._anything_due(now) else frozenset()
-        with self.lock:
-            running = docker | frozenset(self.in_flight)
-        decision = plan(
-            self.specs,
-            running,
-            self.state,
-            last_tick,
-            now,
-            self.settings.MAX_PARALLEL,
-            self.settings.CATCH_UP,
-            self.settings.per_customer_share,
-        )
-        for job in sorted(set(decision.unschedulable) - self.unschedulable):
-            log.error("%s: its schedule names no next time; the job is not scheduled", job)
-        self.unschedulable = set(decision.unschedulable)
-        for skip in decision.skip:
-            log.warning(
-                "%s: skipped the %s of %s (%s)",
-                skip.job,
-                skip.kind,
-                skip.scheduled_for.isoformat(),
-                skip.reason,
-            )
-            if skip.kind == BACKUP:
-                self._write(
-                    self.ledger.record_event, skip.job, "skipped", skip.reason, skip.scheduled_for
-                )
-        for missed in decision.missed:
-            log.warning(
-                "%s: missed %d scheduled %s time(s), the last %s",
-                missed.job,
-                missed.count,
-                missed.kind,
-                missed.last.isoformat(),
-            )
-            if missed.kind == BACKUP:  # a missed drill shows as BackupUnverified instead
-                self._write(
-                    self.ledger.record_event, missed.job, "missed", "", missed.last, missed.count
-                )
-        # Written before launching, so a crash right after can never launch these again. If
-        # the ledger cannot be written (disk full), the runs still start: a backup that runs
-        # twice after a crash is better than none.
-        self._write(self.ledger.set_state, "last_tick", now.isoformat())
-        self.state = decision.state
-        for launch in decision.launch:
-            with self.lock:
-                self.in_flight.add(launch.job)
-            threading.Thread(target=self._launch, args=(launch,), daemon=True).start()
-        return now
-
-    def _write(self, write: Callable[..., None], *args: Any) -> bool:
-        """Call a ledger write; log and count a failure instead of raising it."""
-        try:
-            write(*args)
-            return True
-        except Exception as exc:
-            self.count("ledger")
-            log.error("cannot write the ledger (%s): %s", write.__name__, exc)
-            self.ledger.recover_if_corrupt(exc)
-            return False
-
-    def _anything_due(self, now: datetime) -> bool:
-        if self.state.pending:
-            return True
-        return any(self.state.next_due.get(spec, now) <= now for spec in self.specs)
-
-    def _launch(self, launch: Launch) -> None:
-        customer_name, resource_name = launch.job.split("/", 1)
-        kind = Kind(launch.kind)
-        try:
-            customer = self.customers.get(customer_name)
-            resource = customer.resource(resource_name)
-            if kind is Kind.PRUNE:
-                record = self.maintenance.prune(customer, resource, launch.scheduled_for)
-            elif kind is Kind.VERIFY:
-                record = self.maintenance.verify(customer, resource, launch.scheduled_for)
-            else:
-                record = self.jobs.backup(customer, resource, launch.scheduled_for)
-        except Exception as exc:  # a broken run must never take the daemon down
-            log.exception("%s: run failed unexpectedly", launch.job)
-            now = _now()
-            record = RunRecord(
-                customer_name,
-                resource_name,
-                kind,
-                launch.scheduled_for,
-                now,
-                now,
-                Outcome(Result.FAILURE, Reason.RUNTIME, str(exc)),
-            )
-        self._finish(launch.job, record)
-
-    def _adopt_one(self, worker: WorkerInfo) -> None:
-        try:
-            record = self.jobs.adopt(worker, self.customers)
-        except Exception:
-            log.exception("%s: cannot adopt %s", worker.label("job"), worker.name)
-            with self.lock:
-                self.in_flight.discard(worker.label("job"))
-            return
-        self._finish(worker.label("job"), record)
-
-    def _finish(self, job: str, record: RunRecord) -> None:
-        try:
-            if record.outcome.result is Result.SKIPPED and record.kind is not Kind.BACKUP:
-                pass  # a drill with nothing to read yet, or a busy job: logged below only
-            elif record.outcome.result is Result.SKIPPED:
-                self._write(
-                    self.ledger.record_event,
-                    job,
-                    "skipped",
-                    Reason.OVERLAP.value,
-                    record.scheduled_for,
-                )
-            else:
-                self._write(self.ledger.record_run, record)
-        finally:
-            with self.lock:
-                self.in_flight.discard(job)
-            self.wake.set()
-        if record.kind is Kind.BACKUP:  # a dead man's switch watches the backups
-            self.jobs.ping_result(self.customers, record)  # after recording, off the run's clock
-        level = logging.INFO if record.outcome.result is Result.SUCCESS else logging.ERROR
-        log.log(
-            level,
-            "%s: %s %s%s: %s",
-            job,
-            record.kind.value,
-            record.outcome.result.value,
-            f" ({record.outcome.reason.value})" if record.outcome.reason else "",
-            record.outcome.message,
         )
 
 

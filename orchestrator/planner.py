@@ -16,7 +16,6 @@ GRACE = timedelta(seconds=10)
 # Never enumerate more missed times than this for one job in one tick.
 MAX_ENUMERATED = 10_000
 
-
 BACKUP = "backup"
 # Maintenance kinds: a run of one waits for the job's lock instead of being skipped.
 MAINTENANCE = ("prune", "verify")

@@ -1,18 +1,14 @@
 """One run of a job: build its worker, run it, judge what rustic left behind."""
 
 import logging
-import os
-import stat
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Protocol
 
 from orchestrator import deadline
-from orchestrator.config.customer import Customer, Customers, Resource, SourceType
+from orchestrator.config.customer import Customer, Resource, SourceType
 from orchestrator.config.names import env_prefix
 from orchestrator.config.settings import Settings
-from orchestrator.errors import ConfigError, JobBusy, RunFailed, RuntimeUnavailable, SecretError
+from orchestrator.errors import JobBusy, RuntimeUnavailable, SecretError
 from orchestrator.judgement import STOPPED_BEFORE_RUSTIC, last_words, stopped, worker_failure
 from orchestrator.model import (
     Kind,
@@ -20,15 +16,13 @@ from orchestrator.model import (
     Reason,
     Result,
     RunRecord,
-    SnapshotInfo,
-    Summary,
     job_id,
 )
 from orchestrator.reporting import pings
+from orchestrator.reporting.holds import Holds, MemoryHolds
 from orchestrator.runtime import apparmor
-from orchestrator.runtime.protocol import Finished, Runtime, WorkerInfo
+from orchestrator.runtime.protocol import Finished, Runtime
 from orchestrator.runtime.spec import (
-    RESTORE_TARGET,
     ContainerSpec,
     Mount,
     apparmor_options,
@@ -38,51 +32,15 @@ from orchestrator.runtime.spec import (
     repo_mounts,
 )
 from orchestrator.rustic import commands, output
-from orchestrator.secrets.files import Resolver, remove_secrets, secret_files
+from orchestrator.secrets.files import Resolver, secret_files
 from orchestrator.sources import anomaly
-from orchestrator.sources.anomaly import Verdict
 from orchestrator.sources.guard import DEFAULT_THRESHOLD, Baseline, Floor, floor
-from orchestrator.sources.launch import Launch, local_launch, remote_launch, source_path
+from orchestrator.sources.launch import Launch, local_launch, local_source, remote_launch
 from orchestrator.storage import s3
 from orchestrator.storage.layout import COLD_PROFILE, bucket, cold_profile, job_storage, secrets_dir
 
 log = logging.getLogger(__name__)
 BUCKET_DEADLINE_SECONDS = 60.0
-
-
-class Holds(Protocol):
-    """Where a job's retention hold is kept: the ledger, or memory."""
-
-    def held(self, job: str) -> bool: ...
-
-    def hold(self, job: str, snapshot: str, why: str, now: datetime) -> None: ...
-
-    def last_files(self, job: str) -> int | None:
-        """Return how many files the job's last clean snapshot held, if there is one."""
-        ...
-
-    def last_snapshot(self, job: str) -> str | None:
-        """Return the id of the job's last clean snapshot, if there is one."""
-        ...
-
-
-class MemoryHolds:
-    """Holds kept for one process only (tests, and a Jobs without a ledger)."""
-
-    def __init__(self) -> None:
-        self.jobs: set[str] = set()
-
-    def held(self, job: str) -> bool:
-        return job in self.jobs
-
-    def hold(self, job: str, snapshot: str, why: str, now: datetime) -> None:
-        self.jobs.add(job)
-
-    def last_files(self, job: str) -> int | None:
-        return None
-
-    def last_snapshot(self, job: str) -> str | None:
-        return None
 
 
 class Jobs:
@@ -105,7 +63,7 @@ class Jobs:
         self.resolver = resolver or Resolver()
         self.cold = commands.cold_args(settings.COLD_BACKEND == "s3")
         self.buckets_ready: set[str] = set()
-        self.pinger = pings.Pinger()
+        self.pinger = pings.Pinger(settings.PING_URL)
 
     def backup(self, customer: Customer, resource: Resource, scheduled_for: datetime) -> RunRecord:
         """Back up `resource` now; retention is maintenance's (`Maintenance.prune`).
@@ -113,7 +71,7 @@ class Jobs:
         Never raises for a failed run: the record says what failed and why.
         """
         started = datetime.now(UTC)
-        self.ping(customer, resource, "start", f"scheduled for {scheduled_for.isoformat()}")
+        self.pinger.job(customer, resource, "start", f"scheduled for {scheduled_for.isoformat()}")
         outcome = self._backup(customer, resource, scheduled_for)
         record = RunRecord(
             customer.name,
@@ -125,25 +83,6 @@ class Jobs:
             outcome,
         )
         return record
-
-    def ping(self, customer: Customer, resource: Resource, event: str, body: str) -> None:
-        """Send the `event` ping of the job in the background, if it has a ping URL."""
-        if url := pings.ping_url(self.settings.PING_URL, customer, resource):
-            self.pinger.ping(url, event, body, job_id(customer.name, resource.name))
-
-    def ping_result(self, customers: Customers, record: "RunRecord") -> None:
-        """Send the success or fail ping of a recorded run; call it after recording."""
-        if record.outcome.result is Result.SKIPPED:
-            return
-        try:
-            customer = customers.get(record.customer)
-            resource = customer.resource(record.resource)
-        except ConfigError:
-            return  # the customer is gone or broken; its file's problem is reported already
-        outcome = record.outcome
-        event = "success" if outcome.result is Result.SUCCESS else "fail"
-        reason = f" ({outcome.reason.value})" if outcome.reason else ""
-        self.ping(customer, resource, event, f"{outcome.result.value}{reason}: {outcome.message}")
 
     def _backup(self, customer: Customer, resource: Resource, scheduled_for: datetime) -> Outcome:
         try:
@@ -165,7 +104,7 @@ class Jobs:
             )
         except STOPPED_BEFORE_RUSTIC as exc:
             return stopped(exc)
-        return self._judge(customer, resource, scheduled_for, done)
+        return self.judge(customer, resource, scheduled_for, done)
 
     def local_launch(
         self,
@@ -179,21 +118,10 @@ class Jobs:
         PATH is resolved now, at run time: a symlink swapped in since the file was loaded
         must not point the worker at /etc. The resolved path is what is mounted.
         """
-        real, why = self.settings.bounds.resolved_problem(resource.path)
-        if why:
-            return Outcome(Result.FAILURE, Reason.SOURCE_REFUSED, f"PATH {why}")
-        try:
-            info = os.stat(real)
-            is_dir = stat.S_ISDIR(info.st_mode)
-        except OSError:
-            is_dir = False
-        if not is_dir:
-            return Outcome(
-                Result.FAILURE,
-                Reason.SOURCE_MISSING,
-                f"PATH {resource.path[:200]} is not a directory on this host",
-            )
-        identity = f"{info.st_dev}:{info.st_ino}"
+        found = local_source(self.settings.bounds, resource.path)
+        if isinstance(found, Outcome):
+            return found
+        real, identity = found
         return local_launch(self.cold, customer, resource, real, identity, guard, command)
 
     def remote_launch(
@@ -219,7 +147,7 @@ class Jobs:
         allow_empty = (resource.option("ALLOW_EMPTY") or "false").lower() == "true"
         return floor(self.baseline(job_id(customer.name, resource.name)), threshold, allow_empty)
 
-    def _judge(
+    def judge(
         self, customer: Customer, resource: Resource, scheduled_for: datetime, done: Finished
     ) -> Outcome:
         if done.timed_out:
@@ -233,9 +161,10 @@ class Jobs:
         outcome = output.judge_backup(done.exit_code, done.stdout, done.stderr)
         job = job_id(customer.name, resource.name)
         if outcome.result is Result.SUCCESS and outcome.summary is not None:
-            verdict = self._below_floor(customer, resource, outcome.summary)
+            verdict = anomaly.below_floor(outcome.summary, self.floor(customer, resource))
             if not verdict.suspect:
-                verdict = self._anomaly(customer, resource, outcome.summary)
+                previous = self.holds.last_files(job)
+                verdict = anomaly.judge_resource(resource, outcome.summary, previous)
             if verdict.suspect:
                 return self._suspect(customer, resource, scheduled_for, outcome, verdict.why)
         if outcome.result is Result.SUCCESS and self.holds.held(job):
@@ -247,27 +176,6 @@ class Jobs:
                 outcome.summary,
             )
         return outcome
-
-    def _anomaly(self, customer: Customer, resource: Resource, summary: Summary) -> Verdict:
-        """Judge a fresh snapshot against the job's history (the change-anomaly rule)."""
-        if (resource.option("ANOMALY") or "on").lower() == "off":
-            return Verdict(False, "ANOMALY=off")
-        changed = int(resource.option("ANOMALY_CHANGED") or anomaly.DEFAULT_CHANGED)
-        previous = self.holds.last_files(job_id(customer.name, resource.name))
-        return anomaly.judge(summary, previous, changed)
-
-    def _below_floor(self, customer: Customer, resource: Resource, summary: Summary) -> Verdict:
-        """Hold rustic's own count to the floor too: EXCLUDE can hide what the guard counted."""
-        guard = self.floor(customer, resource)
-        if summary.files_total == 0 and not guard.allow_empty:
-            return Verdict(True, "rustic backed up no file at all (EXCLUDE?)")
-        if summary.files_total < guard.min_files or summary.bytes_processed < guard.min_bytes:
-            return Verdict(
-                True,
-                f"rustic backed up {summary.files_total} file(s) and {summary.bytes_processed} "
-                f"byte(s), below the floor of {guard.min_files} and {guard.min_bytes}",
-            )
-        return Verdict(False, "above the floor")
 
     def _suspect(
         self,
@@ -311,126 +219,6 @@ class Jobs:
             "`unstoppable release`",
             written.summary,
         )
-
-    def adopt(self, worker: WorkerInfo, customers: Customers) -> RunRecord:
-        """Collect a worker a previous daemon left running, and judge it.
-
-        The run keeps its original scheduled time; its secret files are removed afterwards.
-        A prune is judged by its exit code; a drill is one step of several, so it is
-        recorded as interrupted and runs again on its schedule.
-        """
-        kind = Kind(worker.label("kind"))
-        customer_name, resource_name = worker.label("customer"), worker.label("resource")
-        scheduled_for = datetime.fromisoformat(worker.label("scheduled-for").replace("Z", "+00:00"))
-        elapsed = (datetime.now(UTC) - worker.started_at).total_seconds()
-        try:
-            done = self.runtime.collect(worker.name, self.settings.job_timeout_seconds - elapsed)
-        except RuntimeUnavailable as exc:
-            done = None
-            outcome = Outcome(Result.FAILURE, Reason.RUNTIME, str(exc))
-        else:
-            # Only once the worker is gone: a worker left running keeps its secrets.
-            remove_secrets(secrets_dir(self.settings), worker.secrets)
-        if done is not None:
-            try:
-                customer = customers.get(customer_name)
-                resource = customer.resource(resource_name)
-            except ConfigError:
-                customer = None
-            if kind in (Kind.FORGET, Kind.PRUNE):
-                ok = done.exit_code == 0 and not done.timed_out
-                outcome = Outcome(
-                    Result.SUCCESS if ok else Result.FAILURE,
-                    Reason.NONE if ok else Reason.PRUNE,
-                    f"{kind.value} finished" if ok else f"{kind.value} failed: {last_words(done)}",
-                )
-            elif kind is Kind.VERIFY:
-                outcome = Outcome(
-                    Result.FAILURE,
-                    Reason.INTERRUPTED,
-                    "a restore drill step was left by a previous daemon; the drill runs again",
-                )
-            elif customer is None:
-                outcome = output.judge_backup(done.exit_code, done.stdout, done.stderr)
-            else:
-                outcome = self._judge(customer, resource, scheduled_for, done)
-        record = RunRecord(
-            customer_name,
-            resource_name,
-            Kind.BACKUP if kind is Kind.FORGET else kind,
-            scheduled_for,
-            worker.started_at,
-            datetime.now(UTC),
-            outcome,
-        )
-        return record
-
-    def snapshots(self, customer: Customer, resource: Resource) -> list[SnapshotInfo]:
-        """Return the snapshots of `resource`, oldest first; raise RunFailed if rustic fails."""
-        if not (job_storage(self.settings, customer.name, resource.name).hot / "config").exists():
-            return []
-        done = self.run_worker(
-            customer,
-            resource,
-            Kind.SNAPSHOTS,
-            datetime.now(UTC),
-            commands.snapshots_args(self.cold),
-            (),
-            timeout=600,
-        )
-        if done.exit_code != 0:
-            raise RunFailed(
-                f"{customer.name}/{resource.name}: rustic snapshots failed: {last_words(done)}"
-            )
-        return output.parse_snapshots(done.stdout)
-
-    def restore(self, customer: Customer, resource: Resource, target: Path, snapshot: str) -> None:
-        """Restore `snapshot` of `resource` so its files land directly in `target`.
-
-        Raises RunFailed if `target` is not empty or rustic fails.
-        """
-        target = target.absolute()
-        if target.exists() and (not target.is_dir() or any(target.iterdir())):
-            raise RunFailed(f"--target {target}: must be an empty directory or not exist yet")
-        if not self.snapshots(customer, resource):
-            raise RunFailed(f"{customer.name}/{resource.name}: no snapshot to restore yet")
-        target.mkdir(parents=True, exist_ok=True)
-        argv = commands.restore_args(self.cold, snapshot, source_path(resource), RESTORE_TARGET)
-        done = self.run_worker(
-            customer,
-            resource,
-            Kind.RESTORE,
-            datetime.now(UTC),
-            argv,
-            (Mount(target, RESTORE_TARGET, read_only=False),),
-            timeout=None,
-        )
-        if done.exit_code != 0:
-            raise RunFailed(f"{customer.name}/{resource.name}: restore failed: {last_words(done)}")
-
-    def check(self, customer: Customer, resource: Resource, read_data: bool) -> int:
-        """Run `rustic check`; return how many harmless leftover packs it found.
-
-        Packs that no index references are what an interrupted backup uploaded before it
-        stopped: garbage that `forget --prune` removes, not damage. Anything else rustic
-        warns about, and every error, raises RunFailed.
-        """
-        done = self.run_worker(
-            customer,
-            resource,
-            Kind.CHECK,
-            datetime.now(UTC),
-            commands.check_args(self.cold, read_data),
-            (),
-            timeout=None,
-        )
-        problems, leftovers = output.judge_check(done.exit_code, done.stderr)
-        if problems:
-            raise RunFailed(
-                f"{customer.name}/{resource.name}: check failed: {problems[0]}"
-                + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
-            )
-        return leftovers
 
     def run_worker(
         self,

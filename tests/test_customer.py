@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.config.customer import SourceType, load_customer, load_customers
+from orchestrator.config.customer import SourceType
+from orchestrator.config.customer_file import load_customer, load_customers
 from orchestrator.errors import ConfigError
 
 SECRET = "s3cr3t-Value-Never-Printed"

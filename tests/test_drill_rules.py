@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.config.customer import load_customer
+from orchestrator.config.customer_file import load_customer
 from orchestrator.drill import choose
 from orchestrator.errors import ConfigError
 from orchestrator.model import Kind, Outcome, Reason, Result, RunRecord

@@ -18,14 +18,8 @@ from hypothesis import strategies as st
 
 from orchestrator import deadline
 from orchestrator.config.bounds import SourceBounds
-from orchestrator.config.customer import (
-    Customer,
-    Resource,
-    SecretRef,
-    SourceType,
-    load_customer,
-    load_customers,
-)
+from orchestrator.config.customer import Customer, Resource, SecretRef, SourceType
+from orchestrator.config.customer_file import load_customer, load_customers
 from orchestrator.config.names import NAME, env_prefix
 from orchestrator.config.settings import Settings
 from orchestrator.errors import ConfigError
@@ -372,7 +366,7 @@ def test_protected_trees_count_as_their_symlinks_resolve(tmp_path: Path) -> None
 def test_a_ledger_of_0_1_gains_the_new_columns_and_keeps_its_runs(tmp_path: Path) -> None:
     import sqlite3
 
-    from orchestrator.reporting.ledger import SCHEMA
+    from orchestrator.reporting.store import SCHEMA
 
     state = tmp_path / "state"
     state.mkdir()

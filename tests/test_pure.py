@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.config.customer import load_customer
+from orchestrator.config.customer_file import load_customer
 from orchestrator.config.durations import parse_duration
 from orchestrator.config.settings import load_settings
 from orchestrator.errors import ConfigError

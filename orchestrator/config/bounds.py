@@ -30,7 +30,6 @@ CONTAINER_TREES = (Path("/var/lib/docker"), Path("/var/lib/containerd"), Path("/
 # What DATA_DIR holds: repositories, caches, the ledger and each run's secrets.
 DATA_PARTS = ("hot", "cold", "cache", "state", "state/secrets")
 
-
 DOCKER_CONFIG = Path("/etc/docker/daemon.json")
 
 

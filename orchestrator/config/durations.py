@@ -4,7 +4,6 @@ import re
 
 _PART = re.compile(r"([0-9]{1,9})([smhd])")
 
-
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 

@@ -16,12 +16,9 @@ from orchestrator.errors import ConfigError
 
 MAX_BYTES = 1024 * 1024
 
-
 _LINE = re.compile(r"^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$")
 
-
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-
 
 _KINDS = (
     (stat.S_ISDIR, "a directory"),

@@ -5,7 +5,6 @@ import re
 
 NAME = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
 
-
 _NAME_RULE = (
     "the customer name (the file stem) must be 3-63 characters of "
     "a-z, 0-9 and '-', starting and ending with a letter or digit"

@@ -5,11 +5,8 @@ Every scrape reads the ledger (what survives restarts), the repositories' own sn
 configured, running and next).
 """
 
-import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, start_http_server
@@ -24,31 +21,9 @@ from prometheus_client.registry import Collector
 from orchestrator import __version__
 from orchestrator.model import Result
 from orchestrator.reporting.ledger import DURATION_BUCKETS, JobStatus, Ledger
+from orchestrator.reporting.views import DaemonView, JobView, snapshot_files
 
 JOB = ["customer", "resource"]
-
-
-@dataclass(frozen=True)
-class JobView:
-    customer: str
-    resource: str
-    next_run: float | None
-    expected_interval: float
-    snapshots_dir: Path  # the hot repository's snapshots/, one file per snapshot
-    verify_interval: float | None = None  # longest gap between the job's restore drills
-
-
-@dataclass(frozen=True)
-class DaemonView:
-    """What only the running daemon knows, handed to each scrape."""
-
-    jobs: tuple[JobView, ...]
-    valid_customers: tuple[str, ...]
-    invalid_customers: tuple[str, ...]
-    running: frozenset[str]
-    heartbeat: float
-    rustic_version: str
-    errors: tuple[tuple[str, int], ...] = ()  # problems the daemon survived, by origin
 
 
 class BackupCollector(Collector):
@@ -190,7 +165,7 @@ def _job_metrics(
     for metric, amount in last:
         if amount is not None:
             g.gauge(b + metric, "from the last successful run's summary", JOB, labels, amount)
-    count, latest = _snapshot_files(job.snapshots_dir)
+    count, latest = snapshot_files(job.snapshots_dir)
     g.gauge("repo_snapshots", "snapshot files in the repository", JOB, labels, count)
     if latest:
         g.gauge(
@@ -250,20 +225,6 @@ def _maintenance_metrics(
         labels,
         1 if name in corrupt else 0,
     )
-
-
-def _snapshot_files(directory: Path) -> tuple[int, float]:
-    """Return how many snapshot files `directory` holds and the newest one's mtime."""
-    count, latest = 0, 0.0
-    try:
-        with os.scandir(directory) as entries:
-            for entry in entries:
-                if entry.is_file():
-                    count += 1
-                    latest = max(latest, entry.stat().st_mtime)
-    except OSError:
-        pass
-    return count, latest
 
 
 class _Families:

@@ -12,17 +12,16 @@ import threading
 import time
 from urllib.parse import urlsplit
 
-from orchestrator.config.customer import Customer, Resource
+from orchestrator.config.customer import Customer, Customers, Resource
 from orchestrator.deadline import watchdog
+from orchestrator.errors import ConfigError
+from orchestrator.model import Result, RunRecord, job_id
 
 log = logging.getLogger(__name__)
 
-
 SUFFIX = {"start": "/start", "success": "", "fail": "/fail"}
 
-
 TIMEOUT_SECONDS = 10  # one attempt, connect to answer, however slowly the server drips
-
 
 ATTEMPTS = 3
 
@@ -42,7 +41,8 @@ def ping_url(global_base: str | None, customer: Customer, resource: Resource) ->
 class Pinger:
     """Sends pings in background threads: in order per job, never delaying a run."""
 
-    def __init__(self) -> None:
+    def __init__(self, global_base: str | None = None) -> None:
+        self.global_base = global_base  # UNSTOPPABLE_PING_URL
         self.lock = threading.Lock()
         self.last: dict[str, threading.Thread] = {}
 
@@ -55,6 +55,25 @@ class Pinger:
             )
             self.last[job] = thread
             thread.start()
+
+    def job(self, customer: Customer, resource: Resource, event: str, body: str) -> None:
+        """Queue the `event` ping of a job, if it has a ping URL."""
+        if url := ping_url(self.global_base, customer, resource):
+            self.ping(url, event, body, job_id(customer.name, resource.name))
+
+    def result(self, customers: Customers, record: RunRecord) -> None:
+        """Queue the success or fail ping of a recorded run; call it after recording."""
+        if record.outcome.result is Result.SKIPPED:
+            return
+        try:
+            customer = customers.get(record.customer)
+            resource = customer.resource(record.resource)
+        except ConfigError:
+            return  # the customer is gone or broken; its file's problem is reported already
+        outcome = record.outcome
+        event = "success" if outcome.result is Result.SUCCESS else "fail"
+        reason = f" ({outcome.reason.value})" if outcome.reason else ""
+        self.job(customer, resource, event, f"{outcome.result.value}{reason}: {outcome.message}")
 
     def drain(self, seconds: float) -> None:
         """Wait up to `seconds` for the pings still in flight (a CLI about to exit)."""

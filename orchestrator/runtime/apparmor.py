@@ -4,7 +4,6 @@ from pathlib import Path
 
 ENABLED = Path("/sys/module/apparmor/parameters/enabled")
 
-
 PROFILES = Path("/sys/kernel/security/apparmor/profiles")
 
 

@@ -21,9 +21,7 @@ STOP_GRACE_SECONDS = 30
 # How long a run waits for a Docker engine that stopped answering (dockerd restarting).
 RECONNECT_SECONDS = 300
 
-
 RECONNECT_PAUSE = 2.0
-
 
 log = logging.getLogger(__name__)
 

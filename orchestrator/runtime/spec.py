@@ -10,18 +10,13 @@ from orchestrator.storage.layout import JobStorage
 # Fixed paths inside every worker; the host paths behind them vary per job.
 HOT = "/repo/hot"
 
-
 COLD = "/repo/cold"
-
 
 CACHE = "/cache"
 
-
 SECRETS = "/run/unstoppable/secrets"
 
-
 RESTORE_TARGET = "/restore"
-
 
 NAME_PREFIX = "unstoppable_"
 

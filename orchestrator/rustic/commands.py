@@ -5,12 +5,9 @@ from orchestrator.storage.layout import COLD_PROFILE
 
 PASSWORD_FILE = "repo-password"
 
-
 TAG_CLEAN = "unstoppable-clean"
 
-
 TAG_SUSPECT = "unstoppable-suspect"
-
 
 TAG_PINNED = "unstoppable-pinned"  # the last clean snapshot before a suspect one
 

@@ -14,12 +14,9 @@ _UNREADABLE = re.compile(
     re.IGNORECASE,
 )
 
-
 _REPOSITORY = re.compile(r"(wrong password|no suitable key|repository|password)", re.IGNORECASE)
 
-
 _RECORD = re.compile(r"^\[(TRACE|DEBUG|INFO|WARN|ERROR)\] ?")
-
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 

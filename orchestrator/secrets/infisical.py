@@ -23,7 +23,6 @@ from orchestrator.errors import SecretError
 
 log = logging.getLogger(__name__)
 
-
 CACHE_SECONDS = 30
 
 
@@ -32,9 +31,7 @@ CONNECT_TIMEOUT, READ_TIMEOUT = 5.0, 15.0
 
 LOGIN_BACKOFF_SECONDS = (30, 60, 120, 300, 900)
 
-
 EXPIRY_MARGIN_SECONDS = 30
-
 
 LOGIN_WAIT_SECONDS = 20
 

@@ -23,13 +23,13 @@ rewrite; `<RESOURCE>_ANOMALY=off` turns the rule off for such a resource.
 
 from dataclasses import dataclass
 
+from orchestrator.config.customer import Resource
 from orchestrator.model import Summary
+from orchestrator.sources.guard import Floor
 
 DEFAULT_CHANGED = 50
 
-
 MIN_FILES = 5
-
 
 INCOMPRESSIBLE = 0.9
 
@@ -83,3 +83,24 @@ def judge(summary: Summary, previous_files: int | None, changed_percent: int) ->
             "a mass of renames",
         )
     return Verdict(False, f"{rewritten:.0%} rewritten, {new:.0%} new, {gone:.0%} gone")
+
+
+def judge_resource(resource: Resource, summary: Summary, previous_files: int | None) -> Verdict:
+    """Judge a fresh snapshot of `resource` by its ANOMALY settings (the rule above)."""
+    if (resource.option("ANOMALY") or "on").lower() == "off":
+        return Verdict(False, "ANOMALY=off")
+    changed = int(resource.option("ANOMALY_CHANGED") or DEFAULT_CHANGED)
+    return judge(summary, previous_files, changed)
+
+
+def below_floor(summary: Summary, guard: Floor) -> Verdict:
+    """Hold rustic's own count to the floor too: EXCLUDE can hide what the guard counted."""
+    if summary.files_total == 0 and not guard.allow_empty:
+        return Verdict(True, "rustic backed up no file at all (EXCLUDE?)")
+    if summary.files_total < guard.min_files or summary.bytes_processed < guard.min_bytes:
+        return Verdict(
+            True,
+            f"rustic backed up {summary.files_total} file(s) and {summary.bytes_processed} "
+            f"byte(s), below the floor of {guard.min_files} and {guard.min_bytes}",
+        )
+    return Verdict(False, "above the floor")

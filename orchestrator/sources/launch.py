@@ -5,13 +5,16 @@ the worker itself with rclone, after its certificate was pinned here when asked 
 """
 
 import logging
+import os
 import ssl
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import SecretStr
 
 from orchestrator import deadline
+from orchestrator.config.bounds import SourceBounds
 from orchestrator.config.customer import Customer, Resource, SourceType
 from orchestrator.model import Outcome, Reason, Result
 from orchestrator.runtime.spec import Mount
@@ -22,9 +25,7 @@ from orchestrator.sources.tls_pin import DEADLINE_SECONDS, fingerprint, server_c
 
 log = logging.getLogger(__name__)
 
-
 REMOTE_ENTRYPOINT = "/usr/local/bin/unstoppable-remote"
-
 
 LOCAL_ENTRYPOINT = "/usr/local/bin/unstoppable-local"
 
@@ -46,6 +47,29 @@ def source_path(resource: Resource) -> str:
     A local directory keeps its real host path; a remote one is mounted at /remote/<name>.
     """
     return resource.path if resource.type is SourceType.LOCAL else f"/remote/{resource.name}"
+
+
+def local_source(bounds: SourceBounds, path: str) -> tuple[str, str] | Outcome:
+    """Return the directory PATH names now, and its `device:inode`; or why it cannot be backed up.
+
+    PATH is resolved at run time: a symlink swapped in since the file was loaded must not
+    point the worker at /etc. The resolved path is what is mounted.
+    """
+    real, why = bounds.resolved_problem(path)
+    if why:
+        return Outcome(Result.FAILURE, Reason.SOURCE_REFUSED, f"PATH {why}")
+    try:
+        info = os.stat(real)
+        is_dir = stat.S_ISDIR(info.st_mode)
+    except OSError:
+        is_dir = False
+    if not is_dir:
+        return Outcome(
+            Result.FAILURE,
+            Reason.SOURCE_MISSING,
+            f"PATH {path[:200]} is not a directory on this host",
+        )
+    return real, f"{info.st_dev}:{info.st_ino}"
 
 
 def local_launch(

@@ -22,15 +22,11 @@ from orchestrator.runtime.spec import SECRETS
 # the file is mode 0600 and lives only for the run (rclone fs/config/obscure/obscure.go).
 _RCLONE_KEY = bytes.fromhex("9c935b48730a554d6bfd7c63c886a92bd390198eb8128afbf4de162b8b95f638")
 
-
 RCLONE_CONF = "rclone.conf"
-
 
 CA_FILE = "ca.pem"
 
-
 KNOWN_HOSTS = "known_hosts"
-
 
 SSH_KEY = "ssh-key"
 

@@ -1,0 +1,67 @@
+"""Adoption: a worker a previous daemon left running is collected and judged, never duplicated."""
+
+from datetime import UTC, datetime
+
+from orchestrator.config.customer import Customers
+from orchestrator.errors import ConfigError, RuntimeUnavailable
+from orchestrator.judgement import last_words
+from orchestrator.model import Kind, Outcome, Reason, Result, RunRecord
+from orchestrator.runs import Jobs
+from orchestrator.runtime.protocol import WorkerInfo
+from orchestrator.rustic import output
+from orchestrator.secrets.files import remove_secrets
+from orchestrator.storage.layout import secrets_dir
+
+
+def adopt(jobs: Jobs, worker: WorkerInfo, customers: Customers) -> RunRecord:
+    """Collect a worker a previous daemon left running, and judge it.
+
+    The run keeps its original scheduled time; its secret files are removed afterwards.
+    A prune is judged by its exit code; a drill is one step of several, so it is
+    recorded as interrupted and runs again on its schedule.
+    """
+    kind = Kind(worker.label("kind"))
+    customer_name, resource_name = worker.label("customer"), worker.label("resource")
+    scheduled_for = datetime.fromisoformat(worker.label("scheduled-for").replace("Z", "+00:00"))
+    elapsed = (datetime.now(UTC) - worker.started_at).total_seconds()
+    try:
+        done = jobs.runtime.collect(worker.name, jobs.settings.job_timeout_seconds - elapsed)
+    except RuntimeUnavailable as exc:
+        done = None
+        outcome = Outcome(Result.FAILURE, Reason.RUNTIME, str(exc))
+    else:
+        # Only once the worker is gone: a worker left running keeps its secrets.
+        remove_secrets(secrets_dir(jobs.settings), worker.secrets)
+    if done is not None:
+        try:
+            customer = customers.get(customer_name)
+            resource = customer.resource(resource_name)
+        except ConfigError:
+            customer = None
+        if kind in (Kind.FORGET, Kind.PRUNE):
+            ok = done.exit_code == 0 and not done.timed_out
+            outcome = Outcome(
+                Result.SUCCESS if ok else Result.FAILURE,
+                Reason.NONE if ok else Reason.PRUNE,
+                f"{kind.value} finished" if ok else f"{kind.value} failed: {last_words(done)}",
+            )
+        elif kind is Kind.VERIFY:
+            outcome = Outcome(
+                Result.FAILURE,
+                Reason.INTERRUPTED,
+                "a restore drill step was left by a previous daemon; the drill runs again",
+            )
+        elif customer is None:
+            outcome = output.judge_backup(done.exit_code, done.stdout, done.stderr)
+        else:
+            outcome = jobs.judge(customer, resource, scheduled_for, done)
+    record = RunRecord(
+        customer_name,
+        resource_name,
+        Kind.BACKUP if kind is Kind.FORGET else kind,
+        scheduled_for,
+        worker.started_at,
+        datetime.now(UTC),
+        outcome,
+    )
+    return record

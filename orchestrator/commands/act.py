@@ -1,0 +1,144 @@
+"""The commands that act: backup, restore, run, check, accept, release, verify, prune."""
+
+import argparse
+import getpass
+import json
+import logging
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+from orchestrator import repository
+from orchestrator.commands.context import jobs_on_docker, load, summary_line
+from orchestrator.config.customer import Customer, Resource
+from orchestrator.config.settings import load_settings
+from orchestrator.maintenance import Maintenance
+from orchestrator.model import Result, RunRecord, job_id
+from orchestrator.reporting.ledger import Ledger
+from orchestrator.storage.layout import state_dir
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    settings, customers = load()
+    customer = customers.get(args.customer)
+    resources = [customer.resource(n) for n in args.resources] or list(customer.resources)
+    ledger = Ledger(state_dir(settings))
+    jobs = jobs_on_docker(settings, ledger)
+    now = datetime.now(UTC).replace(microsecond=0)
+    with ThreadPoolExecutor(max_workers=settings.MAX_PARALLEL) as pool:
+        records = list(pool.map(lambda r: jobs.backup(customer, r, now), resources))
+    for record in records:
+        if record.outcome.result is Result.SKIPPED:
+            ledger.record_event(record.job, "skipped", record.outcome.reason.value, now)
+        else:
+            ledger.record_run(record)
+        print(summary_line(record))
+        jobs.pinger.result(customers, record)
+    jobs.pinger.drain(60)
+    return 0 if all(r.outcome.result is Result.SUCCESS for r in records) else 1
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    settings, customers = load()
+    customer = customers.get(args.customer)
+    repository.restore(
+        jobs_on_docker(settings),
+        customer,
+        customer.resource(args.resource),
+        args.target,
+        args.snapshot,
+    )
+    print(
+        f"{customer.name}/{args.resource}: restored {args.snapshot} into {args.target.absolute()}"
+    )
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from orchestrator.daemon import Daemon
+    from orchestrator.runtime.docker import DockerRuntime
+
+    logging.getLogger().setLevel(logging.INFO)
+    settings = load_settings()
+    daemon = Daemon(settings, DockerRuntime(), Ledger(state_dir(settings)))
+    daemon.install_signal_handlers()
+    return daemon.run()
+
+
+def cmd_accept(args: argparse.Namespace) -> int:
+    settings, customers = load()
+    customer = customers.get(args.customer)
+    resource = customer.resource(args.resource)
+    who = os.environ.get("SUDO_USER") or getpass.getuser()
+    job = job_id(customer.name, resource.name)
+    Ledger(state_dir(settings)).accept(job, who, datetime.now(UTC))
+    print(
+        f"{job}: accepted by {who}: the source's recent size no longer binds it; the next "
+        "backup starts a new baseline (an empty source is still refused)"
+    )
+    return 0
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    settings, customers = load()
+    customer = customers.get(args.customer)
+    job = job_id(customer.name, customer.resource(args.resource).name)
+    held = Ledger(state_dir(settings)).release(job)
+    if held is None:
+        print(f"{job}: retention was not held")
+        return 0
+    what = json.loads(held)
+    print(
+        f"{job}: retention released (held since {what['at']} after snapshot "
+        f"{what['snapshot'][:8]}: {what['why']}); suspect snapshots stay, tagged and never "
+        "forgotten by retention"
+    )
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    return _maintain(args, lambda m, c, r, now: m.verify(c, r, now, full=args.full))
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    return _maintain(args, lambda m, c, r, now: m.prune(c, r, now))
+
+
+def _maintain(
+    args: argparse.Namespace,
+    run: Callable[[Maintenance, Customer, Resource, datetime], RunRecord],
+) -> int:
+    """Run one maintenance step for each resource, one after the other; exit 0 if all passed.
+
+    Records go to the ledger like the daemon's, so status and /metrics show them.
+    """
+    settings, customers = load()
+    customer = customers.get(args.customer)
+    resources = [customer.resource(n) for n in args.resources] or list(customer.resources)
+    ledger = Ledger(state_dir(settings))
+    maintenance = Maintenance(jobs_on_docker(settings, ledger), ledger)
+    now = datetime.now(UTC).replace(microsecond=0)
+    passed = True
+    for resource in resources:
+        record = run(maintenance, customer, resource, now)
+        if record.outcome.result is not Result.SKIPPED:
+            ledger.record_run(record)
+        passed = passed and record.outcome.result is Result.SUCCESS
+        print(summary_line(record))
+    return 0 if passed else 1
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    settings, customers = load()
+    customer = customers.get(args.customer)
+    leftovers = repository.check(
+        jobs_on_docker(settings), customer, customer.resource(args.resource), args.read_data
+    )
+    note = (
+        f" ({leftovers} unreferenced pack(s) left by interrupted runs; prune removes them)"
+        if leftovers
+        else ""
+    )
+    print(f"{customer.name}/{args.resource}: repository check clean{note}")
+    return 0

@@ -1,0 +1,56 @@
+"""What every command starts from: the settings, the customers, and runs on Docker."""
+
+from orchestrator.config.customer import Customers
+from orchestrator.config.customer_file import load_customers
+from orchestrator.config.settings import Settings, load_settings
+from orchestrator.model import Kind, Result, RunRecord
+from orchestrator.reporting.ledger import Ledger
+from orchestrator.runs import Jobs
+from orchestrator.secrets.files import resolver_for
+from orchestrator.storage.layout import state_dir
+
+
+def load() -> tuple[Settings, Customers]:
+    settings = load_settings()
+    return settings, load_customers(settings.CUSTOMERS_DIR, settings.bucket_prefix, settings.bounds)
+
+
+def jobs_on_docker(settings: Settings, ledger: Ledger | None = None) -> Jobs:
+    from orchestrator.runtime.docker import DockerRuntime
+
+    ledger = ledger or Ledger(state_dir(settings))
+    return Jobs(
+        settings,
+        DockerRuntime(),
+        baseline=ledger.baseline_now,
+        resolver=resolver_for(settings),
+        holds=ledger,
+    )
+
+
+def summary_line(record: RunRecord) -> str:
+    outcome = record.outcome
+    seconds = (record.ended - record.started).total_seconds()
+    kind = "" if record.kind is Kind.BACKUP else f" {record.kind.value}"
+    head = f"{record.job}{kind}: {outcome.result.value}"
+    if outcome.reason:
+        head += f" ({outcome.reason.value})"
+    detail = outcome.message
+    if outcome.summary and outcome.result is Result.SUCCESS:
+        s = outcome.summary
+        detail = (
+            f"snapshot {s.snapshot_id[:8]}: {s.files_new} new, {s.files_changed} changed, "
+            f"{size(s.data_added)} added of {size(s.bytes_processed)}"
+        )
+        if "; " in outcome.message:  # what followed the backup: a held retention, say
+            detail += "; " + outcome.message.split("; ", 1)[1]
+    return f"{head}: {detail} in {seconds:.1f}s"
+
+
+def size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"

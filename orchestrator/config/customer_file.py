@@ -1,0 +1,261 @@
+"""Reading customer files (`customers.d/<customer>.env`): from the file alone, strictly."""
+
+import os
+from pathlib import Path
+
+from orchestrator.config.bounds import SourceBounds
+from orchestrator.config.customer import Customer, Customers, Resource, SourceType
+from orchestrator.config.files import parse_dotenv
+from orchestrator.config.keys import (
+    ALL_RESOURCE_KEYS,
+    CUSTOMER_KEYS,
+    KEEP_KEYS,
+    MAX_KEEP,
+    MAX_RESOURCES,
+    RESOURCE_KEYS,
+    Problem,
+    ProblemCounter,
+    check_guard,
+    check_maintenance,
+    check_remote,
+    check_schedule,
+    check_url,
+    secret_ref,
+)
+from orchestrator.config.names import (
+    _NAME_RULE,
+    NAME,
+    bucket_problem,
+    env_prefix,
+    printable,
+    whole_number,
+)
+from orchestrator.errors import ConfigError
+from orchestrator.schedule import check_timezone
+
+
+def load_customer(path: Path, bounds: SourceBounds | None = None) -> Customer:
+    """Read and validate one customer file; raise ConfigError with every problem in it.
+
+    With `bounds`, a local PATH outside them is a problem too.
+    """
+    problems: list[str] = []
+    name = path.name.removesuffix(".env")
+    if not NAME.fullmatch(name):
+        problems.append(f"{path}: file name: {_NAME_RULE}")
+    values = {key: value for key, (value, _line) in parse_dotenv(path).items()}
+
+    def problem(key: str, message: str) -> None:
+        problems.append(f"{path}: {key}: {message}")
+
+    timezone = values.get("TIMEZONE", "UTC")
+    try:
+        check_timezone(timezone)
+    except ValueError as exc:
+        problem("TIMEZONE", str(exc))
+    default_schedule = values.get("SCHEDULE")
+    if default_schedule is not None:
+        check_schedule("SCHEDULE", default_schedule, timezone, problem)
+
+    repo_password = secret_ref("REPO_PASSWORD", values.get("REPO_PASSWORD"), problem)
+    keep = _retention(values, problem)
+    names = _resource_names(values.get("RESOURCES"), problem)
+    owned = _assign_keys(values, names, problem)
+    resources = []
+    for resource_name in names:
+        resource = _resource(
+            resource_name, owned[resource_name], default_schedule, timezone, problem, bounds
+        )
+        if resource is not None:
+            resources.append(resource)
+    ping_url = values.get("PING_URL")
+    if ping_url is not None:
+        check_url("PING_URL", ping_url, problem)
+    if problems or repo_password is None:
+        raise ConfigError(problems)
+    return Customer(name, path, timezone, repo_password, keep, tuple(resources), ping_url)
+
+
+def _retention(values: dict[str, str], problem: Problem) -> tuple[tuple[str, int], ...]:
+    keep = []
+    for key in KEEP_KEYS:
+        if key in values:
+            count = whole_number(values[key], 1, MAX_KEEP)
+            if count is None:
+                problem(key, f"must be a whole number of snapshots, 1 to {MAX_KEEP}")
+            else:
+                keep.append((key, count))
+    return tuple(keep)
+
+
+def _resource_names(value: str | None, problem: Problem) -> list[str]:
+    if value is None or not value.strip():
+        problem("RESOURCES", "required: a comma-separated list of resource names")
+        return []
+    names: list[str] = []
+    listed = value.split(",")
+    if len(listed) > MAX_RESOURCES:
+        problem("RESOURCES", f"lists {len(listed)} resources; at most {MAX_RESOURCES} per customer")
+        return []
+    for raw in listed:
+        name = raw.strip()
+        if not NAME.fullmatch(name):
+            problem(
+                "RESOURCES",
+                f"resource name {name[:70]!r} must be 3-63 characters of a-z, 0-9 and '-'",
+            )
+        elif name in names:
+            problem("RESOURCES", f"resource {name!r} is listed twice")
+        else:
+            names.append(name)
+    return names
+
+
+def _assign_keys(
+    values: dict[str, str], names: list[str], problem: Problem
+) -> dict[str, dict[str, str]]:
+    """Give each `<RESOURCE>_<KEY>` to its resource; report keys that belong to none."""
+    owned: dict[str, dict[str, str]] = {name: {} for name in names}
+    # Looked up by the key's own suffixes, so the cost is keys × key kinds, not keys × names.
+    by_prefix = {env_prefix(name): name for name in names}
+    for key, value in values.items():
+        if key in CUSTOMER_KEYS:
+            continue
+        owners = [
+            by_prefix[key[: -len(suffix)]]
+            for suffix in ALL_RESOURCE_KEYS
+            if key.endswith("_" + suffix) and key[: -len(suffix)] in by_prefix
+        ]
+        if len(owners) == 1:
+            owned[owners[0]][key[len(env_prefix(owners[0])) :]] = value
+        elif owners:
+            problem(key, f"ambiguous: could belong to resources {', '.join(sorted(owners))}")
+        else:
+            problem(
+                key, "unknown key (not a customer key, nor <RESOURCE>_<KEY> of a listed resource)"
+            )
+    return owned
+
+
+def _resource(
+    name: str,
+    keys: dict[str, str],
+    default_schedule: str | None,
+    timezone: str,
+    problem: Problem,
+    bounds: SourceBounds | None = None,
+) -> Resource | None:
+    prefix = env_prefix(name)
+    report = ProblemCounter(problem)
+    type_text = keys.get("TYPE")
+    try:
+        kind = SourceType(type_text or "")
+    except ValueError:
+        problem(
+            prefix + "TYPE",
+            "required: one of local, ftps, sftp"
+            if type_text is None
+            else "must be one of local, ftps, sftp",
+        )
+        return None
+    accepted, required = RESOURCE_KEYS[kind]
+    for key in sorted(set(keys) - accepted):
+        report(prefix + key, f"not used by TYPE={kind.value}")
+    for key in sorted(required - set(keys)):
+        report(prefix + key, f"required for TYPE={kind.value}")
+    schedule = keys.get("SCHEDULE", default_schedule)
+    if schedule is None:
+        report(prefix + "SCHEDULE", "required: set SCHEDULE for the customer or for this resource")
+    elif "SCHEDULE" in keys:
+        check_schedule(prefix + "SCHEDULE", keys["SCHEDULE"], timezone, report)
+    path = keys.get("PATH", "")
+    if path and not path.startswith("/"):
+        report(prefix + "PATH", "must be an absolute path")
+    elif len(path) > 4095 or any(len(part) > 255 for part in path.split("/")):
+        report(prefix + "PATH", "too long for a path (4095 bytes, 255 per name)")
+    elif path and ".." in Path(path).parts:
+        report(prefix + "PATH", "must not contain '..'")
+    elif (
+        path
+        and kind is SourceType.LOCAL
+        and bounds is not None
+        and (why := bounds.resolved_problem(path)[1])
+    ):
+        report(prefix + "PATH", why)
+    password = None
+    if "PASSWORD" in keys:
+        password = secret_ref(prefix + "PASSWORD", keys["PASSWORD"], report)
+    check_guard(keys, prefix, report)
+    check_maintenance(keys, prefix, timezone, report)
+    check_remote(kind, keys, prefix, report)
+    if "PING_URL" in keys:
+        check_url(prefix + "PING_URL", keys["PING_URL"], report)
+    excludes = tuple(g.strip() for g in keys.get("EXCLUDE", "").split(",") if g.strip())
+    if report.count or schedule is None:
+        return None
+    options = tuple(
+        sorted(
+            (k, v)
+            for k, v in keys.items()
+            if k not in {"TYPE", "PATH", "SCHEDULE", "EXCLUDE", "PASSWORD"}
+        )
+    )
+    return Resource(name, kind, path, schedule, excludes, options, password)
+
+
+def load_customers(
+    directory: Path, bucket_prefix: str | None = None, bounds: SourceBounds | None = None
+) -> Customers:
+    """Load every `*.env` in `directory`; one broken file never hides the others.
+
+    With `bucket_prefix` (the S3 cold backend), a customer whose bucket name would be
+    invalid is refused too; with `bounds`, one whose local PATH lies outside them.
+    Raises ConfigError only when the directory cannot be read.
+    """
+    valid, problems, invalid = [], [], []
+    for file in customer_files(directory):
+        shown = printable(file.name)
+        if shown != file.name:
+            # Never parse a file whose name cannot even be printed: it is not a customer name.
+            problems.append(f"{directory}/{shown}: file name: {_NAME_RULE}")
+            invalid.append(shown.removesuffix(".env"))
+            continue
+        try:
+            customer = load_customer(file, bounds)
+            if bucket_prefix is not None and (why := bucket_problem(bucket_prefix + customer.name)):
+                raise ConfigError([f"{file}: file name: with UNSTOPPABLE_S3_BUCKET_PREFIX, {why}"])
+            valid.append(customer)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            invalid.append(file.name.removesuffix(".env"))
+    return Customers(tuple(valid), tuple(problems), tuple(invalid))
+
+
+def customer_files(directory: Path) -> list[Path]:
+    """Return the `*.env` entries of `directory`, sorted, whatever kind of file they are.
+
+    Raises ConfigError when the directory itself cannot be read.
+    """
+    try:
+        return sorted(p for p in directory.iterdir() if p.name.endswith(".env"))
+    except OSError as exc:
+        raise ConfigError(
+            [f"{directory}: cannot read the customers directory: {exc.strerror}"]
+        ) from None
+
+
+def files_signature(directory: Path) -> tuple[tuple[str, int, int], ...]:
+    """Return (name, mtime, size) of each `*.env` entry, to notice a change cheaply.
+
+    An entry that cannot be stat'ed (a dangling symlink) counts by its link; only an
+    unreadable directory raises ConfigError.
+    """
+    signature = []
+    for file in customer_files(directory):
+        try:
+            info = os.stat(file) if os.path.exists(file) else os.lstat(file)
+        except OSError:
+            signature.append((printable(file.name), -1, -1))
+            continue
+        signature.append((printable(file.name), info.st_mtime_ns, info.st_size))
+    return tuple(signature)

@@ -1,0 +1,42 @@
+"""What only the running daemon knows, handed to each scrape: its jobs, workers and repositories."""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class JobView:
+    customer: str
+    resource: str
+    next_run: float | None
+    expected_interval: float
+    snapshots_dir: Path  # the hot repository's snapshots/, one file per snapshot
+    verify_interval: float | None = None  # longest gap between the job's restore drills
+
+
+@dataclass(frozen=True)
+class DaemonView:
+    """What only the running daemon knows, handed to each scrape."""
+
+    jobs: tuple[JobView, ...]
+    valid_customers: tuple[str, ...]
+    invalid_customers: tuple[str, ...]
+    running: frozenset[str]
+    heartbeat: float
+    rustic_version: str
+    errors: tuple[tuple[str, int], ...] = ()  # problems the daemon survived, by origin
+
+
+def snapshot_files(directory: Path) -> tuple[int, float]:
+    """Return how many snapshot files `directory` holds and the newest one's mtime."""
+    count, latest = 0, 0.0
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if entry.is_file():
+                    count += 1
+                    latest = max(latest, entry.stat().st_mtime)
+    except OSError:
+        pass
+    return count, latest
