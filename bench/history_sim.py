@@ -21,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from orchestrator.config.source import Source  # noqa: E402
 from orchestrator.model import (  # noqa: E402
     Kind,
     Outcome,
@@ -136,7 +137,9 @@ def simulate(days: int, files: int, seed: int, make: Callable[..., bytes], today
             summary = output.parse_snapshot(done.stdout)
             assert summary is not None
             previous = ledger.last_files("sim/src")
-            verdict = anomaly.judge(summary, previous, anomaly.DEFAULT_CHANGED)
+            verdict = anomaly.judge(
+                summary, previous, Source.model_fields["ANOMALY_CHANGED"].default
+            )
             result = Result.SUSPECT if verdict.suspect else Result.SUCCESS
             outcome = Outcome(result, Reason.NONE, verdict.why, summary)
             ledger.record_run(RunRecord("sim", "src", Kind.BACKUP, now, now, now, outcome))

@@ -19,7 +19,7 @@ from orchestrator.config.settings import Settings
 from orchestrator.dispatch import Dispatch
 from orchestrator.errors import RuntimeUnavailable, UnstoppableError
 from orchestrator.maintenance import Maintenance
-from orchestrator.model import Kind
+from orchestrator.model import Kind, split_job
 from orchestrator.planner import BACKUP, JobSpec, PlanState
 from orchestrator.reporting.ledger import Ledger
 from orchestrator.runs import Jobs
@@ -204,7 +204,7 @@ class Daemon(Dispatch):
         for spec in self.specs:
             if spec.kind != BACKUP:
                 continue
-            customer, resource = spec.id.split("/", 1)
+            customer, resource = split_job(spec.id)
             drill = verify.get(spec.id)
             due = next_due.get(spec)
             jobs.append(
@@ -259,10 +259,8 @@ class Daemon(Dispatch):
             for r in c.resources
             for spec in (
                 JobSpec(f"{c.name}/{r.name}", r.schedule, c.timezone),
-                JobSpec(f"{c.name}/{r.name}", r.maintenance("PRUNE_SCHEDULE"), c.timezone, "prune"),
-                JobSpec(
-                    f"{c.name}/{r.name}", r.maintenance("VERIFY_SCHEDULE"), c.timezone, "verify"
-                ),
+                JobSpec(f"{c.name}/{r.name}", r.source.PRUNE_SCHEDULE, c.timezone, "prune"),
+                JobSpec(f"{c.name}/{r.name}", r.source.VERIFY_SCHEDULE, c.timezone, "verify"),
             )
         ]
         log.info(

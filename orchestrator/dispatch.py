@@ -16,7 +16,7 @@ from orchestrator.adoption import adopt
 from orchestrator.config.customer import Customers
 from orchestrator.config.settings import Settings
 from orchestrator.maintenance import Maintenance
-from orchestrator.model import Kind, Outcome, Reason, Result, RunRecord
+from orchestrator.model import Kind, Outcome, Reason, Result, RunRecord, split_job
 from orchestrator.planner import BACKUP, JobSpec, Launch, PlanState, plan
 from orchestrator.reporting.ledger import Ledger
 from orchestrator.runs import Jobs
@@ -164,7 +164,7 @@ class Dispatch:
         return any(self.state.next_due.get(spec, now) <= now for spec in self.specs)
 
     def _launch(self, launch: Launch) -> None:
-        customer_name, resource_name = launch.job.split("/", 1)
+        customer_name, resource_name = split_job(launch.job)
         kind = Kind(launch.kind)
         try:
             customer = self.customers.get(customer_name)

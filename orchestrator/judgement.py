@@ -1,6 +1,7 @@
 """What stopped a run before rustic answered, and what the worker scripts' exit codes mean."""
 
-from orchestrator.config.customer import Resource, SourceType
+from orchestrator.config.customer import Resource
+from orchestrator.config.source import SourceType
 from orchestrator.errors import JobBusy, RuntimeUnavailable, SecretError
 from orchestrator.model import Outcome, Reason, Result
 from orchestrator.runtime import apparmor

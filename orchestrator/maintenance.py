@@ -12,7 +12,8 @@ import random
 from datetime import UTC, datetime
 from typing import Protocol
 
-from orchestrator.config.customer import Customer, Resource, SourceType
+from orchestrator.config.customer import Customer, Resource
+from orchestrator.config.source import SourceType
 from orchestrator.drill import (
     DRILL,
     SAMPLE,
@@ -134,7 +135,7 @@ class Maintenance:
         job = job_id(customer.name, resource.name)
         if not _has_repository(self.jobs, customer, resource):
             return Outcome(Result.SKIPPED, Reason.NONE, "no repository yet: nothing to verify")
-        parts = 1 if full else int(resource.maintenance("VERIFY_SLICES"))
+        parts = 1 if full else resource.source.VERIFY_SLICES
         drill = Drill(self.drills.next_slice(job, parts) if parts > 1 else 1, parts)
         cold = self.jobs.cold
         checked = self._run(
@@ -152,7 +153,7 @@ class Maintenance:
         slice_text = "every pack" if drill.full else f"slice {drill.part}/{parts} of the packs"
         if problems:
             return damage_or_failure(f"check of {slice_text}: {problems[0]}", checked)
-        sample = int(resource.maintenance("VERIFY_SAMPLE"))
+        sample = resource.source.VERIFY_SAMPLE
         restored = self._restore_sample(customer, resource, scheduled_for, sample)
         if isinstance(restored, Outcome):
             return restored

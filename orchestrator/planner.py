@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from orchestrator.model import split_job
 from orchestrator.schedule import next_fire
 
 # A scheduled time this late is no longer "now" but missed (the daemon was down or blocked);
@@ -202,7 +203,7 @@ def _allocate(
 
 def customer_of(job: str) -> str:
     """Return the customer of the job id `customer/resource` (or of a key `c/r#kind`)."""
-    return job.split("/", 1)[0]
+    return split_job(job)[0]
 
 
 def lock_of(key: str) -> str:

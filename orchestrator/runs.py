@@ -5,9 +5,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from orchestrator import deadline
-from orchestrator.config.customer import Customer, Resource, SourceType
+from orchestrator.config.customer import Customer, Resource
 from orchestrator.config.names import env_prefix
 from orchestrator.config.settings import Settings
+from orchestrator.config.source import SourceType
 from orchestrator.errors import JobBusy, RuntimeUnavailable, SecretError
 from orchestrator.judgement import STOPPED_BEFORE_RUSTIC, last_words, stopped, worker_failure
 from orchestrator.model import (
@@ -34,7 +35,7 @@ from orchestrator.runtime.spec import (
 from orchestrator.rustic import commands, output
 from orchestrator.secrets.files import Resolver, secret_files
 from orchestrator.sources import anomaly
-from orchestrator.sources.guard import DEFAULT_THRESHOLD, Baseline, Floor, floor
+from orchestrator.sources.guard import Baseline, Floor, floor
 from orchestrator.sources.launch import Launch, local_launch, local_source, remote_launch
 from orchestrator.storage import s3
 from orchestrator.storage.layout import COLD_PROFILE, bucket, cold_profile, job_storage, secrets_dir
@@ -143,8 +144,7 @@ class Jobs:
 
     def floor(self, customer: Customer, resource: Resource) -> Floor:
         """Return what the source must still hold for a snapshot of it to be written."""
-        threshold = int(resource.option("SHRINK_THRESHOLD") or DEFAULT_THRESHOLD)
-        allow_empty = (resource.option("ALLOW_EMPTY") or "false").lower() == "true"
+        threshold, allow_empty = resource.source.SHRINK_THRESHOLD, resource.source.ALLOW_EMPTY
         return floor(self.baseline(job_id(customer.name, resource.name)), threshold, allow_empty)
 
     def judge(

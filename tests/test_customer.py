@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.config.customer import SourceType
 from orchestrator.config.customer_file import load_customer, load_customers
+from orchestrator.config.source import SourceType
 from orchestrator.errors import ConfigError
 
 SECRET = "s3cr3t-Value-Never-Printed"
@@ -103,7 +103,7 @@ BROKEN = [
     ("bad-keep.env", BASE + "KEEP_DAILY=-1\n", "KEEP_DAILY", "whole number"),
     ("twice.env", BASE + "WEB_PATH=/srv/other\n", "WEB_PATH", "set twice"),
     ("garbage.env", BASE + "this is not a key\n", "line 6", "KEY=value"),
-    ("quote.env", BASE + 'WEB_EXCLUDE="*.tmp\n', "WEB_EXCLUDE", "unterminated quote"),
+    ("quote.env", BASE + 'WEB_EXCLUDE="*.tmp\n', "WEB_EXCLUDE", "a quote is not closed"),
     ("no-schedule.env", BASE.replace('SCHEDULE="0 * * * *"\n', ""), "WEB_SCHEDULE", "required"),
     ("empty-res.env", BASE.split("RESOURCES")[0] + "RESOURCES=\n", "RESOURCES", "required"),
     ("other-res.env", BASE + "DOCS_PATH=/srv/docs\n", "DOCS_PATH", "unknown key"),

@@ -90,13 +90,13 @@ def test_bad_maintenance_keys_are_named(tmp_path: Path, extra: str, key: str) ->
 
 def test_maintenance_defaults_and_overrides(tmp_path: Path) -> None:
     plain = load_customer(customer_file(tmp_path, "")).resources[0]
-    assert plain.maintenance("PRUNE_SCHEDULE") == "H H * * H"
-    assert plain.maintenance("VERIFY_SLICES") == "4"
+    assert plain.source.PRUNE_SCHEDULE == "H H * * H"
+    assert plain.source.VERIFY_SLICES == 4
     custom = load_customer(
         customer_file(tmp_path, 'FILES_VERIFY_SCHEDULE="0 4 * * 0"\nFILES_VERIFY_SAMPLE=0\n')
     ).resources[0]
-    assert custom.maintenance("VERIFY_SCHEDULE") == "0 4 * * 0"
-    assert custom.maintenance("VERIFY_SAMPLE") == "0"
+    assert custom.source.VERIFY_SCHEDULE == "0 4 * * 0"
+    assert custom.source.VERIFY_SAMPLE == 0
 
 
 def record(kind: Kind, result: Result, ended: datetime) -> RunRecord:

@@ -18,10 +18,12 @@ from hypothesis import strategies as st
 
 from orchestrator import deadline
 from orchestrator.config.bounds import SourceBounds
-from orchestrator.config.customer import Customer, Resource, SecretRef, SourceType
+from orchestrator.config.customer import Customer, Resource
 from orchestrator.config.customer_file import load_customer, load_customers
 from orchestrator.config.names import NAME, env_prefix
 from orchestrator.config.settings import Settings
+from orchestrator.config.source import LocalSource, SourceType
+from orchestrator.config.values import SecretRef
 from orchestrator.errors import ConfigError
 from orchestrator.model import Kind
 from orchestrator.planner import JobSpec, PlanState, plan
@@ -153,7 +155,7 @@ def test_two_different_jobs_never_share_a_derived_name(
 
 
 def _job(customer: str, resource: str) -> tuple[Customer, Resource]:
-    r = Resource(resource, SourceType.LOCAL, "/srv/x", "0 * * * *")
+    r = Resource(resource, LocalSource(TYPE=SourceType.LOCAL, PATH="/srv/x"), "0 * * * *")
     return Customer(customer, Path(f"/c/{customer}.env"), "UTC", SecretRef(), (), (r,)), r
 
 

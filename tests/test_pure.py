@@ -297,3 +297,14 @@ def _summary(new: int, changed: int, total: int, added: int, packed: int) -> Sum
 def test_the_change_anomaly_rule(summary: Summary, previous: int | None, suspect: bool) -> None:
     verdict = judge(summary, previous, 50)
     assert verdict.suspect is suspect, verdict.why
+
+
+def test_given_settings_ignore_the_process_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`load_settings(environ=...)` reads what it is given: the real environment stays out."""
+    monkeypatch.setenv("UNSTOPPABLE_MAX_PARALLEL", "7")
+    monkeypatch.setenv("UNSTOPPABLE_DATA_DIR", "/from/the/environment")
+    given = load_settings({"UNSTOPPABLE_CONFIG": str(tmp_path / "none")})
+    assert (given.MAX_PARALLEL, given.DATA_DIR) == (4, Path("/var/lib/unstoppable"))
+    assert load_settings().MAX_PARALLEL == 7  # the default still reads the process

@@ -1,71 +1,36 @@
 """A customer and its resources, as validated from its file: plain frozen data."""
 
-import re
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 
-from pydantic import SecretStr
-
+from orchestrator.config.source import FtpsSource, LocalSource, SftpSource, SourceType
+from orchestrator.config.values import SecretRef
 from orchestrator.errors import ConfigError
-
-# Scheduled maintenance and restore drills, for every source type, with their defaults:
-# weekly, at a time `H` spreads by job so that a thousand jobs do not prune at one minute.
-MAINTENANCE_DEFAULTS = {
-    "PRUNE_SCHEDULE": "H H * * H",
-    "VERIFY_SCHEDULE": "H H * * H",
-    "VERIFY_SLICES": "4",  # the whole repository is read once per this many drills
-    "VERIFY_SAMPLE": "20",  # files restored and compared per drill
-}
-
-
-class SourceType(StrEnum):
-    LOCAL = "local"
-    FTPS = "ftps"
-    SFTP = "sftp"
-
-
-@dataclass(frozen=True)
-class SecretRef:
-    """A secret: a literal value, or a reference `infisical:NAME` / `infisical:/path/NAME`."""
-
-    literal: SecretStr | None = None
-    infisical: str | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> "SecretRef":
-        """Return the reference `text` spells; raise ValueError if it is empty."""
-        if text.startswith("infisical:"):
-            name = text.removeprefix("infisical:")
-            if not re.fullmatch(r"(/[A-Za-z0-9_.-]+)*/?[A-Za-z0-9_.-]+", name):
-                raise ValueError(
-                    "infisical reference must read infisical:NAME or infisical:/path/NAME"
-                )
-            return cls(infisical=name)
-        if not text:
-            raise ValueError("must not be empty")
-        return cls(literal=SecretStr(text))
 
 
 @dataclass(frozen=True)
 class Resource:
-    """One thing to back up for a customer; `options` holds the type-specific keys."""
+    """One thing to back up for a customer: its name, its validated source, its schedule."""
 
     name: str
-    type: SourceType
-    path: str
-    schedule: str
-    excludes: tuple[str, ...] = ()
-    options: tuple[tuple[str, str], ...] = ()
-    password: SecretRef | None = None
+    source: LocalSource | FtpsSource | SftpSource
+    schedule: str  # the resource's SCHEDULE, else the customer's
 
-    def option(self, key: str, default: str | None = None) -> str | None:
-        """Return the value of the type-specific `key`, or `default`."""
-        return dict(self.options).get(key, default)
+    @property
+    def type(self) -> SourceType:
+        return SourceType(self.source.TYPE)
 
-    def maintenance(self, key: str) -> str:
-        """Return the maintenance setting `key` (PRUNE_SCHEDULE, VERIFY_SLICES, ...)."""
-        return dict(self.options).get(key) or MAINTENANCE_DEFAULTS[key]
+    @property
+    def path(self) -> str:
+        return self.source.PATH
+
+    @property
+    def excludes(self) -> tuple[str, ...]:
+        return self.source.EXCLUDE
+
+    @property
+    def password(self) -> SecretRef | None:
+        return None if isinstance(self.source, LocalSource) else self.source.PASSWORD
 
 
 @dataclass(frozen=True)

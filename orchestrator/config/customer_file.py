@@ -4,20 +4,14 @@ import os
 from pathlib import Path
 
 from orchestrator.config.bounds import SourceBounds
-from orchestrator.config.customer import Customer, Customers, Resource, SourceType
+from orchestrator.config.customer import Customer, Customers, Resource
 from orchestrator.config.files import parse_dotenv
 from orchestrator.config.keys import (
-    ALL_RESOURCE_KEYS,
     CUSTOMER_KEYS,
     KEEP_KEYS,
     MAX_KEEP,
     MAX_RESOURCES,
-    RESOURCE_KEYS,
     Problem,
-    ProblemCounter,
-    check_guard,
-    check_maintenance,
-    check_remote,
     check_schedule,
     check_url,
     secret_ref,
@@ -30,6 +24,7 @@ from orchestrator.config.names import (
     printable,
     whole_number,
 )
+from orchestrator.config.source import ALL_SOURCE_KEYS, LocalSource, parse_source
 from orchestrator.errors import ConfigError
 from orchestrator.schedule import check_timezone
 
@@ -123,7 +118,7 @@ def _assign_keys(
             continue
         owners = [
             by_prefix[key[: -len(suffix)]]
-            for suffix in ALL_RESOURCE_KEYS
+            for suffix in ALL_SOURCE_KEYS
             if key.endswith("_" + suffix) and key[: -len(suffix)] in by_prefix
         ]
         if len(owners) == 1:
@@ -146,61 +141,19 @@ def _resource(
     bounds: SourceBounds | None = None,
 ) -> Resource | None:
     prefix = env_prefix(name)
-    report = ProblemCounter(problem)
-    type_text = keys.get("TYPE")
-    try:
-        kind = SourceType(type_text or "")
-    except ValueError:
-        problem(
-            prefix + "TYPE",
-            "required: one of local, ftps, sftp"
-            if type_text is None
-            else "must be one of local, ftps, sftp",
-        )
-        return None
-    accepted, required = RESOURCE_KEYS[kind]
-    for key in sorted(set(keys) - accepted):
-        report(prefix + key, f"not used by TYPE={kind.value}")
-    for key in sorted(required - set(keys)):
-        report(prefix + key, f"required for TYPE={kind.value}")
     schedule = keys.get("SCHEDULE", default_schedule)
     if schedule is None:
-        report(prefix + "SCHEDULE", "required: set SCHEDULE for the customer or for this resource")
-    elif "SCHEDULE" in keys:
-        check_schedule(prefix + "SCHEDULE", keys["SCHEDULE"], timezone, report)
-    path = keys.get("PATH", "")
-    if path and not path.startswith("/"):
-        report(prefix + "PATH", "must be an absolute path")
-    elif len(path) > 4095 or any(len(part) > 255 for part in path.split("/")):
-        report(prefix + "PATH", "too long for a path (4095 bytes, 255 per name)")
-    elif path and ".." in Path(path).parts:
-        report(prefix + "PATH", "must not contain '..'")
-    elif (
-        path
-        and kind is SourceType.LOCAL
-        and bounds is not None
-        and (why := bounds.resolved_problem(path)[1])
-    ):
-        report(prefix + "PATH", why)
-    password = None
-    if "PASSWORD" in keys:
-        password = secret_ref(prefix + "PASSWORD", keys["PASSWORD"], report)
-    check_guard(keys, prefix, report)
-    check_maintenance(keys, prefix, timezone, report)
-    check_remote(kind, keys, prefix, report)
-    if "PING_URL" in keys:
-        check_url(prefix + "PING_URL", keys["PING_URL"], report)
-    excludes = tuple(g.strip() for g in keys.get("EXCLUDE", "").split(",") if g.strip())
-    if report.count or schedule is None:
+        problem(prefix + "SCHEDULE", "required: set SCHEDULE for the customer or for this resource")
+    source, problems = parse_source(keys, timezone)
+    for key, message in problems:
+        problem(prefix + key, message)
+    if source is None or schedule is None:
         return None
-    options = tuple(
-        sorted(
-            (k, v)
-            for k, v in keys.items()
-            if k not in {"TYPE", "PATH", "SCHEDULE", "EXCLUDE", "PASSWORD"}
-        )
-    )
-    return Resource(name, kind, path, schedule, excludes, options, password)
+    local = isinstance(source, LocalSource)
+    if local and bounds is not None and (why := bounds.resolved_problem(source.PATH)[1]):
+        problem(prefix + "PATH", why)
+        return None
+    return Resource(name, source, schedule)
 
 
 def load_customers(

@@ -1,4 +1,4 @@
-"""A strict reader for `.env` files: `KEY=value` lines, quotes, comments; nothing expanded.
+"""A strict reader for `.env` files: python-dotenv's parser, our rules; nothing expanded.
 
 A file is read without ever blocking (a FIFO or socket named `*.env` is refused, not
 opened for a read that never ends), up to MAX_BYTES. A UTF-8 byte-order mark and CRLF line
@@ -7,16 +7,22 @@ up in mounts, rclone.conf lines and labels.
 """
 
 import errno
+import io
 import os
 import re
 import stat
 from pathlib import Path
 
+from dotenv.parser import parse_stream
+
 from orchestrator.errors import ConfigError
 
 MAX_BYTES = 1024 * 1024
 
-_LINE = re.compile(r"^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$")
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+MAX_BLANKS = 64
+_NAMED = re.compile(r"[ \t]*(?:export[ \t]+)?([A-Za-z_][A-Za-z0-9_]*)[ \t]*=")
+_LONG_BLANKS = re.compile(rf"[ \t]{{{MAX_BLANKS + 1}}}")
 
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
@@ -76,22 +82,44 @@ def parse_dotenv(path: Path) -> dict[str, tuple[str, int]]:
 
 
 def parse_text(path: Path, text: str) -> dict[str, tuple[str, int]]:
-    """Return {KEY: (value, line number)} for `text`, the contents of `path`."""
+    """Return {KEY: (value, line number)} for `text`, the contents of `path`.
+
+    python-dotenv's parser reads the lines (quotes, escapes, `export`, comments); the rules
+    on top are ours: a key is a shell name, a key is set once, and a value holds no control
+    character — so `"a\\nb"`, which the parser turns into two lines, is refused rather than
+    handed on as a different secret than the operator wrote.
+    """
     values: dict[str, tuple[str, int]] = {}
     problems: list[str] = []
-    for number, raw in enumerate(text.split("\n"), start=1):
-        line = raw.removesuffix("\r").strip(" \t")
-        if not line or line.startswith("#"):
+    if blanks := _LONG_BLANKS.search(text):
+        # python-dotenv strips a comment from an unquoted value with `\s+#.*`, which
+        # backtracks over a run of blanks: quadratic, minutes for a hostile 1 MiB line.
+        number = text.count("\n", 0, blanks.start()) + 1
+        raise ConfigError([f"{path}: line {number}: more than {MAX_BLANKS} blanks in a row"])
+    # Blank and comment lines never reach the parser: it spends a Python loop on each, and a
+    # file of half a million `#` lines must still be judged in moments.
+    lines = [
+        (number, line)
+        for number, line in enumerate(text.replace("\r\n", "\n").split("\n"), start=1)
+        if line.strip(" \t") and not line.lstrip(" \t").startswith("#")
+    ]
+    numbers = [number for number, _ in lines]
+    for binding in parse_stream(io.StringIO("\n".join(line for _, line in lines))):
+        number = numbers[min(binding.original.line, len(numbers)) - 1]
+        if binding.error:
+            named = _NAMED.match(binding.original.string)
+            where = f"{named.group(1)}: a quote is not closed, or text follows it" if named else ""
+            problems.append(
+                f"{path}: {where} (line {number})"
+                if where
+                else f"{path}: line {number}: expected KEY=value"
+            )
             continue
-        match = _LINE.match(line)
-        if not match:
+        key, value = binding.key, binding.value
+        if key is None:
+            continue  # a blank or comment line
+        if value is None or not _KEY.fullmatch(key):
             problems.append(f"{path}: line {number}: expected KEY=value")
-            continue
-        key, rest = match.groups()
-        try:
-            value = _unquote(rest)
-        except ValueError as exc:
-            problems.append(f"{path}: {key}: {exc} (line {number})")
             continue
         if _CONTROL.search(value):
             problems.append(f"{path}: {key}: contains a control character (line {number})")
@@ -103,29 +131,3 @@ def parse_text(path: Path, text: str) -> dict[str, tuple[str, int]]:
     if problems:
         raise ConfigError(problems)
     return values
-
-
-def _unquote(rest: str) -> str:
-    if rest[:1] in ('"', "'"):
-        quote = rest[0]
-        out, i = [], 1
-        while i < len(rest):
-            char = rest[i]
-            if char == "\\" and quote == '"' and i + 1 < len(rest):
-                out.append(rest[i + 1])
-                i += 2
-                continue
-            if char == quote:
-                tail = rest[i + 1 :].strip()
-                if tail and not tail.startswith("#"):
-                    raise ValueError("text after the closing quote")
-                return "".join(out)
-            out.append(char)
-            i += 1
-        raise ValueError("unterminated quote")
-    # An unquoted value ends at a comment that follows whitespace. A linear scan: a regex
-    # split backtracks over every run of blanks, quadratic in a hostile file.
-    for i, char in enumerate(rest):
-        if char == "#" and i > 0 and rest[i - 1] in " \t":
-            return rest[:i].strip()
-    return rest.strip()

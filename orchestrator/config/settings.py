@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from orchestrator import __version__
 from orchestrator.config.durations import parse_duration
@@ -51,6 +51,18 @@ class Settings(BaseSettings):
     PING_URL: str | None = (
         None  # healthchecks-style base; each job pings <base>/<customer>_<resource>
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Take only the values given: `load_settings` merges the environment and the file."""
+        return (init_settings,)
 
     @field_validator("JOB_TIMEOUT", "MIN_KEEP_WITHIN")
     @classmethod

@@ -28,7 +28,7 @@ ATTEMPTS = 3
 
 def ping_url(global_base: str | None, customer: Customer, resource: Resource) -> str | None:
     """Return the check URL of `customer`/`resource`, or None when no ping is configured."""
-    if own := resource.option("PING_URL"):
+    if own := resource.source.PING_URL:
         return own
     if customer.ping_url:
         return f"{customer.ping_url.rstrip('/')}/{resource.name}"

@@ -11,8 +11,8 @@ from typing import Protocol
 from pydantic import SecretStr
 
 from orchestrator import deadline
-from orchestrator.config.customer import SecretRef
 from orchestrator.config.settings import Settings
+from orchestrator.config.values import SecretRef
 from orchestrator.errors import ConfigError, SecretError
 
 # One secret, login included, however slowly the store answers.

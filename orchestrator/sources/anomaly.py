@@ -27,8 +27,6 @@ from orchestrator.config.customer import Resource
 from orchestrator.model import Summary
 from orchestrator.sources.guard import Floor
 
-DEFAULT_CHANGED = 50
-
 MIN_FILES = 5
 
 INCOMPRESSIBLE = 0.9
@@ -87,10 +85,9 @@ def judge(summary: Summary, previous_files: int | None, changed_percent: int) ->
 
 def judge_resource(resource: Resource, summary: Summary, previous_files: int | None) -> Verdict:
     """Judge a fresh snapshot of `resource` by its ANOMALY settings (the rule above)."""
-    if (resource.option("ANOMALY") or "on").lower() == "off":
+    if not resource.source.ANOMALY:
         return Verdict(False, "ANOMALY=off")
-    changed = int(resource.option("ANOMALY_CHANGED") or DEFAULT_CHANGED)
-    return judge(summary, previous_files, changed)
+    return judge(summary, previous_files, resource.source.ANOMALY_CHANGED)
 
 
 def below_floor(summary: Summary, guard: Floor) -> Verdict:

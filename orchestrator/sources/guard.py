@@ -14,8 +14,6 @@ from datetime import timedelta
 # daily runs, short enough that a real, accepted change ages out.
 WINDOW = timedelta(days=14)
 
-DEFAULT_THRESHOLD = 50
-
 
 @dataclass(frozen=True)
 class Baseline:

@@ -15,7 +15,8 @@ from pydantic import SecretStr
 
 from orchestrator import deadline
 from orchestrator.config.bounds import SourceBounds
-from orchestrator.config.customer import Customer, Resource, SourceType
+from orchestrator.config.customer import Customer, Resource
+from orchestrator.config.source import FtpsSource, LocalSource, SourceType
 from orchestrator.model import Outcome, Reason, Result
 from orchestrator.runtime.spec import Mount
 from orchestrator.rustic import commands
@@ -119,11 +120,14 @@ def remote_launch(
     The worker refuses to back up a source that holds less than `guard` asks for; without
     a guard (a restore drill) it checks no floor.
     """
-    pinned = pin_certificate(resource)
+    source = resource.source
+    if isinstance(source, LocalSource):
+        raise TypeError(f"{resource.name} is a local source")
+    pinned = pin_certificate(source) if isinstance(source, FtpsSource) else None
     if isinstance(pinned, Outcome):
         return pinned
     try:
-        plan = sources.remote_plan(resource, password, pinned)
+        plan = sources.remote_plan(source, password, pinned)
     except OSError as exc:
         return Outcome(
             Result.FAILURE, Reason.SECRETS, f"cannot read {exc.filename}: {exc.strerror}"
@@ -133,7 +137,7 @@ def remote_launch(
             "%s/%s: TLS_VERIFY=false: the certificate of %s is not verified",
             customer.name,
             resource.name,
-            resource.option("HOST"),
+            source.HOST,
         )
     mount_point = source_path(resource)
     argv = [
@@ -158,20 +162,19 @@ def _guard_argv(guard: Floor | None) -> list[str]:
     return guard.argv() if guard else ["-", "0", "1"]
 
 
-def pin_certificate(resource: Resource) -> str | Outcome | None:
+def pin_certificate(source: FtpsSource) -> str | Outcome | None:
     """Return the server certificate (PEM) matching TLS_FINGERPRINT, None if none is pinned.
 
     Returns the failure when the server cannot be reached or presents another certificate.
     """
-    want = resource.option("TLS_FINGERPRINT")
-    if resource.type is not SourceType.FTPS or not want:
+    want, host = source.TLS_FINGERPRINT, source.HOST
+    if not want:
         return None
-    host = resource.option("HOST") or ""
-    implicit = resource.option("TLS") == "implicit"
+    implicit = source.TLS == "implicit"
     try:
         # The watchdog inside bounds the conversation; this bounds name lookup and connect.
         der = deadline.call(
-            lambda: server_certificate(host, sources.port(resource), implicit),
+            lambda: server_certificate(host, source.PORT, implicit),
             DEADLINE_SECONDS + 5,
             f"certificate of {host}",
         )

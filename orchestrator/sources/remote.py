@@ -14,7 +14,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from pydantic import SecretStr
 
-from orchestrator.config.customer import Resource, SourceType
+from orchestrator.config.source import FtpsSource, SftpSource
 from orchestrator.model import Reason
 from orchestrator.runtime.spec import SECRETS
 
@@ -47,45 +47,32 @@ class RemotePlan:
     insecure: bool  # certificate verification explicitly switched off
 
 
-def port(resource: Resource) -> int:
-    default = "21" if resource.type is SourceType.FTPS else "22"
-    return int(resource.option("PORT", default) or default)
-
-
 def remote_plan(
-    resource: Resource, password: SecretStr | None, pinned_pem: str | None
+    source: FtpsSource | SftpSource, password: SecretStr | None, pinned_pem: str | None
 ) -> RemotePlan:
-    """Return the rclone.conf and companion files for `resource`.
+    """Return the rclone.conf and companion files for `source`.
 
     `pinned_pem` is the server certificate already matched against TLS_FINGERPRINT; it
     becomes the only trusted root, so rclone accepts that certificate and no other.
     """
-    host = resource.option("HOST") or ""
-    lines = [
-        "[source]",
-        f"host = {host}",
-        f"port = {port(resource)}",
-        f"user = {resource.option('USER')}",
-    ]
+    lines = ["[source]", f"host = {source.HOST}", f"port = {source.PORT}", f"user = {source.USER}"]
     files: dict[str, SecretStr] = {}
     insecure = False
     if password is not None:
         lines.append(f"pass = {obscure(password.get_secret_value())}")
-    if resource.type is SourceType.FTPS:
+    if isinstance(source, FtpsSource):
         lines.insert(1, "type = ftp")
-        lines.append(
-            "tls = true" if resource.option("TLS") == "implicit" else "explicit_tls = true"
-        )
+        lines.append("tls = true" if source.TLS == "implicit" else "explicit_tls = true")
         # rclone 1.60's Go TLS 1.3 and vsftpd 3.0.3 fail the handshake with "tls: illegal
         # parameter" (seen here with both); TLS 1.2, verified, is used instead.
         lines.append("disable_tls13 = true")
-        if (resource.option("TLS_VERIFY") or "true").lower() == "false":
+        if not source.TLS_VERIFY:
             lines.append("no_check_certificate = true")
             insecure = True
         elif pinned_pem is not None:
             files[CA_FILE] = SecretStr(pinned_pem)
-        elif ca := resource.option("TLS_CA_FILE"):
-            files[CA_FILE] = SecretStr(Path(ca).read_text())
+        elif source.TLS_CA_FILE:
+            files[CA_FILE] = SecretStr(Path(source.TLS_CA_FILE).read_text())
     else:
         lines.insert(1, "type = sftp")
         lines += [
@@ -93,24 +80,22 @@ def remote_plan(
             "disable_hashcheck = true",
             f"known_hosts_file = {SECRETS}/{KNOWN_HOSTS}",
         ]
-        files[KNOWN_HOSTS] = SecretStr(known_hosts_line(resource) + "\n")
-        if key_file := resource.option("KEY_FILE"):
-            files[SSH_KEY] = SecretStr(Path(key_file).read_text())
+        files[KNOWN_HOSTS] = SecretStr(known_hosts_line(source) + "\n")
+        if source.KEY_FILE:
+            files[SSH_KEY] = SecretStr(Path(source.KEY_FILE).read_text())
             lines.append(f"key_file = {SECRETS}/{SSH_KEY}")
     files[RCLONE_CONF] = SecretStr("\n".join(lines) + "\n")
     return RemotePlan(files, insecure)
 
 
-def known_hosts_line(resource: Resource) -> str:
+def known_hosts_line(source: SftpSource) -> str:
     """Return HOST_KEY as a known_hosts line for exactly this host and port.
 
     HOST_KEY may be a whole known_hosts line or just `<type> <base64>`; the host part is
     rewritten so a non-standard port matches (`[host]:port`).
     """
-    fields = (resource.option("HOST_KEY") or "").split()
-    key_type, key = fields[-2], fields[-1]
-    host, p = resource.option("HOST") or "", port(resource)
-    name = host if p == 22 else f"[{host}]:{p}"
+    key_type, key = source.HOST_KEY.split()[-2:]
+    name = source.HOST if source.PORT == 22 else f"[{source.HOST}]:{source.PORT}"
     return f"{name} {key_type} {key}"
 
 
