@@ -18,7 +18,7 @@ from orchestrator.rustic import Outcome, Reason, Result, Summary
 from orchestrator.worker import Kind
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
-SUMMARY = Summary("4f8c9e1a", "2026-03-02T10:00:01Z", 2, 1, 37, 9123, 52480, 40, 8011, 3540)
+SUMMARY = Summary("4f8c9e1a", "2026-03-02T10:00:01Z", 2, 1, 9123, 52480, 40, 8011, 3540)
 ACME = {"customer": "acme", "resource": "files"}
 BETA = {"customer": "beta", "resource": "db"}
 SNAPSHOT_MTIME = 1_772_445_600.0  # when the newest snapshot file of acme/files was written
