@@ -71,7 +71,6 @@ class Summary:
     time: str
     files_new: int
     files_changed: int
-    files_unmodified: int
     data_added: int
     bytes_processed: int
     files_total: int = 0

@@ -2,6 +2,7 @@
 
 import contextlib
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -61,14 +62,44 @@ def test_example_configs_are_valid() -> None:
         assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_every_alert_points_to_a_runbook_section() -> None:
-    runbook = (ROOT / "docs" / "runbook.md").read_text()
-    for line in (MONITORING / "alerts.yml").read_text().splitlines():
-        if "runbook_url" in line:
-            anchor = line.split("#", 1)[1].strip().strip('"')
-            assert f"\n## {anchor}" in runbook.lower().replace("## ", "\n## ").replace(
-                "\n\n## ", "\n## "
-            ), anchor
+def alert_rules() -> dict[str, str]:
+    """Return each alerting rule of alerts.yml by name, with its text (up to the next rule)."""
+    text = (MONITORING / "alerts.yml").read_text()
+    starts = list(re.finditer(r"^\s*- (alert|record):\s*(\S+)", text, re.MULTILINE))
+    rules_found = re.search(
+        r"SUCCESS: (\d+) rules found", run("promtool", "check", "rules", "alerts.yml").stdout
+    )
+    assert rules_found and int(rules_found.group(1)) == len(starts), "a rule this parse missed"
+    ends = [m.start() for m in starts[1:]] + [len(text)]
+    return {
+        m.group(2): text[m.start() : end]
+        for m, end in zip(starts, ends, strict=True)
+        if m.group(1) == "alert"
+    }
+
+
+def github_anchors(markdown: str) -> set[str]:
+    """Return the anchors GitHub gives the headings of `markdown` (code blocks left out)."""
+    anchors, fenced = set(), False
+    for line in markdown.splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and (heading := re.match(r"^#{1,6} +(.+?) *#*$", line)):
+            anchors.add(re.sub(r"[^\w\- ]", "", heading.group(1).lower()).replace(" ", "-"))
+    return anchors
+
+
+def test_every_alert_links_to_its_own_runbook_section() -> None:
+    rules = alert_rules()
+    assert len(rules) >= 1
+    anchors = github_anchors((ROOT / "docs" / "runbook.md").read_text())
+    for name, rule in rules.items():
+        links = re.findall(r"^\s*runbook_url:\s*[\"']?([^\"'\s]+)", rule, re.MULTILINE)
+        assert len(links) == 1, f"{name}: {len(links)} runbook_url annotations"
+        path, _, anchor = links[0].partition("#")
+        assert path == "docs/runbook.md", f"{name}: {links[0]}"
+        assert anchor in anchors, f"{name}: docs/runbook.md has no section #{anchor}"
+        assert anchor == name.lower(), f"{name} links to the section of another alert"
 
 
 class Receiver:

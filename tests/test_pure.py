@@ -262,7 +262,7 @@ def test_judge_check(code: int, stderr: str, problems: int, leftovers: int) -> N
 
 
 def _summary(new: int, changed: int, total: int, added: int, packed: int) -> Summary:
-    return Summary("id", "t", new, changed, total - new - changed, added, 0, total, added, packed)
+    return Summary("id", "t", new, changed, added, 0, total, added, packed)
 
 
 @pytest.mark.parametrize(

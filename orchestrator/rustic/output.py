@@ -124,7 +124,6 @@ def parse_snapshot(stdout: str) -> Summary | None:
         time=str(data.get("time", "")),
         files_new=int(summary.get("files_new", 0)),
         files_changed=int(summary.get("files_changed", 0)),
-        files_unmodified=int(summary.get("files_unmodified", 0)),
         data_added=int(summary.get("data_added", 0)),
         bytes_processed=int(summary.get("total_bytes_processed", 0)),
         files_total=int(summary.get("total_files_processed", 0)),

@@ -1,0 +1,388 @@
+"""The daemon's tick, finish and adoption on the fake runtime: real customer files, a real
+ledger, a fixed clock where the daemon takes one, and workers that do what each case says.
+
+The fake is held to Docker's behaviour by tests/test_runtime_contract.py; what is judged
+here is the daemon: what it launches, skips, adopts and records, and what /metrics says.
+"""
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from orchestrator.config.settings import Settings
+from orchestrator.daemon import Daemon
+from orchestrator.model import Kind
+from orchestrator.reporting.ledger import Ledger
+from orchestrator.reporting.metrics import BackupCollector
+from orchestrator.runtime.protocol import Finished
+from orchestrator.runtime.spec import SECRETS, ContainerSpec, Mount, container_name, labels
+from orchestrator.storage.layout import secrets_dir
+from tests.fake_runtime import FakeRuntime, Script
+
+IMAGE = "unstoppable-worker:fake"
+NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)  # on the hour: every hourly job is due
+LAST_TICK = NOW - timedelta(seconds=1)
+# What `rustic backup --json` (0.11) prints on stdout: the snapshot it wrote.
+SNAPSHOT_ID = "4f8c9e1a7b3d52c06e9f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f"
+SUMMARY = {
+    "files_new": 2,
+    "files_changed": 1,
+    "files_unmodified": 37,
+    "total_files_processed": 40,
+    "total_bytes_processed": 52480,
+    "dirs_new": 0,
+    "dirs_changed": 1,
+    "dirs_unmodified": 4,
+    "total_dirs_processed": 5,
+    "total_dirsize_processed": 2310,
+    "data_blobs": 3,
+    "tree_blobs": 2,
+    "data_added": 9123,
+    "data_added_packed": 4210,
+    "data_added_files": 8011,
+    "data_added_files_packed": 3540,
+    "data_added_trees": 1112,
+    "data_added_trees_packed": 670,
+    "command": "rustic backup --init --json --no-scan --host acme -- /srv/acme/files",
+    "backup_start": "2026-03-02T10:00:01.102335914+00:00",
+    "backup_end": "2026-03-02T10:00:01.471028552+00:00",
+    "backup_duration": 0.368692638,
+    "total_duration": 0.380577163,
+}
+SNAPSHOT = {
+    "time": "2026-03-02T10:00:01.482913077+00:00",
+    "program_version": "rustic v0.11.4",
+    "tree": "9d1c0e2b4f6a8c3e5d7f9b1a3c5e7d9f0b2d4f6a8c0e2b4d6f8a0c2e4b6d8f0a",
+    "paths": ["/srv/acme/files"],
+    "hostname": "acme",
+    "username": "",
+    "uid": 0,
+    "gid": 0,
+    "tags": ["unstoppable-clean"],
+    "summary": SUMMARY,
+    "id": SNAPSHOT_ID,
+}
+WROTE = Script(0, json.dumps(SNAPSHOT, indent=2) + "\n", "[INFO] backup finished\n")
+# The same with no file at all in it (an EXCLUDE that hides everything).
+EMPTY = json.dumps({**SNAPSHOT, "summary": {**SUMMARY, "total_files_processed": 0}})
+
+
+@dataclass
+class World:
+    """A daemon on the fake runtime, with its customers directory and ledger in tmp_path."""
+
+    root: Path
+    settings: Settings
+    fake: FakeRuntime
+    ledger: Ledger
+    daemon: Daemon
+
+    def customer(self, name: str, schedule: str = "0 * * * *") -> Path:
+        """Write a valid customer file with one local resource `files`; return its source."""
+        source = self.root / f"src-{name}"
+        source.mkdir(exist_ok=True)
+        (source / "data.txt").write_text(name)
+        (self.settings.CUSTOMERS_DIR / f"{name}.env").write_text(
+            f'SCHEDULE="{schedule}"\nREPO_PASSWORD=pw-{name}\nRESOURCES=files\n'
+            f"FILES_TYPE=local\nFILES_PATH={source}\n"
+            # Maintenance far from NOW, so each case sees its backups only.
+            'FILES_PRUNE_SCHEDULE="0 0 1 1 *"\nFILES_VERIFY_SCHEDULE="0 0 1 1 *"\n'
+        )
+        return source
+
+    def tick(self, now: datetime = NOW, last_tick: datetime = LAST_TICK) -> None:
+        """Reread customers.d, plan at `now`, and wait until every run it launched is done."""
+        self.daemon.load_config()
+        self.daemon.tick(last_tick, now)
+        self.settle()
+
+    def settle(self) -> None:
+        deadline = time.monotonic() + 30
+        while self.daemon.in_flight:
+            assert time.monotonic() < deadline, f"runs never finished: {self.daemon.in_flight}"
+            time.sleep(0.01)
+
+    def metric(self, name: str, customer: str, **extra: str) -> float | None:
+        registry = CollectorRegistry()
+        registry.register(BackupCollector(self.ledger, self.daemon.view))
+        return registry.get_sample_value(name, {"customer": customer, "resource": "files", **extra})
+
+    def leftover(
+        self,
+        customer: str,
+        script: Script,
+        kind: Kind = Kind.BACKUP,
+        origin: str = "daemon",
+        scheduled_for: datetime = NOW - timedelta(hours=1),
+        started_at: datetime | None = None,
+    ) -> ContainerSpec:
+        """Start a worker as an earlier daemon (or the CLI) did, with a secrets directory."""
+        name = container_name(customer, "files", kind, scheduled_for)
+        secrets = secrets_dir(self.settings) / f"{name}.0123456789abcdef"
+        secrets.mkdir(parents=True)
+        (secrets / "repo-password").write_text(f"pw-{customer}")
+        spec = ContainerSpec(
+            name,
+            IMAGE,
+            ("rustic", "backup"),
+            labels(customer, "files", kind, scheduled_for, origin),
+            (Mount(secrets, SECRETS),),
+        )
+        self.fake.script(name, script)
+        self.fake.start(spec, started_at)
+        return spec
+
+
+def make_world(root: Path, fake: FakeRuntime, timeout: str = "1h") -> World:
+    (root / "customers.d").mkdir()
+    settings = Settings(
+        CUSTOMERS_DIR=root / "customers.d",
+        DATA_DIR=root / "data",
+        WORKER_IMAGE=IMAGE,
+        JOB_TIMEOUT=timeout,
+    )
+    ledger = Ledger(root / "data" / "state")
+    return World(root, settings, fake, ledger, Daemon(settings, fake, ledger))
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    world = make_world(tmp_path, FakeRuntime({IMAGE: {"unstoppable.rustic-version": "0.11.4"}}))
+    yield world
+    for name in world.fake.names():  # never leave a daemon thread waiting on a hanging worker
+        world.fake.end(name)
+
+
+def run_row(customer: str, result: str, reason: str = "", at: datetime = NOW) -> tuple[str, ...]:
+    return (customer, "files", "backup", at.isoformat(), result, reason)
+
+
+@pytest.mark.parametrize(
+    ("script", "result", "reason"),
+    [
+        (WROTE, "success", ""),
+        # rustic's own failures, told apart by what it wrote on stderr.
+        (Script(1, "", "[ERROR] no suitable key found!\n"), "failure", "repository"),
+        (
+            Script(1, "", "[ERROR] error sending request for url (http://127.0.0.1:9000/)\n"),
+            "failure",
+            "storage",
+        ),
+        (Script(1, "", "[ERROR] tree 9d1c0e2b not found\n"), "failure", "rustic"),
+        (Script(137, "", ""), "failure", "interrupted"),
+        (Script(0, "", "[INFO] received SIGTERM\n"), "failure", "interrupted"),
+        (
+            Script(0, WROTE.stdout, "[WARN] error reading /srv/x: Permission denied (os error 13)"),
+            "failure",
+            "source_unreadable",
+        ),
+        # The worker scripts' exit codes, before rustic ran.
+        (Script(3, "", "ls: cannot open directory\n"), "failure", "source_unreadable"),
+        (Script(4, "", "source holds 1 file(s), below 20\n"), "failure", "source_shrunk"),
+        (Script(6, "", "source was swapped\n"), "failure", "source_refused"),
+        (Script(7, "", "source is empty\n"), "failure", "source_empty"),
+        # A snapshot of nothing at all is written, but held as suspect.
+        (Script(0, EMPTY, ""), "suspect", ""),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+def test_a_due_backup_is_run_once_and_recorded_as_its_worker_ended(
+    world: World, script: Script, result: str, reason: str
+) -> None:
+    world.customer("acme")
+    world.fake.script("unstoppable_acme_files", script)
+    world.tick()
+
+    # One backup; a suspect snapshot is then tagged by a worker of its own.
+    kinds = [dict(s.labels)["unstoppable.kind"] for s in world.fake.started]
+    assert kinds == (["backup", "tag"] if result == "suspect" else ["backup"])
+    spec = dict(world.fake.started[0].labels)
+    assert (spec["unstoppable.job"], spec["unstoppable.origin"]) == ("acme/files", "daemon")
+    assert spec["unstoppable.scheduled-for"] == "2026-03-02T10:00:00Z"
+    assert world.fake.started[0].image == IMAGE
+    assert world.ledger.runs("acme/files") == [run_row("acme", result, reason)]
+    assert world.fake.names() == set(), "every worker is reaped"
+    assert list(secrets_dir(world.settings).iterdir()) == [], "no secret outlives its run"
+
+    counted = world.metric("unstoppable_backup_runs_total", "acme", result=result)
+    assert counted == 1
+    success = world.metric("unstoppable_backup_last_run_success", "acme")
+    assert success == (1 if result == "success" else 0)
+    if reason:
+        assert world.metric("unstoppable_backup_failures_total", "acme", reason=reason) == 1
+    if result == "success":
+        added = world.metric("unstoppable_backup_last_added_bytes", "acme")
+        assert added == SUMMARY["data_added"]
+    assert world.metric("unstoppable_backup_held", "acme") == (1 if result == "suspect" else 0)
+
+
+def test_a_worker_past_the_job_timeout_is_stopped_and_recorded_as_timeout(tmp_path: Path) -> None:
+    world = make_world(tmp_path, FakeRuntime({IMAGE: {}}), timeout="1s")
+    world.customer("slow")
+    world.fake.script("unstoppable_slow_files", Script(stdout="partial", hang=True))
+    world.tick()
+    assert world.ledger.runs("slow/files") == [run_row("slow", "timeout", "timeout")]
+    assert world.fake.names() == set()
+    assert world.metric("unstoppable_backup_failures_total", "slow", reason="timeout") == 1
+
+
+def test_a_backup_due_while_its_job_runs_is_skipped_and_counted(world: World) -> None:
+    world.customer("busy")
+    world.customer("free")
+    world.fake.script("unstoppable_free_files", WROTE)
+    held = world.leftover("busy", Script(hang=True), origin="cli")  # `unstoppable backup busy`
+    world.tick()
+
+    assert [s.name for s in world.fake.started] == [held.name, "unstoppable_free_files"]
+    assert world.ledger.runs("busy/files") == []
+    assert world.ledger.event_count("busy/files", "skipped", "overlap") == 1
+    assert world.metric("unstoppable_backup_skipped_total", "busy", reason="overlap") == 1
+    assert world.metric("unstoppable_backup_skipped_total", "busy", reason="max_parallel") == 0
+    assert world.metric("unstoppable_backup_running", "busy") == 1
+    assert world.ledger.runs("free/files") == [run_row("free", "success")]
+    assert world.metric("unstoppable_backup_skipped_total", "free", reason="overlap") == 0
+
+    world.fake.end(held.name)
+    world.fake.collect(held.name, timeout=5)  # the CLI reads its worker
+    world.fake.script(held.name, WROTE)
+    later = NOW + timedelta(hours=1)
+    world.tick(later, NOW)
+    assert world.ledger.runs("busy/files") == [run_row("busy", "success", at=later)]
+    assert world.metric("unstoppable_backup_running", "busy") == 0
+
+
+class StaleView(FakeRuntime):
+    """A runtime whose list of running jobs was read before another worker started."""
+
+    def running_jobs(self) -> frozenset[str]:
+        return frozenset()
+
+
+def test_a_run_the_runtime_refuses_as_busy_is_a_skip_not_a_failure(tmp_path: Path) -> None:
+    world = make_world(tmp_path, StaleView({IMAGE: {}}))
+    world.customer("race")
+    held = world.leftover("race", Script(hang=True), origin="cli")
+    world.tick()
+
+    assert [s.name for s in world.fake.started] == [held.name], "the name is the lock"
+    assert world.ledger.runs("race/files") == []
+    assert world.ledger.event_count("race/files", "skipped", "overlap") == 1
+    world.fake.end(held.name)
+
+
+@pytest.mark.parametrize(
+    ("kind", "script", "kind_recorded", "result", "reason"),
+    [
+        (Kind.BACKUP, WROTE, "backup", "success", ""),
+        (Kind.BACKUP, Script(1, "", "[ERROR] wrong password\n"), "backup", "failure", "repository"),
+        (Kind.BACKUP, Script(4, "", "source shrank\n"), "backup", "failure", "source_shrunk"),
+        (Kind.FORGET, Script(0), "backup", "success", ""),  # 0.2's forget after a backup
+        (Kind.PRUNE, Script(0), "prune", "success", ""),
+        (Kind.PRUNE, Script(1, "", "[ERROR] lock held\n"), "prune", "failure", "prune"),
+        (Kind.VERIFY, Script(0), "verify", "failure", "interrupted"),  # one step of several
+    ],
+    ids=lambda v: v.value if isinstance(v, Kind) else (v if isinstance(v, str) else None),
+)
+def test_a_worker_left_by_a_previous_daemon_is_adopted_and_judged_not_duplicated(
+    world: World, kind: Kind, script: Script, kind_recorded: str, result: str, reason: str
+) -> None:
+    world.customer("acme")
+    scheduled = NOW - timedelta(hours=1)
+    left = world.leftover(
+        "acme", Script(script.exit_code, script.stdout, script.stderr, hang=True), kind
+    )
+    world.daemon.load_config()
+    world.daemon.adopt()
+    assert world.daemon.in_flight == {"acme/files"}
+
+    world.daemon.tick(LAST_TICK, NOW)  # 10:00 is due while the adopted 09:00 run goes on
+    assert [s.name for s in world.fake.started] == [left.name], "no second worker of the job"
+    assert world.ledger.event_count("acme/files", "skipped", "overlap") == 1
+
+    world.fake.end(left.name)
+    world.settle()
+    row = ("acme", "files", kind_recorded, scheduled.isoformat(), result, reason)
+    assert world.ledger.runs("acme/files") == [row]
+    assert world.fake.names() == set(), "the adopted worker is reaped"
+    assert list(secrets_dir(world.settings).iterdir()) == [], "and its secrets removed"
+    world.daemon.adopt()
+    assert world.daemon.in_flight == set(), "a worker is adopted once"
+
+
+def test_a_worker_that_ended_while_no_daemon_ran_is_adopted_too(world: World) -> None:
+    world.customer("acme")
+    left = world.leftover("acme", WROTE)
+    world.daemon.load_config()
+    world.daemon.adopt()
+    world.settle()
+    assert world.ledger.runs("acme/files") == [
+        run_row("acme", "success", at=NOW - timedelta(hours=1))
+    ]
+    assert world.fake.names() == set()
+    assert world.fake.started == [world.fake.started[0]] and world.fake.started[0].name == left.name
+
+
+def test_an_adopted_worker_past_the_job_timeout_is_stopped_as_a_timeout(world: World) -> None:
+    world.customer("acme")
+    started = datetime.now(UTC) - timedelta(hours=2)  # JOB_TIMEOUT is 1h
+    world.leftover("acme", Script(hang=True), started_at=started)
+    world.daemon.load_config()
+    world.daemon.adopt()
+    world.settle()
+    assert world.ledger.runs("acme/files") == [
+        run_row("acme", "timeout", "timeout", at=NOW - timedelta(hours=1))
+    ]
+    assert world.fake.names() == set()
+
+
+def test_workers_of_the_cli_are_left_to_the_cli(world: World) -> None:
+    world.customer("acme")
+    left = world.leftover("acme", WROTE, origin="cli")
+    world.daemon.load_config()
+    world.daemon.adopt()
+    assert world.daemon.in_flight == set()
+    assert world.fake.names() == {left.name}, "the CLI reads its own worker"
+    assert world.ledger.runs("acme/files") == []
+    assert world.fake.collect(left.name, timeout=5) == Finished(0, WROTE.stdout, WROTE.stderr)
+
+
+def test_a_broken_customer_file_never_stops_another_customer(world: World) -> None:
+    world.customer("good")
+    gone = world.customer("gone")
+    world.fake.script("unstoppable_good_files", WROTE)
+    world.fake.script("unstoppable_gone_files", WROTE)
+    (world.settings.CUSTOMERS_DIR / "broken.env").write_text('SCHEDULE="nonsense"\n')
+    (world.settings.CUSTOMERS_DIR / "Bad_Name.env").write_text("")
+    world.daemon.load_config()
+    (gone / "data.txt").unlink()
+    gone.rmdir()  # valid when loaded, gone when its run starts
+    world.tick()
+
+    assert world.ledger.runs("good/files") == [run_row("good", "success")]
+    assert world.ledger.runs("gone/files") == [run_row("gone", "failure", "source_missing")]
+    assert [s.name for s in world.fake.started] == ["unstoppable_good_files"]
+    assert any(
+        p.startswith(f"{world.settings.CUSTOMERS_DIR}/broken.env: SCHEDULE")
+        for p in world.daemon.customers.problems
+    )
+    registry = CollectorRegistry()
+    registry.register(BackupCollector(world.ledger, world.daemon.view))
+    for customer, valid in (("good", 1), ("gone", 1), ("broken", 0), ("Bad_Name", 0)):
+        assert (
+            registry.get_sample_value("unstoppable_config_valid", {"customer": customer}) == valid
+        ), customer
+
+    # A file that breaks later disables only its own customer; the others go on.
+    (world.settings.CUSTOMERS_DIR / "good.env").write_text("RESOURCES=files\n")
+    world.customer("other")
+    world.fake.script("unstoppable_other_files", WROTE)
+    later = NOW + timedelta(hours=1)
+    world.tick(later, NOW)
+    assert world.ledger.runs("other/files") == [run_row("other", "success", at=later)]
+    assert world.ledger.runs("good/files") == [run_row("good", "success")]
