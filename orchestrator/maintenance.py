@@ -29,7 +29,7 @@ from orchestrator.runs import Jobs
 from orchestrator.runtime.protocol import Finished
 from orchestrator.rustic import commands, output
 from orchestrator.rustic.listing import parse_ls
-from orchestrator.sources.launch import Launch, source_path
+from orchestrator.sources.setup import WorkerSetup, source_path
 from orchestrator.storage.layout import job_storage
 
 log = logging.getLogger(__name__)
@@ -171,7 +171,7 @@ class Maintenance:
         snapshot = self.jobs.holds.last_snapshot(job_id(customer.name, resource.name)) or "latest"
         root = source_path(resource)
         # The worker keeps a random sample of the listing: millions of names stay there.
-        listing = Launch(
+        listing = WorkerSetup(
             [str(sample * 3), str(SAMPLE_BYTES), "--", *commands.ls_args(cold, snapshot, root)],
             (),
             entrypoint=(SAMPLE,),
@@ -228,7 +228,7 @@ class Maintenance:
 
     def _launch(
         self, customer: Customer, resource: Resource, command: list[str]
-    ) -> Launch | Outcome:
+    ) -> WorkerSetup | Outcome:
         """Return the worker that runs `command` beside the source, mounted as for a backup."""
         if resource.type is SourceType.LOCAL:
             return self.jobs.local_launch(customer, resource, guard=None, command=command)
@@ -241,7 +241,7 @@ class Maintenance:
         kind: Kind,
         scheduled_for: datetime,
         argv: list[str],
-        launch: Launch | None = None,
+        launch: WorkerSetup | None = None,
     ) -> Finished | Outcome:
         """Run one step under the job's lock; the failure that stopped it as an Outcome."""
         try:

@@ -10,7 +10,7 @@ from orchestrator.model import Kind, SnapshotInfo
 from orchestrator.runs import Jobs
 from orchestrator.runtime.spec import RESTORE_TARGET, Mount
 from orchestrator.rustic import commands, output
-from orchestrator.sources.launch import source_path
+from orchestrator.sources.setup import source_path
 from orchestrator.storage.layout import job_storage
 
 

@@ -36,7 +36,7 @@ from orchestrator.rustic import commands, output
 from orchestrator.secrets.files import Resolver, secret_files
 from orchestrator.sources import anomaly
 from orchestrator.sources.guard import Baseline, Floor, floor
-from orchestrator.sources.launch import Launch, local_launch, local_source, remote_launch
+from orchestrator.sources.setup import WorkerSetup, local_launch, local_source, remote_launch
 from orchestrator.storage import s3
 from orchestrator.storage.layout import COLD_PROFILE, bucket, cold_profile, job_storage, secrets_dir
 
@@ -113,7 +113,7 @@ class Jobs:
         resource: Resource,
         guard: Floor | None,
         command: list[str] | None = None,
-    ) -> Launch | Outcome:
+    ) -> WorkerSetup | Outcome:
         """Return the worker of a backup (or `command`) of a local directory, or why not.
 
         PATH is resolved now, at run time: a symlink swapped in since the file was loaded
@@ -131,7 +131,7 @@ class Jobs:
         resource: Resource,
         guard: Floor | None,
         command: list[str] | None = None,
-    ) -> Launch | Outcome:
+    ) -> WorkerSetup | Outcome:
         """Return the worker of a backup (or `command`) of a remote source, or why not."""
         password = (
             self.resolver.resolve(
@@ -229,7 +229,7 @@ class Jobs:
         argv: list[str],
         extra: tuple[Mount, ...],
         timeout: float | None,
-        launch: "Launch | None" = None,
+        launch: "WorkerSetup | None" = None,
     ) -> Finished:
         storage = job_storage(self.settings, customer.name, resource.name)
         for directory in (storage.hot, storage.cache, storage.cold):

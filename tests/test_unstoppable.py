@@ -305,7 +305,7 @@ def test_a_directory_swapped_before_the_mount_is_not_read(site: Site, unique: st
     from orchestrator.runtime.spec import ContainerSpec
     from orchestrator.rustic.commands import cold_args
     from orchestrator.sources.guard import Floor
-    from orchestrator.sources.launch import local_launch
+    from orchestrator.sources.setup import local_launch
 
     checked, swapped_in = source(site, f"checked-{unique}"), source(site, f"other-{unique}")
     name = f"swap-{unique}"

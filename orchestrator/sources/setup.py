@@ -32,7 +32,7 @@ LOCAL_ENTRYPOINT = "/usr/local/bin/unstoppable-local"
 
 
 @dataclass(frozen=True)
-class Launch:
+class WorkerSetup:
     """How to start one backup worker: argv, source mounts, extra secret files."""
 
     argv: list[str]
@@ -81,7 +81,7 @@ def local_launch(
     identity: str,
     guard: Floor | None,
     command: list[str] | None = None,
-) -> Launch:
+) -> WorkerSetup:
     """Return the launch of a backup (or `command`) on a directory of this host.
 
     `real` is PATH with its symlinks resolved: it is mounted, at PATH, so the snapshot
@@ -102,7 +102,7 @@ def local_launch(
             ]
         ),
     ]
-    return Launch(
+    return WorkerSetup(
         argv, (Mount(Path(real), resource.path, read_only=True),), entrypoint=(LOCAL_ENTRYPOINT,)
     )
 
@@ -114,7 +114,7 @@ def remote_launch(
     password: SecretStr | None,
     guard: Floor | None,
     command: list[str] | None = None,
-) -> Launch | Outcome:
+) -> WorkerSetup | Outcome:
     """Return the launch of a remote backup (or `command`), or the failure that prevents it.
 
     The worker refuses to back up a source that holds less than `guard` asks for; without
@@ -155,7 +155,7 @@ def remote_launch(
             ]
         ),
     ]
-    return Launch(argv, (), plan.files, entrypoint=(REMOTE_ENTRYPOINT,), remote=True)
+    return WorkerSetup(argv, (), plan.files, entrypoint=(REMOTE_ENTRYPOINT,), remote=True)
 
 
 def _guard_argv(guard: Floor | None) -> list[str]:
