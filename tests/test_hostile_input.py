@@ -5,9 +5,11 @@ test_unstoppable.py.
 """
 
 import os
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -386,3 +388,46 @@ def test_a_ledger_of_0_1_gains_the_new_columns_and_keeps_its_runs(tmp_path: Path
     assert ledger.baseline("a/r", NOW).bytes == 1000  # type: ignore[union-attr]
     ledger.accept("a/r", "operator", NOW)
     assert ledger.baseline("a/r", NOW + timedelta(seconds=1)) is None
+
+
+class _ScriptedFtp:
+    """A one-connection TCP server on loopback that says `script` (bytes, or pauses)."""
+
+    def __init__(self, script: list[bytes | float]) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, args=(script,), daemon=True).start()
+
+    def _serve(self, script: list[bytes | float]) -> None:
+        conn, _ = self.sock.accept()
+        with conn:
+            for step in script:
+                if isinstance(step, float):
+                    time.sleep(step)
+                else:
+                    conn.sendall(step)
+            time.sleep(0.5)
+        self.sock.close()
+
+
+@pytest.mark.parametrize(
+    ("script", "message"),
+    [
+        # RFC 959: the lines between `220-` and `220 ` may carry no code at all.
+        (
+            [b"220-Welcome\r\n  no code here\r\n-\r\n220 ready\r\n", 0.2, b"530 no TLS\r\n"],
+            "unexpected FTP reply: 530 no TLS",
+        ),
+        ([b"HELLO\r\n"], "unexpected FTP reply: HELLO"),
+        ([], "the FTP server closed the connection"),
+        ([b"220 ok\r\n", 0.2, b"500 AUTH not understood\r\n"], "unexpected FTP reply: 500"),
+    ],
+)
+def test_an_ftps_server_out_of_protocol_is_a_connection_error(
+    script: list[bytes | float], message: str
+) -> None:
+    server = _ScriptedFtp(script)
+    with pytest.raises(ConnectionError, match=message):
+        tls_pin.server_certificate("127.0.0.1", server.port, implicit=False, deadline=5)

@@ -1,9 +1,13 @@
-"""Certificate pinning for FTPS: fetch the server's certificate and match TLS_FINGERPRINT."""
+"""Certificate pinning for FTPS: fetch the server's certificate and match TLS_FINGERPRINT.
 
+The FTP conversation (greeting, `AUTH TLS`, RFC 959 multi-line replies) is ftplib's; what is
+ours is the overall deadline and that nothing is trusted here.
+"""
+
+import ftplib
 import hashlib
 import socket
 import ssl
-from typing import BinaryIO
 
 from orchestrator.deadline import watchdog
 
@@ -25,54 +29,34 @@ def server_certificate(
 
     Nothing is trusted here: the caller compares the fingerprint, then hands the certificate
     to rclone as its only root, so the data connection accepts this certificate alone.
-    Raises OSError (ssl.SSLError, TimeoutError) when the server cannot be reached, refuses
-    TLS or does not finish within `deadline` seconds.
+    Raises OSError (ssl.SSLError, TimeoutError, ConnectionError) when the server cannot be
+    reached, refuses TLS, answers out of protocol or does not finish within `deadline`.
     """
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE  # verified by fingerprint, by the caller
-    holder: list[socket.socket] = []
-    with (
-        watchdog(lambda: holder[0] if holder else None, deadline) as fired,
-        socket.create_connection((host, port), timeout=deadline) as raw,
-    ):
-        holder.append(raw)
+    ftp = ftplib.FTP_TLS(context=context, timeout=deadline)
+    with watchdog(lambda: ftp.sock, deadline) as fired:
         try:
-            if not implicit:
-                reader = raw.makefile("rb")
-                _expect(reader, "220")
-                raw.sendall(b"AUTH TLS\r\n")
-                _expect(reader, "234")
-            with context.wrap_socket(raw, server_hostname=host) as tls:
-                der = tls.getpeercert(binary_form=True)
-        except (ConnectionError, ssl.SSLError, OSError) as exc:
+            if implicit:
+                # ftplib speaks explicit TLS only; implicit FTPS is TLS from the first byte.
+                ftp.sock = socket.create_connection((host, port), timeout=deadline)
+                ftp.sock = context.wrap_socket(ftp.sock, server_hostname=host)
+            else:
+                ftp.connect(host, port, timeout=deadline)
+                ftp.auth()
+            assert isinstance(ftp.sock, ssl.SSLSocket)
+            der = ftp.sock.getpeercert(binary_form=True)
+        except (OSError, EOFError, ftplib.Error) as exc:
             if fired.is_set():
                 raise TimeoutError(f"no TLS certificate within {deadline:.0f} s") from None
-            raise exc
+            if isinstance(exc, OSError):
+                raise
+            if isinstance(exc, EOFError):
+                raise ConnectionError("the FTP server closed the connection") from None
+            raise ConnectionError(f"unexpected FTP reply: {str(exc).strip()[:100]}") from None
+        finally:
+            ftp.close()
     if not der:
         raise ssl.SSLError("the server presented no certificate")
     return der
-
-
-def _expect(reader: BinaryIO, code: str) -> None:
-    """Read one FTP reply and check its code; accept RFC 959 multi-line replies.
-
-    A multi-line reply starts `NNN-` and ends at a line `NNN `; the lines between may
-    carry any text, with or without a code.
-    """
-    first = _line(reader)
-    if first[:3] != code or first[3:4] not in (" ", "-"):
-        raise ConnectionError(f"unexpected FTP reply: {first.strip()[:100]}")
-    if first[3:4] == " ":
-        return
-    for _ in range(1000):
-        if _line(reader).startswith(code + " "):
-            return
-    raise ConnectionError("an FTP reply of more than 1000 lines")
-
-
-def _line(reader: BinaryIO) -> str:
-    line = reader.readline(1024).decode("latin-1")
-    if not line:
-        raise ConnectionError("the FTP server closed the connection")
-    return line
