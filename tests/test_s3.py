@@ -9,6 +9,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -16,45 +17,41 @@ from pathlib import Path
 import pytest
 
 from orchestrator.ledger import Ledger
-from tests.conftest import ROOT, Site
+from tests.conftest import Site
+from tests.containers import DockerContainer, image, on_host_network
 from tests.helpers import DaemonProcess, wait_until
 from tests.servers import PASSWORD, USER, free_port, open_dir, vsftpd
 from tests.test_remote import contents, fill
 
 pytestmark = pytest.mark.docker
-MINIO = ROOT / ".tools" / "bin" / "minio"
 KEY_ID, SECRET = "unstoppable-test", "minio-Secret-9d41e2"
 
 
 @dataclass
 class Minio:
+    """MinIO in a container on the host's network, its data directory bind-mounted."""
+
     port: int
     data: Path
     audit: list[dict[str, object]] = field(default_factory=list)
-    process: subprocess.Popen[bytes] | None = None
     env: dict[str, str] = field(default_factory=dict)
+    container: DockerContainer | None = None
 
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        with open(self.data.parent / "minio.log", "ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    str(MINIO),
-                    "server",
-                    str(self.data),
-                    "--address",
-                    f"127.0.0.1:{self.port}",
-                    "--console-address",
-                    f"127.0.0.1:{free_port()}",
-                    "--quiet",
-                ],
-                env=self.env,
-                stdout=log,
-                stderr=log,
-            )
+        """Start the server, or start its stopped container again on the same data."""
+        if self.container is None:
+            self.data.mkdir(parents=True, exist_ok=True)
+            command = ["server", str(self.data), "--address", f"127.0.0.1:{self.port}"]
+            command += ["--console-address", f"127.0.0.1:{free_port()}", "--quiet"]
+            self.container = on_host_network(
+                image("minio"), command, [(self.data, "rw")], env=self.env
+            ).start()
+        else:
+            self.container.get_wrapped_container().start()
         wait_until(self.live, 60, "MinIO to answer")
 
     def live(self) -> bool:
@@ -65,28 +62,38 @@ class Minio:
             return False
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
+        """Kill the server at once, as a crash would; start() brings the same one back."""
+        if self.container is not None:
+            self.container.get_wrapped_container().kill()
+            self.container.get_wrapped_container().wait(timeout=10)
 
-    def reads(self, bucket: str, prefix: str) -> list[str]:
-        """Return the objects under `prefix` that MinIO's audit log says were read."""
+    def remove(self) -> None:
+        if self.container is not None:
+            self.container.stop()  # testcontainers' stop removes the container
+            self.container = None
+
+    def entries(self, name: str, bucket: str, prefix: str = "") -> list[str]:
+        """Return the objects under `prefix` that MinIO's audit log records for API `name`."""
         out = []
         for entry in list(self.audit):
             api = entry.get("api", {})
             if (
                 isinstance(api, dict)
-                and api.get("name") == "GetObject"
+                and api.get("name") == name
                 and api.get("bucket") == bucket
                 and str(api.get("object", "")).startswith(prefix)
             ):
                 out.append(str(api["object"]))
         return out
 
+    def reads(self, bucket: str, prefix: str) -> list[str]:
+        """Return the objects under `prefix` that MinIO's audit log says were read."""
+        return self.entries("GetObject", bucket, prefix)
 
-@pytest.fixture(scope="module")
-def minio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Minio]:
-    assert MINIO.exists(), f"{MINIO} missing: run `make provision`"
+
+@contextmanager
+def audit_receiver() -> Iterator[tuple[str, list[dict[str, object]]]]:
+    """Collect MinIO's audit webhook posts; yield (URL, entries so far)."""
     audit: list[dict[str, object]] = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -103,23 +110,38 @@ def minio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Minio]:
 
     receiver = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
-    work = tmp_path_factory.mktemp("minio")
-    server = Minio(free_port(), work / "data", audit)
-    server.env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(work),
-        "MINIO_ROOT_USER": KEY_ID,
-        "MINIO_ROOT_PASSWORD": SECRET,
-        # MinIO's own account of every request: the witness that no data pack is read.
-        "MINIO_AUDIT_WEBHOOK_ENABLE_test": "on",
-        "MINIO_AUDIT_WEBHOOK_ENDPOINT_test": f"http://127.0.0.1:{receiver.server_address[1]}/",
-        "MINIO_AUDIT_WEBHOOK_BATCH_SIZE_test": "1",
-    }
-    server.start()
-    yield server
-    server.stop()
-    receiver.shutdown()
-    receiver.server_close()
+    try:
+        yield f"http://127.0.0.1:{receiver.server_address[1]}/", audit
+    finally:
+        receiver.shutdown()
+        receiver.server_close()
+
+
+@contextmanager
+def minio_server(work: Path, **env: str) -> Iterator[Minio]:
+    """Run MinIO with the test's root credentials and an audit webhook; remove it after."""
+    with audit_receiver() as (url, audit):
+        server = Minio(free_port(), work / "data", audit)
+        server.env = {
+            "MINIO_ROOT_USER": KEY_ID,
+            "MINIO_ROOT_PASSWORD": SECRET,
+            # MinIO's own account of every request: the witness of what was read and written.
+            "MINIO_AUDIT_WEBHOOK_ENABLE_test": "on",
+            "MINIO_AUDIT_WEBHOOK_ENDPOINT_test": url,
+            "MINIO_AUDIT_WEBHOOK_BATCH_SIZE_test": "1",
+            **env,
+        }
+        try:
+            server.start()
+            yield server
+        finally:
+            server.remove()
+
+
+@pytest.fixture(scope="module")
+def minio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Minio]:
+    with minio_server(tmp_path_factory.mktemp("minio")) as server:
+        yield server
 
 
 def s3_site(site: Site, minio: Minio, prefix: str = "ub-") -> None:
