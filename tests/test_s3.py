@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import boto3
 import pytest
 
 from orchestrator.ledger import Ledger
@@ -336,3 +337,62 @@ def test_minio_stopped_mid_backup_fails_then_recovers(
         "restore", name, "files", "--target", str(target), "--snapshot", snaps[0]["id"], check=True
     )
     assert (target / "first.txt").read_text() == "in the first snapshot"
+
+
+def temporary_credentials(minio: Minio) -> dict[str, str]:
+    """Return STS credentials (key, secret, session token) MinIO issues to its root user."""
+    sts = boto3.client(
+        "sts",
+        endpoint_url=minio.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=KEY_ID,
+        aws_secret_access_key=SECRET,
+    )
+    issued = sts.assume_role(
+        RoleArn="arn:minio:iam:::role/unstoppable-test",
+        RoleSessionName="unstoppable-test",
+        DurationSeconds=3600,
+    )["Credentials"]
+    return {k: str(issued[k]) for k in ("AccessKeyId", "SecretAccessKey", "SessionToken")}
+
+
+def test_temporary_credentials_reach_the_bucket_and_rustic_through_the_session_token(
+    site: Site, minio: Minio, unique: str, tmp_path: Path
+) -> None:
+    issued = temporary_credentials(minio)
+    s3_site(site, minio)
+    site.env.update(
+        {
+            "UNSTOPPABLE_S3_ACCESS_KEY_ID": issued["AccessKeyId"],
+            "UNSTOPPABLE_S3_SECRET_ACCESS_KEY": issued["SecretAccessKey"],
+            "UNSTOPPABLE_S3_SESSION_TOKEN": issued["SessionToken"],
+        }
+    )
+    name = f"s3sts-{unique}"
+    source = tmp_path / "src"
+    source.mkdir()
+    fill(source)
+    local_customer(site, name, source)
+    done = site.cli("backup", name, check=True)
+    assert f"{name}/files: success" in done.stdout
+
+    def keys(api: str) -> set[object]:
+        return {
+            e.get("accessKey")
+            for e in list(minio.audit)
+            if e["api"].get("name") == api and e["api"].get("bucket") == f"ub-{name}"  # type: ignore[union-attr]
+        }
+
+    # The orchestrator made the bucket and rustic wrote the packs, both as the issued key.
+    wait_until(lambda: keys("PutBucket") and keys("PutObject"), 30, "the audit log")
+    assert keys("PutBucket") == keys("PutObject") == {issued["AccessKeyId"]}
+    target = tmp_path / "restored"
+    site.cli("restore", name, "files", "--target", str(target), check=True)
+    assert contents(target) == contents(source)
+    # The same key without its token is refused: the token, not the key, let the runs in.
+    del site.env["UNSTOPPABLE_S3_SESSION_TOKEN"]
+    refused = site.cli("backup", name)
+    assert refused.returncode == 1
+    assert f"{name}/files: failure (storage)" in refused.stdout, refused.stdout + refused.stderr
+    for secret in (issued["SecretAccessKey"], issued["SessionToken"]):
+        assert secret not in done.stdout + done.stderr + refused.stdout + refused.stderr
