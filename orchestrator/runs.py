@@ -268,7 +268,7 @@ class Jobs:
         name = bucket(self.settings, customer)
         if name in self.buckets_ready:
             return
-        secret = self.settings.S3_SECRET_ACCESS_KEY
+        secret, token = self.settings.S3_SECRET_ACCESS_KEY, self.settings.S3_SESSION_TOKEN
         try:
             deadline.call(
                 lambda: s3.ensure_bucket(
@@ -277,6 +277,7 @@ class Jobs:
                     self.settings.S3_ACCESS_KEY_ID or "",
                     secret.get_secret_value() if secret else "",
                     name,
+                    session_token=token.get_secret_value() if token else None,
                 ),
                 BUCKET_DEADLINE_SECONDS,
                 f"bucket {name}",

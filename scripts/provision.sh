@@ -175,13 +175,14 @@ python_env() {
 
 host_tools() {
     # Real parts the tests run against: systemd-analyze verifies the unit; promtool, Prometheus
-    # and Alertmanager check and fire the shipped alert rules; vsftpd and sshd serve remote
-    # sources; rclone is bench/'s baseline; restic checks the cold repository independently.
+    # and Alertmanager check and fire the shipped alert rules; rclone is bench/'s baseline;
+    # restic checks the cold repository independently; openssl and ssh-keygen make the test
+    # servers' keys. vsftpd, sshd and MinIO run in containers (tests/images/), not here.
     command -v systemd-analyze >/dev/null 2>&1 || apt_install systemd
     # apparmor_parser compiles the worker's AppArmor profile in the tests (never loads it).
-    apt_install prometheus prometheus-alertmanager vsftpd openssh-server openssl rclone restic apparmor
+    apt_install prometheus prometheus-alertmanager openssh-client openssl rclone restic apparmor
     # The tests start their own instances on free loopback ports, beside any packaged ones.
-    say "host tools: systemd-analyze, promtool, prometheus, alertmanager, vsftpd, sshd, rclone, restic, apparmor_parser"
+    say "host tools: systemd-analyze, promtool, prometheus, alertmanager, ssh-keygen, rclone, restic, apparmor_parser"
 }
 
 mkdir -p "$cache"

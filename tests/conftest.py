@@ -11,6 +11,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+# Ryuk, testcontainers' reaper, is an image from Docker Hub, which this host cannot reach;
+# the fixtures remove their own containers. testcontainers reads this once, at import.
+os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+
 if TYPE_CHECKING:
     from tests.helpers import DaemonProcess
 

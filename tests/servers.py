@@ -1,51 +1,54 @@
-"""Real FTPS (vsftpd) and SFTP (OpenSSH) servers on loopback, for the remote-source tests."""
+"""Real FTPS (vsftpd) and SFTP (OpenSSH) servers in containers on loopback, for remote sources.
 
+The servers see the host's files at the same paths: every directory `open_dir` makes lies
+in one served root that each server container mounts read-only. Nothing on the host changes:
+the login exists only in the server images (tests/images/).
+"""
+
+import atexit
+import functools
 import random
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.containers import free_port, image, on_host_network, wait_for_port
+
+__all__ = ["PASSWORD", "USER", "Ftps", "Sftp", "free_port", "make_ca", "open_dir", "sshd", "vsftpd"]
+
 USER = "unstoppable-test"
 PASSWORD = "Remote-Secret-7f3a"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def ensure_user() -> None:
-    """Create the login the servers authenticate (idempotent) and set its password."""
-    if subprocess.run(["id", USER], capture_output=True).returncode != 0:
-        subprocess.run(["useradd", "--no-create-home", "--shell", "/bin/sh", USER], check=True)
-    # vsftpd changes into the home directory at login and fails when it does not exist.
-    subprocess.run(["usermod", "--home", "/", USER], check=True)
-    subprocess.run(["chpasswd"], input=f"{USER}:{PASSWORD}\n", text=True, check=True)
+@functools.cache
+def served_root() -> Path:
+    """Return the directory, removed at exit, that holds every `open_dir` of this process."""
+    root = Path(tempfile.mkdtemp(prefix="unstoppable-served-", dir="/var/tmp"))
+    root.chmod(0o755)
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    return root
 
 
 def open_dir(prefix: str) -> Path:
-    """Return a new directory the test user can read (pytest's tmp_path is root-only)."""
+    """Return a new directory the servers' login can read (pytest's tmp_path is root-only)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=served_root()))
+    path.chmod(0o755)
+    return path
+
+
+def work_dir(prefix: str) -> Path:
+    """Return a new directory for one server's configuration, keys and logs."""
     path = Path(tempfile.mkdtemp(prefix=prefix, dir="/var/tmp"))
     path.chmod(0o755)
     return path
 
 
-def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-    for _ in range(100):
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"server did not listen on {port}")
+def server_image(kind: str) -> str:
+    return image(kind, LOGIN_USER=USER, LOGIN_PASSWORD=PASSWORD)
 
 
 @dataclass
@@ -125,8 +128,9 @@ def make_ca(work: Path) -> tuple[Path, Path, Path]:
 @contextmanager
 def vsftpd() -> Iterator[Ftps]:
     """Run vsftpd with explicit TLS required and passive ports, all on 127.0.0.1."""
-    ensure_user()
-    work = open_dir("unstoppable-vsftpd-")
+    work = work_dir("unstoppable-vsftpd-")
+    logs = work / "log"
+    logs.mkdir()
     ca, cert, key = make_ca(work)
     port = free_port()
     pasv = random.randrange(40000, 59000, 100)
@@ -153,11 +157,10 @@ pasv_min_port={pasv}
 pasv_max_port={pasv + 99}
 xferlog_enable=YES
 xferlog_std_format=YES
-xferlog_file={work / "xfer.log"}
+xferlog_file={logs / "xfer.log"}
 seccomp_sandbox=NO
 secure_chroot_dir=/var/run/vsftpd/empty
 """)
-    Path("/var/run/vsftpd/empty").mkdir(parents=True, exist_ok=True)
     out = subprocess.run(
         ["openssl", "x509", "-in", str(cert), "-noout", "-fingerprint", "-sha256"],
         capture_output=True,
@@ -165,15 +168,12 @@ secure_chroot_dir=/var/run/vsftpd/empty
         check=True,
     ).stdout
     fingerprint = "sha256:" + out.strip().split("=", 1)[1]
-    log = work / "vsftpd.out"
-    with open(log, "wb") as handle:
-        process = subprocess.Popen(["vsftpd", str(conf)], stdout=handle, stderr=handle)
+    mounts = [(served_root(), "ro"), (work, "ro"), (logs, "rw")]
     try:
-        wait_for_port(port, process, log)
-        yield Ftps(port, ca, fingerprint, work / "xfer.log")
+        with on_host_network(server_image("ftps"), [str(conf)], mounts) as container:
+            wait_for_port(port, container)
+            yield Ftps(port, ca, fingerprint, logs / "xfer.log")
     finally:
-        process.terminate()
-        process.wait(10)
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -187,14 +187,11 @@ class Sftp:
 @contextmanager
 def sshd() -> Iterator[Sftp]:
     """Run OpenSSH's sshd with SFTP only, password and key login, on 127.0.0.1."""
-    ensure_user()
-    work = open_dir("unstoppable-sshd-")
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(work / "host")], check=True
-    )
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(work / "client")], check=True
-    )
+    work = work_dir("unstoppable-sshd-")
+    for name in ("host", "client"):
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(work / name)], check=True
+        )
     (work / "authorized_keys").write_text((work / "client.pub").read_text())
     (work / "authorized_keys").chmod(0o644)
     port = free_port()
@@ -213,17 +210,11 @@ AllowUsers {USER}
 Subsystem sftp internal-sftp
 ForceCommand internal-sftp
 """)
-    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-    log = work / "sshd.log"
-    with open(log, "wb") as handle:
-        process = subprocess.Popen(
-            ["/usr/sbin/sshd", "-D", "-e", "-f", str(conf)], stdout=handle, stderr=handle
-        )
+    mounts = [(served_root(), "ro"), (work, "ro")]
     try:
-        wait_for_port(port, process, log)
-        key_type, key = (work / "host.pub").read_text().split()[:2]
-        yield Sftp(port, f"{key_type} {key}", work / "client")
+        with on_host_network(server_image("sftp"), ["-f", str(conf)], mounts) as container:
+            wait_for_port(port, container)
+            key_type, key = (work / "host.pub").read_text().split()[:2]
+            yield Sftp(port, f"{key_type} {key}", work / "client")
     finally:
-        process.terminate()
-        process.wait(10)
         shutil.rmtree(work, ignore_errors=True)

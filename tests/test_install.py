@@ -13,7 +13,6 @@ import tarfile
 import threading
 import time
 import tomllib
-import uuid
 from collections.abc import Iterator
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
+from tests.containers import build, on_host_network
 from tests.helpers import wait_until
 from tests.servers import make_ca, open_dir
 
@@ -52,20 +52,7 @@ def host(docker_ready: None) -> Iterator[tuple[str, Path, str]]:
         ["docker", "image", "inspect", "unstoppable-base:bookworm"], capture_output=True
     )
     assert base.returncode == 0, "base image missing: run `make provision`"
-    subprocess.run(
-        [
-            "docker",
-            "build",
-            "-q",
-            "-t",
-            IMAGE,
-            "--build-arg",
-            "BASE_IMAGE=unstoppable-base:bookworm",
-            str(ROOT / "tests" / "systemd-host"),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    image = build(ROOT / "tests" / "systemd-host", IMAGE)
     shared = open_dir("unstoppable-install-")
     web = shared / "web"
     web.mkdir()
@@ -82,52 +69,34 @@ def host(docker_ready: None) -> Iterator[tuple[str, Path, str]]:
     context.load_cert_chain(cert, key)
     server.socket = context.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    name = f"unstoppable-host-{uuid.uuid4().hex[:6]}"
     # Workers start on the host's engine, so every path they mount (data, sources) is
     # bind-mounted into the server at the same path.
-    subprocess.run(
-        [
-            "docker",
-            "run",
-            "-d",
-            "--name",
-            name,
-            "--network",
-            "host",
-            "--cap-add",
-            "SYS_ADMIN",
-            "--security-opt",
-            "seccomp=unconfined",
-            "--cgroupns=host",
-            "-v",
-            "/sys/fs/cgroup:/sys/fs/cgroup",
-            "--tmpfs",
-            "/run",
-            "--tmpfs",
-            "/run/lock",
-            "-v",
-            "/var/run/docker.sock:/var/run/docker.sock",
-            "-v",
-            f"{bundle}:{CA_BUNDLE}:ro",
-            "-v",
-            f"{shared}:{shared}",
-            IMAGE,
-        ],
-        check=True,
-        capture_output=True,
+    container = (
+        on_host_network(
+            image,
+            None,  # the image's own /sbin/init
+            [(Path("/sys/fs/cgroup"), "rw"), (Path("/var/run/docker.sock"), "rw"), (shared, "rw")],
+            cap_add=["SYS_ADMIN"],
+            security_opt=["seccomp=unconfined"],
+            cgroupns="host",
+        )
+        .with_volume_mapping(bundle, CA_BUNDLE, "ro")
+        .with_tmpfs_mount("/run")
+        .with_tmpfs_mount("/run/lock")
     )
     try:
-        wait_until(
-            lambda: (
-                run(name, "systemctl is-system-running --wait || true").stdout.strip()
-                in ("running", "degraded")
-            ),
-            120,
-            "systemd to boot",
-        )
-        yield name, shared, f"https://127.0.0.1:{server.server_address[1]}"
+        with container:
+            name = container.get_wrapped_container().name
+            wait_until(
+                lambda: (
+                    run(name, "systemctl is-system-running --wait || true").stdout.strip()
+                    in ("running", "degraded")
+                ),
+                120,
+                "systemd to boot",
+            )
+            yield name, shared, f"https://127.0.0.1:{server.server_address[1]}"
     finally:
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
         subprocess.run(
             "docker ps -aq --filter label=unstoppable.customer=onsite | xargs -r docker rm -f",
             shell=True,

@@ -6,55 +6,53 @@ import shutil
 import signal
 import subprocess
 import threading
-import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import boto3
 import pytest
 
 from orchestrator.reporting.ledger import Ledger
-from tests.conftest import ROOT, Site
+from tests.conftest import Site
+from tests.containers import DockerContainer, image, on_host_network
 from tests.helpers import DaemonProcess, wait_until
 from tests.servers import PASSWORD, USER, free_port, open_dir, vsftpd
 from tests.test_remote import contents, fill
 
 pytestmark = pytest.mark.docker
-MINIO = ROOT / ".tools" / "bin" / "minio"
 KEY_ID, SECRET = "unstoppable-test", "minio-Secret-9d41e2"
 
 
 @dataclass
 class Minio:
+    """MinIO in a container on the host's network, its data directory bind-mounted."""
+
     port: int
     data: Path
     audit: list[dict[str, object]] = field(default_factory=list)
-    process: subprocess.Popen[bytes] | None = None
     env: dict[str, str] = field(default_factory=dict)
+    container: DockerContainer | None = None
 
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        with open(self.data.parent / "minio.log", "ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    str(MINIO),
-                    "server",
-                    str(self.data),
-                    "--address",
-                    f"127.0.0.1:{self.port}",
-                    "--console-address",
-                    f"127.0.0.1:{free_port()}",
-                    "--quiet",
-                ],
-                env=self.env,
-                stdout=log,
-                stderr=log,
-            )
+        """Start the server, or start its stopped container again on the same data."""
+        if self.container is None:
+            self.data.mkdir(parents=True, exist_ok=True)
+            command = ["server", str(self.data), "--address", f"127.0.0.1:{self.port}"]
+            command += ["--console-address", f"127.0.0.1:{free_port()}", "--quiet"]
+            self.container = on_host_network(
+                image("minio"), command, [(self.data, "rw")], env=self.env
+            ).start()
+        else:
+            self.container.get_wrapped_container().start()
         wait_until(self.live, 60, "MinIO to answer")
 
     def live(self) -> bool:
@@ -65,28 +63,52 @@ class Minio:
             return False
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
+        """Kill the server at once, as a crash would; start() brings the same one back."""
+        if self.container is not None:
+            self.container.get_wrapped_container().kill()
+            self.container.get_wrapped_container().wait(timeout=10)
 
-    def reads(self, bucket: str, prefix: str) -> list[str]:
-        """Return the objects under `prefix` that MinIO's audit log says were read."""
+    def remove(self) -> None:
+        if self.container is not None:
+            self.container.stop()  # testcontainers' stop removes the container
+            self.container = None
+
+    def entries(
+        self,
+        name: str,
+        bucket: str,
+        prefix: str = "",
+        after: datetime | None = None,
+        before: datetime | None = None,
+    ) -> list[str]:
+        """Return the objects under `prefix` that MinIO's audit log records for API `name`.
+
+        `after` and `before` bound MinIO's time of the request: the webhook delivers
+        asynchronously, and not necessarily in order.
+        """
         out = []
         for entry in list(self.audit):
             api = entry.get("api", {})
+            when = datetime.fromisoformat(str(entry["time"]))
             if (
                 isinstance(api, dict)
-                and api.get("name") == "GetObject"
+                and api.get("name") == name
                 and api.get("bucket") == bucket
                 and str(api.get("object", "")).startswith(prefix)
+                and (after is None or when >= after)
+                and (before is None or when <= before)
             ):
                 out.append(str(api["object"]))
         return out
 
+    def reads(self, bucket: str, prefix: str) -> list[str]:
+        """Return the objects under `prefix` that MinIO's audit log says were read."""
+        return self.entries("GetObject", bucket, prefix)
 
-@pytest.fixture(scope="module")
-def minio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Minio]:
-    assert MINIO.exists(), f"{MINIO} missing: run `make provision`"
+
+@contextmanager
+def audit_receiver() -> Iterator[tuple[str, list[dict[str, object]]]]:
+    """Collect MinIO's audit webhook posts; yield (URL, entries so far)."""
     audit: list[dict[str, object]] = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -103,23 +125,38 @@ def minio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Minio]:
 
     receiver = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
-    work = tmp_path_factory.mktemp("minio")
-    server = Minio(free_port(), work / "data", audit)
-    server.env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(work),
-        "MINIO_ROOT_USER": KEY_ID,
-        "MINIO_ROOT_PASSWORD": SECRET,
-        # MinIO's own account of every request: the witness that no data pack is read.
-        "MINIO_AUDIT_WEBHOOK_ENABLE_test": "on",
-        "MINIO_AUDIT_WEBHOOK_ENDPOINT_test": f"http://127.0.0.1:{receiver.server_address[1]}/",
-        "MINIO_AUDIT_WEBHOOK_BATCH_SIZE_test": "1",
-    }
-    server.start()
-    yield server
-    server.stop()
-    receiver.shutdown()
-    receiver.server_close()
+    try:
+        yield f"http://127.0.0.1:{receiver.server_address[1]}/", audit
+    finally:
+        receiver.shutdown()
+        receiver.server_close()
+
+
+@contextmanager
+def minio_server(work: Path, **env: str) -> Iterator[Minio]:
+    """Run MinIO with the test's root credentials and an audit webhook; remove it after."""
+    with audit_receiver() as (url, audit):
+        server = Minio(free_port(), work / "data", audit)
+        server.env = {
+            "MINIO_ROOT_USER": KEY_ID,
+            "MINIO_ROOT_PASSWORD": SECRET,
+            # MinIO's own account of every request: the witness of what was read and written.
+            "MINIO_AUDIT_WEBHOOK_ENABLE_test": "on",
+            "MINIO_AUDIT_WEBHOOK_ENDPOINT_test": url,
+            "MINIO_AUDIT_WEBHOOK_BATCH_SIZE_test": "1",
+            **env,
+        }
+        try:
+            server.start()
+            yield server
+        finally:
+            server.remove()
+
+
+@pytest.fixture(scope="module")
+def minio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Minio]:
+    with minio_server(tmp_path_factory.mktemp("minio")) as server:
+        yield server
 
 
 def s3_site(site: Site, minio: Minio, prefix: str = "ub-") -> None:
@@ -188,22 +225,34 @@ def test_an_incremental_backup_reads_no_data_pack(
 ) -> None:
     s3_site(site, minio)
     name = f"s3inc-{unique}"
+    bucket = f"ub-{name}"
     source = tmp_path / "src"
     source.mkdir()
     (source / "big.bin").write_bytes(os.urandom(20 * 1024 * 1024))
     (source / "small.txt").write_text("v1")
     local_customer(site, name, source)
     site.cli("backup", name, check=True)
-    seen = len(minio.audit)
     (source / "small.txt").write_text("v2, changed")
     (source / "new.bin").write_bytes(os.urandom(1024 * 1024))
+    start = datetime.now(UTC)
     done = site.cli("backup", name, check=True)
+    end = datetime.now(UTC)
     assert "1 new, 1 changed" in done.stdout
-    time.sleep(1)  # the audit webhook is asynchronous
-    during = Minio(minio.port, minio.data, minio.audit[seen:])
-    assert during.reads(f"ub-{name}", "files/data/") == []
-    writes = [e for e in minio.audit[seen:] if e["api"].get("name") == "PutObject"]  # type: ignore[union-attr]
-    assert writes, "the incremental backup must have written to the cold bucket"
+    # The witness must be seen to work before its silence means anything: the run's own
+    # upload of the new data reaches the audit log, and so do the reads of a full check
+    # made after it, of the very packs the incremental run must not have read.
+    wait_until(
+        lambda: minio.entries("PutObject", bucket, "files/data/", start, end),
+        30,
+        "the audit log to record the incremental run's new data pack",
+    )
+    site.cli("check", name, "files", "--read-data", check=True)
+    wait_until(
+        lambda: minio.entries("GetObject", bucket, "files/data/", after=end),
+        30,
+        "the audit log to record the check reading the data packs",
+    )
+    assert minio.entries("GetObject", bucket, "files/data/", start, end) == []
 
 
 def test_the_cold_bucket_alone_is_a_complete_repository_for_restic(
@@ -288,3 +337,62 @@ def test_minio_stopped_mid_backup_fails_then_recovers(
         "restore", name, "files", "--target", str(target), "--snapshot", snaps[0]["id"], check=True
     )
     assert (target / "first.txt").read_text() == "in the first snapshot"
+
+
+def temporary_credentials(minio: Minio) -> dict[str, str]:
+    """Return STS credentials (key, secret, session token) MinIO issues to its root user."""
+    sts = boto3.client(
+        "sts",
+        endpoint_url=minio.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=KEY_ID,
+        aws_secret_access_key=SECRET,
+    )
+    issued = sts.assume_role(
+        RoleArn="arn:minio:iam:::role/unstoppable-test",
+        RoleSessionName="unstoppable-test",
+        DurationSeconds=3600,
+    )["Credentials"]
+    return {k: str(issued[k]) for k in ("AccessKeyId", "SecretAccessKey", "SessionToken")}
+
+
+def test_temporary_credentials_reach_the_bucket_and_rustic_through_the_session_token(
+    site: Site, minio: Minio, unique: str, tmp_path: Path
+) -> None:
+    issued = temporary_credentials(minio)
+    s3_site(site, minio)
+    site.env.update(
+        {
+            "UNSTOPPABLE_S3_ACCESS_KEY_ID": issued["AccessKeyId"],
+            "UNSTOPPABLE_S3_SECRET_ACCESS_KEY": issued["SecretAccessKey"],
+            "UNSTOPPABLE_S3_SESSION_TOKEN": issued["SessionToken"],
+        }
+    )
+    name = f"s3sts-{unique}"
+    source = tmp_path / "src"
+    source.mkdir()
+    fill(source)
+    local_customer(site, name, source)
+    done = site.cli("backup", name, check=True)
+    assert f"{name}/files: success" in done.stdout
+
+    def keys(api: str) -> set[object]:
+        return {
+            e.get("accessKey")
+            for e in list(minio.audit)
+            if e["api"].get("name") == api and e["api"].get("bucket") == f"ub-{name}"  # type: ignore[union-attr]
+        }
+
+    # The orchestrator made the bucket and rustic wrote the packs, both as the issued key.
+    wait_until(lambda: keys("PutBucket") and keys("PutObject"), 30, "the audit log")
+    assert keys("PutBucket") == keys("PutObject") == {issued["AccessKeyId"]}
+    target = tmp_path / "restored"
+    site.cli("restore", name, "files", "--target", str(target), check=True)
+    assert contents(target) == contents(source)
+    # The same key without its token is refused: the token, not the key, let the runs in.
+    del site.env["UNSTOPPABLE_S3_SESSION_TOKEN"]
+    refused = site.cli("backup", name)
+    assert refused.returncode == 1
+    assert f"{name}/files: failure (storage)" in refused.stdout, refused.stdout + refused.stderr
+    for secret in (issued["SecretAccessKey"], issued["SessionToken"]):
+        assert secret not in done.stdout + done.stderr + refused.stdout + refused.stderr

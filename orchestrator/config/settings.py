@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     S3_REGION: str = "us-east-1"
     S3_ACCESS_KEY_ID: str | None = None
     S3_SECRET_ACCESS_KEY: SecretStr | None = None
+    S3_SESSION_TOKEN: SecretStr | None = None  # with temporary (STS) credentials
     S3_BUCKET_PREFIX: str = ""
     WORKER_IMAGE: str = f"unstoppable-worker:{__version__}"
     METRICS_LISTEN: str = "127.0.0.1:9819"
@@ -95,6 +96,13 @@ class Settings(BaseSettings):
     def bucket_prefix(self) -> str | None:
         """Return the S3 bucket prefix when the cold backend is S3, else None."""
         return self.S3_BUCKET_PREFIX if self.COLD_BACKEND == "s3" else None
+
+    @field_validator("S3_ENDPOINT")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^\s/@?#]+/?", value):
+            raise ValueError("must be http://host[:port] or https://host[:port], without a path")
+        return value
 
     @field_validator("PING_URL")
     @classmethod

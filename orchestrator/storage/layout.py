@@ -57,6 +57,8 @@ def cold_profile(settings: Settings, customer: str, resource: str) -> SecretStr 
         # A dead object store should fail the run in minutes, not retry for hours.
         "retry": "3",
     }
+    if settings.S3_SESSION_TOKEN is not None:
+        options["session_token"] = settings.S3_SESSION_TOKEN.get_secret_value()  # opendal's name
     body = "".join(f"{key} = {json.dumps(value)}\n" for key, value in options.items())
     return SecretStr("[repository.options-cold]\n" + body)
 

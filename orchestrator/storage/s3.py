@@ -1,19 +1,27 @@
 """The S3 cold backend: bucket names, and creating a customer's bucket when it is missing.
 
-Requests are signed with AWS Signature Version 4 by hand (stdlib only): the orchestrator
-needs exactly two calls, HEAD and PUT of a bucket, not an SDK.
+minio-py signs and sends the requests; this is the only module that imports it.
 """
 
-import hashlib
-import hmac
-import urllib.error
-import urllib.request
-from datetime import UTC, datetime
+import re
 from urllib.parse import urlsplit
+
+import urllib3
+from minio import Minio
+from minio.error import InvalidResponseError, S3Error, ServerError
 
 from orchestrator.errors import UnstoppableError
 
-EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+# A dead endpoint must fail a run in seconds: minio-py's own pool waits five minutes per
+# connection and retries five times. One retry covers a dropped connection.
+CONNECT_SECONDS = 5
+_RETRIES = urllib3.Retry(
+    total=1,
+    read=0,
+    backoff_factor=0.2,
+    status_forcelist=(500, 502, 503, 504),
+    raise_on_status=False,  # the last answer is parsed as S3's error, not urllib3's
+)
 
 
 class StorageError(UnstoppableError):
@@ -21,62 +29,96 @@ class StorageError(UnstoppableError):
 
 
 def ensure_bucket(
-    endpoint: str, region: str, key_id: str, secret: str, bucket: str, timeout: float = 30
+    endpoint: str,
+    region: str,
+    key_id: str,
+    secret: str,
+    bucket: str,
+    timeout: float = 30,
+    session_token: str | None = None,
 ) -> bool:
-    """Create `bucket` unless it exists; return whether it was created.
+    """Create `bucket` in `region` unless it exists; return whether this call created it.
 
-    Raises StorageError naming the bucket (never a credential) when the store refuses.
+    Raises StorageError naming the bucket and endpoint (never a credential) when the store
+    cannot be reached or refuses.
     """
-    status = _request("HEAD", endpoint, region, key_id, secret, bucket, timeout)
-    if status == 200:
-        return False
-    if status != 404:
-        raise StorageError(f"bucket {bucket}: the object store answered HTTP {status}")
-    status = _request("PUT", endpoint, region, key_id, secret, bucket, timeout)
-    if status in (200, 409):  # 409: created meanwhile by a parallel run, and ours
-        return status == 200
-    raise StorageError(f"cannot create bucket {bucket}: HTTP {status}")
-
-
-def _request(
-    method: str, endpoint: str, region: str, key_id: str, secret: str, bucket: str, timeout: float
-) -> int:
-    url = f"{endpoint.rstrip('/')}/{bucket}"
-    parts = urlsplit(url)
-    now = datetime.now(UTC)
-    amz_date, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
-    headers = {"host": parts.netloc, "x-amz-content-sha256": EMPTY_SHA256, "x-amz-date": amz_date}
-    signed = ";".join(sorted(headers))
-    canonical = "\n".join(
-        [
-            method,
-            parts.path or "/",
-            "",
-            "".join(f"{k}:{headers[k]}\n" for k in sorted(headers)),
-            signed,
-            EMPTY_SHA256,
-        ]
+    host, secure = _endpoint(endpoint)
+    pool = urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=min(CONNECT_SECONDS, timeout), read=timeout),
+        retries=_RETRIES,
+        cert_reqs="CERT_REQUIRED",  # against the system's trust store, as before minio-py
     )
-    scope = f"{day}/{region}/s3/aws4_request"
-    to_sign = "\n".join(
-        ["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()]
-    )
-    key = f"AWS4{secret}".encode()
-    for part in (day, region, "s3", "aws4_request"):
-        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-    headers["authorization"] = (
-        f"AWS4-HMAC-SHA256 Credential={key_id}/{scope}, "
-        f"SignedHeaders={signed}, Signature={signature}"
-    )
-    request = urllib.request.Request(
-        url, method=method, headers={k: v for k, v in headers.items() if k != "host"}
+    client = Minio(
+        host,
+        access_key=key_id,
+        secret_key=secret,
+        session_token=session_token or None,
+        secure=secure,
+        region=region,
+        http_client=pool,
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise StorageError(f"cannot reach the object store at {parts.netloc}: {reason}") from None
+        if client.bucket_exists(bucket):
+            return False
+        client.make_bucket(bucket, location=region)
+        return True
+    except S3Error as exc:
+        if exc.code == "BucketAlreadyOwnedByYou":  # created meanwhile by a parallel run
+            return False
+        if exc.code == "BucketAlreadyExists":
+            raise StorageError(
+                f"bucket {bucket} at {host} belongs to another account; choose another "
+                "UNSTOPPABLE_S3_BUCKET_PREFIX"
+            ) from None
+        said = _without(f"{exc.code}: {exc.message}", key_id, secret, session_token)
+        raise StorageError(
+            f"bucket {bucket} at {host} (region {region}): the object store said {said}"
+        ) from None
+    except ServerError as exc:
+        raise StorageError(
+            f"bucket {bucket} at {host}: the object store answered HTTP {exc.status_code}"
+        ) from None
+    except InvalidResponseError as exc:
+        code = re.search(r"Response code: (\d+)", str(exc))
+        raise StorageError(
+            f"bucket {bucket} at {host}: an answer that is not S3's"
+            f" (HTTP {code[1] if code else '?'}): is UNSTOPPABLE_S3_ENDPOINT an S3 endpoint?"
+        ) from None
+    except urllib3.exceptions.HTTPError as exc:
+        raise StorageError(f"cannot reach the object store at {host}: {_reason(exc)}") from None
+    except ValueError as exc:  # minio-py's own checks of names and arguments
+        said = _without(str(exc), key_id, secret, session_token)
+        raise StorageError(f"bucket {bucket} at {host}: {said}") from None
+    finally:
+        pool.clear()
+
+
+def _endpoint(endpoint: str) -> tuple[str, bool]:
+    """Return (host[:port], TLS?) of an `http(s)://host[:port]` endpoint; StorageError if not."""
+    parts = urlsplit(endpoint.strip())
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or "@" in parts.netloc
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+    ):
+        raise StorageError(
+            "UNSTOPPABLE_S3_ENDPOINT must be http://host[:port] or https://host[:port]"
+        )
+    return parts.netloc, parts.scheme == "https"
+
+
+def _reason(exc: urllib3.exceptions.HTTPError) -> str:
+    """Return what went wrong on the wire, without urllib3's repeat of the connection."""
+    reason = getattr(exc, "reason", None) or exc
+    return str(reason).split("): ", 1)[-1] or type(reason).__name__
+
+
+def _without(text: str, *secrets: str | None) -> str:
+    """Return `text` with every non-empty secret masked: servers may echo what they got."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
