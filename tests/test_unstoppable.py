@@ -254,7 +254,7 @@ def test_a_refused_fuse_mount_is_its_own_reason(site: Site, unique: str) -> None
     )
     customer = load_customer(path)
     jobs = Jobs(load_settings(site.env), runtime)
-    outcome = jobs._judge(customer, customer.resources[0], datetime.now(UTC), done)
+    outcome = jobs.judge(customer, customer.resources[0], datetime.now(UTC), done)
     assert (outcome.result.value, outcome.reason.value) == ("failure", "mount")
     assert "AppArmor" in outcome.message and "cannot mount" in outcome.message
 
@@ -330,7 +330,7 @@ def test_a_directory_swapped_before_the_mount_is_not_read(site: Site, unique: st
         timeout=120,
     )
     assert done.exit_code == 6, (done.exit_code, done.stderr)
-    outcome = Jobs(load_settings(site.env), runtime)._judge(
+    outcome = Jobs(load_settings(site.env), runtime).judge(
         customer, customer.resources[0], datetime.now(UTC), done
     )
     assert (outcome.result.value, outcome.reason.value) == ("failure", "source_refused")
