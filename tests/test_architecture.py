@@ -57,10 +57,24 @@ def modules() -> list[Path]:
 
 
 def imports_of(path: Path) -> list[tuple[int, str]]:
-    """Return (line, module) of every `orchestrator` import in `path`, lazy ones included."""
+    """Return (line, module) of every `orchestrator` import in `path`, lazy ones included.
+
+    A relative import is resolved against the module's own package.
+    """
+    return _imports_in(path, path.read_text())
+
+
+def _imports_in(path: Path, text: str) -> list[tuple[int, str]]:
     found = []
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.ImportFrom) and node.level > 0:
+            package = _dotted(path).split(".")[: -node.level]
+            base = ".".join([*package, *([node.module] if node.module else [])])
+            if node.module:
+                found.append((node.lineno, base))
+            else:
+                found += [(node.lineno, f"{base}.{a.name}") for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             if node.module == "orchestrator":
                 found += [(node.lineno, _submodule(a.name)) for a in node.names]
             elif node.module.startswith("orchestrator."):
@@ -104,10 +118,36 @@ def test_no_module_is_over_300_lines(path: Path) -> None:
     assert lines <= MAX_LINES, f"{path.name} has {lines} lines: split it by the nouns it holds"
 
 
-def test_the_checker_sees_an_upward_import(tmp_path: Path) -> None:
+def test_the_checker_sees_an_upward_import() -> None:
     """The direction check must be able to fail: a config module importing runs is caught."""
-    bad = tmp_path / "bad.py"
-    bad.write_text("from orchestrator.runs import Jobs\nimport orchestrator.daemon\n")
-    found = imports_of(bad)
-    assert found == [(1, "orchestrator.runs"), (2, "orchestrator.daemon")]
-    assert rank(unit_of(found[0][1])) < rank("config")
+    bad = PACKAGE / "config" / "zz_not_a_module.py"  # never written: parsed from text below
+    text = (
+        "from orchestrator.runs import Jobs\nimport orchestrator.daemon\nfrom ..runs import Jobs\n"
+    )
+    found = _imports_in(bad, text)
+    assert found == [
+        (1, "orchestrator.runs"),
+        (2, "orchestrator.daemon"),
+        (3, "orchestrator.runs"),
+    ]
+    assert all(rank(unit_of(module)) < rank("config") for _, module in found)
+
+
+# The pure core (STYLE.md rule 1) imports nothing with effects: no runtime, no ledger, no I/O.
+PURE = {"planner": {"schedule", "model", "errors"}, "schedule": set(), "model": set()}
+
+
+def test_the_pure_core_imports_only_pure_modules() -> None:
+    for name, allowed in PURE.items():
+        imported = {unit_of(module) for _, module in imports_of(PACKAGE / f"{name}.py")}
+        assert imported <= allowed, f"{name}.py imports {sorted(imported - allowed)}"
+
+
+def test_no_module_imports_by_name_at_run_time() -> None:
+    """`importlib` or `__import__` would pass the direction check unseen."""
+    dynamic = [
+        str(path.relative_to(PACKAGE))
+        for path in modules()
+        if "importlib" in path.read_text() or "__import__(" in path.read_text()
+    ]
+    assert not dynamic

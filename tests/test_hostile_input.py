@@ -338,6 +338,15 @@ HEAVY = {
     "cron": 'SCHEDULE="' + ",".join(["1"] * 400_000) + ' * * * *"\nRESOURCES=aaa\n',
     "comments": "KEEP_LAST=1" + " #" * (MIB // 2 - 10) + "\n",
     "lines": "#\n" * (MIB // 2),
+    # python-dotenv's `\s` is wider than blanks and tabs: every such run must be bounded.
+    "nbsp": "REPO_PASSWORD=x" + "\u00a0" * (MIB // 2 - 20) + "x\n",
+    "form-feeds": "REPO_PASSWORD=x" + "\x0c" * (MIB - 20) + "x\n",
+    "bare-words": "x\n" * (MIB // 2),
+    "bare-equals": "=\n" * (MIB // 2),
+    "lone-cr": "A=1\r" * (MIB // 4),
+    "empty-quotes": '""\n' * (MIB // 3),
+    "many-keys": "".join(f"K{i}=v\n" for i in range(MIB // 10)),
+    "open-quotes": 'A="x\n' * (MIB // 5),
 }
 
 
@@ -423,6 +432,8 @@ class _ScriptedFtp:
         ([b"HELLO\r\n"], "unexpected FTP reply: HELLO"),
         ([], "the FTP server closed the connection"),
         ([b"220 ok\r\n", 0.2, b"500 AUTH not understood\r\n"], "unexpected FTP reply: 500"),
+        # A Latin-1 banner: ftplib's default UTF-8 would raise outside the OSError family.
+        ([b"220 Willkommen \xe0 bord\r\n", 0.2, b"530 no TLS\r\n"], "unexpected FTP reply: 530"),
     ],
 )
 def test_an_ftps_server_out_of_protocol_is_a_connection_error(

@@ -4,6 +4,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
 import pytest
@@ -189,3 +190,36 @@ def test_wrong_credentials_are_refused_without_echoing_them(minio_eu: Minio) -> 
     assert "ub-creds" in str(error) and minio_eu.endpoint.removeprefix("http://") in str(error)
     for secret in ("not-a-key", SECRET, TOKEN):
         assert secret not in str(error), str(error)
+
+
+class _CutShort(BaseHTTPRequestHandler):
+    """An S3 look-alike: no bucket (404), then a refusal whose XML body is cut short."""
+
+    def do_HEAD(self) -> None:
+        self.send_response(404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_PUT(self) -> None:
+        body = b"<Error><Code>Bad"
+        self.send_response(403)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_refusal_the_client_cannot_read_is_a_storage_error() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _CutShort)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+        error, _ = refused(lambda: s3.ensure_bucket(endpoint, "us-east-1", KEY_ID, SECRET, "ub-x"))
+        assert "ub-x" in str(error)
+        assert_no_secret(error)
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -2,8 +2,11 @@
 
 A file is read without ever blocking (a FIFO or socket named `*.env` is refused, not
 opened for a read that never ends), up to MAX_BYTES. A UTF-8 byte-order mark and CRLF line
-endings are accepted; any other control character in a value is refused, since values end
-up in mounts, rclone.conf lines and labels.
+endings are accepted; a lone carriage return, and any control character but the tab in a
+value, are refused, since values end up in mounts, rclone.conf lines and labels.
+
+Escapes in double quotes are python-dotenv's (`\\` is one backslash, `\"` a quote, `\n` a
+line break, which is then refused); before 0.3 a backslash simply took the next character.
 """
 
 import errno
@@ -19,10 +22,11 @@ from orchestrator.errors import ConfigError
 
 MAX_BYTES = 1024 * 1024
 
-_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_BLANKS = 64
+MAX_SETTINGS = 10_000  # 200 resources of 25 keys each is 5000
 _NAMED = re.compile(r"[ \t]*(?:export[ \t]+)?([A-Za-z_][A-Za-z0-9_]*)[ \t]*=")
-_LONG_BLANKS = re.compile(rf"[ \t]{{{MAX_BLANKS + 1}}}")
+# Any blank python-dotenv's `\s` takes: NBSP, form feed and the like count as well.
+_LONG_BLANKS = re.compile(rf"[^\S\n]{{{MAX_BLANKS + 1}}}")
 
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
@@ -84,42 +88,51 @@ def parse_dotenv(path: Path) -> dict[str, tuple[str, int]]:
 def parse_text(path: Path, text: str) -> dict[str, tuple[str, int]]:
     """Return {KEY: (value, line number)} for `text`, the contents of `path`.
 
-    python-dotenv's parser reads the lines (quotes, escapes, `export`, comments); the rules
-    on top are ours: a key is a shell name, a key is set once, and a value holds no control
-    character — so `"a\\nb"`, which the parser turns into two lines, is refused rather than
-    handed on as a different secret than the operator wrote.
+    python-dotenv's parser reads each `KEY=value` line (quotes, escapes, `export`, comments);
+    the rules around it are ours, and come first so that no line costs more than its length:
+    a key is a shell name, set once; a value holds no control character but the tab — so
+    `"a\\nb"`, which the parser turns into two lines, is refused rather than handed on as a
+    different secret than the operator wrote. Raises ConfigError listing every problem.
     """
-    values: dict[str, tuple[str, int]] = {}
+    lines = text.replace("\r\n", "\n").split("\n")
     problems: list[str] = []
-    if blanks := _LONG_BLANKS.search(text):
-        # python-dotenv strips a comment from an unquoted value with `\s+#.*`, which
-        # backtracks over a run of blanks: quadratic, minutes for a hostile 1 MiB line.
-        number = text.count("\n", 0, blanks.start()) + 1
-        raise ConfigError([f"{path}: line {number}: more than {MAX_BLANKS} blanks in a row"])
-    # Blank and comment lines never reach the parser: it spends a Python loop on each, and a
-    # file of half a million `#` lines must still be judged in moments.
-    lines = [
-        (number, line)
-        for number, line in enumerate(text.replace("\r\n", "\n").split("\n"), start=1)
-        if line.strip(" \t") and not line.lstrip(" \t").startswith("#")
-    ]
-    numbers = [number for number, _ in lines]
-    for binding in parse_stream(io.StringIO("\n".join(line for _, line in lines))):
-        number = numbers[min(binding.original.line, len(numbers)) - 1]
-        if binding.error:
-            named = _NAMED.match(binding.original.string)
-            where = f"{named.group(1)}: a quote is not closed, or text follows it" if named else ""
-            problems.append(
-                f"{path}: {where} (line {number})"
-                if where
-                else f"{path}: line {number}: expected KEY=value"
-            )
+    settings: list[tuple[int, str]] = []
+    for number, line in enumerate(lines, start=1):
+        if "\r" in line:
+            problems.append(f"{path}: line {number}: a carriage return inside a line")
+        elif _LONG_BLANKS.search(line):
+            # python-dotenv strips a comment from an unquoted value with `\s+#.*`, which
+            # backtracks over a run of blanks: quadratic, minutes for a hostile 1 MiB line.
+            problems.append(f"{path}: line {number}: more than {MAX_BLANKS} blanks in a row")
+        elif not line.strip() or line.lstrip().startswith("#"):
             continue
-        key, value = binding.key, binding.value
-        if key is None:
-            continue  # a blank or comment line
-        if value is None or not _KEY.fullmatch(key):
+        elif _NAMED.match(line):
+            settings.append((number, line))
+        else:
             problems.append(f"{path}: line {number}: expected KEY=value")
+    if len(settings) > MAX_SETTINGS:
+        raise ConfigError([f"{path}: more than {MAX_SETTINGS} settings: not a customer file"])
+    values = _bindings(path, settings, problems)
+    if problems:
+        raise ConfigError(problems)
+    return values
+
+
+def _bindings(
+    path: Path, settings: list[tuple[int, str]], problems: list[str]
+) -> dict[str, tuple[str, int]]:
+    """Return the values python-dotenv reads from the `settings` (number, line); add problems."""
+    values: dict[str, tuple[str, int]] = {}
+    numbers = [number for number, _ in settings]
+    for binding in parse_stream(io.StringIO("\n".join(line for _, line in settings))):
+        number = numbers[min(binding.original.line, len(numbers)) - 1]
+        named = _NAMED.match(binding.original.string)
+        key, value = binding.key, binding.value
+        if binding.error or key is None or value is None:
+            what = named.group(1) if named else f"line {number}"
+            problems.append(
+                f"{path}: {what}: a quote is not closed, or text follows it (line {number})"
+            )
             continue
         if _CONTROL.search(value):
             problems.append(f"{path}: {key}: contains a control character (line {number})")
@@ -128,6 +141,4 @@ def parse_text(path: Path, text: str) -> dict[str, tuple[str, int]]:
             problems.append(f"{path}: {key}: set twice (lines {values[key][1]} and {number})")
             continue
         values[key] = (value, number)
-    if problems:
-        raise ConfigError(problems)
     return values

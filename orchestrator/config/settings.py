@@ -1,7 +1,6 @@
 """Global settings: `UNSTOPPABLE_*` variables over the file named by `UNSTOPPABLE_CONFIG`."""
 
 import os
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -10,6 +9,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from orchestrator import __version__
 from orchestrator.config.durations import parse_duration
+from orchestrator.config.values import check_url, s3_endpoint
 from orchestrator.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -100,16 +100,14 @@ class Settings(BaseSettings):
     @field_validator("S3_ENDPOINT")
     @classmethod
     def _endpoint(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"https?://[^\s/@?#]+/?", value):
-            raise ValueError("must be http://host[:port] or https://host[:port], without a path")
+        if value is not None:
+            s3_endpoint(value)
         return value
 
     @field_validator("PING_URL")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
-            raise ValueError("must be an http:// or https:// URL")
-        return value
+        return None if value is None else check_url(value)
 
     @field_validator("SOURCE_ROOTS")
     @classmethod

@@ -6,6 +6,7 @@ Values arrive as text. A number is ASCII digits within its range (`str.isdigit` 
 
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
@@ -77,3 +78,19 @@ def absolute(value: str | None) -> str | None:
     if value is not None and not value.startswith("/"):
         raise ValueError("must be an absolute path")
     return value
+
+
+def s3_endpoint(value: str) -> tuple[str, bool]:
+    """Return (host[:port], TLS?) of an S3 endpoint; ValueError unless `http(s)://host[:port]`."""
+    parts = urlsplit(value.strip())
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or "@" in parts.netloc
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or any(c.isspace() for c in value.strip())
+    ):
+        raise ValueError("must be http://host[:port] or https://host[:port], without a path")
+    return parts.netloc, parts.scheme == "https"

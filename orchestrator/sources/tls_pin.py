@@ -35,7 +35,8 @@ def server_certificate(
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE  # verified by fingerprint, by the caller
-    ftp = ftplib.FTP_TLS(context=context, timeout=deadline)
+    # latin-1: any byte a banner holds decodes; ftplib's default UTF-8 raises on some.
+    ftp = ftplib.FTP_TLS(context=context, timeout=deadline, encoding="latin-1")
     with watchdog(lambda: ftp.sock, deadline) as fired:
         try:
             if implicit:
@@ -47,7 +48,7 @@ def server_certificate(
                 ftp.auth()
             assert isinstance(ftp.sock, ssl.SSLSocket)
             der = ftp.sock.getpeercert(binary_form=True)
-        except (OSError, EOFError, ftplib.Error) as exc:
+        except (OSError, EOFError, UnicodeError, ftplib.Error) as exc:
             if fired.is_set():
                 raise TimeoutError(f"no TLS certificate within {deadline:.0f} s") from None
             if isinstance(exc, OSError):

@@ -4,12 +4,13 @@ minio-py signs and sends the requests; this is the only module that imports it.
 """
 
 import re
-from urllib.parse import urlsplit
+from xml.etree import ElementTree
 
 import urllib3
 from minio import Minio
 from minio.error import InvalidResponseError, S3Error, ServerError
 
+from orchestrator.config.values import s3_endpoint
 from orchestrator.errors import UnstoppableError
 
 # A dead endpoint must fail a run in seconds: minio-py's own pool waits five minutes per
@@ -86,6 +87,10 @@ def ensure_bucket(
         ) from None
     except urllib3.exceptions.HTTPError as exc:
         raise StorageError(f"cannot reach the object store at {host}: {_reason(exc)}") from None
+    except ElementTree.ParseError:  # a 4xx whose XML body was cut short
+        raise StorageError(
+            f"bucket {bucket} at {host}: the object store's answer could not be read"
+        ) from None
     except ValueError as exc:  # minio-py's own checks of names and arguments
         said = _without(str(exc), key_id, secret, session_token)
         raise StorageError(f"bucket {bucket} at {host}: {said}") from None
@@ -94,20 +99,11 @@ def ensure_bucket(
 
 
 def _endpoint(endpoint: str) -> tuple[str, bool]:
-    """Return (host[:port], TLS?) of an `http(s)://host[:port]` endpoint; StorageError if not."""
-    parts = urlsplit(endpoint.strip())
-    if (
-        parts.scheme not in ("http", "https")
-        or not parts.hostname
-        or "@" in parts.netloc
-        or parts.path not in ("", "/")
-        or parts.query
-        or parts.fragment
-    ):
-        raise StorageError(
-            "UNSTOPPABLE_S3_ENDPOINT must be http://host[:port] or https://host[:port]"
-        )
-    return parts.netloc, parts.scheme == "https"
+    """Return (host[:port], TLS?) of `endpoint`; StorageError if it is not a plain URL."""
+    try:
+        return s3_endpoint(endpoint)
+    except ValueError as exc:
+        raise StorageError(f"UNSTOPPABLE_S3_ENDPOINT {exc}") from None
 
 
 def _reason(exc: urllib3.exceptions.HTTPError) -> str:
