@@ -8,7 +8,8 @@ from orchestrator.errors import RunFailed
 from orchestrator.judgement import last_words
 from orchestrator.model import Kind, SnapshotInfo
 from orchestrator.runs import Jobs
-from orchestrator.runtime.spec import RESTORE_TARGET, Mount
+from orchestrator.runtime.paths import RESTORE_TARGET
+from orchestrator.runtime.spec import Mount
 from orchestrator.rustic import commands, output
 from orchestrator.sources.setup import source_path
 from orchestrator.storage.layout import job_storage

@@ -22,6 +22,7 @@ from orchestrator.model import (
 from orchestrator.reporting import pings
 from orchestrator.reporting.holds import Holds, MemoryHolds
 from orchestrator.runtime import apparmor
+from orchestrator.runtime.paths import COLD_PROFILE
 from orchestrator.runtime.protocol import Finished, Runtime
 from orchestrator.runtime.spec import (
     ContainerSpec,
@@ -38,7 +39,7 @@ from orchestrator.sources import anomaly
 from orchestrator.sources.guard import Baseline, Floor, floor
 from orchestrator.sources.setup import WorkerSetup, local_launch, local_source, remote_launch
 from orchestrator.storage import s3
-from orchestrator.storage.layout import COLD_PROFILE, bucket, cold_profile, job_storage, secrets_dir
+from orchestrator.storage.layout import bucket, cold_profile, job_storage, secrets_dir
 
 log = logging.getLogger(__name__)
 BUCKET_DEADLINE_SECONDS = 60.0

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from orchestrator.errors import JobBusy, RuntimeUnavailable
+from orchestrator.runtime.paths import SECRETS
 from orchestrator.runtime.protocol import Finished, WorkerInfo
-from orchestrator.runtime.spec import SECRETS, ContainerSpec
+from orchestrator.runtime.spec import ContainerSpec
 
 # What a worker that honours SIGTERM exits with when its timeout stops it (128 + 15).
 STOPPED_EXIT = 143

@@ -20,8 +20,9 @@ from orchestrator.daemon import Daemon
 from orchestrator.model import Kind
 from orchestrator.reporting.ledger import Ledger
 from orchestrator.reporting.metrics import BackupCollector
+from orchestrator.runtime.paths import SECRETS
 from orchestrator.runtime.protocol import Finished
-from orchestrator.runtime.spec import SECRETS, ContainerSpec, Mount, container_name, labels
+from orchestrator.runtime.spec import ContainerSpec, Mount, container_name, labels
 from orchestrator.storage.layout import secrets_dir
 from tests.fake_runtime import FakeRuntime, Script
 

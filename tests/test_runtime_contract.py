@@ -20,8 +20,9 @@ import pytest
 
 from orchestrator.errors import JobBusy, RuntimeUnavailable
 from orchestrator.model import Kind
+from orchestrator.runtime.paths import SECRETS
 from orchestrator.runtime.protocol import Finished, Runtime
-from orchestrator.runtime.spec import SECRETS, ContainerSpec, Mount, container_name, labels
+from orchestrator.runtime.spec import ContainerSpec, Mount, container_name, labels
 from tests.conftest import worker_image
 from tests.fake_runtime import STOPPED_EXIT, FakeRuntime, Script
 

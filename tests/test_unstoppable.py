@@ -220,7 +220,8 @@ def test_a_refused_fuse_mount_is_its_own_reason(site: Site, unique: str) -> None
     from orchestrator.config.settings import load_settings
     from orchestrator.runs import Jobs
     from orchestrator.runtime.docker import DockerRuntime
-    from orchestrator.runtime.spec import SECRETS, ContainerSpec, Mount
+    from orchestrator.runtime.paths import SECRETS
+    from orchestrator.runtime.spec import ContainerSpec, Mount
 
     secrets = site.root / "secrets"
     secrets.mkdir()

@@ -12,15 +12,13 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import Mount
 
 from orchestrator.errors import JobBusy, RuntimeUnavailable
+from orchestrator.runtime.paths import SECRETS
 from orchestrator.runtime.protocol import Finished, WorkerInfo
-from orchestrator.runtime.spec import SECRETS, ContainerSpec
+from orchestrator.runtime.spec import ContainerSpec
 
 STOP_GRACE_SECONDS = 30
-
-
 # How long a run waits for a Docker engine that stopped answering (dockerd restarting).
 RECONNECT_SECONDS = 300
-
 RECONNECT_PAUSE = 2.0
 
 log = logging.getLogger(__name__)

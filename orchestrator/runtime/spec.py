@@ -5,18 +5,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from orchestrator.model import Kind, job_id
+from orchestrator.runtime.paths import CACHE, COLD, HOT, SECRETS
 from orchestrator.storage.layout import JobStorage
-
-# Fixed paths inside every worker; the host paths behind them vary per job.
-HOT = "/repo/hot"
-
-COLD = "/repo/cold"
-
-CACHE = "/cache"
-
-SECRETS = "/run/unstoppable/secrets"
-
-RESTORE_TARGET = "/restore"
 
 NAME_PREFIX = "unstoppable_"
 

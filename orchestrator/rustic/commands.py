@@ -1,7 +1,6 @@
 """rustic command lines, built as data: the argv of every command a worker runs."""
 
-from orchestrator.runtime.spec import CACHE, COLD, HOT, SECRETS
-from orchestrator.storage.layout import COLD_PROFILE
+from orchestrator.runtime.paths import CACHE, COLD, COLD_PROFILE, HOT, SECRETS
 
 PASSWORD_FILE = "repo-password"
 

@@ -16,7 +16,7 @@ from pydantic import SecretStr
 
 from orchestrator.config.source import FtpsSource, SftpSource
 from orchestrator.model import Reason
-from orchestrator.runtime.spec import SECRETS
+from orchestrator.runtime.paths import SECRETS
 
 # rclone's fixed key for "obscured" config values: obscuring is not encryption, which is why
 # the file is mode 0600 and lives only for the run (rclone fs/config/obscure/obscure.go).

@@ -37,9 +37,6 @@ def secrets_dir(settings: Settings) -> Path:
     return state_dir(settings) / "secrets"
 
 
-COLD_PROFILE = "cold.toml"
-
-
 def cold_profile(settings: Settings, customer: str, resource: str) -> SecretStr | None:
     """Return the rustic profile that points the cold repository at S3, or None for local.
 
