@@ -4,6 +4,7 @@ Besides the history it keeps, in the same transaction as each append, the per-jo
 that `status` and `/metrics` read, so neither ever scans the history.
 """
 
+import sqlite3
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -69,24 +70,7 @@ class Ledger(JobState):
         )
         duration = max(0.0, (run.ended - run.started).total_seconds())
         with self._connect() as db:
-            db.execute(
-                "INSERT INTO runs (customer, resource, kind, scheduled_for, started, ended, result,"
-                " reason, message, snapshot_id, files_new, files_changed, data_added,"
-                " bytes_processed, files_total) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    job[0],
-                    job[1],
-                    run.kind.value,
-                    iso(run.scheduled_for),
-                    iso(run.started),
-                    iso(run.ended),
-                    result.value,
-                    run.outcome.reason.value,
-                    run.outcome.message,
-                    s.snapshot_id if s else None,
-                    *summary,
-                ),
-            )
+            _insert_run(db, run, summary)
             success = result is Result.SUCCESS
             db.execute(
                 "INSERT INTO latest VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO UPDATE SET"
@@ -119,21 +103,7 @@ class Ledger(JobState):
     def _record_maintenance(self, run: RunRecord) -> None:
         result = run.outcome.result
         with self._connect() as db:
-            db.execute(
-                "INSERT INTO runs (customer, resource, kind, scheduled_for, started, ended, result,"
-                " reason, message) VALUES (?,?,?,?,?,?,?,?,?)",
-                (
-                    run.customer,
-                    run.resource,
-                    run.kind.value,
-                    iso(run.scheduled_for),
-                    iso(run.started),
-                    iso(run.ended),
-                    result.value,
-                    run.outcome.reason.value,
-                    run.outcome.message,
-                ),
-            )
+            _insert_run(db, run, (None,) * 5)
             add_totals(
                 db, (run.customer, run.resource), [(f"{run.kind.value}_runs", result.value, 1.0)]
             )
@@ -217,3 +187,26 @@ class Ledger(JobState):
                 )
             )
         return out
+
+
+def _insert_run(db: sqlite3.Connection, run: RunRecord, summary: tuple[int | None, ...]) -> None:
+    """Append `run` to the history, with the summary columns of a backup (or NULLs)."""
+    s = run.outcome.summary
+    db.execute(
+        "INSERT INTO runs (customer, resource, kind, scheduled_for, started, ended, result,"
+        " reason, message, snapshot_id, files_new, files_changed, data_added,"
+        " bytes_processed, files_total) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (
+            run.customer,
+            run.resource,
+            run.kind.value,
+            iso(run.scheduled_for),
+            iso(run.started),
+            iso(run.ended),
+            run.outcome.result.value,
+            run.outcome.reason.value,
+            run.outcome.message,
+            s.snapshot_id if s else None,
+            *summary,
+        ),
+    )
