@@ -12,6 +12,7 @@ from orchestrator.commands.act import (
     cmd_backup,
     cmd_check,
     cmd_prune,
+    cmd_recover,
     cmd_release,
     cmd_restore,
     cmd_run,
@@ -82,6 +83,14 @@ def _parser() -> argparse.ArgumentParser:
     p = command("release", cmd_release, "lift a resource's retention hold after a suspect snapshot")
     p.add_argument("customer")
     p.add_argument("resource")
+    p = command(
+        "recover",
+        cmd_recover,
+        "make a resource's bucket read as it was at a moment, and rebuild its hot repository",
+    )
+    p.add_argument("customer")
+    p.add_argument("resource")
+    p.add_argument("--as-of", required=True, metavar="TIME", help="ISO 8601, with its zone")
     p = command("check", cmd_check, "verify a resource's repository with rustic check")
     p.add_argument("customer")
     p.add_argument("resource")

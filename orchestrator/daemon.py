@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from orchestrator.config.customer import Customers
 from orchestrator.config.customer_file import files_signature, load_customers
+from orchestrator.config.durations import parse_duration
 from orchestrator.config.settings import Settings
 from orchestrator.dispatch import Dispatch
 from orchestrator.errors import RuntimeUnavailable, UnstoppableError
@@ -68,6 +69,8 @@ class Daemon(Dispatch):
         self.adopted = False
         self.errors: dict[str, int] = {}
         self.unschedulable: set[str] = set()
+        locked = settings.COLD_BACKEND == "s3" and settings.S3_LOCK_DAYS > 0
+        self.lock_margin = float(parse_duration(settings.S3_LOCK_MARGIN)) if locked else None
 
     def request_stop(self) -> None:
         self.stopping.set()
@@ -225,6 +228,7 @@ class Daemon(Dispatch):
             self.heartbeat,
             self.rustic_version,
             tuple(sorted(self.errors.items())),
+            self.lock_margin,
         )
 
     def interval(self, spec: JobSpec, now: datetime) -> float:

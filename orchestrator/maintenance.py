@@ -10,7 +10,6 @@ compares each with its source where the source file is unchanged since.
 import logging
 import random
 from datetime import UTC, datetime
-from typing import Protocol
 
 from orchestrator.config.customer import Customer, Resource
 from orchestrator.config.source import SourceType
@@ -25,28 +24,16 @@ from orchestrator.drill import (
 )
 from orchestrator.judgement import STOPPED_BEFORE_RUSTIC, last_words, stopped, worker_failure
 from orchestrator.model import Kind, Outcome, Reason, Result, RunRecord, job_id
+from orchestrator.reporting.holds import Drills
 from orchestrator.runs import Jobs
 from orchestrator.runtime.protocol import Finished
 from orchestrator.rustic import commands, output
 from orchestrator.rustic.listing import parse_ls
 from orchestrator.sources.setup import WorkerSetup, source_path
-from orchestrator.storage.layout import job_storage
+from orchestrator.storage.layout import job_storage, lock_live
+from orchestrator.storage.s3 import StorageError
 
 log = logging.getLogger(__name__)
-
-
-class Drills(Protocol):
-    """What a drill keeps between runs: the next slice, and damage it found."""
-
-    def next_slice(self, job: str, parts: int) -> int:
-        """Return the slice (1..parts) this drill reads, and move on to the next."""
-        ...
-
-    def mark_corrupt(self, job: str, why: str, now: datetime) -> None: ...
-
-    def corrupt(self, job: str) -> bool: ...
-
-    def clear_corrupt(self, job: str) -> None: ...
 
 
 class Maintenance:
@@ -63,7 +50,7 @@ class Maintenance:
         or pruned. Without KEEP_* nothing is forgotten; prune only drops unreferenced data.
         """
         started = datetime.now(UTC)
-        outcome = self._prune(customer, resource, scheduled_for)
+        outcome = self._locked(customer, resource, self._prune(customer, resource, scheduled_for))
         return RunRecord(
             customer.name,
             resource.name,
@@ -73,6 +60,26 @@ class Maintenance:
             datetime.now(UTC),
             outcome,
         )
+
+    def _locked(self, customer: Customer, resource: Resource, pruned: Outcome) -> Outcome:
+        """Extend the lock of the live objects, held or not; a failure fails the run."""
+        try:
+            report = lock_live(self.jobs.settings, customer.name, resource.name)
+        except StorageError as exc:
+            return Outcome(Result.FAILURE, Reason.STORAGE, f"{pruned.message}; lock: {exc}")
+        if report is None:
+            return pruned
+        self.drills.record_lock(
+            job_id(customer.name, resource.name), report.earliest, report.unlocked
+        )
+        if report.unlocked:
+            note = "the bucket has NO object lock: its history is not protected"
+        else:
+            until = report.earliest.isoformat() if report.earliest else "-"
+            note = (
+                f"{report.extended} of {report.live} live object(s) locked further, all to {until}"
+            )
+        return Outcome(pruned.result, pruned.reason, f"{pruned.message}; {note}")
 
     def _prune(self, customer: Customer, resource: Resource, scheduled_for: datetime) -> Outcome:
         job = job_id(customer.name, resource.name)

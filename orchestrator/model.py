@@ -14,6 +14,7 @@ class Kind(StrEnum):
     SNAPSHOTS = "snapshots"
     CHECK = "check"
     TAG = "tag"
+    RECOVER = "recover"  # the hot repository rebuilt from the cold one
 
 
 def job_id(customer: str, resource: str) -> str:

@@ -39,7 +39,14 @@ from orchestrator.sources import anomaly
 from orchestrator.sources.guard import Baseline, Floor, floor
 from orchestrator.sources.setup import WorkerSetup, local_launch, local_source, remote_launch
 from orchestrator.storage import s3
-from orchestrator.storage.layout import bucket, cold_profile, job_storage, secrets_dir
+from orchestrator.storage.layout import (
+    bucket,
+    bucket_lock,
+    cold_profile,
+    job_storage,
+    open_bucket,
+    secrets_dir,
+)
 
 log = logging.getLogger(__name__)
 BUCKET_DEADLINE_SECONDS = 60.0
@@ -265,24 +272,26 @@ class Jobs:
             return self.runtime.run(spec, timeout)
 
     def _ensure_bucket(self, customer: str) -> None:
-        """Create the customer's bucket once per process; StorageError if that fails."""
+        """Create the customer's bucket once per process; StorageError if that fails.
+
+        A bucket that exists without object lock is used (backups go on) and reported: the
+        log says so here, and each prune records it for `unstoppable_bucket_unlocked`.
+        """
         name = bucket(self.settings, customer)
         if name in self.buckets_ready:
             return
-        secret, token = self.settings.S3_SECRET_ACCESS_KEY, self.settings.S3_SESSION_TOKEN
+        lock = bucket_lock(self.settings)
+        store = open_bucket(self.settings, customer)
         try:
-            deadline.call(
-                lambda: s3.ensure_bucket(
-                    self.settings.S3_ENDPOINT or "",
-                    self.settings.S3_REGION,
-                    self.settings.S3_ACCESS_KEY_ID or "",
-                    secret.get_secret_value() if secret else "",
-                    name,
-                    session_token=token.get_secret_value() if token else None,
-                ),
-                BUCKET_DEADLINE_SECONDS,
-                f"bucket {name}",
+            state = deadline.call(
+                lambda: store.ensure(lock), BUCKET_DEADLINE_SECONDS, f"bucket {name}"
             )
         except deadline.DeadlineExceeded as exc:
             raise s3.StorageError(str(exc)) from None
+        finally:
+            store.close()
+        if lock is not None and state is s3.BucketState.UNLOCKED:
+            log.error(
+                "%s: bucket %s has no object lock: its history is not protected", customer, name
+            )
         self.buckets_ready.add(name)

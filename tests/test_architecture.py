@@ -18,7 +18,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("adoption",),
     ("maintenance",),
     ("drill",),
-    ("repository",),
+    ("repository", "recovery"),
     ("runs",),
     ("judgement",),
     ("planner",),

@@ -9,14 +9,37 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
-from orchestrator import repository
+from orchestrator import recovery, repository
 from orchestrator.commands.context import jobs_on_docker, load, summary_line
 from orchestrator.config.customer import Customer, Resource
 from orchestrator.config.settings import load_settings
+from orchestrator.errors import RunFailed
 from orchestrator.maintenance import Maintenance
 from orchestrator.model import Result, RunRecord, job_id
 from orchestrator.reporting.ledger import Ledger
 from orchestrator.storage.layout import state_dir
+
+
+def cmd_recover(args: argparse.Namespace) -> int:
+    settings, customers = load()
+    customer = customers.get(args.customer)
+    resource = customer.resource(args.resource)
+    try:
+        moment = datetime.fromisoformat(args.as_of)
+    except ValueError:
+        raise RunFailed(f"--as-of {args.as_of[:40]!r}: expected an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        raise RunFailed("--as-of: give the time zone too (2026-11-29T12:00:00Z or +01:00)")
+    jobs = jobs_on_docker(settings)
+    done = recovery.recover(jobs, customer, resource, moment)
+    snapshots = repository.snapshots(jobs, customer, resource)
+    kept = f"; the previous one is kept at {done.previous_hot}" if done.previous_hot else ""
+    print(
+        f"{customer.name}/{resource.name}: as of {moment.isoformat()}: {done.restored} object(s)"
+        f" restored, {done.hidden} hidden; hot repository rebuilt{kept}; "
+        f"{len(snapshots)} snapshot(s)"
+    )
+    return 0
 
 
 def cmd_backup(args: argparse.Namespace) -> int:

@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     S3_SECRET_ACCESS_KEY: SecretStr | None = None
     S3_SESSION_TOKEN: SecretStr | None = None  # with temporary (STS) credentials
     S3_BUCKET_PREFIX: str = ""
+    # New buckets lock each object version this many days (0: no object lock), in this mode.
+    S3_LOCK_DAYS: int = Field(default=30, ge=0, le=36500)
+    S3_LOCK_MODE: Literal["compliance", "governance"] = "compliance"
+    S3_LOCK_MARGIN: str = "7d"  # BackupLockExpiring fires when a live object's lock ends sooner
     WORKER_IMAGE: str = f"unstoppable-worker:{__version__}"
     METRICS_LISTEN: str = "127.0.0.1:9819"
     MAX_PARALLEL: int = Field(default=4, ge=1, le=1000)
@@ -65,7 +69,7 @@ class Settings(BaseSettings):
         """Take only the values given: `load_settings` merges the environment and the file."""
         return (init_settings,)
 
-    @field_validator("JOB_TIMEOUT", "MIN_KEEP_WITHIN")
+    @field_validator("JOB_TIMEOUT", "MIN_KEEP_WITHIN", "S3_LOCK_MARGIN")
     @classmethod
     def _duration(cls, value: str) -> str:
         parse_duration(value)

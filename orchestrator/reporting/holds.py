@@ -1,4 +1,6 @@
-"""Retention holds: after a suspect snapshot, nothing is forgotten until an operator releases.
+"""The ledger's seams for runs and maintenance: retention holds, and what drills remember.
+
+After a suspect snapshot, nothing is forgotten until an operator releases it.
 
 The ledger keeps them durably; `MemoryHolds` keeps them for one process (tests, and a `Jobs`
 without a ledger).
@@ -41,3 +43,19 @@ class MemoryHolds:
 
     def last_snapshot(self, job: str) -> str | None:
         return None
+
+
+class Drills(Protocol):
+    """What maintenance keeps between runs: the next slice, damage found, the bucket's lock."""
+
+    def next_slice(self, job: str, parts: int) -> int:
+        """Return the slice (1..parts) this drill reads, and move on to the next."""
+        ...
+
+    def mark_corrupt(self, job: str, why: str, now: datetime) -> None: ...
+
+    def corrupt(self, job: str) -> bool: ...
+
+    def clear_corrupt(self, job: str) -> None: ...
+
+    def record_lock(self, job: str, earliest: datetime | None, unlocked: bool) -> None: ...

@@ -12,6 +12,8 @@ CORRUPT = "corrupt:"  # damage a restore drill found, until a full drill reads c
 SLICE = "slice:"  # the slice of the packs the job's next drill reads
 VERIFIED = "verified:"  # when the job's last restore drill succeeded
 PRUNED = "pruned:"  # the result of the job's last prune
+LOCKED = "locked:"  # the soonest a live object of the job's cold repository is unlocked
+UNLOCKED = "unlocked:"  # a customer whose bucket has no object lock
 
 
 class JobState(Store):
@@ -157,3 +159,28 @@ class JobState(Store):
                     (customer, resource),
                 )
             ]
+
+    def record_lock(self, job: str, earliest: datetime | None, unlocked: bool) -> None:
+        """Remember what the job's last lock extension saw of its bucket."""
+        customer, _ = split_job(job)
+        with self._connect() as db:
+            db.execute("DELETE FROM state WHERE key IN (?, ?)", (LOCKED + job, UNLOCKED + customer))
+            if earliest is not None:
+                set_value(db, LOCKED + job, iso(earliest))
+            if unlocked:
+                set_value(db, UNLOCKED + customer, "1")
+
+    def lock_state(self) -> tuple[dict[str, datetime], set[str]]:
+        """Return each job's soonest lock end, and the customers whose bucket has no lock."""
+        until: dict[str, datetime] = {}
+        unlocked: set[str] = set()
+        with self._connect() as db:
+            for key, value in db.execute(
+                "SELECT key, value FROM state WHERE key LIKE ? OR key LIKE ?",
+                (LOCKED + "%", UNLOCKED + "%"),
+            ):
+                if key.startswith(LOCKED):
+                    until[key.removeprefix(LOCKED)] = datetime.fromisoformat(value)
+                else:
+                    unlocked.add(key.removeprefix(UNLOCKED))
+        return until, unlocked

@@ -42,8 +42,10 @@ class BackupCollector(Collector):
             held = self.ledger.held_jobs()
             corrupt, verified = self.ledger.maintenance_state()
             pruned = self.ledger.prune_results()
+            locks, unlocked = self.ledger.lock_state()
         except Exception:  # a damaged or full ledger must not take the scrape down
             status, held, corrupt, verified, pruned = {}, set(), set(), {}, {}
+            locks, unlocked = {}, set()
             errors["ledger"] = errors.get("ledger", 0) + 1
         for what in ("clock", "internal", "ledger", "runtime"):
             g.counter(
@@ -73,6 +75,30 @@ class BackupCollector(Collector):
                     labels,
                     1 if last_prune == Result.SUCCESS.value else 0,
                 )
+            if (until := locks.get(f"{job.customer}/{job.resource}")) is not None:
+                g.gauge(
+                    "lock_until_timestamp_seconds",
+                    "the soonest the object lock of a live object of the cold repository ends",
+                    JOB,
+                    labels,
+                    until.timestamp(),
+                )
+        if view.lock_margin is not None:
+            g.gauge(
+                "lock_margin_seconds",
+                "BackupLockExpiring fires when a live object's lock ends sooner than this",
+                [],
+                [],
+                view.lock_margin,
+            )
+        for customer in sorted(unlocked & set(view.valid_customers)):
+            g.gauge(
+                "bucket_unlocked",
+                "1 when the customer's bucket has no object lock: its history is not protected",
+                ["customer"],
+                [customer],
+                1,
+            )
         for customer in view.valid_customers:
             g.gauge("config_valid", "1 if the customer file is valid", ["customer"], [customer], 1)
         for customer in sorted(set(view.invalid_customers) - set(view.valid_customers)):

@@ -26,6 +26,7 @@ class DaemonView:
     heartbeat: float
     rustic_version: str
     errors: tuple[tuple[str, int], ...] = ()  # problems the daemon survived, by origin
+    lock_margin: float | None = None  # seconds: a lock ending sooner is BackupLockExpiring
 
 
 def snapshot_files(directory: Path) -> tuple[int, float]:

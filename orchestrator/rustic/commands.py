@@ -84,6 +84,11 @@ def forget_args(
     return [*global_args(cold), "forget", "--prune", *clean, *policy, *floor, *pinned]
 
 
+def init_hot_args(cold: list[str]) -> list[str]:
+    """Return the argv that builds an empty hot repository from the cold one."""
+    return [*global_args(cold), "init", "--hot-only"]
+
+
 def prune_args(cold: list[str]) -> list[str]:
     """Return the argv of a prune alone: unreferenced data goes, no snapshot is forgotten."""
     return [*global_args(cold), "prune"]

@@ -2,11 +2,14 @@
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pydantic import SecretStr
 
 from orchestrator.config.settings import Settings
+from orchestrator.storage.lock import LockReport, extend_live
+from orchestrator.storage.s3 import Bucket, Lock
 
 
 @dataclass(frozen=True)
@@ -63,3 +66,39 @@ def cold_profile(settings: Settings, customer: str, resource: str) -> SecretStr 
 def bucket(settings: Settings, customer: str) -> str:
     """Return the customer's bucket: the S3 prefix followed by the customer name."""
     return settings.S3_BUCKET_PREFIX + customer
+
+
+def bucket_lock(settings: Settings) -> Lock | None:
+    """Return the object lock new buckets get, or None when UNSTOPPABLE_S3_LOCK_DAYS=0."""
+    return Lock(settings.S3_LOCK_DAYS, settings.S3_LOCK_MODE) if settings.S3_LOCK_DAYS else None
+
+
+# A live object locked to within this of the full lock is left as it is: what the last
+# backup wrote carries the bucket's default retention already.
+LOCK_SLACK = timedelta(hours=1)
+
+
+def lock_live(settings: Settings, customer: str, resource: str) -> LockReport | None:
+    """Extend the lock of the live objects of `customer`/`resource`; None without a lock."""
+    lock = bucket_lock(settings)
+    if settings.COLD_BACKEND != "s3" or lock is None:
+        return None
+    store = open_bucket(settings, customer, timeout=120)
+    try:
+        return extend_live(store, f"{resource}/", lock, datetime.now(UTC), LOCK_SLACK)
+    finally:
+        store.close()
+
+
+def open_bucket(settings: Settings, customer: str, timeout: float = 30) -> Bucket:
+    """Return the customer's bucket, reached with the orchestrator's own credentials."""
+    secret, token = settings.S3_SECRET_ACCESS_KEY, settings.S3_SESSION_TOKEN
+    return Bucket(
+        settings.S3_ENDPOINT or "",
+        settings.S3_REGION,
+        settings.S3_ACCESS_KEY_ID or "",
+        secret.get_secret_value() if secret else "",
+        bucket(settings, customer),
+        timeout,
+        token.get_secret_value() if token else None,
+    )

@@ -1,14 +1,29 @@
-"""The S3 cold backend: bucket names, and creating a customer's bucket when it is missing.
+"""The S3 cold backend: a customer's bucket, its object lock, and the versions it keeps.
 
-minio-py signs and sends the requests; this is the only module that imports it.
+minio-py signs and sends the requests; this is the only module that imports it. Every error
+becomes a StorageError that names the bucket and endpoint, never a credential.
 """
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
 from xml.etree import ElementTree
 
 import urllib3
 from minio import Minio
+from minio.commonconfig import COMPLIANCE, ENABLED, GOVERNANCE, CopySource, Filter
 from minio.error import InvalidResponseError, S3Error, ServerError
+from minio.lifecycleconfig import (
+    Expiration,
+    LifecycleConfig,
+    NoncurrentVersionExpiration,
+    Rule,
+)
+from minio.objectlockconfig import DAYS, ObjectLockConfig
+from minio.retention import Retention
 
 from orchestrator.config.values import s3_endpoint
 from orchestrator.errors import UnstoppableError
@@ -23,10 +38,195 @@ _RETRIES = urllib3.Retry(
     status_forcelist=(500, 502, 503, 504),
     raise_on_status=False,  # the last answer is parsed as S3's error, not urllib3's
 )
+LIFECYCLE_RULE = "unstoppable-noncurrent"
 
 
 class StorageError(UnstoppableError):
     """The object store refused or could not be reached."""
+
+
+@dataclass(frozen=True)
+class Lock:
+    """Object lock for new buckets: default retention of `days` in `mode`."""
+
+    days: int
+    mode: str  # "compliance" or "governance"
+
+
+class BucketState(StrEnum):
+    CREATED = "created"
+    LOCKED = "locked"  # it existed, with object lock
+    UNLOCKED = "unlocked"  # it existed without object lock: history is not protected
+
+
+@dataclass(frozen=True)
+class Version:
+    """One version of an object, or a delete marker, as the bucket lists it."""
+
+    key: str
+    version_id: str
+    modified: datetime
+    deleted: bool  # a delete marker: the key is hidden from this version on
+    latest: bool
+
+
+class Bucket:
+    """One customer's bucket on an S3 store: the few calls the orchestrator makes."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        region: str,
+        key_id: str,
+        secret: str,
+        name: str,
+        timeout: float = 30,
+        session_token: str | None = None,
+    ) -> None:
+        self.host, secure = _endpoint(endpoint)
+        self.name, self.region = name, region
+        self.secrets = (key_id, secret, session_token)
+        self.pool = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=min(CONNECT_SECONDS, timeout), read=timeout),
+            retries=_RETRIES,
+            cert_reqs="CERT_REQUIRED",  # against the system's trust store
+        )
+        self.client = Minio(
+            self.host,
+            access_key=key_id,
+            secret_key=secret,
+            session_token=session_token or None,
+            secure=secure,
+            region=region,
+            http_client=self.pool,
+        )
+
+    def ensure(self, lock: Lock | None = None) -> BucketState:
+        """Create the bucket unless it exists, with `lock`; say whether it is protected.
+
+        A bucket created with a lock is versioned, locks each new object for `lock.days`,
+        and lets a lifecycle rule expire a version `lock.days` after it stopped being current,
+        so what prune removes is kept as long as the lock and then no longer stored.
+        """
+        with self._translated():
+            if self.client.bucket_exists(self.name):
+                return self._state(lock)
+            try:
+                self.client.make_bucket(
+                    self.name, location=self.region, object_lock=lock is not None
+                )
+            except S3Error as exc:
+                if exc.code != "BucketAlreadyOwnedByYou":  # not created meanwhile by a run
+                    raise
+                return self._state(lock)
+            if lock is not None:
+                mode = COMPLIANCE if lock.mode == "compliance" else GOVERNANCE
+                self.client.set_object_lock_config(
+                    self.name, ObjectLockConfig(mode, lock.days, DAYS)
+                )
+                rule = Rule(
+                    ENABLED,
+                    rule_filter=Filter(prefix=""),
+                    rule_id=LIFECYCLE_RULE,
+                    noncurrent_version_expiration=NoncurrentVersionExpiration(lock.days),
+                    expiration=Expiration(expired_object_delete_marker=True),
+                )
+                self.client.set_bucket_lifecycle(self.name, LifecycleConfig([rule]))
+            return BucketState.CREATED
+
+    def _state(self, lock: Lock | None) -> BucketState:
+        if lock is None:
+            return BucketState.LOCKED
+        try:
+            self.client.get_object_lock_config(self.name)
+        except S3Error as exc:
+            if "ObjectLockConfiguration" in (exc.code or ""):
+                return BucketState.UNLOCKED
+            raise
+        return BucketState.LOCKED
+
+    def versions(self, prefix: str) -> list[Version]:
+        """Return every version and delete marker under `prefix`."""
+        with self._translated():
+            return [
+                Version(
+                    str(o.object_name),
+                    str(o.version_id),
+                    o.last_modified,
+                    bool(o.is_delete_marker),
+                    str(o.is_latest).lower() == "true",
+                )
+                for o in self.client.list_objects(
+                    self.name, prefix=prefix, recursive=True, include_version=True
+                )
+                if o.last_modified is not None
+            ]
+
+    def restore(self, key: str, version_id: str) -> None:
+        """Make version `version_id` of `key` current again (as a new version)."""
+        with self._translated():
+            self.client.copy_object(
+                self.name, key, CopySource(self.name, key, version_id=version_id)
+            )
+
+    def hide(self, key: str) -> None:
+        """Hide `key` behind a delete marker; its versions stay."""
+        with self._translated():
+            self.client.remove_object(self.name, key)
+
+    def retention(self, key: str, version_id: str) -> datetime | None:
+        """Return until when version `version_id` of `key` is locked, None if it is not."""
+        with self._translated():
+            found = self.client.get_object_retention(self.name, key, version_id=version_id)
+        return found.retain_until_date if found else None
+
+    def retain(self, key: str, version_id: str, until: datetime, mode: str) -> None:
+        """Lock version `version_id` of `key` until `until` (a lock is only ever extended)."""
+        with self._translated():
+            self.client.set_object_retention(
+                self.name,
+                key,
+                Retention(COMPLIANCE if mode == "compliance" else GOVERNANCE, until),
+                version_id=version_id,
+            )
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        """Turn what minio-py and urllib3 raise into StorageError, credentials masked."""
+        where = f"bucket {self.name} at {self.host}"
+        try:
+            yield
+        except S3Error as exc:
+            if exc.code == "BucketAlreadyExists":
+                raise StorageError(
+                    f"{where} belongs to another account; choose another "
+                    "UNSTOPPABLE_S3_BUCKET_PREFIX"
+                ) from None
+            said = _without(f"{exc.code}: {exc.message}", *self.secrets)
+            raise StorageError(
+                f"{where} (region {self.region}): the object store said {said}"
+            ) from None
+        except ServerError as exc:
+            raise StorageError(
+                f"{where}: the object store answered HTTP {exc.status_code}"
+            ) from None
+        except InvalidResponseError as exc:
+            code = re.search(r"Response code: (\d+)", str(exc))
+            raise StorageError(
+                f"{where}: an answer that is not S3's (HTTP {code[1] if code else '?'}): "
+                "is UNSTOPPABLE_S3_ENDPOINT an S3 endpoint?"
+            ) from None
+        except urllib3.exceptions.HTTPError as exc:
+            raise StorageError(
+                f"cannot reach the object store at {self.host}: {_reason(exc)}"
+            ) from None
+        except ElementTree.ParseError:  # a 4xx whose XML body was cut short
+            raise StorageError(f"{where}: the object store's answer could not be read") from None
+        except ValueError as exc:  # minio-py's own checks of names and arguments
+            raise StorageError(f"{where}: {_without(str(exc), *self.secrets)}") from None
+
+    def close(self) -> None:
+        self.pool.clear()
 
 
 def ensure_bucket(
@@ -37,65 +237,18 @@ def ensure_bucket(
     bucket: str,
     timeout: float = 30,
     session_token: str | None = None,
+    lock: Lock | None = None,
 ) -> bool:
     """Create `bucket` in `region` unless it exists; return whether this call created it.
 
     Raises StorageError naming the bucket and endpoint (never a credential) when the store
     cannot be reached or refuses.
     """
-    host, secure = _endpoint(endpoint)
-    pool = urllib3.PoolManager(
-        timeout=urllib3.Timeout(connect=min(CONNECT_SECONDS, timeout), read=timeout),
-        retries=_RETRIES,
-        cert_reqs="CERT_REQUIRED",  # against the system's trust store, as before minio-py
-    )
-    client = Minio(
-        host,
-        access_key=key_id,
-        secret_key=secret,
-        session_token=session_token or None,
-        secure=secure,
-        region=region,
-        http_client=pool,
-    )
+    store = Bucket(endpoint, region, key_id, secret, bucket, timeout, session_token)
     try:
-        if client.bucket_exists(bucket):
-            return False
-        client.make_bucket(bucket, location=region)
-        return True
-    except S3Error as exc:
-        if exc.code == "BucketAlreadyOwnedByYou":  # created meanwhile by a parallel run
-            return False
-        if exc.code == "BucketAlreadyExists":
-            raise StorageError(
-                f"bucket {bucket} at {host} belongs to another account; choose another "
-                "UNSTOPPABLE_S3_BUCKET_PREFIX"
-            ) from None
-        said = _without(f"{exc.code}: {exc.message}", key_id, secret, session_token)
-        raise StorageError(
-            f"bucket {bucket} at {host} (region {region}): the object store said {said}"
-        ) from None
-    except ServerError as exc:
-        raise StorageError(
-            f"bucket {bucket} at {host}: the object store answered HTTP {exc.status_code}"
-        ) from None
-    except InvalidResponseError as exc:
-        code = re.search(r"Response code: (\d+)", str(exc))
-        raise StorageError(
-            f"bucket {bucket} at {host}: an answer that is not S3's"
-            f" (HTTP {code[1] if code else '?'}): is UNSTOPPABLE_S3_ENDPOINT an S3 endpoint?"
-        ) from None
-    except urllib3.exceptions.HTTPError as exc:
-        raise StorageError(f"cannot reach the object store at {host}: {_reason(exc)}") from None
-    except ElementTree.ParseError:  # a 4xx whose XML body was cut short
-        raise StorageError(
-            f"bucket {bucket} at {host}: the object store's answer could not be read"
-        ) from None
-    except ValueError as exc:  # minio-py's own checks of names and arguments
-        said = _without(str(exc), key_id, secret, session_token)
-        raise StorageError(f"bucket {bucket} at {host}: {said}") from None
+        return store.ensure(lock) is BucketState.CREATED
     finally:
-        pool.clear()
+        store.close()
 
 
 def _endpoint(endpoint: str) -> tuple[str, bool]:

@@ -1,0 +1,68 @@
+"""`unstoppable recover`: a cold repository read as it was at a moment, its hot part rebuilt.
+
+With object lock, nothing a compromised server does to a bucket destroys a version before its
+retention ends: deleting hides, overwriting adds. Recovery makes the version that was current
+at the chosen moment current again, key by key, hides what came later, and rebuilds the hot
+repository from the cold one (rustic aborts on a hot repository whose keys do not match, see
+rustic-rs/rustic#1085). The hot repository it replaces is moved aside, never deleted.
+"""
+
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from orchestrator.config.customer import Customer, Resource
+from orchestrator.errors import RunFailed
+from orchestrator.judgement import last_words
+from orchestrator.model import Kind
+from orchestrator.runs import Jobs
+from orchestrator.rustic import commands
+from orchestrator.storage.layout import job_storage, open_bucket
+from orchestrator.storage.versions import as_of
+
+
+@dataclass(frozen=True)
+class Recovered:
+    restored: int  # keys whose earlier version is current again
+    hidden: int  # keys that did not exist at the moment, hidden again
+    previous_hot: Path | None  # where the replaced hot repository was moved
+
+
+def recover(jobs: Jobs, customer: Customer, resource: Resource, moment: datetime) -> Recovered:
+    """Make the cold repository of `resource` read as at `moment`; rebuild its hot part.
+
+    Raises RunFailed when the cold repository is not in S3, `moment` lies ahead, or the
+    rebuild fails; StorageError when the object store refuses.
+    """
+    settings, job = jobs.settings, f"{customer.name}/{resource.name}"
+    if settings.COLD_BACKEND != "s3":
+        raise RunFailed(f"{job}: recover reads a bucket's versions: needs COLD_BACKEND=s3")
+    now = datetime.now(UTC)
+    if moment > now:
+        raise RunFailed(f"{job}: --as-of {moment.isoformat()} has not happened yet")
+    bucket = open_bucket(settings, customer.name, timeout=120)
+    try:
+        steps = as_of(bucket.versions(f"{resource.name}/"), moment)
+        for step in steps:
+            if step.version_id is None:
+                bucket.hide(step.key)
+            else:
+                bucket.restore(step.key, step.version_id)
+    finally:
+        bucket.close()
+    storage = job_storage(settings, customer.name, resource.name)
+    previous = None
+    if storage.hot.exists() and any(storage.hot.iterdir()):
+        previous = storage.hot.with_name(
+            f"{storage.hot.name}.before-recover-{now.strftime('%Y%m%dT%H%M%SZ')}"
+        )
+        storage.hot.rename(previous)
+    shutil.rmtree(storage.cache, ignore_errors=True)  # a cache of what is no longer there
+    done = jobs.run_worker(
+        customer, resource, Kind.RECOVER, now, commands.init_hot_args(jobs.cold), (), None
+    )
+    if done.exit_code != 0:
+        raise RunFailed(f"{job}: rebuilding the hot repository failed: {last_words(done)}")
+    restored = sum(1 for step in steps if step.version_id is not None)
+    return Recovered(restored, len(steps) - restored, previous)

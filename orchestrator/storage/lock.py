@@ -1,0 +1,43 @@
+"""Retention that follows live data: every object the repository still reads stays locked.
+
+New objects get the bucket's default retention. What a repository keeps for months (its
+config, keys, old packs) would fall out of that lock after `days`; each maintenance run
+extends the lock of every live object, so live data is always locked at least `days` minus
+one maintenance interval ahead, while what prune removed is left to expire (the Kopia way).
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from orchestrator.storage.s3 import Bucket, BucketState, Lock
+from orchestrator.storage.versions import live, needs_extension
+
+
+@dataclass(frozen=True)
+class LockReport:
+    live: int  # objects the repository reads
+    extended: int  # of them, locked further by this run
+    earliest: datetime | None  # the soonest a live object's lock ends
+    unlocked: bool  # the bucket has no object lock at all: nothing is protected
+
+
+def extend_live(
+    bucket: Bucket, prefix: str, lock: Lock, now: datetime, slack: timedelta
+) -> LockReport:
+    """Lock every live object under `prefix` until `now + lock.days`, where it ends sooner.
+
+    Raises StorageError when the store refuses (a governance bypass is never asked for).
+    """
+    if bucket.ensure(lock) is BucketState.UNLOCKED:
+        return LockReport(0, 0, None, True)
+    objects = live(bucket.versions(prefix))
+    earliest: datetime | None = None
+    extended = 0
+    for version in objects:
+        until = bucket.retention(version.key, version.version_id)
+        if (new := needs_extension(until, now, lock.days, slack)) is not None:
+            bucket.retain(version.key, version.version_id, new, lock.mode)
+            until, extended = new, extended + 1
+        if until is not None and (earliest is None or until < earliest):
+            earliest = until
+    return LockReport(len(objects), extended, earliest, False)

@@ -1,0 +1,71 @@
+"""What a versioned bucket held at a moment, and which live objects need their lock extended.
+
+Pure functions over the versions `Bucket.versions` lists; the bucket carries out the steps.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from orchestrator.storage.s3 import Version
+
+
+@dataclass(frozen=True)
+class Step:
+    """Make `version_id` of `key` current again, or hide `key` when `version_id` is None."""
+
+    key: str
+    version_id: str | None
+
+
+def as_of(versions: list[Version], moment: datetime) -> list[Step]:
+    """Return the steps that make every key read as it did at `moment`.
+
+    For each key (directory markers aside), the newest version not newer than `moment`
+    becomes current again; a key
+    that did not exist then, or was deleted then, is hidden. Nothing is ever deleted: every
+    step adds a version or a delete marker, so a recovery can itself be undone.
+    """
+    by_key: dict[str, list[Version]] = {}
+    for version in versions:
+        if not _directory(version.key):
+            by_key.setdefault(version.key, []).append(version)
+    steps = []
+    for key in sorted(by_key):
+        ordered = sorted(by_key[key], key=lambda v: (v.modified, v.latest), reverse=True)
+        current = next((v for v in ordered if v.latest), ordered[0])
+        then = next((v for v in ordered if v.modified <= moment), None)
+        if then is None or then.deleted:
+            if not current.deleted:
+                steps.append(Step(key, None))
+        elif then.version_id != current.version_id:
+            steps.append(Step(key, then.version_id))
+    return steps
+
+
+def live(versions: list[Version]) -> list[Version]:
+    """Return the current version of every key that is not deleted: what the repository reads."""
+    return [v for v in versions if v.latest and not v.deleted and not _directory(v.key)]
+
+
+def _directory(key: str) -> bool:
+    """Return whether `key` is a directory marker (`data/00/`): empty, and never data.
+
+    rustic's object store layer writes one per directory. MinIO keeps them outside
+    versioning (version `null`), so they can be neither restored nor usefully locked.
+    """
+    return key.endswith("/")
+
+
+def needs_extension(
+    locked_until: datetime | None, now: datetime, days: int, slack: timedelta
+) -> datetime | None:
+    """Return the new retention end for a live object, or None if its lock reaches far enough.
+
+    Each run renews every lock to `now + days` unless it is within `slack` of that already
+    (what the last backup wrote), so live data stays locked at least `days` minus one
+    maintenance interval ahead.
+    """
+    target = now + timedelta(days=days)
+    if locked_until is not None and locked_until >= target - slack:
+        return None
+    return target

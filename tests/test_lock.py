@@ -1,0 +1,191 @@
+"""Object lock: what a taken-over server can do to a locked bucket, and what `recover` undoes.
+
+The attacker holds exactly what the backup server holds: the orchestrator's own S3 key (MinIO's
+root here) and the hot repositories on its disk.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import boto3
+from botocore.exceptions import ClientError
+
+from orchestrator.storage.s3 import Bucket
+from orchestrator.storage.versions import live as live_objects
+from tests.conftest import Site
+from tests.test_remote import contents
+from tests.test_s3 import KEY_ID, SECRET, Minio, local_customer, minio, s3_site
+
+__all__ = ["minio"]  # the module-scoped MinIO of test_s3, shared here
+
+
+def attacker(minio: Minio) -> object:
+    return boto3.client(
+        "s3",
+        endpoint_url=minio.endpoint,
+        aws_access_key_id=KEY_ID,
+        aws_secret_access_key=SECRET,
+        region_name="us-east-1",
+    )
+
+
+def refused(move: Callable[[], object]) -> bool:
+    try:
+        move()
+    except ClientError:
+        return True
+    return False
+
+
+def versions(client: object, bucket: str, prefix: str) -> tuple[list[dict], list[dict]]:
+    """Return (versions, delete markers) under `prefix`."""
+    found: tuple[list[dict], list[dict]] = ([], [])
+    for page in client.get_paginator("list_object_versions").paginate(  # type: ignore[attr-defined]
+        Bucket=bucket, Prefix=prefix
+    ):
+        found[0].extend(page.get("Versions", []))
+        found[1].extend(page.get("DeleteMarkers", []))
+    return found
+
+
+def snapshot_ids(site: Site, name: str) -> list[str]:
+    done = site.cli("snapshots", name, "files", "--json", check=True)
+    return [s["id"] for s in json.loads(done.stdout)]
+
+
+def test_a_taken_over_server_cannot_erase_a_locked_history(
+    site: Site, minio: Minio, unique: str, tmp_path: Path
+) -> None:
+    s3_site(site, minio)
+    site.env["UNSTOPPABLE_S3_LOCK_DAYS"] = "1"
+    name = f"lock-{unique}"
+    bucket, prefix = f"ub-{name}", "files/"
+    source = tmp_path / "src"
+    (source / "docs").mkdir(parents=True)
+    (source / "docs" / "contract.txt").write_text("the first version\n" * 500)
+    (source / "photo.bin").write_bytes(os.urandom(300_000))
+    (source / "note.txt").write_text("gone in the second snapshot")
+    local_customer(site, name, source)
+    site.cli("backup", name, check=True)
+    first = contents(source)
+    (source / "docs" / "contract.txt").write_text("the second version\n" * 400)
+    (source / "photo.bin").write_bytes(os.urandom(300_000))
+    (source / "note.txt").unlink()
+    (source / "new.txt").write_text("added later")
+    site.cli("backup", name, check=True)
+    before = snapshot_ids(site, name)
+    assert len(before) == 2
+    time.sleep(1.5)
+    as_of = datetime.now(UTC)
+    time.sleep(1.5)
+
+    s3 = attacker(minio)
+    live = [v for v in versions(s3, bucket, prefix)[0] if v["IsLatest"]]
+    assert len(live) > 5
+    # 1. Delete every object: allowed (MinIO refuses it for the directory markers rustic
+    # makes), and it only hides an object behind a delete marker.
+    hidden = [
+        v["Key"]
+        for v in live
+        if not refused(lambda v=v: s3.delete_object(Bucket=bucket, Key=v["Key"]))  # type: ignore[attr-defined]
+    ]
+    kept, markers = versions(s3, bucket, prefix)
+    assert any(key.startswith(f"{prefix}snapshots/") for key in hidden), hidden
+    assert len(markers) == len(hidden) and len(kept) >= len(live)
+    # 2. Delete every version for good: refused, every one of them.
+    assert all(
+        refused(
+            lambda v=v: s3.delete_object(  # type: ignore[attr-defined]
+                Bucket=bucket, Key=v["Key"], VersionId=v["VersionId"]
+            )
+        )
+        for v in kept
+    )
+    # 3. Overwrite every object with garbage: allowed, as new versions on top.
+    for v in live:
+        s3.put_object(Bucket=bucket, Key=v["Key"], Body=b"encrypted by the attacker")  # type: ignore[attr-defined]
+    # 4. Shorten a retention, with and without the governance bypass: refused.
+    target = {"Bucket": bucket, "Key": live[0]["Key"], "VersionId": live[0]["VersionId"]}
+    soon = {"Mode": "COMPLIANCE", "RetainUntilDate": datetime.now(UTC) + timedelta(minutes=1)}
+    assert refused(lambda: s3.put_object_retention(**target, Retention=soon))  # type: ignore[attr-defined]
+    assert refused(
+        lambda: s3.put_object_retention(  # type: ignore[attr-defined]
+            **target,
+            Retention={**soon, "Mode": "GOVERNANCE"},
+            BypassGovernanceRetention=True,
+        )
+    )
+    # 5. Switch versioning off, 6. delete the bucket: refused.
+    assert refused(
+        lambda: s3.put_bucket_versioning(  # type: ignore[attr-defined]
+            Bucket=bucket, VersioningConfiguration={"Status": "Suspended"}
+        )
+    )
+    assert refused(lambda: s3.delete_bucket(Bucket=bucket))  # type: ignore[attr-defined]
+    # 7. Erase the hot repository on the server's own disk.
+    shutil.rmtree(site.data / "hot" / name / "files")
+    assert site.cli("snapshots", name, "files").returncode != 0 or not snapshot_ids(site, name)
+
+    done = site.cli("recover", name, "files", "--as-of", as_of.isoformat(), check=True)
+    assert "hot repository rebuilt" in done.stdout and "2 snapshot(s)" in done.stdout, done.stdout
+    assert snapshot_ids(site, name) == before
+    restored = tmp_path / "restored"
+    site.cli(
+        "restore", name, "files", "--target", str(restored), "--snapshot", before[0], check=True
+    )
+    assert contents(restored) == first
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "RESTIC_PASSWORD": f"repo-{name}",
+        "AWS_ACCESS_KEY_ID": KEY_ID,
+        "AWS_SECRET_ACCESS_KEY": SECRET,
+        "RESTIC_CACHE_DIR": str(tmp_path / "restic-cache"),
+    }
+    check = subprocess.run(
+        ["restic", "-r", f"s3:{minio.endpoint}/{bucket}/files", "check", "--read-data"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0 and "no errors were found" in check.stdout, (
+        check.stdout + check.stderr
+    )
+
+
+def test_prune_extends_the_lock_of_every_live_object(
+    site: Site, minio: Minio, unique: str, tmp_path: Path
+) -> None:
+    """Read each object's retention before and after: live ones move on, none moves back."""
+    s3_site(site, minio)
+    site.env["UNSTOPPABLE_S3_LOCK_DAYS"] = "2"
+    name = f"ext-{unique}"
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "a.txt").write_text("a" * 5000)
+    local_customer(site, name, source)
+    site.cli("backup", name, check=True)
+    store = Bucket(minio.endpoint, "us-east-1", KEY_ID, SECRET, f"ub-{name}")
+    try:
+        live = live_objects(store.versions("files/"))
+        before = {v.key: store.retention(v.key, v.version_id) for v in live}
+        assert all(until is not None for until in before.values())
+        # Daily prunes keep two-day locks renewed once a day of them has passed: pretend so
+        # by asking for a lock of three days now.
+        site.env["UNSTOPPABLE_S3_LOCK_DAYS"] = "3"
+        done = site.cli("prune", name, check=True)
+        assert f"{len(live)} of {len(live)} live object(s) locked further" in done.stdout, (
+            done.stdout
+        )
+        after = {v.key: store.retention(v.key, v.version_id) for v in live}
+    finally:
+        store.close()
+    for key, until in after.items():
+        assert until is not None and before[key] is not None
+        assert until - before[key] > timedelta(hours=23), key

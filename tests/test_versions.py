@@ -1,0 +1,85 @@
+"""Reading a versioned bucket as of a moment, and when a live object's lock is renewed: pure."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from orchestrator.storage.s3 import Version
+from orchestrator.storage.versions import Step, as_of, live, needs_extension
+
+T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+
+def v(key: str, vid: str, minutes: int, deleted: bool = False, latest: bool = False) -> Version:
+    return Version(key, vid, T0 + timedelta(minutes=minutes), deleted, latest)
+
+
+@pytest.mark.parametrize(
+    ("versions", "moment", "steps"),
+    [
+        # unchanged since the moment: nothing to do
+        ([v("k", "1", 0, latest=True)], 5, []),
+        # overwritten after the moment: the old version becomes current again
+        ([v("k", "1", 0), v("k", "2", 10, latest=True)], 5, [Step("k", "1")]),
+        # deleted after the moment: the version before the marker comes back
+        ([v("k", "1", 0), v("k", "m", 10, deleted=True, latest=True)], 5, [Step("k", "1")]),
+        # deleted, then overwritten with garbage: still the version of the moment
+        (
+            [v("k", "1", 0), v("k", "m", 10, deleted=True), v("k", "2", 11, latest=True)],
+            5,
+            [Step("k", "1")],
+        ),
+        # created after the moment: hidden
+        ([v("k", "1", 10, latest=True)], 5, [Step("k", None)]),
+        # created after the moment and deleted already: nothing to hide
+        ([v("k", "1", 10), v("k", "m", 11, deleted=True, latest=True)], 5, []),
+        # deleted before the moment and recreated after: hidden again
+        (
+            [v("k", "1", 0), v("k", "m", 2, deleted=True), v("k", "2", 10, latest=True)],
+            5,
+            [Step("k", None)],
+        ),
+        # a version exactly at the moment counts as the moment's
+        ([v("k", "1", 0), v("k", "2", 5), v("k", "3", 6, latest=True)], 5, [Step("k", "2")]),
+        # directory markers carry no data and are left alone
+        ([v("d/", "null", 10, latest=True)], 5, []),
+        # keys are independent and come out sorted
+        (
+            [v("b", "1", 10, latest=True), v("a", "1", 0), v("a", "2", 7, latest=True)],
+            5,
+            [Step("a", "1"), Step("b", None)],
+        ),
+    ],
+)
+def test_as_of(versions: list[Version], moment: int, steps: list[Step]) -> None:
+    assert as_of(versions, T0 + timedelta(minutes=moment)) == steps
+
+
+def test_live_is_what_the_repository_reads() -> None:
+    versions = [
+        v("a", "1", 0, latest=True),
+        v("b", "1", 0),
+        v("b", "m", 1, deleted=True, latest=True),
+        v("c", "1", 0),
+        v("c", "2", 1, latest=True),
+        v("d/", "null", 0, latest=True),
+    ]
+    assert [(x.key, x.version_id) for x in live(versions)] == [("a", "1"), ("c", "2")]
+
+
+@pytest.mark.parametrize(
+    ("remaining", "renewed"),
+    [
+        (None, True),  # not locked at all
+        (timedelta(days=3), True),  # a week of locks gone by
+        (timedelta(days=30) - timedelta(hours=2), True),
+        (timedelta(days=30) - timedelta(minutes=30), False),  # just written
+        (timedelta(days=40), False),  # never shortened
+    ],
+)
+def test_needs_extension(remaining: timedelta | None, renewed: bool) -> None:
+    until = None if remaining is None else T0 + remaining
+    new = needs_extension(until, T0, 30, timedelta(hours=1))
+    assert (new is not None) is renewed
+    if new is not None:
+        assert new == T0 + timedelta(days=30)
