@@ -16,6 +16,7 @@ from orchestrator.commands.act import (
     cmd_release,
     cmd_restore,
     cmd_run,
+    cmd_s3_provision,
     cmd_verify,
 )
 from orchestrator.commands.inspect import cmd_jobs, cmd_snapshots, cmd_status, cmd_validate
@@ -91,6 +92,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("customer")
     p.add_argument("resource")
     p.add_argument("--as-of", required=True, metavar="TIME", help="ISO 8601, with its zone")
+    p = command(
+        "s3-provision",
+        cmd_s3_provision,
+        "MinIO: the customer's locked bucket, and a key that reaches it alone, in its file",
+    )
+    p.add_argument("customer")
     p = command("check", cmd_check, "verify a resource's repository with rustic check")
     p.add_argument("customer")
     p.add_argument("resource")

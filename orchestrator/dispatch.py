@@ -18,6 +18,7 @@ from orchestrator.config.settings import Settings
 from orchestrator.maintenance import Maintenance
 from orchestrator.model import Kind, Outcome, Reason, Result, RunRecord, split_job
 from orchestrator.planner import BACKUP, JobSpec, Launch, PlanState, plan
+from orchestrator.recovery import RECOVERING
 from orchestrator.reporting.ledger import Ledger
 from orchestrator.runs import Jobs
 from orchestrator.runtime.protocol import Runtime, WorkerInfo
@@ -163,13 +164,26 @@ class Dispatch:
             return True
         return any(self.state.next_due.get(spec, now) <= now for spec in self.specs)
 
+    def _recovering(self, job: str) -> bool:
+        """Return whether `unstoppable recover` paused the job (an unreadable ledger: no)."""
+        try:
+            return self.ledger.get_state(RECOVERING + job) is not None
+        except Exception:
+            return False
+
     def _launch(self, launch: Launch) -> None:
         customer_name, resource_name = split_job(launch.job)
         kind = Kind(launch.kind)
         try:
             customer = self.customers.get(customer_name)
             resource = customer.resource(resource_name)
-            if kind is Kind.PRUNE:
+            if self._recovering(launch.job):
+                now = _now()
+                outcome = Outcome(Result.SKIPPED, Reason.OVERLAP, "the job is being recovered")
+                record = RunRecord(
+                    customer_name, resource_name, kind, launch.scheduled_for, now, now, outcome
+                )
+            elif kind is Kind.PRUNE:
                 record = self.maintenance.prune(customer, resource, launch.scheduled_for)
             elif kind is Kind.VERIFY:
                 record = self.maintenance.verify(customer, resource, launch.scheduled_for)

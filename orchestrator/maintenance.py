@@ -72,6 +72,13 @@ class Maintenance:
         self.drills.record_lock(
             job_id(customer.name, resource.name), report.earliest, report.unlocked
         )
+        if not report.complete:
+            return Outcome(
+                Result.FAILURE,
+                Reason.STORAGE,
+                f"{pruned.message}; lock renewal stopped at UNSTOPPABLE_JOB_TIMEOUT after "
+                f"{report.extended} of {report.live} live object(s)",
+            )
         if report.unlocked:
             note = "the bucket has NO object lock: its history is not protected"
         else:

@@ -11,6 +11,7 @@ import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 from orchestrator.config.customer import Customer, Resource
 from orchestrator.errors import RunFailed
@@ -29,11 +30,28 @@ class Recovered:
     previous_hot: Path | None  # where the replaced hot repository was moved
 
 
-def recover(jobs: Jobs, customer: Customer, resource: Resource, moment: datetime) -> Recovered:
+class Pause(Protocol):
+    """Where the daemon learns that a job is being recovered, and starts none of its runs."""
+
+    def set_state(self, key: str, value: str) -> None: ...
+
+    def get_state(self, key: str) -> str | None: ...
+
+    def clear_state(self, key: str) -> None: ...
+
+
+RECOVERING = "recovering:"
+
+
+def recover(
+    jobs: Jobs, pause: Pause, customer: Customer, resource: Resource, moment: datetime
+) -> Recovered:
     """Make the cold repository of `resource` read as at `moment`; rebuild its hot part.
 
-    Raises RunFailed when the cold repository is not in S3, `moment` lies ahead, or the
-    rebuild fails; StorageError when the object store refuses.
+    The job's runs are paused first (the daemon starts none while the mark stands), and
+    nothing starts while one of them still runs. Raises RunFailed when the cold repository
+    is not a versioned bucket, `moment` lies ahead, a run is in progress, or the rebuild
+    fails; StorageError when the object store refuses.
     """
     settings, job = jobs.settings, f"{customer.name}/{resource.name}"
     if settings.COLD_BACKEND != "s3":
@@ -41,8 +59,24 @@ def recover(jobs: Jobs, customer: Customer, resource: Resource, moment: datetime
     now = datetime.now(UTC)
     if moment > now:
         raise RunFailed(f"{job}: --as-of {moment.isoformat()} has not happened yet")
+    pause.set_state(RECOVERING + job, now.isoformat())
+    try:
+        if job in jobs.runtime.running_jobs():
+            raise RunFailed(f"{job}: a run of this job is in progress; recover when it ended")
+        return _recover(jobs, customer, resource, moment, now)
+    finally:
+        pause.clear_state(RECOVERING + job)
+
+
+def _recover(
+    jobs: Jobs, customer: Customer, resource: Resource, moment: datetime, now: datetime
+) -> Recovered:
+    settings, job = jobs.settings, f"{customer.name}/{resource.name}"
     bucket = open_bucket(settings, customer.name, timeout=120)
     try:
+        if not bucket.versioned():
+            # Without versions, hiding what came later would delete it for good.
+            raise RunFailed(f"{job}: bucket {bucket.name} keeps no versions: nothing to recover")
         steps = as_of(bucket.versions(f"{resource.name}/"), moment)
         for step in steps:
             if step.version_id is None:
@@ -57,7 +91,12 @@ def recover(jobs: Jobs, customer: Customer, resource: Resource, moment: datetime
         previous = storage.hot.with_name(
             f"{storage.hot.name}.before-recover-{now.strftime('%Y%m%dT%H%M%SZ')}"
         )
-        storage.hot.rename(previous)
+        try:
+            storage.hot.rename(previous)
+        except OSError as exc:
+            raise RunFailed(
+                f"{job}: cannot move the hot repository aside: {exc.strerror}"
+            ) from None
     shutil.rmtree(storage.cache, ignore_errors=True)  # a cache of what is no longer there
     done = jobs.run_worker(
         customer, resource, Kind.RECOVER, now, commands.init_hot_args(jobs.cold), (), None

@@ -248,7 +248,11 @@ class Jobs:
         remote = launch is not None and launch.remote
         cap_drop, cap_add = capabilities(kind, remote)
         files = {commands.PASSWORD_FILE: password, **(launch.files if launch else {})}
-        if (profile := cold_profile(self.settings, customer.name, resource.name)) is not None:
+        key = None
+        if customer.cold_key is not None:
+            key_id, ref = customer.cold_key
+            key = (key_id, self.resolver.resolve(ref, customer.name, "COLD_S3_SECRET_ACCESS_KEY"))
+        if (profile := cold_profile(self.settings, customer.name, resource.name, key)) is not None:
             files[COLD_PROFILE] = profile
             if kind is Kind.BACKUP:
                 self._ensure_bucket(customer.name)
@@ -274,8 +278,7 @@ class Jobs:
     def _ensure_bucket(self, customer: str) -> None:
         """Create the customer's bucket once per process; StorageError if that fails.
 
-        A bucket that exists without object lock is used (backups go on) and reported: the
-        log says so here, and each prune records it for `unstoppable_bucket_unlocked`.
+        One without object lock is used, and reported (here, and by each prune).
         """
         name = bucket(self.settings, customer)
         if name in self.buckets_ready:

@@ -194,3 +194,25 @@ def test_s3_backend_refuses_customers_whose_bucket_name_is_invalid(tmp_path: Pat
     too_long = load_customers(tmp_path, bucket_prefix="x" * 60)
     assert any("3-63 characters" in p for p in too_long.problems)
     assert too_long.valid == ()
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        ("COLD_S3_ACCESS_KEY_ID=k\n", "COLD_S3_SECRET_ACCESS_KEY: required with the other"),
+        ("COLD_S3_SECRET_ACCESS_KEY=s\n", "COLD_S3_ACCESS_KEY_ID: required with the other"),
+        ('COLD_S3_ACCESS_KEY_ID="a b"\nCOLD_S3_SECRET_ACCESS_KEY=s\n', "no blanks"),
+    ],
+)
+def test_half_a_customer_key_is_refused_by_name(tmp_path: Path, lines: str, message: str) -> None:
+    source = tmp_path / "src"
+    source.mkdir()
+    path = tmp_path / "acme.env"
+    path.write_text(
+        f'SCHEDULE="0 3 * * *"\nREPO_PASSWORD=x\nRESOURCES=files\nFILES_TYPE=local\n'
+        f"FILES_PATH={source}\n{lines}"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_customer(path)
+    assert message in str(caught.value)
+    assert "=s" not in str(caught.value)

@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from orchestrator.config.settings import Settings
 from orchestrator.daemon import Daemon
 from orchestrator.model import Kind
+from orchestrator.recovery import RECOVERING
 from orchestrator.reporting.ledger import Ledger
 from orchestrator.reporting.metrics import BackupCollector
 from orchestrator.runtime.paths import SECRETS
@@ -256,6 +257,20 @@ def test_a_backup_due_while_its_job_runs_is_skipped_and_counted(world: World) ->
     world.tick(later, NOW)
     assert world.ledger.runs("busy/files") == [run_row("busy", "success", at=later)]
     assert world.metric("unstoppable_backup_running", "busy") == 0
+
+
+def test_a_job_being_recovered_is_paused_and_the_others_run(world: World) -> None:
+    """`unstoppable recover` marks the job in the ledger: the daemon starts none of its runs."""
+    world.customer("lost")
+    world.customer("fine")
+    world.fake.script("unstoppable_fine_files", WROTE)
+    world.ledger.set_state(RECOVERING + "lost/files", NOW.isoformat())
+    world.tick()
+
+    assert [s.name for s in world.fake.started] == ["unstoppable_fine_files"]
+    assert world.ledger.runs("lost/files") == []
+    assert world.ledger.event_count("lost/files", "skipped", "overlap") == 1
+    assert world.ledger.runs("fine/files") == [run_row("fine", "success")]
 
 
 class StaleView(FakeRuntime):

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import boto3
+import pytest
 from botocore.exceptions import ClientError
 
 from orchestrator.storage.s3 import Bucket
@@ -23,16 +23,7 @@ from tests.test_remote import contents
 from tests.test_s3 import KEY_ID, SECRET, Minio, local_customer, minio, s3_site
 
 __all__ = ["minio"]  # the module-scoped MinIO of test_s3, shared here
-
-
-def attacker(minio: Minio) -> object:
-    return boto3.client(
-        "s3",
-        endpoint_url=minio.endpoint,
-        aws_access_key_id=KEY_ID,
-        aws_secret_access_key=SECRET,
-        region_name="us-east-1",
-    )
+pytestmark = pytest.mark.docker
 
 
 def refused(move: Callable[[], object]) -> bool:
@@ -85,7 +76,7 @@ def test_a_taken_over_server_cannot_erase_a_locked_history(
     as_of = datetime.now(UTC)
     time.sleep(1.5)
 
-    s3 = attacker(minio)
+    s3 = minio.client()  # the key the server holds
     live = [v for v in versions(s3, bucket, prefix)[0] if v["IsLatest"]]
     assert len(live) > 5
     # 1. Delete every object: allowed (MinIO refuses it for the directory markers rustic
@@ -110,6 +101,8 @@ def test_a_taken_over_server_cannot_erase_a_locked_history(
     # 3. Overwrite every object with garbage: allowed, as new versions on top.
     for v in live:
         s3.put_object(Bucket=bucket, Key=v["Key"], Body=b"encrypted by the attacker")  # type: ignore[attr-defined]
+    # 3b. Plant a snapshot that did not exist: recovery must hide it again.
+    s3.put_object(Bucket=bucket, Key=f"{prefix}snapshots/{'0' * 64}", Body=b"planted")  # type: ignore[attr-defined]
     # 4. Shorten a retention, with and without the governance bypass: refused.
     target = {"Bucket": bucket, "Key": live[0]["Key"], "VersionId": live[0]["VersionId"]}
     soon = {"Mode": "COMPLIANCE", "RetainUntilDate": datetime.now(UTC) + timedelta(minutes=1)}

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -54,6 +55,16 @@ class Minio:
         else:
             self.container.get_wrapped_container().start()
         wait_until(self.live, 60, "MinIO to answer")
+
+    def client(self, key_id: str = KEY_ID, secret: str = SECRET) -> Any:
+        """Return a boto3 S3 client of this server, with the root key unless told."""
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=key_id,
+            aws_secret_access_key=secret,
+            region_name="us-east-1",
+        )
 
     def live(self) -> bool:
         try:

@@ -10,14 +10,15 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from orchestrator import recovery, repository
-from orchestrator.commands.context import jobs_on_docker, load, summary_line
+from orchestrator.commands.context import append_lines, jobs_on_docker, load, summary_line
 from orchestrator.config.customer import Customer, Resource
 from orchestrator.config.settings import load_settings
 from orchestrator.errors import RunFailed
 from orchestrator.maintenance import Maintenance
 from orchestrator.model import Result, RunRecord, job_id
 from orchestrator.reporting.ledger import Ledger
-from orchestrator.storage.layout import state_dir
+from orchestrator.storage import s3_admin
+from orchestrator.storage.layout import bucket_lock, open_bucket, state_dir
 
 
 def cmd_recover(args: argparse.Namespace) -> int:
@@ -30,14 +31,51 @@ def cmd_recover(args: argparse.Namespace) -> int:
         raise RunFailed(f"--as-of {args.as_of[:40]!r}: expected an ISO 8601 time") from None
     if moment.tzinfo is None:
         raise RunFailed("--as-of: give the time zone too (2026-11-29T12:00:00Z or +01:00)")
-    jobs = jobs_on_docker(settings)
-    done = recovery.recover(jobs, customer, resource, moment)
+    ledger = Ledger(state_dir(settings))
+    jobs = jobs_on_docker(settings, ledger)
+    done = recovery.recover(jobs, ledger, customer, resource, moment)
     snapshots = repository.snapshots(jobs, customer, resource)
     kept = f"; the previous one is kept at {done.previous_hot}" if done.previous_hot else ""
     print(
         f"{customer.name}/{resource.name}: as of {moment.isoformat()}: {done.restored} object(s)"
         f" restored, {done.hidden} hidden; hot repository rebuilt{kept}; "
         f"{len(snapshots)} snapshot(s)"
+    )
+    return 0
+
+
+def cmd_s3_provision(args: argparse.Namespace) -> int:
+    settings, customers = load()
+    customer = customers.get(args.customer)
+    if settings.COLD_BACKEND != "s3":
+        raise RunFailed("s3-provision needs UNSTOPPABLE_COLD_BACKEND=s3")
+    if customer.cold_key is not None:
+        raise RunFailed(
+            f"{customer.file}: has COLD_S3_* keys already; remove both lines to make new ones"
+        )
+    store = open_bucket(settings, customer.name)
+    try:
+        state = store.ensure(bucket_lock(settings))
+    finally:
+        store.close()
+    user = f"unstoppable-{customer.name}"
+    secret = s3_admin.provision_user(
+        settings.S3_ENDPOINT or "",
+        settings.S3_REGION,
+        settings.S3_ACCESS_KEY_ID or "",
+        settings.S3_SECRET_ACCESS_KEY.get_secret_value() if settings.S3_SECRET_ACCESS_KEY else "",
+        store.name,
+        user,
+    )
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    append_lines(
+        customer.file,
+        f"# unstoppable s3-provision {stamp}: the key to bucket {store.name}, and no other\n"
+        f"COLD_S3_ACCESS_KEY_ID={user}\nCOLD_S3_SECRET_ACCESS_KEY={secret}\n",
+    )
+    print(
+        f"{customer.name}: bucket {store.name} ({state.value}); user {user} reaches only it; "
+        f"its key is in {customer.file}"
     )
     return 0
 

@@ -1,5 +1,9 @@
 """What every command starts from: the settings, the customers, and runs on Docker."""
 
+import os
+import stat
+from pathlib import Path
+
 from orchestrator.config.customer import Customers
 from orchestrator.config.customer_file import load_customers
 from orchestrator.config.settings import Settings, load_settings
@@ -54,3 +58,17 @@ def size(n: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{n} B"
+
+
+def append_lines(path: Path, text: str) -> None:
+    """Append `text` to the file at `path` at once: a reader sees it before or after, whole.
+
+    The new file replaces the old by rename, with the old one's mode; a file without a
+    final line break gets one first.
+    """
+    old = path.read_text()
+    separator = "" if not old or old.endswith("\n") else "\n"
+    fresh = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fresh.write_text(old + separator + text)
+    os.chmod(fresh, stat.S_IMODE(path.stat().st_mode))
+    os.replace(fresh, path)

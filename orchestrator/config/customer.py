@@ -44,6 +44,8 @@ class Customer:
     keep: tuple[tuple[str, int], ...]
     resources: tuple[Resource, ...]
     ping_url: str | None = None
+    # The customer's own key to its bucket (COLD_S3_*): a worker never gets the global one.
+    cold_key: tuple[str, SecretRef] | None = None
 
     def resource(self, name: str) -> Resource:
         """Return the resource called `name`; raise ConfigError if there is none."""

@@ -14,6 +14,7 @@ from orchestrator.config.keys import (
     Problem,
     check_schedule,
     check_url,
+    cold_key,
     secret_ref,
 )
 from orchestrator.config.names import (
@@ -66,9 +67,10 @@ def load_customer(path: Path, bounds: SourceBounds | None = None) -> Customer:
     ping_url = values.get("PING_URL")
     if ping_url is not None:
         check_url("PING_URL", ping_url, problem)
+    key = cold_key(values, problem)
     if problems or repo_password is None:
         raise ConfigError(problems)
-    return Customer(name, path, timezone, repo_password, keep, tuple(resources), ping_url)
+    return Customer(name, path, timezone, repo_password, keep, tuple(resources), ping_url, key)
 
 
 def _retention(values: dict[str, str], problem: Problem) -> tuple[tuple[str, int], ...]:

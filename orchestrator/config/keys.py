@@ -11,7 +11,16 @@ from orchestrator.config.values import SecretRef
 MAX_KEEP = 100_000
 MAX_RESOURCES = 200
 KEEP_KEYS = ("KEEP_LAST", "KEEP_HOURLY", "KEEP_DAILY", "KEEP_WEEKLY", "KEEP_MONTHLY", "KEEP_YEARLY")
-CUSTOMER_KEYS = ("SCHEDULE", "TIMEZONE", "REPO_PASSWORD", "RESOURCES", "PING_URL", *KEEP_KEYS)
+COLD_KEYS = ("COLD_S3_ACCESS_KEY_ID", "COLD_S3_SECRET_ACCESS_KEY")
+CUSTOMER_KEYS = (
+    "SCHEDULE",
+    "TIMEZONE",
+    "REPO_PASSWORD",
+    "RESOURCES",
+    "PING_URL",
+    *KEEP_KEYS,
+    *COLD_KEYS,
+)
 Problem = Callable[[str, str], None]
 
 
@@ -38,3 +47,19 @@ def secret_ref(key: str, value: str | None, problem: Problem) -> SecretRef | Non
     except ValueError as exc:
         problem(key, str(exc))
         return None
+
+
+def cold_key(values: dict[str, str], problem: Problem) -> tuple[str, SecretRef] | None:
+    """Return the customer's own S3 key (COLD_S3_*), both halves or neither."""
+    key_id, secret = (values.get(key) for key in COLD_KEYS)
+    if key_id is None and secret is None:
+        return None
+    if key_id is None or secret is None:
+        missing = COLD_KEYS[0] if key_id is None else COLD_KEYS[1]
+        problem(missing, "required with the other COLD_S3_* key: give both or neither")
+        return None
+    if not key_id or any(c.isspace() for c in key_id):
+        problem(COLD_KEYS[0], "must be an access key id: no blanks, not empty")
+        return None
+    ref = secret_ref(COLD_KEYS[1], secret, problem)
+    return (key_id, ref) if ref is not None else None

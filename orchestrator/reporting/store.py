@@ -153,6 +153,10 @@ class Store:
         with self._connect() as db:
             set_value(db, key, value)
 
+    def clear_state(self, key: str) -> None:
+        with self._connect() as db:
+            db.execute("DELETE FROM state WHERE key = ?", (key,))
+
     def get_state(self, key: str) -> str | None:
         with self._connect() as db:
             row = db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()

@@ -1,6 +1,7 @@
 """Where each job's repositories, cache and run state live (DESIGN.md, Storage)."""
 
 import json
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -40,25 +41,36 @@ def secrets_dir(settings: Settings) -> Path:
     return state_dir(settings) / "secrets"
 
 
-def cold_profile(settings: Settings, customer: str, resource: str) -> SecretStr | None:
+def cold_profile(
+    settings: Settings, customer: str, resource: str, key: tuple[str, SecretStr] | None = None
+) -> SecretStr | None:
     """Return the rustic profile that points the cold repository at S3, or None for local.
 
     It holds the S3 credentials, so it is a secret file of the run, never an argument.
+    With the customer's own `key` (COLD_S3_*), the global key is not in it at all.
     """
     if settings.COLD_BACKEND != "s3" or settings.S3_SECRET_ACCESS_KEY is None:
         return None
+    if key is not None:
+        key_id, secret, token = key[0], key[1].get_secret_value(), None
+    else:
+        key_id, secret = (
+            settings.S3_ACCESS_KEY_ID or "",
+            settings.S3_SECRET_ACCESS_KEY.get_secret_value(),
+        )
+        token = settings.S3_SESSION_TOKEN.get_secret_value() if settings.S3_SESSION_TOKEN else None
     options = {
         "bucket": bucket(settings, customer),
         "root": f"/{resource}",
         "endpoint": settings.S3_ENDPOINT or "",
         "region": settings.S3_REGION,
-        "access_key_id": settings.S3_ACCESS_KEY_ID or "",
-        "secret_access_key": settings.S3_SECRET_ACCESS_KEY.get_secret_value(),
+        "access_key_id": key_id,
+        "secret_access_key": secret,
         # A dead object store should fail the run in minutes, not retry for hours.
         "retry": "3",
     }
-    if settings.S3_SESSION_TOKEN is not None:
-        options["session_token"] = settings.S3_SESSION_TOKEN.get_secret_value()  # opendal's name
+    if token is not None:
+        options["session_token"] = token  # opendal's name
     body = "".join(f"{key} = {json.dumps(value)}\n" for key, value in options.items())
     return SecretStr("[repository.options-cold]\n" + body)
 
@@ -85,7 +97,8 @@ def lock_live(settings: Settings, customer: str, resource: str) -> LockReport | 
         return None
     store = open_bucket(settings, customer, timeout=120)
     try:
-        return extend_live(store, f"{resource}/", lock, datetime.now(UTC), LOCK_SLACK)
+        stop_at = time.monotonic() + settings.job_timeout_seconds
+        return extend_live(store, f"{resource}/", lock, datetime.now(UTC), LOCK_SLACK, stop_at)
     finally:
         store.close()
 

@@ -6,6 +6,7 @@ extends the lock of every live object, so live data is always locked at least `d
 one maintenance interval ahead, while what prune removed is left to expire (the Kopia way).
 """
 
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -19,14 +20,17 @@ class LockReport:
     extended: int  # of them, locked further by this run
     earliest: datetime | None  # the soonest a live object's lock ends
     unlocked: bool  # the bucket has no object lock at all: nothing is protected
+    complete: bool = True  # False: stopped at its deadline, `extended` is partial
 
 
 def extend_live(
-    bucket: Bucket, prefix: str, lock: Lock, now: datetime, slack: timedelta
+    bucket: Bucket, prefix: str, lock: Lock, now: datetime, slack: timedelta, stop_at: float
 ) -> LockReport:
     """Lock every live object under `prefix` until `now + lock.days`, where it ends sooner.
 
-    Raises StorageError when the store refuses (a governance bypass is never asked for).
+    Stops at `stop_at` (time.monotonic) with a partial report: a bucket of millions of
+    objects must not hold the job's slot for a day. Raises StorageError when the store
+    refuses (a governance bypass is never asked for).
     """
     if bucket.ensure(lock) is BucketState.UNLOCKED:
         return LockReport(0, 0, None, True)
@@ -34,6 +38,8 @@ def extend_live(
     earliest: datetime | None = None
     extended = 0
     for version in objects:
+        if time.monotonic() > stop_at:
+            return LockReport(len(objects), extended, earliest, False, complete=False)
         until = bucket.retention(version.key, version.version_id)
         if (new := needs_extension(until, now, lock.days, slack)) is not None:
             bucket.retain(version.key, version.version_id, new, lock.mode)

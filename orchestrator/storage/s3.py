@@ -4,6 +4,7 @@ minio-py signs and sends the requests; this is the only module that imports it. 
 becomes a StorageError that names the bucket and endpoint, never a credential.
 """
 
+import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,6 +40,7 @@ _RETRIES = urllib3.Retry(
     raise_on_status=False,  # the last answer is parsed as S3's error, not urllib3's
 )
 LIFECYCLE_RULE = "unstoppable-noncurrent"
+log = logging.getLogger(__name__)
 
 
 class StorageError(UnstoppableError):
@@ -83,7 +85,7 @@ class Bucket:
         timeout: float = 30,
         session_token: str | None = None,
     ) -> None:
-        self.host, secure = _endpoint(endpoint)
+        self.host, secure = host_of(endpoint)
         self.name, self.region = name, region
         self.secrets = (key_id, secret, session_token)
         self.pool = urllib3.PoolManager(
@@ -120,30 +122,52 @@ class Bucket:
                     raise
                 return self._state(lock)
             if lock is not None:
-                mode = COMPLIANCE if lock.mode == "compliance" else GOVERNANCE
-                self.client.set_object_lock_config(
-                    self.name, ObjectLockConfig(mode, lock.days, DAYS)
-                )
-                rule = Rule(
-                    ENABLED,
-                    rule_filter=Filter(prefix=""),
-                    rule_id=LIFECYCLE_RULE,
-                    noncurrent_version_expiration=NoncurrentVersionExpiration(lock.days),
-                    expiration=Expiration(expired_object_delete_marker=True),
-                )
-                self.client.set_bucket_lifecycle(self.name, LifecycleConfig([rule]))
+                self._configure(lock)
             return BucketState.CREATED
 
+    def _configure(self, lock: Lock) -> None:
+        """Set the default retention and the lifecycle rule of a bucket with object lock."""
+        mode = COMPLIANCE if lock.mode == "compliance" else GOVERNANCE
+        self.client.set_object_lock_config(self.name, ObjectLockConfig(mode, lock.days, DAYS))
+        rule = Rule(
+            ENABLED,
+            rule_filter=Filter(prefix=""),
+            rule_id=LIFECYCLE_RULE,
+            noncurrent_version_expiration=NoncurrentVersionExpiration(lock.days),
+            expiration=Expiration(expired_object_delete_marker=True),
+        )
+        try:
+            self.client.set_bucket_lifecycle(self.name, LifecycleConfig([rule]))
+        except S3Error as exc:
+            if exc.code != "NotImplemented":
+                raise
+            # versitygw 1.8 has no lifecycle: versions are kept, and storage grows.
+            log.warning("bucket %s: the store has no lifecycle rules: old versions stay", self.name)
+
     def _state(self, lock: Lock | None) -> BucketState:
+        """Say whether an existing bucket is locked; put a weakened default lock back.
+
+        A creation cut off before its default retention was set, or a default an attacker
+        removed or shortened, is set again here (each prune asks): new objects are locked.
+        """
         if lock is None:
             return BucketState.LOCKED
         try:
-            self.client.get_object_lock_config(self.name)
+            found = self.client.get_object_lock_config(self.name)
         except S3Error as exc:
             if "ObjectLockConfiguration" in (exc.code or ""):
                 return BucketState.UNLOCKED
             raise
+        mode = COMPLIANCE if lock.mode == "compliance" else GOVERNANCE
+        days = found.duration if found.duration_unit == DAYS else 365 * (found.duration or 0)
+        if found.mode != mode or not days or days < lock.days:
+            self._configure(lock)
         return BucketState.LOCKED
+
+    def versioned(self) -> bool:
+        """Return whether the bucket keeps versions (a delete then only hides)."""
+        with self._translated():
+            return self.client.get_bucket_versioning(self.name).status == "Enabled"
 
     def versions(self, prefix: str) -> list[Version]:
         """Return every version and delete marker under `prefix`."""
@@ -202,7 +226,7 @@ class Bucket:
                     f"{where} belongs to another account; choose another "
                     "UNSTOPPABLE_S3_BUCKET_PREFIX"
                 ) from None
-            said = _without(f"{exc.code}: {exc.message}", *self.secrets)
+            said = masked(f"{exc.code}: {exc.message}", *self.secrets)
             raise StorageError(
                 f"{where} (region {self.region}): the object store said {said}"
             ) from None
@@ -223,7 +247,7 @@ class Bucket:
         except ElementTree.ParseError:  # a 4xx whose XML body was cut short
             raise StorageError(f"{where}: the object store's answer could not be read") from None
         except ValueError as exc:  # minio-py's own checks of names and arguments
-            raise StorageError(f"{where}: {_without(str(exc), *self.secrets)}") from None
+            raise StorageError(f"{where}: {masked(str(exc), *self.secrets)}") from None
 
     def close(self) -> None:
         self.pool.clear()
@@ -251,7 +275,7 @@ def ensure_bucket(
         store.close()
 
 
-def _endpoint(endpoint: str) -> tuple[str, bool]:
+def host_of(endpoint: str) -> tuple[str, bool]:
     """Return (host[:port], TLS?) of `endpoint`; StorageError if it is not a plain URL."""
     try:
         return s3_endpoint(endpoint)
@@ -265,7 +289,7 @@ def _reason(exc: urllib3.exceptions.HTTPError) -> str:
     return str(reason).split("): ", 1)[-1] or type(reason).__name__
 
 
-def _without(text: str, *secrets: str | None) -> str:
+def masked(text: str, *secrets: str | None) -> str:
     """Return `text` with every non-empty secret masked: servers may echo what they got."""
     for secret in secrets:
         if secret:
