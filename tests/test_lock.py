@@ -7,7 +7,6 @@ root here) and the hot repositories on its disk.
 import json
 import os
 import shutil
-import subprocess
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -20,7 +19,7 @@ from orchestrator.storage.s3 import Bucket
 from orchestrator.storage.versions import live as live_objects
 from tests.conftest import Site
 from tests.test_remote import contents
-from tests.test_s3 import KEY_ID, SECRET, Minio, local_customer, minio, s3_site
+from tests.test_s3 import KEY_ID, SECRET, Minio, local_customer, minio, restic, s3_site
 
 __all__ = ["minio"]  # the module-scoped MinIO of test_s3, shared here
 pytestmark = pytest.mark.docker
@@ -133,20 +132,7 @@ def test_a_taken_over_server_cannot_erase_a_locked_history(
         "restore", name, "files", "--target", str(restored), "--snapshot", before[0], check=True
     )
     assert contents(restored) == first
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(tmp_path),
-        "RESTIC_PASSWORD": f"repo-{name}",
-        "AWS_ACCESS_KEY_ID": KEY_ID,
-        "AWS_SECRET_ACCESS_KEY": SECRET,
-        "RESTIC_CACHE_DIR": str(tmp_path / "restic-cache"),
-    }
-    check = subprocess.run(
-        ["restic", "-r", f"s3:{minio.endpoint}/{bucket}/files", "check", "--read-data"],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    check = restic(minio, name, tmp_path, "check", "--read-data")
     assert check.returncode == 0 and "no errors were found" in check.stdout, (
         check.stdout + check.stderr
     )

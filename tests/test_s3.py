@@ -266,6 +266,20 @@ def test_an_incremental_backup_reads_no_data_pack(
     assert minio.entries("GetObject", bucket, "files/data/", start, end) == []
 
 
+def restic(minio: Minio, customer: str, work: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run Debian's restic on the `files` repository of `customer`'s bucket, alone."""
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(work),
+        "RESTIC_PASSWORD": f"repo-{customer}",
+        "AWS_ACCESS_KEY_ID": KEY_ID,
+        "AWS_SECRET_ACCESS_KEY": SECRET,
+        "RESTIC_CACHE_DIR": str(work / "restic-cache"),
+    }
+    repo = f"s3:{minio.endpoint}/ub-{customer}/files"
+    return subprocess.run(["restic", "-r", repo, *args], env=env, capture_output=True, text=True)
+
+
 def test_the_cold_bucket_alone_is_a_complete_repository_for_restic(
     site: Site, minio: Minio, unique: str, tmp_path: Path
 ) -> None:
@@ -278,27 +292,11 @@ def test_the_cold_bucket_alone_is_a_complete_repository_for_restic(
     site.cli("backup", name, check=True)
     (source / "later.txt").write_text("second snapshot")
     site.cli("backup", name, check=True)
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(tmp_path),
-        "RESTIC_PASSWORD": f"repo-{name}",
-        "AWS_ACCESS_KEY_ID": KEY_ID,
-        "AWS_SECRET_ACCESS_KEY": SECRET,
-        "RESTIC_CACHE_DIR": str(tmp_path / "restic-cache"),
-    }
-    repo = f"s3:{minio.endpoint}/ub-{name}/files"
-    check = subprocess.run(
-        ["restic", "-r", repo, "check", "--read-data"], env=env, capture_output=True, text=True
-    )
+    check = restic(minio, name, tmp_path, "check", "--read-data")
     assert check.returncode == 0, check.stdout + check.stderr
     assert "no errors were found" in check.stdout
     target = tmp_path / "restic-restore"
-    restore = subprocess.run(
-        ["restic", "-r", repo, "restore", "latest", "--target", str(target)],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    restore = restic(minio, name, tmp_path, "restore", "latest", "--target", str(target))
     assert restore.returncode == 0, restore.stdout + restore.stderr
     assert contents(target / source.relative_to("/")) == contents(source)
 
