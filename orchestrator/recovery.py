@@ -20,7 +20,7 @@ from orchestrator.model import Kind
 from orchestrator.runs import Jobs
 from orchestrator.rustic import commands
 from orchestrator.storage.layout import job_storage, open_bucket
-from orchestrator.storage.versions import as_of
+from orchestrator.storage.versions import as_of, existed
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,15 @@ def _recover(
         if not bucket.versioned():
             # Without versions, hiding what came later would delete it for good.
             raise RunFailed(f"{job}: bucket {bucket.name} keeps no versions: nothing to recover")
-        steps = as_of(bucket.versions(f"{resource.name}/"), moment)
+        versions = bucket.versions(f"{resource.name}/")
+        if not existed(versions, f"{resource.name}/config", moment):
+            # Hiding everything would leave no repository, and the next backup would make
+            # a new one over it: refuse, and touch nothing.
+            raise RunFailed(
+                f"{job}: the cold repository had no config at {moment.isoformat()}: "
+                "choose a time after its first backup"
+            )
+        steps = as_of(versions, moment)
         for step in steps:
             if step.version_id is None:
                 bucket.hide(step.key)

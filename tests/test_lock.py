@@ -71,6 +71,10 @@ def test_a_taken_over_server_cannot_erase_a_locked_history(
     site.cli("backup", name, check=True)
     before = snapshot_ids(site, name)
     assert len(before) == 2
+    # A moment before the first backup would leave no repository: refused, nothing touched.
+    early = site.cli("recover", name, "files", "--as-of", "2000-01-01T00:00:00Z")
+    assert early.returncode == 1 and "had no config" in early.stderr, early.stderr
+    assert snapshot_ids(site, name) == before
     time.sleep(1.5)
     as_of = datetime.now(UTC)
     time.sleep(1.5)

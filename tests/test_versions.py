@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from orchestrator.storage.s3 import Version
-from orchestrator.storage.versions import Step, as_of, live, needs_extension
+from orchestrator.storage.versions import Step, as_of, existed, live, needs_extension
 
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
@@ -83,3 +83,17 @@ def test_needs_extension(remaining: timedelta | None, renewed: bool) -> None:
     assert (new is not None) is renewed
     if new is not None:
         assert new == T0 + timedelta(days=30)
+
+
+@pytest.mark.parametrize(
+    ("moment", "held"),
+    [(-1, False), (0, True), (5, True), (10, False), (12, True)],
+)
+def test_existed_says_whether_a_key_held_data_at_a_moment(moment: int, held: bool) -> None:
+    versions = [
+        v("c", "1", 0),
+        v("c", "m", 10, deleted=True),
+        v("c", "2", 11, latest=True),
+        v("other", "1", -5, latest=True),
+    ]
+    assert existed(versions, "c", T0 + timedelta(minutes=moment)) is held

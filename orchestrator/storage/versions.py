@@ -21,9 +21,9 @@ def as_of(versions: list[Version], moment: datetime) -> list[Step]:
     """Return the steps that make every key read as it did at `moment`.
 
     For each key (directory markers aside), the newest version not newer than `moment`
-    becomes current again; a key
-    that did not exist then, or was deleted then, is hidden. Nothing is ever deleted: every
-    step adds a version or a delete marker, so a recovery can itself be undone.
+    becomes current again; a key that did not exist then, or was deleted then, is hidden.
+    Nothing is ever deleted: every step adds a version or a delete marker, so a recovery
+    can itself be undone.
     """
     by_key: dict[str, list[Version]] = {}
     for version in versions:
@@ -33,13 +33,26 @@ def as_of(versions: list[Version], moment: datetime) -> list[Step]:
     for key in sorted(by_key):
         ordered = sorted(by_key[key], key=lambda v: (v.modified, v.latest), reverse=True)
         current = next((v for v in ordered if v.latest), ordered[0])
-        then = next((v for v in ordered if v.modified <= moment), None)
+        then = _then(ordered, moment)
         if then is None or then.deleted:
             if not current.deleted:
                 steps.append(Step(key, None))
         elif then.version_id != current.version_id:
             steps.append(Step(key, then.version_id))
     return steps
+
+
+def existed(versions: list[Version], key: str, moment: datetime) -> bool:
+    """Return whether `key` held data (was not deleted, nor yet to come) at `moment`."""
+    ordered = sorted(
+        (v for v in versions if v.key == key), key=lambda v: (v.modified, v.latest), reverse=True
+    )
+    then = _then(ordered, moment)
+    return then is not None and not then.deleted
+
+
+def _then(newest_first: list[Version], moment: datetime) -> Version | None:
+    return next((v for v in newest_first if v.modified <= moment), None)
 
 
 def live(versions: list[Version]) -> list[Version]:
