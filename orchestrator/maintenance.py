@@ -12,7 +12,6 @@ import random
 from datetime import UTC, datetime
 
 from orchestrator.config.customer import Customer, Resource
-from orchestrator.config.source import SourceType
 from orchestrator.drill import (
     DRILL,
     SAMPLE,
@@ -210,7 +209,7 @@ class Maintenance:
             return f"snapshot {snapshot[:8]} holds no regular file to restore"
         command = [DRILL, snapshot, root, root, *commands.global_args(cold), "--", *chosen]
         try:
-            launch = self._launch(customer, resource, command)
+            launch = self.jobs.setup(customer, resource, None, command)
         except STOPPED_BEFORE_RUSTIC as exc:
             return stopped(exc)
         if isinstance(launch, Outcome):
@@ -239,14 +238,6 @@ class Maintenance:
             f"{counts.get('compared', '?')} equal to their unchanged source, "
             f"{counts.get('changed', '?')} changed since"
         )
-
-    def _launch(
-        self, customer: Customer, resource: Resource, command: list[str]
-    ) -> WorkerSetup | Outcome:
-        """Return the worker that runs `command` beside the source, mounted as for a backup."""
-        if resource.type is SourceType.LOCAL:
-            return self.jobs.local_launch(customer, resource, guard=None, command=command)
-        return self.jobs.remote_launch(customer, resource, guard=None, command=command)
 
     def _run(
         self,

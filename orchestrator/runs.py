@@ -95,10 +95,7 @@ class Jobs:
 
     def _backup(self, customer: Customer, resource: Resource, scheduled_for: datetime) -> Outcome:
         try:
-            if resource.type is SourceType.LOCAL:
-                launch = self.local_launch(customer, resource, self.floor(customer, resource))
-            else:
-                launch = self.remote_launch(customer, resource, self.floor(customer, resource))
+            launch = self.setup(customer, resource, self.floor(customer, resource))
             if isinstance(launch, Outcome):
                 return launch
             done = self.run_worker(
@@ -115,39 +112,28 @@ class Jobs:
             return stopped(exc)
         return self.judge(customer, resource, scheduled_for, done)
 
-    def local_launch(
+    def setup(
         self,
         customer: Customer,
         resource: Resource,
         guard: Floor | None,
         command: list[str] | None = None,
     ) -> WorkerSetup | Outcome:
-        """Return the worker of a backup (or `command`) of a local directory, or why not.
+        """Return the worker of a backup (or `command`) beside the source, or why not.
 
-        PATH is resolved now, at run time: a symlink swapped in since the file was loaded
-        must not point the worker at /etc. The resolved path is what is mounted.
+        A local PATH is resolved now, at run time: a symlink swapped in since the file was
+        loaded must not point the worker at /etc. The resolved path is what is mounted.
         """
-        found = local_source(self.settings.bounds, resource.path)
-        if isinstance(found, Outcome):
-            return found
-        real, identity = found
-        return local_launch(self.cold, customer, resource, real, identity, guard, command)
-
-    def remote_launch(
-        self,
-        customer: Customer,
-        resource: Resource,
-        guard: Floor | None,
-        command: list[str] | None = None,
-    ) -> WorkerSetup | Outcome:
-        """Return the worker of a backup (or `command`) of a remote source, or why not."""
-        password = (
-            self.resolver.resolve(
-                resource.password, customer.name, env_prefix(resource.name) + "PASSWORD"
-            )
-            if resource.password
-            else None
-        )
+        if resource.type is SourceType.LOCAL:
+            found = local_source(self.settings.bounds, resource.path)
+            if isinstance(found, Outcome):
+                return found
+            real, identity = found
+            return local_launch(self.cold, customer, resource, real, identity, guard, command)
+        password = None
+        if resource.password:
+            key = env_prefix(resource.name) + "PASSWORD"
+            password = self.resolver.resolve(resource.password, customer.name, key)
         return remote_launch(self.cold, customer, resource, password, guard, command)
 
     def floor(self, customer: Customer, resource: Resource) -> Floor:
