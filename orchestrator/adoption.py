@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 from orchestrator.config.customer import Customers
 from orchestrator.errors import ConfigError, RuntimeUnavailable
-from orchestrator.judgement import last_words
+from orchestrator.judgement import last_words, locked_written
 from orchestrator.model import Kind, Outcome, Reason, Result, RunRecord
 from orchestrator.runs import Jobs
 from orchestrator.runtime.protocol import WorkerInfo
@@ -55,6 +55,10 @@ def adopt(jobs: Jobs, worker: WorkerInfo, customers: Customers) -> RunRecord:
             outcome = output.judge_backup(done.exit_code, done.stdout, done.stderr)
         else:
             outcome = jobs.judge(customer, resource, scheduled_for, done)
+        if kind is Kind.BACKUP:
+            outcome = locked_written(
+                jobs.settings, customer_name, resource_name, outcome, worker.started_at
+            )
     record = RunRecord(
         customer_name,
         resource_name,

@@ -1,6 +1,10 @@
-"""What stopped a run before rustic answered, and what the worker scripts' exit codes mean."""
+"""What stopped a run before rustic answered, what the worker scripts' exit codes mean, and
+whether what a run wrote is locked."""
+
+from datetime import datetime
 
 from orchestrator.config.customer import Resource
+from orchestrator.config.settings import Settings
 from orchestrator.config.source import SourceType
 from orchestrator.errors import JobBusy, RuntimeUnavailable, SecretError
 from orchestrator.model import Outcome, Reason, Result
@@ -9,6 +13,7 @@ from orchestrator.runtime.protocol import Finished
 from orchestrator.rustic import output
 from orchestrator.sources import remote as sources
 from orchestrator.storage import s3
+from orchestrator.storage.layout import lock_live
 
 # What can stop a run before its worker gives an answer, and the outcome each one means.
 STOPPED_BEFORE_RUSTIC = (SecretError, JobBusy, RuntimeUnavailable, s3.StorageError)
@@ -62,3 +67,26 @@ def _worker_reason(resource: Resource, done: Finished) -> Reason | None:
 
 def last_words(done: Finished) -> str:
     return output.error_summary(done.stderr) if done.stderr.strip() else f"exit {done.exit_code}"
+
+
+def locked_written(
+    settings: Settings, customer: str, resource: str, outcome: Outcome, started: datetime
+) -> Outcome:
+    """Lock what a backup that ran wrote, and read each lock back; an unlocked write fails it.
+
+    A store that does not apply the bucket's default retention (versitygw 1.8) would leave
+    a new snapshot deletable until the next prune. Whatever the run's outcome, its packs may
+    be in the bucket: each is locked. A snapshot that could not be locked is not protected,
+    so the run fails (a suspect one stays suspect: its hold matters more).
+    """
+    try:
+        report = lock_live(settings, customer, resource, since=started)
+    except s3.StorageError as exc:
+        why = f"its new objects could not be locked: {exc}"
+    else:
+        if report is None or report.unlocked or report.complete:
+            return outcome
+        why = "locking its new objects stopped at UNSTOPPABLE_JOB_TIMEOUT"
+    if outcome.result is Result.SUCCESS:
+        return Outcome(Result.FAILURE, Reason.STORAGE, f"{outcome.message}; but {why}")
+    return Outcome(outcome.result, outcome.reason, f"{outcome.message}; {why}", outcome.summary)

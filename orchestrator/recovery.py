@@ -20,7 +20,7 @@ from orchestrator.model import Kind
 from orchestrator.runs import Jobs
 from orchestrator.rustic import commands
 from orchestrator.storage.layout import job_storage, open_bucket
-from orchestrator.storage.versions import as_of, existed
+from orchestrator.storage.versions import as_of, by_creation, existed
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,8 @@ def _recover(
             # Without versions, hiding what came later would delete it for good.
             raise RunFailed(f"{job}: bucket {bucket.name} keeps no versions: nothing to recover")
         versions = bucket.versions(f"{resource.name}/")
+        if bucket.dates_by_replacement():  # versitygw: date each version by its creation
+            versions = by_creation(versions)
         if not existed(versions, f"{resource.name}/config", moment):
             # Hiding everything would leave no repository, and the next backup would make
             # a new one over it: refuse, and touch nothing.

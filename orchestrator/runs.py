@@ -10,7 +10,13 @@ from orchestrator.config.names import env_prefix
 from orchestrator.config.settings import Settings
 from orchestrator.config.source import SourceType
 from orchestrator.errors import JobBusy, RuntimeUnavailable, SecretError
-from orchestrator.judgement import STOPPED_BEFORE_RUSTIC, last_words, stopped, worker_failure
+from orchestrator.judgement import (
+    STOPPED_BEFORE_RUSTIC,
+    last_words,
+    locked_written,
+    stopped,
+    worker_failure,
+)
 from orchestrator.model import (
     Kind,
     Outcome,
@@ -81,7 +87,7 @@ class Jobs:
         """
         started = datetime.now(UTC)
         self.pinger.job(customer, resource, "start", f"scheduled for {scheduled_for.isoformat()}")
-        outcome = self._backup(customer, resource, scheduled_for)
+        outcome = self._backup(customer, resource, scheduled_for, started)
         record = RunRecord(
             customer.name,
             resource.name,
@@ -93,7 +99,9 @@ class Jobs:
         )
         return record
 
-    def _backup(self, customer: Customer, resource: Resource, scheduled_for: datetime) -> Outcome:
+    def _backup(
+        self, customer: Customer, resource: Resource, scheduled_for: datetime, started: datetime
+    ) -> Outcome:
         try:
             launch = self.setup(customer, resource, self.floor(customer, resource))
             if isinstance(launch, Outcome):
@@ -110,7 +118,8 @@ class Jobs:
             )
         except STOPPED_BEFORE_RUSTIC as exc:
             return stopped(exc)
-        return self.judge(customer, resource, scheduled_for, done)
+        outcome = self.judge(customer, resource, scheduled_for, done)
+        return locked_written(self.settings, customer.name, resource.name, outcome, started)
 
     def setup(
         self,

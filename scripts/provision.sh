@@ -11,6 +11,8 @@ cache=${UNSTOPPABLE_TOOLS_CACHE:-${HOME:-/root}/.cache/unstoppable-tools}
 RUSTIC_VERSION=0.11.4
 # MinIO publishes no semver module versions; this pins the server of 2026-02-12 by commit.
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
+# The second S3 server the object-lock tests run against (issue 14): S3 in front of a directory.
+VERSITYGW_VERSION=v1.8.0
 BASE_IMAGE=${UNSTOPPABLE_BASE_IMAGE:-unstoppable-base:bookworm}
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$here/pyproject.toml" | head -n1)
 WORKER_IMAGE=${UNSTOPPABLE_WORKER_IMAGE:-unstoppable-worker:$version}
@@ -70,6 +72,19 @@ minio_binary() {
     mkdir -p "$here/.tools/bin"
     ln -sfn "$root/bin/minio" "$here/.tools/bin/minio"
     say "minio: $("$here/.tools/bin/minio" --version | head -n1)"
+}
+
+versitygw_binary() {
+    local root="$cache/versitygw-${VERSITYGW_VERSION#v}"
+    if [ ! -x "$root/bin/versitygw" ]; then
+        say "versitygw $VERSITYGW_VERSION: building once into $root (a few minutes)"
+        command -v go >/dev/null 2>&1 || die "go is needed to build versitygw once (Go >= 1.24; Debian's is too old)"
+        GOBIN="$root/bin" GOFLAGS=-trimpath \
+            go install "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION"
+    fi
+    mkdir -p "$here/.tools/bin"
+    ln -sfn "$root/bin/versitygw" "$here/.tools/bin/versitygw"
+    say "versitygw: $VERSITYGW_VERSION at $root"  # go install leaves --version saying "git"
 }
 
 # Print the first URI in the apt sources under directory $1 (sources.list, then sources.list.d
@@ -186,13 +201,14 @@ host_tools() {
 }
 
 mkdir -p "$cache"
-steps=${*:-host docker rustic minio base worker venv}
+steps=${*:-host docker rustic minio versitygw base worker venv}
 for step in $steps; do
     case $step in
         host) host_tools ;;
         docker) docker_engine ;;
         rustic) rustic_binary ;;
         minio) minio_binary ;;
+        versitygw) versitygw_binary ;;
         base) base_image ;;
         worker) worker_image ;;
         venv) python_env ;;

@@ -24,7 +24,8 @@ from testcontainers.core.image import DockerImage
 
 BASE_IMAGE = "unstoppable-base:bookworm"
 IMAGES = Path(__file__).resolve().parent / "images"
-MINIO = Path(__file__).resolve().parent.parent / ".tools" / "bin" / "minio"
+# Servers built once by `make provision`, copied into an image of their own name.
+BINARIES = Path(__file__).resolve().parent.parent / ".tools" / "bin"
 
 
 def build(context: Path, tag: str, **args: str) -> str:
@@ -44,12 +45,13 @@ def build(context: Path, tag: str, **args: str) -> str:
 def image(name: str, **args: str) -> str:
     """Return the tag of tests/images/<name>, built once per test session."""
     tag = f"unstoppable-test-{name}:latest"
-    if name != "minio":
+    binary = BINARIES / name
+    if name not in ("minio", "versitygw"):
         return build(IMAGES / name, tag, **args)
-    assert MINIO.exists(), f"{MINIO} missing: run `make provision`"
-    with tempfile.TemporaryDirectory(prefix="unstoppable-minio-image-") as context:
-        shutil.copy(IMAGES / "minio" / "Dockerfile", context)
-        shutil.copy(MINIO.resolve(), Path(context) / "minio")
+    assert binary.exists(), f"{binary} missing: run `make provision`"
+    with tempfile.TemporaryDirectory(prefix=f"unstoppable-{name}-image-") as context:
+        shutil.copy(IMAGES / name / "Dockerfile", context)
+        shutil.copy(binary.resolve(), Path(context) / name)
         return build(Path(context), tag)
 
 

@@ -1,33 +1,56 @@
 """Object lock: what a taken-over server can do to a locked bucket, and what `recover` undoes.
 
-The attacker holds exactly what the backup server holds: the orchestrator's own S3 key (MinIO's
-root here) and the hot repositories on its disk.
+Each test runs against MinIO and versitygw. The attacker holds exactly what the backup server
+holds: the orchestrator's own S3 key (MinIO's root; a versitygw `userplus` account) and the hot
+repositories on its disk. On versitygw the store's root key is tried as well.
 """
 
 import json
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
-from orchestrator.storage.s3 import Bucket
+from orchestrator.storage.s3 import Bucket, Lock
 from orchestrator.storage.versions import live as live_objects
 from tests.conftest import Site
 from tests.test_remote import contents
-from tests.test_s3 import KEY_ID, SECRET, Minio, local_customer, minio, restic, s3_site
+from tests.test_s3 import S3Server, local_customer, minio, restic, s3_site
+from tests.versitygw import Versitygw, versitygw_server
 
 __all__ = ["minio"]  # the module-scoped MinIO of test_s3, shared here
 pytestmark = pytest.mark.docker
 
 
-def refused(move: Callable[[], object]) -> bool:
+@pytest.fixture(scope="module", params=["minio", "versitygw"])
+def store(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[S3Server]:
+    if request.param == "minio":
+        yield request.getfixturevalue("minio")
+    else:
+        with versitygw_server(tmp_path_factory.mktemp("versitygw")) as server:
+            yield server
+
+
+def attackers(store: S3Server) -> list[Any]:
+    """The keys an attacker on the backup server tries: the server's, and the store's root."""
+    clients = [store.client()]
+    if isinstance(store, Versitygw):
+        clients.append(store.root())
+    return clients
+
+
+def refused(move: Callable[..., object], **arguments: object) -> bool:
+    """Return whether the store refused `move(**arguments)`."""
     try:
-        move()
+        move(**arguments)
     except ClientError:
         return True
     return False
@@ -50,9 +73,9 @@ def snapshot_ids(site: Site, name: str) -> list[str]:
 
 
 def test_a_taken_over_server_cannot_erase_a_locked_history(
-    site: Site, minio: Minio, unique: str, tmp_path: Path
+    site: Site, store: S3Server, unique: str, tmp_path: Path
 ) -> None:
-    s3_site(site, minio)
+    s3_site(site, store)
     site.env["UNSTOPPABLE_S3_LOCK_DAYS"] = "1"
     name = f"lock-{unique}"
     bucket, prefix = f"ub-{name}", "files/"
@@ -79,11 +102,12 @@ def test_a_taken_over_server_cannot_erase_a_locked_history(
     as_of = datetime.now(UTC)
     time.sleep(1.5)
 
-    s3 = minio.client()  # the key the server holds
+    s3 = store.client()  # the key the server holds
     live = [v for v in versions(s3, bucket, prefix)[0] if v["IsLatest"]]
     assert len(live) > 5
-    # 1. Delete every object: allowed (MinIO refuses it for the directory markers rustic
-    # makes), and it only hides an object behind a delete marker.
+    # 1. Delete every object: allowed, and it only hides an object behind a delete marker.
+    # Directory markers (rustic makes one per directory) are no data: MinIO refuses their
+    # delete, versitygw's posix directories take it and leave no marker.
     hidden = [
         v["Key"]
         for v in live
@@ -91,39 +115,43 @@ def test_a_taken_over_server_cannot_erase_a_locked_history(
     ]
     kept, markers = versions(s3, bucket, prefix)
     assert any(key.startswith(f"{prefix}snapshots/") for key in hidden), hidden
-    assert len(markers) == len(hidden) and len(kept) >= len(live)
-    # 2. Delete every version for good: refused, every one of them.
-    assert all(
-        refused(
-            lambda v=v: s3.delete_object(  # type: ignore[attr-defined]
-                Bucket=bucket, Key=v["Key"], VersionId=v["VersionId"]
+    live_data = [v for v in live if not v["Key"].endswith("/")]
+    data = [v for v in kept if not v["Key"].endswith("/")]
+    assert len(markers) == len([k for k in hidden if not k.endswith("/")]) == len(live_data)
+    assert len(data) >= len(live_data) > 5
+    # 2. Delete every version of every object for good: refused, every one of them.
+    for attacker in attackers(store):
+        gone = [
+            v["Key"]
+            for v in data
+            if not refused(
+                attacker.delete_object, Bucket=bucket, Key=v["Key"], VersionId=v["VersionId"]
             )
-        )
-        for v in kept
-    )
+        ]
+        assert not gone, gone
     # 3. Overwrite every object with garbage: allowed, as new versions on top.
-    for v in live:
+    for v in live_data:
         s3.put_object(Bucket=bucket, Key=v["Key"], Body=b"encrypted by the attacker")  # type: ignore[attr-defined]
     # 3b. Plant a snapshot that did not exist: recovery must hide it again.
     s3.put_object(Bucket=bucket, Key=f"{prefix}snapshots/{'0' * 64}", Body=b"planted")  # type: ignore[attr-defined]
     # 4. Shorten a retention, with and without the governance bypass: refused.
     target = {"Bucket": bucket, "Key": live[0]["Key"], "VersionId": live[0]["VersionId"]}
     soon = {"Mode": "COMPLIANCE", "RetainUntilDate": datetime.now(UTC) + timedelta(minutes=1)}
-    assert refused(lambda: s3.put_object_retention(**target, Retention=soon))  # type: ignore[attr-defined]
-    assert refused(
-        lambda: s3.put_object_retention(  # type: ignore[attr-defined]
+    for attacker in attackers(store):
+        assert refused(attacker.put_object_retention, **target, Retention=soon)
+        assert refused(
+            attacker.put_object_retention,
             **target,
             Retention={**soon, "Mode": "GOVERNANCE"},
             BypassGovernanceRetention=True,
         )
-    )
-    # 5. Switch versioning off, 6. delete the bucket: refused.
-    assert refused(
-        lambda: s3.put_bucket_versioning(  # type: ignore[attr-defined]
-            Bucket=bucket, VersioningConfiguration={"Status": "Suspended"}
+        # 5. Switch versioning off, 6. delete the bucket: refused.
+        assert refused(
+            attacker.put_bucket_versioning,
+            Bucket=bucket,
+            VersioningConfiguration={"Status": "Suspended"},
         )
-    )
-    assert refused(lambda: s3.delete_bucket(Bucket=bucket))  # type: ignore[attr-defined]
+        assert refused(attacker.delete_bucket, Bucket=bucket)
     # 7. Erase the hot repository on the server's own disk.
     shutil.rmtree(site.data / "hot" / name / "files")
     assert site.cli("snapshots", name, "files").returncode != 0 or not snapshot_ids(site, name)
@@ -136,17 +164,21 @@ def test_a_taken_over_server_cannot_erase_a_locked_history(
         "restore", name, "files", "--target", str(restored), "--snapshot", before[0], check=True
     )
     assert contents(restored) == first
-    check = restic(minio, name, tmp_path, "check", "--read-data")
+    check = restic(store, name, tmp_path, "check", "--read-data")
     assert check.returncode == 0 and "no errors were found" in check.stdout, (
         check.stdout + check.stderr
     )
 
 
 def test_prune_extends_the_lock_of_every_live_object(
-    site: Site, minio: Minio, unique: str, tmp_path: Path
+    site: Site, store: S3Server, unique: str, tmp_path: Path
 ) -> None:
-    """Read each object's retention before and after: live ones move on, none moves back."""
-    s3_site(site, minio)
+    """Read each object's retention before and after: live ones move on, none moves back.
+
+    Before: what the backup wrote is locked, by the store's default retention or (versitygw)
+    by the backup's own lock pass.
+    """
+    s3_site(site, store)
     site.env["UNSTOPPABLE_S3_LOCK_DAYS"] = "2"
     name = f"ext-{unique}"
     source = tmp_path / "src"
@@ -154,10 +186,10 @@ def test_prune_extends_the_lock_of_every_live_object(
     (source / "a.txt").write_text("a" * 5000)
     local_customer(site, name, source)
     site.cli("backup", name, check=True)
-    store = Bucket(minio.endpoint, "us-east-1", KEY_ID, SECRET, f"ub-{name}")
+    bucket = Bucket(store.endpoint, "us-east-1", store.key_id, store.secret, f"ub-{name}")
     try:
-        live = live_objects(store.versions("files/"))
-        before = {v.key: store.retention(v.key, v.version_id) for v in live}
+        live = live_objects(bucket.versions("files/"))
+        before = {v.key: bucket.retention(v.key, v.version_id) for v in live}
         assert all(until is not None for until in before.values())
         # Daily prunes keep two-day locks renewed once a day of them has passed: pretend so
         # by asking for a lock of three days now.
@@ -166,9 +198,19 @@ def test_prune_extends_the_lock_of_every_live_object(
         assert f"{len(live)} of {len(live)} live object(s) locked further" in done.stdout, (
             done.stdout
         )
-        after = {v.key: store.retention(v.key, v.version_id) for v in live}
+        after = {v.key: bucket.retention(v.key, v.version_id) for v in live}
     finally:
-        store.close()
+        bucket.close()
     for key, until in after.items():
         assert until is not None and before[key] is not None
         assert until - before[key] > timedelta(hours=23), key
+
+
+def test_recover_learns_how_the_store_dates_old_versions(store: S3Server, unique: str) -> None:
+    """S3 dates a version by its creation; versitygw by when it was replaced (measured)."""
+    bucket = Bucket(store.endpoint, "us-east-1", store.key_id, store.secret, f"ub-probe-{unique}")
+    try:
+        bucket.ensure(Lock(1, "compliance"))  # versioned, as every bucket with a lock
+        assert bucket.dates_by_replacement() is isinstance(store, Versitygw)
+    finally:
+        bucket.close()

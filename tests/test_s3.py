@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import boto3
 import pytest
 
 from orchestrator.reporting.ledger import Ledger
+from orchestrator.storage import s3
 from tests.conftest import Site
 from tests.containers import DockerContainer, image, on_host_network
 from tests.helpers import DaemonProcess, wait_until
@@ -27,6 +28,29 @@ from tests.test_remote import contents, fill
 
 pytestmark = pytest.mark.docker
 KEY_ID, SECRET = "unstoppable-test", "minio-Secret-9d41e2"
+
+
+class S3Server(Protocol):
+    """What the tests need of an S3 server: MinIO here, versitygw in tests/versitygw.py."""
+
+    key_id: str  # the key the backup server holds
+    secret: str
+
+    @property
+    def endpoint(self) -> str: ...
+
+    def client(self) -> Any: ...
+
+
+def ensure_bucket(
+    endpoint: str, region: str, key_id: str, secret: str, bucket: str, **options: Any
+) -> bool:
+    """Create `bucket` through the orchestrator's Bucket; return whether this call made it."""
+    store = s3.Bucket(endpoint, region, key_id, secret, bucket, **options)
+    try:
+        return store.ensure() is s3.BucketState.CREATED
+    finally:
+        store.close()
 
 
 @dataclass
@@ -38,6 +62,8 @@ class Minio:
     audit: list[dict[str, object]] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     container: DockerContainer | None = None
+    key_id: str = KEY_ID  # what the backup server holds: MinIO's root key
+    secret: str = SECRET
 
     @property
     def endpoint(self) -> str:
@@ -170,13 +196,13 @@ def minio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Minio]:
         yield server
 
 
-def s3_site(site: Site, minio: Minio, prefix: str = "ub-") -> None:
+def s3_site(site: Site, minio: S3Server, prefix: str = "ub-") -> None:
     site.env.update(
         {
             "UNSTOPPABLE_COLD_BACKEND": "s3",
             "UNSTOPPABLE_S3_ENDPOINT": minio.endpoint,
-            "UNSTOPPABLE_S3_ACCESS_KEY_ID": KEY_ID,
-            "UNSTOPPABLE_S3_SECRET_ACCESS_KEY": SECRET,
+            "UNSTOPPABLE_S3_ACCESS_KEY_ID": minio.key_id,
+            "UNSTOPPABLE_S3_SECRET_ACCESS_KEY": minio.secret,
             "UNSTOPPABLE_S3_BUCKET_PREFIX": prefix,
         }
     )
@@ -266,14 +292,16 @@ def test_an_incremental_backup_reads_no_data_pack(
     assert minio.entries("GetObject", bucket, "files/data/", start, end) == []
 
 
-def restic(minio: Minio, customer: str, work: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def restic(
+    minio: S3Server, customer: str, work: Path, *args: str
+) -> subprocess.CompletedProcess[str]:
     """Run Debian's restic on the `files` repository of `customer`'s bucket, alone."""
     env = {
         "PATH": os.environ["PATH"],
         "HOME": str(work),
         "RESTIC_PASSWORD": f"repo-{customer}",
-        "AWS_ACCESS_KEY_ID": KEY_ID,
-        "AWS_SECRET_ACCESS_KEY": SECRET,
+        "AWS_ACCESS_KEY_ID": minio.key_id,
+        "AWS_SECRET_ACCESS_KEY": minio.secret,
         "RESTIC_CACHE_DIR": str(work / "restic-cache"),
     }
     repo = f"s3:{minio.endpoint}/ub-{customer}/files"

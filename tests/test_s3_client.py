@@ -14,7 +14,7 @@ from orchestrator.errors import ConfigError
 from orchestrator.storage import s3
 from orchestrator.storage.layout import cold_profile
 from tests.containers import free_port
-from tests.test_s3 import KEY_ID, SECRET, Minio, minio_server
+from tests.test_s3 import KEY_ID, SECRET, Minio, ensure_bucket, minio_server
 
 TOKEN = "session-Token-5be0c1"
 REGION = "eu-central-1"
@@ -36,7 +36,7 @@ def assert_no_secret(error: Exception) -> None:
 def test_a_dead_endpoint_fails_within_seconds_naming_it_and_no_secret() -> None:
     port = free_port()  # nothing listens on it
     error, took = refused(
-        lambda: s3.ensure_bucket(
+        lambda: ensure_bucket(
             f"http://127.0.0.1:{port}", "us-east-1", KEY_ID, SECRET, "ub-dead", session_token=TOKEN
         )
     )
@@ -73,7 +73,7 @@ def silent_port() -> Iterator[int]:
 
 def test_a_silent_endpoint_fails_after_one_read_timeout(silent_port: int) -> None:
     error, took = refused(
-        lambda: s3.ensure_bucket(
+        lambda: ensure_bucket(
             f"http://127.0.0.1:{silent_port}", "us-east-1", KEY_ID, SECRET, "ub-mute", timeout=1.5
         )
     )
@@ -92,7 +92,7 @@ def test_a_silent_endpoint_fails_after_one_read_timeout(silent_port: int) -> Non
     ],
 )
 def test_an_endpoint_that_is_not_a_plain_url_is_refused_without_echoing_it(endpoint: str) -> None:
-    error, _ = refused(lambda: s3.ensure_bucket(endpoint, "us-east-1", KEY_ID, SECRET, "ub-x"))
+    error, _ = refused(lambda: ensure_bucket(endpoint, "us-east-1", KEY_ID, SECRET, "ub-x"))
     assert "UNSTOPPABLE_S3_ENDPOINT" in str(error)
     assert_no_secret(error)
     with pytest.raises(ConfigError) as config:
@@ -143,16 +143,16 @@ def test_a_bucket_is_made_in_the_configured_region_and_found_again(
     minio_eu: Minio, unique: str
 ) -> None:
     bucket = f"ub-region-{unique}"
-    assert s3.ensure_bucket(minio_eu.endpoint, REGION, KEY_ID, SECRET, bucket) is True
+    assert ensure_bucket(minio_eu.endpoint, REGION, KEY_ID, SECRET, bucket) is True
     assert location(minio_eu, bucket) == REGION
-    assert s3.ensure_bucket(minio_eu.endpoint, REGION, KEY_ID, SECRET, bucket) is False
+    assert ensure_bucket(minio_eu.endpoint, REGION, KEY_ID, SECRET, bucket) is False
 
 
 @pytest.mark.docker
 def test_a_wrong_region_is_an_error_that_names_both(minio_eu: Minio, unique: str) -> None:
     bucket = f"ub-wrong-{unique}"
     error, _ = refused(
-        lambda: s3.ensure_bucket(minio_eu.endpoint, "us-east-1", KEY_ID, SECRET, bucket)
+        lambda: ensure_bucket(minio_eu.endpoint, "us-east-1", KEY_ID, SECRET, bucket)
     )
     assert bucket in str(error) and "region us-east-1" in str(error), str(error)
     assert REGION in str(error), "the store's answer names the region it wants"
@@ -168,7 +168,7 @@ def test_parallel_runs_make_the_bucket_once_and_all_succeed(minio_eu: Minio, uni
     def make() -> None:
         barrier.wait()
         try:
-            results.append(s3.ensure_bucket(minio_eu.endpoint, REGION, KEY_ID, SECRET, bucket))
+            results.append(ensure_bucket(minio_eu.endpoint, REGION, KEY_ID, SECRET, bucket))
         except s3.StorageError as exc:
             results.append(exc)
 
@@ -183,7 +183,7 @@ def test_parallel_runs_make_the_bucket_once_and_all_succeed(minio_eu: Minio, uni
 @pytest.mark.docker
 def test_wrong_credentials_are_refused_without_echoing_them(minio_eu: Minio) -> None:
     error, _ = refused(
-        lambda: s3.ensure_bucket(
+        lambda: ensure_bucket(
             minio_eu.endpoint, REGION, "not-a-key", SECRET, "ub-creds", session_token=TOKEN
         )
     )
@@ -217,7 +217,7 @@ def test_a_refusal_the_client_cannot_read_is_a_storage_error() -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         endpoint = f"http://127.0.0.1:{server.server_address[1]}"
-        error, _ = refused(lambda: s3.ensure_bucket(endpoint, "us-east-1", KEY_ID, SECRET, "ub-x"))
+        error, _ = refused(lambda: ensure_bucket(endpoint, "us-east-1", KEY_ID, SECRET, "ub-x"))
         assert "ub-x" in str(error)
         assert_no_secret(error)
     finally:

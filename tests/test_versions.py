@@ -2,10 +2,11 @@
 
 from datetime import UTC, datetime, timedelta
 
+import minio.datatypes
 import pytest
 
 from orchestrator.storage.s3 import Version
-from orchestrator.storage.versions import Step, as_of, existed, live, needs_extension
+from orchestrator.storage.versions import Step, as_of, by_creation, existed, live, needs_extension
 
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
@@ -97,3 +98,57 @@ def test_existed_says_whether_a_key_held_data_at_a_moment(moment: int, held: boo
         v("other", "1", -5, latest=True),
     ]
     assert existed(versions, "c", T0 + timedelta(minutes=moment)) is held
+
+
+@pytest.mark.parametrize(
+    ("sent", "read"),
+    [
+        ("2026-11-29T23:06:12.238274156Z", datetime(2026, 11, 29, 23, 6, 12, 238274, tzinfo=UTC)),
+        ("2026-11-29T23:06:12.238Z", datetime(2026, 11, 29, 23, 6, 12, 238000, tzinfo=UTC)),
+        ("2026-11-29T23:06:12Z", datetime(2026, 11, 29, 23, 6, 12, tzinfo=UTC)),
+    ],
+)
+def test_minio_py_reads_the_times_every_store_sends(sent: str, read: datetime) -> None:
+    """versitygw sends nanoseconds, which minio-py alone cannot read: a listing failed.
+
+    Importing orchestrator.storage.s3 (above) installs the reader into minio-py.
+    """
+    assert minio.datatypes.from_iso8601utc(sent) == read
+
+
+def test_by_creation_reads_a_store_that_dates_old_versions_by_their_replacement() -> None:
+    """versitygw, measured: v1 made at 0, v2 at 2, deleted at 4, garbage at 6, copy at 8.
+
+    It lists v1 at 2, v2 at 4, the marker at 6, garbage at 8 and the current copy at 8.
+    """
+    listed = [
+        v("k", "01A", 2),
+        v("k", "01B", 4),
+        v("k", "01C", 6, deleted=True),
+        v("k", "01D", 8),
+        v("k", "01E", 8, latest=True),
+        v("z", "01F", 3, latest=True),
+    ]
+    dated = {x.version_id: x.modified for x in by_creation(listed)}
+    minute = {
+        vid: (when - T0) / timedelta(minutes=1) for vid, when in dated.items() if vid != "01A"
+    }
+    assert minute == {"01B": 2, "01C": 4, "01D": 6, "01E": 8, "01F": 3}
+    assert dated["01A"] < T0  # its creation is no longer told: the beginning of time
+    versions = by_creation(listed)
+    assert as_of(versions, T0 + timedelta(minutes=3)) == [Step("k", "01B")]
+    assert as_of(versions, T0 + timedelta(minutes=1)) == [Step("k", "01A"), Step("z", None)]
+    assert as_of(versions, T0 + timedelta(minutes=5)) == [Step("k", None)]  # deleted then
+    assert existed(versions, "k", T0 + timedelta(minutes=7))  # the garbage held data
+
+
+def test_by_creation_orders_one_second_by_version_id() -> None:
+    """Two versions replaced within one second: the ULIDs say which came first."""
+    same = T0.replace(second=5)
+    listed = [
+        Version("k", "01B", same.replace(microsecond=900), False, False),
+        Version("k", "01A", same.replace(microsecond=100), False, False),
+        Version("k", "01C", same.replace(second=7), False, True),
+    ]
+    dated = {x.version_id: x.modified for x in by_creation(listed)}
+    assert dated["01B"] == same.replace(microsecond=100) and dated["01C"] == same.replace(second=7)

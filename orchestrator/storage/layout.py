@@ -90,15 +90,27 @@ def bucket_lock(settings: Settings) -> Lock | None:
 LOCK_SLACK = timedelta(hours=1)
 
 
-def lock_live(settings: Settings, customer: str, resource: str) -> LockReport | None:
-    """Extend the lock of the live objects of `customer`/`resource`; None without a lock."""
+# S3 refuses a request signed more than 15 minutes off its clock: the store's times of the
+# objects a run wrote are no earlier than this before the run started by ours.
+CLOCK_SKEW = timedelta(minutes=15)
+
+
+def lock_live(
+    settings: Settings, customer: str, resource: str, since: datetime | None = None
+) -> LockReport | None:
+    """Extend the lock of the live objects of `customer`/`resource`; None without a lock.
+
+    With `since` (when a backup started), only what was written from then on.
+    """
     lock = bucket_lock(settings)
     if settings.COLD_BACKEND != "s3" or lock is None:
         return None
     store = open_bucket(settings, customer, timeout=120)
     try:
         stop_at = time.monotonic() + settings.job_timeout_seconds
-        return extend_live(store, f"{resource}/", lock, datetime.now(UTC), LOCK_SLACK, stop_at)
+        after = None if since is None else since - CLOCK_SKEW
+        now = datetime.now(UTC)
+        return extend_live(store, f"{resource}/", lock, now, LOCK_SLACK, stop_at, after)
     finally:
         store.close()
 

@@ -1,9 +1,11 @@
 """Retention that follows live data: every object the repository still reads stays locked.
 
-New objects get the bucket's default retention. What a repository keeps for months (its
-config, keys, old packs) would fall out of that lock after `days`; each maintenance run
-extends the lock of every live object, so live data is always locked at least `days` minus
-one maintenance interval ahead, while what prune removed is left to expire (the Kopia way).
+New objects get the bucket's default retention where the store applies it (MinIO does,
+versitygw 1.8 does not): after each backup, the objects it wrote are locked here too, and
+their lock read back. What a repository keeps for months (its config, keys, old packs) would
+fall out of that lock after `days`; each maintenance run extends the lock of every live
+object, so live data is always locked at least `days` minus one maintenance interval ahead,
+while what prune removed is left to expire (the Kopia way).
 """
 
 import time
@@ -24,9 +26,18 @@ class LockReport:
 
 
 def extend_live(
-    bucket: Bucket, prefix: str, lock: Lock, now: datetime, slack: timedelta, stop_at: float
+    bucket: Bucket,
+    prefix: str,
+    lock: Lock,
+    now: datetime,
+    slack: timedelta,
+    stop_at: float,
+    since: datetime | None = None,
 ) -> LockReport:
     """Lock every live object under `prefix` until `now + lock.days`, where it ends sooner.
+
+    With `since`, only the live objects written from then on (by the store's clock): what
+    one backup wrote.
 
     Stops at `stop_at` (time.monotonic) with a partial report: a bucket of millions of
     objects must not hold the job's slot for a day. Raises StorageError when the store
@@ -34,7 +45,7 @@ def extend_live(
     """
     if bucket.ensure(lock) is BucketState.UNLOCKED:
         return LockReport(0, 0, None, True)
-    objects = live(bucket.versions(prefix))
+    objects = [v for v in live(bucket.versions(prefix)) if since is None or v.modified >= since]
     earliest: datetime | None = None
     extended = 0
     for version in objects:

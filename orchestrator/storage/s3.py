@@ -4,8 +4,10 @@ minio-py signs and sends the requests; this is the only module that imports it. 
 becomes a StorageError that names the bucket and endpoint, never a credential.
 """
 
+import io
 import logging
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ from minio.retention import Retention
 
 from orchestrator.config.values import s3_endpoint
 from orchestrator.errors import UnstoppableError
+from orchestrator.storage import s3_compat  # noqa: F401  (minio-py reads nanoseconds)
 
 # A dead endpoint must fail a run in seconds: minio-py's own pool waits five minutes per
 # connection and retries five times. One retry covers a dropped connection.
@@ -40,6 +43,9 @@ _RETRIES = urllib3.Retry(
     raise_on_status=False,  # the last answer is parsed as S3's error, not urllib3's
 )
 LIFECYCLE_RULE = "unstoppable-noncurrent"
+# Written twice by `recover` to learn how the store dates old versions; tiny, outside any
+# resource prefix, and locked like the rest.
+PROBE_KEY = ".unstoppable-probe"
 log = logging.getLogger(__name__)
 
 
@@ -164,6 +170,22 @@ class Bucket:
             self._configure(lock)
         return BucketState.LOCKED
 
+    def dates_by_replacement(self) -> bool:
+        """Return whether the store dates an old version by when it stopped being current.
+
+        S3 dates a version by its creation. versitygw 1.8 lists a noncurrent version with
+        the moment it was replaced (to the second): a probe key written twice tells which.
+        """
+        with self._translated():
+            first = self.client.put_object(self.name, PROBE_KEY, io.BytesIO(b"1"), 1)
+            made = self.client.stat_object(self.name, PROBE_KEY, version_id=first.version_id)
+            time.sleep(1.1)  # the stores date to the second
+            self.client.put_object(self.name, PROBE_KEY, io.BytesIO(b"2"), 1)
+            listed = self.client.list_objects(self.name, prefix=PROBE_KEY, include_version=True)
+            old = next((v for v in listed if v.version_id == first.version_id), None)
+        replaced, created = old and old.last_modified, made.last_modified
+        return bool(replaced and created and replaced.replace(microsecond=0) > created)
+
     def versioned(self) -> bool:
         """Return whether the bucket keeps versions (a delete then only hides)."""
         with self._translated():
@@ -251,28 +273,6 @@ class Bucket:
 
     def close(self) -> None:
         self.pool.clear()
-
-
-def ensure_bucket(
-    endpoint: str,
-    region: str,
-    key_id: str,
-    secret: str,
-    bucket: str,
-    timeout: float = 30,
-    session_token: str | None = None,
-    lock: Lock | None = None,
-) -> bool:
-    """Create `bucket` in `region` unless it exists; return whether this call created it.
-
-    Raises StorageError naming the bucket and endpoint (never a credential) when the store
-    cannot be reached or refuses.
-    """
-    store = Bucket(endpoint, region, key_id, secret, bucket, timeout, session_token)
-    try:
-        return store.ensure(lock) is BucketState.CREATED
-    finally:
-        store.close()
 
 
 def host_of(endpoint: str) -> tuple[str, bool]:

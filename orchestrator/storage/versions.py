@@ -3,8 +3,8 @@
 Pure functions over the versions `Bucket.versions` lists; the bucket carries out the steps.
 """
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 
 from orchestrator.storage.s3 import Version
 
@@ -40,6 +40,33 @@ def as_of(versions: list[Version], moment: datetime) -> list[Step]:
         elif then.version_id != current.version_id:
             steps.append(Step(key, then.version_id))
     return steps
+
+
+def by_creation(versions: list[Version]) -> list[Version]:
+    """Date each version by its creation, from a store that dates old ones by their replacement.
+
+    versitygw 1.8 lists a noncurrent version with the moment it stopped being current, to the
+    second (`Bucket.dates_by_replacement`). A version was created when the one before it was
+    replaced, so each key's dates shift by one: newest first, the current version keeps its
+    own date, each other takes the date of the one below it, and the oldest one, whose
+    creation the store no longer tells, is dated at the beginning of time: a moment before
+    it reads as its first state rather than as nothing. Within one second the version ids
+    (versitygw's are ULIDs, ordered by creation) tell the order.
+    """
+    by_key: dict[str, list[Version]] = {}
+    for version in versions:
+        by_key.setdefault(version.key, []).append(version)
+    dated = []
+    for chain in by_key.values():
+        chain.sort(key=lambda v: (v.latest, v.modified.replace(microsecond=0), v.version_id))
+        chain.reverse()  # newest first
+        for newer, older in zip(chain, [*chain[1:], None], strict=True):
+            when = newer.modified if newer.latest else (older.modified if older else _DAWN)
+            dated.append(replace(newer, modified=when))
+    return dated
+
+
+_DAWN = datetime.min.replace(tzinfo=UTC)
 
 
 def existed(versions: list[Version], key: str, moment: datetime) -> bool:
