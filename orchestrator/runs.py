@@ -267,6 +267,7 @@ class Jobs:
                     remote and apparmor.enabled(),
                     apparmor.loaded_profiles() if remote else frozenset(),
                 ),
+                node=customer.node or "",
             )
             return self.runtime.run(spec, timeout)
 

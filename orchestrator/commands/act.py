@@ -10,7 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from orchestrator import recovery, repository
-from orchestrator.commands.context import append_lines, jobs_on_docker, load, summary_line
+from orchestrator.commands.context import (
+    append_lines,
+    jobs_on_runtime,
+    load,
+    open_runtime,
+    summary_line,
+)
 from orchestrator.config.customer import Customer, Resource
 from orchestrator.config.settings import load_settings
 from orchestrator.errors import RunFailed
@@ -32,7 +38,7 @@ def cmd_recover(args: argparse.Namespace) -> int:
     if moment.tzinfo is None:
         raise RunFailed("--as-of: give the time zone too (2026-11-29T12:00:00Z or +01:00)")
     ledger = Ledger(state_dir(settings))
-    jobs = jobs_on_docker(settings, ledger)
+    jobs = jobs_on_runtime(settings, ledger)
     done = recovery.recover(jobs, ledger, customer, resource, moment)
     snapshots = repository.snapshots(jobs, customer, resource)
     kept = f"; the previous one is kept at {done.previous_hot}" if done.previous_hot else ""
@@ -85,7 +91,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
     customer = customers.get(args.customer)
     resources = [customer.resource(n) for n in args.resources] or list(customer.resources)
     ledger = Ledger(state_dir(settings))
-    jobs = jobs_on_docker(settings, ledger)
+    jobs = jobs_on_runtime(settings, ledger)
     now = datetime.now(UTC).replace(microsecond=0)
     with ThreadPoolExecutor(max_workers=settings.MAX_PARALLEL) as pool:
         records = list(pool.map(lambda r: jobs.backup(customer, r, now), resources))
@@ -104,7 +110,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     settings, customers = load()
     customer = customers.get(args.customer)
     repository.restore(
-        jobs_on_docker(settings),
+        jobs_on_runtime(settings),
         customer,
         customer.resource(args.resource),
         args.target,
@@ -118,11 +124,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from orchestrator.daemon import Daemon
-    from orchestrator.runtime.docker import DockerRuntime
 
     logging.getLogger().setLevel(logging.INFO)
     settings = load_settings()
-    daemon = Daemon(settings, DockerRuntime(), Ledger(state_dir(settings)))
+    daemon = Daemon(settings, open_runtime(settings), Ledger(state_dir(settings)))
     daemon.install_signal_handlers()
     return daemon.run()
 
@@ -178,7 +183,7 @@ def _maintain(
     customer = customers.get(args.customer)
     resources = [customer.resource(n) for n in args.resources] or list(customer.resources)
     ledger = Ledger(state_dir(settings))
-    maintenance = Maintenance(jobs_on_docker(settings, ledger), ledger)
+    maintenance = Maintenance(jobs_on_runtime(settings, ledger), ledger)
     now = datetime.now(UTC).replace(microsecond=0)
     passed = True
     for resource in resources:
@@ -194,7 +199,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     settings, customers = load()
     customer = customers.get(args.customer)
     leftovers = repository.check(
-        jobs_on_docker(settings), customer, customer.resource(args.resource), args.read_data
+        jobs_on_runtime(settings), customer, customer.resource(args.resource), args.read_data
     )
     note = (
         f" ({leftovers} unreferenced pack(s) left by interrupted runs; prune removes them)"

@@ -10,6 +10,7 @@ from orchestrator.config.settings import Settings, load_settings
 from orchestrator.model import Kind, Result, RunRecord
 from orchestrator.reporting.ledger import Ledger
 from orchestrator.runs import Jobs
+from orchestrator.runtime.protocol import Runtime
 from orchestrator.secrets.files import resolver_for
 from orchestrator.storage.layout import state_dir
 
@@ -19,13 +20,22 @@ def load() -> tuple[Settings, Customers]:
     return settings, load_customers(settings.CUSTOMERS_DIR, settings.bucket_prefix, settings.bounds)
 
 
-def jobs_on_docker(settings: Settings, ledger: Ledger | None = None) -> Jobs:
+def open_runtime(settings: Settings) -> Runtime:
+    """Return the runtime UNSTOPPABLE_RUNTIME names: this engine, or its swarm."""
+    if settings.RUNTIME == "swarm":
+        from orchestrator.runtime.swarm import SwarmRuntime
+
+        return SwarmRuntime()
     from orchestrator.runtime.docker import DockerRuntime
 
+    return DockerRuntime()
+
+
+def jobs_on_runtime(settings: Settings, ledger: Ledger | None = None) -> Jobs:
     ledger = ledger or Ledger(state_dir(settings))
     return Jobs(
         settings,
-        DockerRuntime(),
+        open_runtime(settings),
         baseline=ledger.baseline_now,
         resolver=resolver_for(settings),
         holds=ledger,

@@ -6,7 +6,7 @@ import sys
 from datetime import UTC, datetime
 
 from orchestrator import repository
-from orchestrator.commands.context import jobs_on_docker, load
+from orchestrator.commands.context import jobs_on_runtime, load
 from orchestrator.config.customer import Customers
 from orchestrator.config.names import env_prefix
 from orchestrator.errors import SecretError
@@ -84,7 +84,7 @@ def cmd_snapshots(args: argparse.Namespace) -> int:
     settings, customers = load()
     customer = customers.get(args.customer)
     snapshots = repository.snapshots(
-        jobs_on_docker(settings), customer, customer.resource(args.resource)
+        jobs_on_runtime(settings), customer, customer.resource(args.resource)
     )
     if args.json:
         print(

@@ -15,6 +15,7 @@ from orchestrator.config.keys import (
     check_schedule,
     check_url,
     cold_key,
+    node,
     secret_ref,
 )
 from orchestrator.config.names import (
@@ -68,9 +69,12 @@ def load_customer(path: Path, bounds: SourceBounds | None = None) -> Customer:
     if ping_url is not None:
         check_url("PING_URL", ping_url, problem)
     key = cold_key(values, problem)
+    pinned = node(values.get("NODE"), problem)
     if problems or repo_password is None:
         raise ConfigError(problems)
-    return Customer(name, path, timezone, repo_password, keep, tuple(resources), ping_url, key)
+    return Customer(
+        name, path, timezone, repo_password, keep, tuple(resources), ping_url, key, pinned
+    )
 
 
 def _retention(values: dict[str, str], problem: Problem) -> tuple[tuple[str, int], ...]:

@@ -3,6 +3,7 @@
 A resource's own keys (`<RESOURCE>_<KEY>`) are the models of `config/source.py`.
 """
 
+import re
 from collections.abc import Callable
 
 from orchestrator.config import values
@@ -18,6 +19,7 @@ CUSTOMER_KEYS = (
     "REPO_PASSWORD",
     "RESOURCES",
     "PING_URL",
+    "NODE",
     *KEEP_KEYS,
     *COLD_KEYS,
 )
@@ -63,3 +65,18 @@ def cold_key(values: dict[str, str], problem: Problem) -> tuple[str, SecretRef] 
         return None
     ref = secret_ref(COLD_KEYS[1], secret, problem)
     return (key_id, ref) if ref is not None else None
+
+
+# A swarm node's hostname: letters, digits, '.', '-' (nothing a placement constraint could
+# be extended with: no blanks, '=', '!' or ',').
+NODE_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
+
+
+def node(value: str | None, problem: Problem) -> str | None:
+    """Return the swarm node the customer's runs are pinned to (NODE=), if any."""
+    if value is None:
+        return None
+    if not NODE_NAME.fullmatch(value):
+        problem("NODE", "must be a swarm node's hostname: letters, digits, '.' and '-'")
+        return None
+    return value

@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     S3_LOCK_MODE: Literal["compliance", "governance"] = "compliance"
     S3_LOCK_MARGIN: str = "7d"  # BackupLockExpiring fires when a live object's lock ends sooner
     WORKER_IMAGE: str = f"unstoppable-worker:{__version__}"
+    RUNTIME: Literal["docker", "swarm"] = "docker"  # swarm: workers as services of a cluster
     METRICS_LISTEN: str = "127.0.0.1:9819"
     MAX_PARALLEL: int = Field(default=4, ge=1, le=1000)
     MAX_PARALLEL_PER_CUSTOMER: int | None = Field(default=None, ge=1, le=1000)

@@ -1,9 +1,7 @@
 """The Docker runtime: the only module that imports the Docker SDK."""
 
 import logging
-import re
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import docker
@@ -15,6 +13,7 @@ from orchestrator.errors import JobBusy, RuntimeUnavailable
 from orchestrator.runtime.paths import SECRETS
 from orchestrator.runtime.protocol import Finished, WorkerInfo
 from orchestrator.runtime.spec import ContainerSpec
+from orchestrator.runtime.text import parse_time, short
 
 STOP_GRACE_SECONDS = 30
 # How long a run waits for a Docker engine that stopped answering (dockerd restarting).
@@ -22,6 +21,9 @@ RECONNECT_SECONDS = 300
 RECONNECT_PAUSE = 2.0
 
 log = logging.getLogger(__name__)
+# What the swarm runtime (swarm.py) catches, so that the SDK is imported here only.
+ENGINE_ERRORS = (DockerException, requests.RequestException)
+EngineRefused, EngineNotFound = APIError, NotFound
 
 
 class DockerRuntime:
@@ -32,14 +34,14 @@ class DockerRuntime:
             self.client = client or docker.from_env(timeout=120)
             self.client.ping()
         except (DockerException, requests.RequestException) as exc:
-            raise RuntimeUnavailable(f"cannot reach the Docker engine: {_short(exc)}") from None
+            raise RuntimeUnavailable(f"cannot reach the Docker engine: {short(exc)}") from None
 
     def running_jobs(self) -> frozenset[str]:
         """Return the `unstoppable.job` labels of running managed containers."""
         try:
             containers = self.client.containers.list(filters={"label": "unstoppable.managed=true"})
         except (DockerException, requests.RequestException) as exc:
-            raise RuntimeUnavailable(f"cannot list containers: {_short(exc)}") from None
+            raise RuntimeUnavailable(f"cannot list containers: {short(exc)}") from None
         return frozenset(c.labels.get("unstoppable.job", "") for c in containers)
 
     def image_label(self, image: str, key: str) -> str | None:
@@ -61,7 +63,7 @@ class DockerRuntime:
                     str(c.name),
                     tuple(sorted(c.labels.items())),
                     c.status in ("running", "restarting", "paused"),
-                    _parse_time(c.attrs.get("State", {}).get("StartedAt", "")),
+                    parse_time(c.attrs.get("State", {}).get("StartedAt", "")),
                     _secrets_source(c.attrs),
                 )
                 for c in containers
@@ -69,7 +71,7 @@ class DockerRuntime:
         except NotFound:
             return self.workers()  # one vanished between list and inspect
         except (DockerException, requests.RequestException) as exc:
-            raise RuntimeUnavailable(f"cannot list containers: {_short(exc)}") from None
+            raise RuntimeUnavailable(f"cannot list containers: {short(exc)}") from None
 
     def run(self, spec: ContainerSpec, timeout: float | None) -> Finished:
         """Start `spec`, wait for it, read its exit code and logs, then remove it."""
@@ -84,7 +86,7 @@ class DockerRuntime:
             container.start()
         except (DockerException, requests.RequestException) as exc:
             self._remove(container)
-            raise RuntimeUnavailable(f"cannot start {spec.name}: {_short(exc)}") from None
+            raise RuntimeUnavailable(f"cannot start {spec.name}: {short(exc)}") from None
         return self.collect(spec.name, timeout)
 
     def collect(self, name: str, timeout: float | None) -> Finished:
@@ -96,7 +98,7 @@ class DockerRuntime:
                 f"{name}: the worker vanished before its result was read"
             ) from None
         except (DockerException, requests.RequestException) as exc:
-            raise RuntimeUnavailable(f"{name}: {_short(exc)}") from None
+            raise RuntimeUnavailable(f"{name}: {short(exc)}") from None
         # Lost the engine for good: the worker may still be running and healthy, so it is
         # left alone (never stopped, never removed) for the next run or start to collect.
         exit_code, timed_out, container = self._wait(container, timeout)
@@ -117,7 +119,7 @@ class DockerRuntime:
         try:
             others = self.client.containers.list(filters={"label": f"unstoppable.job={job}"})
         except (DockerException, requests.RequestException) as exc:
-            raise RuntimeUnavailable(f"cannot list containers: {_short(exc)}") from None
+            raise RuntimeUnavailable(f"cannot list containers: {short(exc)}") from None
         for container in others:
             if container.name != spec.name and container.labels.get("unstoppable.kind") != (
                 "snapshots"
@@ -152,9 +154,9 @@ class DockerRuntime:
                 raise JobBusy(
                     f"{spec.name} is running: the job is busy, try again when it ends"
                 ) from None
-            raise RuntimeUnavailable(f"cannot create {spec.name}: {_short(exc)}") from None
+            raise RuntimeUnavailable(f"cannot create {spec.name}: {short(exc)}") from None
         except (DockerException, requests.RequestException) as exc:
-            raise RuntimeUnavailable(f"cannot create {spec.name}: {_short(exc)}") from None
+            raise RuntimeUnavailable(f"cannot create {spec.name}: {short(exc)}") from None
 
     def _reap_leftover(self, name: str) -> bool:
         """Remove a container of `name` that is not running; return whether it was removed.
@@ -176,7 +178,7 @@ class DockerRuntime:
         except NotFound:
             return True
         except (DockerException, requests.RequestException) as exc:
-            raise RuntimeUnavailable(f"cannot inspect {name}: {_short(exc)}") from None
+            raise RuntimeUnavailable(f"cannot inspect {name}: {short(exc)}") from None
 
     def _wait(self, container: Any, timeout: float | None) -> tuple[int, bool, Any]:
         """Wait for `container` to exit; return (exit code, timed out, fresh handle).
@@ -215,9 +217,9 @@ class DockerRuntime:
         if time.monotonic() - since > RECONNECT_SECONDS:
             raise RuntimeUnavailable(
                 f"{container.name}: lost the Docker engine for over "
-                f"{RECONNECT_SECONDS} s ({_short(exc)}); the worker was left running"
+                f"{RECONNECT_SECONDS} s ({short(exc)}); the worker was left running"
             )
-        log.warning("%s: lost the Docker engine (%s); waiting", container.name, _short(exc))
+        log.warning("%s: lost the Docker engine (%s); waiting", container.name, short(exc))
         time.sleep(RECONNECT_PAUSE)
         return since
 
@@ -242,12 +244,12 @@ class DockerRuntime:
                 return str(data.decode("utf-8", "replace"))
             except (APIError, NotFound) as exc:
                 raise RuntimeUnavailable(
-                    f"{container.name}: cannot read its logs: {_short(exc)}"
+                    f"{container.name}: cannot read its logs: {short(exc)}"
                 ) from None
             except (DockerException, requests.RequestException) as exc:
                 if time.monotonic() - lost_since > RECONNECT_SECONDS:
                     raise RuntimeUnavailable(
-                        f"{container.name}: cannot read its logs: {_short(exc)}"
+                        f"{container.name}: cannot read its logs: {short(exc)}"
                     ) from None
                 time.sleep(RECONNECT_PAUSE)
 
@@ -259,7 +261,7 @@ class DockerRuntime:
             return int(status.get("StatusCode", -1))
         except (DockerException, requests.RequestException) as exc:
             raise RuntimeUnavailable(
-                f"{container.name}: cannot stop it after its timeout: {_short(exc)}"
+                f"{container.name}: cannot stop it after its timeout: {short(exc)}"
             ) from None
 
     def _remove(self, container: Any) -> None:
@@ -273,17 +275,9 @@ class DockerRuntime:
             pass
         except APIError as exc:
             if exc.status_code != 409:  # 409: a removal already in progress
-                log.warning("%s: cannot remove it: %s", container.name, _short(exc))
+                log.warning("%s: cannot remove it: %s", container.name, short(exc))
         except (DockerException, requests.RequestException) as exc:
-            log.warning("%s: cannot remove it: %s", container.name, _short(exc))
-
-
-def _parse_time(text: str) -> datetime:
-    """Return Docker's RFC 3339 time (nanoseconds, Z) as an aware datetime, to the second."""
-    match = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.\d+)?(Z|[+-]\d\d:\d\d)$", text)
-    if not match or text.startswith("0001-"):
-        return datetime.now(UTC)
-    return datetime.fromisoformat(match.group(1) + match.group(2).replace("Z", "+00:00"))
+            log.warning("%s: cannot remove it: %s", container.name, short(exc))
 
 
 def _secrets_source(attrs: dict[str, Any]) -> str:
@@ -292,7 +286,3 @@ def _secrets_source(attrs: dict[str, Any]) -> str:
         if mount.get("Destination") == SECRETS:
             return str(mount.get("Source", ""))
     return ""
-
-
-def _short(exc: Exception) -> str:
-    return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__

@@ -1,5 +1,6 @@
 """Worker container specs: labels, names, mounts and argv of one run, as plain data."""
 
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -9,6 +10,7 @@ from orchestrator.runtime.paths import CACHE, COLD, HOT, SECRETS
 from orchestrator.storage.layout import JobStorage
 
 NAME_PREFIX = "unstoppable_"
+SERVICE_NAME_LIMIT = 63  # swarm's limit on a service name
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class ContainerSpec:
     devices: tuple[str, ...] = ()
     entrypoint: tuple[str, ...] = ()
     security_opt: tuple[str, ...] = ()
+    node: str = ""  # the swarm node to run on (a customer's NODE=); "" for the daemon's own
 
 
 # The AppArmor profile install.sh loads (worker-image/apparmor/unstoppable-worker): Docker's
@@ -96,6 +99,18 @@ def container_name(customer: str, resource: str, kind: Kind, scheduled_for: date
     if kind is Kind.SNAPSHOTS:
         return f"{base}_snapshots_{scheduled_for.strftime('%Y%m%dT%H%M%S%fZ')}"
     return base
+
+
+def service_name(name: str) -> str:
+    """Return the service name of a worker `name`: itself, or shortened past 63 characters.
+
+    The hash keeps two long names of different jobs apart, and one job's name the same on
+    every call: the name is the job's lock.
+    """
+    if len(name) <= SERVICE_NAME_LIMIT:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+    return f"{name[: SERVICE_NAME_LIMIT - 13]}_{digest}"
 
 
 def repo_mounts(storage: JobStorage, secrets: Path) -> tuple[Mount, ...]:

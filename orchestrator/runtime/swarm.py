@@ -1,0 +1,299 @@
+"""The Docker Swarm runtime: one replicated-job service per run, on any node of a cluster.
+
+A run is a service in `replicated-job` mode (one completion, never restarted), named like the
+docker runtime's container: the name is unique across the cluster, so the engine itself
+refuses a second run of a job, whichever daemon or CLI asks. The service and its task carry
+the `unstoppable.*` labels. A run's secret files become swarm secrets, mounted as files in
+the task and removed with the service; the result is the task's exit code and the service's
+logs. The engine is reached through docker.py's client (the one module importing the SDK),
+with the service described as the Engine API's own JSON.
+"""
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+from orchestrator.errors import JobBusy, RuntimeUnavailable
+from orchestrator.runtime import spec as specs
+from orchestrator.runtime.docker import (
+    ENGINE_ERRORS,
+    DockerRuntime,
+    EngineNotFound,
+    EngineRefused,
+)
+from orchestrator.runtime.paths import SECRETS
+from orchestrator.runtime.protocol import Finished, WorkerInfo
+from orchestrator.runtime.spec import service_name
+from orchestrator.runtime.text import parse_time, short
+
+# A task in one of these states will not run (again); any other state holds the job.
+TERMINAL = frozenset({"complete", "failed", "shutdown", "rejected", "orphaned", "remove"})
+POLL_SECONDS = 2.0
+STOP_GRACE_NANOSECONDS = 30 * 10**9
+# A task that no node accepts (a NODE= no node has) fails its run after this.
+PLACEMENT_SECONDS = 120.0
+RECONNECT_SECONDS = 300.0
+MANAGED = "unstoppable.managed=true"
+NO_DEVICES = (
+    "a swarm service gets no devices (the service API has no such option), and a remote "
+    "source is mounted with /dev/fuse: run remote resources with UNSTOPPABLE_RUNTIME=docker"
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class SwarmRuntime:
+    """Runs workers as swarm services; the engine must be a swarm manager."""
+
+    def __init__(self, client: Any = None) -> None:
+        self.local = DockerRuntime(client)  # the engine, reached and pinged
+        self.client = self.local.client
+        try:
+            swarm = self.client.info().get("Swarm", {})
+        except ENGINE_ERRORS as exc:
+            raise RuntimeUnavailable(f"cannot reach the Docker engine: {short(exc)}") from None
+        if swarm.get("LocalNodeState") != "active" or not swarm.get("ControlAvailable"):
+            raise RuntimeUnavailable(
+                "UNSTOPPABLE_RUNTIME=swarm: this engine is not a swarm manager "
+                "(`docker swarm init`, or run the daemon on a manager)"
+            )
+        self.node_id = str(swarm.get("NodeID", ""))
+
+    def running_jobs(self) -> frozenset[str]:
+        """Return the jobs of services whose task has not ended (or not yet started), in the
+        whole cluster: another daemon's run of a job holds it as much as this one's."""
+        return frozenset(w.label("job") for w in self._services() if w.running)
+
+    def image_label(self, image: str, key: str) -> str | None:
+        return self.local.image_label(image, key)
+
+    def workers(self) -> list[WorkerInfo]:
+        """Return every service this node's daemon or CLI started, running or not.
+
+        Another manager's daemon adopts its own: a restarted daemon here must not collect
+        (and remove) the runs a daemon on another node is waiting for.
+        """
+        return [w for w in self._services() if w.label("manager") == self.node_id]
+
+    def _services(self) -> list[WorkerInfo]:
+        """Return every managed service of the cluster: two calls, whatever their number."""
+        services = self._api(lambda: self.client.api.services(filters={"label": MANAGED}))
+        ids = [s["ID"] for s in services]
+        tasks = self._api(lambda: self.client.api.tasks(filters={"service": ids})) if ids else []
+        states: dict[str, list[str]] = {}
+        for task in tasks:
+            states.setdefault(task["ServiceID"], []).append(task["Status"]["State"])
+        return [
+            WorkerInfo(
+                str(s["Spec"]["Name"]),
+                tuple(sorted(s["Spec"].get("Labels", {}).items())),
+                not states.get(s["ID"]) or any(x not in TERMINAL for x in states[s["ID"]]),
+                parse_time(s.get("CreatedAt", "")),
+            )
+            for s in services
+        ]
+
+    def run(self, spec: specs.ContainerSpec, timeout: float | None) -> Finished:
+        """Start `spec` as a service, wait for its task, read it, remove it and its secrets."""
+        if spec.devices:
+            raise RuntimeUnavailable(NO_DEVICES)
+        name, run = service_name(spec.name), uuid.uuid4().hex
+        self._refuse_if_busy(spec, name)
+        try:
+            secrets = self._secrets(spec, run)
+            try:
+                self._create(spec, name, secrets)
+            except JobBusy:
+                if not self._reap_leftover(name):
+                    raise
+                self._create(spec, name, secrets)
+        except BaseException:
+            self._remove_secrets(name, run=run)
+            raise
+        return self.collect(name, timeout)
+
+    def collect(self, name: str, timeout: float | None) -> Finished:
+        """Wait for the task of service `name` (removing it after `timeout` s), read it,
+        remove the service and its secrets."""
+        exit_code, timed_out = self._wait(name, timeout)
+        stdout, stderr = self._logs(name, stdout=True), self._logs(name, stdout=False)
+        self._remove(name)
+        return Finished(exit_code, stdout, stderr, timed_out)
+
+    def _refuse_if_busy(self, spec: specs.ContainerSpec, name: str) -> None:
+        """Raise JobBusy if a service of the same job runs under another name."""
+        labels = dict(spec.labels)
+        if labels.get("unstoppable.kind") == "snapshots":
+            return
+        for worker in self._services():
+            if (
+                worker.label("job") == labels.get("unstoppable.job")
+                and worker.name != name
+                and worker.label("kind") != "snapshots"
+                and worker.running
+            ):
+                raise JobBusy(f"{worker.name} is running a run of {worker.label('job')}")
+
+    def _secrets(self, spec: specs.ContainerSpec, run: str) -> list[dict[str, Any]]:
+        """Turn each file of the run's secret directory into a swarm secret of this run."""
+        directory = next((m.source for m in spec.mounts if m.target == SECRETS), None)
+        if directory is None:
+            return []
+        references = []
+        labels = {"unstoppable.managed": "true", "unstoppable.run": run}
+        for path in sorted(Path(directory).iterdir()):
+            secret = f"unstoppable-{uuid.uuid4().hex}"  # names nothing: the label does
+            create = partial(
+                self.client.api.create_secret, secret, path.read_bytes(), labels=labels
+            )
+            created = self._api(create)
+            path.unlink()  # the swarm keeps it now, encrypted; no copy stays on this disk
+            target = {"Name": f"{SECRETS}/{path.name}", "UID": "0", "GID": "0", "Mode": 0o400}
+            references.append({"SecretID": created["ID"], "SecretName": secret, "File": target})
+        return references
+
+    def _create(self, spec: specs.ContainerSpec, name: str, secrets: list[dict[str, Any]]) -> None:
+        labels = {**dict(spec.labels), "unstoppable.manager": self.node_id}
+        container = {
+            "Image": spec.image,
+            "Args": list(spec.command),
+            "Labels": labels,
+            "Mounts": [
+                {
+                    "Type": "bind",
+                    "Source": str(m.source),
+                    "Target": m.target,
+                    "ReadOnly": m.read_only,
+                }
+                for m in spec.mounts
+                if m.target != SECRETS
+            ],
+            "Secrets": secrets,
+            "StopGracePeriod": STOP_GRACE_NANOSECONDS,
+            "CapabilityAdd": list(spec.cap_add),
+            "CapabilityDrop": list(spec.cap_drop),
+            "Env": [],
+        }
+        if spec.entrypoint:
+            container["Command"] = list(spec.entrypoint)
+        # NODE= (checked: a hostname, nothing a constraint could be built from); else here,
+        # where the daemon resolved the local sources and keeps the hot repositories.
+        where = f"node.hostname=={spec.node}" if spec.node else f"node.id=={self.node_id}"
+        template = {
+            "ContainerSpec": container,
+            "RestartPolicy": {"Condition": "none"},
+            "Placement": {"Constraints": [where]},
+            "Networks": [{"Target": spec.network_mode}] if spec.network_mode else [],
+        }
+        job = {"ReplicatedJob": {"MaxConcurrent": 1, "TotalCompletions": 1}}
+        try:
+            self.client.api.create_service(template, name=name, labels=labels, mode=job)
+        except EngineRefused as exc:
+            if exc.status_code == 409:
+                raise JobBusy(f"{name} exists: the job is busy, try again when it ends") from None
+            raise RuntimeUnavailable(f"cannot create service {name}: {short(exc)}") from None
+        except ENGINE_ERRORS as exc:
+            raise RuntimeUnavailable(f"cannot create service {name}: {short(exc)}") from None
+
+    def _reap_leftover(self, name: str) -> bool:
+        """Remove a service of `name` whose task ended; return whether it is gone."""
+        for worker in self._services():
+            if worker.name == name:
+                if worker.running:
+                    return False
+                log.warning("%s: removing a leftover service (a run nobody collected)", name)
+                self._remove(name)
+        return True
+
+    def _wait(self, name: str, timeout: float | None) -> tuple[int, bool]:
+        """Poll the service's task until it ends; return (exit code, timed out)."""
+        deadline = None if timeout is None else time.monotonic() + max(timeout, 0.001)
+        placed_by = time.monotonic() + PLACEMENT_SECONDS
+        while True:
+            try:
+                self._api(partial(self.client.api.inspect_service, name))
+            except EngineNotFound:
+                raise RuntimeUnavailable(f"{name}: the service vanished before its end") from None
+            tasks = self._api(partial(self.client.api.tasks, filters={"service": name}))
+            for task in tasks:
+                status = task["Status"]
+                state = status["State"]
+                if state in TERMINAL:
+                    if "ContainerStatus" not in status or state in ("rejected", "orphaned"):
+                        self._remove(name)
+                        raise RuntimeUnavailable(f"{name}: task {state}: {status.get('Err', '')}")
+                    return int(status["ContainerStatus"].get("ExitCode", -1)), False
+                if state == "pending" and time.monotonic() > placed_by:
+                    self._remove(name)
+                    raise RuntimeUnavailable(
+                        f"{name}: no node can run it ({status.get('Err') or 'pending'}): "
+                        "check the customer's NODE="
+                    )
+            if deadline is not None and time.monotonic() >= deadline:
+                return -1, True  # removing the service stops the task (SIGTERM, 30 s)
+            time.sleep(POLL_SECONDS)
+
+    def _logs(self, name: str, stdout: bool) -> str:
+        """Return one output stream of the service's task."""
+        try:
+            data = self._api(
+                lambda: self.client.api.service_logs(
+                    name, stdout=stdout, stderr=not stdout, follow=False, is_tty=False
+                )
+            )
+        except EngineNotFound:
+            raise RuntimeUnavailable(
+                f"{name}: the service vanished before its logs were read"
+            ) from None
+        chunks = data if isinstance(data, bytes) else b"".join(data)
+        return chunks.decode("utf-8", "replace")
+
+    def _remove(self, name: str) -> None:
+        """Remove the service (stopping its task), then the secrets it held; never raise."""
+        secrets = []
+        try:
+            spec = self.client.api.inspect_service(name)["Spec"]["TaskTemplate"]["ContainerSpec"]
+            secrets = [s["SecretID"] for s in spec.get("Secrets") or []]
+            self.client.api.remove_service(name)
+        except EngineNotFound:
+            pass
+        except ENGINE_ERRORS as exc:
+            log.warning("%s: cannot remove the service: %s", name, short(exc))
+        self._remove_secrets(name, secrets)
+
+    def _remove_secrets(self, name: str, secrets: list[str] | None = None, run: str = "") -> None:
+        """Remove `secrets` (ids), or every secret of `run`; never raise."""
+        try:
+            if run:
+                found = self.client.api.secrets(filters={"label": f"unstoppable.run={run}"})
+                secrets = [s["ID"] for s in found]
+        except ENGINE_ERRORS as exc:
+            log.warning("%s: cannot list the secrets of its run: %s", name, short(exc))
+        for secret in secrets or []:
+            try:
+                self.client.api.remove_secret(secret)
+            except EngineNotFound:
+                pass
+            except ENGINE_ERRORS as exc:
+                log.warning("%s: cannot remove a secret of its run: %s", name, short(exc))
+
+    def _api(self, call: Callable[[], T]) -> T:
+        """Make one engine call, waiting out an engine that restarts for RECONNECT_SECONDS."""
+        lost_since = None
+        while True:
+            try:
+                return call()
+            except EngineNotFound:
+                raise
+            except EngineRefused as exc:
+                raise RuntimeUnavailable(f"the swarm refused: {short(exc)}") from None
+            except ENGINE_ERRORS as exc:
+                lost_since = lost_since or time.monotonic()
+                if time.monotonic() - lost_since > RECONNECT_SECONDS:
+                    raise RuntimeUnavailable(f"lost the Docker engine: {short(exc)}") from None
+                time.sleep(POLL_SECONDS)

@@ -1,0 +1,185 @@
+"""Workers as Docker Swarm services (UNSTOPPABLE_RUNTIME=swarm), on a single-node swarm.
+
+The swarm is initialised for this module and left again after it. What runs is judged from
+the engine's own events, `docker service inspect` and `docker inspect`, not from the daemon.
+"""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime
+
+import pytest
+
+from orchestrator.reporting.ledger import Ledger
+from tests.conftest import ROOT, Site
+from tests.helpers import (
+    DaemonProcess,
+    Events,
+    assert_never_overlapping,
+    customer,
+    running_workers,
+    starts,
+    wait_until,
+)
+from tests.test_remote import contents
+
+pytestmark = pytest.mark.docker
+EVERY_5S = "* * * * * */5"
+
+
+def docker(*args: str) -> str:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=True).stdout
+
+
+def services(prefix: str) -> list[str]:
+    names = docker(
+        "service", "ls", "--filter", "label=unstoppable.managed=true", "--format", "{{.Name}}"
+    )
+    return [n for n in names.split() if n.startswith(f"unstoppable_{prefix}")]
+
+
+def orphan_secrets() -> set[str]:
+    """Return the managed secrets no service refers to: a run's that was never removed."""
+    found = docker("secret", "ls", "-q", "--filter", "label=unstoppable.managed=true").split()
+    held = set()
+    for name in services(""):
+        spec = json.loads(docker("service", "inspect", name))[0]["Spec"]
+        held |= {s["SecretID"] for s in spec["TaskTemplate"]["ContainerSpec"].get("Secrets") or []}
+    return {secret for secret in found if not any(h.startswith(secret) for h in held)}
+
+
+@pytest.fixture(scope="module")
+def swarm(docker_ready: None) -> Iterator[None]:
+    """A single-node swarm on 127.0.0.1 for this module; left (with --force) after it."""
+    before = docker("info", "--format", "{{.Swarm.LocalNodeState}}").strip()
+    assert before == "inactive", f"this engine is already in a swarm ({before}): not touching it"
+    docker("swarm", "init", "--advertise-addr", "127.0.0.1")
+    try:
+        yield
+    finally:
+        for name in services(""):
+            subprocess.run(["docker", "service", "rm", name], capture_output=True)
+        docker("swarm", "leave", "--force")
+
+
+@pytest.fixture
+def swarm_site(site: Site, swarm: None) -> Site:
+    site.env["UNSTOPPABLE_RUNTIME"] = "swarm"
+    return site
+
+
+def test_the_daemon_runs_each_job_as_a_swarm_service_and_adopts_after_kill_9(
+    swarm_site: Site, daemon: DaemonProcess, unique: str, slow_image: str
+) -> None:
+    site = swarm_site
+    site.env["UNSTOPPABLE_WORKER_IMAGE"] = slow_image
+    slow, quick = f"sw1-{unique}", f"sw2-{unique}"
+    customer(site, slow, EVERY_5S, delay=14)
+    source = customer(site, quick, EVERY_5S)
+    (source / "more.bin").write_bytes(bytes(range(256)) * 400)
+    ledger = Ledger(site.data / "state")
+    events = Events()
+    daemon.start()
+    wait_until(lambda: services(slow), 30, "the slow customer's service")
+    # While it runs: its secrets are swarm secrets, seen nowhere an inspection shows.
+    name = services(slow)[0]
+    service = docker("service", "inspect", name)
+    spec = json.loads(service)[0]["Spec"]
+    secrets = spec["TaskTemplate"]["ContainerSpec"]["Secrets"]
+    assert {s["File"]["Name"] for s in secrets} == {"/run/unstoppable/secrets/repo-password"}
+    assert spec["Labels"]["unstoppable.job"] == f"{slow}/files"
+    assert spec["Mode"] == {"ReplicatedJob": {"MaxConcurrent": 1, "TotalCompletions": 1}}
+    wait_until(
+        lambda: docker("ps", "-q", "--filter", f"label=com.docker.swarm.service.name={name}"),
+        30,
+        "its task's container",
+    )
+    task = docker("ps", "-q", "--filter", f"label=com.docker.swarm.service.name={name}").split()[0]
+    container = json.loads(docker("inspect", task))[0]
+    for shown in (service, json.dumps(container["Config"]), json.dumps(container["HostConfig"])):
+        assert f"pw-{slow}" not in shown
+    assert not [e for e in container["Config"]["Env"] or [] if "PASSWORD" in e.upper()]
+    assert not list((site.data / "secrets").glob(f"*{slow}*/*")), "no copy left on the disk"
+
+    # kill -9 of the daemon mid-run; the service outlives it and is adopted, not doubled.
+    daemon.signal(signal.SIGKILL)
+    daemon.wait(5)
+    time.sleep(6)  # a scheduled time of the slow job passes while no daemon runs
+    assert services(slow) == [name], "the run must outlive the daemon"
+    daemon.start()
+    wait_until(lambda: ledger.runs(f"{slow}/files"), 60, "the adopted run's result")
+    wait_until(lambda: len(ledger.runs(f"{slow}/files")) >= 2, 60, "a later run of it")
+    wait_until(lambda: len(ledger.runs(f"{quick}/files")) >= 3, 60, "the quick customer")
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(10) == 0
+    wait_until(lambda: not running_workers("sw"), 60, "the last tasks to end")
+    log = events.stop()
+
+    assert_never_overlapping(log)
+    first = starts(log, f"{slow}/files")
+    for labels in first + starts(log, f"{quick}/files"):
+        assert labels["com.docker.swarm.task.id"] and labels["com.docker.swarm.service.name"]
+        assert labels["unstoppable.managed"] == "true" and labels["unstoppable.kind"] == "backup"
+    runs = ledger.runs(f"{slow}/files")
+    adopted = datetime.fromisoformat(first[0]["unstoppable.scheduled-for"].replace("Z", "+00:00"))
+    assert runs[0][3] == adopted.isoformat() and runs[0][4] == "success", runs
+    assert (
+        sum(
+            1
+            for s in first
+            if s["unstoppable.scheduled-for"] == first[0]["unstoppable.scheduled-for"]
+        )
+        == 1
+    )
+    assert ledger.event_count(f"{slow}/files", "skipped", "overlap") >= 1
+    assert "adopting" in daemon.text()
+    assert {r[4] for r in ledger.runs(f"{quick}/files")} == {"success"}
+    assert not orphan_secrets()
+
+    target = site.root / "restored"
+    site.cli("restore", quick, "files", "--target", str(target), check=True)
+    assert contents(target) == contents(source)
+
+
+def test_two_runs_of_one_job_never_start_together_across_the_cluster(
+    swarm_site: Site, unique: str, slow_image: str
+) -> None:
+    """The service name is the lock: a CLI run beside a running one is skipped, not doubled."""
+    site = swarm_site
+    site.env["UNSTOPPABLE_WORKER_IMAGE"] = slow_image
+    name = f"swlock-{unique}"
+    customer(site, name, "0 3 * * *", delay=8)
+    events = Events()
+    first = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator.cli", "backup", name],
+        env=site.env,
+        cwd=ROOT,
+        text=True,
+        stdout=subprocess.PIPE,
+    )
+    wait_until(lambda: services(name), 30, "the first run's service")
+    second = site.cli("backup", name)
+    out = first.communicate(timeout=60)[0]
+    assert first.returncode == 0, out
+    log = events.stop()
+    assert f"{name}/files: skipped (overlap)" in second.stdout, second.stdout
+    assert len(starts(log, f"{name}/files")) == 1
+    assert not services(name) and not orphan_secrets()
+
+
+def test_a_remote_source_is_refused_on_swarm_with_what_to_do(swarm_site: Site, unique: str) -> None:
+    """Services get no /dev/fuse here: said plainly, and the run fails, nothing started."""
+    name = f"swftp-{unique}"
+    swarm_site.customer(
+        name,
+        'SCHEDULE="0 3 * * *"\nREPO_PASSWORD=pw\nRESOURCES=site\nSITE_TYPE=ftps\n'
+        "SITE_HOST=127.0.0.1\nSITE_USER=u\nSITE_PASSWORD=p\nSITE_PATH=/\nSITE_TLS_VERIFY=false\n",
+    )
+    done = swarm_site.cli("backup", name)
+    assert done.returncode != 0
+    assert "UNSTOPPABLE_RUNTIME=docker" in done.stdout + done.stderr, done.stdout + done.stderr
+    assert not services(name)
