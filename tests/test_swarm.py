@@ -10,12 +10,17 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pytest
 
+from orchestrator.errors import RuntimeUnavailable
+from orchestrator.model import Kind
 from orchestrator.reporting.ledger import Ledger
-from tests.conftest import ROOT, Site
+from orchestrator.runtime.protocol import Finished
+from orchestrator.runtime.spec import ContainerSpec, container_name, labels
+from tests.conftest import ROOT, Site, worker_image
+from tests.fake_runtime import STOPPED_EXIT, Script
 from tests.helpers import (
     DaemonProcess,
     Events,
@@ -26,6 +31,7 @@ from tests.helpers import (
     wait_until,
 )
 from tests.test_remote import contents
+from tests.test_runtime_contract import shell
 
 pytestmark = pytest.mark.docker
 EVERY_5S = "* * * * * */5"
@@ -121,9 +127,11 @@ def test_the_daemon_runs_each_job_as_a_swarm_service_and_adopts_after_kill_9(
 
     assert_never_overlapping(log)
     first = starts(log, f"{slow}/files")
-    for labels in first + starts(log, f"{quick}/files"):
-        assert labels["com.docker.swarm.task.id"] and labels["com.docker.swarm.service.name"]
-        assert labels["unstoppable.managed"] == "true" and labels["unstoppable.kind"] == "backup"
+    for attributes in first + starts(log, f"{quick}/files"):
+        assert attributes["com.docker.swarm.task.id"]
+        assert attributes["com.docker.swarm.service.name"]
+        assert attributes["unstoppable.managed"] == "true"
+        assert attributes["unstoppable.kind"] == "backup"
     runs = ledger.runs(f"{slow}/files")
     adopted = datetime.fromisoformat(first[0]["unstoppable.scheduled-for"].replace("Z", "+00:00"))
     assert runs[0][3] == adopted.isoformat() and runs[0][4] == "success", runs
@@ -183,3 +191,42 @@ def test_a_remote_source_is_refused_on_swarm_with_what_to_do(swarm_site: Site, u
     assert done.returncode != 0
     assert "UNSTOPPABLE_RUNTIME=docker" in done.stdout + done.stderr, done.stdout + done.stderr
     assert not services(name)
+
+
+def swarm_spec(customer: str, script: Script, image: str | None = None) -> ContainerSpec:
+    return ContainerSpec(
+        name=container_name(customer, "files", Kind.BACKUP, datetime.now(UTC)),
+        image=image or worker_image(),
+        command=(shell(script),),
+        labels=labels(customer, "files", Kind.BACKUP, datetime.now(UTC), "daemon"),
+        mounts=(),
+        entrypoint=("sh", "-c"),
+    )
+
+
+def test_the_swarm_runtime_keeps_the_runtime_contract(swarm: None, unique: str) -> None:
+    """What the contract tests ask of DockerRuntime, where swarm can give it."""
+    from orchestrator.runtime.swarm import SwarmRuntime
+
+    runtime = SwarmRuntime()
+    name = f"swc-{unique}"
+    done = runtime.run(swarm_spec(name, Script(exit_code=3, stdout="out\n", stderr="err\n")), 60)
+    assert done == Finished(3, "out\n", "err\n", timed_out=False)
+    # Past its timeout: stopped as a container is (SIGTERM, the trap answers), and said so.
+    started = time.monotonic()
+    done = runtime.run(swarm_spec(name, Script(stdout="begun\n", hang=True)), timeout=3)
+    assert done == Finished(STOPPED_EXIT, "begun\n", "", timed_out=True)
+    assert time.monotonic() - started < 40
+    # A missing image: a clear error, nothing left behind.
+    with pytest.raises(RuntimeUnavailable, match="not found"):
+        runtime.run(swarm_spec(name, Script(), image="unstoppable-no-such-image:never"), 60)
+    # A run whose collector died: its ended service holds the name until the next run reaps it.
+    left = swarm_spec(name, Script(exit_code=4))
+    runtime._create(left, left.name, [])
+    wait_until(lambda: not runtime.running_jobs(), 30, "the left run to end")
+    assert [w.name for w in runtime.workers()] == [left.name]
+    done = runtime.run(swarm_spec(name, Script(stdout="fresh\n")), 60)
+    assert done == Finished(0, "fresh\n", "", False)
+    assert not services(name) and runtime.workers() == []
+    with pytest.raises(RuntimeUnavailable, match="vanished"):
+        runtime.collect(f"unstoppable_{name}_never", timeout=5)

@@ -4,6 +4,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from orchestrator.model import Kind, job_id
 from orchestrator.runtime.paths import CACHE, COLD, HOT, SECRETS
@@ -123,3 +124,40 @@ def repo_mounts(storage: JobStorage, secrets: Path) -> tuple[Mount, ...]:
     if storage.cold is not None:
         mounts.append(Mount(storage.cold, COLD, read_only=False))
     return tuple(mounts)
+
+
+# A swarm task past its deadline gets SIGTERM and this long before SIGKILL, as a container.
+STOP_GRACE_NANOSECONDS = 30 * 10**9
+
+
+def task_template(
+    spec: ContainerSpec, labels: dict[str, str], where: str, secrets: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Return the Engine API's TaskTemplate of a swarm service that runs `spec` once.
+
+    The secrets directory is not mounted: its files come as `secrets` (swarm secret
+    references). Never restarted; placed by the constraint `where`.
+    """
+    container: dict[str, Any] = {
+        "Image": spec.image,
+        "Args": list(spec.command),
+        "Labels": labels,
+        "Mounts": [
+            {"Type": "bind", "Source": str(m.source), "Target": m.target, "ReadOnly": m.read_only}
+            for m in spec.mounts
+            if m.target != SECRETS
+        ],
+        "Secrets": secrets,
+        "StopGracePeriod": STOP_GRACE_NANOSECONDS,
+        "CapabilityAdd": list(spec.cap_add),
+        "CapabilityDrop": list(spec.cap_drop),
+        "Env": [],
+    }
+    if spec.entrypoint:
+        container["Command"] = list(spec.entrypoint)
+    return {
+        "ContainerSpec": container,
+        "RestartPolicy": {"Condition": "none"},
+        "Placement": {"Constraints": [where]},
+        "Networks": [{"Target": spec.network_mode}] if spec.network_mode else [],
+    }

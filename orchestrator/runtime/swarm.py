@@ -21,6 +21,7 @@ from orchestrator.errors import JobBusy, RuntimeUnavailable
 from orchestrator.runtime import spec as specs
 from orchestrator.runtime.docker import (
     ENGINE_ERRORS,
+    STOP_GRACE_SECONDS,
     DockerRuntime,
     EngineNotFound,
     EngineRefused,
@@ -33,7 +34,6 @@ from orchestrator.runtime.text import parse_time, short
 # A task in one of these states will not run (again); any other state holds the job.
 TERMINAL = frozenset({"complete", "failed", "shutdown", "rejected", "orphaned", "remove"})
 POLL_SECONDS = 2.0
-STOP_GRACE_NANOSECONDS = 30 * 10**9
 # A task that no node accepts (a NODE= no node has) fails its run after this.
 PLACEMENT_SECONDS = 120.0
 RECONNECT_SECONDS = 300.0
@@ -102,6 +102,13 @@ class SwarmRuntime:
         """Start `spec` as a service, wait for its task, read it, remove it and its secrets."""
         if spec.devices:
             raise RuntimeUnavailable(NO_DEVICES)
+        if not spec.node:  # placed here: its image must be here (elsewhere: the task says)
+            try:
+                self._api(partial(self.client.api.inspect_image, spec.image))
+            except EngineNotFound:
+                raise RuntimeUnavailable(
+                    f"worker image {spec.image} not found: run `make provision` or install.sh"
+                ) from None
         name, run = service_name(spec.name), uuid.uuid4().hex
         self._refuse_if_busy(spec, name)
         try:
@@ -159,37 +166,10 @@ class SwarmRuntime:
 
     def _create(self, spec: specs.ContainerSpec, name: str, secrets: list[dict[str, Any]]) -> None:
         labels = {**dict(spec.labels), "unstoppable.manager": self.node_id}
-        container = {
-            "Image": spec.image,
-            "Args": list(spec.command),
-            "Labels": labels,
-            "Mounts": [
-                {
-                    "Type": "bind",
-                    "Source": str(m.source),
-                    "Target": m.target,
-                    "ReadOnly": m.read_only,
-                }
-                for m in spec.mounts
-                if m.target != SECRETS
-            ],
-            "Secrets": secrets,
-            "StopGracePeriod": STOP_GRACE_NANOSECONDS,
-            "CapabilityAdd": list(spec.cap_add),
-            "CapabilityDrop": list(spec.cap_drop),
-            "Env": [],
-        }
-        if spec.entrypoint:
-            container["Command"] = list(spec.entrypoint)
         # NODE= (checked: a hostname, nothing a constraint could be built from); else here,
         # where the daemon resolved the local sources and keeps the hot repositories.
         where = f"node.hostname=={spec.node}" if spec.node else f"node.id=={self.node_id}"
-        template = {
-            "ContainerSpec": container,
-            "RestartPolicy": {"Condition": "none"},
-            "Placement": {"Constraints": [where]},
-            "Networks": [{"Target": spec.network_mode}] if spec.network_mode else [],
-        }
+        template = specs.task_template(spec, labels, where, secrets)
         job = {"ReplicatedJob": {"MaxConcurrent": 1, "TotalCompletions": 1}}
         try:
             self.client.api.create_service(template, name=name, labels=labels, mode=job)
@@ -210,7 +190,7 @@ class SwarmRuntime:
                 self._remove(name)
         return True
 
-    def _wait(self, name: str, timeout: float | None) -> tuple[int, bool]:
+    def _wait(self, name: str, timeout: float | None, stopping: bool = False) -> tuple[int, bool]:
         """Poll the service's task until it ends; return (exit code, timed out)."""
         deadline = None if timeout is None else time.monotonic() + max(timeout, 0.001)
         placed_by = time.monotonic() + PLACEMENT_SECONDS
@@ -235,8 +215,23 @@ class SwarmRuntime:
                         "check the customer's NODE="
                     )
             if deadline is not None and time.monotonic() >= deadline:
-                return -1, True  # removing the service stops the task (SIGTERM, 30 s)
+                if stopping or not self._stop_here(tasks):
+                    return -1, True  # on another node: removing the service stops it
+                return self._wait(name, STOP_GRACE_SECONDS + 30, stopping=True)[0], True
             time.sleep(POLL_SECONDS)
+
+    def _stop_here(self, tasks: list[dict[str, Any]]) -> bool:
+        """Stop the task's container if it runs on this node (SIGTERM, then 30 s), as the
+        docker runtime stops a worker past its timeout; return whether it did."""
+        for task in tasks:
+            container = task["Status"].get("ContainerStatus", {}).get("ContainerID")
+            if task.get("NodeID") == self.node_id and container:
+                try:
+                    self.client.api.stop(container, timeout=STOP_GRACE_SECONDS)
+                    return True
+                except ENGINE_ERRORS as exc:
+                    log.warning("%s: cannot stop it: %s", container[:12], short(exc))
+        return False
 
     def _logs(self, name: str, stdout: bool) -> str:
         """Return one output stream of the service's task."""
