@@ -84,7 +84,12 @@ class SwarmRuntime:
         """Return every managed service of the cluster: two calls, whatever their number."""
         services = self._api(lambda: self.client.api.services(filters={"label": MANAGED}))
         ids = [s["ID"] for s in services]
-        tasks = self._api(lambda: self.client.api.tasks(filters={"service": ids})) if ids else []
+        try:
+            tasks = (
+                self._api(partial(self.client.api.tasks, filters={"service": ids})) if ids else []
+            )
+        except EngineNotFound:  # one was removed between the two calls
+            return self._services()
         states: dict[str, list[str]] = {}
         for task in tasks:
             states.setdefault(task["ServiceID"], []).append(task["Status"]["State"])
@@ -195,11 +200,10 @@ class SwarmRuntime:
         deadline = None if timeout is None else time.monotonic() + max(timeout, 0.001)
         placed_by = time.monotonic() + PLACEMENT_SECONDS
         while True:
-            try:
-                self._api(partial(self.client.api.inspect_service, name))
+            try:  # the engine answers 404 for the tasks of a service that is gone
+                tasks = self._api(partial(self.client.api.tasks, filters={"service": name}))
             except EngineNotFound:
                 raise RuntimeUnavailable(f"{name}: the service vanished before its end") from None
-            tasks = self._api(partial(self.client.api.tasks, filters={"service": name}))
             for task in tasks:
                 status = task["Status"]
                 state = status["State"]
