@@ -38,11 +38,11 @@ class DockerRuntime:
 
     def running_jobs(self) -> frozenset[str]:
         """Return the `unstoppable.job` labels of running managed containers."""
-        try:
-            containers = self.client.containers.list(filters={"label": "unstoppable.managed=true"})
+        try:  # the low-level list: docker-py's containers.list() inspects each one it lists
+            found = self.client.api.containers(filters={"label": "unstoppable.managed=true"})
         except (DockerException, requests.RequestException) as exc:
             raise RuntimeUnavailable(f"cannot list containers: {short(exc)}") from None
-        return frozenset(c.labels.get("unstoppable.job", "") for c in containers)
+        return frozenset((c.get("Labels") or {}).get("unstoppable.job", "") for c in found)
 
     def image_label(self, image: str, key: str) -> str | None:
         """Return the label `key` of the local image `image`, or None."""
