@@ -74,16 +74,16 @@ RUNTIMES = (
     # removes; a task inspect every 2 s; running_jobs() = list services + list their tasks.
     Calls("swarm, designed, k=1", 2, 4, 2.0, 2, 0),
     Calls("swarm, designed, k=2", 3, 5, 2.0, 2, 0),
-    # runtime/swarm.py as merged (main 1831a01): image inspect, the busy check (services +
-    # tasks), k secrets, create | 2 logs, service inspect, remove, k secret removes; every
-    # 2 s a service inspect and a task list.
-    Calls("swarm, main 1831a01, k=1", 5, 5, 1.0, 2, 0),
+    # runtime/swarm.py as coded: image inspect, the busy check (services + tasks), k
+    # secrets, create | 2 logs, service inspect, remove, k secret removes; every 2 s one
+    # task list (the service is asked only through its tasks).
+    Calls("swarm, as coded, k=1", 5, 5, 2.0, 2, 0),
     # As designed: create, start, wait (one long call) | 2 log reads, remove; one list.
     Calls("docker, designed", 3, 3, 0.0, 1, 0),
     # runtime/docker.py on docker-py 7.2: list the job's containers, create (+ the inspect
-    # docker-py adds), start, get, wait | 2 logs, remove; containers.list() without
-    # sparse=True inspects every container it lists.
-    Calls("docker, as coded", 6, 3, 0.0, 1, 1),
+    # docker-py adds), start, get, wait | 2 logs, remove; running_jobs() is one low-level
+    # list (containers.list() would inspect every container it lists: 1 + R calls).
+    Calls("docker, as coded", 6, 3, 0.0, 1, 0),
 )
 
 

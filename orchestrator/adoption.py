@@ -57,7 +57,7 @@ def adopt(jobs: Jobs, worker: WorkerInfo, customers: Customers) -> RunRecord:
             outcome = jobs.judge(customer, resource, scheduled_for, done)
         if kind is Kind.BACKUP:
             outcome = locked_written(
-                jobs.settings, customer_name, resource_name, outcome, worker.started_at
+                jobs.settings, jobs.holds, customer_name, resource_name, outcome
             )
     record = RunRecord(
         customer_name,

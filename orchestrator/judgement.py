@@ -1,13 +1,14 @@
 """What stopped a run before rustic answered, what the worker scripts' exit codes mean, and
 whether what a run wrote is locked."""
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from orchestrator.config.customer import Resource
 from orchestrator.config.settings import Settings
 from orchestrator.config.source import SourceType
 from orchestrator.errors import JobBusy, RuntimeUnavailable, SecretError
-from orchestrator.model import Outcome, Reason, Result
+from orchestrator.model import Outcome, Reason, Result, job_id
+from orchestrator.reporting.holds import Holds
 from orchestrator.runtime import apparmor
 from orchestrator.runtime.protocol import Finished
 from orchestrator.rustic import output
@@ -70,21 +71,28 @@ def last_words(done: Finished) -> str:
 
 
 def locked_written(
-    settings: Settings, customer: str, resource: str, outcome: Outcome, started: datetime
+    settings: Settings, holds: Holds, customer: str, resource: str, outcome: Outcome
 ) -> Outcome:
-    """Lock what a backup that ran wrote, and read each lock back; an unlocked write fails it.
+    """Lock what the job wrote since its objects were last known locked, reading each lock
+    back; an unlocked write fails the run.
 
     A store that does not apply the bucket's default retention (versitygw 1.8) would leave
     a new snapshot deletable until the next prune. Whatever the run's outcome, its packs may
-    be in the bucket: each is locked. A snapshot that could not be locked is not protected,
-    so the run fails (a suspect one stays suspect: its hold matters more).
+    be in the bucket. The pass starts where the last complete one (or prune) began, so what
+    a failed pass, a run cut off, a killed daemon or `recover` left is covered by the next.
+    A snapshot that could not be locked is not protected, so the run fails (a suspect one
+    stays suspect: its hold matters more).
     """
+    job, began = job_id(customer, resource), datetime.now(UTC)
     try:
-        report = lock_live(settings, customer, resource, since=started)
+        since = holds.locked_through(job)
+        report = lock_live(settings, customer, resource, since=since)
     except s3.StorageError as exc:
         why = f"its new objects could not be locked: {exc}"
     else:
         if report is None or report.unlocked or report.complete:
+            if report is not None and report.complete and not report.unlocked:
+                holds.lock_reached(job, began)
             return outcome
         why = "locking its new objects stopped at UNSTOPPABLE_JOB_TIMEOUT"
     if outcome.result is Result.SUCCESS:

@@ -62,6 +62,7 @@ class Maintenance:
 
     def _locked(self, customer: Customer, resource: Resource, pruned: Outcome) -> Outcome:
         """Extend the lock of the live objects, held or not; a failure fails the run."""
+        began = datetime.now(UTC)
         try:
             report = lock_live(self.jobs.settings, customer.name, resource.name)
         except StorageError as exc:
@@ -81,6 +82,7 @@ class Maintenance:
         if report.unlocked:
             note = "the bucket has NO object lock: its history is not protected"
         else:
+            self.jobs.holds.lock_reached(job_id(customer.name, resource.name), began)
             until = report.earliest.isoformat() if report.earliest else "-"
             note = (
                 f"{report.extended} of {report.live} live object(s) locked further, all to {until}"

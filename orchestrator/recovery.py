@@ -19,7 +19,8 @@ from orchestrator.judgement import last_words
 from orchestrator.model import Kind
 from orchestrator.runs import Jobs
 from orchestrator.rustic import commands
-from orchestrator.storage.layout import job_storage, open_bucket
+from orchestrator.storage.layout import job_storage, lock_live, open_bucket
+from orchestrator.storage.s3 import StorageError
 from orchestrator.storage.versions import as_of, by_creation, existed
 
 
@@ -113,5 +114,9 @@ def _recover(
     )
     if done.exit_code != 0:
         raise RunFailed(f"{job}: rebuilding the hot repository failed: {last_words(done)}")
+    try:  # what recovery made current is new: locked now, as a backup's writes are
+        lock_live(settings, customer.name, resource.name, since=now)
+    except StorageError as exc:
+        raise RunFailed(f"{job}: recovered, but its objects could not be locked: {exc}") from None
     restored = sum(1 for step in steps if step.version_id is not None)
     return Recovered(restored, len(steps) - restored, previous)

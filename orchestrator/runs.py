@@ -87,7 +87,7 @@ class Jobs:
         """
         started = datetime.now(UTC)
         self.pinger.job(customer, resource, "start", f"scheduled for {scheduled_for.isoformat()}")
-        outcome = self._backup(customer, resource, scheduled_for, started)
+        outcome = self._backup(customer, resource, scheduled_for)
         record = RunRecord(
             customer.name,
             resource.name,
@@ -99,9 +99,7 @@ class Jobs:
         )
         return record
 
-    def _backup(
-        self, customer: Customer, resource: Resource, scheduled_for: datetime, started: datetime
-    ) -> Outcome:
+    def _backup(self, customer: Customer, resource: Resource, scheduled_for: datetime) -> Outcome:
         try:
             launch = self.setup(customer, resource, self.floor(customer, resource))
             if isinstance(launch, Outcome):
@@ -119,7 +117,7 @@ class Jobs:
         except STOPPED_BEFORE_RUSTIC as exc:
             return stopped(exc)
         outcome = self.judge(customer, resource, scheduled_for, done)
-        return locked_written(self.settings, customer.name, resource.name, outcome, started)
+        return locked_written(self.settings, self.holds, customer.name, resource.name, outcome)
 
     def setup(
         self,
@@ -267,7 +265,6 @@ class Jobs:
                     remote and apparmor.enabled(),
                     apparmor.loaded_profiles() if remote else frozenset(),
                 ),
-                node=customer.node or "",
             )
             return self.runtime.run(spec, timeout)
 

@@ -7,6 +7,7 @@ import pytest
 from orchestrator import judgement
 from orchestrator.config.settings import load_settings
 from orchestrator.model import Outcome, Reason, Result
+from orchestrator.reporting.holds import MemoryHolds
 from orchestrator.storage.lock import LockReport
 from orchestrator.storage.s3 import StorageError
 
@@ -21,15 +22,15 @@ def refused() -> LockReport:
 
 
 @pytest.mark.parametrize(
-    ("outcome", "lock", "result", "reason", "said"),
+    ("outcome", "lock", "result", "reason", "said", "advances"),
     [
         # locked (or nothing to lock): the outcome stands as it was
-        (SUCCESS, lambda: LockReport(3, 3, STARTED, False), Result.SUCCESS, Reason.NONE, ""),
-        (SUCCESS, lambda: None, Result.SUCCESS, Reason.NONE, ""),
+        (SUCCESS, lambda: LockReport(3, 3, STARTED, False), Result.SUCCESS, Reason.NONE, "", True),
+        (SUCCESS, lambda: None, Result.SUCCESS, Reason.NONE, "", False),
         # an unlocked bucket is reported by itself (BackupBucketUnlocked), not per run
-        (SUCCESS, lambda: LockReport(0, 0, None, True), Result.SUCCESS, Reason.NONE, ""),
+        (SUCCESS, lambda: LockReport(0, 0, None, True), Result.SUCCESS, Reason.NONE, "", False),
         # refused: a snapshot that is not protected fails the run
-        (SUCCESS, refused, Result.FAILURE, Reason.STORAGE, "could not be locked: bucket ub-a"),
+        (SUCCESS, refused, Result.FAILURE, Reason.STORAGE, "locked: bucket ub-a", False),
         # stopped at the deadline: the same
         (
             SUCCESS,
@@ -37,11 +38,12 @@ def refused() -> LockReport:
             Result.FAILURE,
             Reason.STORAGE,
             "stopped at UNSTOPPABLE_JOB_TIMEOUT",
+            False,
         ),
         # a suspect snapshot stays suspect (its hold matters more), the reason added
-        (SUSPECT, refused, Result.SUSPECT, Reason.NONE, "could not be locked"),
+        (SUSPECT, refused, Result.SUSPECT, Reason.NONE, "could not be locked", False),
         # a failed run keeps its own reason, the lock's added
-        (FAILED, refused, Result.FAILURE, Reason.RUSTIC, "could not be locked"),
+        (FAILED, refused, Result.FAILURE, Reason.RUSTIC, "could not be locked", False),
     ],
 )
 def test_a_backup_whose_writes_are_not_locked_says_so(
@@ -51,19 +53,43 @@ def test_a_backup_whose_writes_are_not_locked_says_so(
     result: Result,
     reason: Reason,
     said: str,
+    advances: bool,
 ) -> None:
     asked: list[datetime | None] = []
 
-    def lock_live(settings: object, customer: str, resource: str, since: datetime) -> object:
+    def lock_live(settings: object, customer: str, resource: str, since: datetime | None) -> object:
         assert (customer, resource) == ("a", "files")
         asked.append(since)
         return lock()  # type: ignore[operator]
 
     monkeypatch.setattr(judgement, "lock_live", lock_live)
     settings = load_settings(environ={})
-    judged = judgement.locked_written(settings, "a", "files", outcome, STARTED)
-    assert asked == [STARTED]  # only what this run wrote
+    holds = MemoryHolds()
+    holds.lock_reached("a/files", STARTED)  # the last complete pass began then
+    before = datetime.now(UTC)
+    judged = judgement.locked_written(settings, holds, "a", "files", outcome)
+    assert asked == [STARTED]  # from where the last complete pass began
     assert (judged.result, judged.reason) == (result, reason)
     assert judged.message.startswith(outcome.message) and said in judged.message
     if not said:
         assert judged == outcome
+    # Only a complete pass over a locked bucket moves the mark; else the next one redoes it.
+    mark = holds.locked_through("a/files")
+    assert mark is not None
+    assert mark >= before if advances else mark == STARTED
+
+
+def test_the_first_pass_of_a_job_covers_everything_then_only_what_came_after(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    asked: list[datetime | None] = []
+
+    def lock_live(settings: object, customer: str, resource: str, since: datetime | None) -> object:
+        asked.append(since)
+        return LockReport(1, 1, STARTED, False)
+
+    monkeypatch.setattr(judgement, "lock_live", lock_live)
+    settings, holds = load_settings(environ={}), MemoryHolds()
+    judgement.locked_written(settings, holds, "a", "files", SUCCESS)
+    judgement.locked_written(settings, holds, "a", "files", SUCCESS)
+    assert asked[0] is None and asked[1] is not None and asked[1] <= datetime.now(UTC)

@@ -8,17 +8,20 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from orchestrator.errors import RuntimeUnavailable
 from orchestrator.model import Kind
 from orchestrator.reporting.ledger import Ledger
+from orchestrator.runtime.paths import SECRETS
 from orchestrator.runtime.protocol import Finished
-from orchestrator.runtime.spec import ContainerSpec, container_name, labels
+from orchestrator.runtime.spec import ContainerSpec, Mount, container_name, labels
 from tests.conftest import ROOT, Site, worker_image
 from tests.fake_runtime import STOPPED_EXIT, Script
 from tests.helpers import (
@@ -230,3 +233,45 @@ def test_the_swarm_runtime_keeps_the_runtime_contract(swarm: None, unique: str) 
     assert not services(name) and runtime.workers() == []
     with pytest.raises(RuntimeUnavailable, match="vanished"):
         runtime.collect(f"unstoppable_{name}_never", timeout=5)
+
+
+def test_secrets_of_a_run_that_never_got_its_service_are_swept(
+    swarm: None, unique: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A daemon killed between creating a run's secrets and its service leaves them unused:
+    the next listing removes them once old enough, and never a running run's secret."""
+    from orchestrator.runtime import swarm_secrets
+    from orchestrator.runtime.swarm import SwarmRuntime
+
+    runtime = SwarmRuntime()
+    orphan = tmp_path / "orphan"
+    orphan.mkdir()
+    (orphan / "repo-password").write_text("pw-orphan")
+    runtime.secrets.create(orphan, f"orphan-{unique}")  # ...and the daemon dies here
+    assert not list(orphan.iterdir()), "the host copy goes once the swarm holds it"
+    assert secrets_of(f"orphan-{unique}")
+    live = tmp_path / "live"
+    live.mkdir()
+    (live / "repo-password").write_text("pw-live")
+    spec = ContainerSpec(
+        name=container_name(f"sws-{unique}", "files", Kind.BACKUP, datetime.now(UTC)),
+        image=worker_image(),
+        command=("sleep 4; cat /run/unstoppable/secrets/repo-password",),
+        labels=labels(f"sws-{unique}", "files", Kind.BACKUP, datetime.now(UTC), "daemon"),
+        mounts=(Mount(live, SECRETS),),
+        entrypoint=("sh", "-c"),
+    )
+    done: list[Finished] = []
+    thread = threading.Thread(target=lambda: done.append(runtime.run(spec, 60)))
+    thread.start()
+    wait_until(lambda: services(f"sws-{unique}"), 30, "the live run's service")
+    monkeypatch.setattr(swarm_secrets, "ORPHAN_AGE", timedelta(0))
+    runtime.workers()
+    assert not secrets_of(f"orphan-{unique}")
+    thread.join(60)
+    assert done == [Finished(0, "pw-live", "", False)]
+    assert not orphan_secrets()
+
+
+def secrets_of(run: str) -> list[str]:
+    return docker("secret", "ls", "-q", "--filter", f"label=unstoppable.run={run}").split()

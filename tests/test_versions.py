@@ -6,7 +6,15 @@ import minio.datatypes
 import pytest
 
 from orchestrator.storage.s3 import Version
-from orchestrator.storage.versions import Step, as_of, by_creation, existed, live, needs_extension
+from orchestrator.storage.versions import (
+    Step,
+    as_of,
+    by_creation,
+    existed,
+    live,
+    needs_extension,
+    ulid_time,
+)
 
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
@@ -152,3 +160,30 @@ def test_by_creation_orders_one_second_by_version_id() -> None:
     ]
     dated = {x.version_id: x.modified for x in by_creation(listed)}
     assert dated["01B"] == same.replace(microsecond=100) and dated["01C"] == same.replace(second=7)
+
+
+def ulid(minutes: float, tail: str = "0" * 16) -> str:
+    """A ULID created `minutes` after T0 (versitygw's version ids)."""
+    millis = int((T0 + timedelta(minutes=minutes)).timestamp() * 1000)
+    head = ""
+    for _ in range(10):
+        head = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"[millis % 32] + head
+        millis //= 32
+    return head + tail
+
+
+def test_ulid_ids_date_each_version_exactly_even_the_oldest() -> None:
+    """A snapshot made at 10 and forgotten at 20 did not exist at 5: it is not revived,
+    though the store lists it at 20 and no older version of its key says when it came."""
+    made, marker = ulid(10), ulid(20)
+    listed = [
+        v("r/snapshots/S", made, 20),
+        v("r/snapshots/S", marker, 20, deleted=True, latest=True),
+        v("r/config", ulid(1), 1, latest=True),
+    ]
+    dated = {x.version_id: x.modified for x in by_creation(listed)}
+    assert dated[made] == T0 + timedelta(minutes=10) and dated[marker] == T0 + timedelta(minutes=20)
+    assert as_of(by_creation(listed), T0 + timedelta(minutes=5)) == []  # hidden already
+    assert as_of(by_creation(listed), T0 + timedelta(minutes=15)) == [Step("r/snapshots/S", made)]
+    assert ulid_time("7c0e4b5e-3f1a-4c2b-9d8e-112233445566") is None  # MinIO's are UUIDs
+    assert ulid_time("null") is None and ulid_time("ZZZZZZZZZZ" + "0" * 16) is None

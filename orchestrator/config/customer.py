@@ -46,8 +46,6 @@ class Customer:
     ping_url: str | None = None
     # The customer's own key to its bucket (COLD_S3_*): a worker never gets the global one.
     cold_key: tuple[str, SecretRef] | None = None
-    # The swarm node all of its runs go to (NODE=); None: the daemon's own node.
-    node: str | None = None
 
     def resource(self, name: str) -> Resource:
         """Return the resource called `name`; raise ConfigError if there is none."""

@@ -26,7 +26,7 @@ from orchestrator.config.names import (
     printable,
     whole_number,
 )
-from orchestrator.config.source import ALL_SOURCE_KEYS, LocalSource, SourceType, parse_source
+from orchestrator.config.source import ALL_SOURCE_KEYS, LocalSource, parse_source
 from orchestrator.errors import ConfigError
 from orchestrator.schedule import check_timezone
 
@@ -69,15 +69,10 @@ def load_customer(path: Path, bounds: SourceBounds | None = None) -> Customer:
     if ping_url is not None:
         check_url("PING_URL", ping_url, problem)
     key = cold_key(values, problem)
-    pinned = node(values.get("NODE"), problem)
-    if pinned and any(r.type is SourceType.LOCAL for r in resources):
-        # The daemon resolves (and checks) a local PATH on its own node.
-        problem("NODE", "a customer with local resources runs on the daemon's node: remove NODE")
+    node(values.get("NODE"), problem)
     if problems or repo_password is None:
         raise ConfigError(problems)
-    return Customer(
-        name, path, timezone, repo_password, keep, tuple(resources), ping_url, key, pinned
-    )
+    return Customer(name, path, timezone, repo_password, keep, tuple(resources), ping_url, key)
 
 
 def _retention(values: dict[str, str], problem: Problem) -> tuple[tuple[str, int], ...]:

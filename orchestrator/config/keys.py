@@ -3,7 +3,6 @@
 A resource's own keys (`<RESOURCE>_<KEY>`) are the models of `config/source.py`.
 """
 
-import re
 from collections.abc import Callable
 
 from orchestrator.config import values
@@ -67,16 +66,12 @@ def cold_key(values: dict[str, str], problem: Problem) -> tuple[str, SecretRef] 
     return (key_id, ref) if ref is not None else None
 
 
-# A swarm node's hostname: letters, digits, '.', '-' (nothing a placement constraint could
-# be extended with: no blanks, '=', '!' or ',').
-NODE_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
-
-
-def node(value: str | None, problem: Problem) -> str | None:
-    """Return the swarm node the customer's runs are pinned to (NODE=), if any."""
-    if value is None:
-        return None
-    if not NODE_NAME.fullmatch(value):
-        problem("NODE", "must be a swarm node's hostname: letters, digits, '.' and '-'")
-        return None
-    return value
+def node(value: str | None, problem: Problem) -> None:
+    """Refuse NODE=: pinning a customer to another swarm node is not supported (yet)."""
+    if value is not None:
+        problem(
+            "NODE",
+            "pinning a customer to another node is not supported: its hot repositories and "
+            "local sources are on the daemon's node, and remote sources cannot run as swarm "
+            "services; run a daemon on that node for it instead (docs/scale-out.md)",
+        )

@@ -25,12 +25,21 @@ class Holds(Protocol):
         """Return the id of the job's last clean snapshot, if there is one."""
         ...
 
+    def locked_through(self, job: str) -> datetime | None:
+        """Return the time before which everything the job wrote is known locked."""
+        ...
+
+    def lock_reached(self, job: str, when: datetime) -> None:
+        """Remember that everything the job wrote before `when` is locked."""
+        ...
+
 
 class MemoryHolds:
     """Holds kept for one process only (tests, and a Jobs without a ledger)."""
 
     def __init__(self) -> None:
         self.jobs: set[str] = set()
+        self.locked: dict[str, datetime] = {}
 
     def held(self, job: str) -> bool:
         return job in self.jobs
@@ -43,6 +52,12 @@ class MemoryHolds:
 
     def last_snapshot(self, job: str) -> str | None:
         return None
+
+    def locked_through(self, job: str) -> datetime | None:
+        return self.locked.get(job)
+
+    def lock_reached(self, job: str, when: datetime) -> None:
+        self.locked[job] = when
 
 
 class Drills(Protocol):

@@ -14,6 +14,7 @@ VERIFIED = "verified:"  # when the job's last restore drill succeeded
 PRUNED = "pruned:"  # the result of the job's last prune
 LOCKED = "locked:"  # the soonest a live object of the job's cold repository is unlocked
 UNLOCKED = "unlocked:"  # a customer whose bucket has no object lock
+LOCKED_THROUGH = "locked-through:"  # everything the job wrote before then is locked
 
 
 class JobState(Store):
@@ -169,6 +170,18 @@ class JobState(Store):
                 set_value(db, LOCKED + job, iso(earliest))
             if unlocked:
                 set_value(db, UNLOCKED + customer, "1")
+
+    def locked_through(self, job: str) -> datetime | None:
+        """Return the time before which everything the job wrote is known locked."""
+        with self._connect() as db:
+            row = db.execute("SELECT value FROM state WHERE key = ?", (LOCKED_THROUGH + job,))
+            found = row.fetchone()
+        return datetime.fromisoformat(found[0]) if found else None
+
+    def lock_reached(self, job: str, when: datetime) -> None:
+        """Remember that everything the job wrote before `when` is locked."""
+        with self._connect() as db:
+            set_value(db, LOCKED_THROUGH + job, iso(when))
 
     def lock_state(self) -> tuple[dict[str, datetime], set[str]]:
         """Return each job's soonest lock end, and the customers whose bucket has no lock."""

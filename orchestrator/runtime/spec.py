@@ -36,7 +36,6 @@ class ContainerSpec:
     devices: tuple[str, ...] = ()
     entrypoint: tuple[str, ...] = ()
     security_opt: tuple[str, ...] = ()
-    node: str = ""  # the swarm node to run on (a customer's NODE=); "" for the daemon's own
 
 
 # The AppArmor profile install.sh loads (worker-image/apparmor/unstoppable-worker): Docker's
@@ -111,7 +110,8 @@ def service_name(name: str) -> str:
     if len(name) <= SERVICE_NAME_LIMIT:
         return name
     digest = hashlib.sha256(name.encode()).hexdigest()[:12]
-    return f"{name[: SERVICE_NAME_LIMIT - 13]}_{digest}"
+    # '.' occurs in no customer or resource name: a cut name never equals a whole one.
+    return f"{name[: SERVICE_NAME_LIMIT - 13]}.{digest}"
 
 
 def repo_mounts(storage: JobStorage, secrets: Path) -> tuple[Mount, ...]:

@@ -14,7 +14,6 @@ import time
 import uuid
 from collections.abc import Callable
 from functools import partial
-from pathlib import Path
 from typing import Any, TypeVar
 
 from orchestrator.errors import JobBusy, RuntimeUnavailable
@@ -29,12 +28,14 @@ from orchestrator.runtime.docker import (
 from orchestrator.runtime.paths import SECRETS
 from orchestrator.runtime.protocol import Finished, WorkerInfo
 from orchestrator.runtime.spec import service_name
+from orchestrator.runtime.swarm_secrets import SwarmSecrets
 from orchestrator.runtime.text import parse_time, short
 
 # A task in one of these states will not run (again); any other state holds the job.
 TERMINAL = frozenset({"complete", "failed", "shutdown", "rejected", "orphaned", "remove"})
 POLL_SECONDS = 2.0
-# A task that no node accepts (a NODE= no node has) fails its run after this.
+# A task not yet on its way to run (no node accepts it, its image is missing there) fails
+# its run after this, even when the run has no timeout (restore, check, recover).
 PLACEMENT_SECONDS = 120.0
 RECONNECT_SECONDS = 300.0
 MANAGED = "unstoppable.managed=true"
@@ -63,6 +64,8 @@ class SwarmRuntime:
                 "(`docker swarm init`, or run the daemon on a manager)"
             )
         self.node_id = str(swarm.get("NodeID", ""))
+        self.secrets = SwarmSecrets(self.client.api, self.node_id, self._api)
+        self.held: set[str] = set()
 
     def running_jobs(self) -> frozenset[str]:
         """Return the jobs of services whose task has not ended (or not yet started), in the
@@ -78,15 +81,27 @@ class SwarmRuntime:
         Another manager's daemon adopts its own: a restarted daemon here must not collect
         (and remove) the runs a daemon on another node is waiting for.
         """
-        return [w for w in self._services() if w.label("manager") == self.node_id]
+        mine = [w for w in self._services() if w.label("manager") == self.node_id]
+        self.secrets.sweep(self.held)  # what a daemon killed mid-start left (adopt asks here)
+        return mine
 
     def _services(self) -> list[WorkerInfo]:
-        """Return every managed service of the cluster: two calls, whatever their number."""
-        services = self._api(lambda: self.client.api.services(filters={"label": MANAGED}))
+        """Return every managed service of the cluster: two calls, whatever their number.
+
+        Also notes the secrets the services hold (`held`), for the sweep of leftovers.
+        """
+        services = self._api(partial(self.client.api.services, filters={"label": MANAGED}), False)
+        self.held = {
+            ref["SecretID"]
+            for s in services
+            for ref in s["Spec"]["TaskTemplate"]["ContainerSpec"].get("Secrets") or []
+        }
         ids = [s["ID"] for s in services]
         try:
             tasks = (
-                self._api(partial(self.client.api.tasks, filters={"service": ids})) if ids else []
+                self._api(partial(self.client.api.tasks, filters={"service": ids}), False)
+                if ids
+                else []
             )
         except EngineNotFound:  # one was removed between the two calls
             return self._services()
@@ -107,17 +122,17 @@ class SwarmRuntime:
         """Start `spec` as a service, wait for its task, read it, remove it and its secrets."""
         if spec.devices:
             raise RuntimeUnavailable(NO_DEVICES)
-        if not spec.node:  # placed here: its image must be here (elsewhere: the task says)
-            try:
-                self._api(partial(self.client.api.inspect_image, spec.image))
-            except EngineNotFound:
-                raise RuntimeUnavailable(
-                    f"worker image {spec.image} not found: run `make provision` or install.sh"
-                ) from None
+        try:  # placed on this node: its image must be here
+            self._api(partial(self.client.api.inspect_image, spec.image))
+        except EngineNotFound:
+            raise RuntimeUnavailable(
+                f"worker image {spec.image} not found: run `make provision` or install.sh"
+            ) from None
         name, run = service_name(spec.name), uuid.uuid4().hex
         self._refuse_if_busy(spec, name)
         try:
-            secrets = self._secrets(spec, run)
+            directory = next((m.source for m in spec.mounts if m.target == SECRETS), None)
+            secrets = self.secrets.create(directory, run)
             try:
                 self._create(spec, name, secrets)
             except JobBusy:
@@ -125,7 +140,7 @@ class SwarmRuntime:
                     raise
                 self._create(spec, name, secrets)
         except BaseException:
-            self._remove_secrets(name, run=run)
+            self.secrets.remove(name, self.secrets.of_run(run))
             raise
         return self.collect(name, timeout)
 
@@ -133,8 +148,10 @@ class SwarmRuntime:
         """Wait for the task of service `name` (removing it after `timeout` s), read it,
         remove the service and its secrets."""
         exit_code, timed_out = self._wait(name, timeout)
-        stdout, stderr = self._logs(name, stdout=True), self._logs(name, stdout=False)
-        self._remove(name)
+        try:  # an ended task's service goes, its logs read or not: it would be adopted forever
+            stdout, stderr = self._logs(name, stdout=True), self._logs(name, stdout=False)
+        finally:
+            self._remove(name)
         return Finished(exit_code, stdout, stderr, timed_out)
 
     def _refuse_if_busy(self, spec: specs.ContainerSpec, name: str) -> None:
@@ -151,30 +168,10 @@ class SwarmRuntime:
             ):
                 raise JobBusy(f"{worker.name} is running a run of {worker.label('job')}")
 
-    def _secrets(self, spec: specs.ContainerSpec, run: str) -> list[dict[str, Any]]:
-        """Turn each file of the run's secret directory into a swarm secret of this run."""
-        directory = next((m.source for m in spec.mounts if m.target == SECRETS), None)
-        if directory is None:
-            return []
-        references = []
-        labels = {"unstoppable.managed": "true", "unstoppable.run": run}
-        for path in sorted(Path(directory).iterdir()):
-            secret = f"unstoppable-{uuid.uuid4().hex}"  # names nothing: the label does
-            create = partial(
-                self.client.api.create_secret, secret, path.read_bytes(), labels=labels
-            )
-            created = self._api(create)
-            path.unlink()  # the swarm keeps it now, encrypted; no copy stays on this disk
-            target = {"Name": f"{SECRETS}/{path.name}", "UID": "0", "GID": "0", "Mode": 0o400}
-            references.append({"SecretID": created["ID"], "SecretName": secret, "File": target})
-        return references
-
     def _create(self, spec: specs.ContainerSpec, name: str, secrets: list[dict[str, Any]]) -> None:
         labels = {**dict(spec.labels), "unstoppable.manager": self.node_id}
-        # NODE= (checked: a hostname, nothing a constraint could be built from); else here,
-        # where the daemon resolved the local sources and keeps the hot repositories.
-        where = f"node.hostname=={spec.node}" if spec.node else f"node.id=={self.node_id}"
-        template = specs.task_template(spec, labels, where, secrets)
+        # Here: where the daemon resolved the local sources and keeps the hot repositories.
+        template = specs.task_template(spec, labels, f"node.id=={self.node_id}", secrets)
         job = {"ReplicatedJob": {"MaxConcurrent": 1, "TotalCompletions": 1}}
         try:
             self.client.api.create_service(template, name=name, labels=labels, mode=job)
@@ -212,11 +209,12 @@ class SwarmRuntime:
                         self._remove(name)
                         raise RuntimeUnavailable(f"{name}: task {state}: {status.get('Err', '')}")
                     return int(status["ContainerStatus"].get("ExitCode", -1)), False
-                if state == "pending" and time.monotonic() > placed_by:
+                if state in ("new", "pending", "assigned", "accepted") and (
+                    time.monotonic() > placed_by
+                ):
                     self._remove(name)
                     raise RuntimeUnavailable(
-                        f"{name}: no node can run it ({status.get('Err') or 'pending'}): "
-                        "check the customer's NODE="
+                        f"{name}: the swarm placed no task ({status.get('Err') or state})"
                     )
             if deadline is not None and time.monotonic() >= deadline:
                 if stopping or not self._stop_here(tasks):
@@ -239,18 +237,19 @@ class SwarmRuntime:
 
     def _logs(self, name: str, stdout: bool) -> str:
         """Return one output stream of the service's task."""
-        try:
-            data = self._api(
-                lambda: self.client.api.service_logs(
-                    name, stdout=stdout, stderr=not stdout, follow=False, is_tty=False
-                )
+
+        def read() -> bytes:  # the whole stream, inside the call's error handling
+            data = self.client.api.service_logs(
+                name, stdout=stdout, stderr=not stdout, follow=False, is_tty=False
             )
+            return data if isinstance(data, bytes) else b"".join(data)
+
+        try:
+            return self._api(read).decode("utf-8", "replace")
         except EngineNotFound:
             raise RuntimeUnavailable(
                 f"{name}: the service vanished before its logs were read"
             ) from None
-        chunks = data if isinstance(data, bytes) else b"".join(data)
-        return chunks.decode("utf-8", "replace")
 
     def _remove(self, name: str) -> None:
         """Remove the service (stopping its task), then the secrets it held; never raise."""
@@ -263,26 +262,11 @@ class SwarmRuntime:
             pass
         except ENGINE_ERRORS as exc:
             log.warning("%s: cannot remove the service: %s", name, short(exc))
-        self._remove_secrets(name, secrets)
+        self.secrets.remove(name, secrets)
 
-    def _remove_secrets(self, name: str, secrets: list[str] | None = None, run: str = "") -> None:
-        """Remove `secrets` (ids), or every secret of `run`; never raise."""
-        try:
-            if run:
-                found = self.client.api.secrets(filters={"label": f"unstoppable.run={run}"})
-                secrets = [s["ID"] for s in found]
-        except ENGINE_ERRORS as exc:
-            log.warning("%s: cannot list the secrets of its run: %s", name, short(exc))
-        for secret in secrets or []:
-            try:
-                self.client.api.remove_secret(secret)
-            except EngineNotFound:
-                pass
-            except ENGINE_ERRORS as exc:
-                log.warning("%s: cannot remove a secret of its run: %s", name, short(exc))
-
-    def _api(self, call: Callable[[], T]) -> T:
-        """Make one engine call, waiting out an engine that restarts for RECONNECT_SECONDS."""
+    def _api(self, call: Callable[[], T], patient: bool = True) -> T:
+        """Make one engine call, waiting out an engine that restarts for RECONNECT_SECONDS
+        (a run's own calls), or not at all (listings: the daemon's tick must not stall)."""
         lost_since = None
         while True:
             try:
@@ -293,6 +277,6 @@ class SwarmRuntime:
                 raise RuntimeUnavailable(f"the swarm refused: {short(exc)}") from None
             except ENGINE_ERRORS as exc:
                 lost_since = lost_since or time.monotonic()
-                if time.monotonic() - lost_since > RECONNECT_SECONDS:
+                if not patient or time.monotonic() - lost_since > RECONNECT_SECONDS:
                     raise RuntimeUnavailable(f"lost the Docker engine: {short(exc)}") from None
                 time.sleep(POLL_SECONDS)

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from orchestrator.storage.s3 import Bucket, BucketState, Lock
+from orchestrator.storage.s3 import Bucket, BucketState, Lock, StorageError
 from orchestrator.storage.versions import live, needs_extension
 
 
@@ -54,7 +54,9 @@ def extend_live(
         until = bucket.retention(version.key, version.version_id)
         if (new := needs_extension(until, now, lock.days, slack)) is not None:
             bucket.retain(version.key, version.version_id, new, lock.mode)
-            until, extended = new, extended + 1
+            until, extended = bucket.retention(version.key, version.version_id), extended + 1
+            if until is None or until < new - timedelta(seconds=1):  # read back, not trusted
+                raise StorageError(f"{version.key}: the store did not keep the lock it accepted")
         if until is not None and (earliest is None or until < earliest):
             earliest = until
     return LockReport(len(objects), extended, earliest, False)

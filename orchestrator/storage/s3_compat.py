@@ -17,7 +17,8 @@ def from_iso8601utc(value: str | None) -> datetime | None:
     """Parse an S3 UTC time with any number of fraction digits (or none)."""
     if value is None:
         return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+    when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 # The parsers were imported by name into the modules that use them.

@@ -46,26 +46,43 @@ def by_creation(versions: list[Version]) -> list[Version]:
     """Date each version by its creation, from a store that dates old ones by their replacement.
 
     versitygw 1.8 lists a noncurrent version with the moment it stopped being current, to the
-    second (`Bucket.dates_by_replacement`). A version was created when the one before it was
-    replaced, so each key's dates shift by one: newest first, the current version keeps its
-    own date, each other takes the date of the one below it, and the oldest one, whose
-    creation the store no longer tells, is dated at the beginning of time: a moment before
-    it reads as its first state rather than as nothing. Within one second the version ids
-    (versitygw's are ULIDs, ordered by creation) tell the order.
+    second (`Bucket.dates_by_replacement`). Its version ids are ULIDs, which carry their
+    creation to the millisecond: where an id is one, that is the date. Otherwise a version
+    was created when the one before it was replaced, so each key's dates shift by one,
+    newest first; the oldest version's creation is then not told, and it is dated at the
+    beginning of time (a moment before it reads as its first state, not as nothing).
     """
     by_key: dict[str, list[Version]] = {}
     for version in versions:
         by_key.setdefault(version.key, []).append(version)
     dated = []
     for chain in by_key.values():
-        chain.sort(key=lambda v: (v.latest, v.modified.replace(microsecond=0), v.version_id))
+        chain.sort(key=lambda v: (v.latest, ulid_time(v.version_id) or v.modified, v.version_id))
         chain.reverse()  # newest first
         for newer, older in zip(chain, [*chain[1:], None], strict=True):
-            when = newer.modified if newer.latest else (older.modified if older else _DAWN)
+            when = ulid_time(newer.version_id) or (
+                newer.modified if newer.latest else (older.modified if older else _DAWN)
+            )
             dated.append(replace(newer, modified=when))
     return dated
 
 
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def ulid_time(version_id: str) -> datetime | None:
+    """Return the creation time a ULID version id carries, or None if it is not a ULID."""
+    if len(version_id) != 26 or any(c not in _CROCKFORD for c in version_id.upper()):
+        return None
+    millis = 0
+    for char in version_id[:10].upper():
+        millis = millis * 32 + _CROCKFORD.index(char)
+    if not _ULID_SANE[0] <= millis <= _ULID_SANE[1]:
+        return None
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=millis)
+
+
+_ULID_SANE = (946_684_800_000, 7_258_118_400_000)  # 2000 to 2200, in ms since 1970
 _DAWN = datetime.min.replace(tzinfo=UTC)
 
 
