@@ -96,6 +96,14 @@ def _recover(
                 bucket.restore(step.key, step.version_id)
     finally:
         bucket.close()
+    try:  # what recovery made current is new: locked now, as a backup's writes are
+        report = lock_live(settings, customer.name, resource.name, since=now)
+    except StorageError as exc:
+        why = str(exc)
+    else:
+        why = "" if report is None or report.complete else "stopped at UNSTOPPABLE_JOB_TIMEOUT"
+    if why:
+        raise RunFailed(f"{job}: recovered, but its objects could not all be locked: {why}")
     storage = job_storage(settings, customer.name, resource.name)
     previous = None
     if storage.hot.exists() and any(storage.hot.iterdir()):
@@ -114,9 +122,5 @@ def _recover(
     )
     if done.exit_code != 0:
         raise RunFailed(f"{job}: rebuilding the hot repository failed: {last_words(done)}")
-    try:  # what recovery made current is new: locked now, as a backup's writes are
-        lock_live(settings, customer.name, resource.name, since=now)
-    except StorageError as exc:
-        raise RunFailed(f"{job}: recovered, but its objects could not be locked: {exc}") from None
     restored = sum(1 for step in steps if step.version_id is not None)
     return Recovered(restored, len(steps) - restored, previous)

@@ -275,3 +275,22 @@ def test_secrets_of_a_run_that_never_got_its_service_are_swept(
 
 def secrets_of(run: str) -> list[str]:
     return docker("secret", "ls", "-q", "--filter", f"label=unstoppable.run={run}").split()
+
+
+def test_a_job_whose_name_is_past_swarms_limit_runs_under_its_short_name(
+    swarm_site: Site, unique: str
+) -> None:
+    """Swarm allows 63 letters, digits, '-' and '_' in a service name: a 60-character
+    customer's runs go under the shortened name, and its backup restores."""
+    site = swarm_site
+    name = f"long-{'x' * 46}-{unique}"
+    source = customer(site, name, "0 3 * * *")
+    events = Events()
+    site.cli("backup", name, check=True)
+    log = events.stop()
+    (started,) = starts(log, f"{name}/files")
+    service = started["com.docker.swarm.service.name"]
+    assert len(service) <= 63 and "__" in service and service.startswith("unstoppable_long-")
+    target = site.root / "restored"
+    site.cli("restore", name, "files", "--target", str(target), check=True)
+    assert contents(target) == contents(source)

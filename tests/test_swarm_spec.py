@@ -1,5 +1,6 @@
 """The swarm runtime's pure parts: service names, the task template, NODE= (no Docker)."""
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,11 +32,16 @@ def test_service_names_stay_within_swarms_limit_and_apart() -> None:
     assert len(long_one) == len(other) == SERVICE_NAME_LIMIT
     assert long_one != other  # the names differ only past the cut: the hash tells them apart
     assert long_one == service_name(container_name(a, b, Kind.BACKUP, WHEN))  # the lock
-    # A cut name holds a '.', which no customer or resource name may: a short customer
-    # whose resource is named like a long one's cut and digest never gets its service name.
-    assert long_one.count(".") == 1 and "." not in short
-    forged = container_name(a[:38], a[38:] + "-" + long_one.rsplit(".", 1)[1], Kind.BACKUP, WHEN)
-    assert len(forged) <= SERVICE_NAME_LIMIT or service_name(forged) != long_one
+    # swarmkit's rule for a service name (controlapi isValidDNSName): the cut one passes it.
+    swarm_rule = re.compile(r"^[a-zA-Z0-9](?:[-_]*[A-Za-z0-9]+)*$")
+    snapshots = service_name(container_name("acme-corporation", "website", Kind.SNAPSHOTS, WHEN))
+    for name in (short, long_one, other, snapshots):
+        assert swarm_rule.fullmatch(name) and len(name) <= SERVICE_NAME_LIMIT, name
+    # A cut name holds "__", which no whole name can: a short customer whose resource is
+    # named like a long one's cut and digest never gets its service name.
+    assert "__" in long_one and "__" not in short
+    head, digest = long_one.removeprefix("unstoppable_").split("_", 1)[0], long_one[-12:]
+    forged = container_name(head[:40], f"{head[40:]}-{digest}", Kind.BACKUP, WHEN)
     assert service_name(forged) != long_one
 
 

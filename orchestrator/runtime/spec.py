@@ -110,8 +110,9 @@ def service_name(name: str) -> str:
     if len(name) <= SERVICE_NAME_LIMIT:
         return name
     digest = hashlib.sha256(name.encode()).hexdigest()[:12]
-    # '.' occurs in no customer or resource name: a cut name never equals a whole one.
-    return f"{name[: SERVICE_NAME_LIMIT - 13]}.{digest}"
+    # Swarm allows letters, digits, '-' and '_' only. A whole name never holds "__" (customer
+    # and resource names are not empty and hold no '_'), so a cut name never equals one.
+    return f"{name[: SERVICE_NAME_LIMIT - 14]}__{digest}"
 
 
 def repo_mounts(storage: JobStorage, secrets: Path) -> tuple[Mount, ...]:

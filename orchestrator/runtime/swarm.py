@@ -201,6 +201,9 @@ class SwarmRuntime:
                 tasks = self._api(partial(self.client.api.tasks, filters={"service": name}))
             except EngineNotFound:
                 raise RuntimeUnavailable(f"{name}: the service vanished before its end") from None
+            if not tasks and time.monotonic() > placed_by:
+                self._remove(name)
+                raise RuntimeUnavailable(f"{name}: the swarm made no task for it")
             for task in tasks:
                 status = task["Status"]
                 state = status["State"]
@@ -209,7 +212,7 @@ class SwarmRuntime:
                         self._remove(name)
                         raise RuntimeUnavailable(f"{name}: task {state}: {status.get('Err', '')}")
                     return int(status["ContainerStatus"].get("ExitCode", -1)), False
-                if state in ("new", "pending", "assigned", "accepted") and (
+                if state in ("new", "allocated", "pending", "assigned", "accepted") and (
                     time.monotonic() > placed_by
                 ):
                     self._remove(name)
@@ -266,7 +269,8 @@ class SwarmRuntime:
 
     def _api(self, call: Callable[[], T], patient: bool = True) -> T:
         """Make one engine call, waiting out an engine that restarts for RECONNECT_SECONDS
-        (a run's own calls), or not at all (listings: the daemon's tick must not stall)."""
+        (a run's own calls), or not at all (listings, and so the busy check before a run
+        starts: the daemon's tick must not stall; that run fails, the next one tries)."""
         lost_since = None
         while True:
             try:

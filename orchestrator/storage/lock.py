@@ -46,6 +46,8 @@ def extend_live(
     if bucket.ensure(lock) is BucketState.UNLOCKED:
         return LockReport(0, 0, None, True)
     objects = [v for v in live(bucket.versions(prefix)) if since is None or v.modified >= since]
+    # Newest first: a pass cut short by its deadline has locked the latest snapshot already.
+    objects.sort(key=lambda v: v.modified, reverse=True)
     earliest: datetime | None = None
     extended = 0
     for version in objects:
