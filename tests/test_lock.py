@@ -221,3 +221,32 @@ def test_recover_learns_how_the_store_dates_old_versions(store: S3Server, unique
         assert bucket.dates_by_replacement() is isinstance(store, Versitygw)
     finally:
         bucket.close()
+
+
+def test_a_default_lock_rule_removed_by_the_servers_key_is_put_back(
+    site: Site, store: S3Server, unique: str, tmp_path: Path
+) -> None:
+    """Lock enabled but its default rule gone: minio-py could not read that, and every
+    backup failed. The next backup puts the rule back, and what it wrote is locked."""
+    s3_site(site, store)
+    site.env["UNSTOPPABLE_S3_LOCK_DAYS"] = "1"
+    name = f"rule-{unique}"
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "a.txt").write_text("a")
+    local_customer(site, name, source)
+    site.cli("backup", name, check=True)
+    s3 = store.client()
+    s3.put_object_lock_configuration(
+        Bucket=f"ub-{name}", ObjectLockConfiguration={"ObjectLockEnabled": "Enabled"}
+    )
+    (source / "b.txt").write_text("b")
+    site.cli("backup", name, check=True)
+    rule = s3.get_object_lock_configuration(Bucket=f"ub-{name}")["ObjectLockConfiguration"]
+    assert rule["Rule"]["DefaultRetention"] == {"Mode": "COMPLIANCE", "Days": 1}
+    bucket = Bucket(store.endpoint, "us-east-1", store.key_id, store.secret, f"ub-{name}")
+    try:
+        objects = live_objects(bucket.versions("files/"))
+        assert [v.key for v in objects if bucket.retention(v.key, v.version_id) is None] == []
+    finally:
+        bucket.close()

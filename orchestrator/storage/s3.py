@@ -164,6 +164,9 @@ class Bucket:
             if "ObjectLockConfiguration" in (exc.code or ""):
                 return BucketState.UNLOCKED
             raise
+        except ValueError:  # locked, its default rule removed: minio-py cannot read that
+            self._configure(lock)
+            return BucketState.LOCKED
         mode = COMPLIANCE if lock.mode == "compliance" else GOVERNANCE
         days = found.duration if found.duration_unit == DAYS else 365 * (found.duration or 0)
         if found.mode != mode or not days or days < lock.days:
