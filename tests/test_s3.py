@@ -30,6 +30,17 @@ pytestmark = pytest.mark.docker
 KEY_ID, SECRET = "unstoppable-test", "minio-Secret-9d41e2"
 
 
+def s3_client(endpoint: str, key_id: str, secret: str) -> Any:
+    """Return a boto3 S3 client of the test server at `endpoint` with this key."""
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
+        region_name="us-east-1",
+    )
+
+
 class S3Server(Protocol):
     """What the tests need of an S3 server: MinIO here, versitygw in tests/versitygw.py."""
 
@@ -84,13 +95,7 @@ class Minio:
 
     def client(self, key_id: str = KEY_ID, secret: str = SECRET) -> Any:
         """Return a boto3 S3 client of this server, with the root key unless told."""
-        return boto3.client(
-            "s3",
-            endpoint_url=self.endpoint,
-            aws_access_key_id=key_id,
-            aws_secret_access_key=secret,
-            region_name="us-east-1",
-        )
+        return s3_client(self.endpoint, key_id, secret)
 
     def live(self) -> bool:
         try:

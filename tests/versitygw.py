@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
-
 from tests.containers import DockerContainer, free_port, image, on_host_network, wait_for_port
+from tests.test_s3 import s3_client
 
 ROOT_KEY, ROOT_SECRET = "vgw-root", "vgw-Root-Secret-5a1c"
 DAEMON_KEY, DAEMON_SECRET = "unstoppable-daemon", "vgw-Daemon-Secret-77e0"
@@ -35,13 +34,7 @@ class Versitygw:
 
     def client(self, key_id: str | None = None, secret: str | None = None) -> Any:
         """Return a boto3 S3 client, with the daemon's key unless told."""
-        return boto3.client(
-            "s3",
-            endpoint_url=self.endpoint,
-            aws_access_key_id=key_id or self.key_id,
-            aws_secret_access_key=secret or self.secret,
-            region_name="us-east-1",
-        )
+        return s3_client(self.endpoint, key_id or self.key_id, secret or self.secret)
 
     def root(self) -> Any:
         return self.client(ROOT_KEY, ROOT_SECRET)
