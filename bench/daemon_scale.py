@@ -147,6 +147,9 @@ def main() -> int:
             "UNSTOPPABLE_CONFIG": str(work / "none.env"),
             "UNSTOPPABLE_CUSTOMERS_DIR": str(customers),
             "UNSTOPPABLE_DATA_DIR": str(work / "data"),
+            "UNSTOPPABLE_SOURCE_ROOTS": str(work),
+            "UNSTOPPABLE_ALLOW_PRIVATE_TARGETS": "127.0.0.0/8",
+            "UNSTOPPABLE_MIN_INTERVAL": "0",
             "UNSTOPPABLE_MAX_PARALLEL": str(args.burst),
         }
         log = open(work / "daemon.log", "wb")  # noqa: SIM115

@@ -75,6 +75,9 @@ def orchestrated(work: Path, source: Path) -> float:
         "UNSTOPPABLE_CONFIG": str(site / "none.env"),
         "UNSTOPPABLE_CUSTOMERS_DIR": str(site / "customers.d"),
         "UNSTOPPABLE_DATA_DIR": str(site / "data"),
+        "UNSTOPPABLE_SOURCE_ROOTS": str(site),
+        "UNSTOPPABLE_ALLOW_PRIVATE_TARGETS": "127.0.0.0/8",
+        "UNSTOPPABLE_MIN_INTERVAL": "0",
     }
     start = time.perf_counter()
     subprocess.run(

@@ -75,6 +75,9 @@ def unstoppable(work: Path, source: Path) -> tuple[float, float]:
         "UNSTOPPABLE_CONFIG": str(site / "none.env"),
         "UNSTOPPABLE_CUSTOMERS_DIR": str(site / "customers.d"),
         "UNSTOPPABLE_DATA_DIR": str(site / "data"),
+        "UNSTOPPABLE_SOURCE_ROOTS": str(site),
+        "UNSTOPPABLE_ALLOW_PRIVATE_TARGETS": "127.0.0.0/8",
+        "UNSTOPPABLE_MIN_INTERVAL": "0",
     }
     argv = [str(ROOT / ".venv" / "bin" / "unstoppable"), "backup", "bench"]
     fresh, unchanged = timed(argv, env), timed(argv, env)

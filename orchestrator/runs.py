@@ -132,7 +132,7 @@ class Jobs:
         loaded must not point the worker at /etc. The resolved path is what is mounted.
         """
         if resource.type is SourceType.LOCAL:
-            found = local_source(self.settings.bounds, resource.path)
+            found = local_source(self.settings.bounds, resource.path, customer.name)
             if isinstance(found, Outcome):
                 return found
             real, identity = found

@@ -8,6 +8,8 @@ demo=${UNSTOPPABLE_DEMO_DIR:-/var/tmp/unstoppable-demo}
 export UNSTOPPABLE_CONFIG="$demo/unstoppable.env"
 export UNSTOPPABLE_CUSTOMERS_DIR="$demo/customers.d"
 export UNSTOPPABLE_DATA_DIR="$demo/data"
+# The demo's sample lies outside /srv/<customer>, the default root of local sources.
+export UNSTOPPABLE_SOURCE_ROOTS="$demo/sample"
 mkdir -p "$UNSTOPPABLE_CUSTOMERS_DIR" "$demo/sample/docs" "$demo/sample/empty"
 touch "$UNSTOPPABLE_CONFIG"
 [ -f "$demo/sample/docs/readme.txt" ] || {
@@ -37,4 +39,4 @@ echo "==> unstoppable snapshots demo sample"
 "$cli" snapshots demo sample
 echo "==> hot repo (metadata): $UNSTOPPABLE_DATA_DIR/hot/demo/sample ($(du -sh "$UNSTOPPABLE_DATA_DIR/hot/demo/sample" | cut -f1))"
 echo "==> cold repo (all data): $UNSTOPPABLE_DATA_DIR/cold/demo/sample ($(du -sh "$UNSTOPPABLE_DATA_DIR/cold/demo/sample" | cut -f1))"
-echo "Restore it with: UNSTOPPABLE_CONFIG=$UNSTOPPABLE_CONFIG UNSTOPPABLE_CUSTOMERS_DIR=$UNSTOPPABLE_CUSTOMERS_DIR UNSTOPPABLE_DATA_DIR=$UNSTOPPABLE_DATA_DIR $cli restore demo sample --target /tmp/demo-restore"
+echo "Restore it with: UNSTOPPABLE_CONFIG=$UNSTOPPABLE_CONFIG UNSTOPPABLE_CUSTOMERS_DIR=$UNSTOPPABLE_CUSTOMERS_DIR UNSTOPPABLE_DATA_DIR=$UNSTOPPABLE_DATA_DIR UNSTOPPABLE_SOURCE_ROOTS=$UNSTOPPABLE_SOURCE_ROOTS $cli restore demo sample --target /tmp/demo-restore"

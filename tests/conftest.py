@@ -84,6 +84,11 @@ def site(tmp_path: Path, docker_ready: None) -> Iterator[Site]:
         "UNSTOPPABLE_CUSTOMERS_DIR": str(customers),
         "UNSTOPPABLE_DATA_DIR": str(data),
         "UNSTOPPABLE_WORKER_IMAGE": worker_image(),
+        # Confinement stays on, opened just enough for a test's own tree and loopback servers.
+        "UNSTOPPABLE_SOURCE_ROOTS": str(tmp_path),
+        "UNSTOPPABLE_KEYS_DIR": str(tmp_path / "keys"),
+        "UNSTOPPABLE_ALLOW_PRIVATE_TARGETS": "127.0.0.0/8",
+        "UNSTOPPABLE_MIN_INTERVAL": "0",
     }
     yield Site(tmp_path, customers, data, env)
     # Reap whatever a failed test left running, by the customers it created.

@@ -148,6 +148,8 @@ def make_world(root: Path, fake: FakeRuntime, timeout: str = "1h") -> World:
         DATA_DIR=root / "data",
         WORKER_IMAGE=IMAGE,
         JOB_TIMEOUT=timeout,
+        SOURCE_ROOTS=str(root),
+        MIN_INTERVAL="0",
     )
     ledger = Ledger(root / "data" / "state")
     return World(root, settings, fake, ledger, Daemon(settings, fake, ledger))

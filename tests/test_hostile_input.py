@@ -88,7 +88,7 @@ def test_every_broken_file_is_named_and_the_good_ones_load(tmp_path: Path) -> No
     # A byte-order mark and CRLF line endings are accepted, not refused.
     bom = "\ufeff" + valid_text("bom-crlf", "files", source, "0 * * * *").replace("\n", "\r\n")
     (customers / "bom-crlf.env").write_bytes(bom.encode())
-    bounds = SourceBounds.of(tmp_path / "data", customers)
+    bounds = SourceBounds.of(tmp_path / "data", customers, (str(tmp_path),))
 
     loaded = load_customers(customers, bounds=bounds)
 
@@ -111,6 +111,7 @@ def test_validate_names_every_broken_file_and_exits_1_within_seconds(tmp_path: P
         "UNSTOPPABLE_CONFIG": str(tmp_path / "none.env"),
         "UNSTOPPABLE_CUSTOMERS_DIR": str(customers),
         "UNSTOPPABLE_DATA_DIR": str(tmp_path / "data"),
+        "UNSTOPPABLE_SOURCE_ROOTS": str(tmp_path),
     }
     for command in (["validate"], ["jobs"], ["status"]):
         started = time.monotonic()
@@ -234,8 +235,10 @@ def test_a_schedule_that_names_no_time_stops_only_its_own_job() -> None:
     ],
 )
 def test_local_sources_stay_out_of_the_host(path: str, problem: str | None) -> None:
-    bounds = SourceBounds.of(Path("/var/lib/unstoppable"), Path("/etc/unstoppable/customers.d"))
-    why = bounds.problem(path)
+    bounds = SourceBounds.of(
+        Path("/var/lib/unstoppable"), Path("/etc/unstoppable/customers.d"), ("/srv", "/home/acme")
+    )
+    why = bounds.problem(path, "acme")
     assert (why is None) if problem is None else (why is not None and problem in why), why
 
 
@@ -246,8 +249,8 @@ def test_source_roots_restrict_and_symlinks_are_resolved(tmp_path: Path) -> None
     sneaky = inside / "link"
     sneaky.symlink_to(outside)
     bounds = SourceBounds.of(Path("/var/lib/u"), Path("/etc/u"), (tmp_path / "srv",))
-    assert bounds.resolved_problem(str(inside)) == (str(inside), None)
-    real, why = bounds.resolved_problem(str(sneaky))
+    assert bounds.resolved_problem(str(inside), "acme") == (str(inside), None)
+    real, why = bounds.resolved_problem(str(sneaky), "acme")
     assert real == str(outside)
     assert why and "resolves to" in why and "UNSTOPPABLE_SOURCE_ROOTS" in why
 
@@ -367,13 +370,13 @@ def test_protected_trees_count_as_their_symlinks_resolve(tmp_path: Path) -> None
     data.mkdir()
     disk.mkdir(parents=True)
     (data / "cold").symlink_to(disk)
-    bounds = SourceBounds.of(data, tmp_path / "customers.d")
-    assert bounds.resolved_problem(str(data / "cold"))[1]
-    assert bounds.problem(str(disk / "acme"))
-    assert bounds.problem(str(tmp_path / "mnt"))  # contains it
+    bounds = SourceBounds.of(data, tmp_path / "customers.d", (str(tmp_path),))
+    assert bounds.resolved_problem(str(data / "cold"), "acme")[1]
+    assert bounds.problem(str(disk / "acme"), "acme")
+    assert bounds.problem(str(tmp_path / "mnt"), "acme")  # contains it
     plain = tmp_path / "srv"
     plain.mkdir()
-    assert bounds.resolved_problem(str(plain)) == (str(plain), None)
+    assert bounds.resolved_problem(str(plain), "acme") == (str(plain), None)
 
 
 def test_a_ledger_of_0_1_gains_the_new_columns_and_keeps_its_runs(tmp_path: Path) -> None:

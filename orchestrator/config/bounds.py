@@ -7,12 +7,13 @@ an ancestor of those (`/var`) leaks them too. The rule is checked on the path as
 when the file is loaded, and again on the path its symlinks resolve to when a run starts.
 """
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-# The host's own trees: secrets, devices, kernel interfaces, boot files.
+# The host's own trees: secrets, devices, kernel interfaces, boot files, logs, programs.
 SYSTEM_TREES = (
     Path("/etc"),
     Path("/proc"),
@@ -20,7 +21,16 @@ SYSTEM_TREES = (
     Path("/dev"),
     Path("/run"),
     Path("/boot"),
+    Path("/root"),
+    Path("/usr"),
+    Path("/var/log"),
+    Path("/var/backups"),
 )
+
+
+# Trees of people and add-on software: protected unless a source root lies inside them
+# (`UNSTOPPABLE_SOURCE_ROOTS=/home/{customer}` opens that customer's home, not /home).
+SHARED_TREES = (Path("/home"), Path("/opt"))
 
 
 # Docker's data root and socket (/var/run is a link to /run); containerd keeps images there.
@@ -46,50 +56,80 @@ def docker_data_root(config: Path = DOCKER_CONFIG) -> Path:
     )
 
 
+def realpath(path: str | Path) -> str:
+    """Return `path` with its symlinks resolved; OSError when a link cannot be followed."""
+    return os.path.realpath(path)
+
+
 @dataclass(frozen=True)
 class SourceBounds:
-    """The trees a local source must stay out of, and the roots it must lie in (if any)."""
+    """The trees a local source must stay out of, and the roots each customer's must lie in."""
 
     protected: tuple[Path, ...]  # neither inside nor containing these
-    roots: tuple[Path, ...] = ()  # when set, the source must lie inside one of them
+    roots: tuple[str, ...] = ("/srv/{customer}",)  # each may hold {customer}
 
     @classmethod
     def of(
-        cls, data_dir: Path, customers_dir: Path, roots: tuple[Path, ...] = ()
+        cls, data_dir: Path, customers_dir: Path, roots: tuple[str | Path, ...] = ()
     ) -> "SourceBounds":
         """Return the bounds of an installation with these directories.
 
         Each protected tree counts as written and as its symlinks resolve, and so do the
-        parts of DATA_DIR that may live on another disk behind a symlink.
+        parts of DATA_DIR that may live on another disk behind a symlink. No `roots`: the
+        default `/srv/{customer}`.
         """
         trees = [data_dir, customers_dir, *CONTAINER_TREES, docker_data_root()]
         trees += [data_dir / part for part in DATA_PARTS]
         protected = {Path(os.path.normpath(t)) for t in trees}
-        protected |= {Path(os.path.realpath(t)) for t in trees}
-        resolved_roots = {Path(os.path.realpath(r)) for r in roots}
-        return cls(tuple(sorted(protected)), tuple(sorted(resolved_roots)))
+        for tree in trees:
+            try:
+                protected.add(Path(realpath(tree)))
+            except OSError:
+                pass  # an unreadable link is protected as written
+        templates = tuple(os.path.normpath(str(r)) for r in roots) or cls.roots
+        return cls(tuple(sorted(protected)), templates)
 
-    def problem(self, path: str) -> str | None:
-        """Return why the absolute `path` may not be a local source, or None if it may."""
+    def roots_of(self, customer: str) -> tuple[Path, ...]:
+        """Return the roots `customer`'s local sources must lie in, as written and resolved."""
+        found: set[Path] = set()
+        for template in self.roots:
+            root = Path(os.path.normpath(template.replace("{customer}", customer)))
+            found.add(root)
+            with contextlib.suppress(OSError):
+                found.add(Path(realpath(root)))
+        return tuple(sorted(found))
+
+    def problem(self, path: str, customer: str) -> str | None:
+        """Return why the absolute `path` may not be a local source of `customer`, or None."""
         where = Path(os.path.normpath(path))
         if where == Path("/"):
             return "must not be / (the whole host)"
+        roots = self.roots_of(customer)
         for tree in SYSTEM_TREES + self.protected:
             if where.is_relative_to(tree):
                 return f"must not be or lie inside {tree}"
+        for tree in SHARED_TREES:
+            opened = any(r.is_relative_to(tree) and where.is_relative_to(r) for r in roots)
+            if where.is_relative_to(tree) and not opened:
+                return f"must not be or lie inside {tree} (no UNSTOPPABLE_SOURCE_ROOTS opens it)"
         for tree in self.protected:
             if tree.is_relative_to(where):
                 return f"must not contain {tree}"
-        if self.roots and not any(where.is_relative_to(root) for root in self.roots):
-            return (
-                "must lie inside UNSTOPPABLE_SOURCE_ROOTS (" + ", ".join(map(str, self.roots)) + ")"
-            )
+        if not any(where.is_relative_to(root) for root in roots):
+            shown = ", ".join(t.replace("{customer}", customer) for t in self.roots)
+            return f"must lie inside this customer's UNSTOPPABLE_SOURCE_ROOTS ({shown})"
         return None
 
-    def resolved_problem(self, path: str) -> tuple[str, str | None]:
-        """Return (the path with symlinks resolved, why it may not be a source or None)."""
-        real = os.path.realpath(path)
-        why = self.problem(real)
+    def resolved_problem(self, path: str, customer: str) -> tuple[str, str | None]:
+        """Return (the path with symlinks resolved, why it may not be a source or None).
+
+        A link that cannot be followed (no permission, a stale NFS handle) is a refusal.
+        """
+        try:
+            real = realpath(path)
+        except OSError as exc:
+            return path, f"cannot be resolved: {exc.strerror or type(exc).__name__}"
+        why = self.problem(real, customer)
         if why and real != os.path.normpath(path):
             why = f"resolves to {real}, which {why}"
         return real, why

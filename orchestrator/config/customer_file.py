@@ -1,5 +1,6 @@
 """Reading customer files (`customers.d/<customer>.env`): from the file alone, strictly."""
 
+import logging
 import os
 from pathlib import Path
 
@@ -29,6 +30,8 @@ from orchestrator.config.names import (
 from orchestrator.config.source import ALL_SOURCE_KEYS, LocalSource, parse_source
 from orchestrator.errors import ConfigError
 from orchestrator.schedule import check_timezone
+
+log = logging.getLogger(__name__)
 
 
 def load_customer(path: Path, bounds: SourceBounds | None = None) -> Customer:
@@ -61,7 +64,7 @@ def load_customer(path: Path, bounds: SourceBounds | None = None) -> Customer:
     resources = []
     for resource_name in names:
         resource = _resource(
-            resource_name, owned[resource_name], default_schedule, timezone, problem, bounds
+            resource_name, owned[resource_name], default_schedule, timezone, problem, bounds, name
         )
         if resource is not None:
             resources.append(resource)
@@ -143,6 +146,7 @@ def _resource(
     timezone: str,
     problem: Problem,
     bounds: SourceBounds | None = None,
+    customer: str = "",
 ) -> Resource | None:
     prefix = env_prefix(name)
     schedule = keys.get("SCHEDULE", default_schedule)
@@ -154,7 +158,7 @@ def _resource(
     if source is None or schedule is None:
         return None
     local = isinstance(source, LocalSource)
-    if local and bounds is not None and (why := bounds.resolved_problem(source.PATH)[1]):
+    if local and bounds is not None and (why := bounds.resolved_problem(source.PATH, customer)[1]):
         problem(prefix + "PATH", why)
         return None
     return Resource(name, source, schedule)
@@ -184,6 +188,10 @@ def load_customers(
             valid.append(customer)
         except ConfigError as exc:
             problems.extend(exc.problems)
+            invalid.append(file.name.removesuffix(".env"))
+        except Exception as exc:  # a bug of ours or a library's: this file's problem alone
+            log.exception("%s: loading failed unexpectedly", file)
+            problems.append(f"{file}: file: cannot be loaded ({type(exc).__name__}); see the log")
             invalid.append(file.name.removesuffix(".env"))
     return Customers(tuple(valid), tuple(problems), tuple(invalid))
 

@@ -1,6 +1,8 @@
 """Global settings: `UNSTOPPABLE_*` variables over the file named by `UNSTOPPABLE_CONFIG`."""
 
+import ipaddress
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -44,7 +46,19 @@ class Settings(BaseSettings):
     METRICS_LISTEN: str = "127.0.0.1:9819"
     MAX_PARALLEL: int = Field(default=4, ge=1, le=1000)
     MAX_PARALLEL_PER_CUSTOMER: int | None = Field(default=None, ge=1, le=1000)
-    SOURCE_ROOTS: str | None = None  # comma-separated absolute paths local PATHs must lie in
+    # Comma-separated roots a local PATH must lie in, each may hold `{customer}`: always in force.
+    SOURCE_ROOTS: str = "/srv/{customer}"
+    # KEY_FILE and TLS_CA_FILE are read from KEYS_DIR/<customer>/ only.
+    KEYS_DIR: Path = Path("/etc/unstoppable/keys")
+    # The only Infisical folder a customer file may reference; `{customer}` is its name.
+    INFISICAL_CUSTOMER_FOLDER: str = "/customers/{customer}/"
+    # CIDRs in loopback, link-local or private ranges a customer's HOST or ping URL may reach.
+    ALLOW_PRIVATE_TARGETS: str = ""
+    MIN_INTERVAL: str = "5m"  # the shortest gap of any customer schedule; `0`: no limit
+    WORKER_MEMORY: str = "2g"  # each worker's memory limit (docker's syntax: 512m, 2g)
+    WORKER_PIDS: int = Field(default=512, ge=16, le=65536)
+    WORKER_LOG_SIZE: str = "10m"  # the engine keeps at most this much of a worker's output
+    WORKER_TMPFS: str = "64m"  # a worker's root is read-only; /tmp is a tmpfs of this size
     JOB_TIMEOUT: str = "12h"
     MIN_KEEP_WITHIN: str = "7d"  # every forget keeps all snapshots this young
     CATCH_UP: Literal["once", "never"] = "once"
@@ -76,11 +90,35 @@ class Settings(BaseSettings):
         parse_duration(value)
         return value
 
-    @field_validator("CUSTOMERS_DIR", "DATA_DIR")
+    @field_validator("MIN_INTERVAL")
     @classmethod
-    def _absolute(cls, value: Path) -> Path:
-        if not value.is_absolute():
-            raise ValueError("must be an absolute path")
+    def _interval(cls, value: str) -> str:
+        if value.strip() != "0":
+            parse_duration(value)
+        return value
+
+    @field_validator("WORKER_MEMORY", "WORKER_LOG_SIZE", "WORKER_TMPFS")
+    @classmethod
+    def _size(cls, value: str) -> str:
+        if not re.fullmatch(r"[1-9][0-9]{0,8}[kmg]", value):
+            raise ValueError("must be a size such as 512m or 2g (k, m or g)")
+        return value
+
+    @field_validator("ALLOW_PRIVATE_TARGETS")
+    @classmethod
+    def _cidrs(cls, value: str) -> str:
+        for cidr in filter(None, (c.strip() for c in value.split(","))):
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"{cidr[:50]!r} is not a CIDR such as 127.0.0.0/8") from None
+        return value
+
+    @field_validator("INFISICAL_CUSTOMER_FOLDER")
+    @classmethod
+    def _folder(cls, value: str) -> str:
+        if not value.startswith("/") or "{customer}" not in value:
+            raise ValueError("must be an absolute Infisical folder holding {customer}")
         return value
 
     @model_validator(mode="after")
@@ -116,9 +154,17 @@ class Settings(BaseSettings):
 
     @field_validator("SOURCE_ROOTS")
     @classmethod
-    def _roots(cls, value: str | None) -> str | None:
-        if value is not None and not all(r.strip().startswith("/") for r in value.split(",")):
-            raise ValueError("must be a comma-separated list of absolute paths")
+    def _roots(cls, value: str) -> str:
+        roots = [r.strip() for r in value.split(",") if r.strip()]
+        if not roots or not all(r.startswith("/") and r != "/" for r in roots):
+            raise ValueError("must be a comma-separated list of absolute paths other than /")
+        return value
+
+    @field_validator("CUSTOMERS_DIR", "DATA_DIR", "KEYS_DIR")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        if not value.is_absolute():
+            raise ValueError("must be an absolute path")
         return value
 
     @property
@@ -134,11 +180,28 @@ class Settings(BaseSettings):
         return self.MAX_PARALLEL_PER_CUSTOMER or max(1, self.MAX_PARALLEL // 2)
 
     @property
-    def source_roots(self) -> tuple[Path, ...]:
-        """Return the roots local sources must lie in; empty means anywhere allowed."""
-        if not self.SOURCE_ROOTS:
-            return ()
-        return tuple(Path(r.strip()) for r in self.SOURCE_ROOTS.split(",") if r.strip())
+    def source_roots(self) -> tuple[str, ...]:
+        """Return the roots local sources must lie in, each may still hold `{customer}`."""
+        return tuple(r.strip() for r in self.SOURCE_ROOTS.split(",") if r.strip())
+
+    @property
+    def private_targets(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """Return the private networks a customer's HOST or ping URL may still reach."""
+        cidrs = (c.strip() for c in self.ALLOW_PRIVATE_TARGETS.split(","))
+        return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs if c)
+
+    @property
+    def min_interval_seconds(self) -> int:
+        """Return MIN_INTERVAL in seconds (0: any schedule is allowed)."""
+        return 0 if self.MIN_INTERVAL.strip() == "0" else parse_duration(self.MIN_INTERVAL)
+
+    def keys_dir(self, customer: str) -> Path:
+        """Return the only directory the customer's KEY_FILE and TLS_CA_FILE may come from."""
+        return self.KEYS_DIR / customer
+
+    def infisical_folder(self, customer: str) -> str:
+        """Return the only Infisical folder the customer's file may reference, ending in /."""
+        return self.INFISICAL_CUSTOMER_FOLDER.replace("{customer}", customer).rstrip("/") + "/"
 
     @property
     def min_keep_within_seconds(self) -> int:

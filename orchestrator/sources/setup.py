@@ -50,13 +50,13 @@ def source_path(resource: Resource) -> str:
     return resource.path if resource.type is SourceType.LOCAL else f"/remote/{resource.name}"
 
 
-def local_source(bounds: SourceBounds, path: str) -> tuple[str, str] | Outcome:
+def local_source(bounds: SourceBounds, path: str, customer: str) -> tuple[str, str] | Outcome:
     """Return the directory PATH names now, and its `device:inode`; or why it cannot be backed up.
 
     PATH is resolved at run time: a symlink swapped in since the file was loaded must not
     point the worker at /etc. The resolved path is what is mounted.
     """
-    real, why = bounds.resolved_problem(path)
+    real, why = bounds.resolved_problem(path, customer)
     if why:
         return Outcome(Result.FAILURE, Reason.SOURCE_REFUSED, f"PATH {why}")
     try:
