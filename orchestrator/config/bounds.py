@@ -82,10 +82,8 @@ class SourceBounds:
         trees += [data_dir / part for part in DATA_PARTS]
         protected = {Path(os.path.normpath(t)) for t in trees}
         for tree in trees:
-            try:
+            with contextlib.suppress(OSError):  # an unreadable link is protected as written
                 protected.add(Path(realpath(tree)))
-            except OSError:
-                pass  # an unreadable link is protected as written
         templates = tuple(os.path.normpath(str(r)) for r in roots) or cls.roots
         return cls(tuple(sorted(protected)), templates)
 
