@@ -5,24 +5,26 @@ look at customers.d), asks the pure planner what to do, and does it. Docker is t
 what runs: a restarted daemon adopts the workers it left behind.
 """
 
+import functools
 import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from orchestrator.config.customer import Customers
-from orchestrator.config.customer_file import files_signature, load_customers
 from orchestrator.config.durations import parse_duration
 from orchestrator.config.settings import Settings
 from orchestrator.dispatch import Dispatch
-from orchestrator.errors import RuntimeUnavailable, UnstoppableError
+from orchestrator.errors import RuntimeUnavailable
 from orchestrator.maintenance import Maintenance
 from orchestrator.model import Kind, split_job
 from orchestrator.planner import BACKUP, JobSpec, PlanState
 from orchestrator.reporting.ledger import Ledger
+from orchestrator.roster import Roster
 from orchestrator.runs import Jobs
 from orchestrator.runtime.protocol import Runtime
 from orchestrator.schedule import expected_interval
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
     from orchestrator.reporting.views import DaemonView
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 CONFIG_POLL_SECONDS = 5.0
 CLOCK_TOLERANCE = timedelta(seconds=2)
 ADOPT_EVERY = timedelta(seconds=60)
@@ -62,13 +65,13 @@ class Daemon(Dispatch):
         self.wake = threading.Event()
         self.stopping = threading.Event()
         self.reload = threading.Event()
-        self.signature: tuple[tuple[str, int, int], ...] | None = None
         self.heartbeat = time.time()
         self.intervals: dict[tuple[str, str], float] = {}
         self.rustic_version = "unknown"
         self.adopted = False
         self.errors: dict[str, int] = {}
         self.unschedulable: set[str] = set()
+        self.roster = Roster(settings, self.count)
         locked = settings.COLD_BACKEND == "s3" and settings.S3_LOCK_DAYS > 0
         self.lock_margin = float(parse_duration(settings.S3_LOCK_MARGIN)) if locked else None
 
@@ -101,7 +104,7 @@ class Daemon(Dispatch):
         Nothing a customer file, the ledger, the clock or Docker does ends this loop: each
         problem is logged, counted in `unstoppable_daemon_errors_total` and retried.
         """
-        self.load_config()
+        self.guarded("config", self.load_config)
         self.rustic_version = (
             self.runtime.image_label(self.settings.WORKER_IMAGE, "unstoppable.rustic-version")
             or "unknown"
@@ -117,27 +120,41 @@ class Daemon(Dispatch):
         while not self.stopping.is_set():
             now = _now()
             self.heartbeat = now.timestamp()
-            try:
-                if not self.adopted or now >= next_adopt:
-                    next_adopt = now + ADOPT_EVERY
-                    self.adopt()
-                if self.reload.is_set() or now >= next_poll:
-                    self.reload.clear()
-                    self.load_config()
-                    next_poll = datetime.fromtimestamp(now.timestamp() + CONFIG_POLL_SECONDS, UTC)
-                last_tick = self.tick(self.clock_checked(last_tick, now), now)
-            except RuntimeUnavailable as exc:
-                self.count("runtime")
-                log.error("cannot plan: %s; retrying", exc)
-            except Exception:  # the loop must outlive any bug; the next tick retries
-                self.count("internal")
-                log.exception("tick failed; retrying")
+            # Three steps, each its own fault boundary: a reload or an adoption that fails
+            # never keeps the tick from running on the last good view.
+            if not self.adopted or now >= next_adopt:
+                next_adopt = now + ADOPT_EVERY
+                self.guarded("adopt", self.adopt)
+            if self.reload.is_set() or now >= next_poll:
+                self.reload.clear()
+                self.guarded("config", self.load_config)
+                next_poll = datetime.fromtimestamp(now.timestamp() + CONFIG_POLL_SECONDS, UTC)
+            ticked = self.guarded("plan", functools.partial(self.plan_tick, last_tick, now))
+            if ticked is None:
                 next_poll = min(next_poll, datetime.fromtimestamp(now.timestamp() + 1, UTC))
+            else:
+                last_tick = ticked
             wake_at = min([next_poll, *self.state.next_due.values()], default=next_poll)
             self.wake.wait(max(0.0, (wake_at - _now()).total_seconds()))
             self.wake.clear()
         log.info("stopped; %d run(s) left to the next start", len(self.in_flight))
         return 0
+
+    def plan_tick(self, last_tick: datetime, now: datetime) -> datetime:
+        """Plan at `now` after checking the clock against `last_tick`; return the new one."""
+        return self.tick(self.clock_checked(last_tick, now), now)
+
+    def guarded(self, what: str, step: Callable[[], T]) -> T | None:
+        """Return what `step` returns, or None after logging and counting what it raised."""
+        try:
+            return step()
+        except RuntimeUnavailable as exc:
+            self.count("runtime")
+            log.error("%s: %s; retrying", what, exc)
+        except Exception:  # the loop must outlive any bug; the next round retries
+            self.count(what)
+            log.exception("%s failed; retrying", what)
+        return None
 
     def start_tick(self, now: datetime) -> datetime:
         """Return the last tick the ledger remembers, or `now` if it is unreadable or ahead."""
@@ -239,24 +256,15 @@ class Daemon(Dispatch):
         return self.intervals[key]
 
     def load_config(self) -> None:
-        """Reread customers.d if any file changed; a broken file disables only its customer."""
-        try:
-            signature = files_signature(self.settings.CUSTOMERS_DIR)
-            if signature == self.signature:
-                return
-            customers = load_customers(
-                self.settings.CUSTOMERS_DIR, self.settings.bucket_prefix, self.settings.bounds
-            )
-        except UnstoppableError as exc:
-            # The directory itself is unreadable: keep the customers already loaded.
-            log.error(
-                "%s; keeping the %d customer(s) loaded before", exc, len(self.customers.valid)
-            )
-            return
-        self.signature = signature
+        """Take customers.d's new view if it changed; a broken file disables its customer only."""
+        customers = self.roster.poll(len(self.customers.valid))
+        if customers is not None:
+            self.apply_customers(customers)
+
+    def apply_customers(self, customers: Customers) -> None:
+        """Make `customers` the daemon's view: its jobs are what the next tick plans."""
         for problem in customers.problems:
             log.error("customer disabled: %s", problem)
-        self.customers = customers
         self.specs = [
             spec
             for c in customers.valid
@@ -267,6 +275,7 @@ class Daemon(Dispatch):
                 JobSpec(f"{c.name}/{r.name}", r.source.VERIFY_SCHEDULE, c.timezone, "verify"),
             )
         ]
+        self.customers = customers
         log.info(
             "loaded %d customer(s), %d disabled, %d job(s)",
             len(customers.valid),

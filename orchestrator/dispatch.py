@@ -10,11 +10,12 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from orchestrator.adoption import adopt
 from orchestrator.config.customer import Customers
 from orchestrator.config.settings import Settings
+from orchestrator.errors import RuntimeUnavailable
 from orchestrator.maintenance import Maintenance
 from orchestrator.model import Kind, Outcome, Reason, Result, RunRecord, split_job
 from orchestrator.planner import BACKUP, JobSpec, Launch, PlanState, plan
@@ -24,9 +25,6 @@ from orchestrator.runs import Jobs
 from orchestrator.runtime.protocol import Runtime, WorkerInfo
 from orchestrator.secrets.files import remove_secrets
 from orchestrator.storage.layout import secrets_dir
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger(__name__)
 # A secrets directory no container mounts is a leftover once it is this old; younger ones
@@ -156,7 +154,10 @@ class Dispatch:
         except Exception as exc:
             self.count("ledger")
             log.error("cannot write the ledger (%s): %s", write.__name__, exc)
-            self.ledger.recover_if_corrupt(exc)
+            try:
+                self.ledger.recover_if_corrupt(exc)
+            except Exception:  # moving a corrupt file aside on a full or read-only disk
+                log.exception("cannot recover the ledger")
             return False
 
     def _anything_due(self, now: datetime) -> bool:
@@ -174,39 +175,47 @@ class Dispatch:
     def _launch(self, launch: Launch) -> None:
         customer_name, resource_name = split_job(launch.job)
         kind = Kind(launch.kind)
+        started = _now()
         try:
-            customer = self.customers.get(customer_name)
-            resource = customer.resource(resource_name)
-            if self._recovering(launch.job):
-                now = _now()
-                outcome = Outcome(Result.SKIPPED, Reason.OVERLAP, "the job is being recovered")
-                record = RunRecord(
-                    customer_name, resource_name, kind, launch.scheduled_for, now, now, outcome
-                )
-            elif kind is Kind.PRUNE:
-                record = self.maintenance.prune(customer, resource, launch.scheduled_for)
-            elif kind is Kind.VERIFY:
-                record = self.maintenance.verify(customer, resource, launch.scheduled_for)
-            else:
-                record = self.jobs.backup(customer, resource, launch.scheduled_for)
-        except Exception as exc:  # a broken run must never take the daemon down
-            log.exception("%s: run failed unexpectedly", launch.job)
-            now = _now()
+            record = self._run(customer_name, resource_name, kind, launch)
+        except Exception as exc:  # the run's own fault boundary: this job's problem alone
+            self.count("run")
+            log.exception("%s: the %s run raised %s", launch.job, kind.value, type(exc).__name__)
+            runtime = isinstance(exc, RuntimeUnavailable)
+            outcome = Outcome(
+                Result.FAILURE,
+                Reason.RUNTIME if runtime else Reason.INTERNAL,
+                str(exc)
+                if runtime
+                else f"the run stopped on an internal error "
+                f"({type(exc).__name__}); the daemon's log has its trace",
+            )
             record = RunRecord(
-                customer_name,
-                resource_name,
-                kind,
-                launch.scheduled_for,
-                now,
-                now,
-                Outcome(Result.FAILURE, Reason.RUNTIME, str(exc)),
+                customer_name, resource_name, kind, launch.scheduled_for, started, _now(), outcome
             )
         self._finish(launch.job, record)
+
+    def _run(self, customer_name: str, resource_name: str, kind: Kind, launch: Launch) -> RunRecord:
+        """Prepare, launch and judge one run; whatever it raises is the caller's to record."""
+        customer = self.customers.get(customer_name)
+        resource = customer.resource(resource_name)
+        if self._recovering(launch.job):
+            now = _now()
+            outcome = Outcome(Result.SKIPPED, Reason.OVERLAP, "the job is being recovered")
+            return RunRecord(
+                customer_name, resource_name, kind, launch.scheduled_for, now, now, outcome
+            )
+        if kind is Kind.PRUNE:
+            return self.maintenance.prune(customer, resource, launch.scheduled_for)
+        if kind is Kind.VERIFY:
+            return self.maintenance.verify(customer, resource, launch.scheduled_for)
+        return self.jobs.backup(customer, resource, launch.scheduled_for)
 
     def _adopt_one(self, worker: WorkerInfo) -> None:
         try:
             record = adopt(self.jobs, worker, self.customers)
         except Exception:
+            self.count("adopt")
             log.exception("%s: cannot adopt %s", worker.label("job"), worker.name)
             with self.lock:
                 self.in_flight.discard(worker.label("job"))
@@ -214,6 +223,7 @@ class Dispatch:
         self._finish(worker.label("job"), record)
 
     def _finish(self, job: str, record: RunRecord) -> None:
+        """Record, ping and log a finished run; a failure in any of them is counted, not raised."""
         try:
             if record.outcome.result is Result.SKIPPED and record.kind is not Kind.BACKUP:
                 pass  # a drill with nothing to read yet, or a busy job: logged below only
@@ -231,18 +241,22 @@ class Dispatch:
             with self.lock:
                 self.in_flight.discard(job)
             self.wake.set()
-        if record.kind is Kind.BACKUP:  # a dead man's switch watches the backups
-            self.jobs.pinger.result(self.customers, record)  # after recording, off the run's clock
-        level = logging.INFO if record.outcome.result is Result.SUCCESS else logging.ERROR
-        log.log(
-            level,
-            "%s: %s %s%s: %s",
-            job,
-            record.kind.value,
-            record.outcome.result.value,
-            f" ({record.outcome.reason.value})" if record.outcome.reason else "",
-            record.outcome.message,
-        )
+        try:
+            if record.kind is Kind.BACKUP:  # a dead man's switch watches the backups
+                self.jobs.pinger.result(self.customers, record)  # after recording
+            level = logging.INFO if record.outcome.result is Result.SUCCESS else logging.ERROR
+            log.log(
+                level,
+                "%s: %s %s%s: %s",
+                job,
+                record.kind.value,
+                record.outcome.result.value,
+                f" ({record.outcome.reason.value})" if record.outcome.reason else "",
+                record.outcome.message,
+            )
+        except Exception:
+            self.count("report")
+            log.exception("%s: reporting the %s run failed", job, record.kind.value)
 
 
 def _now() -> datetime:

@@ -62,6 +62,7 @@ class Reason(StrEnum):
     SOURCE_SHRUNK = "source_shrunk"
     STORAGE = "storage"
     RUSTIC = "rustic"
+    INTERNAL = "internal"  # the run raised something nobody expected: a bug, logged with its trace
 
 
 @dataclass(frozen=True)

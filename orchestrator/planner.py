@@ -120,7 +120,7 @@ def plan(
                 continue
             times = _times_until(job, due, now)
             next_due[job] = next_fire(job.schedule, job.timezone, now, job.key)
-        except ValueError:
+        except Exception:  # one job's schedule, whatever croniter raises, is its problem alone
             unschedulable.append(job.key)
             continue
         latest = times[-1]

@@ -14,7 +14,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("cli",),
     ("commands",),
     ("daemon",),
-    ("dispatch",),
+    ("dispatch", "roster"),
     ("adoption",),
     ("maintenance",),
     ("drill",),

@@ -63,6 +63,7 @@ class Customers:
     valid: tuple[Customer, ...]
     problems: tuple[str, ...]
     invalid: tuple[str, ...]
+    unexpected: int = 0  # files whose loading raised something not ours (logged with a trace)
 
     def get(self, name: str) -> Customer:
         """Return the valid customer `name`; raise ConfigError saying why it is not there."""

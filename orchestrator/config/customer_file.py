@@ -174,6 +174,7 @@ def load_customers(
     Raises ConfigError only when the directory cannot be read.
     """
     valid, problems, invalid = [], [], []
+    unexpected = 0
     for file in customer_files(directory):
         shown = printable(file.name)
         if shown != file.name:
@@ -193,7 +194,8 @@ def load_customers(
             log.exception("%s: loading failed unexpectedly", file)
             problems.append(f"{file}: file: cannot be loaded ({type(exc).__name__}); see the log")
             invalid.append(file.name.removesuffix(".env"))
-    return Customers(tuple(valid), tuple(problems), tuple(invalid))
+            unexpected += 1
+    return Customers(tuple(valid), tuple(problems), tuple(invalid), unexpected)
 
 
 def customer_files(directory: Path) -> list[Path]:

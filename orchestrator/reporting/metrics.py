@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 from orchestrator import __version__
 from orchestrator.model import Result
 from orchestrator.reporting.ledger import DURATION_BUCKETS, JobStatus, Ledger
-from orchestrator.reporting.views import DaemonView, JobView, snapshot_files
+from orchestrator.reporting.views import DAEMON_ERRORS, DaemonView, JobView, snapshot_files
 
 JOB = ["customer", "resource"]
 
@@ -47,7 +47,7 @@ class BackupCollector(Collector):
             status, held, corrupt, verified, pruned = {}, set(), set(), {}, {}
             locks, unlocked = {}, set()
             errors["ledger"] = errors.get("ledger", 0) + 1
-        for what in ("clock", "internal", "ledger", "runtime"):
+        for what in DAEMON_ERRORS:
             g.counter(
                 "daemon_errors",
                 "problems the daemon logged and survived, by where they came from",

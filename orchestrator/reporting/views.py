@@ -4,6 +4,24 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+# Where a problem the daemon survived came from: `unstoppable_daemon_errors_total{what}`.
+# adopt: collecting a previous daemon's workers; config: loading customers.d (a file that
+# raised, a reload that failed or hung); plan: a tick; run: a run that raised (recorded with
+# reason `internal`); report: recording, pinging or logging a finished run; metrics: a job's
+# part of a scrape; clock, ledger, runtime: the clock, the ledger and Docker.
+DAEMON_ERRORS = (
+    "adopt",
+    "clock",
+    "config",
+    "internal",
+    "ledger",
+    "metrics",
+    "plan",
+    "report",
+    "run",
+    "runtime",
+)
+
 
 @dataclass(frozen=True)
 class JobView:
