@@ -109,6 +109,7 @@ class Dispatch:
             self.settings.per_customer_share,
         )
         for job in sorted(set(decision.unschedulable) - self.unschedulable):
+            self.count("plan")
             log.error("%s: its schedule names no next time; the job is not scheduled", job)
         self.unschedulable = set(decision.unschedulable)
         for skip in decision.skip:

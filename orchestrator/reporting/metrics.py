@@ -5,6 +5,7 @@ Every scrape reads the ledger (what survives restarts), the repositories' own sn
 configured, running and next).
 """
 
+import logging
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
@@ -24,6 +25,7 @@ from orchestrator.reporting.ledger import DURATION_BUCKETS, JobStatus, Ledger
 from orchestrator.reporting.views import DAEMON_ERRORS, DaemonView, JobView, snapshot_files
 
 JOB = ["customer", "resource"]
+log = logging.getLogger(__name__)
 
 
 class BackupCollector(Collector):
@@ -47,6 +49,40 @@ class BackupCollector(Collector):
             status, held, corrupt, verified, pruned = {}, set(), set(), {}, {}
             locks, unlocked = {}, set()
             errors["ledger"] = errors.get("ledger", 0) + 1
+        for job in view.jobs:
+            try:  # one job's part of the scrape; a bug in it must not hide everyone else's
+                labels = [job.customer, job.resource]
+                s = status.get((job.customer, job.resource)) or JobStatus(
+                    job.customer, job.resource
+                )
+                _job_metrics(g, labels, s, job, f"{job.customer}/{job.resource}" in view.running)
+                g.gauge(
+                    "backup_held",
+                    "1 while retention is held after a suspect snapshot",
+                    JOB,
+                    labels,
+                    1 if f"{job.customer}/{job.resource}" in held else 0,
+                )
+                _maintenance_metrics(g, labels, s, job, corrupt, verified)
+                if (last_prune := pruned.get(f"{job.customer}/{job.resource}")) is not None:
+                    g.gauge(
+                        "prune_last_run_success",
+                        "1 if the job's last forget/prune succeeded",
+                        JOB,
+                        labels,
+                        1 if last_prune == Result.SUCCESS.value else 0,
+                    )
+                if (until := locks.get(f"{job.customer}/{job.resource}")) is not None:
+                    g.gauge(
+                        "lock_until_timestamp_seconds",
+                        "the soonest the object lock of a live object of the cold repository ends",
+                        JOB,
+                        labels,
+                        until.timestamp(),
+                    )
+            except Exception:
+                log.exception("metrics of %s/%s failed", job.customer, job.resource)
+                errors["metrics"] = errors.get("metrics", 0) + 1
         for what in DAEMON_ERRORS:
             g.counter(
                 "daemon_errors",
@@ -55,34 +91,6 @@ class BackupCollector(Collector):
                 [what],
                 errors.get(what, 0),
             )
-        for job in view.jobs:
-            labels = [job.customer, job.resource]
-            s = status.get((job.customer, job.resource)) or JobStatus(job.customer, job.resource)
-            _job_metrics(g, labels, s, job, f"{job.customer}/{job.resource}" in view.running)
-            g.gauge(
-                "backup_held",
-                "1 while retention is held after a suspect snapshot",
-                JOB,
-                labels,
-                1 if f"{job.customer}/{job.resource}" in held else 0,
-            )
-            _maintenance_metrics(g, labels, s, job, corrupt, verified)
-            if (last_prune := pruned.get(f"{job.customer}/{job.resource}")) is not None:
-                g.gauge(
-                    "prune_last_run_success",
-                    "1 if the job's last forget/prune succeeded",
-                    JOB,
-                    labels,
-                    1 if last_prune == Result.SUCCESS.value else 0,
-                )
-            if (until := locks.get(f"{job.customer}/{job.resource}")) is not None:
-                g.gauge(
-                    "lock_until_timestamp_seconds",
-                    "the soonest the object lock of a live object of the cold repository ends",
-                    JOB,
-                    labels,
-                    until.timestamp(),
-                )
         if view.lock_margin is not None:
             g.gauge(
                 "lock_margin_seconds",

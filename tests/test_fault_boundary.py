@@ -1,0 +1,218 @@
+"""One customer's fault is that customer's alone: injected at every boundary of a run.
+
+Two customers are due in the same tick. Whatever `bad` raises — while its file is loaded,
+its schedule planned, its worker prepared or launched, its output judged, its run reported
+or its metrics scraped — and with exception types that are not ours, `good` is backed up in
+that same tick, `bad`'s run is recorded (reason `internal` where it ran at all), the problem
+is counted under `unstoppable_daemon_errors_total{what}`, and the daemon's loop goes on.
+"""
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from orchestrator import planner, runs
+from orchestrator.config import bounds, customer_file
+from orchestrator.reporting import metrics
+from orchestrator.reporting.metrics import BackupCollector
+from orchestrator.rustic import output
+from tests.fake_runtime import FakeRuntime
+from tests.test_daemon_on_fake import IMAGE, WROTE, World, make_world, run_row
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    world = make_world(tmp_path, FakeRuntime({IMAGE: {"unstoppable.rustic-version": "0.11.4"}}))
+    for name in ("good", "bad"):
+        world.customer(name)
+        world.fake.script(f"unstoppable_{name}_files", WROTE)
+    yield world
+    for name in world.fake.names():
+        world.fake.end(name)
+
+
+def errors(world: World, what: str) -> float | None:
+    registry = CollectorRegistry()
+    registry.register(BackupCollector(world.ledger, world.daemon.view))
+    return registry.get_sample_value("unstoppable_daemon_errors_total", {"what": what})
+
+
+def only_for_bad(original: Callable[..., Any], exc: BaseException, bad: Callable[..., bool]) -> Any:
+    """Return `original`, wrapped to raise `exc` when the call is `bad`'s."""
+
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if bad(*args, **kwargs):
+            raise exc
+        return original(*args, **kwargs)
+
+    return wrapped
+
+
+def mentions_bad(*args: Any, **kwargs: Any) -> bool:
+    return any("bad" in str(a) for a in (*args, *kwargs.values()))
+
+
+def test_a_file_whose_loading_raises_is_a_named_problem(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        customer_file,
+        "load_customer",
+        only_for_bad(customer_file.load_customer, KeyError("boom"), mentions_bad),
+    )
+    world.tick()
+    loaded = world.daemon.customers
+    assert [c.name for c in loaded.valid] == ["good"]
+    assert loaded.invalid == ("bad",)
+    assert loaded.problems == (
+        f"{world.settings.CUSTOMERS_DIR}/bad.env: file: cannot be loaded (KeyError); see the log",
+    )
+    assert world.ledger.runs("good/files") == [run_row("good", "success")]
+    assert errors(world, "config") == 1
+
+
+def test_an_unresolvable_path_is_a_refusal_naming_its_key(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The audit's case: a PATH through a link the daemon may not follow (/proc/1/cwd)."""
+    link = world.root / "src-bad" / "mount"
+    link.symlink_to("/proc/1/cwd")
+    try:
+        os.path.realpath(link)
+    except OSError:
+        pass  # this host refuses it for real, as the audit found
+    else:  # elsewhere the same refusal, injected at the same call
+        monkeypatch.setattr(
+            bounds,
+            "realpath",
+            only_for_bad(bounds.realpath, PermissionError(13, "Permission denied"), mentions_bad),
+        )
+    text = (world.settings.CUSTOMERS_DIR / "bad.env").read_text()
+    (world.settings.CUSTOMERS_DIR / "bad.env").write_text(
+        text.replace(f"FILES_PATH={world.root / 'src-bad'}", f"FILES_PATH={link}")
+    )
+    world.tick()
+    assert world.daemon.customers.problems == (
+        f"{world.settings.CUSTOMERS_DIR}/bad.env: FILES_PATH: cannot be resolved: "
+        "Permission denied",
+    )
+    assert world.ledger.runs("good/files") == [run_row("good", "success")]
+
+
+def test_a_schedule_that_raises_leaves_the_other_jobs_planned(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        planner,
+        "next_fire",
+        only_for_bad(planner.next_fire, ZeroDivisionError(), mentions_bad),
+    )
+    world.tick()
+    assert world.ledger.runs("good/files") == [run_row("good", "success")]
+    assert world.ledger.runs("bad/files") == []
+    assert "bad/files" in world.daemon.unschedulable
+    assert errors(world, "plan") == 3  # its backup, prune and drill schedules
+
+
+@pytest.mark.parametrize(
+    "stage",
+    ["prepare", "launch", "judge"],
+)
+def test_a_run_that_raises_is_recorded_as_internal(
+    world: World, monkeypatch: pytest.MonkeyPatch, stage: str
+) -> None:
+    if stage == "prepare":
+        monkeypatch.setattr(
+            runs,
+            "local_source",
+            only_for_bad(runs.local_source, RecursionError("deep"), mentions_bad),
+        )
+    elif stage == "launch":
+        fake_run = world.fake.run
+        monkeypatch.setattr(
+            world.fake,
+            "run",
+            only_for_bad(
+                fake_run, ConnectionResetError(104, "reset"), lambda spec, t: "bad" in spec.name
+            ),
+        )
+    else:
+        world.fake.script("unstoppable_bad_files", WROTE.__class__(0, "BAD", ""))
+        monkeypatch.setattr(
+            output,
+            "judge_backup",
+            only_for_bad(output.judge_backup, IndexError(), lambda code, out, err: out == "BAD"),
+        )
+    world.tick()
+    assert world.ledger.runs("good/files") == [run_row("good", "success")]
+    assert world.ledger.runs("bad/files") == [run_row("bad", "failure", "internal")]
+    status = {s.customer: s for s in world.ledger.status()}
+    assert "internal error" in (status["bad"].message or "")
+    assert errors(world, "run") == 1
+    assert not world.daemon.in_flight
+
+
+def test_a_report_that_raises_is_counted_and_the_run_kept(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pinger = world.daemon.jobs.pinger
+    monkeypatch.setattr(
+        pinger,
+        "result",
+        only_for_bad(pinger.result, TypeError("ping"), lambda cs, record: record.customer == "bad"),
+    )
+    world.tick()
+    assert world.ledger.runs("good/files") == [run_row("good", "success")]
+    assert world.ledger.runs("bad/files") == [run_row("bad", "success")]
+    assert errors(world, "report") == 1
+    assert not world.daemon.in_flight
+
+
+def test_a_scrape_of_one_job_that_raises_keeps_the_others(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world.tick()
+    monkeypatch.setattr(
+        metrics,
+        "_maintenance_metrics",
+        only_for_bad(
+            metrics._maintenance_metrics, UnicodeError(), lambda g, labels, *_: "bad" in labels
+        ),
+    )
+    assert world.metric("unstoppable_backup_last_run_success", "good") == 1
+    assert errors(world, "metrics") == 1
+
+
+def test_a_reload_that_hangs_never_delays_the_tick(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file whose reading stalls (a hung mount) leaves the last good view ticking."""
+    (world.settings.CUSTOMERS_DIR / "bad.env").unlink()
+    world.tick()
+    assert [c.name for c in world.daemon.customers.valid] == ["good"]
+    release = threading.Event()
+
+    def stalled(path: Path, *args: Any) -> Any:
+        if "bad" in str(path):
+            release.wait(30)
+        return load(path, *args)
+
+    load = customer_file.load_customer
+    monkeypatch.setattr(customer_file, "load_customer", stalled)
+    world.customer("bad")
+    started = time.monotonic()
+    world.daemon.load_config()
+    assert time.monotonic() - started < 5
+    assert [c.name for c in world.daemon.customers.valid] == ["good"], "the last view goes on"
+    assert errors(world, "config") == 1
+    release.set()
+    deadline = time.monotonic() + 10
+    while [c.name for c in world.daemon.customers.valid] != ["bad", "good"]:
+        assert time.monotonic() < deadline, "the stalled read's view never arrived"
+        world.daemon.load_config()
