@@ -7,10 +7,14 @@ that same tick, `bad`'s run is recorded (reason `internal` where it ran at all),
 is counted under `unstoppable_daemon_errors_total{what}`, and the daemon's loop goes on.
 """
 
+import contextlib
 import os
+import sqlite3
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +23,13 @@ from prometheus_client import CollectorRegistry
 
 from orchestrator import planner, runs
 from orchestrator.config import bounds, customer_file
+from orchestrator.daemon import Daemon
 from orchestrator.reporting import metrics
+from orchestrator.reporting.ledger import Ledger
 from orchestrator.reporting.metrics import BackupCollector
 from orchestrator.rustic import output
 from tests.fake_runtime import FakeRuntime
-from tests.test_daemon_on_fake import IMAGE, WROTE, World, make_world, run_row
+from tests.test_daemon_on_fake import IMAGE, NOW, WROTE, World, make_world, run_row
 
 
 @pytest.fixture
@@ -216,3 +222,51 @@ def test_a_reload_that_hangs_never_delays_the_tick(
     while [c.name for c in world.daemon.customers.valid] != ["bad", "good"]:
         assert time.monotonic() < deadline, "the stalled read's view never arrived"
         world.daemon.load_config()
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB filesystem filled to the last byte, mounted in tmp_path; needs root."""
+    disk = tmp_path / "full"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        (disk / "state").mkdir()
+        fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT)
+        with contextlib.suppress(OSError):
+            while os.write(fd, b"\0" * 4096):
+                pass
+        os.close(fd)
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def test_a_full_disk_at_start_does_not_stop_the_daemon(tmp_path: Path, full_disk: Path) -> None:
+    """The ledger cannot even be created: the daemon starts, counts, and recovers with the disk.
+
+    No backup is written meanwhile: the source guard's baseline lives in the ledger, and a
+    snapshot judged without it could pass a wiped source off as clean.
+    """
+    world = make_world(tmp_path, FakeRuntime({IMAGE: {"unstoppable.rustic-version": "0.11.4"}}))
+    ledger = Ledger(full_disk / "state")  # used to raise "database or disk is full"
+    world = World(
+        world.root, world.settings, world.fake, ledger, Daemon(world.settings, world.fake, ledger)
+    )
+    world.customer("good")
+    world.fake.script("unstoppable_good_files", WROTE)
+    assert world.daemon.start_tick(NOW) == NOW
+    world.tick()
+    assert world.fake.started == []
+    # Read at start, the tick's mark, the run's record, and this scrape's own read.
+    assert errors(world, "ledger") == 4
+    assert errors(world, "run") == 1  # the run could not read its baseline
+    with pytest.raises(sqlite3.OperationalError):
+        ledger.runs("good/files")
+    (full_disk / "filler").unlink()  # space again: the schema is made by the next write
+    world.tick(NOW + timedelta(hours=1), NOW + timedelta(hours=1) - timedelta(seconds=1))
+    assert ledger.runs("good/files") == [run_row("good", "success", at=NOW + timedelta(hours=1))]

@@ -15,6 +15,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 _RECOVERY = threading.Lock()
+_CREATING = threading.RLock()
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -85,25 +86,39 @@ class Store:
     """The ledger's database file and the small key-value state beside its history."""
 
     def __init__(self, state_dir: Path) -> None:
-        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.state_dir = state_dir
         self.path = state_dir / "ledger.sqlite3"
+        self.ready = False
+        try:
+            self._ensure()
+        except (OSError, sqlite3.OperationalError) as exc:
+            # A full or read-only disk at start is an error of the moment: the daemon starts,
+            # counts each write that fails, and the schema is made by the first call that can.
+            log.error("the ledger %s cannot be opened yet (%s); retrying on use", self.path, exc)
+
+    def _ensure(self) -> None:
+        """Make the state directory and the schema once; raise what stops that."""
+        if self.ready:
+            return
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
             self._create()
         except sqlite3.DatabaseError as exc:
             if not self.recover_if_corrupt(exc):
                 raise
             self._create()
+        self.ready = True
 
     def _healthy(self) -> bool:
         try:
-            with self._connect() as db:
+            with self._open() as db:
                 db.execute("SELECT count(*) FROM state").fetchone()
             return True
         except sqlite3.DatabaseError:
             return False
 
     def _create(self) -> None:
-        with self._connect() as db:
+        with self._open() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
             for table, column, kind in MIGRATIONS:
@@ -142,6 +157,14 @@ class Store:
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
+        if not self.ready:
+            with _CREATING:
+                self._ensure()
+        with self._open() as db:
+            yield db
+
+    @contextmanager
+    def _open(self) -> Iterator[sqlite3.Connection]:
         db = sqlite3.connect(self.path, timeout=30)
         try:
             with db:
