@@ -1,0 +1,53 @@
+"""What a worker's processes see: the customer's CA is rclone's alone, never rustic's.
+
+An FTPS resource's TLS_CA_FILE (or pinned certificate) replaces the system roots for rclone.
+Exported to the whole worker, it would reach rustic as SSL_CERT_FILE too, and rustic would
+then trust the customer's certificate — chosen by the customer — for the cold store's TLS.
+"""
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from orchestrator.commands.context import jobs_on_runtime
+from orchestrator.config.customer_file import load_customers
+from orchestrator.config.settings import load_settings
+from orchestrator.model import Kind
+from orchestrator.sources.setup import WorkerSetup
+from tests.conftest import Site
+from tests.servers import Ftps
+from tests.test_remote import fill, ftps, ftps_customer, source  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.docker
+
+
+def test_the_customer_ca_reaches_rclone_and_never_the_command(
+    site: Site,
+    ftps: Ftps,
+    unique: str,
+    source: Path,  # noqa: F811
+) -> None:
+    fill(source)
+    ftps_customer(site, unique, ftps, source)
+    settings = load_settings(site.env)
+    customer = load_customers(settings.CUSTOMERS_DIR, None, settings.bounds).get(unique)
+    resource = customer.resource("site")
+    jobs = jobs_on_runtime(settings)
+    # What rustic would see: the environment of the command the worker runs on the mount.
+    launch = jobs.setup(customer, resource, None, ["sh", "-c", "env; ls /remote/site"])
+    assert isinstance(launch, WorkerSetup), launch
+    done = jobs.run_worker(
+        customer,
+        resource,
+        Kind.CHECK,
+        datetime.now(UTC),
+        launch.argv,
+        launch.mounts,
+        timeout=120,
+        launch=launch,
+    )
+    assert done.exit_code == 0, done.stderr  # rclone verified the server with the CA
+    assert "index.html" in done.stdout  # and mounted it
+    assert "PATH=" in done.stdout  # the environment was printed
+    assert "SSL_CERT_FILE" not in done.stdout
