@@ -4,6 +4,7 @@ What runs is judged from Docker's own event stream, not from the daemon's word.
 """
 
 import json
+import os
 import signal
 import time
 from datetime import datetime
@@ -186,3 +187,42 @@ def test_sighup_reloads_customers_at_once(site: Site, daemon: DaemonProcess, uni
     assert time.monotonic() - hup < 2.5, "SIGHUP must reload at once, not at the next look"
     daemon.signal(signal.SIGTERM)
     assert daemon.wait(10) == 0
+
+
+def test_a_path_the_daemon_cannot_follow_disables_only_its_customer(
+    site: Site, daemon: DaemonProcess, unique: str
+) -> None:
+    """The audit's repro: PATH through a link to /proc/1/cwd once stopped every customer."""
+    good, bad = f"good-{unique}", f"bad-{unique}"
+    customer(site, good, EVERY_5S)
+    link = site.root / f"link-{unique}"
+    link.symlink_to("/proc/1/cwd")
+    try:
+        os.path.realpath(link)
+        pytest.skip(
+            "this host lets the daemon follow /proc/1/cwd: the fake-runtime test injects it"
+        )
+    except OSError:
+        pass
+    customer(site, bad, EVERY_5S)
+    text = (site.customers / f"{bad}.env").read_text()
+    (site.customers / f"{bad}.env").write_text(
+        text.replace(f"FILES_PATH={site.root / f'src-{bad}'}", f"FILES_PATH={link}")
+    )
+    for command in ("validate", "jobs"):
+        done = site.cli(command)
+        assert "Traceback" not in done.stdout + done.stderr, done.stderr
+    done = site.cli("validate")
+    assert done.returncode == 1
+    assert (
+        f"{bad}.env: FILES_PATH: cannot be resolved: Permission denied" in done.stdout + done.stderr
+    )
+    ledger = Ledger(site.data / "state")
+    daemon.start()
+    wait_until(lambda: ledger.runs(f"{good}/files"), 30, "a run of the healthy customer")
+    assert daemon.proc is not None and daemon.proc.poll() is None, daemon.text()
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(10) == 0
+    assert ledger.runs(f"{good}/files")[0][4] == "success"
+    assert ledger.runs(f"{bad}/files") == []
+    assert f"{bad}.env: FILES_PATH: cannot be resolved" in daemon.text()

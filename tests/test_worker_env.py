@@ -24,7 +24,7 @@ pytestmark = pytest.mark.docker
 
 def test_the_customer_ca_reaches_rclone_and_never_the_command(
     site: Site,
-    ftps: Ftps,
+    ftps: Ftps,  # noqa: F811
     unique: str,
     source: Path,  # noqa: F811
 ) -> None:
