@@ -72,6 +72,7 @@ class Daemon(Dispatch):
         self.errors: dict[str, int] = {}
         self.unschedulable: set[str] = set()
         self.roster = Roster(settings, self.count)
+        self.unmeasurable: set[str] = set()  # jobs whose metrics raised, until they do not
         locked = settings.COLD_BACKEND == "s3" and settings.S3_LOCK_DAYS > 0
         self.lock_margin = float(parse_duration(settings.S3_LOCK_MARGIN)) if locked else None
 
@@ -227,16 +228,23 @@ class Daemon(Dispatch):
             customer, resource = split_job(spec.id)
             drill = verify.get(spec.id)
             due = next_due.get(spec)
-            jobs.append(
-                JobView(
-                    customer,
-                    resource,
-                    due.timestamp() if due else None,
-                    self.interval(spec, now),
-                    job_storage(self.settings, customer, resource).hot / "snapshots",
-                    self.interval(drill, now) if drill else None,
+            try:  # one job's schedule must not take everyone's metrics down
+                jobs.append(
+                    JobView(
+                        customer,
+                        resource,
+                        due.timestamp() if due else None,
+                        self.interval(spec, now),
+                        job_storage(self.settings, customer, resource).hot / "snapshots",
+                        self.interval(drill, now) if drill else None,
+                    )
                 )
-            )
+                self.unmeasurable.discard(spec.id)
+            except Exception:
+                if spec.id not in self.unmeasurable:  # logged and counted once, not per scrape
+                    self.unmeasurable.add(spec.id)
+                    self.count("metrics")
+                    log.exception("%s: its metrics cannot be computed", spec.id)
         return DaemonView(
             tuple(jobs),
             tuple(c.name for c in self.customers.valid),

@@ -270,3 +270,24 @@ def test_a_full_disk_at_start_does_not_stop_the_daemon(tmp_path: Path, full_disk
     (full_disk / "filler").unlink()  # space again: the schema is made by the next write
     world.tick(NOW + timedelta(hours=1), NOW + timedelta(hours=1) - timedelta(seconds=1))
     assert ledger.runs("good/files") == [run_row("good", "success", at=NOW + timedelta(hours=1))]
+
+
+def test_a_schedule_whose_interval_raises_keeps_the_others_metrics(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator import daemon
+
+    world.customer("bad", "30 * * * *")
+    world.tick()
+    monkeypatch.setattr(
+        daemon,
+        "expected_interval",
+        only_for_bad(
+            daemon.expected_interval,
+            OverflowError(),
+            lambda schedule, tz, now: schedule == "30 * * * *",
+        ),
+    )
+    assert world.metric("unstoppable_backup_last_run_success", "good") == 1
+    assert world.metric("unstoppable_backup_next_run_timestamp_seconds", "bad") is None
+    assert errors(world, "metrics") == 1
