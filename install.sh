@@ -152,6 +152,9 @@ cp -r "$src/monitoring" "$src/docs" "$PREFIX/share/" 2>/dev/null || true
 
 # --- configuration, never overwritten --------------------------------------------------------
 install -d -m 0750 "$ETC" "$ETC/customers.d"
+# A customer's KEY_FILE and TLS_CA_FILE live in keys/<customer>/ and nowhere else; local
+# sources under /srv/<customer>/ (UNSTOPPABLE_SOURCE_ROOTS, README "Confinement").
+install -d -m 0700 "$ETC/keys"
 if [ ! -f "$ETC/unstoppable.env" ]; then
     say "writing $ETC/unstoppable.env"
     umask 077

@@ -140,6 +140,21 @@ def test_one_line_install_then_a_scheduled_backup_then_upgrade_then_uninstall(
     assert first.stdout.strip().splitlines()[-1].startswith("Done. Next:")
     assert run(name, "systemctl is-active unstoppable").stdout.strip() == "active"
 
+    # The test's schedule is seconds apart and its source lies outside /srv/<customer>:
+    # the operator opens both in the settings file, as the README says.
+    opened = run(
+        name,
+        f"printf 'UNSTOPPABLE_MIN_INTERVAL=0\\nUNSTOPPABLE_SOURCE_ROOTS={shared}\\n' "
+        ">> /etc/unstoppable/unstoppable.env && systemctl restart unstoppable",
+    )
+    assert opened.returncode == 0, opened.stdout + opened.stderr
+    assert (
+        run(
+            name, "test -d /etc/unstoppable/keys && stat -c %a /etc/unstoppable/keys"
+        ).stdout.strip()
+        == "700"
+    )
+
     # A customer file dropped in is backed up on its schedule, without a restart.
     source = shared / "site"
     source.mkdir()
