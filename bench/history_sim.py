@@ -3,13 +3,15 @@
 Each scenario is a tree that changes once a "day"; each day the source guard (the
 product's floor from the ledger's 14-day baseline) decides whether a backup may be written,
 real rustic on the host writes it, and the change-anomaly rule judges rustic's summary.
-Ordinary churn (1-10 % of files a day, text and incompressible) must never be flagged;
-a wipe, a slow shrink and encryption in place must be caught every time.
+Ordinary churn (1-10 % of files a day, text and incompressible) and a text tree rewritten
+wholesale as text must never be flagged; a wipe, a slow shrink and encryption in place
+(raw, or written as base64 or hex of the ciphertext) must be caught every time.
 
     .venv/bin/python bench/history_sim.py [--days 30] [--files 300] [--seeds 3]
 """
 
 import argparse
+import base64
 import random
 import subprocess
 import sys
@@ -44,6 +46,17 @@ MARK = {"success": ".", "source_shrunk": "S", "source_empty": "E", "suspect": "!
 def text(rng: random.Random, size: int) -> bytes:
     words = ["invoice", "customer", "order", "total", "date", "line", "item", "price"]
     return " ".join(rng.choice(words) for _ in range(size // 6)).encode()[:size]
+
+
+def invoices(rng: random.Random, size: int) -> bytes:
+    """Lines of dates, numbers and amounts: packs to about 0.3, like real business text."""
+    out = bytearray()
+    while len(out) < size:
+        day = f"2026-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
+        amount = rng.randint(1, 99_999) / 100
+        line = f"{day};INV-{rng.randrange(10**6):06d};customer {rng.randint(1, 9999)};{amount:.2f}"
+        out += f"{line} EUR\n".encode()
+    return bytes(out[:size])
 
 
 def blob(rng: random.Random, size: int) -> bytes:
@@ -94,6 +107,23 @@ def encrypt(root: Path, rng: random.Random, n: int) -> None:
         path.write_bytes(rng.randbytes(path.stat().st_size))
 
 
+def encrypt_as(encode: Callable[[bytes], bytes]) -> Day:
+    """Every file rewritten in place, same name and size, as `encode` of a ciphertext."""
+
+    def act(root: Path, rng: random.Random, n: int) -> None:
+        for path in root.iterdir():
+            size = path.stat().st_size
+            path.write_bytes(encode(rng.randbytes(size))[:size])
+
+    return act
+
+
+def rewrite_as_text(root: Path, rng: random.Random, n: int) -> None:
+    """A re-export: every file rewritten with new text, a mass rewrite that is no attack."""
+    for path in root.iterdir():
+        path.write_bytes(text(rng, path.stat().st_size))
+
+
 def zero(root: Path, rng: random.Random, n: int) -> None:
     for path in root.iterdir():
         path.write_bytes(bytes(path.stat().st_size))
@@ -137,9 +167,9 @@ def simulate(days: int, files: int, seed: int, make: Callable[..., bytes], today
             summary = output.parse_snapshot(done.stdout)
             assert summary is not None
             previous = ledger.last_files("sim/src")
-            verdict = anomaly.judge(
-                summary, previous, Source.model_fields["ANOMALY_CHANGED"].default
-            )
+            ratios = ledger.packed_ratios("sim/src", anomaly.HISTORY, anomaly.MIN_ADDED_BYTES)
+            changed = Source.model_fields["ANOMALY_CHANGED"].default
+            verdict = anomaly.judge(summary, previous, changed, ratios)
             result = Result.SUSPECT if verdict.suspect else Result.SUCCESS
             outcome = Outcome(result, Reason.NONE, verdict.why, summary)
             ledger.record_run(RunRecord("sim", "src", Kind.BACKUP, now, now, now, outcome))
@@ -156,12 +186,22 @@ def main() -> int:
     if not RUSTIC.exists():
         sys.exit(f"{RUSTIC} missing: run `make provision`")
     attack_day = args.days * 2 // 3
+    b64, hexed = encrypt_as(base64.b64encode), encrypt_as(base64.b16encode)
     scenarios: list[tuple[str, Callable[..., bytes], Day, int | None]] = [
         ("text churn", text, churn(text), None),
         ("incompressible churn", blob, churn(blob), None),
         ("text, wiped", text, attack(attack_day, churn(text), wipe), attack_day),
         ("text, slow shrink", text, attack(attack_day, churn(text), shrink_slowly), attack_day),
+        ("text, rewritten as text", text, attack(attack_day, churn(text), rewrite_as_text), None),
         ("text, encrypted", text, attack(attack_day, churn(text), encrypt), attack_day),
+        ("text, base64-encrypted", text, attack(attack_day, churn(text), b64), attack_day),
+        ("text, hex-encrypted", text, attack(attack_day, churn(text), hexed), attack_day),
+        (
+            "invoices, hex-encrypted",
+            invoices,
+            attack(attack_day, churn(invoices), hexed),
+            attack_day,
+        ),
         ("incompressible, encrypted", blob, attack(attack_day, churn(blob), encrypt), attack_day),
         ("text, zero-filled", text, attack(attack_day, churn(text), zero), attack_day),
     ]

@@ -165,7 +165,8 @@ class Jobs:
             verdict = anomaly.below_floor(outcome.summary, self.floor(customer, resource))
             if not verdict.suspect:
                 previous = self.holds.last_files(job)
-                verdict = anomaly.judge_resource(resource, outcome.summary, previous)
+                ratios = self.holds.packed_ratios(job, anomaly.HISTORY, anomaly.MIN_ADDED_BYTES)
+                verdict = anomaly.judge_resource(resource, outcome.summary, previous, ratios)
             if verdict.suspect:
                 return self._suspect(customer, resource, scheduled_for, outcome, verdict.why)
         if outcome.result is Result.SUCCESS and self.holds.held(job):

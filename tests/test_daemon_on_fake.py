@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from orchestrator.config.settings import Settings
 from orchestrator.daemon import Daemon
-from orchestrator.model import Kind
+from orchestrator.model import Kind, Outcome, Reason, Result, RunRecord, Summary
 from orchestrator.recovery import RECOVERING
 from orchestrator.reporting.ledger import Ledger
 from orchestrator.reporting.metrics import BackupCollector
@@ -223,6 +223,44 @@ def test_a_due_backup_is_run_once_and_recorded_as_its_worker_ended(
     if result == "success":
         added = world.metric("unstoppable_backup_last_added_bytes", "acme")
         assert added == SUMMARY["data_added"]
+    assert world.metric("unstoppable_backup_held", "acme") == (1 if result == "suspect" else 0)
+
+
+# Every one of the 40 files rewritten as base64 of ciphertext: packs to 75 % of its size.
+BASE64 = json.dumps(
+    {
+        **SNAPSHOT,
+        "summary": {
+            **SUMMARY,
+            "files_new": 0,
+            "files_changed": 40,
+            "data_added_files": 400_000,
+            "data_added_files_packed": 301_000,
+        },
+    }
+)
+
+
+@pytest.mark.parametrize(("days", "result"), [(3, "suspect"), (0, "success"), (2, "success")])
+def test_a_base64_rewrite_is_judged_against_the_jobs_own_history(
+    world: World, days: int, result: str
+) -> None:
+    """The daemon hands the ledger's history to the rule: a text job's usual is its own."""
+    for n in range(days):  # clean days of text edits, packed to 30 %
+        at = NOW - timedelta(days=days - n)
+        summary = Summary(f"s{n}", "t", 0, 4, 20_000, 52_480, 40, 20_000, 6_000)
+        outcome = Outcome(Result.SUCCESS, Reason.NONE, "ok", summary)
+        world.ledger.record_run(RunRecord("acme", "files", Kind.BACKUP, at, at, at, outcome))
+    if not days:  # a job seen once before, whose one backup added nothing to measure
+        summary = Summary("s", "t", 40, 0, 0, 52_480, 40, 0, 0)
+        outcome = Outcome(Result.SUCCESS, Reason.NONE, "ok", summary)
+        at = NOW - timedelta(days=1)
+        world.ledger.record_run(RunRecord("acme", "files", Kind.BACKUP, at, at, at, outcome))
+    world.customer("acme")
+    world.fake.script("unstoppable_acme_files", Script(0, BASE64, ""))
+    world.tick()
+    (last,) = [row for row in world.ledger.runs("acme/files") if row[3] == NOW.isoformat()]
+    assert last[4] == result
     assert world.metric("unstoppable_backup_held", "acme") == (1 if result == "suspect" else 0)
 
 

@@ -25,6 +25,13 @@ class Holds(Protocol):
         """Return the id of the job's last clean snapshot, if there is one."""
         ...
 
+    def packed_ratios(self, job: str, count: int, min_added: int) -> tuple[float, ...]:
+        """Return the packed share of what the job's last `count` clean backups added.
+
+        Newest first; only backups that added at least `min_added` bytes of file data.
+        """
+        ...
+
     def locked_through(self, job: str) -> datetime | None:
         """Return the time before which everything the job wrote is known locked."""
         ...
@@ -52,6 +59,9 @@ class MemoryHolds:
 
     def last_snapshot(self, job: str) -> str | None:
         return None
+
+    def packed_ratios(self, job: str, count: int, min_added: int) -> tuple[float, ...]:
+        return ()
 
     def locked_through(self, job: str) -> datetime | None:
         return self.locked.get(job)

@@ -125,6 +125,23 @@ class JobState(Store):
         value = self._last_success(job, "snapshot_id")
         return str(value) if value is not None else None
 
+    def packed_ratios(self, job: str, count: int, min_added: int) -> tuple[float, ...]:
+        """Return the packed share of what the job's last `count` clean backups added.
+
+        Newest first; only backups that added at least `min_added` bytes of file data. Runs
+        recorded before the ledger kept these sizes have none and are left out.
+        """
+        customer, resource = split_job(job)
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT data_added_files, data_added_files_packed FROM runs"
+                " WHERE customer = ? AND resource = ? AND kind = 'backup' AND result = 'success'"
+                " AND data_added_files >= ? AND data_added_files_packed IS NOT NULL"
+                " ORDER BY id DESC LIMIT ?",
+                (customer, resource, max(min_added, 1), count),
+            ).fetchall()
+        return tuple(int(packed) / int(added) for added, packed in rows)
+
     def _last_success(self, job: str, column: str) -> int | str | None:
         customer, resource = split_job(job)
         with self._connect() as db:

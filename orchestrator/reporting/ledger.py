@@ -195,7 +195,8 @@ def _insert_run(db: sqlite3.Connection, run: RunRecord, summary: tuple[int | Non
     db.execute(
         "INSERT INTO runs (customer, resource, kind, scheduled_for, started, ended, result,"
         " reason, message, snapshot_id, files_new, files_changed, data_added,"
-        " bytes_processed, files_total) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        " bytes_processed, files_total, data_added_files, data_added_files_packed)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         (
             run.customer,
             run.resource,
@@ -208,5 +209,7 @@ def _insert_run(db: sqlite3.Connection, run: RunRecord, summary: tuple[int | Non
             run.outcome.message,
             s.snapshot_id if s else None,
             *summary,
+            s.data_added_files if s else None,
+            s.data_added_files_packed if s else None,
         ),
     )

@@ -79,7 +79,12 @@ CREATE TABLE IF NOT EXISTS accepts (
 );
 """
 # Columns added after the first release: (table, column, type), added when missing.
-MIGRATIONS = (("runs", "files_total", "INTEGER"),)
+MIGRATIONS = (
+    ("runs", "files_total", "INTEGER"),
+    # What a backup's file data took before and after packing: the anomaly rule's history.
+    ("runs", "data_added_files", "INTEGER"),
+    ("runs", "data_added_files_packed", "INTEGER"),
+)
 
 
 class Store:
