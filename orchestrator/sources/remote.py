@@ -131,9 +131,26 @@ _REASONS: tuple[tuple[Reason, re.Pattern[str]], ...] = (
 )
 
 
+# What each of those means, in our words: rclone's lines quote the server (its banner, its
+# replies), text the customer's server chose, which must not reach a message or a ping.
+_SAID = {
+    Reason.HOST_KEY: "the server's host key does not match HOST_KEY",
+    Reason.TLS: "the TLS handshake with the server failed or its certificate is not trusted",
+    Reason.AUTH: "the server refused the login (USER, PASSWORD or KEY_FILE)",
+    Reason.CONNECT: "the server could not be reached or closed the connection (HOST, PORT)",
+    Reason.PATH_NOT_FOUND: "PATH does not exist on the server",
+}
+
+
 def classify(stderr: str) -> Reason:
     """Return why a worker could not reach its remote source, from rclone's messages."""
     for reason, pattern in _REASONS:
         if pattern.search(stderr):
             return reason
     return Reason.CONNECT
+
+
+def unreachable(stderr: str) -> tuple[Reason, str]:
+    """Return why a worker could not reach its remote source, and that in our own words."""
+    reason = classify(stderr)
+    return reason, _SAID[reason]

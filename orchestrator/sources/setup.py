@@ -179,9 +179,13 @@ def pin_certificate(source: FtpsSource) -> str | Outcome | None:
             f"certificate of {host}",
         )
     except ssl.SSLError as exc:
-        return Outcome(Result.FAILURE, Reason.TLS, f"TLS with {host} failed: {exc}")
+        # OpenSSL's own name for what failed, never the text around it.
+        why = exc.reason or str(exc) or type(exc).__name__
+        return Outcome(Result.FAILURE, Reason.TLS, f"TLS with {host} failed: {why}")
     except OSError as exc:
-        return Outcome(Result.FAILURE, Reason.CONNECT, f"cannot reach {host}: {exc}")
+        # The system's words (strerror) or ours (tls_pin), never the server's.
+        why = exc.strerror or str(exc) or type(exc).__name__
+        return Outcome(Result.FAILURE, Reason.CONNECT, f"cannot reach {host}: {why}")
     if fingerprint(der).upper() != want.upper():
         return Outcome(
             Result.FAILURE,
