@@ -245,7 +245,7 @@ class Daemon(Dispatch):
             if signature == self.signature:
                 return
             customers = load_customers(
-                self.settings.CUSTOMERS_DIR, self.settings.bucket_prefix, self.settings.bounds
+                self.settings.CUSTOMERS_DIR, self.settings.bucket_prefix, self.settings.confinement
             )
         except UnstoppableError as exc:
             # The directory itself is unreadable: keep the customers already loaded.

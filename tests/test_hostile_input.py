@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from orchestrator import deadline
 from orchestrator.config.bounds import SourceBounds
+from orchestrator.config.confinement import Confinement
 from orchestrator.config.customer import Customer, Resource
 from orchestrator.config.customer_file import load_customer, load_customers
 from orchestrator.config.names import NAME, env_prefix
@@ -69,7 +70,9 @@ def test_any_file_gives_a_customer_or_a_config_error(
         path = Path(scratch) / "acme.env"
         path.write_bytes(text)
         try:
-            load_customer(path, SourceBounds.of(Path("/var/lib/u"), Path("/etc/u")))
+            load_customer(
+                path, Confinement(bounds=SourceBounds.of(Path("/var/lib/u"), Path("/etc/u")))
+            )
         except ConfigError as exc:
             assert exc.problems
             for problem in exc.problems:
@@ -90,7 +93,7 @@ def test_every_broken_file_is_named_and_the_good_ones_load(tmp_path: Path) -> No
     (customers / "bom-crlf.env").write_bytes(bom.encode())
     bounds = SourceBounds.of(tmp_path / "data", customers, (str(tmp_path),))
 
-    loaded = load_customers(customers, bounds=bounds)
+    loaded = load_customers(customers, confinement=Confinement(bounds=bounds))
 
     assert sorted(c.name for c in loaded.valid) == ["bom-crlf", "good"]
     for name, message in expected.items():
