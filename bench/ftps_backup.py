@@ -64,10 +64,13 @@ def main() -> int:
 
             customers = work / "customers.d"
             customers.mkdir()
+            (work / "keys" / "bench").mkdir(parents=True)
+            ca = work / "keys" / "bench" / "ca.pem"  # key files: KEYS_DIR/<customer>/ only
+            ca.write_bytes(server.ca.read_bytes())
             (customers / "bench.env").write_text(
                 f'SCHEDULE="0 3 * * *"\nREPO_PASSWORD=pw\nRESOURCES=site\nSITE_TYPE=ftps\n'
                 f"SITE_HOST=127.0.0.1\nSITE_PORT={server.port}\nSITE_USER={USER}\n"
-                f"SITE_PASSWORD={PASSWORD}\nSITE_PATH={source}\nSITE_TLS_CA_FILE={server.ca}\n"
+                f"SITE_PASSWORD={PASSWORD}\nSITE_PATH={source}\nSITE_TLS_CA_FILE={ca}\n"
             )
             uenv = {
                 **os.environ,
@@ -75,6 +78,7 @@ def main() -> int:
                 "UNSTOPPABLE_CUSTOMERS_DIR": str(customers),
                 "UNSTOPPABLE_DATA_DIR": str(work / "data"),
                 "UNSTOPPABLE_SOURCE_ROOTS": str(work),
+                "UNSTOPPABLE_KEYS_DIR": str(work / "keys"),
                 "UNSTOPPABLE_ALLOW_PRIVATE_TARGETS": "127.0.0.0/8",
                 "UNSTOPPABLE_MIN_INTERVAL": "0",
             }

@@ -34,7 +34,12 @@ def stopped(exc: Exception) -> Outcome:
 
 
 def worker_failure(resource: Resource, done: Finished) -> Outcome | None:
-    """Return the failure the worker scripts reported before their command ran, if any."""
+    """Return the failure the worker scripts reported before their command ran, if any.
+
+    An unreachable remote source is told in our words: rclone's quote the server.
+    """
+    if done.exit_code == 3 and resource.type is not SourceType.LOCAL:
+        return Outcome(Result.FAILURE, *sources.unreachable(done.stderr))
     reason = _worker_reason(resource, done)
     if reason is None:
         return None

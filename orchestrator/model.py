@@ -1,8 +1,29 @@
 """The value types every layer shares: job ids, kinds of run, outcomes and records."""
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+
+# ANSI escape sequences (CSI with its parameters, OSC up to its terminator, two-byte ESC),
+# then any C0 or C1 control character or DEL left over.
+_ESCAPES = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor, screen
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: window titles, hyperlinks
+    r"|\x9b[0-?]*[ -/]*[@-~]"  # CSI as one C1 character
+    r"|\x1b[ -/]*[0-~]?"  # any other escape (ESC c resets the terminal)
+)
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def plain(text: str) -> str:
+    """Return outside text (a server's, rustic's, rclone's) safe to show on one line.
+
+    Escape sequences go, line breaks and tabs become blanks, other control characters
+    (C0, DEL, C1) go: such text reaches terminals, logs, status pages and ping bodies.
+    """
+    text = _ESCAPES.sub("", text)
+    return _CONTROLS.sub(lambda m: " " if m.group() in "\t\n\r" else "", text)
 
 
 class Kind(StrEnum):
@@ -82,10 +103,15 @@ class Summary:
 
 @dataclass(frozen=True)
 class Outcome:
+    """How a run ended; its message is always `plain`, whoever built it from what."""
+
     result: Result
     reason: Reason
     message: str
     summary: Summary | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "message", plain(self.message))
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,7 @@ class Roster:
             if signature == self.signature:
                 return
             customers = load_customers(
-                self.settings.CUSTOMERS_DIR, self.settings.bucket_prefix, self.settings.bounds
+                self.settings.CUSTOMERS_DIR, self.settings.bucket_prefix, self.settings.confinement
             )
         except UnstoppableError as exc:  # the directory itself is unreadable
             log.error("%s; keeping the %d customer(s) loaded before", exc, keeping)

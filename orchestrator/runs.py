@@ -78,7 +78,7 @@ class Jobs:
         self.resolver = resolver or Resolver()
         self.cold = commands.cold_args(settings.COLD_BACKEND == "s3")
         self.buckets_ready: set[str] = set()
-        self.pinger = pings.Pinger(settings.PING_URL)
+        self.pinger = pings.Pinger(settings.PING_URL, settings.private_targets)
 
     def backup(self, customer: Customer, resource: Resource, scheduled_for: datetime) -> RunRecord:
         """Back up `resource` now; retention is maintenance's (`Maintenance.prune`).
@@ -86,8 +86,11 @@ class Jobs:
         Never raises for a failed run: the record says what failed and why.
         """
         started = datetime.now(UTC)
-        self.pinger.job(customer, resource, "start", f"scheduled for {scheduled_for.isoformat()}")
-        outcome = self._backup(customer, resource, scheduled_for)
+        outcome = pings.refusal(customer, resource, self.settings.private_targets)
+        if outcome is None:
+            when = f"scheduled for {scheduled_for.isoformat()}"
+            self.pinger.job(customer, resource, "start", when)
+            outcome = self._backup(customer, resource, scheduled_for)
         record = RunRecord(
             customer.name,
             resource.name,
@@ -141,7 +144,8 @@ class Jobs:
         if resource.password:
             key = env_prefix(resource.name) + "PASSWORD"
             password = self.resolver.resolve(resource.password, customer.name, key)
-        return remote_launch(self.cold, customer, resource, password, guard, command)
+        confinement = self.settings.confinement
+        return remote_launch(self.cold, customer, resource, password, guard, confinement, command)
 
     def floor(self, customer: Customer, resource: Resource) -> Floor:
         """Return what the source must still hold for a snapshot of it to be written."""

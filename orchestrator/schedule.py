@@ -1,8 +1,9 @@
 """Cron schedules (the only module that imports croniter), computed in the customer's zone."""
 
 import re
-from datetime import UTC, datetime
-from itertools import pairwise
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from itertools import islice, pairwise
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
@@ -52,6 +53,14 @@ def next_fire(expression: str, timezone: str, after: datetime, hash_id: str = ""
     The expression is read in `timezone` (DST-aware); `hash_id` spreads `H` fields.
     Raises ValueError when the expression names no time within HORIZON_YEARS.
     """
+    return next(fires(expression, timezone, after, hash_id))
+
+
+def fires(expression: str, timezone: str, after: datetime, hash_id: str = "") -> Iterator[datetime]:
+    """Yield the times `expression` names after `after`, in UTC, as `next_fire` would.
+
+    Raises ValueError when the expression is invalid or names no next time.
+    """
     zone = ZoneInfo(timezone)
     try:
         it = croniter(
@@ -73,7 +82,7 @@ def next_fire(expression: str, timezone: str, after: datetime, hash_id: str = ""
         # certain hours runs at the first one only; an every-hour job keeps its real hours.
         if pinned_hours and local.fold == 1 and _ambiguous(local):
             continue
-        return fire.astimezone(UTC)
+        yield fire.astimezone(UTC)
 
 
 def _ambiguous(local: datetime) -> bool:
@@ -96,3 +105,74 @@ def _short(exc: Exception) -> str:
     """Return croniter's complaint without the expression it quotes (messages name no value)."""
     text = re.sub(r"\[[^\]]*\]|'[^']*'|\"[^\"]*\"", "…", str(exc))
     return text.splitlines()[0][:120] if text.strip() else type(exc).__name__
+
+
+GAP_SAMPLES = 300  # fire times read from now on
+GAP_BUDGET = 20_000  # fire times one customer file may cost, all its schedules together
+
+
+class GapCheck:
+    """Finds schedules that fire more often than a limit, within a budget per customer file.
+
+    A lower bound read from the expression's own fields settles most schedules at once
+    (`0 3 * * *` cannot fire twice within 23 hours). The rest are sampled: the next
+    GAP_SAMPLES fire times, and those around each of the next twelve month ends (where a
+    `59 23 L * *` meets a `0 0 1 * *`). A file whose schedules would cost more than the
+    budget is refused, rather than holding up every other customer's load.
+    """
+
+    def __init__(self, limit: int, now: datetime | None = None, budget: int = GAP_BUDGET):
+        self.limit = limit
+        self.now = now or datetime.now(UTC)
+        self.budget = budget
+        self.seen: dict[str, int | None] = {}
+
+    def gap(self, expression: str) -> int | None:
+        """Return a gap shorter than the limit, in seconds, `expression` has; else None.
+
+        The expression is read in UTC: how often a schedule fires is a matter of its
+        fields, and a clock change once a year (1:00 → 3:00 in one real hour) is not a rate.
+        Raises ValueError when checking it would exceed the budget (or it is invalid).
+        """
+        if self.limit <= 0:
+            return None
+        if expression not in self.seen:
+            self.seen[expression] = self._gap(expression)
+        return self.seen[expression]
+
+    def _gap(self, expression: str) -> int | None:
+        if _lower_bound(expression) >= self.limit:
+            return None
+        starts = [self.now]
+        for month in range(1, 13):
+            first = (self.now.replace(day=1) + timedelta(days=32 * month)).replace(day=1)
+            starts.append(first.replace(hour=0, minute=0, second=0) - timedelta(hours=1))
+        shortest: float | None = None
+        for index, start in enumerate(starts):
+            count = GAP_SAMPLES if index == 0 else 24
+            if self.budget < count:
+                raise ValueError(
+                    "too irregular to check against UNSTOPPABLE_MIN_INTERVAL within this "
+                    "file's budget: simplify it"
+                )
+            self.budget -= count
+            times = list(islice(fires(expression, "UTC", start, "check"), count))
+            for a, b in pairwise(times):
+                gap = (b - a).total_seconds()
+                shortest = gap if shortest is None else min(shortest, gap)
+            if shortest is not None and shortest < self.limit:
+                return int(shortest)
+        return None
+
+
+def _lower_bound(expression: str) -> float:
+    """Return seconds no two fire times of `expression` can be closer than, read in UTC."""
+    fields = croniter(expression, datetime(2000, 1, 1, tzinfo=UTC), hash_id=b"check").expanded
+    seconds = fields[5] if len(fields) > 5 else [0]
+    for values, unit, span in ((seconds, 1, 60), (fields[0], 60, 60), (fields[1], 3600, 24)):
+        numbers = list(range(span)) if values == ["*"] else sorted(int(v) for v in values)
+        if len(numbers) > 1:
+            # Consecutive fires lie within one unit, or across its end: first after last.
+            gaps = [b - a for a, b in pairwise(numbers)] + [span - numbers[-1] + numbers[0]]
+            return min(gaps) * unit
+    return 86400

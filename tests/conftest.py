@@ -1,6 +1,7 @@
 """Fixtures for end-to-end tests against the real Docker engine, worker image and rustic."""
 
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -55,6 +56,15 @@ class Site:
         path = self.customers / f"{name}.env"
         path.write_text(text)
         return path
+
+    def key_file(self, customer: str, source: Path) -> Path:
+        """Copy `source` into the customer's key directory (KEYS_DIR/<customer>/): its path."""
+        directory = self.root / "keys" / customer
+        directory.mkdir(parents=True, exist_ok=True)
+        target = directory / source.name
+        shutil.copyfile(source, target)
+        target.chmod(0o600)
+        return target
 
     def cli(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(

@@ -6,6 +6,9 @@ import threading
 import time
 from pathlib import Path
 
+# A well-formed ed25519 public key (of no server): 32 bytes 00..1f.
+HOST_KEY = "AAAAC3NzaC1lZDI1NTE5AAAAIAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f"
+
 VALID = 'SCHEDULE="{schedule}"\nREPO_PASSWORD=pw-{name}\nRESOURCES={resource}\n{key}_TYPE=local\n{key}_PATH={source}\n'
 
 
@@ -57,6 +60,39 @@ def write_broken(directory: Path, source: Path, suffix: str) -> dict[str, str]:
         "system-path",
         good.replace(f"FILES_PATH={source}", "FILES_PATH=/etc"),
         "FILES_PATH: must not be or lie inside /etc",
+    )
+    # Reaching beyond its own confinement (issue 21), whatever the installation allows.
+    write(
+        "other-secret",
+        good.replace(
+            "REPO_PASSWORD=pw-x", "REPO_PASSWORD=infisical:/customers/other/REPO_PASSWORD"
+        ),
+        "REPO_PASSWORD: an infisical reference must lie in this customer's folder /customers/",
+    )
+    sftp = good.replace("RESOURCES=files", "RESOURCES=files,mail") + (
+        f"MAIL_TYPE=sftp\nMAIL_HOST=sftp.example.com\nMAIL_USER=u\nMAIL_PATH=/\n"
+        f'MAIL_HOST_KEY="ssh-ed25519 {HOST_KEY}"\n'
+    )
+    write(
+        "host-ssh-key",
+        sftp + "MAIL_KEY_FILE=/etc/ssh/ssh_host_ed25519_key\n",
+        "MAIL_KEY_FILE: must lie in this customer's key directory",
+    )
+    write(
+        "metadata-host",
+        sftp.replace("sftp.example.com", "169.254.169.254") + "MAIL_PASSWORD=p\n",
+        "MAIL_HOST: is a loopback, private, link-local, multicast or reserved address",
+    )
+    write(
+        "octal-host",
+        sftp.replace("sftp.example.com", "0177.0.0.1") + "MAIL_PASSWORD=p\n",
+        "MAIL_HOST: an IPv4 address must be written as four decimal numbers",
+    )
+    write(
+        "ca-host-key",
+        sftp.replace('MAIL_HOST_KEY="', 'MAIL_HOST_KEY="@cert-authority *.example.com ')
+        + "MAIL_PASSWORD=p\n",
+        "MAIL_HOST_KEY: a @cert-authority line pins no host key",
     )
     link = directory.parent / f"to-proc-{suffix}"
     link.symlink_to("/proc/self")

@@ -65,9 +65,10 @@ def test_daemon_environment_never_leaks_into_a_customer(
 
 
 def test_infisical_references_parse(tmp_path: Path) -> None:
-    text = VALID.replace(f"REPO_PASSWORD={SECRET}", "REPO_PASSWORD=infisical:/shared/ACME_PW")
+    ref = "infisical:/customers/acme/shared/ACME_PW"  # below the customer's own folder
+    text = VALID.replace(f"REPO_PASSWORD={SECRET}", f"REPO_PASSWORD={ref}")
     customer = load_customer(write(tmp_path, "acme.env", text))
-    assert customer.repo_password.infisical == "/shared/ACME_PW"
+    assert customer.repo_password.infisical == "/customers/acme/shared/ACME_PW"
     assert customer.repo_password.literal is None
 
 

@@ -10,9 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
+from orchestrator.config.values import SecretRef
 from orchestrator.errors import SecretError
 from orchestrator.reporting.ledger import Ledger
+from orchestrator.secrets.files import Resolver
 from orchestrator.secrets.infisical import InfisicalSecrets, split_reference
 from tests.conftest import Site
 from tests.fake_infisical import FakeInfisical, State
@@ -33,29 +36,79 @@ def infisical() -> Iterator[FakeInfisical]:
 
 
 def client(server: FakeInfisical, secret: str = CLIENT_SECRET) -> InfisicalSecrets:
-    from pydantic import SecretStr
-
     return InfisicalSecrets(server.url, "client-1", SecretStr(secret), "proj-1", "prod")
+
+
+FOLDER = "/customers/acme/"  # UNSTOPPABLE_INFISICAL_CUSTOMER_FOLDER's default, for acme
 
 
 @pytest.mark.parametrize(
     ("ref", "expected"),
     [
         ("ACME_PW", ("/customers/acme", "ACME_PW")),
-        ("/shared/ACME_PW", ("/shared", "ACME_PW")),
-        ("/ACME_PW", ("/", "ACME_PW")),
+        ("/customers/acme/ACME_PW", ("/customers/acme", "ACME_PW")),
+        ("/customers/acme/ftp/ACME_PW", ("/customers/acme/ftp", "ACME_PW")),
     ],
 )
 def test_references_name_a_folder_and_a_secret(ref: str, expected: tuple[str, str]) -> None:
-    assert split_reference(ref, "acme") == expected
+    assert split_reference(ref, FOLDER) == expected
 
 
-def test_resolves_from_the_customer_folder_and_from_a_path(infisical: FakeInfisical) -> None:
+@pytest.mark.parametrize(
+    "ref",
+    [
+        "/shared/ACME_PW",
+        "/ACME_PW",
+        "/customers/other/REPO_PASSWORD",
+        "/customers/acme-evil/PW",  # a longer name, not a folder below
+        "/customers/acme/../other/PW",
+        "/customers/acme/./PW",
+        "/customers//acme/PW",
+        "/customers/acme",  # the folder's own name, read in /customers
+        "/customers/acme/",
+        "..",
+        "../other/PW",
+    ],
+)
+def test_references_outside_the_customer_folder_are_refused(ref: str) -> None:
+    with pytest.raises(SecretError, match=r"^an infisical reference must"):
+        split_reference(ref, FOLDER)
+
+
+def test_a_reference_outside_the_folder_never_reaches_the_server(infisical: FakeInfisical) -> None:
+    """Enforced where values are fetched, not only by validate: no login, no lookup."""
+    infisical.state.values[("/customers/other", "REPO_PASSWORD")] = SHARED
+    with pytest.raises(SecretError) as err:
+        client(infisical).resolve("/customers/other/REPO_PASSWORD", "acme", "REPO_PASSWORD")
+    assert str(err.value).startswith("REPO_PASSWORD: an infisical reference must lie in")
+    assert SHARED not in str(err.value)
+    assert infisical.state.logins == 0
+
+
+def test_the_resolver_refuses_before_any_store_is_asked() -> None:
+    """Whatever store is plugged in, a reference outside the folder never reaches it."""
+    asked: list[str] = []
+
+    class Store:
+        def resolve(self, reference: str, customer: str, key: str) -> SecretStr:
+            asked.append(reference)
+            return SecretStr(SHARED)
+
+    resolver = Resolver(Store(), "/tenants/{customer}/")
+    ok = resolver.resolve(SecretRef(infisical="/tenants/acme/PW"), "acme", "K")
+    assert ok.get_secret_value() == SHARED
+    for ref in ("/customers/acme/PW", "/tenants/other/PW", "/tenants/acme/../other/PW"):
+        with pytest.raises(SecretError, match=r"^K: an infisical reference must"):
+            resolver.resolve(SecretRef(infisical=ref), "acme", "K")
+    assert asked == ["/tenants/acme/PW"]
+
+
+def test_resolves_from_the_customer_folder_and_from_a_path_below(infisical: FakeInfisical) -> None:
     infisical.state.values[("/customers/acme", "PW")] = REPO_PASSWORD
-    infisical.state.values[("/shared", "PW")] = SHARED
+    infisical.state.values[("/customers/acme/shared", "PW")] = SHARED
     secrets = client(infisical)
     assert secrets.resolve("PW", "acme", "REPO_PASSWORD").get_secret_value() == REPO_PASSWORD
-    assert secrets.resolve("/shared/PW", "acme", "X").get_secret_value() == SHARED
+    assert secrets.resolve("/customers/acme/shared/PW", "acme", "X").get_secret_value() == SHARED
     assert infisical.state.logins == 1
 
 
@@ -138,19 +191,19 @@ def test_validate_check_secrets_reports_what_does_not_resolve(
     site.customer(
         name,
         'SCHEDULE="0 3 * * *"\nREPO_PASSWORD=infisical:PW\nRESOURCES=files\n'
-        "FILES_TYPE=local\nFILES_PATH=/srv\n",
+        f"FILES_TYPE=local\nFILES_PATH={site.root}/src\n",
     )
     site.customer(
         f"gap-{unique}",
-        'SCHEDULE="0 3 * * *"\nREPO_PASSWORD=infisical:/nope/GONE\n'
-        "RESOURCES=files\nFILES_TYPE=local\nFILES_PATH=/srv\n",
+        'SCHEDULE="0 3 * * *"\nREPO_PASSWORD=infisical:GONE\n'
+        f"RESOURCES=files\nFILES_TYPE=local\nFILES_PATH={site.root}/src\n",
     )
     assert site.cli("validate").returncode == 0  # syntax only
     done = site.cli("validate", "--check-secrets")
     assert done.returncode == 1
     assert done.stdout.strip().splitlines() == [
-        f"{site.customers}/gap-{unique}.env: REPO_PASSWORD: infisical:/nope/GONE: no secret GONE"
-        " in /nope (prod)"
+        f"{site.customers}/gap-{unique}.env: REPO_PASSWORD: infisical:GONE: no secret GONE"
+        f" in /customers/gap-{unique} (prod)"
     ]
     assert REPO_PASSWORD not in done.stdout + done.stderr
 
@@ -163,7 +216,7 @@ def test_every_secret_from_infisical_backs_up_restores_and_leaks_nowhere(
     infisical_site(site, infisical, tmp_path)
     name = f"inf-{unique}"
     infisical.state.values[(f"/customers/{name}", "REPO_PW")] = REPO_PASSWORD
-    infisical.state.values[("/shared/ftp", "SITE_PW")] = PASSWORD
+    infisical.state.values[(f"/customers/{name}/ftp", "SITE_PW")] = PASSWORD
     source = open_dir("unstoppable-inf-src-")
     (source / "page.html").write_text("from the FTPS server")
     source.joinpath("page.html").chmod(0o644)
@@ -175,8 +228,8 @@ def test_every_secret_from_infisical_backs_up_restores_and_leaks_nowhere(
             f'SCHEDULE="* * * * * */5"\nREPO_PASSWORD=infisical:REPO_PW\n'
             f"RESOURCES=site\nSITE_TYPE=ftps\nSITE_HOST=127.0.0.1\n"
             f"SITE_PORT={ftps.port}\nSITE_USER={USER}\n"
-            f"SITE_PASSWORD=infisical:/shared/ftp/SITE_PW\nSITE_PATH={source}\n"
-            f"SITE_TLS_CA_FILE={ftps.ca}\n",
+            f"SITE_PASSWORD=infisical:/customers/{name}/ftp/SITE_PW\nSITE_PATH={source}\n"
+            f"SITE_TLS_CA_FILE={site.key_file(name, ftps.ca)}\n",
         )
         inspected: list[str] = []
         stop = threading.Event()

@@ -1,12 +1,12 @@
 """Table-driven tests of the pure pieces: durations, schedules, labels, rustic argv and output."""
 
 import json
-import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from orchestrator.config.confinement import Confinement
 from orchestrator.config.customer_file import load_customer
 from orchestrator.config.durations import parse_duration
 from orchestrator.config.settings import load_settings
@@ -240,8 +240,14 @@ def test_bad_settings_name_the_key(tmp_path: Path, env: dict[str, str], key: str
 
 
 def test_shipped_sample_documents_a_valid_customer(tmp_path: Path) -> None:
-    shutil.copy(ROOT / "customers.d" / "example.env.sample", tmp_path / "acme.env")
-    customer = load_customer(tmp_path / "acme.env")
+    """Valid with default settings: its CA file in the default KEYS_DIR/acme/, here a copy."""
+    text = (ROOT / "customers.d" / "example.env.sample").read_text()
+    assert "_TLS_CA_FILE=/etc/unstoppable/keys/acme/" in text
+    keys = tmp_path / "keys"
+    (keys / "acme").mkdir(parents=True)
+    (keys / "acme" / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    (tmp_path / "acme.env").write_text(text.replace("/etc/unstoppable/keys/", f"{keys}/"))
+    customer = load_customer(tmp_path / "acme.env", Confinement(keys_dir=keys))
     assert [r.name for r in customer.resources] == ["website", "dumps"]
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from orchestrator.reporting.ledger import Ledger
 from tests.conftest import Site
+from tests.hostile import HOST_KEY
 from tests.servers import PASSWORD, USER, Ftps, Sftp, open_dir, sshd, vsftpd
 
 pytestmark = pytest.mark.docker
@@ -79,7 +80,7 @@ def ftps_customer(
         f'SCHEDULE="0 3 * * *"\nREPO_PASSWORD=repo-{name}\nRESOURCES=site\n'
         f"SITE_TYPE=ftps\nSITE_HOST=127.0.0.1\nSITE_PORT={port or server.port}\n"
         f"SITE_USER={USER}\nSITE_PASSWORD={password}\nSITE_PATH={path}\n"
-        f"{extra or f'SITE_TLS_CA_FILE={server.ca}'}\n",
+        f"{extra or f'SITE_TLS_CA_FILE={site.key_file(name, server.ca)}'}\n",
     )
 
 
@@ -92,7 +93,7 @@ def sftp_customer(
         f"MAIL_TYPE=sftp\nMAIL_HOST=127.0.0.1\nMAIL_PORT={server.port}\n"
         f"MAIL_USER={USER}\nMAIL_PATH={path}\n"
         f'MAIL_HOST_KEY="{host_key or server.host_key}"\n'
-        f"{auth or f'MAIL_KEY_FILE={server.client_key}'}\n",
+        f"{auth or f'MAIL_KEY_FILE={site.key_file(name, server.client_key)}'}\n",
     )
 
 
@@ -196,7 +197,7 @@ def test_sftp_with_a_different_host_key_is_refused(
 ) -> None:
     name = f"mitm-{unique}"
     fill(source)
-    other = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHh0Y2Y3c2RmZ2hqa2xxd2VydHl1aW9wYXNkZmdoams"
+    other = f"ssh-ed25519 {HOST_KEY}"  # well formed, but not the server's key
     sftp_customer(site, name, sftp, source, host_key=other)
     done = site.cli("backup", name)
     assert f"{name}/mail: failure (host_key)" in done.stdout, done.stdout
@@ -223,7 +224,11 @@ def test_a_source_that_lost_most_files_fails(
     name = f"shrunk-{unique}"
     fill(source)
     ftps_customer(
-        site, name, ftps, source, extra=f"SITE_TLS_CA_FILE={ftps.ca}\nSITE_SHRINK_THRESHOLD=80"
+        site,
+        name,
+        ftps,
+        source,
+        extra=f"SITE_TLS_CA_FILE={site.key_file(name, ftps.ca)}\nSITE_SHRINK_THRESHOLD=80",
     )
     site.cli("backup", name, check=True)
     shutil.rmtree(source / "nested")  # 21 of 25 files gone

@@ -237,7 +237,7 @@ def test_ftps_to_minio_by_the_daemon_restores_byte_identical(
                 f"RESOURCES=website\nWEBSITE_TYPE=ftps\nWEBSITE_HOST=127.0.0.1\n"
                 f"WEBSITE_PORT={ftps.port}\nWEBSITE_USER={USER}\n"
                 f"WEBSITE_PASSWORD={PASSWORD}\nWEBSITE_PATH={source}\n"
-                f"WEBSITE_TLS_CA_FILE={ftps.ca}\n",
+                f"WEBSITE_TLS_CA_FILE={site.key_file(name, ftps.ca)}\n",
             )
             ledger = Ledger(site.data / "state")
             daemon.start()

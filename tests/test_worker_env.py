@@ -31,7 +31,7 @@ def test_the_customer_ca_reaches_rclone_and_never_the_command(
     fill(source)
     ftps_customer(site, unique, ftps, source)
     settings = load_settings(site.env)
-    customer = load_customers(settings.CUSTOMERS_DIR, None, settings.bounds).get(unique)
+    customer = load_customers(settings.CUSTOMERS_DIR, None, settings.confinement).get(unique)
     resource = customer.resource("site")
     jobs = jobs_on_runtime(settings)
     # What rustic would see: the environment of the command the worker runs on the mount.

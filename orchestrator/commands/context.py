@@ -17,7 +17,9 @@ from orchestrator.storage.layout import state_dir
 
 def load() -> tuple[Settings, Customers]:
     settings = load_settings()
-    return settings, load_customers(settings.CUSTOMERS_DIR, settings.bucket_prefix, settings.bounds)
+    return settings, load_customers(
+        settings.CUSTOMERS_DIR, settings.bucket_prefix, settings.confinement
+    )
 
 
 def open_runtime(settings: Settings) -> Runtime:

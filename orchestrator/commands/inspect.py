@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from orchestrator import repository
 from orchestrator.commands.context import jobs_on_runtime, load
 from orchestrator.config.customer import Customers
-from orchestrator.config.names import env_prefix
 from orchestrator.errors import SecretError
 from orchestrator.model import job_id
 from orchestrator.reporting.ledger import JobStatus, Ledger
@@ -36,13 +35,7 @@ def _unresolved(resolver: Resolver, customers: Customers) -> list[str]:
     """Return `path: KEY: why` for every secret reference that does not resolve."""
     problems = []
     for customer in customers.valid:
-        refs = [("REPO_PASSWORD", customer.repo_password)]
-        refs += [
-            (env_prefix(r.name) + "PASSWORD", r.password)
-            for r in customer.resources
-            if r.password is not None
-        ]
-        for key, ref in refs:
+        for key, ref in customer.secret_refs():
             if ref.infisical is None:
                 continue
             try:

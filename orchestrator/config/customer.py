@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator.config.names import env_prefix
 from orchestrator.config.source import FtpsSource, LocalSource, SftpSource, SourceType
 from orchestrator.config.values import SecretRef
 from orchestrator.errors import ConfigError
@@ -46,6 +47,17 @@ class Customer:
     ping_url: str | None = None
     # The customer's own key to its bucket (COLD_S3_*): a worker never gets the global one.
     cold_key: tuple[str, SecretRef] | None = None
+    schedule: str | None = None  # SCHEDULE: each resource's unless it sets its own
+
+    def secret_refs(self) -> tuple[tuple[str, SecretRef], ...]:
+        """Return (KEY, reference) of every secret the file names, literal or Infisical."""
+        refs = [("REPO_PASSWORD", self.repo_password)]
+        refs += [
+            (env_prefix(r.name) + "PASSWORD", r.password) for r in self.resources if r.password
+        ]
+        if self.cold_key is not None:
+            refs.append(("COLD_S3_SECRET_ACCESS_KEY", self.cold_key[1]))
+        return tuple(refs)
 
     def resource(self, name: str) -> Resource:
         """Return the resource called `name`; raise ConfigError if there is none."""

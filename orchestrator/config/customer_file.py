@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 from orchestrator.config.bounds import SourceBounds
+from orchestrator.config.confinement import Confinement, problems_of
 from orchestrator.config.customer import Customer, Customers, Resource
 from orchestrator.config.files import parse_dotenv
 from orchestrator.config.keys import (
@@ -34,10 +35,14 @@ from orchestrator.schedule import check_timezone
 log = logging.getLogger(__name__)
 
 
-def load_customer(path: Path, bounds: SourceBounds | None = None) -> Customer:
+DEFAULT = Confinement()
+
+
+def load_customer(path: Path, confinement: Confinement = DEFAULT) -> Customer:
     """Read and validate one customer file; raise ConfigError with every problem in it.
 
-    With `bounds`, a local PATH outside them is a problem too.
+    Whatever it reaches beyond `confinement` is a problem too (a local PATH outside its
+    bounds, when they are given).
     """
     problems: list[str] = []
     name = path.name.removesuffix(".env")
@@ -64,7 +69,13 @@ def load_customer(path: Path, bounds: SourceBounds | None = None) -> Customer:
     resources = []
     for resource_name in names:
         resource = _resource(
-            resource_name, owned[resource_name], default_schedule, timezone, problem, bounds, name
+            resource_name,
+            owned[resource_name],
+            default_schedule,
+            timezone,
+            problem,
+            confinement.bounds,
+            name,
         )
         if resource is not None:
             resources.append(resource)
@@ -75,7 +86,14 @@ def load_customer(path: Path, bounds: SourceBounds | None = None) -> Customer:
     node(values.get("NODE"), problem)
     if problems or repo_password is None:
         raise ConfigError(problems)
-    return Customer(name, path, timezone, repo_password, keep, tuple(resources), ping_url, key)
+    customer = Customer(
+        name, path, timezone, repo_password, keep, tuple(resources), ping_url, key, default_schedule
+    )
+    for key_name, message in problems_of(customer, confinement):
+        problem(key_name, message)
+    if problems:
+        raise ConfigError(problems)
+    return customer
 
 
 def _retention(values: dict[str, str], problem: Problem) -> tuple[tuple[str, int], ...]:
@@ -165,12 +183,12 @@ def _resource(
 
 
 def load_customers(
-    directory: Path, bucket_prefix: str | None = None, bounds: SourceBounds | None = None
+    directory: Path, bucket_prefix: str | None = None, confinement: Confinement = DEFAULT
 ) -> Customers:
     """Load every `*.env` in `directory`; one broken file never hides the others.
 
     With `bucket_prefix` (the S3 cold backend), a customer whose bucket name would be
-    invalid is refused too; with `bounds`, one whose local PATH lies outside them.
+    invalid is refused too; so is one reaching beyond `confinement`.
     Raises ConfigError only when the directory cannot be read.
     """
     valid, problems, invalid = [], [], []
@@ -183,7 +201,7 @@ def load_customers(
             invalid.append(shown.removesuffix(".env"))
             continue
         try:
-            customer = load_customer(file, bounds)
+            customer = load_customer(file, confinement)
             if bucket_prefix is not None and (why := bucket_problem(bucket_prefix + customer.name)):
                 raise ConfigError([f"{file}: file name: with UNSTOPPABLE_S3_BUCKET_PREFIX, {why}"])
             valid.append(customer)

@@ -72,8 +72,14 @@ def read_text(path: Path) -> str:
 
 def _require_regular(path: Path, mode: int) -> None:
     if not stat.S_ISREG(mode):
-        kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
-        raise ConfigError([f"{path}: {kind}, not a regular file: remove or rename it"])
+        raise ConfigError([f"{path}: {file_kind(mode)}, not a regular file: remove or rename it"])
+
+
+def file_kind(mode: int) -> str:
+    """Return what kind of file `mode` (st_mode) is, in words: "a FIFO", "a directory", …"""
+    if stat.S_ISREG(mode):
+        return "a regular file"
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
 
 
 def parse_dotenv(path: Path) -> dict[str, tuple[str, int]]:

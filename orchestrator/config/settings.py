@@ -16,6 +16,7 @@ from orchestrator.errors import ConfigError
 
 if TYPE_CHECKING:
     from orchestrator.config.bounds import SourceBounds
+    from orchestrator.config.confinement import Confinement
 
 
 DEFAULT_CONFIG = Path("/etc/unstoppable/unstoppable.env")
@@ -195,13 +196,31 @@ class Settings(BaseSettings):
         """Return MIN_INTERVAL in seconds (0: any schedule is allowed)."""
         return 0 if self.MIN_INTERVAL.strip() == "0" else parse_duration(self.MIN_INTERVAL)
 
+    @property
+    def confinement(self) -> "Confinement":
+        """Return the limits every customer file of this installation is held to."""
+        from orchestrator.config.confinement import Confinement
+
+        return Confinement(
+            self.bounds,
+            self.KEYS_DIR,
+            self.INFISICAL_CUSTOMER_FOLDER,
+            self.private_targets,
+            self.min_interval_seconds,
+            self.MIN_INTERVAL.strip(),
+        )
+
     def keys_dir(self, customer: str) -> Path:
         """Return the only directory the customer's KEY_FILE and TLS_CA_FILE may come from."""
-        return self.KEYS_DIR / customer
+        from orchestrator.config.confinement import Confinement
+
+        return Confinement(keys_dir=self.KEYS_DIR).keys_of(customer)
 
     def infisical_folder(self, customer: str) -> str:
         """Return the only Infisical folder the customer's file may reference, ending in /."""
-        return self.INFISICAL_CUSTOMER_FOLDER.replace("{customer}", customer).rstrip("/") + "/"
+        from orchestrator.config.confinement import Confinement
+
+        return Confinement(infisical_folder=self.INFISICAL_CUSTOMER_FOLDER).folder_of(customer)
 
     @property
     def min_keep_within_seconds(self) -> int:

@@ -21,6 +21,8 @@ from pydantic import (
     model_validator,
 )
 
+from orchestrator.config.addresses import host_problem
+from orchestrator.config.host_key import parse_host_key
 from orchestrator.config.values import (
     SecretRef,
     absolute,
@@ -134,6 +136,13 @@ class RemoteSource(Source):
     USER: str
     PASSWORD: SecretRef | None = None
 
+    @field_validator("HOST")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        if why := host_problem(value):
+            raise ValueError(why)
+        return value
+
     @field_validator("PORT", mode="before")
     @classmethod
     def _port(cls, value: Any) -> int:
@@ -198,8 +207,7 @@ class SftpSource(RemoteSource):
     @field_validator("HOST_KEY")
     @classmethod
     def _host_key(cls, value: str) -> str:
-        if len(value.split()) < 2:
-            raise ValueError("must be a known_hosts line or '<key type> <base64 key>'")
+        parse_host_key(value)
         return value
 
     @field_validator("KEY_FILE")

@@ -12,10 +12,13 @@ import threading
 import time
 from urllib.parse import urlsplit
 
+from orchestrator.config.addresses import Network
 from orchestrator.config.customer import Customer, Customers, Resource
+from orchestrator.config.names import env_prefix
 from orchestrator.deadline import watchdog
 from orchestrator.errors import ConfigError
-from orchestrator.model import Result, RunRecord, job_id
+from orchestrator.model import Outcome, Reason, Result, RunRecord, job_id, plain
+from orchestrator.sources.targets import reach_problem
 
 log = logging.getLogger(__name__)
 
@@ -28,30 +31,71 @@ ATTEMPTS = 3
 
 def ping_url(global_base: str | None, customer: Customer, resource: Resource) -> str | None:
     """Return the check URL of `customer`/`resource`, or None when no ping is configured."""
-    if own := resource.source.PING_URL:
-        return own
-    if customer.ping_url:
-        return f"{customer.ping_url.rstrip('/')}/{resource.name}"
+    if owned := customer_ping(customer, resource):
+        return owned[1]
     if global_base:
         # `_` cannot occur in names, so no two jobs share a slug (`a-b`+`c`, `a`+`b-c`).
         return f"{global_base.rstrip('/')}/{customer.name}_{resource.name}"
     return None
 
 
+def customer_ping(customer: Customer, resource: Resource) -> tuple[str, str] | None:
+    """Return (KEY, URL) of the check URL the customer's file sets for a job, if it sets one."""
+    if own := resource.source.PING_URL:
+        return env_prefix(resource.name) + "PING_URL", own
+    if customer.ping_url:
+        return "PING_URL", f"{customer.ping_url.rstrip('/')}/{resource.name}"
+    return None
+
+
+def refused(url: str, allowed: tuple[Network, ...]) -> tuple[Reason, str] | None:
+    """Return why the customer's ping `url` may not be sent to now (its host judged), or None."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return Reason.SOURCE_REFUSED, "is not an http(s) URL with a valid host and port"
+    if not host:
+        return Reason.SOURCE_REFUSED, "is not an http(s) URL with a host"
+    return reach_problem(host, port, allowed)
+
+
+def refusal(customer: Customer, resource: Resource, allowed: tuple[Network, ...]) -> Outcome | None:
+    """Return the failure of a run whose own PING_URL points where customers may not reach.
+
+    Its name is resolved now, before any ping goes out. A host that cannot be resolved is
+    not a refusal: the backup matters more than its ping, which then fails by itself.
+    """
+    owned = customer_ping(customer, resource)
+    if owned is None:
+        return None
+    key, url = owned
+    problem = refused(url, allowed)
+    if problem is None or problem[0] is not Reason.SOURCE_REFUSED:
+        return None
+    return Outcome(Result.FAILURE, Reason.SOURCE_REFUSED, f"{key}: its host {problem[1]}")
+
+
 class Pinger:
     """Sends pings in background threads: in order per job, never delaying a run."""
 
-    def __init__(self, global_base: str | None = None) -> None:
-        self.global_base = global_base  # UNSTOPPABLE_PING_URL
+    def __init__(self, global_base: str | None = None, allowed: tuple[Network, ...] = ()) -> None:
+        self.global_base = global_base  # UNSTOPPABLE_PING_URL, the operator's: not judged
+        self.allowed = allowed  # UNSTOPPABLE_ALLOW_PRIVATE_TARGETS, for customers' URLs
         self.lock = threading.Lock()
         self.last: dict[str, threading.Thread] = {}
 
-    def ping(self, url: str, event: str, body: str, job: str) -> None:
-        """Queue the `event` ping of `job`; it goes out after the job's earlier pings."""
+    def ping(
+        self, url: str, event: str, body: str, job: str, judged: tuple[Network, ...] | None = None
+    ) -> None:
+        """Queue the `event` ping of `job`; it goes out after the job's earlier pings.
+
+        With `judged` (a customer's URL), its host is resolved and judged just before.
+        """
         with self.lock:
             previous = self.last.get(job)
             thread = threading.Thread(
-                target=self._send, args=(previous, url, event, body, job), daemon=True
+                target=self._send, args=(previous, url, event, body, job, judged), daemon=True
             )
             self.last[job] = thread
             thread.start()
@@ -59,7 +103,8 @@ class Pinger:
     def job(self, customer: Customer, resource: Resource, event: str, body: str) -> None:
         """Queue the `event` ping of a job, if it has a ping URL."""
         if url := ping_url(self.global_base, customer, resource):
-            self.ping(url, event, body, job_id(customer.name, resource.name))
+            judged = self.allowed if customer_ping(customer, resource) else None
+            self.ping(url, event, body, job_id(customer.name, resource.name), judged)
 
     def result(self, customers: Customers, record: RunRecord) -> None:
         """Queue the success or fail ping of a recorded run; call it after recording."""
@@ -84,22 +129,36 @@ class Pinger:
             thread.join(max(0.0, end - time.monotonic()))
 
     @staticmethod
-    def _send(previous: threading.Thread | None, url: str, event: str, body: str, job: str) -> None:
+    def _send(
+        previous: threading.Thread | None,
+        url: str,
+        event: str,
+        body: str,
+        job: str,
+        judged: tuple[Network, ...] | None,
+    ) -> None:
         if previous is not None:
             previous.join(ATTEMPTS * (TIMEOUT_SECONDS + ATTEMPTS))
-        send(url, event, body, job)
+        send(url, event, body, job, judged)
 
 
-def send(url: str, event: str, body: str, job: str) -> bool:
+def send(
+    url: str, event: str, body: str, job: str, judged: tuple[Network, ...] | None = None
+) -> bool:
     """POST `body` to the `event` endpoint of `url`; return whether it was delivered.
 
     Never raises: a ping that cannot be delivered must not fail the backup. A 4xx answer
     is final (the check does not exist or the URL is wrong); other failures are retried.
-    The URL is not logged, since a ping key in it lets anyone report on the job's behalf.
+    With `judged`, the URL is the customer's: it is not sent unless its host resolves to
+    public addresses or those networks, just now. The URL is not logged, since a ping key
+    in it lets anyone report on the job's behalf.
     """
     target = url.rstrip("/") + SUFFIX[event]
-    data = body.encode("utf-8")[:10_000]
+    data = plain(body).encode("utf-8")[:10_000]
     host = urlsplit(url).hostname
+    if judged is not None and (problem := refused(url, judged)) is not None:
+        log.warning("%s: %s ping not sent: its URL %s", job, event, problem[1])
+        return False
     why = ""
     for attempt in range(1, ATTEMPTS + 1):
         try:

@@ -5,7 +5,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from orchestrator.model import Outcome, Reason, Result, SnapshotInfo, Summary
+from orchestrator.model import Outcome, Reason, Result, SnapshotInfo, Summary, plain
 
 # rustic reports a file it could not read as a warning ("ignoring error: ...") and still
 # exits 0; such a snapshot silently lacks data, so any of these makes the run a failure.
@@ -18,9 +18,6 @@ _REPOSITORY = re.compile(r"(wrong password|no suitable key|repository|password)"
 
 _RECORD = re.compile(r"^\[(TRACE|DEBUG|INFO|WARN|ERROR)\] ?")
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
 # The object store behind the cold repository could not be reached or refused.
 _STORAGE = re.compile(
     r"service: s3|opendal|error sending request|dns error|"
@@ -30,19 +27,19 @@ _STORAGE = re.compile(
 
 
 def error_summary(stderr: str) -> str:
-    """Return the line of rustic's stderr that says what went wrong, without colours.
+    """Return the line of rustic's stderr that says what went wrong, `plain`.
 
     rustic reports fatal errors as a block ("error: …", "Message:", "Caused by:", a
     backtrace); the cause is the useful line. Falls back to the last [ERROR] record, then
-    to the last line.
+    to the last line. The lines may quote file names and servers: outside text.
     """
-    lines = [line.strip() for line in _ANSI.sub("", stderr).splitlines()]
+    lines = [plain(line).strip() for line in stderr.splitlines()]
     for marker in ("Caused by:", "Message:"):
         if marker in lines:
             following = [line for line in lines[lines.index(marker) + 1 :] if line]
             if following:
                 return following[0][:300]
-    errors = [text for level, text in log_records(_ANSI.sub("", stderr)) if level == "ERROR"]
+    errors = [text for level, text in log_records(stderr) if level == "ERROR"]
     if errors:
         return errors[-1][:300]
     meaningful = [line for line in lines if line and not re.match(r"^\d+: ", line)]
@@ -50,9 +47,9 @@ def error_summary(stderr: str) -> str:
 
 
 def log_records(stderr: str) -> list[tuple[str, str]]:
-    """Split rustic's log into (level, message) records; continuation lines stay attached."""
+    """Split rustic's log into `plain` (level, message) records; continuations stay attached."""
     records: list[tuple[str, str]] = []
-    for line in stderr.splitlines():
+    for line in map(plain, stderr.splitlines()):
         match = _RECORD.match(line)
         if match:
             records.append((match.group(1), line[match.end() :].strip()))
@@ -101,7 +98,7 @@ _LEFTOVER = re.compile(r"pack \w+ not referenced in index", re.IGNORECASE)
 
 def judge_check(exit_code: int, stderr: str) -> tuple[list[str], int]:
     """Return (problems, leftover packs) of a `rustic check`; no problems means clean."""
-    records = log_records(_ANSI.sub("", stderr))
+    records = log_records(stderr)
     leftovers = sum(1 for level, text in records if level == "WARN" and _LEFTOVER.search(text))
     problems = [
         text

@@ -11,6 +11,7 @@ from typing import Protocol
 from pydantic import SecretStr
 
 from orchestrator import deadline
+from orchestrator.config.confinement import DEFAULT_FOLDER, customer_folder, secret_location
 from orchestrator.config.settings import Settings
 from orchestrator.config.values import SecretRef
 from orchestrator.errors import ConfigError, SecretError
@@ -28,15 +29,25 @@ class Lookup(Protocol):
 
 
 class Resolver:
-    """Turns a customer file's secret references into values, just before a run."""
+    """Turns a customer file's secret references into values, just before a run.
 
-    def __init__(self, store: Lookup | None = None) -> None:
+    A reference outside the customer's own Infisical folder is refused here too, not only
+    by `validate`: whatever let it through, it never reaches the store.
+    """
+
+    def __init__(self, store: Lookup | None = None, folder: str = DEFAULT_FOLDER) -> None:
         self.store = store
+        self.folder = folder  # UNSTOPPABLE_INFISICAL_CUSTOMER_FOLDER, holding {customer}
 
     def resolve(self, ref: SecretRef, customer: str, key: str) -> SecretStr:
         """Return the value `ref` stands for; raise SecretError naming `key` if there is none."""
         if ref.literal is not None:
             return ref.literal
+        if ref.infisical is not None:
+            try:
+                secret_location(ref.infisical, customer_folder(self.folder, customer))
+            except ValueError as exc:
+                raise SecretError(f"{key}: {exc}") from None
         if self.store is None or ref.infisical is None:
             raise SecretError(
                 f"{key}: infisical:{ref.infisical}: Infisical is not configured "
@@ -57,7 +68,7 @@ def resolver_for(settings: Settings) -> Resolver:
     Raises ConfigError when Infisical is half configured.
     """
     if not settings.INFISICAL_HOST:
-        return Resolver()
+        return Resolver(folder=settings.INFISICAL_CUSTOMER_FOLDER)
     secret = client_secret(settings)
     missing = [
         k
@@ -74,6 +85,7 @@ def resolver_for(settings: Settings) -> Resolver:
         )
     from orchestrator.secrets.infisical import InfisicalSecrets
 
+    folder = settings.INFISICAL_CUSTOMER_FOLDER
     return Resolver(
         InfisicalSecrets(
             settings.INFISICAL_HOST,
@@ -81,7 +93,9 @@ def resolver_for(settings: Settings) -> Resolver:
             secret,
             settings.INFISICAL_PROJECT_ID or "",
             settings.INFISICAL_ENVIRONMENT,
-        )
+            folder,
+        ),
+        folder,
     )
 
 

@@ -1,10 +1,11 @@
 """Secrets from Infisical: the only module that imports the official SDK (`infisicalsdk`).
 
-A reference `infisical:NAME` reads NAME from the customer's folder `/customers/<customer>`;
-`infisical:/path/NAME` reads it from `/path`. Values are resolved just before each run and
-cached briefly by the SDK; an expired or revoked token is replaced by logging in again; a
-refused login is not retried for a while, so a wrong client secret cannot lock the machine
-identity out by repetition. Every HTTP call has a deadline.
+A reference `infisical:NAME` reads NAME from the customer's folder (by default
+`/customers/<customer>/`); `infisical:/path/NAME` reads it from `/path`, which must be that
+folder or lie below it (`config.confinement.secret_location`, checked again here). Values
+are resolved just before each run and cached briefly by the SDK; an expired or revoked token
+is replaced by logging in again; a refused login is not retried for a while, so a wrong
+client secret cannot lock the machine identity out by repetition. Every HTTP call has a deadline.
 """
 
 import logging
@@ -19,6 +20,7 @@ from pydantic import SecretStr
 from requests import PreparedRequest, Response
 from requests.adapters import HTTPAdapter
 
+from orchestrator.config.confinement import DEFAULT_FOLDER, customer_folder, secret_location
 from orchestrator.errors import SecretError
 
 log = logging.getLogger(__name__)
@@ -45,21 +47,31 @@ class _DeadlineAdapter(HTTPAdapter):
         return super().send(request, timeout=timeout or (CONNECT_TIMEOUT, READ_TIMEOUT), **kwargs)
 
 
-def split_reference(reference: str, customer: str) -> tuple[str, str]:
-    """Return (folder, name) of `infisical:` reference text (without the scheme)."""
-    if reference.startswith("/"):
-        folder, _, name = reference.rpartition("/")
-        return folder or "/", name
-    return f"/customers/{customer}", reference
+def split_reference(reference: str, folder: str) -> tuple[str, str]:
+    """Return (folder, name) of `infisical:` reference text (without the scheme).
+
+    `folder` is the customer's own; a reference outside it raises SecretError.
+    """
+    try:
+        return secret_location(reference, folder)
+    except ValueError as exc:
+        raise SecretError(str(exc)) from None
 
 
 class InfisicalSecrets:
     """Resolves `infisical:` references with a machine identity (universal auth)."""
 
     def __init__(
-        self, host: str, client_id: str, client_secret: SecretStr, project_id: str, environment: str
+        self,
+        host: str,
+        client_id: str,
+        client_secret: SecretStr,
+        project_id: str,
+        environment: str,
+        folder: str = DEFAULT_FOLDER,
     ) -> None:
         self.host = host
+        self.folder = folder  # UNSTOPPABLE_INFISICAL_CUSTOMER_FOLDER, holding {customer}
         self.client_id = client_id
         self.client_secret = client_secret
         self.project_id = project_id
@@ -75,7 +87,10 @@ class InfisicalSecrets:
 
     def resolve(self, reference: str, customer: str, key: str) -> SecretStr:
         """Return the value `reference` names; raise SecretError naming `key`, never a value."""
-        folder, name = split_reference(reference, customer)
+        try:
+            folder, name = split_reference(reference, customer_folder(self.folder, customer))
+        except SecretError as exc:
+            raise SecretError(f"{key}: {exc}") from None
         where = f"{key}: infisical:{reference}"
         for attempt in (1, 2):
             self._login(where)

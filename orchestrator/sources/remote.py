@@ -8,12 +8,13 @@ SSH key — never as arguments or environment. The only module that imports `cry
 import base64
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from pydantic import SecretStr
 
+from orchestrator.config.host_key import parse_host_key
 from orchestrator.config.source import FtpsSource, SftpSource
 from orchestrator.model import Reason
 from orchestrator.runtime.paths import SECRETS
@@ -48,13 +49,19 @@ class RemotePlan:
 
 
 def remote_plan(
-    source: FtpsSource | SftpSource, password: SecretStr | None, pinned_pem: str | None
+    source: FtpsSource | SftpSource,
+    password: SecretStr | None,
+    pinned_pem: str | None,
+    key_files: Mapping[str, str] | None = None,
 ) -> RemotePlan:
     """Return the rclone.conf and companion files for `source`.
 
     `pinned_pem` is the server certificate already matched against TLS_FINGERPRINT; it
     becomes the only trusted root, so rclone accepts that certificate and no other.
+    `key_files` holds the text of each key file the source names, by key (TLS_CA_FILE,
+    KEY_FILE), read by `config.key_files.read_key_file`.
     """
+    key_files = key_files or {}
     lines = ["[source]", f"host = {source.HOST}", f"port = {source.PORT}", f"user = {source.USER}"]
     files: dict[str, SecretStr] = {}
     insecure = False
@@ -72,7 +79,7 @@ def remote_plan(
         elif pinned_pem is not None:
             files[CA_FILE] = SecretStr(pinned_pem)
         elif source.TLS_CA_FILE:
-            files[CA_FILE] = SecretStr(Path(source.TLS_CA_FILE).read_text())
+            files[CA_FILE] = SecretStr(key_files["TLS_CA_FILE"])
     else:
         lines.insert(1, "type = sftp")
         lines += [
@@ -82,7 +89,7 @@ def remote_plan(
         ]
         files[KNOWN_HOSTS] = SecretStr(known_hosts_line(source) + "\n")
         if source.KEY_FILE:
-            files[SSH_KEY] = SecretStr(Path(source.KEY_FILE).read_text())
+            files[SSH_KEY] = SecretStr(key_files["KEY_FILE"])
             lines.append(f"key_file = {SECRETS}/{SSH_KEY}")
     files[RCLONE_CONF] = SecretStr("\n".join(lines) + "\n")
     return RemotePlan(files, insecure)
@@ -92,11 +99,11 @@ def known_hosts_line(source: SftpSource) -> str:
     """Return HOST_KEY as a known_hosts line for exactly this host and port.
 
     HOST_KEY may be a whole known_hosts line or just `<type> <base64>`; the host part is
-    rewritten so a non-standard port matches (`[host]:port`).
+    rewritten so a non-standard port matches (`[host]:port`), the comment left out.
     """
-    key_type, key = source.HOST_KEY.split()[-2:]
+    pinned = parse_host_key(source.HOST_KEY)
     name = source.HOST if source.PORT == 22 else f"[{source.HOST}]:{source.PORT}"
-    return f"{name} {key_type} {key}"
+    return f"{name} {pinned.type} {pinned.key}"
 
 
 # What rclone prints when it cannot reach the source, ordered: first match wins.
@@ -131,9 +138,26 @@ _REASONS: tuple[tuple[Reason, re.Pattern[str]], ...] = (
 )
 
 
+# What each of those means, in our words: rclone's lines quote the server (its banner, its
+# replies), text the customer's server chose, which must not reach a message or a ping.
+_SAID = {
+    Reason.HOST_KEY: "the server's host key does not match HOST_KEY",
+    Reason.TLS: "the TLS handshake with the server failed or its certificate is not trusted",
+    Reason.AUTH: "the server refused the login (USER, PASSWORD or KEY_FILE)",
+    Reason.CONNECT: "the server could not be reached or closed the connection (HOST, PORT)",
+    Reason.PATH_NOT_FOUND: "PATH does not exist on the server",
+}
+
+
 def classify(stderr: str) -> Reason:
     """Return why a worker could not reach its remote source, from rclone's messages."""
     for reason, pattern in _REASONS:
         if pattern.search(stderr):
             return reason
     return Reason.CONNECT
+
+
+def unreachable(stderr: str) -> tuple[Reason, str]:
+    """Return why a worker could not reach its remote source, and that in our own words."""
+    reason = classify(stderr)
+    return reason, _SAID[reason]

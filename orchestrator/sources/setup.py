@@ -15,13 +15,18 @@ from pydantic import SecretStr
 
 from orchestrator import deadline
 from orchestrator.config.bounds import SourceBounds
+from orchestrator.config.confinement import Confinement
 from orchestrator.config.customer import Customer, Resource
+from orchestrator.config.key_files import named_in, read_key_file
+from orchestrator.config.names import env_prefix
 from orchestrator.config.source import FtpsSource, LocalSource, SourceType
+from orchestrator.errors import SecretError
 from orchestrator.model import Outcome, Reason, Result
 from orchestrator.runtime.spec import Mount
 from orchestrator.rustic import commands
 from orchestrator.sources import remote as sources
 from orchestrator.sources.guard import Floor
+from orchestrator.sources.targets import reach_problem
 from orchestrator.sources.tls_pin import DEADLINE_SECONDS, fingerprint, server_certificate
 
 log = logging.getLogger(__name__)
@@ -113,25 +118,33 @@ def remote_launch(
     resource: Resource,
     password: SecretStr | None,
     guard: Floor | None,
+    confinement: Confinement,
     command: list[str] | None = None,
 ) -> WorkerSetup | Outcome:
     """Return the launch of a remote backup (or `command`), or the failure that prevents it.
 
-    The worker refuses to back up a source that holds less than `guard` asks for; without
-    a guard (a restore drill) it checks no floor.
+    Before anything connects, HOST is resolved and each address judged (a refusal is
+    `source_refused`), and the key files are read from the customer's key directory (a
+    refusal is `secrets`). The worker refuses to back up a source that holds less than
+    `guard` asks for; without a guard (a restore drill) it checks no floor.
     """
     source = resource.source
     if isinstance(source, LocalSource):
         raise TypeError(f"{resource.name} is a local source")
+    prefix = env_prefix(resource.name)
+    refused = reach_problem(source.HOST, source.PORT, confinement.private_targets)
+    if refused is not None:
+        return Outcome(Result.FAILURE, refused[0], f"{prefix}HOST: {refused[1]}")
+    texts = {}
+    for key, path in named_in(source):
+        try:
+            texts[key] = read_key_file(path, confinement.keys_of(customer.name))
+        except SecretError as exc:
+            return Outcome(Result.FAILURE, Reason.SECRETS, f"{prefix}{key}: {exc}")
     pinned = pin_certificate(source) if isinstance(source, FtpsSource) else None
     if isinstance(pinned, Outcome):
         return pinned
-    try:
-        plan = sources.remote_plan(source, password, pinned)
-    except OSError as exc:
-        return Outcome(
-            Result.FAILURE, Reason.SECRETS, f"cannot read {exc.filename}: {exc.strerror}"
-        )
+    plan = sources.remote_plan(source, password, pinned, texts)
     if plan.insecure:
         log.warning(
             "%s/%s: TLS_VERIFY=false: the certificate of %s is not verified",
@@ -179,9 +192,13 @@ def pin_certificate(source: FtpsSource) -> str | Outcome | None:
             f"certificate of {host}",
         )
     except ssl.SSLError as exc:
-        return Outcome(Result.FAILURE, Reason.TLS, f"TLS with {host} failed: {exc}")
+        # OpenSSL's own name for what failed, never the text around it.
+        why = exc.reason or str(exc) or type(exc).__name__
+        return Outcome(Result.FAILURE, Reason.TLS, f"TLS with {host} failed: {why}")
     except OSError as exc:
-        return Outcome(Result.FAILURE, Reason.CONNECT, f"cannot reach {host}: {exc}")
+        # The system's words (strerror) or ours (tls_pin), never the server's.
+        why = exc.strerror or str(exc) or type(exc).__name__
+        return Outcome(Result.FAILURE, Reason.CONNECT, f"cannot reach {host}: {why}")
     if fingerprint(der).upper() != want.upper():
         return Outcome(
             Result.FAILURE,

@@ -55,9 +55,18 @@ def server_certificate(
                 raise
             if isinstance(exc, EOFError):
                 raise ConnectionError("the FTP server closed the connection") from None
-            raise ConnectionError(f"unexpected FTP reply: {str(exc).strip()[:100]}") from None
+            raise ConnectionError(_refusal(exc)) from None
         finally:
             ftp.close()
     if not der:
         raise ssl.SSLError("the server presented no certificate")
     return der
+
+
+def _refusal(exc: Exception) -> str:
+    """Return what an FTP reply meant, in our words: its text is the server's to choose."""
+    code = str(exc).strip()[:3]
+    shown = f" (reply {code})" if code.isascii() and code.isdigit() else ""
+    if isinstance(exc, ftplib.error_perm):
+        return f"the FTP server refused AUTH TLS{shown}"
+    return f"the FTP server answered out of protocol{shown}"
