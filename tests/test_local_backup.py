@@ -1,5 +1,7 @@
 """End to end: real Docker, the real worker image and rustic, backing up a local directory."""
 
+import os
+import stat
 import subprocess
 import sys
 import threading
@@ -103,6 +105,33 @@ def test_restore_refuses_a_non_empty_target(site: Site, unique: str) -> None:
     assert done.returncode == 1
     assert "must be an empty directory" in done.stderr and "Traceback" not in done.stderr
     assert (target / "keep-me").read_text() == "precious"
+
+
+def test_restore_refuses_a_symlink_target_and_makes_a_new_one_0700(site: Site, unique: str) -> None:
+    name = f"ln-{unique}"
+    source = site.root / "src"
+    source.mkdir()
+    (source / "a").write_text("a")
+    site.customer(name, customer_text("pw", source))
+    site.cli("backup", name, check=True)
+    elsewhere = site.root / "etc"
+    elsewhere.mkdir()
+    link = site.root / "link"
+    link.symlink_to(elsewhere)
+    done = site.cli("restore", name, "files", "--target", str(link))
+    assert done.returncode == 1
+    assert f"--target {link}: is a symlink; a restore never follows one" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert list(elsewhere.iterdir()) == []
+
+    target = site.root / "new" / "dir"
+    old = os.umask(0)  # the CLI inherits it: the mode must not depend on it
+    try:
+        site.cli("restore", name, "files", "--target", str(target), check=True)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o700
+    assert (target / "a").read_text() == "a"
 
 
 def test_broken_customers_are_reported_and_a_valid_one_still_backs_up(
