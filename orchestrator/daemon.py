@@ -6,6 +6,7 @@ what runs: a restarted daemon adopts the workers it left behind.
 """
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -18,10 +19,11 @@ from orchestrator.config.customer_file import files_signature, load_customers
 from orchestrator.config.durations import parse_duration
 from orchestrator.config.settings import Settings
 from orchestrator.dispatch import Dispatch
-from orchestrator.errors import RuntimeUnavailable, UnstoppableError
+from orchestrator.errors import RuntimeUnavailable, ServeFailed, UnstoppableError
 from orchestrator.maintenance import Maintenance
 from orchestrator.model import Kind, split_job
 from orchestrator.planner import BACKUP, JobSpec, PlanState
+from orchestrator.reporting.activation import take_socket, where
 from orchestrator.reporting.ledger import Ledger
 from orchestrator.runs import Jobs
 from orchestrator.runtime.protocol import Runtime
@@ -99,14 +101,15 @@ class Daemon(Dispatch):
         """Schedule until asked to stop; return the exit code.
 
         Nothing a customer file, the ledger, the clock or Docker does ends this loop: each
-        problem is logged, counted in `unstoppable_daemon_errors_total` and retried.
+        problem is logged, counted in `unstoppable_daemon_errors_total` and retried. Only
+        a /metrics that cannot be served stops it, at once (ServeFailed).
         """
+        self.serve_metrics()
         self.load_config()
         self.rustic_version = (
             self.runtime.image_label(self.settings.WORKER_IMAGE, "unstoppable.rustic-version")
             or "unknown"
         )
-        self.serve_metrics()
         last_tick = self.start_tick(_now())
         next_poll = next_adopt = _now()
         log.info(
@@ -177,18 +180,25 @@ class Daemon(Dispatch):
         return now
 
     def serve_metrics(self) -> None:
-        """Serve /metrics on UNSTOPPABLE_METRICS_LISTEN; a bind failure is logged, not fatal.
+        """Serve /metrics on the socket systemd holds for it, else on UNSTOPPABLE_METRICS_LISTEN.
 
-        Without metrics the daemon still backs up, and the failed scrape raises
-        OrchestratorDown, which is the loud outcome an operator needs.
+        Raises ServeFailed if it cannot: a daemon carrying on without its port leaves it to
+        whoever takes it, and a process posing as the daemon there tells Prometheus every
+        backup is fine. Under systemd the socket unit holds the port across restarts.
         """
         from orchestrator.reporting.metrics import BackupCollector, serve
 
+        listen = self.settings.METRICS_LISTEN
         try:
-            serve(self.settings.METRICS_LISTEN, BackupCollector(self.ledger, self.view))
-            log.info("metrics on http://%s/metrics", self.settings.METRICS_LISTEN)
+            sock = take_socket(os.environ, os.getpid())
+            serve(listen, BackupCollector(self.ledger, self.view), sock)
         except (OSError, ValueError) as exc:
-            log.error("cannot serve metrics on %s: %s", self.settings.METRICS_LISTEN, exc)
+            raise ServeFailed(
+                f"cannot serve /metrics (UNSTOPPABLE_METRICS_LISTEN={listen}): {exc}; the "
+                "daemon does not start without it (another daemon, or a process posing as "
+                "one, may hold the port)"
+            ) from None
+        log.info("metrics on %s", where(sock, listen))
 
     def view(self) -> "DaemonView":
         """Return what a scrape needs from the live daemon."""

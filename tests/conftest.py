@@ -75,6 +75,8 @@ class Site:
 
 @pytest.fixture
 def site(tmp_path: Path, docker_ready: None) -> Iterator[Site]:
+    from tests.containers import free_port
+
     customers = tmp_path / "customers.d"
     data = tmp_path / "data"
     customers.mkdir()
@@ -89,6 +91,8 @@ def site(tmp_path: Path, docker_ready: None) -> Iterator[Site]:
         "UNSTOPPABLE_KEYS_DIR": str(tmp_path / "keys"),
         "UNSTOPPABLE_ALLOW_PRIVATE_TARGETS": "127.0.0.0/8",
         "UNSTOPPABLE_MIN_INTERVAL": "0",
+        # A daemon that cannot bind its metrics port does not start: each site has its own.
+        "UNSTOPPABLE_METRICS_LISTEN": f"127.0.0.1:{free_port()}",
     }
     yield Site(tmp_path, customers, data, env)
     # Reap whatever a failed test left running, by the customers it created.

@@ -5,13 +5,18 @@ What runs is judged from Docker's own event stream, not from the daemon's word.
 
 import json
 import signal
+import socket
+import subprocess
+import sys
 import time
+import urllib.request
+from collections.abc import Callable
 from datetime import datetime
 
 import pytest
 
 from orchestrator.reporting.ledger import Ledger
-from tests.conftest import Site
+from tests.conftest import ROOT, Site
 from tests.helpers import (
     DaemonProcess,
     Events,
@@ -186,3 +191,71 @@ def test_sighup_reloads_customers_at_once(site: Site, daemon: DaemonProcess, uni
     assert time.monotonic() - hup < 2.5, "SIGHUP must reload at once, not at the next look"
     daemon.signal(signal.SIGTERM)
     assert daemon.wait(10) == 0
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        return str(answer.read().decode())
+
+
+def test_a_taken_metrics_port_stops_the_daemon_at_start(site: Site, daemon: DaemonProcess) -> None:
+    """A local process holding the port would answer Prometheus "all healthy" in its name."""
+    listen = site.env["UNSTOPPABLE_METRICS_LISTEN"]
+    with socket.socket() as impostor:
+        impostor.bind(("127.0.0.1", int(listen.rsplit(":", 1)[1])))
+        impostor.listen()
+        started = time.monotonic()
+        daemon.start()
+        code = daemon.wait(30)
+    assert code != 0
+    assert time.monotonic() - started < 30
+    text = daemon.text()
+    assert f"Error: cannot serve /metrics (UNSTOPPABLE_METRICS_LISTEN={listen}):" in text
+    assert "Address already in use" in text and "Traceback" not in text
+
+
+def test_the_daemon_serves_metrics_on_the_socket_systemd_passes(site: Site, unique: str) -> None:
+    """Socket activation: the socket is bound by the parent (systemd), fd 3 in the daemon,
+    and UNSTOPPABLE_METRICS_LISTEN (taken here by another socket) is not bound at all."""
+    customer(site, f"sa-{unique}", "0 0 1 1 *")
+    listen = site.env["UNSTOPPABLE_METRICS_LISTEN"]
+    with socket.socket() as held, socket.socket() as taken:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        taken.bind(("127.0.0.1", int(listen.rsplit(":", 1)[1])))
+        taken.listen()
+        # As systemd does: the socket at fd 3, LISTEN_PID the daemon's own pid (the shell's,
+        # which exec keeps), LISTEN_FDS=1.
+        wrapper = f'LISTEN_PID=$$ LISTEN_FDS=1 exec "$@" 3<&{held.fileno()}'
+        log = open(site.root / "daemon.log", "wb")  # noqa: SIM115
+        proc = subprocess.Popen(
+            ["sh", "-c", wrapper, "sh", sys.executable, "-m", "orchestrator.cli", "run"],
+            env=site.env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=log,
+            pass_fds=(held.fileno(),),
+        )
+        try:
+            wait_until(
+                lambda: "unstoppable_scheduler_heartbeat_timestamp_seconds" in _try(scrape, port),
+                30,
+                "/metrics on the inherited socket",
+            )
+            assert f'unstoppable_config_valid{{customer="sa-{unique}"}} 1.0' in scrape(port)
+            assert proc.poll() is None
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(20)
+            log.close()
+    text = (site.root / "daemon.log").read_text()
+    assert code == 0, text
+    assert f"metrics on http://127.0.0.1:{port}/metrics (the socket systemd holds" in text
+
+
+def _try(read: Callable[[int], str], port: int) -> str:
+    try:
+        return read(port)
+    except OSError:
+        return ""

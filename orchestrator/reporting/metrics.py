@@ -5,11 +5,12 @@ Every scrape reads the ledger (what survives restarts), the repositories' own sn
 configured, running and next).
 """
 
+import socket
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, make_wsgi_app, start_http_server
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -20,6 +21,7 @@ from prometheus_client.registry import Collector
 
 from orchestrator import __version__
 from orchestrator.model import Result
+from orchestrator.reporting.activation import serve_wsgi
 from orchestrator.reporting.ledger import DURATION_BUCKETS, JobStatus, Ledger
 from orchestrator.reporting.views import DaemonView, JobView, snapshot_files
 
@@ -280,13 +282,19 @@ class _Families:
         family.add_metric(values, buckets, s.total("duration_sum"))
 
 
-def serve(listen: str, collector: BackupCollector) -> CollectorRegistry:
-    """Serve `collector` on `listen` (host:port) from a registry of its own; return it.
+def serve(
+    listen: str, collector: BackupCollector, inherited: socket.socket | None = None
+) -> CollectorRegistry:
+    """Serve `collector` from a registry of its own on `inherited`, a listening socket (from
+    systemd), or else on `listen` (host:port); return the registry.
 
-    Raises OSError if the address cannot be bound.
+    Raises OSError if the address cannot be bound, ValueError if it is no host:port.
     """
-    host, _, port = listen.rpartition(":")
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
+    if inherited is not None:
+        serve_wsgi(inherited, make_wsgi_app(registry))
+        return registry
+    host, _, port = listen.rpartition(":")
     start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1", registry=registry)
     return registry
