@@ -62,6 +62,7 @@ class Reason(StrEnum):
     SOURCE_SHRUNK = "source_shrunk"
     STORAGE = "storage"
     RUSTIC = "rustic"
+    MEMORY = "memory"  # the worker went over UNSTOPPABLE_WORKER_MEMORY and was killed
 
 
 @dataclass(frozen=True)

@@ -20,13 +20,17 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parent.parent
 RUSTIC = ROOT / ".tools" / "bin" / "rustic"
-SLOW_IMAGE = "unstoppable-worker-slow:test"
 
 
 def worker_image() -> str:
     from orchestrator import __version__
 
     return os.environ.get("UNSTOPPABLE_WORKER_IMAGE", f"unstoppable-worker:{__version__}")
+
+
+# Built from the worker image under test, and tagged after it: checkouts testing different
+# worker images on one engine never rebuild each other's.
+SLOW_IMAGE = f"unstoppable-worker-slow:{worker_image().rsplit(':', 1)[-1]}"
 
 
 @pytest.fixture(scope="session")

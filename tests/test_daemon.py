@@ -198,6 +198,17 @@ def scrape(port: int) -> str:
         return str(answer.read().decode())
 
 
+DAEMON = (sys.executable, "-m", "orchestrator.cli", "run")
+# As systemd does: the socket at fd 3, LISTEN_FDS=1, and LISTEN_PID the daemon's own pid,
+# which this wrapper's is too, as it execs the daemon once they are set.
+ACTIVATE = """
+import os, sys
+os.dup2(int(sys.argv[1]), 3)
+os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS="1")
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
 def test_a_taken_metrics_port_stops_the_daemon_at_start(site: Site, daemon: DaemonProcess) -> None:
     """A local process holding the port would answer Prometheus "all healthy" in its name."""
     listen = site.env["UNSTOPPABLE_METRICS_LISTEN"]
@@ -225,12 +236,9 @@ def test_the_daemon_serves_metrics_on_the_socket_systemd_passes(site: Site, uniq
         port = held.getsockname()[1]
         taken.bind(("127.0.0.1", int(listen.rsplit(":", 1)[1])))
         taken.listen()
-        # As systemd does: the socket at fd 3, LISTEN_PID the daemon's own pid (the shell's,
-        # which exec keeps), LISTEN_FDS=1.
-        wrapper = f'LISTEN_PID=$$ LISTEN_FDS=1 exec "$@" 3<&{held.fileno()}'
         log = open(site.root / "daemon.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
-            ["sh", "-c", wrapper, "sh", sys.executable, "-m", "orchestrator.cli", "run"],
+            [sys.executable, "-c", ACTIVATE, str(held.fileno()), *DAEMON],
             env=site.env,
             cwd=ROOT,
             stdout=log,
