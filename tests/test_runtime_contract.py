@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -315,3 +315,19 @@ def test_only_the_end_of_each_output_stream_is_read_back(h: Harness) -> None:
     assert done.stderr.splitlines()[-1] == "err 099"
     whole = h.runtime.run(h.spec(Script(stdout="short\n"), limits=limits), timeout=60)
     assert whole.stdout == "short\n"
+
+
+@pytest.mark.docker
+def test_a_docker_worker_writes_only_to_its_mounts_and_tmpfs_within_its_pids(
+    tmp_path: Path,
+) -> None:
+    with docker_harness(tmp_path) as h:
+        spec = h.spec(Script(), limits=Limits(pids=32, tmpfs="1m"))
+        probe = (
+            "touch /tmp/ok && mkdir -p /remote/site && ! touch /etc/nope 2>/dev/null"
+            " && ! head -c 2m /dev/zero > /tmp/big 2>/dev/null"  # /tmp is 1m
+            " && ! (for i in $(seq 64); do sleep 5 & done; wait) 2>/dev/null"  # 32 pids
+            " && echo confined"
+        )
+        done = h.runtime.run(replace(spec, command=(probe,)), timeout=60)
+        assert done == Finished(0, "confined\n", "", False)
