@@ -17,6 +17,9 @@ PREFIX=/opt/unstoppable
 ETC=/etc/unstoppable
 UNIT=/etc/systemd/system/unstoppable.service
 DROPIN=/etc/systemd/system/unstoppable.service.d
+SOCKET=/etc/systemd/system/unstoppable-metrics.socket
+SOCKET_DROPIN=/etc/systemd/system/unstoppable-metrics.socket.d
+DEFAULT_METRICS=127.0.0.1:9819
 APPARMOR_ENABLED=/sys/module/apparmor/parameters/enabled
 APPARMOR_DIR=/etc/apparmor.d
 APPARMOR_PROFILES=/sys/kernel/security/apparmor/profiles
@@ -28,9 +31,9 @@ die() { printf 'install.sh: %s\n' "$*" >&2; exit 1; }
 
 uninstall() {
     say "stopping and removing the service"
-    systemctl disable --now unstoppable >/dev/null 2>&1 || true
-    rm -f "$UNIT" /usr/local/bin/unstoppable
-    rm -rf "$DROPIN" "$PREFIX"
+    systemctl disable --now unstoppable unstoppable-metrics.socket >/dev/null 2>&1 || true
+    rm -f "$UNIT" "$SOCKET" /usr/local/bin/unstoppable
+    rm -rf "$DROPIN" "$SOCKET_DROPIN" "$PREFIX"
     systemctl daemon-reload 2>/dev/null || true
     if [ -f "$APPARMOR_DIR/unstoppable-worker" ]; then
         # Not unloaded: a worker still running would become unconfined, not docker-default.
@@ -84,6 +87,10 @@ apparmor_profile() {
     install -m 0644 "$profile" "$target"
     apparmor_parser -r -W "$target" || die "AppArmor: apparmor_parser could not load $target"
     say "AppArmor: loaded profile unstoppable-worker ($target) for the FUSE mount of remote workers"
+}
+
+metrics_port_taken() {
+    die "cannot listen on $1 for /metrics (UNSTOPPABLE_METRICS_LISTEN): another process holds it (ss -ltnp 'sport = :${1##*:}'); journalctl -u unstoppable-metrics.socket"
 }
 
 docker_answers() {
@@ -207,16 +214,43 @@ if [ "$data_dir" != /var/lib/unstoppable ]; then
         rm -f "$DROPIN/data-dir.conf.new"
     fi
 fi
-systemctl daemon-reload
-systemctl enable unstoppable >/dev/null 2>&1
-if systemctl is-active --quiet unstoppable; then
-    # An upgrade: running workers are left alone and adopted by the restarted daemon.
-    systemctl restart unstoppable
-    say "service restarted with $version"
-else
-    systemctl start unstoppable
-    say "service started"
+# The metrics port is the socket unit's: systemd holds it across the daemon's restarts.
+socket_changed=0
+if ! cmp -s "$src/systemd/unstoppable-metrics.socket" "$SOCKET"; then
+    install -m 0644 "$src/systemd/unstoppable-metrics.socket" "$SOCKET"
+    socket_changed=1
 fi
+listen=$(sed -n 's/^UNSTOPPABLE_METRICS_LISTEN=//p' "$ETC/unstoppable.env" | tail -n1)
+listen=${listen:-$DEFAULT_METRICS}
+if [ "$listen" != "$DEFAULT_METRICS" ]; then
+    install -d "$SOCKET_DROPIN"
+    printf '[Socket]\nListenStream=\nListenStream=%s\n' "$listen" >"$SOCKET_DROPIN/listen.conf.new"
+    if ! cmp -s "$SOCKET_DROPIN/listen.conf.new" "$SOCKET_DROPIN/listen.conf"; then
+        mv "$SOCKET_DROPIN/listen.conf.new" "$SOCKET_DROPIN/listen.conf"
+        socket_changed=1
+    else
+        rm -f "$SOCKET_DROPIN/listen.conf.new"
+    fi
+elif [ -e "$SOCKET_DROPIN/listen.conf" ]; then
+    rm -f "$SOCKET_DROPIN/listen.conf"
+    socket_changed=1
+fi
+systemctl daemon-reload
+systemctl enable unstoppable-metrics.socket unstoppable >/dev/null 2>&1
+upgrade=0
+if systemctl is-active --quiet unstoppable; then
+    # An upgrade: running workers are left alone and adopted by the restarted daemon. It is
+    # stopped first: a daemon from before the socket unit holds the port itself.
+    upgrade=1
+    systemctl stop unstoppable
+fi
+if [ "$socket_changed" -eq 1 ]; then
+    systemctl restart unstoppable-metrics.socket || metrics_port_taken "$listen"
+else
+    systemctl start unstoppable-metrics.socket || metrics_port_taken "$listen"
+fi
+systemctl start unstoppable
+if [ "$upgrade" -eq 1 ]; then say "service restarted with $version"; else say "service started"; fi
 [ "$changed" -eq 0 ] || say "service unit updated"
 for _ in $(seq 1 20); do systemctl is-active --quiet unstoppable && break; sleep 0.5; done
 systemctl is-active --quiet unstoppable || die "the service did not start: journalctl -u unstoppable -n 50"

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 from orchestrator.config.customer import Customers
 from orchestrator.errors import ConfigError, RuntimeUnavailable
-from orchestrator.judgement import last_words, locked_written
+from orchestrator.judgement import last_words, locked_written, over_memory
 from orchestrator.model import Kind, Outcome, Reason, Result, RunRecord
 from orchestrator.runs import Jobs
 from orchestrator.runtime.protocol import WorkerInfo
@@ -38,7 +38,9 @@ def adopt(jobs: Jobs, worker: WorkerInfo, customers: Customers) -> RunRecord:
             resource = customer.resource(resource_name)
         except ConfigError:
             customer = None
-        if kind in (Kind.FORGET, Kind.PRUNE):
+        if (killed := over_memory(done)) is not None:
+            outcome = killed
+        elif kind in (Kind.FORGET, Kind.PRUNE):
             ok = done.exit_code == 0 and not done.timed_out
             outcome = Outcome(
                 Result.SUCCESS if ok else Result.FAILURE,

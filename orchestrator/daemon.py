@@ -103,14 +103,15 @@ class Daemon(Dispatch):
         """Schedule until asked to stop; return the exit code.
 
         Nothing a customer file, the ledger, the clock or Docker does ends this loop: each
-        problem is logged, counted in `unstoppable_daemon_errors_total` and retried.
+        problem is logged, counted in `unstoppable_daemon_errors_total` and retried. Only
+        a /metrics that cannot be served stops it, at once (ServeFailed).
         """
+        self.serve_metrics()
         self.guarded("config", self.load_config)
         self.rustic_version = (
             self.runtime.image_label(self.settings.WORKER_IMAGE, "unstoppable.rustic-version")
             or "unknown"
         )
-        self.serve_metrics()
         last_tick = self.start_tick(_now())
         next_poll = next_adopt = _now()
         log.info(
@@ -195,18 +196,14 @@ class Daemon(Dispatch):
         return now
 
     def serve_metrics(self) -> None:
-        """Serve /metrics on UNSTOPPABLE_METRICS_LISTEN; a bind failure is logged, not fatal.
+        """Serve /metrics on systemd's socket, else UNSTOPPABLE_METRICS_LISTEN; or ServeFailed.
 
-        Without metrics the daemon still backs up, and the failed scrape raises
-        OrchestratorDown, which is the loud outcome an operator needs.
+        A daemon carrying on without its port leaves it to whoever takes it, and a process
+        posing as the daemon there would tell Prometheus every backup is fine.
         """
-        from orchestrator.reporting.metrics import BackupCollector, serve
+        from orchestrator.reporting.metrics import BackupCollector, serve_daemon
 
-        try:
-            serve(self.settings.METRICS_LISTEN, BackupCollector(self.ledger, self.view))
-            log.info("metrics on http://%s/metrics", self.settings.METRICS_LISTEN)
-        except (OSError, ValueError) as exc:
-            log.error("cannot serve metrics on %s: %s", self.settings.METRICS_LISTEN, exc)
+        serve_daemon(self.settings.METRICS_LISTEN, BackupCollector(self.ledger, self.view))
 
     def view(self) -> "DaemonView":
         """Return what a scrape needs from the live daemon."""

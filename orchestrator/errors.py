@@ -27,3 +27,7 @@ class JobBusy(UnstoppableError):
 
 class RunFailed(UnstoppableError):
     """A rustic command in a worker did not do what it was asked to."""
+
+
+class ServeFailed(UnstoppableError):
+    """The daemon cannot serve what it must (its /metrics): it does not start without it."""

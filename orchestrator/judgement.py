@@ -33,11 +33,24 @@ def stopped(exc: Exception) -> Outcome:
     return Outcome(Result.FAILURE, Reason.RUNTIME, str(exc))
 
 
+MEMORY_WORDS = "killed: the worker went over its memory limit (UNSTOPPABLE_WORKER_MEMORY)"
+
+
+def over_memory(done: Finished) -> Outcome | None:
+    """Return the failure of a worker the kernel killed past its memory limit, if it was."""
+    if not done.oom_killed:
+        return None
+    return Outcome(Result.FAILURE, Reason.MEMORY, last_words(done))
+
+
 def worker_failure(resource: Resource, done: Finished) -> Outcome | None:
-    """Return the failure the worker scripts reported before their command ran, if any.
+    """Return the failure the worker scripts reported before their command ran, or the
+    memory limit stopped it with, if any.
 
     An unreachable remote source is told in our words: rclone's quote the server.
     """
+    if (killed := over_memory(done)) is not None:
+        return killed
     if done.exit_code == 3 and resource.type is not SourceType.LOCAL:
         return Outcome(Result.FAILURE, *sources.unreachable(done.stderr))
     reason = _worker_reason(resource, done)
@@ -72,7 +85,9 @@ def _worker_reason(resource: Resource, done: Finished) -> Reason | None:
 
 
 def last_words(done: Finished) -> str:
-    return output.error_summary(done.stderr) if done.stderr.strip() else f"exit {done.exit_code}"
+    """Return what the worker said last, or its exit code; first that memory killed it."""
+    said = output.error_summary(done.stderr) if done.stderr.strip() else f"exit {done.exit_code}"
+    return f"{MEMORY_WORDS}: {said}" if done.oom_killed else said
 
 
 def locked_written(

@@ -21,7 +21,13 @@ from orchestrator.drill import (
     damage_or_failure,
     drill_words,
 )
-from orchestrator.judgement import STOPPED_BEFORE_RUSTIC, last_words, stopped, worker_failure
+from orchestrator.judgement import (
+    STOPPED_BEFORE_RUSTIC,
+    last_words,
+    over_memory,
+    stopped,
+    worker_failure,
+)
 from orchestrator.model import Kind, Outcome, Reason, Result, RunRecord, job_id
 from orchestrator.reporting.holds import Drills
 from orchestrator.runs import Jobs
@@ -252,7 +258,7 @@ class Maintenance:
     ) -> Finished | Outcome:
         """Run one step under the job's lock; the failure that stopped it as an Outcome."""
         try:
-            return self.jobs.run_worker(
+            done = self.jobs.run_worker(
                 customer,
                 resource,
                 kind,
@@ -264,6 +270,7 @@ class Maintenance:
             )
         except STOPPED_BEFORE_RUSTIC as exc:
             return stopped(exc)
+        return over_memory(done) or done
 
 
 def _has_repository(jobs: Jobs, customer: Customer, resource: Resource) -> bool:

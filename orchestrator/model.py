@@ -84,6 +84,7 @@ class Reason(StrEnum):
     STORAGE = "storage"
     RUSTIC = "rustic"
     INTERNAL = "internal"  # the run raised something nobody expected: a bug, logged with its trace
+    MEMORY = "memory"  # the worker went over UNSTOPPABLE_WORKER_MEMORY and was killed
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,10 @@ from orchestrator.judgement import last_words
 from orchestrator.model import Kind, SnapshotInfo
 from orchestrator.runs import Jobs
 from orchestrator.runtime.paths import RESTORE_TARGET
-from orchestrator.runtime.spec import Mount
 from orchestrator.rustic import commands, output
-from orchestrator.sources.setup import source_path
+from orchestrator.sources.setup import source_path, target_launch
 from orchestrator.storage.layout import job_storage
+from orchestrator.storage.target import check_target, open_target
 
 
 def snapshots(jobs: Jobs, customer: Customer, resource: Resource) -> list[SnapshotInfo]:
@@ -40,24 +40,32 @@ def restore(
 ) -> None:
     """Restore `snapshot` of `resource` so its files land directly in `target`.
 
-    Raises RunFailed if `target` is not empty or rustic fails.
+    `target` must be an empty directory or new (then made 0700), and never a symlink: its
+    last component is not followed, and the worker restores only into the very directory
+    checked here. Raises RunFailed if it is not, or rustic fails.
     """
     target = target.absolute()
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise RunFailed(f"--target {target}: must be an empty directory or not exist yet")
+    check_target(target)
     if not snapshots(jobs, customer, resource):
         raise RunFailed(f"{customer.name}/{resource.name}: no snapshot to restore yet")
-    target.mkdir(parents=True, exist_ok=True)
+    identity = open_target(target)
     argv = commands.restore_args(jobs.cold, snapshot, source_path(resource), RESTORE_TARGET)
+    launch = target_launch(target, identity, RESTORE_TARGET, ["rustic", *argv])
     done = jobs.run_worker(
         customer,
         resource,
         Kind.RESTORE,
         datetime.now(UTC),
-        argv,
-        (Mount(target, RESTORE_TARGET, read_only=False),),
+        launch.argv,
+        launch.mounts,
         timeout=None,
+        launch=launch,
     )
+    if done.exit_code == 6:
+        raise RunFailed(
+            f"--target {target}: was replaced (by a symlink?) after it was checked; "
+            "nothing was restored"
+        )
     if done.exit_code != 0:
         raise RunFailed(f"{customer.name}/{resource.name}: restore failed: {last_words(done)}")
 

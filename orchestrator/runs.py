@@ -32,6 +32,7 @@ from orchestrator.runtime.paths import COLD_PROFILE
 from orchestrator.runtime.protocol import Finished, Runtime
 from orchestrator.runtime.spec import (
     ContainerSpec,
+    Limits,
     Mount,
     apparmor_options,
     capabilities,
@@ -270,6 +271,7 @@ class Jobs:
                     remote and apparmor.enabled(),
                     apparmor.loaded_profiles() if remote else frozenset(),
                 ),
+                limits=Limits.of(self.settings, kind),
             )
             return self.runtime.run(spec, timeout)
 

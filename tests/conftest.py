@@ -21,13 +21,17 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parent.parent
 RUSTIC = ROOT / ".tools" / "bin" / "rustic"
-SLOW_IMAGE = "unstoppable-worker-slow:test"
 
 
 def worker_image() -> str:
     from orchestrator import __version__
 
     return os.environ.get("UNSTOPPABLE_WORKER_IMAGE", f"unstoppable-worker:{__version__}")
+
+
+# Built from the worker image under test, and tagged after it: checkouts testing different
+# worker images on one engine never rebuild each other's.
+SLOW_IMAGE = f"unstoppable-worker-slow:{worker_image().rsplit(':', 1)[-1]}"
 
 
 @pytest.fixture(scope="session")
@@ -85,6 +89,8 @@ class Site:
 
 @pytest.fixture
 def site(tmp_path: Path, docker_ready: None) -> Iterator[Site]:
+    from tests.containers import free_port
+
     customers = tmp_path / "customers.d"
     data = tmp_path / "data"
     customers.mkdir()
@@ -99,6 +105,8 @@ def site(tmp_path: Path, docker_ready: None) -> Iterator[Site]:
         "UNSTOPPABLE_KEYS_DIR": str(tmp_path / "keys"),
         "UNSTOPPABLE_ALLOW_PRIVATE_TARGETS": "127.0.0.0/8",
         "UNSTOPPABLE_MIN_INTERVAL": "0",
+        # A daemon that cannot bind its metrics port does not start: each site has its own.
+        "UNSTOPPABLE_METRICS_LISTEN": f"127.0.0.1:{free_port()}",
     }
     yield Site(tmp_path, customers, data, env)
     # Reap whatever a failed test left running, by the customers it created.

@@ -4,8 +4,9 @@ It keeps DockerRuntime's rules, which tests/test_runtime_contract.py holds both 
 container name is the job's lock (a second run of a name in use raises JobBusy, a leftover
 that exited is reaped first), a running worker of the same job under another name holds the
 lock too (except a snapshot listing), `unstoppable.job` labels of running managed workers are
-the running jobs, a worker past its timeout is stopped and reported `timed_out`, and every
-result is read once and its worker removed. Time is real: a worker runs for its `seconds`.
+the running jobs, a worker past its timeout is stopped and reported `timed_out`, one that
+allocates past its memory limit is killed (exit 137) and reported `oom_killed`, only the end
+of each output stream is read back, and every result is read once and its worker removed. Time is real: a worker runs for its `seconds`.
 """
 
 import threading
@@ -17,10 +18,13 @@ from datetime import UTC, datetime
 from orchestrator.errors import JobBusy, RuntimeUnavailable
 from orchestrator.runtime.paths import SECRETS
 from orchestrator.runtime.protocol import Finished, WorkerInfo
-from orchestrator.runtime.spec import ContainerSpec
+from orchestrator.runtime.spec import ContainerSpec, Limits, size_bytes
+from orchestrator.runtime.text import tail
 
 # What a worker that honours SIGTERM exits with when its timeout stops it (128 + 15).
 STOPPED_EXIT = 143
+# What a worker whose process the kernel killed for memory exits with (128 + SIGKILL).
+KILLED_EXIT = 137
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,7 @@ class Script:
     stderr: str = ""
     seconds: float = 0.0
     hang: bool = False
+    allocates: int = 0  # bytes it allocates: past its memory limit the kernel kills it
 
 
 @dataclass
@@ -52,8 +57,13 @@ class _Container:
             return False
         return self.ends_at is None or time.monotonic() < self.ends_at
 
+    def oom_killed(self) -> bool:
+        return self.script.allocates > size_bytes(self.spec.limits.memory)
+
     def result(self) -> int:
-        return self.script.exit_code if self.exit_code is None else self.exit_code
+        if self.exit_code is not None:
+            return self.exit_code
+        return KILLED_EXIT if self.oom_killed() else self.script.exit_code
 
     def label(self, key: str) -> str:
         return self.labels.get(key, "")
@@ -97,12 +107,15 @@ class FakeRuntime:
             if spec.image not in self.images:
                 raise RuntimeUnavailable(f"worker image {spec.image} not found")
             moment = started_at or self.clock()
+            killed = script.allocates > size_bytes(spec.limits.memory)  # before it hangs
             self._containers[spec.name] = _Container(
                 spec,
                 {**self.images[spec.image], **dict(spec.labels)},
                 script,
                 moment.astimezone(UTC).replace(microsecond=0),  # Docker's precision
-                None if script.hang else time.monotonic() + script.seconds,
+                None
+                if script.hang and not killed
+                else time.monotonic() + (0 if killed else script.seconds),
             )
             self.started.append(spec)
             self._changed.notify_all()
@@ -149,8 +162,10 @@ class FakeRuntime:
                 for c in self._managed()
             ]
 
-    def collect(self, name: str, timeout: float | None) -> Finished:
-        """Wait for the worker `name` (stopping it after `timeout` s), read it, remove it."""
+    def collect(self, name: str, timeout: float | None, limits: Limits | None = None) -> Finished:
+        """Wait for the worker `name` (stopping it after `timeout` s), read the end of its
+        output as `limits` says (an adopted one: the defaults), remove it."""
+        limits = limits or Limits()
         self._up()
         deadline = None if timeout is None else time.monotonic() + max(timeout, 0.001)
         timed_out = False
@@ -171,7 +186,13 @@ class FakeRuntime:
             del self._containers[name]
             self._changed.notify_all()
         script = container.script
-        return Finished(container.result(), script.stdout, script.stderr, timed_out)
+        return Finished(
+            container.result(),
+            tail([script.stdout.encode()], limits.stdout_bytes),
+            tail([script.stderr.encode()], limits.stderr_bytes),
+            timed_out,
+            container.oom_killed() and not timed_out,
+        )
 
     def run(self, spec: ContainerSpec, timeout: float | None) -> Finished:
         """Start `spec`, wait for it (stopping it after `timeout` s), read it, remove it.
@@ -179,7 +200,7 @@ class FakeRuntime:
         Raises JobBusy if a container of that name exists, RuntimeUnavailable otherwise.
         """
         self.start(spec)
-        return self.collect(spec.name, timeout)
+        return self.collect(spec.name, timeout, spec.limits)
 
     # --- the rules DockerRuntime keeps ------------------------------------------------------
 

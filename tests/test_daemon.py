@@ -6,13 +6,18 @@ What runs is judged from Docker's own event stream, not from the daemon's word.
 import json
 import os
 import signal
+import socket
+import subprocess
+import sys
 import time
+import urllib.request
+from collections.abc import Callable
 from datetime import datetime
 
 import pytest
 
 from orchestrator.reporting.ledger import Ledger
-from tests.conftest import Site
+from tests.conftest import ROOT, Site
 from tests.helpers import (
     DaemonProcess,
     Events,
@@ -226,3 +231,79 @@ def test_a_path_the_daemon_cannot_follow_disables_only_its_customer(
     assert ledger.runs(f"{good}/files")[0][4] == "success"
     assert ledger.runs(f"{bad}/files") == []
     assert f"{bad}.env: FILES_PATH: cannot be resolved" in daemon.text()
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        return str(answer.read().decode())
+
+
+DAEMON = (sys.executable, "-m", "orchestrator.cli", "run")
+# As systemd does: the socket at fd 3, LISTEN_FDS=1, and LISTEN_PID the daemon's own pid,
+# which this wrapper's is too, as it execs the daemon once they are set.
+ACTIVATE = """
+import os, sys
+os.dup2(int(sys.argv[1]), 3)
+os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS="1")
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+def test_a_taken_metrics_port_stops_the_daemon_at_start(site: Site, daemon: DaemonProcess) -> None:
+    """A local process holding the port would answer Prometheus "all healthy" in its name."""
+    listen = site.env["UNSTOPPABLE_METRICS_LISTEN"]
+    with socket.socket() as impostor:
+        impostor.bind(("127.0.0.1", int(listen.rsplit(":", 1)[1])))
+        impostor.listen()
+        started = time.monotonic()
+        daemon.start()
+        code = daemon.wait(30)
+    assert code != 0
+    assert time.monotonic() - started < 30
+    text = daemon.text()
+    assert f"Error: cannot serve /metrics (UNSTOPPABLE_METRICS_LISTEN={listen}):" in text
+    assert "Address already in use" in text and "Traceback" not in text
+
+
+def test_the_daemon_serves_metrics_on_the_socket_systemd_passes(site: Site, unique: str) -> None:
+    """Socket activation: the socket is bound by the parent (systemd), fd 3 in the daemon,
+    and UNSTOPPABLE_METRICS_LISTEN (taken here by another socket) is not bound at all."""
+    customer(site, f"sa-{unique}", "0 0 1 1 *")
+    listen = site.env["UNSTOPPABLE_METRICS_LISTEN"]
+    with socket.socket() as held, socket.socket() as taken:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        taken.bind(("127.0.0.1", int(listen.rsplit(":", 1)[1])))
+        taken.listen()
+        log = open(site.root / "daemon.log", "wb")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [sys.executable, "-c", ACTIVATE, str(held.fileno()), *DAEMON],
+            env=site.env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=log,
+            pass_fds=(held.fileno(),),
+        )
+        try:
+            wait_until(
+                lambda: "unstoppable_scheduler_heartbeat_timestamp_seconds" in _try(scrape, port),
+                30,
+                "/metrics on the inherited socket",
+            )
+            assert f'unstoppable_config_valid{{customer="sa-{unique}"}} 1.0' in scrape(port)
+            assert proc.poll() is None
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(20)
+            log.close()
+    text = (site.root / "daemon.log").read_text()
+    assert code == 0, text
+    assert f"metrics on http://127.0.0.1:{port}/metrics (the socket systemd holds" in text
+
+
+def _try(read: Callable[[int], str], port: int) -> str:
+    try:
+        return read(port)
+    except OSError:
+        return ""

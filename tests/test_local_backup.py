@@ -1,5 +1,8 @@
 """End to end: real Docker, the real worker image and rustic, backing up a local directory."""
 
+import json
+import os
+import stat
 import subprocess
 import sys
 import threading
@@ -8,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.reporting.ledger import Ledger
 from tests.conftest import ROOT, RUSTIC, Site
 from tests.test_customer import BROKEN
 from tests.trees import change_tree, diff, make_tree, manifest
@@ -27,7 +31,6 @@ def site_cli(site: Site) -> list[str]:
 
 
 def snapshot_ids(site: Site, customer: str) -> list[str]:
-    import json
 
     done = site.cli("snapshots", customer, "files", "--json", check=True)
     return [s["id"] for s in json.loads(done.stdout)]
@@ -103,6 +106,57 @@ def test_restore_refuses_a_non_empty_target(site: Site, unique: str) -> None:
     assert done.returncode == 1
     assert "must be an empty directory" in done.stderr and "Traceback" not in done.stderr
     assert (target / "keep-me").read_text() == "precious"
+
+
+def test_restore_refuses_a_symlink_target_and_makes_a_new_one_0700(site: Site, unique: str) -> None:
+    name = f"ln-{unique}"
+    source = site.root / "src"
+    source.mkdir()
+    (source / "a").write_text("a")
+    site.customer(name, customer_text("pw", source))
+    site.cli("backup", name, check=True)
+    elsewhere = site.root / "etc"
+    elsewhere.mkdir()
+    link = site.root / "link"
+    link.symlink_to(elsewhere)
+    done = site.cli("restore", name, "files", "--target", str(link))
+    assert done.returncode == 1
+    assert f"--target {link}: is a symlink; a restore never follows one" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert list(elsewhere.iterdir()) == []
+
+    target = site.root / "new" / "dir"
+    old = os.umask(0)  # the CLI inherits it: the mode must not depend on it
+    try:
+        site.cli("restore", name, "files", "--target", str(target), check=True)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o700
+    assert (target / "a").read_text() == "a"
+
+
+def test_a_worker_over_its_memory_limit_fails_the_run_with_reason_memory(
+    site: Site, unique: str, slow_image: str
+) -> None:
+    name = f"mem-{unique}"
+    source = site.root / "src"
+    source.mkdir()
+    (source / "a").write_text("a")
+    (source / ".test-allocate").write_text(str(600 * 2**20))  # its rustic holds 600 MiB first
+    site.customer(name, customer_text("pw", source))
+    site.env.update(UNSTOPPABLE_WORKER_IMAGE=slow_image, UNSTOPPABLE_WORKER_MEMORY="256m")
+    done = site.cli("backup", name)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "went over its memory limit (UNSTOPPABLE_WORKER_MEMORY)" in done.stdout
+    runs = Ledger(site.data / "state").runs(f"{name}/files")
+    assert [(r[4], r[5]) for r in runs] == [("failure", "memory")]
+    status = json.loads(site.cli("status", "--json", check=True).stdout)
+    assert [(s["result"], s["reason"]) for s in status if s["customer"] == name] == [
+        ("failure", "memory")
+    ]
+
+    (source / ".test-allocate").write_text(str(8 * 2**20))  # within the limit: a backup
+    site.cli("backup", name, check=True)
 
 
 def test_broken_customers_are_reported_and_a_valid_one_still_backs_up(

@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,9 +22,9 @@ from orchestrator.errors import JobBusy, RuntimeUnavailable
 from orchestrator.model import Kind
 from orchestrator.runtime.paths import SECRETS
 from orchestrator.runtime.protocol import Finished, Runtime
-from orchestrator.runtime.spec import ContainerSpec, Mount, container_name, labels
+from orchestrator.runtime.spec import ContainerSpec, Limits, Mount, container_name, labels
 from tests.conftest import worker_image
-from tests.fake_runtime import STOPPED_EXIT, FakeRuntime, Script
+from tests.fake_runtime import KILLED_EXIT, STOPPED_EXIT, FakeRuntime, Script
 
 SCHEDULED = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 RUSTIC_VERSION = "unstoppable.rustic-version"
@@ -37,6 +37,10 @@ def shell(script: Script) -> str:
         steps.append(f"printf %s {shlex.quote(script.stdout)}")
     if script.stderr:
         steps.append(f"printf %s {shlex.quote(script.stderr)} >&2")
+    if script.allocates:  # tail holds a line in memory: one without a newline, whole
+        # In a subshell whose stderr is dropped: sh reports a killed child ("Killed").
+        steps.append(f"(head -c {script.allocates} /dev/zero | tail >/dev/null) 2>/dev/null")
+        steps.append("rc=$?; [ $rc -eq 0 ] || exit $rc")
     if script.hang:
         steps.append("sleep 3600 & wait")  # wait, unlike sleep, returns to run the trap
     elif script.seconds:
@@ -64,6 +68,7 @@ class Harness:
         kind: Kind = Kind.BACKUP,
         image: str | None = None,
         origin: str = "daemon",
+        limits: Limits | None = None,
     ) -> ContainerSpec:
         spec = ContainerSpec(
             name=container_name(self.customer, resource, kind, datetime.now(UTC)),
@@ -72,6 +77,7 @@ class Harness:
             labels=labels(self.customer, resource, kind, SCHEDULED, origin),
             mounts=(Mount(self.secrets, SECRETS),) if self.secrets else (),
             entrypoint=("sh", "-c"),
+            limits=limits or Limits(),
         )
         self.tell(spec, script)
         return spec
@@ -279,3 +285,49 @@ def test_image_labels_are_read_and_missing_ones_are_none(h: Harness) -> None:
     assert version is not None and version[0].isdigit()
     assert h.runtime.image_label(h.image, "unstoppable.no-such-label") is None
     assert h.runtime.image_label("unstoppable-no-such-image:never", RUSTIC_VERSION) is None
+
+
+def test_a_worker_over_its_memory_limit_is_killed_and_says_so(h: Harness) -> None:
+    limits = Limits(memory="32m")
+    spec = h.spec(Script(stdout="begun\n", allocates=200 * 2**20, seconds=30), limits=limits)
+    started = time.monotonic()
+    done = h.runtime.run(spec, timeout=60)
+    assert done == Finished(KILLED_EXIT, "begun\n", "", timed_out=False, oom_killed=True)
+    assert time.monotonic() - started < 25, "killed at once, not after its 30 s"
+    assert h.ours() == []
+
+    within = h.spec(Script(stdout="fits\n", allocates=8 * 2**20), limits=limits)
+    assert h.runtime.run(within, timeout=60) == Finished(0, "fits\n", "", False, False)
+
+
+def test_only_the_end_of_each_output_stream_is_read_back(h: Harness) -> None:
+    out = "".join(f"out line {i:04}\n" for i in range(400))  # 5600 bytes
+    err = "".join(f"err {i:03}\n" for i in range(100))  # 800 bytes
+    limits = Limits(stdout_bytes=1000, stderr_bytes=100)
+    done = h.runtime.run(h.spec(Script(stdout=out, stderr=err), limits=limits), timeout=60)
+    assert (
+        done.stdout
+        == "[output cut: only its last 1000 bytes were read]\n"
+        + out[-1000:][out[-1000:].index("\n") + 1 :]
+    )
+    assert done.stdout.endswith("out line 0399\n")
+    assert done.stderr.splitlines()[0] == "[output cut: only its last 100 bytes were read]"
+    assert done.stderr.splitlines()[-1] == "err 099"
+    whole = h.runtime.run(h.spec(Script(stdout="short\n"), limits=limits), timeout=60)
+    assert whole.stdout == "short\n"
+
+
+@pytest.mark.docker
+def test_a_docker_worker_writes_only_to_its_mounts_and_tmpfs_within_its_pids(
+    tmp_path: Path,
+) -> None:
+    with docker_harness(tmp_path) as h:
+        spec = h.spec(Script(), limits=Limits(pids=32, tmpfs="1m"))
+        probe = (
+            "touch /tmp/ok && mkdir -p /remote/site && ! touch /etc/nope 2>/dev/null"
+            " && ! head -c 2m /dev/zero > /tmp/big 2>/dev/null"  # /tmp is 1m
+            " && ! (for i in $(seq 64); do sleep 5 & done; wait) 2>/dev/null"  # 32 pids
+            " && echo confined"
+        )
+        done = h.runtime.run(replace(spec, command=(probe,)), timeout=60)
+        assert done == Finished(0, "confined\n", "", False)

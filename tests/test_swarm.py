@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,9 +22,9 @@ from orchestrator.model import Kind
 from orchestrator.reporting.ledger import Ledger
 from orchestrator.runtime.paths import SECRETS
 from orchestrator.runtime.protocol import Finished
-from orchestrator.runtime.spec import ContainerSpec, Mount, container_name, labels
+from orchestrator.runtime.spec import ContainerSpec, Limits, Mount, container_name, labels
 from tests.conftest import ROOT, Site, worker_image
-from tests.fake_runtime import STOPPED_EXIT, Script
+from tests.fake_runtime import KILLED_EXIT, STOPPED_EXIT, Script
 from tests.helpers import (
     DaemonProcess,
     Events,
@@ -196,7 +197,9 @@ def test_a_remote_source_is_refused_on_swarm_with_what_to_do(swarm_site: Site, u
     assert not services(name)
 
 
-def swarm_spec(customer: str, script: Script, image: str | None = None) -> ContainerSpec:
+def swarm_spec(
+    customer: str, script: Script, image: str | None = None, limits: Limits | None = None
+) -> ContainerSpec:
     return ContainerSpec(
         name=container_name(customer, "files", Kind.BACKUP, datetime.now(UTC)),
         image=image or worker_image(),
@@ -204,6 +207,7 @@ def swarm_spec(customer: str, script: Script, image: str | None = None) -> Conta
         labels=labels(customer, "files", Kind.BACKUP, datetime.now(UTC), "daemon"),
         mounts=(),
         entrypoint=("sh", "-c"),
+        limits=limits or Limits(),
     )
 
 
@@ -215,6 +219,19 @@ def test_the_swarm_runtime_keeps_the_runtime_contract(swarm: None, unique: str) 
     name = f"swc-{unique}"
     done = runtime.run(swarm_spec(name, Script(exit_code=3, stdout="out\n", stderr="err\n")), 60)
     assert done == Finished(3, "out\n", "err\n", timed_out=False)
+    # Over its memory limit: killed, and said so (the task's container knows, its status not).
+    hog = Script(stdout="begun\n", allocates=200 * 2**20)
+    done = runtime.run(swarm_spec(name, hog, limits=Limits(memory="32m")), 60)
+    assert done == Finished(KILLED_EXIT, "begun\n", "", timed_out=False, oom_killed=True)
+    # Only the end of the output is read back; the root is read-only, /tmp is not.
+    noisy = Script(stdout="".join(f"line {i:04}\n" for i in range(300)))
+    done = runtime.run(swarm_spec(name, noisy, limits=Limits(stdout_bytes=100)), 60)
+    assert done.stdout.startswith("[output cut: only its last 100 bytes were read]\n")
+    assert done.stdout.endswith("line 0299\n") and len(done.stdout) < 160
+    probe = Script(stdout="x")  # its command is replaced below: writes where it may not
+    spec = swarm_spec(name, probe)
+    spec = replace(spec, command=("touch /tmp/ok && ! touch /etc/nope 2>/dev/null",))
+    assert runtime.run(spec, 60).exit_code == 0
     # Past its timeout: stopped as a container is (SIGTERM, the trap answers), and said so.
     started = time.monotonic()
     done = runtime.run(swarm_spec(name, Script(stdout="begun\n", hang=True)), timeout=3)

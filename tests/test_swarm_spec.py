@@ -59,7 +59,7 @@ def test_the_task_template_carries_no_secret_mount_and_never_restarts(tmp_path: 
     reference = {"SecretID": "x", "SecretName": "unstoppable-1", "File": {"Name": "p"}}
     template = task_template(spec, {"unstoppable.job": "acme/files"}, "node.id==n1", [reference])
     container = template["ContainerSpec"]
-    assert [m["Target"] for m in container["Mounts"]] == ["/repo/hot"]
+    assert [m["Target"] for m in container["Mounts"] if m["Type"] == "bind"] == ["/repo/hot"]
     assert container["Secrets"] == [reference] and container["Env"] == []
     assert container["Command"] == ["unstoppable-local"] and container["Args"] == ["backup"]
     assert (container["CapabilityDrop"], container["CapabilityAdd"]) == (

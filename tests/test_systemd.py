@@ -27,15 +27,16 @@ from tests.fake_runtime import FakeRuntime
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "unstoppable.service"
+SOCKET = ROOT / "systemd" / "unstoppable-metrics.socket"
 INSTALL = ROOT / "install.sh"
 # systemd-analyze security's exposure scale runs from 0.0 (locked down) to 10.0 (none).
 MAX_EXPOSURE = 5.0
 
 
-def unit() -> configparser.ConfigParser:
+def unit(path: Path = UNIT) -> configparser.ConfigParser:
     parser = configparser.ConfigParser(strict=False, interpolation=None)
     parser.optionxform = str  # type: ignore[assignment,method-assign]
-    parser.read(UNIT)
+    parser.read(path)
     return parser
 
 
@@ -52,16 +53,37 @@ def local_unit(tmp_path: Path) -> Path:
     assert text.count(binary) == 1, f"{binary} is the ExecStart binary and nothing else"
     local = tmp_path / UNIT.name
     local.write_text(text.replace(binary, str(ROOT / ".venv" / "bin" / Path(binary).name)))
+    shutil.copy(SOCKET, tmp_path / SOCKET.name)  # the service requires it: it is loaded too
     return local
 
 
 def test_systemd_accepts_every_line_of_the_unit(local_unit: Path) -> None:
+    socket_unit = local_unit.parent / SOCKET.name
     done = subprocess.run(
-        ["systemd-analyze", "verify", str(local_unit)], capture_output=True, text=True
+        ["systemd-analyze", "verify", str(local_unit), str(socket_unit)],
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0, done.stderr
     # An unknown or misspelt key is only a warning naming the file: none is allowed.
     assert UNIT.name not in done.stderr, done.stderr
+    assert SOCKET.name not in done.stderr, done.stderr
+
+
+def test_the_metrics_port_is_held_by_the_socket_unit_install_sh_installs() -> None:
+    """systemd binds the port before the daemon and keeps it across the daemon's restarts."""
+    service, socket_unit = unit(), unit(SOCKET)
+    assert socket_unit["Socket"]["ListenStream"] == Settings().METRICS_LISTEN
+    assert socket_unit["Socket"]["Service"] == UNIT.name
+    assert socket_unit["Install"]["WantedBy"] == "sockets.target"
+    assert service["Service"]["Sockets"] == SOCKET.name
+    assert SOCKET.name in service["Unit"]["Requires"].split()
+    assert SOCKET.name in service["Unit"]["After"].split()
+    script = INSTALL.read_text()
+    assert 'install -m 0644 "$src/systemd/unstoppable-metrics.socket" "$SOCKET"' in script
+    assert re.search(r"^SOCKET=/etc/systemd/system/unstoppable-metrics\.socket$", script, re.M)
+    assert "systemctl enable unstoppable-metrics.socket unstoppable" in script
+    assert f"DEFAULT_METRICS={Settings().METRICS_LISTEN}" in script
 
 
 def test_the_unit_keeps_its_hardening(local_unit: Path) -> None:

@@ -6,11 +6,12 @@ configured, running and next).
 """
 
 import logging
+import os
+import socket
 from collections.abc import Callable, Iterator
-from datetime import datetime
 from typing import Any
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, make_wsgi_app, start_http_server
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -20,11 +21,13 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from orchestrator import __version__
+from orchestrator.errors import ServeFailed
 from orchestrator.model import Result
+from orchestrator.reporting.activation import serve_wsgi, take_socket, where
+from orchestrator.reporting.job_samples import JOB, job_samples, maintenance_samples
 from orchestrator.reporting.ledger import DURATION_BUCKETS, JobStatus, Ledger
-from orchestrator.reporting.views import DAEMON_ERRORS, DaemonView, JobView, snapshot_files
+from orchestrator.reporting.views import DAEMON_ERRORS, DaemonView
 
-JOB = ["customer", "resource"]
 log = logging.getLogger(__name__)
 
 
@@ -34,6 +37,8 @@ class BackupCollector(Collector):
     def __init__(self, ledger: Ledger, view: Callable[[], DaemonView]) -> None:
         self.ledger = ledger
         self.view = view
+        self.failing: set[str] = set()  # jobs whose samples raised, until they do not
+        self.failures = 0  # how often a job's samples started to raise: counted once each
 
     def collect(self) -> Iterator[Metric]:
         view = self.view()
@@ -55,7 +60,7 @@ class BackupCollector(Collector):
                 s = status.get((job.customer, job.resource)) or JobStatus(
                     job.customer, job.resource
                 )
-                _job_metrics(g, labels, s, job, f"{job.customer}/{job.resource}" in view.running)
+                job_samples(g, labels, s, job, f"{job.customer}/{job.resource}" in view.running)
                 g.gauge(
                     "backup_held",
                     "1 while retention is held after a suspect snapshot",
@@ -63,7 +68,7 @@ class BackupCollector(Collector):
                     labels,
                     1 if f"{job.customer}/{job.resource}" in held else 0,
                 )
-                _maintenance_metrics(g, labels, s, job, corrupt, verified)
+                maintenance_samples(g, labels, s, job, corrupt, verified)
                 if (last_prune := pruned.get(f"{job.customer}/{job.resource}")) is not None:
                     g.gauge(
                         "prune_last_run_success",
@@ -80,9 +85,13 @@ class BackupCollector(Collector):
                         labels,
                         until.timestamp(),
                     )
+                self.failing.discard(f"{job.customer}/{job.resource}")
             except Exception:
-                log.exception("metrics of %s/%s failed", job.customer, job.resource)
-                errors["metrics"] = errors.get("metrics", 0) + 1
+                if f"{job.customer}/{job.resource}" not in self.failing:  # once, not per scrape
+                    self.failing.add(f"{job.customer}/{job.resource}")
+                    self.failures += 1
+                    log.exception("metrics of %s/%s failed", job.customer, job.resource)
+        errors["metrics"] = errors.get("metrics", 0) + self.failures
         for what in DAEMON_ERRORS:
             g.counter(
                 "daemon_errors",
@@ -128,139 +137,6 @@ class BackupCollector(Collector):
         yield from g.families.values()
 
 
-def _job_metrics(
-    g: "_Families", labels: list[str], s: JobStatus, job: JobView, running: bool
-) -> None:
-    b = "backup_"
-    if s.last_success:
-        g.gauge(
-            b + "last_success_timestamp_seconds",
-            "end of the last successful run",
-            JOB,
-            labels,
-            s.last_success.timestamp(),
-        )
-    if s.last_run:
-        g.gauge(
-            b + "last_run_timestamp_seconds",
-            "end of the last run",
-            JOB,
-            labels,
-            s.last_run.timestamp(),
-        )
-        g.gauge(
-            b + "last_run_success",
-            "1 if the last run succeeded",
-            JOB,
-            labels,
-            1 if s.result == Result.SUCCESS.value else 0,
-        )
-    for result in (Result.SUCCESS, Result.FAILURE, Result.TIMEOUT, Result.SUSPECT):
-        g.counter(
-            b + "runs",
-            "finished runs by result",
-            [*JOB, "result"],
-            [*labels, result.value],
-            s.total("runs", result.value),
-        )
-    for (name, reason), value in sorted(s.totals.items()):
-        if name == "failures":
-            g.counter(
-                b + "failures", "failed runs by reason", [*JOB, "reason"], [*labels, reason], value
-            )
-    for reason in ("overlap", "max_parallel"):
-        g.counter(
-            b + "skipped",
-            "scheduled runs not started",
-            [*JOB, "reason"],
-            [*labels, reason],
-            s.total("skipped", reason),
-        )
-    g.counter(
-        b + "missed", "scheduled times that passed with no run", JOB, labels, s.total("missed")
-    )
-    g.gauge(b + "running", "1 while a run is in progress", JOB, labels, 1 if running else 0)
-    g.histogram(b + "duration_seconds", "duration of finished runs", labels, s)
-    if job.next_run is not None:
-        g.gauge(b + "next_run_timestamp_seconds", "next scheduled time", JOB, labels, job.next_run)
-    g.gauge(
-        b + "expected_interval_seconds",
-        "longest gap between scheduled times",
-        JOB,
-        labels,
-        job.expected_interval,
-    )
-    last: tuple[tuple[str, int | None], ...] = (
-        ("last_added_bytes", s.data_added),
-        ("last_processed_bytes", s.bytes_processed),
-        ("last_files_new", s.files_new),
-        ("last_files_changed", s.files_changed),
-    )
-    for metric, amount in last:
-        if amount is not None:
-            g.gauge(b + metric, "from the last successful run's summary", JOB, labels, amount)
-    count, latest = snapshot_files(job.snapshots_dir)
-    g.gauge("repo_snapshots", "snapshot files in the repository", JOB, labels, count)
-    if latest:
-        g.gauge(
-            "repo_latest_snapshot_timestamp_seconds",
-            "when the newest snapshot file was written",
-            JOB,
-            labels,
-            latest,
-        )
-
-
-def _maintenance_metrics(
-    g: "_Families",
-    labels: list[str],
-    s: JobStatus,
-    job: JobView,
-    corrupt: set[str],
-    verified: dict[str, datetime],
-) -> None:
-    name = f"{job.customer}/{job.resource}"
-    for result in (Result.SUCCESS, Result.FAILURE, Result.TIMEOUT, Result.CORRUPT):
-        g.counter(
-            "verify_runs",
-            "finished restore drills by result",
-            [*JOB, "result"],
-            [*labels, result.value],
-            s.total("verify_runs", result.value),
-        )
-    for result in (Result.SUCCESS, Result.FAILURE, Result.TIMEOUT):
-        g.counter(
-            "prune_runs",
-            "finished forget/prune runs by result",
-            [*JOB, "result"],
-            [*labels, result.value],
-            s.total("prune_runs", result.value),
-        )
-    if name in verified:
-        g.gauge(
-            "verify_last_success_timestamp_seconds",
-            "end of the last successful restore drill",
-            JOB,
-            labels,
-            verified[name].timestamp(),
-        )
-    if job.verify_interval is not None:
-        g.gauge(
-            "verify_expected_interval_seconds",
-            "longest gap between scheduled restore drills",
-            JOB,
-            labels,
-            job.verify_interval,
-        )
-    g.gauge(
-        "verify_corrupt",
-        "1 from a drill that found damage until a drill reading every pack finds none",
-        JOB,
-        labels,
-        1 if name in corrupt else 0,
-    )
-
-
 class _Families:
     """Collects samples into one family per metric name."""
 
@@ -288,13 +164,37 @@ class _Families:
         family.add_metric(values, buckets, s.total("duration_sum"))
 
 
-def serve(listen: str, collector: BackupCollector) -> CollectorRegistry:
-    """Serve `collector` on `listen` (host:port) from a registry of its own; return it.
+def serve(
+    listen: str, collector: BackupCollector, inherited: socket.socket | None = None
+) -> CollectorRegistry:
+    """Serve `collector` from a registry of its own on `inherited`, a listening socket (from
+    systemd), or else on `listen` (host:port); return the registry.
 
-    Raises OSError if the address cannot be bound.
+    Raises OSError if the address cannot be bound, ValueError if it is no host:port.
     """
-    host, _, port = listen.rpartition(":")
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
+    if inherited is not None:
+        serve_wsgi(inherited, make_wsgi_app(registry))
+        return registry
+    host, _, port = listen.rpartition(":")
     start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1", registry=registry)
     return registry
+
+
+def serve_daemon(listen: str, collector: BackupCollector) -> None:
+    """Serve `collector` on the socket systemd holds for it, else on `listen`.
+
+    Raises ServeFailed when neither can be served: under systemd the socket unit holds the
+    port across restarts, so nobody else can take it while the daemon is down.
+    """
+    try:
+        sock = take_socket(os.environ, os.getpid())
+        serve(listen, collector, sock)
+    except (OSError, ValueError) as exc:
+        raise ServeFailed(
+            f"cannot serve /metrics (UNSTOPPABLE_METRICS_LISTEN={listen}): {exc}; the "
+            "daemon does not start without it (another daemon, or a process posing as "
+            "one, may hold the port)"
+        ) from None
+    log.info("metrics on %s", where(sock, listen))

@@ -7,13 +7,12 @@ from typing import Any
 import docker
 import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
-from docker.types import Mount
 
 from orchestrator.errors import JobBusy, RuntimeUnavailable
 from orchestrator.runtime.paths import SECRETS
 from orchestrator.runtime.protocol import Finished, WorkerInfo
-from orchestrator.runtime.spec import ContainerSpec
-from orchestrator.runtime.text import parse_time, short
+from orchestrator.runtime.spec import ContainerSpec, Limits, create_options
+from orchestrator.runtime.text import parse_time, short, tail
 
 STOP_GRACE_SECONDS = 30
 # How long a run waits for a Docker engine that stopped answering (dockerd restarting).
@@ -87,10 +86,12 @@ class DockerRuntime:
         except (DockerException, requests.RequestException) as exc:
             self._remove(container)
             raise RuntimeUnavailable(f"cannot start {spec.name}: {short(exc)}") from None
-        return self.collect(spec.name, timeout)
+        return self.collect(spec.name, timeout, spec.limits)
 
-    def collect(self, name: str, timeout: float | None) -> Finished:
-        """Wait for the worker `name` (stopping it after `timeout` s), read it, remove it."""
+    def collect(self, name: str, timeout: float | None, limits: Limits | None = None) -> Finished:
+        """Wait for the worker `name` (stopping it after `timeout` s), read the end of its
+        output as `limits` says (an adopted one: the defaults), remove it."""
+        limits = limits or Limits()
         try:
             container = self.client.containers.get(name)
         except NotFound:
@@ -102,10 +103,11 @@ class DockerRuntime:
         # Lost the engine for good: the worker may still be running and healthy, so it is
         # left alone (never stopped, never removed) for the next run or start to collect.
         exit_code, timed_out, container = self._wait(container, timeout)
-        stdout = self._logs(container, stdout=True)
-        stderr = self._logs(container, stdout=False)
+        stdout = self._logs(container, True, limits.stdout_bytes)
+        stderr = self._logs(container, False, limits.stderr_bytes)
+        oom_killed = self._oom_killed(container)
         self._remove(container)
-        return Finished(exit_code, stdout, stderr, timed_out)
+        return Finished(exit_code, stdout, stderr, timed_out, oom_killed)
 
     def _refuse_if_busy(self, spec: ContainerSpec) -> None:
         """Raise JobBusy if a worker of the same job runs under another name.
@@ -128,23 +130,7 @@ class DockerRuntime:
 
     def _create(self, spec: ContainerSpec) -> Any:
         try:
-            return self.client.containers.create(
-                spec.image,
-                command=list(spec.command),
-                name=spec.name,
-                labels=dict(spec.labels),
-                mounts=[
-                    Mount(m.target, str(m.source), type="bind", read_only=m.read_only)
-                    for m in spec.mounts
-                ],
-                network_mode=spec.network_mode,
-                cap_drop=list(spec.cap_drop) or None,
-                cap_add=list(spec.cap_add) or None,
-                security_opt=["no-new-privileges", *spec.security_opt],
-                devices=[f"{d}:{d}:rwm" for d in spec.devices] or None,
-                entrypoint=list(spec.entrypoint) or None,
-                environment={},
-            )
+            return self.client.containers.create(**create_options(spec))
         except ImageNotFound:
             raise RuntimeUnavailable(
                 f"worker image {spec.image} not found: run `make provision` or install.sh"
@@ -235,13 +221,16 @@ class DockerRuntime:
         except (DockerException, requests.RequestException):
             return container, False
 
-    def _logs(self, container: Any, stdout: bool) -> str:
-        """Return one output stream of an exited worker, waiting out a restarting engine."""
+    def _logs(self, container: Any, stdout: bool, keep: int) -> str:
+        """Return the last `keep` bytes of one output stream of an exited worker, waiting out
+        a restarting engine. Streamed: a worker that printed gigabytes costs `keep` here."""
         lost_since = time.monotonic()
         while True:
             try:
-                data = container.logs(stdout=stdout, stderr=not stdout)
-                return str(data.decode("utf-8", "replace"))
+                return tail(
+                    container.logs(stdout=stdout, stderr=not stdout, stream=True, follow=False),
+                    keep,
+                )
             except (APIError, NotFound) as exc:
                 raise RuntimeUnavailable(
                     f"{container.name}: cannot read its logs: {short(exc)}"
@@ -252,6 +241,17 @@ class DockerRuntime:
                         f"{container.name}: cannot read its logs: {short(exc)}"
                     ) from None
                 time.sleep(RECONNECT_PAUSE)
+
+    def _oom_killed(self, container: Any) -> bool:
+        """Return whether the kernel killed a process of the exited worker for memory."""
+        try:
+            state = self.client.api.inspect_container(container.name).get("State") or {}
+            return bool(state.get("OOMKilled"))
+        except (DockerException, requests.RequestException) as exc:
+            log.warning(
+                "%s: cannot tell whether it ran out of memory: %s", container.name, short(exc)
+            )
+            return False
 
     def _stop(self, container: Any) -> int:
         """Stop a worker past its deadline; return its exit code."""

@@ -12,9 +12,10 @@ class Finished:
     """What a worker left behind: its exit code and output streams."""
 
     exit_code: int
-    stdout: str
+    stdout: str  # the end of each stream only: ContainerSpec.limits says how much
     stderr: str
     timed_out: bool = False
+    oom_killed: bool = False  # the kernel killed a process of it past its memory limit
 
 
 @dataclass(frozen=True)

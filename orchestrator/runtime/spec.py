@@ -4,11 +4,14 @@ import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.model import Kind, job_id
 from orchestrator.runtime.paths import CACHE, COLD, HOT, SECRETS
 from orchestrator.storage.layout import JobStorage
+
+if TYPE_CHECKING:
+    from orchestrator.config.settings import Settings
 
 NAME_PREFIX = "unstoppable_"
 SERVICE_NAME_LIMIT = 63  # swarm's limit on a service name
@@ -19,6 +22,47 @@ class Mount:
     source: Path
     target: str
     read_only: bool = True
+
+
+SIZE_UNITS = {"k": 2**10, "m": 2**20, "g": 2**30}
+KEEP_STDOUT = 2**20  # what a run keeps of a worker's output: the end, where the result is
+KEEP_STDERR = 64 * 2**10
+REMOTE_ROOT = "/remote"  # where a remote worker mounts its source (sources/setup.py)
+REMOTE_ROOT_SIZE = "1m"  # only mountpoints live there
+
+
+def size_bytes(size: str) -> int:
+    """Return Docker's size `512m` (k, m or g; settings checked its form) in bytes."""
+    return int(size[:-1]) * SIZE_UNITS[size[-1].lower()]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one worker may use. Past `memory` the kernel kills it (recorded as `memory`);
+    past `pids` it cannot fork; the engine keeps `log_size` of its output (one file) and
+    the runtime reads back only the last `stdout_bytes`/`stderr_bytes` of each stream.
+    The root filesystem is read-only: /tmp is a tmpfs of `tmpfs`, /remote a tiny one for
+    FUSE mountpoints; everything else written goes to the repository and cache mounts.
+    """
+
+    memory: str = "2g"
+    pids: int = 512
+    log_size: str = "10m"
+    tmpfs: str = "64m"
+    stdout_bytes: int = KEEP_STDOUT
+    stderr_bytes: int = KEEP_STDERR
+
+    @classmethod
+    def of(cls, settings: "Settings", kind: Kind) -> "Limits":
+        """Return the limits the settings give a worker of `kind`. A snapshot listing's
+        answer is its whole output, so it keeps as much as the engine does."""
+        s = settings
+        keep = size_bytes(s.WORKER_LOG_SIZE) if kind is Kind.SNAPSHOTS else KEEP_STDOUT
+        return cls(s.WORKER_MEMORY, s.WORKER_PIDS, s.WORKER_LOG_SIZE, s.WORKER_TMPFS, keep)
+
+    def scratch(self) -> tuple[tuple[str, str], ...]:
+        """Return the writable tmpfs mounts of a read-only worker: (target, size)."""
+        return (("/tmp", self.tmpfs), (REMOTE_ROOT, REMOTE_ROOT_SIZE))
 
 
 @dataclass(frozen=True)
@@ -36,6 +80,7 @@ class ContainerSpec:
     devices: tuple[str, ...] = ()
     entrypoint: tuple[str, ...] = ()
     security_opt: tuple[str, ...] = ()
+    limits: Limits = Limits()
 
 
 # The AppArmor profile install.sh loads (worker-image/apparmor/unstoppable-worker): Docker's
@@ -127,6 +172,42 @@ def repo_mounts(storage: JobStorage, secrets: Path) -> tuple[Mount, ...]:
     return tuple(mounts)
 
 
+def create_options(spec: ContainerSpec) -> dict[str, Any]:
+    """Return the arguments of docker-py's `containers.create` that make `spec` a worker.
+
+    No privilege gained by exec (no-new-privileges), no environment, a read-only root with
+    tmpfs scratch space, and the limits of `spec.limits`; swap is not allowed on top of the
+    memory limit, so a worker past it is killed, not slowed to a crawl.
+    """
+    limits = spec.limits
+    return {
+        "image": spec.image,
+        "command": list(spec.command),
+        "name": spec.name,
+        "labels": dict(spec.labels),
+        "mounts": [
+            {"Type": "bind", "Source": str(m.source), "Target": m.target, "ReadOnly": m.read_only}
+            for m in spec.mounts
+        ],
+        "network_mode": spec.network_mode,
+        "cap_drop": list(spec.cap_drop) or None,
+        "cap_add": list(spec.cap_add) or None,
+        "security_opt": ["no-new-privileges", *spec.security_opt],
+        "devices": [f"{d}:{d}:rwm" for d in spec.devices] or None,
+        "entrypoint": list(spec.entrypoint) or None,
+        "environment": {},
+        "mem_limit": limits.memory,
+        "memswap_limit": limits.memory,
+        "pids_limit": limits.pids,
+        "log_config": {
+            "type": "json-file",
+            "config": {"max-size": limits.log_size, "max-file": "1"},
+        },
+        "read_only": True,
+        "tmpfs": {target: f"size={size}" for target, size in limits.scratch()},
+    }
+
+
 # A swarm task past its deadline gets SIGTERM and this long before SIGKILL, as a container.
 STOP_GRACE_NANOSECONDS = 30 * 10**9
 
@@ -139,6 +220,7 @@ def task_template(
     The secrets directory is not mounted: its files come as `secrets` (swarm secret
     references). Never restarted; placed by the constraint `where`.
     """
+    limits = spec.limits
     container: dict[str, Any] = {
         "Image": spec.image,
         "Args": list(spec.command),
@@ -147,7 +229,12 @@ def task_template(
             {"Type": "bind", "Source": str(m.source), "Target": m.target, "ReadOnly": m.read_only}
             for m in spec.mounts
             if m.target != SECRETS
+        ]
+        + [
+            {"Type": "tmpfs", "Target": target, "TmpfsOptions": {"SizeBytes": size_bytes(size)}}
+            for target, size in limits.scratch()
         ],
+        "ReadOnly": True,
         "Secrets": secrets,
         "StopGracePeriod": STOP_GRACE_NANOSECONDS,
         "CapabilityAdd": list(spec.cap_add),
@@ -156,8 +243,17 @@ def task_template(
     }
     if spec.entrypoint:
         container["Command"] = list(spec.entrypoint)
+    # A service has no memory-swap limit (the Engine API's Resources lacks MemorySwap): on a
+    # node with swap accounting a worker may swap as much again before it is killed.
     return {
         "ContainerSpec": container,
+        "Resources": {
+            "Limits": {"MemoryBytes": size_bytes(limits.memory), "Pids": limits.pids},
+        },
+        "LogDriver": {
+            "Name": "json-file",
+            "Options": {"max-size": limits.log_size, "max-file": "1"},
+        },
         "RestartPolicy": {"Condition": "none"},
         "Placement": {"Constraints": [where]},
         "Networks": [{"Target": spec.network_mode}] if spec.network_mode else [],

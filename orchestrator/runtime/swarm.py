@@ -28,6 +28,7 @@ from orchestrator.runtime.docker import (
 from orchestrator.runtime.paths import SECRETS
 from orchestrator.runtime.protocol import Finished, WorkerInfo
 from orchestrator.runtime.spec import service_name
+from orchestrator.runtime.swarm_output import TaskOutput
 from orchestrator.runtime.swarm_secrets import SwarmSecrets
 from orchestrator.runtime.text import parse_time, short
 
@@ -65,6 +66,7 @@ class SwarmRuntime:
             )
         self.node_id = str(swarm.get("NodeID", ""))
         self.secrets = SwarmSecrets(self.client.api, self.node_id, self._api)
+        self.output = TaskOutput(self.client.api, self.node_id, self._api)
         self.held: set[str] = set()
 
     def running_jobs(self) -> frozenset[str]:
@@ -142,17 +144,22 @@ class SwarmRuntime:
         except BaseException:
             self.secrets.remove(name, self.secrets.of_run(run))
             raise
-        return self.collect(name, timeout)
+        return self.collect(name, timeout, spec.limits)
 
-    def collect(self, name: str, timeout: float | None) -> Finished:
-        """Wait for the task of service `name` (removing it after `timeout` s), read it,
-        remove the service and its secrets."""
+    def collect(
+        self, name: str, timeout: float | None, limits: specs.Limits | None = None
+    ) -> Finished:
+        """Wait for the task of service `name` (removing it after `timeout` s), read the end
+        of its output (`limits`; adopted: the defaults), remove the service and secrets."""
+        limits = limits or specs.Limits()
         exit_code, timed_out = self._wait(name, timeout)
         try:  # an ended task's service goes, its logs read or not: it would be adopted forever
-            stdout, stderr = self._logs(name, stdout=True), self._logs(name, stdout=False)
+            stdout = self.output.logs(name, True, limits.stdout_bytes)
+            stderr = self.output.logs(name, False, limits.stderr_bytes)
+            oom_killed = self.output.oom_killed(name)
         finally:
             self._remove(name)
-        return Finished(exit_code, stdout, stderr, timed_out)
+        return Finished(exit_code, stdout, stderr, timed_out, oom_killed)
 
     def _refuse_if_busy(self, spec: specs.ContainerSpec, name: str) -> None:
         """Raise JobBusy if a service of the same job runs under another name."""
@@ -237,22 +244,6 @@ class SwarmRuntime:
                 except ENGINE_ERRORS as exc:
                     log.warning("%s: cannot stop it: %s", container[:12], short(exc))
         return False
-
-    def _logs(self, name: str, stdout: bool) -> str:
-        """Return one output stream of the service's task."""
-
-        def read() -> bytes:  # the whole stream, inside the call's error handling
-            data = self.client.api.service_logs(
-                name, stdout=stdout, stderr=not stdout, follow=False, is_tty=False
-            )
-            return data if isinstance(data, bytes) else b"".join(data)
-
-        try:
-            return self._api(read).decode("utf-8", "replace")
-        except EngineNotFound:
-            raise RuntimeUnavailable(
-                f"{name}: the service vanished before its logs were read"
-            ) from None
 
     def _remove(self, name: str) -> None:
         """Remove the service (stopping its task), then the secrets it held; never raise."""

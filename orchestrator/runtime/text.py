@@ -1,6 +1,8 @@
 """What the engine says, made readable: its times and its errors' first line."""
 
 import re
+from collections import deque
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 
@@ -14,3 +16,31 @@ def parse_time(text: str) -> datetime:
 
 def short(exc: Exception) -> str:
     return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+
+
+def tail(chunks: Iterable[bytes], keep: int) -> str:
+    """Return the last `keep` bytes of the stream `chunks` as text, holding no more than
+    `keep` bytes and one chunk at any time.
+
+    A cut stream starts at its first whole line after the cut, under a line that says so.
+    """
+    kept: deque[bytes] = deque()
+    size, cut = 0, False
+    for chunk in chunks:
+        if not chunk:
+            continue
+        kept.append(chunk[-keep:])
+        size += len(kept[-1])
+        cut = cut or len(chunk) > keep
+        while len(kept) > 1 and size - len(kept[0]) >= keep:
+            size -= len(kept.popleft())
+            cut = True
+    data = b"".join(kept)
+    if len(data) > keep:
+        data, cut = data[-keep:], True
+    if not cut:
+        return data.decode("utf-8", "replace")
+    _partial, _, whole = data.partition(b"\n")
+    return f"[output cut: only its last {keep} bytes were read]\n" + whole.decode(
+        "utf-8", "replace"
+    )

@@ -112,6 +112,20 @@ def local_launch(
     )
 
 
+def target_launch(target: Path, identity: str, inside: str, command: list[str]) -> WorkerSetup:
+    """Return the launch of `command` writing into the host directory `target` at `inside`.
+
+    Docker follows symlinks when it mounts, after the target was checked: the worker runs
+    `command` only if what it sees at `inside` still has `identity` (`device:inode`), as a
+    local source's worker does (exit 6 otherwise).
+    """
+    return WorkerSetup(
+        [inside, identity, *_guard_argv(None), "--", *command],
+        (Mount(target, inside, read_only=False),),
+        entrypoint=(LOCAL_ENTRYPOINT,),
+    )
+
+
 def remote_launch(
     cold: list[str],
     customer: Customer,
