@@ -2,11 +2,12 @@
 
 Universal auth login (POST /api/v1/auth/universal-auth/login), get a secret by name
 (GET /api/v3/secrets/raw/{name}) and list secrets (GET /api/v3/secrets/raw), with their
-documented behaviour: short-lived bearer tokens that expire, 404 for an unknown secret,
+documented behaviour: secret references expanded unless asked not to, short-lived bearer tokens that expire, 404 for an unknown secret,
 401 for a bad or expired token, and a lock-out after repeated failed logins.
 """
 
 import json
+import re
 import secrets
 import threading
 import time
@@ -54,7 +55,17 @@ class FakeInfisical:
             self.server = None
 
 
+# Infisical's secret references: ${env.folder.sub.NAME} names a secret in another folder.
+_REFERENCE = re.compile(r"\$\{([A-Za-z0-9_.-]+)\}")
+
+
 def _handler(state: State) -> type[BaseHTTPRequestHandler]:
+    def expand(reference: str) -> str:
+        """Return what the server fills in for `${reference}`, with the identity's rights."""
+        *path, name = reference.split(".")
+        folder = "/" + "/".join(path[1:]) if len(path) > 1 else "/"
+        return state.values.get((folder, name), "")
+
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args: object) -> None:
             pass
@@ -122,9 +133,10 @@ def _handler(state: State) -> type[BaseHTTPRequestHandler]:
             name = parts.path.removeprefix("/api/v3/secrets/raw/")
             if (folder, name) not in state.values:
                 return self.error(404, "NotFound", f"Secret with name '{name}' not found")
-            return self.reply(
-                200, {"secret": self.secret(folder, name, state.values[(folder, name)])}
-            )
+            value = state.values[(folder, name)]
+            if query.get("expandSecretReferences", "true") == "true":
+                value = _REFERENCE.sub(lambda m: expand(m.group(1)), value)
+            return self.reply(200, {"secret": self.secret(folder, name, value)})
 
         def secret(self, folder: str, name: str, value: str) -> dict[str, object]:
             return {

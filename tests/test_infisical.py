@@ -112,6 +112,16 @@ def test_resolves_from_the_customer_folder_and_from_a_path_below(infisical: Fake
     assert infisical.state.logins == 1
 
 
+def test_a_reference_inside_a_secret_is_never_expanded_into_another_customers(
+    infisical: FakeInfisical,
+) -> None:
+    """Infisical fills in `${prod.customers.other.PW}` with the identity's rights if asked."""
+    infisical.state.values[("/customers/other", "PW")] = "the other customer's password"
+    infisical.state.values[("/customers/acme", "PW")] = "${prod.customers.other.PW}"
+    value = client(infisical).resolve("PW", "acme", "REPO_PASSWORD").get_secret_value()
+    assert value == "${prod.customers.other.PW}"
+
+
 def test_an_unknown_secret_names_the_key_not_a_value(infisical: FakeInfisical) -> None:
     with pytest.raises(SecretError) as err:
         client(infisical).resolve("MISSING", "acme", "WEB_PASSWORD")

@@ -100,6 +100,10 @@ class InfisicalSecrets:
                     project_id=self.project_id,
                     environment_slug=self.environment,
                     secret_path=folder,
+                    # The server would fill in `${env.other.folder.NAME}` and imported
+                    # folders with the identity's rights: another customer's secrets.
+                    expand_secret_references=False,
+                    include_imports=False,
                 )
                 return SecretStr(secret.secretValue)
             except APIError as exc:
