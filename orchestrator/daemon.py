@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import TYPE_CHECKING, TypeVar
 
+from orchestrator import ticks
 from orchestrator.config.customer import Customers
 from orchestrator.config.durations import parse_duration
 from orchestrator.config.settings import Settings
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 CONFIG_POLL_SECONDS = 5.0
-CLOCK_TOLERANCE = timedelta(seconds=2)
 ADOPT_EVERY = timedelta(seconds=60)
 
 
@@ -72,6 +72,7 @@ class Daemon(Dispatch):
         self.errors: dict[str, int] = {}
         self.unschedulable: set[str] = set()
         self.roster = Roster(settings, self.count)
+        self.viewed = False  # whether customers.d has been read once
         self.unmeasurable: set[str] = set()  # jobs whose metrics raised, until they do not
         locked = settings.COLD_BACKEND == "s3" and settings.S3_LOCK_DAYS > 0
         self.lock_margin = float(parse_duration(settings.S3_LOCK_MARGIN)) if locked else None
@@ -143,7 +144,13 @@ class Daemon(Dispatch):
         return 0
 
     def plan_tick(self, last_tick: datetime, now: datetime) -> datetime:
-        """Plan at `now` after checking the clock against `last_tick`; return the new one."""
+        """Plan at `now` after checking the clock against `last_tick`; return the new one.
+
+        Before customers.d was first read there is nothing to plan, and the last tick stays
+        where the ledger left it: a slow first read must not cost the catch-up after downtime.
+        """
+        if not self.viewed:
+            return last_tick
         return self.tick(self.clock_checked(last_tick, now), now)
 
     def guarded(self, what: str, step: Callable[[], T]) -> T | None:
@@ -160,38 +167,12 @@ class Daemon(Dispatch):
 
     def start_tick(self, now: datetime) -> datetime:
         """Return the last tick the ledger remembers, or `now` if it is unreadable or ahead."""
-        try:
-            stored = self.ledger.get_state("last_tick")
-            last_tick = datetime.fromisoformat(stored) if stored else now
-        except Exception as exc:
-            self.count("ledger")
-            log.error("cannot read the last tick from the ledger (%s); counting from now", exc)
-            return now
-        if last_tick.tzinfo is None:
-            last_tick = last_tick.replace(tzinfo=UTC)
-        if last_tick > now + CLOCK_TOLERANCE:
-            self.count("clock")
-            log.error(
-                "the ledger's last tick %s is ahead of the clock %s: the clock moved back; "
-                "scheduling from now",
-                last_tick.isoformat(),
-                now.isoformat(),
-            )
-            return now
-        return last_tick
+        return ticks.start_tick(self.ledger, now, self.count)
 
     def clock_checked(self, last_tick: datetime, now: datetime) -> datetime:
-        """Return `last_tick`, or `now` with the schedule recomputed if the clock moved back.
-
-        Without this, a clock stepped back by a day would leave every job waiting a day.
-        """
-        if last_tick <= now + CLOCK_TOLERANCE:
+        """Return `last_tick`, or `now` with the schedule recomputed if the clock moved back."""
+        if not ticks.moved_back(last_tick, now, self.count):
             return last_tick
-        self.count("clock")
-        log.error(
-            "the clock moved back by %.0f s; recomputing every schedule from now",
-            (last_tick - now).total_seconds(),
-        )
         self.state = PlanState({}, self.state.pending)
         return now
 
@@ -268,6 +249,7 @@ class Daemon(Dispatch):
 
     def apply_customers(self, customers: Customers) -> None:
         """Make `customers` the daemon's view: its jobs are what the next tick plans."""
+        self.viewed = True
         for problem in customers.problems:
             log.error("customer disabled: %s", problem)
         self.specs = [

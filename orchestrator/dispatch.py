@@ -144,7 +144,26 @@ class Dispatch:
         for launch in decision.launch:
             with self.lock:
                 self.in_flight.add(launch.job)
-            threading.Thread(target=self._launch, args=(launch,), daemon=True).start()
+            try:
+                threading.Thread(target=self._launch, args=(launch,), daemon=True).start()
+            except RuntimeError as exc:  # no thread to be had: this run fails, the rest go on
+                self.count("run")
+                log.error("%s: cannot start its run: %s", launch.job, exc)
+                customer, resource = split_job(launch.job)
+                now_ = _now()
+                outcome = Outcome(Result.FAILURE, Reason.INTERNAL, f"cannot start the run: {exc}")
+                self._finish(
+                    launch.job,
+                    RunRecord(
+                        customer,
+                        resource,
+                        Kind(launch.kind),
+                        launch.scheduled_for,
+                        now_,
+                        now_,
+                        outcome,
+                    ),
+                )
         return now
 
     def _write(self, write: Callable[..., None], *args: Any) -> bool:

@@ -39,8 +39,8 @@ class Roster:
         loader = self.loader
         if loader is None:
             loader = threading.Thread(target=self._read, args=(keeping,), daemon=True)
+            loader.start()  # kept only once started: a failed start is retried next poll
             self.loader = loader
-            loader.start()
         loader.join(LOAD_WAIT_SECONDS)
         if loader.is_alive():
             if not self.stalled:

@@ -14,7 +14,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("cli",),
     ("commands",),
     ("daemon",),
-    ("dispatch", "roster"),
+    ("dispatch", "roster", "ticks"),
     ("adoption",),
     ("maintenance",),
     ("drill",),

@@ -298,3 +298,61 @@ def test_a_schedule_whose_interval_raises_keeps_the_others_metrics(
     assert world.metric("unstoppable_backup_last_run_success", "good") == 1
     assert world.metric("unstoppable_backup_next_run_timestamp_seconds", "bad") is None
     assert errors(world, "metrics") == 1
+
+
+def test_a_path_on_a_hung_mount_is_refused_in_seconds_and_the_rest_load(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """realpath that never returns (a hung NFS mount) costs its customer, and one thread."""
+    hung = threading.Event()
+    monkeypatch.setattr(bounds, "RESOLVE_SECONDS", 0.3)
+    monkeypatch.setattr(
+        bounds,
+        "realpath",
+        lambda path: hung.wait(60) and "" if "src-bad" in str(path) else os.path.realpath(path),
+    )
+    try:
+        started = time.monotonic()
+        world.tick()
+        assert time.monotonic() - started < 5
+        assert [c.name for c in world.daemon.customers.valid] == ["good"]
+        assert world.daemon.customers.problems == (
+            f"{world.settings.CUSTOMERS_DIR}/bad.env: FILES_PATH: cannot be resolved: "
+            "no answer within 0 s (a hung mount?)",
+        )
+        assert world.ledger.runs("good/files") == [run_row("good", "success")]
+        looking = sum(t.name == "resolve a source path" for t in threading.enumerate())
+        (world.settings.CUSTOMERS_DIR / "bad.env").touch()  # a reload asks again: no new thread
+        os.utime(world.settings.CUSTOMERS_DIR / "bad.env", (1, 1))
+        world.daemon.load_config()
+        assert "no answer since an earlier look" in world.daemon.customers.problems[0]
+        assert sum(t.name == "resolve a source path" for t in threading.enumerate()) == looking
+    finally:
+        hung.set()
+
+
+def test_a_slow_first_read_keeps_the_catch_up_after_downtime(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Down since 07:00, hourly jobs, and customers.d takes longer than a tick to read."""
+    world.ledger.set_state("last_tick", (NOW - timedelta(hours=3)).isoformat())
+    release = threading.Event()
+    load = customer_file.load_customer
+
+    def slow(path: Path, *args: Any) -> Any:
+        release.wait(30)
+        return load(path, *args)
+
+    monkeypatch.setattr(customer_file, "load_customer", slow)
+    last_tick = world.daemon.start_tick(NOW)
+    world.daemon.load_config()  # not read yet: the tick must not move the clock
+    assert world.daemon.plan_tick(last_tick, NOW) == last_tick
+    release.set()
+    deadline = time.monotonic() + 10
+    while not world.daemon.viewed:
+        assert time.monotonic() < deadline
+        world.daemon.load_config()
+    world.daemon.plan_tick(last_tick, NOW)
+    world.settle()
+    assert world.ledger.runs("good/files") == [run_row("good", "success")]
+    assert world.ledger.event_count("good/files", "missed") == 2  # 08:00 and 09:00

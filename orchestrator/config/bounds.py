@@ -10,6 +10,7 @@ when the file is loaded, and again on the path its symlinks resolve to when a ru
 import contextlib
 import json
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +62,45 @@ def realpath(path: str | Path) -> str:
     return os.path.realpath(path)
 
 
+# A path on a hung mount (NFS, FUSE) can keep realpath waiting for minutes: each look is
+# bounded, and a path whose last look has not come back is refused at once, not asked again,
+# so a hung mount costs one stuck thread, not one per reload or run.
+RESOLVE_SECONDS = 5.0
+_STUCK: dict[str, threading.Thread] = {}
+_STUCK_LOCK = threading.Lock()
+
+
+def resolve(path: str | Path) -> str:
+    """Return `path` with its symlinks resolved, within RESOLVE_SECONDS.
+
+    Raises OSError when a link cannot be followed, TimeoutError when no answer comes.
+    """
+    key = os.path.normpath(path)
+    with _STUCK_LOCK:
+        stuck = _STUCK.get(key)
+        if stuck is not None and stuck.is_alive():
+            raise TimeoutError("no answer since an earlier look (a hung mount?)")
+        _STUCK.pop(key, None)
+    box: dict[str, str | BaseException] = {}
+
+    def look() -> None:
+        try:
+            box["real"] = realpath(key)
+        except BaseException as exc:  # handed to the caller below
+            box["error"] = exc
+
+    thread = threading.Thread(target=look, daemon=True, name="resolve a source path")
+    thread.start()
+    thread.join(RESOLVE_SECONDS)
+    if thread.is_alive():
+        with _STUCK_LOCK:
+            _STUCK[key] = thread
+        raise TimeoutError(f"no answer within {RESOLVE_SECONDS:.0f} s (a hung mount?)")
+    if isinstance(error := box.get("error"), BaseException):
+        raise error
+    return str(box["real"])
+
+
 @dataclass(frozen=True)
 class SourceBounds:
     """The trees a local source must stay out of, and the roots each customer's must lie in."""
@@ -83,7 +123,7 @@ class SourceBounds:
         protected = {Path(os.path.normpath(t)) for t in trees}
         for tree in trees:
             with contextlib.suppress(OSError):  # an unreadable link is protected as written
-                protected.add(Path(realpath(tree)))
+                protected.add(Path(resolve(tree)))
         templates = tuple(os.path.normpath(str(r)) for r in roots) or cls.roots
         return cls(tuple(sorted(protected)), templates)
 
@@ -94,7 +134,7 @@ class SourceBounds:
             root = Path(os.path.normpath(template.replace("{customer}", customer)))
             found.add(root)
             with contextlib.suppress(OSError):
-                found.add(Path(realpath(root)))
+                found.add(Path(resolve(root)))
         return tuple(sorted(found))
 
     def problem(self, path: str, customer: str) -> str | None:
@@ -124,9 +164,9 @@ class SourceBounds:
         A link that cannot be followed (no permission, a stale NFS handle) is a refusal.
         """
         try:
-            real = realpath(path)
+            real = resolve(path)
         except OSError as exc:
-            return path, f"cannot be resolved: {exc.strerror or type(exc).__name__}"
+            return path, f"cannot be resolved: {exc.strerror or exc}"
         why = self.problem(real, customer)
         if why and real != os.path.normpath(path):
             why = f"resolves to {real}, which {why}"

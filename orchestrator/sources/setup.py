@@ -14,7 +14,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from orchestrator import deadline
-from orchestrator.config.bounds import SourceBounds
+from orchestrator.config.bounds import RESOLVE_SECONDS, SourceBounds
 from orchestrator.config.confinement import Confinement
 from orchestrator.config.customer import Customer, Resource
 from orchestrator.config.key_files import named_in, read_key_file
@@ -64,8 +64,8 @@ def local_source(bounds: SourceBounds, path: str, customer: str) -> tuple[str, s
     real, why = bounds.resolved_problem(path, customer)
     if why:
         return Outcome(Result.FAILURE, Reason.SOURCE_REFUSED, f"PATH {why}")
-    try:
-        info = os.stat(real)
+    try:  # a hung mount must hold this one run, not its slot, forever
+        info = deadline.call(lambda: os.stat(real), RESOLVE_SECONDS, "PATH")
         is_dir = stat.S_ISDIR(info.st_mode)
     except OSError:
         is_dir = False
