@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.servers import served_root
+
 # Ryuk, testcontainers' reaper, is an image from Docker Hub, which this host cannot reach;
 # the fixtures remove their own containers. testcontainers reads this once, at import.
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
@@ -101,7 +103,8 @@ def site(tmp_path: Path, docker_ready: None) -> Iterator[Site]:
         "UNSTOPPABLE_DATA_DIR": str(data),
         "UNSTOPPABLE_WORKER_IMAGE": worker_image(),
         # Confinement stays on, opened just enough for a test's own tree and loopback servers.
-        "UNSTOPPABLE_SOURCE_ROOTS": str(tmp_path),
+        # Servers' logins read their trees under served_root(): pytest's tmp_path is root-only.
+        "UNSTOPPABLE_SOURCE_ROOTS": f"{tmp_path},{served_root()}",
         "UNSTOPPABLE_KEYS_DIR": str(tmp_path / "keys"),
         "UNSTOPPABLE_ALLOW_PRIVATE_TARGETS": "127.0.0.0/8",
         "UNSTOPPABLE_MIN_INTERVAL": "0",

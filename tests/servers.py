@@ -25,6 +25,7 @@ PASSWORD = "Remote-Secret-7f3a"
 
 
 @functools.cache
+@functools.cache
 def served_root() -> Path:
     """Return the directory, removed at exit, that holds every `open_dir` of this process."""
     root = Path(tempfile.mkdtemp(prefix="unstoppable-served-", dir="/var/tmp"))
