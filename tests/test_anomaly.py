@@ -14,7 +14,7 @@ import pytest
 from orchestrator.model import Kind, Outcome, Reason, Result, RunRecord, Summary
 from orchestrator.reporting.ledger import Ledger
 from orchestrator.reporting.store import SCHEMA
-from orchestrator.sources.anomaly import HISTORY, MIN_ADDED_BYTES, judge, usual
+from orchestrator.sources.anomaly import CEILING, HISTORY, MIN_ADDED_BYTES, judge, usual
 
 
 def _summary(new: int, changed: int, total: int, added: int, packed: int) -> Summary:
@@ -103,10 +103,20 @@ def test_the_change_anomaly_rule(summary: Summary, previous: int | None, suspect
         # An incompressible tree rewritten wholesale still trips the absolute line: its
         # encryption in place looks no different (README: ANOMALY=off for such a tree).
         (_rewrite(1.003), MEDIA, True),
-        # A limit, not a wish: base64 over a tree that already packs to 0.7 passes.
-        (_rewrite(0.754), MIXED, False),
-        # One odd day (a PDF uploaded) does not move the usual: the median is kept.
+        # A tree that already packs to 0.7: its usual is held at the ceiling (0.64), so base64
+        # still clears it, and a re-export of its own kind of data does not.
+        (_rewrite(0.754), MIXED, True),
+        (_rewrite(0.72), MIXED, False),
+        # A limit, not a wish: hex over such a tree passes.
+        (_rewrite(0.506), MIXED, False),
+        # One odd day (a PDF uploaded) does not move the usual: a low quantile is kept.
         (_rewrite(0.506), (0.29, 1.0, 0.30, 0.28), True),
+        # An attacker who dripped incompressible files into six of the last ten backups
+        # (never judged: few files change) has not moved the usual.
+        (_rewrite(0.506), (1.0, 0.3) * 3 + (1.0, 1.0, 0.3, 0.3), True),
+        (_rewrite(0.754), (1.0, 0.3) * 3 + (1.0, 1.0, 0.3, 0.3), True),
+        # Nine days in ten: the usual rises, but never past the ceiling: base64 is caught.
+        (_rewrite(0.754), (1.0,) * 9 + (0.3,), True),
         # Only the last HISTORY days count: an older era of media no longer does.
         (_rewrite(0.506), TEXT * 2 + MEDIA * 5, True),
     ],
@@ -120,10 +130,12 @@ def test_a_mass_rewrite_is_judged_against_the_jobs_own_history(
         assert "usually pack to" in verdict.why and "base64, hex" in verdict.why
 
 
-def test_the_usual_is_a_median_of_the_last_days_and_none_without_enough() -> None:
+def test_the_usual_is_a_low_quantile_of_the_last_days_and_none_without_enough() -> None:
     assert usual(()) is None
     assert usual((0.3, 0.3)) is None
-    assert usual((0.2, 0.9, 0.3)) == 0.3
+    assert usual((0.2, 0.9, 0.3)) == 0.2
+    assert usual((0.9, 0.3, 0.35, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9)) == CEILING
+    assert usual((0.9, 0.3, 0.35, 0.31, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9)) == 0.35
     assert usual((0.1,) * HISTORY + (0.9,) * 50) == 0.1
 
 

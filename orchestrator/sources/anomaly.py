@@ -13,13 +13,14 @@ The rule (per resource; thresholds in the README), against the job's last clean 
   - does not compress at all (packed to at least INCOMPRESSIBLE of its size: raw
     ciphertext), whatever the job's history; or
   - compresses far worse than this job's own changes usually do: packed to at least
-    `usual + MARGIN` and at least ENCODED. `usual` is the median packed share of the data
-    the job's last HISTORY clean snapshots added (those that added MIN_ADDED_BYTES or
-    more); with fewer than MIN_HISTORY of them there is no usual and only the line above
-    holds. This is what catches ciphertext written as text: any printable encoding of
-    random bytes packs to at least log2(alphabet)/8 of its size — hex 0.5, base32 0.63,
-    base64 0.75 — where a text tree's edits pack to 0.15-0.4. A mass rewrite of the kind
-    of data the job always holds lands near its usual and is not suspect;
+    `usual + MARGIN` and at least ENCODED. `usual` is the lower quartile of the packed
+    shares of the data the job's last HISTORY clean snapshots added (those that added
+    MIN_ADDED_BYTES or more), at most CEILING; with fewer than MIN_HISTORY of them there is
+    no usual and only the line above holds. This is what catches ciphertext written as
+    text: any printable encoding of random bytes packs to at least log2(alphabet)/8 of its
+    size — hex 0.5, base32 0.63, base64 0.75 — where a text tree's edits pack to 0.15-0.4.
+    A mass rewrite of the kind of data the job always holds lands near its usual and is
+    not suspect;
   - or compresses to almost nothing (HOLLOW: overwritten with zeros);
 - a mass of renames (ransomware's new suffix, with or without new contents): at least
   CHANGED percent of the files are new *and* at least CHANGED percent of the files of the
@@ -40,7 +41,6 @@ The history is data handed in (`ratios`): the ledger keeps it with each run.
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from statistics import median
 
 from orchestrator.config.customer import Resource
 from orchestrator.model import Summary
@@ -59,10 +59,14 @@ HOLLOW = 0.01
 MIN_ADDED_BYTES = 4096
 
 
-# The job's usual: the median over its last HISTORY clean snapshots that added data, once
-# there are MIN_HISTORY of them. The median lets one odd day (a PDF upload) pass unnoticed.
+# The job's usual: the lower quartile over its last HISTORY clean snapshots that added data,
+# once there are MIN_HISTORY of them, and never above CEILING. A low quantile lets odd days
+# (a PDF upload) pass unnoticed, and an attacker who drips incompressible files into the
+# tree beforehand must taint eight days in ten to raise it; the ceiling keeps base64 of
+# ciphertext (0.75) over the line even then.
 HISTORY = 10
 MIN_HISTORY = 3
+CEILING = 0.64
 
 
 # How much worse than usual a mass rewrite must pack. Day to day, one tree's edits vary by a
@@ -86,8 +90,10 @@ def usual(ratios: Sequence[float]) -> float | None:
 
     `ratios` are the packed shares of the job's recent clean snapshots, newest first.
     """
-    recent = ratios[:HISTORY]
-    return median(recent) if len(recent) >= MIN_HISTORY else None
+    recent = sorted(ratios[:HISTORY])
+    if len(recent) < MIN_HISTORY:
+        return None
+    return min(recent[len(recent) // 4], CEILING)
 
 
 def judge(
