@@ -51,15 +51,27 @@ def worker_failure(resource: Resource, done: Finished) -> Outcome | None:
     """
     if (killed := over_memory(done)) is not None:
         return killed
-    if done.exit_code == 3 and resource.type is not SourceType.LOCAL:
+    remote = resource.type is not SourceType.LOCAL
+    if done.exit_code == 3 and remote:
         return Outcome(Result.FAILURE, *sources.unreachable(done.stderr))
+    if done.exit_code == 5 and remote:
+        return _mount_failure(done)
     reason = _worker_reason(resource, done)
     if reason is None:
         return None
-    message = last_words(done)
-    if reason is Reason.MOUNT:
-        message = f"{apparmor.MOUNT_HINT}: {message}"
-    return Outcome(Result.FAILURE, reason, message)
+    return Outcome(Result.FAILURE, reason, last_words(done))
+
+
+def _mount_failure(done: Finished) -> Outcome:
+    """Return why rclone's mount failed, in our words: its lines may quote the server.
+
+    The server may refuse at mount time what it allowed the probe before (a login); that is
+    its reason. Otherwise the FUSE mount itself was refused; no line of rclone's is kept,
+    since any of them may carry a server's reply.
+    """
+    if sources.says_why(done.stderr):
+        return Outcome(Result.FAILURE, *sources.unreachable(done.stderr))
+    return Outcome(Result.FAILURE, Reason.MOUNT, apparmor.MOUNT_HINT)
 
 
 def _worker_reason(resource: Resource, done: Finished) -> Reason | None:

@@ -72,3 +72,27 @@ def test_an_unreachable_remote_source_is_told_in_our_words(stderr: str, reason: 
     assert failed.reason is reason
     for word in ("SCAM", "BUY", "HELLO", "best", "Evil", "hacked", "\x1b"):
         assert word not in failed.message
+
+
+@pytest.mark.parametrize(
+    ("stderr", "reason"),
+    [
+        # The probe passed, then the mount's own login was refused: the server's reason.
+        ("[ERROR] cannot mount source:/site\n530 Login incorrect. Visit https://evil", Reason.AUTH),
+        # A reply that names no reason we know: the mount's failure, none of its words.
+        (
+            "[ERROR] cannot mount source:/site\n421 fuse overloaded, go to https://evil",
+            Reason.MOUNT,
+        ),
+        (
+            "[ERROR] cannot mount source:/site\nfusermount3: mount failed: Permission denied",
+            Reason.MOUNT,
+        ),
+    ],
+)
+def test_a_refused_mount_is_told_in_our_words(stderr: str, reason: Reason) -> None:
+    failed = worker_failure(_remote(), Finished(5, "", stderr))
+    assert failed is not None
+    assert failed.reason is reason
+    for word in ("evil", "Visit", "overloaded", "cannot mount"):
+        assert word not in failed.message

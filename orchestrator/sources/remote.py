@@ -157,6 +157,11 @@ def classify(stderr: str) -> Reason:
     return Reason.CONNECT
 
 
+def says_why(stderr: str) -> bool:
+    """Return whether rclone's messages name a reason the server gave (not the default)."""
+    return any(pattern.search(stderr) for _, pattern in _REASONS)
+
+
 def unreachable(stderr: str) -> tuple[Reason, str]:
     """Return why a worker could not reach its remote source, and that in our own words."""
     reason = classify(stderr)
