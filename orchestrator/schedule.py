@@ -1,9 +1,9 @@
 """Cron schedules (the only module that imports croniter), computed in the customer's zone."""
 
 import re
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-from itertools import islice, pairwise
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from itertools import pairwise
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
@@ -24,6 +24,9 @@ def check_cron(expression: str, timezone: str = "UTC", now: datetime | None = No
     fields = expression.split()
     if len(fields) not in (5, 6) or not expression.isascii():
         raise ValueError("expected 5 cron fields (or 6, the last being seconds)")
+    if "R" in expression.upper():
+        # croniter draws an R field anew on every computation: no rate can be promised.
+        raise ValueError("R (a random time) is not supported: use H, a spread that stays put")
     start = now or datetime.now(UTC)
     try:
         croniter(expression, start, hash_id=b"check")
@@ -107,24 +110,22 @@ def _short(exc: Exception) -> str:
     return text.splitlines()[0][:120] if text.strip() else type(exc).__name__
 
 
-GAP_SAMPLES = 300  # fire times read from now on
-GAP_BUDGET = 20_000  # fire times one customer file may cost, all its schedules together
+DAY = 86400
 
 
 class GapCheck:
-    """Finds schedules that fire more often than a limit, within a budget per customer file.
+    """Finds schedules that fire more often than a limit, from their fields alone.
 
-    A lower bound read from the expression's own fields settles most schedules at once
-    (`0 3 * * *` cannot fire twice within 23 hours). The rest are sampled: the next
-    GAP_SAMPLES fire times, and those around each of the next twelve month ends (where a
-    `59 23 L * *` meets a `0 0 1 * *`). A file whose schedules would cost more than the
-    budget is refused, rather than holding up every other customer's load.
+    The fields below a day (seconds, minutes, hours) name the same times on every day the
+    others select, so the shortest gap within a day is exact. Across midnight, the last time
+    of one day and the first of the next are as close as they get whenever two consecutive
+    days fire; that is counted as if they always may (day-of-month and weekday select days
+    with OR, `L` and `#` move with the calendar): a schedule only that close across some
+    midnights is still refused. No fire times are enumerated, so no schedule is slow.
     """
 
-    def __init__(self, limit: int, now: datetime | None = None, budget: int = GAP_BUDGET):
+    def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.now = now or datetime.now(UTC)
-        self.budget = budget
         self.seen: dict[str, int | None] = {}
 
     def gap(self, expression: str) -> int | None:
@@ -132,47 +133,33 @@ class GapCheck:
 
         The expression is read in UTC: how often a schedule fires is a matter of its
         fields, and a clock change once a year (1:00 → 3:00 in one real hour) is not a rate.
-        Raises ValueError when checking it would exceed the budget (or it is invalid).
+        Raises ValueError when the expression is invalid.
         """
         if self.limit <= 0:
             return None
         if expression not in self.seen:
-            self.seen[expression] = self._gap(expression)
+            shortest = shortest_gap(expression)
+            self.seen[expression] = shortest if shortest < self.limit else None
         return self.seen[expression]
 
-    def _gap(self, expression: str) -> int | None:
-        if _lower_bound(expression) >= self.limit:
-            return None
-        starts = [self.now]
-        for month in range(1, 13):
-            first = (self.now.replace(day=1) + timedelta(days=32 * month)).replace(day=1)
-            starts.append(first.replace(hour=0, minute=0, second=0) - timedelta(hours=1))
-        shortest: float | None = None
-        for index, start in enumerate(starts):
-            count = GAP_SAMPLES if index == 0 else 24
-            if self.budget < count:
-                raise ValueError(
-                    "too irregular to check against UNSTOPPABLE_MIN_INTERVAL within this "
-                    "file's budget: simplify it"
-                )
-            self.budget -= count
-            times = list(islice(fires(expression, "UTC", start, "check"), count))
-            for a, b in pairwise(times):
-                gap = (b - a).total_seconds()
-                shortest = gap if shortest is None else min(shortest, gap)
-            if shortest is not None and shortest < self.limit:
-                return int(shortest)
-        return None
+
+def shortest_gap(expression: str) -> int:
+    """Return the shortest time in seconds between two fire times of `expression` (UTC)."""
+    try:
+        fields = croniter(expression, datetime(2000, 1, 1, tzinfo=UTC), hash_id=b"check").expanded
+    except Exception as exc:
+        raise ValueError(f"not a valid cron expression ({_short(exc)})") from None
+    seconds = _values(fields[5], 60) if len(fields) > 5 else [0]
+    if len(seconds) > 1:  # within a minute, or into the next one: under a minute either way
+        return min([b - a for a, b in pairwise(seconds)] + [60 - seconds[-1] + seconds[0]])
+    times = sorted(
+        h * 3600 + m * 60 + seconds[0]
+        for h in _values(fields[1], 24)
+        for m in _values(fields[0], 60)
+    )
+    return min([b - a for a, b in pairwise(times)] + [DAY - times[-1] + times[0]])
 
 
-def _lower_bound(expression: str) -> float:
-    """Return seconds no two fire times of `expression` can be closer than, read in UTC."""
-    fields = croniter(expression, datetime(2000, 1, 1, tzinfo=UTC), hash_id=b"check").expanded
-    seconds = fields[5] if len(fields) > 5 else [0]
-    for values, unit, span in ((seconds, 1, 60), (fields[0], 60, 60), (fields[1], 3600, 24)):
-        numbers = list(range(span)) if values == ["*"] else sorted(int(v) for v in values)
-        if len(numbers) > 1:
-            # Consecutive fires lie within one unit, or across its end: first after last.
-            gaps = [b - a for a, b in pairwise(numbers)] + [span - numbers[-1] + numbers[0]]
-            return min(gaps) * unit
-    return 86400
+def _values(field: Sequence[object], span: int) -> list[int]:
+    """Return the numbers a croniter field names, `*` spelled out."""
+    return list(range(span)) if list(field) == ["*"] else sorted({int(str(v)) for v in field})

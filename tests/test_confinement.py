@@ -17,7 +17,7 @@ from orchestrator.config.customer_file import load_customer
 from orchestrator.config.host_key import parse_host_key
 from orchestrator.config.settings import load_settings
 from orchestrator.errors import ConfigError
-from orchestrator.schedule import GapCheck
+from orchestrator.schedule import GapCheck, check_cron
 from tests.hostile import HOST_KEY
 
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
@@ -291,6 +291,25 @@ def test_each_schedule_of_a_resource_is_held_to_the_minimum(
 )
 def test_schedules_at_or_above_the_minimum_pass(expression: str) -> None:
     assert GapCheck(300).gap(expression) is None
+
+
+@pytest.mark.parametrize(
+    ("expression", "gap"),
+    [
+        # Day-of-month OR weekday: 23:59 and 00:00 of two days that both fire, now and then.
+        ("0,10,20,30,40,50,59 0,2,4,6,8,10,12,14,16,18,20,23 15 * 1,3,5", 60),
+        ("* * * * * 0,50", 10),  # 50 s, then 10 s into the next minute
+        ("0,59 0,12 29 2 *", None),  # once a leap day, never refused as firing too often
+    ],
+)
+def test_gaps_across_midnight_and_minutes_are_counted(expression: str, gap: int | None) -> None:
+    assert GapCheck(300).gap(expression) == gap
+
+
+@pytest.mark.parametrize("expression", ["R * * * * R", "r 3 * * *", "0 R * * *"])
+def test_a_random_field_is_refused(expression: str) -> None:
+    with pytest.raises(ValueError, match=r"R \(a random time\) is not supported"):
+        check_cron(expression)
 
 
 def test_a_close_pair_hidden_at_a_month_end_is_found() -> None:
