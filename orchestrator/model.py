@@ -14,15 +14,20 @@ _ESCAPES = re.compile(
     r"|\x1b[ -/]*[0-~]?"  # any other escape (ESC c resets the terminal)
 )
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Unicode's own line breaks, and the marks that reorder or hide text (bidi overrides and
+# isolates, zero-width characters): a line that reads one way and is another.
+_UNICODE = re.compile("[\u2028\u2029\u0085]|[\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
 
 
 def plain(text: str) -> str:
     """Return outside text (a server's, rustic's, rclone's) safe to show on one line.
 
-    Escape sequences go, line breaks and tabs become blanks, other control characters
-    (C0, DEL, C1) go: such text reaches terminals, logs, status pages and ping bodies.
+    Escape sequences go, line breaks (Unicode's too) and tabs become blanks, other control
+    characters (C0, DEL, C1) and the marks that reorder or hide text (bidi, zero-width) go:
+    such text reaches terminals, logs, status pages and ping bodies.
     """
     text = _ESCAPES.sub("", text)
+    text = _UNICODE.sub(lambda m: " " if m.group() in "\u2028\u2029" else "", text)
     return _CONTROLS.sub(lambda m: " " if m.group() in "\t\n\r" else "", text)
 
 

@@ -20,6 +20,8 @@ HOSTILE = "a\x1b[31mred\x1b[0m\x07 b\x9b2Jc\nd\x7fe\x1b]0;title\x07f\x00g\x85h\x
         ("ünïcødé – ok", "ünïcødé – ok"),
         ("\x1b]8;;http://evil\x1b\\link\x1b]8;;\x1b\\", "link"),
         ("\x1bc reset", " reset"),
+        ("one\u2028two\u2029three", "one two three"),
+        ("evil\u202egnp.exe\u200b\u2066x\u2069", "evilgnp.exex"),
     ],
 )
 def test_plain_keeps_words_and_drops_controls_and_escapes(text: str, shown: str) -> None:
