@@ -188,3 +188,24 @@ def test_a_refused_ping_url_fails_the_run_and_nothing_starts(
     assert fake.started == []
     jobs.pinger.drain(5)
     assert bodies == []
+
+
+def test_a_ping_goes_to_the_address_judged_not_to_a_second_dns_answer(
+    hc: tuple[int, list[bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DNS rebinding: the customer's name answers 127.0.0.1 (allowed), then 127.0.0.2."""
+    port, bodies = hc
+    real = socket.getaddrinfo
+    answers = iter(["127.0.0.1"] + ["127.0.0.2"] * 10)
+
+    def rebinding(host: str, *args: object, **kwargs: object) -> list[object]:
+        if host == "hc.customer.test":
+            return real(next(answers), *args, **kwargs)  # type: ignore[arg-type]
+        return real(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    only_one = (ipaddress.ip_network("127.0.0.1/32"),)
+    url = f"http://hc.customer.test:{port}/check"
+    assert pings.send(url, "success", "ok", "acme/web", judged=only_one) is True
+    assert bodies == [b"ok"]  # at 127.0.0.1: nothing listens on 127.0.0.2
+    assert next(answers) == "127.0.0.2", "the name was resolved once, for the judgement"

@@ -8,6 +8,7 @@ else the customer's `PING_URL` + `/<resource>`, else the global `UNSTOPPABLE_PIN
 
 import http.client
 import logging
+import socket
 import threading
 import time
 from urllib.parse import urlsplit
@@ -18,7 +19,7 @@ from orchestrator.config.names import env_prefix
 from orchestrator.deadline import watchdog
 from orchestrator.errors import ConfigError
 from orchestrator.model import Outcome, Reason, Result, RunRecord, job_id, plain
-from orchestrator.sources.targets import reach_problem
+from orchestrator.sources.targets import vetted
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +51,21 @@ def customer_ping(customer: Customer, resource: Resource) -> tuple[str, str] | N
 
 def refused(url: str, allowed: tuple[Network, ...]) -> tuple[Reason, str] | None:
     """Return why the customer's ping `url` may not be sent to now (its host judged), or None."""
+    return _vetted(url, allowed)[1]
+
+
+def _vetted(
+    url: str, allowed: tuple[Network, ...]
+) -> tuple[tuple[str, ...], tuple[Reason, str] | None]:
+    """Return the addresses the ping `url` may be sent to now, or why it may not be sent."""
     try:
         parts = urlsplit(url)
         host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
-        return Reason.SOURCE_REFUSED, "is not an http(s) URL with a valid host and port"
+        return (), (Reason.SOURCE_REFUSED, "is not an http(s) URL with a valid host and port")
     if not host:
-        return Reason.SOURCE_REFUSED, "is not an http(s) URL with a host"
-    return reach_problem(host, port, allowed)
+        return (), (Reason.SOURCE_REFUSED, "is not an http(s) URL with a host")
+    return vetted(host, port, allowed)
 
 
 def refusal(customer: Customer, resource: Resource, allowed: tuple[Network, ...]) -> Outcome | None:
@@ -156,13 +164,17 @@ def send(
     target = url.rstrip("/") + SUFFIX[event]
     data = plain(body).encode("utf-8")[:10_000]
     host = urlsplit(url).hostname
-    if judged is not None and (problem := refused(url, judged)) is not None:
-        log.warning("%s: %s ping not sent: its URL %s", job, event, problem[1])
-        return False
+    address = None  # a customer's URL goes to the address judged, not to a second DNS answer
+    if judged is not None:
+        addresses, problem = _vetted(url, judged)
+        if problem is not None:
+            log.warning("%s: %s ping not sent: its URL %s", job, event, problem[1])
+            return False
+        address = addresses[0]
     why = ""
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            status = _post(target, data)
+            status = _post(target, data, address)
         except (OSError, ValueError, http.client.HTTPException) as exc:
             # Never str(exc): some messages quote the URL, and its path holds the ping key.
             why = (exc.strerror if isinstance(exc, OSError) else None) or type(exc).__name__
@@ -178,13 +190,44 @@ def send(
     return False
 
 
-def _post(target: str, data: bytes) -> int:
-    """POST `data` to `target` within TIMEOUT_SECONDS overall; return the HTTP status."""
+class _PinnedHTTP(http.client.HTTPConnection):
+    """An HTTP connection to `address`, speaking to the URL's host name (Host header)."""
+
+    def __init__(self, host: str, port: int | None, address: str, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self.address = address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self.address, self.port), self.timeout)
+
+
+class _PinnedHTTPS(http.client.HTTPSConnection):
+    """An HTTPS connection to `address`, its certificate checked against the URL's host."""
+
+    def __init__(self, host: str, port: int | None, address: str, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self.address = address
+
+    def connect(self) -> None:
+        raw = socket.create_connection((self.address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(raw, server_hostname=self.host)  # type: ignore[attr-defined]
+
+
+def _post(target: str, data: bytes, address: str | None = None) -> int:
+    """POST `data` to `target` (at `address`, if given) within TIMEOUT_SECONDS overall;
+    return the HTTP status."""
     parts = urlsplit(target)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("not an http(s) URL")
-    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    connection = kind(parts.hostname, parts.port, timeout=TIMEOUT_SECONDS)
+    connection: http.client.HTTPConnection
+    if address is not None:
+        pinned = _PinnedHTTPS if parts.scheme == "https" else _PinnedHTTP
+        connection = pinned(parts.hostname, parts.port, address, TIMEOUT_SECONDS)
+    else:
+        kind = (
+            http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        )
+        connection = kind(parts.hostname, parts.port, timeout=TIMEOUT_SECONDS)
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query

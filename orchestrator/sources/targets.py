@@ -22,12 +22,26 @@ def reach_problem(host: str, port: int, allowed: tuple[Network, ...]) -> tuple[R
     `source_refused` when it is, or resolves to, an address a customer may not reach;
     `connect` when it cannot be resolved at all (the same reason rclone's attempt would get).
     """
+    return vetted(host, port, allowed)[1]
+
+
+def vetted(
+    host: str, port: int, allowed: tuple[Network, ...]
+) -> tuple[tuple[str, ...], tuple[Reason, str] | None]:
+    """Return the addresses `host` resolves to now, and why they may not be reached (or None).
+
+    A caller that connects itself should connect to these addresses, not resolve the name
+    again: a second answer from the customer's DNS may point elsewhere (rebinding).
+    """
     if numeric(host) and literal(host) is None:
-        return Reason.SOURCE_REFUSED, "an IPv4 address must be written as four decimal numbers"
+        return (), (
+            Reason.SOURCE_REFUSED,
+            "an IPv4 address must be written as four decimal numbers",
+        )
     address = literal(host)
     if address is not None:
         why = address_problem(address, allowed)
-        return (Reason.SOURCE_REFUSED, why) if why else None
+        return (str(address),), ((Reason.SOURCE_REFUSED, why) if why else None)
     try:
         found = deadline.call(
             lambda: socket.getaddrinfo(host, port, type=socket.SOCK_STREAM),
@@ -35,13 +49,16 @@ def reach_problem(host: str, port: int, allowed: tuple[Network, ...]) -> tuple[R
             "resolving it",
         )
     except deadline.DeadlineExceeded as exc:
-        return Reason.CONNECT, f"cannot be resolved: {exc}"
+        return (), (Reason.CONNECT, f"cannot be resolved: {exc}")
     except (OSError, UnicodeError) as exc:
-        return Reason.CONNECT, f"cannot be resolved: {getattr(exc, 'strerror', None) or 'error'}"
+        return (), (
+            Reason.CONNECT,
+            f"cannot be resolved: {getattr(exc, 'strerror', None) or 'error'}",
+        )
     addresses = {literal(str(info[4][0]).split("%")[0]) for info in found}
     if not addresses or None in addresses:
-        return Reason.CONNECT, "cannot be resolved to an IP address"
+        return (), (Reason.CONNECT, "cannot be resolved to an IP address")
     for each in addresses:
         if each is not None and (why := address_problem(each, allowed)):
-            return Reason.SOURCE_REFUSED, f"resolves to an address that {why}"
-    return None
+            return (), (Reason.SOURCE_REFUSED, f"resolves to an address that {why}")
+    return tuple(sorted(str(a) for a in addresses if a is not None)), None
