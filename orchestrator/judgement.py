@@ -37,10 +37,17 @@ MEMORY_WORDS = "killed: the worker went over its memory limit (UNSTOPPABLE_WORKE
 
 
 def over_memory(done: Finished) -> Outcome | None:
-    """Return the failure of a worker the kernel killed past its memory limit, if it was."""
+    """Return the failure of a worker the kernel killed past its memory limit, if it was.
+
+    Told in our words alone: what the worker printed last may quote a customer's server.
+    A backup whose rustic still exited 0 with its snapshot is judged as that snapshot (a
+    suspect one must be tagged and held, not hidden behind `memory`).
+    """
     if not done.oom_killed:
         return None
-    return Outcome(Result.FAILURE, Reason.MEMORY, last_words(done))
+    if done.exit_code == 0 and output.parse_snapshot(done.stdout) is not None:
+        return None
+    return Outcome(Result.FAILURE, Reason.MEMORY, f"{MEMORY_WORDS} (exit {done.exit_code})")
 
 
 def worker_failure(resource: Resource, done: Finished) -> Outcome | None:

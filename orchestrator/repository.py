@@ -32,7 +32,12 @@ def snapshots(jobs: Jobs, customer: Customer, resource: Resource) -> list[Snapsh
         raise RunFailed(
             f"{customer.name}/{resource.name}: rustic snapshots failed: {last_words(done)}"
         )
-    return output.parse_snapshots(done.stdout)
+    try:
+        return output.parse_snapshots(done.stdout)
+    except ValueError as exc:
+        raise RunFailed(
+            f"{customer.name}/{resource.name}: {exc}: raise UNSTOPPABLE_WORKER_LOG_SIZE"
+        ) from None
 
 
 def restore(

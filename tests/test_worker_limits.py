@@ -21,6 +21,7 @@ from orchestrator.runtime.protocol import Finished
 from orchestrator.runtime.spec import (
     KEEP_STDERR,
     KEEP_STDOUT,
+    SNAPSHOT_LOG,
     ContainerSpec,
     Limits,
     Mount,
@@ -29,6 +30,8 @@ from orchestrator.runtime.spec import (
     task_template,
 )
 from orchestrator.runtime.text import tail
+from orchestrator.rustic.output import parse_snapshots
+from tests.test_daemon_on_fake import WROTE
 
 SETTINGS = Settings(WORKER_MEMORY="512m", WORKER_PIDS=64, WORKER_LOG_SIZE="2m", WORKER_TMPFS="32m")
 
@@ -52,8 +55,9 @@ def test_sizes_in_dockers_syntax(size: str, expected: int) -> None:
 def test_the_settings_become_each_workers_limits() -> None:
     backup = Limits.of(SETTINGS, Kind.BACKUP)
     assert backup == Limits("512m", 64, "2m", "32m", KEEP_STDOUT, KEEP_STDERR)
-    # A snapshot listing's whole output is its answer: it keeps what the engine keeps.
-    assert Limits.of(SETTINGS, Kind.SNAPSHOTS).stdout_bytes == 2 * 2**20
+    # A snapshot listing's whole output is its answer: it keeps what the engine keeps, and
+    # never less than SNAPSHOT_LOG.
+    assert Limits.of(SETTINGS, Kind.SNAPSHOTS).stdout_bytes == size_bytes(SNAPSHOT_LOG)
     assert Limits.of(Settings(), Kind.BACKUP) == Limits()  # the defaults agree
 
 
@@ -103,6 +107,25 @@ def test_a_worker_killed_for_memory_fails_with_reason_memory(code: int) -> None:
     assert "memory" not in last_words(Finished(137, "", ""))
 
 
+def test_a_memory_kill_is_told_in_our_words_and_hides_no_snapshot() -> None:
+    server = "550 Call +1-555-0100 now, your backups are fine"
+    outcome = worker_failure(_Resource(), Finished(3, "", server, oom_killed=True))  # type: ignore[arg-type]
+    assert outcome is not None and outcome.reason is Reason.MEMORY
+    assert "555" not in outcome.message and "fine" not in outcome.message
+    # rclone killed, rustic done: the snapshot it wrote is judged (and may be suspect).
+    wrote = Finished(0, WROTE.stdout, "", oom_killed=True)
+    assert worker_failure(_Resource(), wrote) is None  # type: ignore[arg-type]
+
+
+def test_the_snapshot_listing_keeps_what_two_thousand_snapshots_print() -> None:
+    listing = Limits.of(Settings(), Kind.SNAPSHOTS)
+    assert size_bytes(listing.log_size) >= 2_000 * 5_200 * 20
+    assert listing.stdout_bytes == size_bytes(listing.log_size)
+    with pytest.raises(ValueError, match="cut short"):
+        parse_snapshots('  {"id": "4f8c", "time": "2026-01-01T00:00:00Z"}\n  }\n]\n]\n')
+    assert parse_snapshots("") == []
+
+
 def test_memory_is_the_last_reason_and_a_metric_label() -> None:
     assert list(Reason)[-1] is Reason.MEMORY and Reason.MEMORY.value == "memory"
 
@@ -121,6 +144,12 @@ def text(lines: int, width: int = 10) -> bytes:
         ([b"abc\ndef\n"], 6, "[output cut: only its last 6 bytes were read]\ndef\n"),
         ([b"a\nb", b"c", b"d\ne\n"], 5, "[output cut: only its last 5 bytes were read]\ne\n"),
         ([], 10, ""),
+        # A cut that falls on a line's start keeps that whole line.
+        (
+            [b"AAA\n", b"BBB\n", b"CCC\n"],
+            8,
+            "[output cut: only its last 8 bytes were read]\nBBB\nCCC\n",
+        ),
         ([b"\xff\xfe ok\n"], 100, "\ufffd\ufffd ok\n"),  # not UTF-8: replaced, never raised
     ],
 )

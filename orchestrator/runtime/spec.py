@@ -36,6 +36,9 @@ def size_bytes(size: str) -> int:
     return int(size[:-1]) * SIZE_UNITS[size[-1].lower()]
 
 
+SNAPSHOT_LOG = "256m"  # the least a snapshot listing's worker keeps of its output
+
+
 @dataclass(frozen=True)
 class Limits:
     """What one worker may use. Past `memory` the kernel kills it (recorded as `memory`);
@@ -57,8 +60,12 @@ class Limits:
         """Return the limits the settings give a worker of `kind`. A snapshot listing's
         answer is its whole output, so it keeps as much as the engine does."""
         s = settings
-        keep = size_bytes(s.WORKER_LOG_SIZE) if kind is Kind.SNAPSHOTS else KEEP_STDOUT
-        return cls(s.WORKER_MEMORY, s.WORKER_PIDS, s.WORKER_LOG_SIZE, s.WORKER_TMPFS, keep)
+        if kind is not Kind.SNAPSHOTS:
+            return cls(s.WORKER_MEMORY, s.WORKER_PIDS, s.WORKER_LOG_SIZE, s.WORKER_TMPFS)
+        # rustic prints ~1.6 KB of JSON a snapshot, ~5 KB in the engine's log format: a job
+        # of 5-minute backups kept a week (2 000 snapshots) outgrows a 10m log.
+        log = max(s.WORKER_LOG_SIZE, SNAPSHOT_LOG, key=size_bytes)
+        return cls(s.WORKER_MEMORY, s.WORKER_PIDS, log, s.WORKER_TMPFS, size_bytes(log))
 
     def scratch(self) -> tuple[tuple[str, str], ...]:
         """Return the writable tmpfs mounts of a read-only worker: (target, size)."""

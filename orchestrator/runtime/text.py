@@ -24,6 +24,7 @@ def tail(chunks: Iterable[bytes], keep: int) -> str:
 
     A cut stream starts at its first whole line after the cut, under a line that says so.
     """
+    want, keep = keep, keep + 1  # one byte more: was the cut on a line's start?
     kept: deque[bytes] = deque()
     size, cut = 0, False
     for chunk in chunks:
@@ -36,11 +37,10 @@ def tail(chunks: Iterable[bytes], keep: int) -> str:
             size -= len(kept.popleft())
             cut = True
     data = b"".join(kept)
-    if len(data) > keep:
-        data, cut = data[-keep:], True
-    if not cut:
+    start = max(0, len(data) - keep)
+    if not (cut or start):
         return data.decode("utf-8", "replace")
-    _partial, _, whole = data.partition(b"\n")
-    return f"[output cut: only its last {keep} bytes were read]\n" + whole.decode(
-        "utf-8", "replace"
-    )
+    # Decoded straight from the joined buffer: no second copy of the tail is made.
+    line = data.find(b"\n", start)
+    whole = memoryview(data)[line + 1 :] if line >= 0 else memoryview(b"")
+    return f"[output cut: only its last {want} bytes were read]\n" + str(whole, "utf-8", "replace")

@@ -133,8 +133,12 @@ def parse_snapshots(stdout: str) -> list[SnapshotInfo]:
     """Return the snapshots `snapshots --json` printed, oldest first.
 
     rustic groups its output ([[group, [snapshot, ...]], ...]); a flat list is accepted too.
+    Raises ValueError when there is output but no whole JSON document in it (cut short):
+    read as "no snapshots", it would tell a restore there is nothing to restore.
     """
     data = _json(stdout)
+    if data is None and stdout.strip():
+        raise ValueError("the snapshot listing is not one whole JSON document (cut short?)")
     found: list[dict[str, Any]] = []
 
     def collect(node: Any) -> None:
