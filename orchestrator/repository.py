@@ -3,6 +3,7 @@
 from datetime import UTC, datetime
 from pathlib import Path
 
+from orchestrator.config.bounds import SYSTEM_TREES
 from orchestrator.config.customer import Customer, Resource
 from orchestrator.errors import RunFailed
 from orchestrator.judgement import last_words
@@ -50,10 +51,10 @@ def restore(
     checked here. Raises RunFailed if it is not, or rustic fails.
     """
     target = target.absolute()
-    check_target(target)
+    new = check_target(target, jobs.settings.bounds.protected + SYSTEM_TREES)
     if not snapshots(jobs, customer, resource):
         raise RunFailed(f"{customer.name}/{resource.name}: no snapshot to restore yet")
-    identity = open_target(target)
+    identity = open_target(target, new)
     argv = commands.restore_args(jobs.cold, snapshot, source_path(resource), RESTORE_TARGET)
     launch = target_launch(target, identity, RESTORE_TARGET, ["rustic", *argv])
     done = jobs.run_worker(

@@ -20,41 +20,55 @@ SYMLINK = (
 )
 
 
-def check_target(target: Path) -> None:
-    """Refuse a target that is a symlink, not a directory, or not empty; it may be new.
+def check_target(target: Path, protected: tuple[Path, ...] = ()) -> bool:
+    """Refuse a target that is a symlink, not an empty directory of ours, or lies (as its
+    parents resolve) inside a `protected` tree; return whether it is new.
 
     Raises RunFailed naming the target and the rule.
     """
     try:
+        parent = Path(os.path.realpath(target.parent))
+    except OSError as exc:
+        raise RunFailed(f"--target {target}: cannot be resolved: {exc.strerror}") from None
+    for tree in protected:
+        if (parent / target.name).is_relative_to(tree):
+            raise RunFailed(f"--target {target}: lies inside {tree}, which a restore never writes")
+    try:
         info = os.lstat(target)
     except FileNotFoundError:
-        return
+        return True
     except OSError as exc:
         raise RunFailed(f"--target {target}: {exc.strerror}") from None
     if stat.S_ISLNK(info.st_mode):
         raise RunFailed(SYMLINK.format(target=target))
-    _identity_if_empty(target)
+    _identity_if_empty(target, chmod=False)
+    return False
 
 
-def open_target(target: Path) -> str:
-    """Create `target` (mode 0700) if it is new, open it without following a symlink and
-    return its `device:inode`, which the worker compares with what it was given.
+def open_target(target: Path, new: bool = False) -> str:
+    """Create `target` (mode 0700) if it is `new`, open it without following a symlink, make
+    it 0700 and return its `device:inode`, which the worker compares with what it was given.
 
-    Raises RunFailed if it is a symlink, not a directory, or not empty.
+    Raises RunFailed if it is a symlink, not an empty directory of this process's user, or
+    was checked as new and has appeared since (someone else made it in between).
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.mkdir(target, MODE)
-        created = True
     except FileExistsError:
-        created = False
+        if new and not target.is_symlink():
+            raise RunFailed(
+                f"--target {target}: appeared after it was checked (made by someone else?); "
+                "nothing was restored"
+            ) from None
     except OSError as exc:
         raise RunFailed(f"--target {target}: cannot create it: {exc.strerror}") from None
-    return _identity_if_empty(target, chmod=created)
+    return _identity_if_empty(target, chmod=True)
 
 
-def _identity_if_empty(target: Path, chmod: bool = False) -> str:
-    """Open `target` with O_NOFOLLOW; check it is an empty directory; return `dev:inode`."""
+def _identity_if_empty(target: Path, chmod: bool) -> str:
+    """Open `target` with O_NOFOLLOW; check it is an empty directory owned by this process's
+    user; make it 0700 if `chmod`; return `dev:inode`."""
     try:
         fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:
@@ -67,11 +81,16 @@ def _identity_if_empty(target: Path, chmod: bool = False) -> str:
             ) from None
         raise RunFailed(f"--target {target}: {exc.strerror}") from None
     try:
-        if chmod:  # through the descriptor: the umask left its mark on mkdir's mode
-            os.fchmod(fd, MODE)
+        info = os.fstat(fd)
+        if info.st_uid != os.geteuid():  # another user could read what is restored
+            raise RunFailed(
+                f"--target {target}: belongs to uid {info.st_uid}, not to this user: give a "
+                "new path, or a directory of this user"
+            )
         if os.listdir(fd):
             raise RunFailed(f"--target {target}: must be an empty directory or not exist yet")
-        info = os.fstat(fd)
+        if chmod:  # through the descriptor: the umask, or whoever made it, set the mode
+            os.fchmod(fd, MODE)
     finally:
         os.close(fd)
     return f"{info.st_dev}:{info.st_ino}"
