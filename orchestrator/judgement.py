@@ -76,8 +76,10 @@ def _mount_failure(done: Finished) -> Outcome:
     its reason. Otherwise the FUSE mount itself was refused; no line of rclone's is kept,
     since any of them may carry a server's reply.
     """
-    if sources.says_why(done.stderr):
-        return Outcome(Result.FAILURE, *sources.unreachable(done.stderr))
+    # The kernel's and fusermount's complaints ("/dev/fuse: no such file") are the mount's.
+    server = "\n".join(line for line in done.stderr.splitlines() if "fuse" not in line.lower())
+    if sources.says_why(server):
+        return Outcome(Result.FAILURE, *sources.unreachable(server))
     return Outcome(Result.FAILURE, Reason.MOUNT, apparmor.MOUNT_HINT)
 
 
