@@ -90,18 +90,29 @@ def test_metrics_are_served_on_an_inherited_socket_and_the_setting_is_not_bound(
     bound.bind(("127.0.0.1", 0))
     bound.listen()
     port = bound.getsockname()[1]
+    listen = f"127.0.0.1:{port}"  # held by systemd's socket: a bind of it would fail
     held = listening_socket(bound.detach())  # the daemon's from here on, as systemd's is
-    with socket.socket() as taken:  # the setting's port is taken: it must not matter
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        listen = f"127.0.0.1:{taken.getsockname()[1]}"
-        monkeypatch.setattr("orchestrator.reporting.metrics.take_socket", lambda environ, pid: held)
-        daemon(tmp_path, listen).serve_metrics()
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
-            text = answer.read().decode()
+    monkeypatch.setattr("orchestrator.reporting.metrics.take_socket", lambda environ, pid: held)
+    daemon(tmp_path, listen).serve_metrics()
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        text = answer.read().decode()
     assert "unstoppable_scheduler_heartbeat_timestamp_seconds" in text
-    assert where(held, listen) == (
-        f"http://127.0.0.1:{port}/metrics (the socket systemd holds, "
-        f"not UNSTOPPABLE_METRICS_LISTEN={listen})"
-    )
+    assert where(held, listen) == f"http://127.0.0.1:{port}/metrics (the socket systemd holds)"
     assert where(None, listen) == f"http://{listen}/metrics"
+
+
+def test_an_inherited_socket_elsewhere_than_the_setting_is_fatal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Served on another port, the configured one would be free for an impostor."""
+    bound = socket.socket()
+    bound.bind(("127.0.0.1", 0))
+    bound.listen()
+    held = listening_socket(bound.detach())
+    monkeypatch.setattr("orchestrator.reporting.metrics.take_socket", lambda environ, pid: held)
+    with pytest.raises(ServeFailed, match="make the socket unit's ListenStream the same"):
+        daemon(tmp_path, "127.0.0.1:1").serve_metrics()
+    held.close()
+    with pytest.raises(ServeFailed, match=r"UNSTOPPABLE_METRICS_LISTEN=127\.0\.0\.1:99999"):
+        monkeypatch.setattr("orchestrator.reporting.metrics.take_socket", lambda e, p: None)
+        daemon(tmp_path, "127.0.0.1:99999").serve_metrics()

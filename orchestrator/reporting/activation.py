@@ -4,6 +4,7 @@ The unit keeps the port bound while the daemon restarts, so no other local proce
 it in between and answer Prometheus in the daemon's name.
 """
 
+import ipaddress
 import socket
 import threading
 from collections.abc import Mapping, MutableMapping
@@ -48,6 +49,17 @@ def take_socket(environ: MutableMapping[str, str], pid: int) -> socket.socket | 
     for key in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
         environ.pop(key, None)
     return None if fd is None else listening_socket(fd)
+
+
+def same_address(sock: socket.socket, listen: str) -> bool:
+    """Return whether `sock` listens on `listen` (host:port, as UNSTOPPABLE_METRICS_LISTEN)."""
+    host, _, port = listen.rpartition(":")
+    bound_host, bound_port = sock.getsockname()[:2]
+    try:
+        wanted = ipaddress.ip_address(host.strip("[]") or "127.0.0.1")
+        return (wanted, int(port)) == (ipaddress.ip_address(bound_host), int(bound_port))
+    except ValueError:
+        return False
 
 
 def where(sock: socket.socket | None, listen: str) -> str:

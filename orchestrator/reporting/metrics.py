@@ -23,7 +23,7 @@ from prometheus_client.registry import Collector
 from orchestrator import __version__
 from orchestrator.errors import ServeFailed
 from orchestrator.model import Result
-from orchestrator.reporting.activation import serve_wsgi, take_socket, where
+from orchestrator.reporting.activation import same_address, serve_wsgi, take_socket, where
 from orchestrator.reporting.job_samples import JOB, job_samples, maintenance_samples
 from orchestrator.reporting.ledger import DURATION_BUCKETS, JobStatus, Ledger
 from orchestrator.reporting.views import DAEMON_ERRORS, DaemonView
@@ -190,8 +190,14 @@ def serve_daemon(listen: str, collector: BackupCollector) -> None:
     """
     try:
         sock = take_socket(os.environ, os.getpid())
+        if sock is not None and not same_address(sock, listen):
+            # Served elsewhere, the configured address would be free for anyone to answer.
+            raise ValueError(
+                f"systemd passed a socket on {where(sock, listen).split(' ')[0]}: make the "
+                "socket unit's ListenStream the same address"
+            )
         serve(listen, collector, sock)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, OverflowError) as exc:
         raise ServeFailed(
             f"cannot serve /metrics (UNSTOPPABLE_METRICS_LISTEN={listen}): {exc}; the "
             "daemon does not start without it (another daemon, or a process posing as "

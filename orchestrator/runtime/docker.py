@@ -8,6 +8,7 @@ import docker
 import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
+from orchestrator import deadline
 from orchestrator.errors import JobBusy, RuntimeUnavailable
 from orchestrator.runtime.paths import SECRETS
 from orchestrator.runtime.protocol import Finished, WorkerInfo
@@ -16,6 +17,7 @@ from orchestrator.runtime.text import parse_time, short, tail
 
 STOP_GRACE_SECONDS = 30
 # How long a run waits for a Docker engine that stopped answering (dockerd restarting).
+LOGS_SECONDS = 300.0  # reading one stream of an exited worker, at most
 RECONNECT_SECONDS = 300
 RECONNECT_PAUSE = 2.0
 
@@ -223,19 +225,27 @@ class DockerRuntime:
 
     def _logs(self, container: Any, stdout: bool, keep: int) -> str:
         """Return the last `keep` bytes of one output stream of an exited worker, waiting out
-        a restarting engine. Streamed: a worker that printed gigabytes costs `keep` here."""
+        a restarting engine. Streamed: a worker that printed gigabytes costs `keep` here. A
+        stream has no socket timeout (LOGS_SECONDS bounds it); one the engine drops is reread.
+        """
         lost_since = time.monotonic()
         while True:
             try:
-                return tail(
-                    container.logs(stdout=stdout, stderr=not stdout, stream=True, follow=False),
-                    keep,
+                return deadline.call(
+                    lambda: tail(
+                        container.logs(stdout=stdout, stderr=not stdout, stream=True, follow=False),
+                        keep,
+                    ),
+                    LOGS_SECONDS,
+                    f"{container.name}: its logs",
                 )
             except (APIError, NotFound) as exc:
                 raise RuntimeUnavailable(
                     f"{container.name}: cannot read its logs: {short(exc)}"
                 ) from None
-            except (DockerException, requests.RequestException) as exc:
+            except deadline.DeadlineExceeded as exc:
+                raise RuntimeUnavailable(str(exc)) from None
+            except Exception as exc:  # the engine went away mid-stream: wait it out
                 if time.monotonic() - lost_since > RECONNECT_SECONDS:
                     raise RuntimeUnavailable(
                         f"{container.name}: cannot read its logs: {short(exc)}"
