@@ -5,6 +5,7 @@ Exported to the whole worker, it would reach rustic as SSL_CERT_FILE too, and ru
 then trust the customer's certificate — chosen by the customer — for the cold store's TLS.
 """
 
+import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -51,3 +52,21 @@ def test_the_customer_ca_reaches_rclone_and_never_the_command(
     assert "index.html" in done.stdout  # and mounted it
     assert "PATH=" in done.stdout  # the environment was printed
     assert "SSL_CERT_FILE" not in done.stdout
+
+
+def test_the_guard_fails_closed_when_tmp_is_full(site: Site) -> None:
+    """An unlistable directory is a refusal even with no room left in the worker's /tmp."""
+    tree = site.root / "guarded"
+    (tree / "closed").mkdir(parents=True)
+    (tree / "closed" / "hidden.txt").write_text("x")
+    (tree / "open.txt").write_text("y")
+    (tree / "closed").chmod(0)
+    script = "dd if=/dev/zero of=/tmp/fill bs=4k 2>/dev/null; unstoppable-guard /src 1 1 0"
+    done = subprocess.run(
+        ["docker", "run", "--rm", "--cap-drop", "ALL", "--read-only", "--user", "65534",
+         "--tmpfs", "/tmp:size=64k", "-v", f"{tree}:/src:ro", "--entrypoint", "sh",
+         site.env["UNSTOPPABLE_WORKER_IMAGE"], "-c", script],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 3, (done.returncode, done.stderr)
+    assert "cannot list the source" in done.stderr and "Permission denied" in done.stderr
