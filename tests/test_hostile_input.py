@@ -235,14 +235,30 @@ def test_a_schedule_that_names_no_time_stops_only_its_own_job() -> None:
         ("/srv/customers.d-sibling", None),
         ("/srv/acme/www", None),
         ("/home/acme", None),
+        # The audit's cases: the server's own trees, and what this customer was not given.
+        ("/root", "inside /root"),
+        ("/root/.ssh", "inside /root"),
+        ("/usr/local", "inside /usr"),
+        ("/var/log/auth.log", "inside /var/log"),
+        ("/var/backups", "inside /var/backups"),
+        ("/home/other", "inside /home (no UNSTOPPABLE_SOURCE_ROOTS opens it)"),
+        ("/opt/app", "inside /opt"),
     ],
 )
 def test_local_sources_stay_out_of_the_host(path: str, problem: str | None) -> None:
     bounds = SourceBounds.of(
         Path("/var/lib/unstoppable"), Path("/etc/unstoppable/customers.d"), ("/srv", "/home/acme")
-    )
+    )  # `/srv` opens every customer's tree here; per customer, see the test below
     why = bounds.problem(path, "acme")
     assert (why is None) if problem is None else (why is not None and problem in why), why
+
+
+def test_the_default_root_is_the_customers_own() -> None:
+    bounds = SourceBounds.of(Path("/var/lib/unstoppable"), Path("/etc/unstoppable/customers.d"))
+    assert bounds.problem("/srv/acme/www", "acme") is None
+    for elsewhere in ("/srv/acme-old/www", "/srv/other", "/srv", "/data/acme"):
+        why = bounds.problem(elsewhere, "acme")
+        assert why and "UNSTOPPABLE_SOURCE_ROOTS (/srv/acme)" in why, (elsewhere, why)
 
 
 def test_source_roots_restrict_and_symlinks_are_resolved(tmp_path: Path) -> None:
