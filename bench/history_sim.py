@@ -91,6 +91,22 @@ def attack(at: int, ordinary: Day, act: Callable[[Path, random.Random, int], Non
     return day
 
 
+def poisoned(at: int, ordinary: Day, act: Day) -> Day:
+    """Ten ordinary days before `at`, each with one 64 KiB random file dropped in (a few
+    files: never judged, but their data packs to ~1.0 and would raise the job's usual),
+    then `act`: the attacker who prepares the history before encrypting."""
+
+    def day(root: Path, rng: random.Random, n: int) -> None:
+        if n >= at:
+            act(root, rng, n)
+            return
+        ordinary(root, rng, n)
+        if n >= at - 10:
+            (root / f"poison-{n}.bin").write_bytes(rng.randbytes(64 * 1024))
+
+    return day
+
+
 def wipe(root: Path, rng: random.Random, n: int) -> None:
     for path in root.iterdir():
         path.unlink()
@@ -196,6 +212,12 @@ def main() -> int:
         ("text, encrypted", text, attack(attack_day, churn(text), encrypt), attack_day),
         ("text, base64-encrypted", text, attack(attack_day, churn(text), b64), attack_day),
         ("text, hex-encrypted", text, attack(attack_day, churn(text), hexed), attack_day),
+        (
+            "text, poisoned, then base64",
+            text,
+            poisoned(attack_day, churn(text), b64),
+            attack_day,
+        ),
         (
             "invoices, hex-encrypted",
             invoices,

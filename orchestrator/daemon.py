@@ -109,10 +109,9 @@ class Daemon(Dispatch):
         """
         self.serve_metrics()
         self.guarded("config", self.load_config)
-        self.rustic_version = (
-            self.runtime.image_label(self.settings.WORKER_IMAGE, "unstoppable.rustic-version")
-            or "unknown"
-        )
+        image = self.settings.WORKER_IMAGE
+        label = functools.partial(self.runtime.image_label, image, "unstoppable.rustic-version")
+        self.rustic_version = self.guarded("runtime", label) or "unknown"
         last_tick = self.start_tick(_now())
         next_poll = next_adopt = _now()
         log.info(
@@ -153,7 +152,7 @@ class Daemon(Dispatch):
             return last_tick
         return self.tick(self.clock_checked(last_tick, now), now)
 
-    def guarded(self, what: str, step: Callable[[], T]) -> T | None:
+    def guarded(self, what: str, step: Callable[[], T | None]) -> T | None:
         """Return what `step` returns, or None after logging and counting what it raised."""
         try:
             return step()
