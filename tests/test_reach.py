@@ -209,3 +209,26 @@ def test_a_ping_goes_to_the_address_judged_not_to_a_second_dns_answer(
     assert pings.send(url, "success", "ok", "acme/web", judged=only_one) is True
     assert bodies == [b"ok"]  # at 127.0.0.1: nothing listens on 127.0.0.2
     assert next(answers) == "127.0.0.2", "the name was resolved once, for the judgement"
+
+
+def test_sftp_dials_the_judged_address_and_ftps_keeps_the_name() -> None:
+    from orchestrator.config.source import parse_source
+    from orchestrator.sources.remote import remote_plan
+
+    sftp, _ = parse_source(
+        {"TYPE": "sftp", "HOST": "files.example.com", "PORT": "2222", "USER": "u",
+         "PASSWORD": "p", "PATH": "/", "HOST_KEY": f"ssh-ed25519 {HOST_KEY}"},
+        "UTC",
+    )  # fmt: skip
+    ftps, _ = parse_source(
+        {"TYPE": "ftps", "HOST": "ftp.example.com", "USER": "u", "PASSWORD": "p", "PATH": "/"},
+        "UTC",
+    )
+    assert sftp is not None and ftps is not None
+    plan = remote_plan(sftp, SecretStr("p"), None, {}, "203.0.113.7")  # type: ignore[arg-type]
+    conf = plan.files["rclone.conf"].get_secret_value()
+    assert "host = 203.0.113.7\n" in conf
+    known = plan.files["known_hosts"].get_secret_value()
+    assert known.startswith("[203.0.113.7]:2222 ssh-ed25519 ")
+    plan = remote_plan(ftps, SecretStr("p"), None, {}, "203.0.113.8")  # type: ignore[arg-type]
+    assert "host = ftp.example.com\n" in plan.files["rclone.conf"].get_secret_value()

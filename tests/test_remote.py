@@ -143,6 +143,21 @@ def test_sftp_with_a_password(site: Site, sftp: Sftp, unique: str, source: Path)
     assert f"{name}/mail: success" in done.stdout
 
 
+def test_sftp_by_name_dials_the_address_judged(
+    site: Site, sftp: Sftp, unique: str, source: Path
+) -> None:
+    """HOST=localhost is judged, then rclone dials that address with the key pinned for it:
+    a second DNS answer (rebinding) is never asked for."""
+    name = f"sftpn-{unique}"
+    fill(source)
+    sftp_customer(site, name, sftp, source, auth=f"MAIL_PASSWORD={PASSWORD}")
+    path = site.customers / f"{name}.env"
+    path.write_text(path.read_text().replace("MAIL_HOST=127.0.0.1", "MAIL_HOST=localhost"))
+    site.env["UNSTOPPABLE_ALLOW_PRIVATE_TARGETS"] = "127.0.0.0/8,::1/128"
+    done = site.cli("backup", name, check=True)
+    assert f"{name}/mail: success" in done.stdout
+
+
 def test_an_unchanged_incremental_downloads_no_file(
     site: Site, ftps: Ftps, unique: str, source: Path
 ) -> None:

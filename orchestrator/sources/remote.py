@@ -53,8 +53,13 @@ def remote_plan(
     password: SecretStr | None,
     pinned_pem: str | None,
     key_files: Mapping[str, str] | None = None,
+    address: str | None = None,
 ) -> RemotePlan:
     """Return the rclone.conf and companion files for `source`.
+
+    `address` is HOST as judged just before the run: SFTP dials it (its identity is the
+    pinned host key, so no second DNS answer is asked for); FTPS keeps the name, which its
+    certificate is checked against.
 
     `pinned_pem` is the server certificate already matched against TLS_FINGERPRINT; it
     becomes the only trusted root, so rclone accepts that certificate and no other.
@@ -62,7 +67,9 @@ def remote_plan(
     KEY_FILE), read by `config.key_files.read_key_file`.
     """
     key_files = key_files or {}
-    lines = ["[source]", f"host = {source.HOST}", f"port = {source.PORT}", f"user = {source.USER}"]
+    dial = address if isinstance(source, SftpSource) and address and ":" not in address else None
+    host = dial or source.HOST
+    lines = ["[source]", f"host = {host}", f"port = {source.PORT}", f"user = {source.USER}"]
     files: dict[str, SecretStr] = {}
     insecure = False
     if password is not None:
@@ -87,7 +94,7 @@ def remote_plan(
             "disable_hashcheck = true",
             f"known_hosts_file = {SECRETS}/{KNOWN_HOSTS}",
         ]
-        files[KNOWN_HOSTS] = SecretStr(known_hosts_line(source) + "\n")
+        files[KNOWN_HOSTS] = SecretStr(known_hosts_line(source, host) + "\n")
         if source.KEY_FILE:
             files[SSH_KEY] = SecretStr(key_files["KEY_FILE"])
             lines.append(f"key_file = {SECRETS}/{SSH_KEY}")
@@ -95,14 +102,16 @@ def remote_plan(
     return RemotePlan(files, insecure)
 
 
-def known_hosts_line(source: SftpSource) -> str:
-    """Return HOST_KEY as a known_hosts line for exactly this host and port.
+def known_hosts_line(source: SftpSource, host: str | None = None) -> str:
+    """Return HOST_KEY as a known_hosts line for exactly this host (or the IPv4 address
+    dialed instead) and port.
 
     HOST_KEY may be a whole known_hosts line or just `<type> <base64>`; the host part is
     rewritten so a non-standard port matches (`[host]:port`), the comment left out.
     """
     pinned = parse_host_key(source.HOST_KEY)
-    name = source.HOST if source.PORT == 22 else f"[{source.HOST}]:{source.PORT}"
+    host = host or source.HOST
+    name = host if source.PORT == 22 else f"[{host}]:{source.PORT}"
     return f"{name} {pinned.type} {pinned.key}"
 
 

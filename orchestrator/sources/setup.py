@@ -26,7 +26,7 @@ from orchestrator.runtime.spec import Mount
 from orchestrator.rustic import commands
 from orchestrator.sources import remote as sources
 from orchestrator.sources.guard import Floor
-from orchestrator.sources.targets import reach_problem
+from orchestrator.sources.targets import vetted
 from orchestrator.sources.tls_pin import DEADLINE_SECONDS, fingerprint, server_certificate
 
 log = logging.getLogger(__name__)
@@ -146,19 +146,24 @@ def remote_launch(
     if isinstance(source, LocalSource):
         raise TypeError(f"{resource.name} is a local source")
     prefix = env_prefix(resource.name)
-    refused = reach_problem(source.HOST, source.PORT, confinement.private_targets)
+    addresses, refused = vetted(source.HOST, source.PORT, confinement.private_targets)
     if refused is not None:
         return Outcome(Result.FAILURE, refused[0], f"{prefix}HOST: {refused[1]}")
+    # What we connect to ourselves, or pin for rclone, is the address judged just now: a
+    # second answer of the customer's DNS could point inside (rebinding). SFTP's identity
+    # is its pinned host key, so rclone can dial the address; FTPS checks the certificate
+    # against the name, so rclone resolves that itself (README: the egress rule).
+    address = addresses[0]
     texts = {}
     for key, path in named_in(source):
         try:
             texts[key] = read_key_file(path, confinement.keys_of(customer.name))
         except SecretError as exc:
             return Outcome(Result.FAILURE, Reason.SECRETS, f"{prefix}{key}: {exc}")
-    pinned = pin_certificate(source) if isinstance(source, FtpsSource) else None
+    pinned = pin_certificate(source, address) if isinstance(source, FtpsSource) else None
     if isinstance(pinned, Outcome):
         return pinned
-    plan = sources.remote_plan(source, password, pinned, texts)
+    plan = sources.remote_plan(source, password, pinned, texts, address)
     if plan.insecure:
         log.warning(
             "%s/%s: TLS_VERIFY=false: the certificate of %s is not verified",
@@ -189,7 +194,7 @@ def _guard_argv(guard: Floor | None) -> list[str]:
     return guard.argv() if guard else ["-", "0", "1"]
 
 
-def pin_certificate(source: FtpsSource) -> str | Outcome | None:
+def pin_certificate(source: FtpsSource, address: str | None = None) -> str | Outcome | None:
     """Return the server certificate (PEM) matching TLS_FINGERPRINT, None if none is pinned.
 
     Returns the failure when the server cannot be reached or presents another certificate.
@@ -201,7 +206,7 @@ def pin_certificate(source: FtpsSource) -> str | Outcome | None:
     try:
         # The watchdog inside bounds the conversation; this bounds name lookup and connect.
         der = deadline.call(
-            lambda: server_certificate(host, source.PORT, implicit),
+            lambda: server_certificate(host, source.PORT, implicit, address=address),
             DEADLINE_SECONDS + 5,
             f"certificate of {host}",
         )

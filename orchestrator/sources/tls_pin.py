@@ -23,9 +23,16 @@ def fingerprint(der: bytes) -> str:
 
 
 def server_certificate(
-    host: str, port: int, implicit: bool, deadline: float = DEADLINE_SECONDS
+    host: str,
+    port: int,
+    implicit: bool,
+    deadline: float = DEADLINE_SECONDS,
+    address: str | None = None,
 ) -> bytes:
     """Return the DER certificate an FTPS server presents (explicit: after AUTH TLS).
+
+    With `address`, that is what is connected to (the address judged a moment ago, not a
+    second DNS answer); `host` is still the name the TLS handshake asks for (SNI).
 
     Nothing is trusted here: the caller compares the fingerprint, then hands the certificate
     to rclone as its only root, so the data connection accepts this certificate alone.
@@ -41,10 +48,11 @@ def server_certificate(
         try:
             if implicit:
                 # ftplib speaks explicit TLS only; implicit FTPS is TLS from the first byte.
-                ftp.sock = socket.create_connection((host, port), timeout=deadline)
+                ftp.sock = socket.create_connection((address or host, port), timeout=deadline)
                 ftp.sock = context.wrap_socket(ftp.sock, server_hostname=host)
             else:
-                ftp.connect(host, port, timeout=deadline)
+                ftp.connect(address or host, port, timeout=deadline)
+                ftp.host = host  # AUTH TLS names the server it means, as rclone will
                 ftp.auth()
             assert isinstance(ftp.sock, ssl.SSLSocket)
             der = ftp.sock.getpeercert(binary_form=True)
