@@ -44,8 +44,12 @@ def starts(events: list[dict[str, object]], job: str) -> list[dict[str, str]]:
     ]  # type: ignore[index]
 
 
-def assert_never_overlapping(events: list[dict[str, object]]) -> None:
-    """No job ever has two running workers, by Docker's own account."""
+def assert_never_overlapping(events: list[dict[str, object]], *jobs: str) -> None:
+    """No job ever has two running workers, by Docker's own account; and each of `jobs`
+    ran at least once, so an empty or unrelated event log cannot pass for proof."""
+    assert jobs, "name the jobs whose workers the log must hold"
+    for job in jobs:
+        assert starts(events, job), f"Docker's event log holds no worker of {job}"
     running: dict[str, int] = {}
     for event in sorted(events, key=lambda e: int(e["timeNano"])):  # type: ignore[call-overload]
         job = event["Actor"]["Attributes"].get("unstoppable.job", "")  # type: ignore[index]

@@ -49,7 +49,7 @@ def test_origin_notes_timeline(
     wait_until(lambda: not running_workers(c1[:2]), 30, "workers to end")
     log = events.stop()
 
-    assert_never_overlapping(log)
+    assert_never_overlapping(log, f"{c1}/files", f"{c2}/files")
     c1_starts = [
         datetime.fromisoformat(a["unstoppable.scheduled-for"].replace("Z", "+00:00"))
         for a in starts(log, f"{c1}/files")
@@ -98,7 +98,7 @@ def test_kill_9_then_restart_adopts_without_duplicates(
     wait_until(lambda: not any(running_workers(n) for n in names), 60, "workers to end")
     log = events.stop()
 
-    assert_never_overlapping(log)
+    assert_never_overlapping(log, *(f"{n}/files" for n in names))
     for name in names:
         runs = ledger.runs(f"{name}/files")
         first_scheduled = starts(log, f"{name}/files")[0]["unstoppable.scheduled-for"]

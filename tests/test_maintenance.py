@@ -217,7 +217,7 @@ def test_prune_runs_on_its_schedule_and_never_beside_a_backup(
         daemon.signal(signal.SIGTERM)
         assert daemon.wait(15) == 0
     seen = events.stop()
-    assert_never_overlapping(seen)
+    assert_never_overlapping(seen, job)
     kinds = [attributes["unstoppable.kind"] for attributes in starts(seen, job)]
     assert "prune" in kinds and "backup" in kinds, kinds
     prunes = [row for row in ledger.runs(job) if row[2] == "prune"]

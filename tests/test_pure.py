@@ -275,3 +275,21 @@ def test_given_settings_ignore_the_process_environment(
     given = load_settings({"UNSTOPPABLE_CONFIG": str(tmp_path / "none")})
     assert (given.MAX_PARALLEL, given.DATA_DIR) == (4, Path("/var/lib/unstoppable"))
     assert load_settings().MAX_PARALLEL == 7  # the default still reads the process
+
+
+def _event(status: str, job: str, at: int) -> dict[str, object]:
+    return {"status": status, "timeNano": at, "Actor": {"Attributes": {"unstoppable.job": job}}}
+
+
+def test_the_overlap_check_can_fail() -> None:
+    """An empty or unrelated log proves nothing; two starts of a job before a die is overlap."""
+    from tests.helpers import assert_never_overlapping
+
+    one = [_event("start", "a/r", 1), _event("die", "a/r", 2), _event("start", "a/r", 3)]
+    assert_never_overlapping(one, "a/r")
+    with pytest.raises(AssertionError, match="holds no worker of a/r"):
+        assert_never_overlapping([], "a/r")
+    with pytest.raises(AssertionError, match="holds no worker of b/r"):
+        assert_never_overlapping(one, "a/r", "b/r")
+    with pytest.raises(AssertionError, match="two workers of a/r at once"):
+        assert_never_overlapping([*one[:1], _event("start", "a/r", 2)], "a/r")

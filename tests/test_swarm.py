@@ -129,7 +129,7 @@ def test_the_daemon_runs_each_job_as_a_swarm_service_and_adopts_after_kill_9(
     wait_until(lambda: not running_workers("sw"), 60, "the last tasks to end")
     log = events.stop()
 
-    assert_never_overlapping(log)
+    assert_never_overlapping(log, f"{slow}/files", f"{quick}/files")
     first = starts(log, f"{slow}/files")
     for attributes in first + starts(log, f"{quick}/files"):
         assert attributes["com.docker.swarm.task.id"]

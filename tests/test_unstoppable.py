@@ -88,7 +88,7 @@ def test_broken_files_and_colliding_names_stop_nobody(
     log = events.stop()
 
     ledger = Ledger(site.data / "state")
-    assert_never_overlapping(log)
+    assert_never_overlapping(log, *(f"{name}/{resource}" for name, resource in (left, right)))
     assert successes(ledger, f"{good}/files") >= 10, ledger.runs(f"{good}/files")
     assert ledger.event_count(f"{good}/files", "skipped") == 0
     for name, resource in (left, right):
@@ -295,7 +295,7 @@ def test_a_worker_of_the_old_naming_is_adopted_and_still_holds_its_job(
 
     runs = ledger.runs(f"{name}/files")
     assert runs[0][3].startswith("2026-01-01T00:00:00"), "the old worker's run was adopted"
-    assert_never_overlapping(log)  # no new worker ran beside the old one
+    assert_never_overlapping(log, f"{name}/files")  # no new worker ran beside the old one
     gone = subprocess.run(["docker", "ps", "-aq", "--filter", f"name=unstoppable-{name}-files"],
                           capture_output=True, text=True).stdout.strip()  # fmt: skip
     assert not gone, "the adopted worker is removed once collected"
