@@ -60,12 +60,15 @@ def on_host_network(
     command: list[str] | None = None,
     mounts: Iterable[tuple[Path, str]] = (),
     env: dict[str, str] | None = None,
+    network: str = "host",
     **options: object,
 ) -> DockerContainer:
     """Return an unstarted container on the host's network, each (path, mode) at its own path.
 
     Same-path mounts keep host paths valid inside: the tests hand them to the servers as
     they hand them to the customer files. `options` go to Docker's create as they are.
+    `network="none"` gives the server a namespace of its own with only its loopback (bench/
+    reaches it through a slow-link proxy).
     """
     kind = image.split(":")[0].rsplit("/", 1)[-1].removeprefix("unstoppable-")
     name = f"unstoppable-test-{kind.removeprefix('test-')}-{uuid.uuid4().hex[:8]}"
@@ -74,7 +77,7 @@ def on_host_network(
         container.with_volume_mapping(path, str(path), mode)
     if command is not None:
         container.with_command(command)
-    return container.with_kwargs(network_mode="host", **options)
+    return container.with_kwargs(network_mode=network, **options)
 
 
 def free_port() -> int:

@@ -58,6 +58,8 @@ class Ftps:
     ca: Path
     fingerprint: str
     xferlog: Path
+    passive: range = range(0)
+    netns: str | None = None  # the server's own network namespace, when isolated
 
     def downloads(self) -> list[str]:
         """Return the paths vsftpd's transfer log records as sent to the client."""
@@ -127,8 +129,12 @@ def make_ca(work: Path) -> tuple[Path, Path, Path]:
 
 
 @contextmanager
-def vsftpd() -> Iterator[Ftps]:
-    """Run vsftpd with explicit TLS required and passive ports, all on 127.0.0.1."""
+def vsftpd(isolated: bool = False) -> Iterator[Ftps]:
+    """Run vsftpd with explicit TLS required and passive ports, all on 127.0.0.1.
+
+    `isolated`: in a network namespace of its own, reached only through its `netns` (the
+    caller waits for the port); bench/ puts a slow link in front of every port it uses.
+    """
     work = work_dir("unstoppable-vsftpd-")
     logs = work / "log"
     logs.mkdir()
@@ -170,10 +176,18 @@ secure_chroot_dir=/var/run/vsftpd/empty
     ).stdout
     fingerprint = "sha256:" + out.strip().split("=", 1)[1]
     mounts = [(served_root(), "ro"), (work, "ro"), (logs, "rw")]
+    network = "none" if isolated else "host"
     try:
-        with on_host_network(server_image("ftps"), [str(conf)], mounts) as container:
-            wait_for_port(port, container)
-            yield Ftps(port, ca, fingerprint, logs / "xfer.log")
+        with on_host_network(server_image("ftps"), [str(conf)], mounts, network=network) as c:
+            passive = range(pasv, pasv + 100)
+            if isolated:
+                wrapped = c.get_wrapped_container()
+                wrapped.reload()
+                pid = wrapped.attrs["State"]["Pid"]
+                yield Ftps(port, ca, fingerprint, logs / "xfer.log", passive, f"/proc/{pid}/ns/net")
+                return
+            wait_for_port(port, c)
+            yield Ftps(port, ca, fingerprint, logs / "xfer.log", passive)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
