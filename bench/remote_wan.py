@@ -42,7 +42,20 @@ from orchestrator.sources.remote import obscure  # noqa: E402
 from tests.servers import PASSWORD, USER, free_port, open_dir, sshd, vsftpd  # noqa: E402
 
 CLI = ROOT / ".venv" / "bin" / "unstoppable"
-WORDS = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor".split()
+WORDS = [
+    "lorem",
+    "ipsum",
+    "dolor",
+    "sit",
+    "amet",
+    "consectetur",
+    "adipiscing",
+    "elit",
+    "sed",
+    "do",
+    "eiusmod",
+    "tempor",
+]
 
 
 class Broken(Exception):
@@ -113,13 +126,16 @@ def endpoint(proto: str, wan: Wan, work: Path) -> Iterator[Endpoint]:
         yield Endpoint(proto, server.port, lines, conf, {"SSL_CERT_FILE": str(server.ca)})
 
 
-def product_env(work: Path, point: Endpoint, source: Path, rtt: int) -> dict[str, str]:
+def product_env(
+    work: Path, point: Endpoint, source: Path, rtt: int, connections: int | None
+) -> dict[str, str]:
     customers = work / f"customers-{point.proto}-{rtt}"
     customers.mkdir()
     (customers / "bench.env").write_text(
         f'SCHEDULE="0 3 * * *"\nREPO_PASSWORD=pw\nRESOURCES=site\nSITE_TYPE={point.proto}\n'
         f"SITE_HOST=127.0.0.1\nSITE_PORT={point.port}\nSITE_USER={USER}\n"
         f"SITE_PASSWORD={PASSWORD}\nSITE_PATH={source}\n{point.env_lines}"
+        + (f"SITE_CONNECTIONS={connections}\n" if connections else "")
     )
     return {
         **os.environ,
@@ -133,7 +149,9 @@ def product_env(work: Path, point: Endpoint, source: Path, rtt: int) -> dict[str
     }
 
 
-def measure(point: Endpoint, wan: Wan, work: Path, source: Path, files: int) -> dict[str, float]:
+def measure(
+    point: Endpoint, wan: Wan, work: Path, source: Path, files: int, connections: int | None
+) -> dict[str, float]:
     conf = work / f"rclone-{point.proto}.conf"
     conf.write_text(point.rclone_conf)
     env = {**os.environ, **point.rclone_env}
@@ -147,7 +165,7 @@ def measure(point: Endpoint, wan: Wan, work: Path, source: Path, files: int) -> 
     row["listing"], listed = run([*rclone, "lsf", "-R", "--files-only", f"src:{source}"], env)
     if len(listed.splitlines()) != files:
         raise Broken(f"the listing named {len(listed.splitlines())} of {files} files")
-    uenv = product_env(work, point, source, int(wan.rtt_ms))
+    uenv = product_env(work, point, source, int(wan.rtt_ms), connections)
     cli = [str(CLI), "backup", "bench"]
     row["full"], out = run(cli, uenv)
     judged(out, files)
@@ -181,6 +199,7 @@ def main() -> int:
     parser.add_argument("--rtt", default="0,10,40,100")
     parser.add_argument("--mbit", type=float, default=100)
     parser.add_argument("--proto", default="sftp,ftps")
+    parser.add_argument("--connections", type=int, help="SITE_CONNECTIONS (default: the product's)")
     args = parser.parse_args()
     rtts = [int(x) for x in args.rtt.split(",")]
     source = open_dir("unstoppable-bench-wan-")
@@ -191,7 +210,13 @@ def main() -> int:
         for proto in args.proto.split(","):
             for rtt in rtts:
                 with Wan(rtt, args.mbit) as wan, endpoint(proto, wan, work) as point:
-                    rows.append((proto, rtt, measure(point, wan, work, source, args.files)))
+                    rows.append(
+                        (
+                            proto,
+                            rtt,
+                            measure(point, wan, work, source, args.files, args.connections),
+                        )
+                    )
                     print_row(*rows[-1], flush=True)
     except Broken as broken:
         print(f"BROKEN: {broken}", file=sys.stderr)
@@ -204,7 +229,10 @@ def main() -> int:
     for proto, rtt, row in rows:
         full, unchanged = row["full"] / row["copy"], row["unchanged"] / row["listing"]
         met &= full <= 1.0 and unchanged <= 1.5
-        print(f"{proto} {rtt:>3} ms: full/copy {full:.2f} (≤ 1.0)  unchanged/listing {unchanged:.2f} (≤ 1.5)")
+        print(
+            f"{proto} {rtt:>3} ms: full/copy {full:.2f} (≤ 1.0)"
+            f"  unchanged/listing {unchanged:.2f} (≤ 1.5)"
+        )
     return 0 if met else 1
 
 

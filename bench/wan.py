@@ -96,7 +96,9 @@ class Wan:
                     raise
                 time.sleep(0.05)
 
-    async def _listen(self, listen: int, upstream: int, netns: str | None) -> asyncio.AbstractServer:
+    async def _listen(
+        self, listen: int, upstream: int, netns: str | None
+    ) -> asyncio.AbstractServer:
         async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             try:
                 sock = await self.loop.run_in_executor(self._connector(netns), _connect, upstream)

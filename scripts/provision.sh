@@ -45,21 +45,55 @@ docker_engine() {
     die "dockerd did not answer within 60 s (see /var/log/unstoppable-dockerd.log)"
 }
 
+# rustic from its published sources, with worker-image/rustic-patches/*.patch applied to its
+# rustic_core (each patch names the upstream issue it works around). The patches are part of
+# the cache key: changing one rebuilds; otherwise the cached binary is reused.
 rustic_binary() {
-    local root="$cache/rustic-$RUSTIC_VERSION"
+    local patches="$here/worker-image/rustic-patches" key root src manifest core
+    key=$(cat "$patches"/*.patch | sha256sum | cut -c1-12)
+    root="$cache/rustic-$RUSTIC_VERSION-$key"
     if [ ! -x "$root/bin/rustic" ]; then
-        say "rustic $RUSTIC_VERSION: building once into $root (about 10 min on 2 cores)"
+        say "rustic $RUSTIC_VERSION: building once into $root (about 10 min on 2 cores; 1 min when $cache/cargo-target holds an earlier build)"
         command -v cargo >/dev/null 2>&1 || die "cargo is needed to build rustic once (Rust >= 1.91, e.g. from rustup)"
+        command -v patch >/dev/null 2>&1 || apt_install patch
+        src="$cache/rustic-src-$key"
+        rm -rf "$src"
+        mkdir -p "$src/fetch"
+        # cargo fetches the published crates through whatever registry this host's cargo uses.
+        printf '[package]\nname = "fetch"\nversion = "0.0.0"\nedition = "2021"\n[lib]\npath = "lib.rs"\n[dependencies]\nrustic-rs = { version = "=%s", default-features = false }\n' \
+            "$RUSTIC_VERSION" >"$src/fetch/Cargo.toml"
+        touch "$src/fetch/lib.rs"
+        manifest=$(cargo metadata -q --format-version 1 --manifest-path "$src/fetch/Cargo.toml" | package_dir rustic-rs) \
+            || die "cannot fetch rustic-rs $RUSTIC_VERSION with cargo"
+        cp -r "$manifest" "$src/rustic-rs"
+        # rustic_core as rustic's own Cargo.lock pins it.
+        core=$(cargo metadata -q --locked --format-version 1 --manifest-path "$src/rustic-rs/Cargo.toml" | package_dir rustic_core) \
+            || die "cannot fetch the rustic_core that rustic-rs $RUSTIC_VERSION locks"
+        cp -r "$core" "$src/rustic_core"
+        for p in "$patches"/*.patch; do
+            patch -s -p1 -d "$src/rustic_core" <"$p" || die "$p does not apply to $(basename "$core")"
+        done
+        printf '\n[patch.crates-io]\nrustic_core = { path = "../rustic_core" }\n' >>"$src/rustic-rs/Cargo.toml"
         # Fat LTO with one codegen unit takes hours on 2 cores; thin settings cost a few
         # percent of speed and are the same binary for the product and for bench/.
-        CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
-        CARGO_TARGET_DIR="$cache/cargo-target" \
-            cargo install --locked --no-default-features rustic-rs \
-            --version "$RUSTIC_VERSION" --root "$root"
+        (cd "$src/rustic-rs" && CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+            CARGO_TARGET_DIR="$cache/cargo-target" \
+            cargo build -q --release --no-default-features --bin rustic) \
+            || die "building rustic failed"
+        install -D -m 0755 "$cache/cargo-target/release/rustic" "$root/bin/rustic"
+        rm -rf "$src"
     fi
     mkdir -p "$here/.tools/bin"
     ln -sfn "$root/bin/rustic" "$here/.tools/bin/rustic"
-    say "rustic: $("$here/.tools/bin/rustic" --version)"
+    say "rustic: $("$here/.tools/bin/rustic" --version) (patched: $(cd "$patches" && ls *.patch | tr '\n' ' '))"
+}
+
+# The directory of package $1 in `cargo metadata` JSON on stdin.
+package_dir() {
+    python3 -c 'import json, os, sys
+name = sys.argv[1]
+packages = json.load(sys.stdin)["packages"]
+print(os.path.dirname(next(p["manifest_path"] for p in packages if p["name"] == name)))' "$1"
 }
 
 minio_binary() {

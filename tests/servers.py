@@ -9,6 +9,7 @@ import atexit
 import functools
 import random
 import shutil
+import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -74,6 +75,17 @@ class Ftps:
         return out
 
 
+def all_free(first: int, count: int = 100) -> bool:
+    """Return whether ports first..first+count-1 of 127.0.0.1 can all be bound now."""
+    for port in range(first, first + count):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
 def make_ca(work: Path) -> tuple[Path, Path, Path]:
     """Return (ca.pem, server.pem, server.key) for 127.0.0.1, made with openssl."""
 
@@ -129,11 +141,13 @@ def make_ca(work: Path) -> tuple[Path, Path, Path]:
 
 
 @contextmanager
-def vsftpd(isolated: bool = False) -> Iterator[Ftps]:
+def vsftpd(isolated: bool = False, max_per_ip: int = 0) -> Iterator[Ftps]:
     """Run vsftpd with explicit TLS required and passive ports, all on 127.0.0.1.
 
     `isolated`: in a network namespace of its own, reached only through its `netns` (the
     caller waits for the port); bench/ puts a slow link in front of every port it uses.
+    `max_per_ip`: the most logins at once from one address, as shared hosts limit them
+    (0: no limit); one more is refused with 421.
     """
     work = work_dir("unstoppable-vsftpd-")
     logs = work / "log"
@@ -141,6 +155,8 @@ def vsftpd(isolated: bool = False) -> Iterator[Ftps]:
     ca, cert, key = make_ca(work)
     port = free_port()
     pasv = random.randrange(40000, 59000, 100)
+    if isolated:  # the proxy in front binds these on the host: below the ephemeral range
+        pasv = next(p for p in iter(lambda: random.randrange(20000, 32000, 100), 0) if all_free(p))
     conf = work / "vsftpd.conf"
     conf.write_text(f"""listen=YES
 listen_ipv6=NO
@@ -167,6 +183,7 @@ xferlog_std_format=YES
 xferlog_file={logs / "xfer.log"}
 seccomp_sandbox=NO
 secure_chroot_dir=/var/run/vsftpd/empty
+max_per_ip={max_per_ip}
 """)
     out = subprocess.run(
         ["openssl", "x509", "-in", str(cert), "-noout", "-fingerprint", "-sha256"],

@@ -217,3 +217,26 @@ def test_half_a_customer_key_is_refused_by_name(tmp_path: Path, lines: str, mess
         load_customer(path)
     assert message in str(caught.value)
     assert "=s" not in str(caught.value)
+
+
+SFTP = (
+    'SCHEDULE="0 * * * *"\nREPO_PASSWORD=pw\nRESOURCES=web\nWEB_TYPE=sftp\nWEB_HOST=example.com\n'
+    "WEB_USER=u\nWEB_PASSWORD=p\nWEB_PATH=/\nWEB_HOST_KEY=ssh-ed25519 "
+    "AAAAC3NzaC1lZDI1NTE5AAAAIHq3GP8gH2Pfbnx0Nfhu9g2oH6hH2cOTeUGDlS+Fyf9V\n"
+)
+
+
+def test_connections_default_to_eight_and_stay_within_one_to_32(tmp_path: Path) -> None:
+    """CONNECTIONS bounds what a remote source's server sees at once (issue 22)."""
+    assert load_customer(write(tmp_path, "acme.env", SFTP)).resources[0].source.CONNECTIONS == 8
+    two = load_customer(write(tmp_path, "acme.env", SFTP + "WEB_CONNECTIONS=2\n"))
+    assert two.resources[0].source.CONNECTIONS == 2
+    for bad in ("0", "33", "-1", "four", "２", "8.0"):
+        with pytest.raises(ConfigError) as err:
+            load_customer(write(tmp_path, "acme.env", SFTP + f"WEB_CONNECTIONS={bad}\n"))
+        assert err.value.problems == [
+            f"{tmp_path}/acme.env: WEB_CONNECTIONS: must be a whole number, 1-32"
+        ], bad
+    with pytest.raises(ConfigError) as err:  # a local directory opens no connection
+        load_customer(write(tmp_path, "acme.env", VALID + "WEBSITE_CONNECTIONS=4\n"))
+    assert "WEBSITE_CONNECTIONS: not used by TYPE=local" in str(err.value)

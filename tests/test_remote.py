@@ -127,6 +127,19 @@ def test_ftps_full_incremental_restore(site: Site, ftps: Ftps, unique: str, sour
     round_trip(site, name, "site", source)
 
 
+def test_ftps_within_a_per_address_login_limit(site: Site, unique: str, source: Path) -> None:
+    """SITE_CONNECTIONS=1 against a host that allows two logins per address (one more than
+    CONNECTIONS: the path check at start overlaps the mount's first login): a single
+    connection serves the listing and every read without deadlocking the mount, and the
+    backups restore whole. (rclone retries a login refused with 421, so a larger setting
+    passes here too, only slower: this proves no deadlock, not the bound.)"""
+    name = f"ftps-one-{unique}"
+    with vsftpd(max_per_ip=2) as limited:
+        ca = site.key_file(name, limited.ca)
+        ftps_customer(site, name, limited, source, f"SITE_TLS_CA_FILE={ca}\nSITE_CONNECTIONS=1")
+        round_trip(site, name, "site", source)
+
+
 def test_sftp_full_incremental_restore_with_a_key(
     site: Site, sftp: Sftp, unique: str, source: Path
 ) -> None:

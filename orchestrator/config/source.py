@@ -34,6 +34,7 @@ from orchestrator.config.values import (
 
 VERIFY_SLICES_MAX = 1000
 VERIFY_SAMPLE_MAX = 200  # each sampled path is an argument of the drill's worker
+CONNECTIONS_MAX = 32
 _FINGERPRINT = re.compile(r"sha256:([0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}")
 
 
@@ -135,6 +136,10 @@ class RemoteSource(Source):
     PORT: int
     USER: str
     PASSWORD: SecretRef | None = None
+    # Connections to the server at once: files read in parallel and folders listed in
+    # parallel. Latency is hidden by this many; a server that allows fewer per client
+    # (an FTP host's per-IP limit, a small passive port range) needs it lowered.
+    CONNECTIONS: int = 8
 
     @field_validator("HOST")
     @classmethod
@@ -152,6 +157,11 @@ class RemoteSource(Source):
     @classmethod
     def _password(cls, value: Any) -> Any:
         return SecretRef.parse(value) if isinstance(value, str) else value
+
+    @field_validator("CONNECTIONS", mode="before")
+    @classmethod
+    def _connections(cls, value: Any) -> int:
+        return number(value, 1, CONNECTIONS_MAX, f"a whole number, 1-{CONNECTIONS_MAX}")
 
 
 class FtpsSource(RemoteSource):

@@ -176,6 +176,7 @@ def remote_launch(
         resource.path,
         mount_point,
         *_guard_argv(guard),
+        str(source.CONNECTIONS),
         "--",
         *(
             command
