@@ -26,6 +26,7 @@ bench: provision
 	$(VENV)/python bench/local_overhead.py
 	$(VENV)/python bench/daemon_scale.py
 	$(VENV)/python bench/ftps_backup.py
+	$(VENV)/python bench/remote_wan.py
 
 clean:
 	rm -rf .venv .tools worker-image/dist/rustic

@@ -16,6 +16,10 @@ from orchestrator.storage.layout import job_storage
 from orchestrator.storage.target import check_target, open_target
 
 
+# rustic's words when a repository holds no snapshot at all.
+NO_SNAPSHOTS = "No snapshots found"
+
+
 def snapshots(jobs: Jobs, customer: Customer, resource: Resource) -> list[SnapshotInfo]:
     """Return the snapshots of `resource`, oldest first; raise RunFailed if rustic fails."""
     if not (job_storage(jobs.settings, customer.name, resource.name).hot / "config").exists():
@@ -52,8 +56,11 @@ def restore(
     """
     target = target.absolute()
     new = check_target(target, jobs.settings.bounds.protected + SYSTEM_TREES)
-    if not snapshots(jobs, customer, resource):
-        raise RunFailed(f"{customer.name}/{resource.name}: no snapshot to restore yet")
+    # No worker is asked for the list first: that cost a container and a repository open
+    # (key derivation) per restore. A repository never made, or one with no snapshot, says so.
+    empty = f"{customer.name}/{resource.name}: no snapshot to restore yet"
+    if not (job_storage(jobs.settings, customer.name, resource.name).hot / "config").exists():
+        raise RunFailed(empty)
     identity = open_target(target, new)
     argv = commands.restore_args(jobs.cold, snapshot, source_path(resource), RESTORE_TARGET)
     launch = target_launch(target, identity, RESTORE_TARGET, ["rustic", *argv])
@@ -72,6 +79,8 @@ def restore(
             f"--target {target}: was replaced (by a symlink?) after it was checked; "
             "nothing was restored"
         )
+    if done.exit_code != 0 and NO_SNAPSHOTS in done.stderr:
+        raise RunFailed(empty)
     if done.exit_code != 0:
         raise RunFailed(f"{customer.name}/{resource.name}: restore failed: {last_words(done)}")
 

@@ -108,6 +108,31 @@ def test_restore_refuses_a_non_empty_target(site: Site, unique: str) -> None:
     assert (target / "keep-me").read_text() == "precious"
 
 
+def test_restore_before_any_snapshot_says_so(site: Site, unique: str) -> None:
+    """Without a repository, and with one that holds no snapshot yet (made, then the first
+    backup failed), the restore names the reason and writes nothing."""
+    name = f"none-{unique}"
+    source = site.root / "src"
+    source.mkdir()
+    (source / "a").write_text("a")
+    site.customer(name, customer_text("pw", source))
+    target = site.root / "out"
+    expected = f"{name}/files: no snapshot to restore yet"
+    done = site.cli("restore", name, "files", "--target", str(target))
+    assert (done.returncode, done.stderr.strip().splitlines()[-1]) == (1, f"Error: {expected}")
+    data = Path(site.env["UNSTOPPABLE_DATA_DIR"])
+    (password := site.root / "pw").write_text("pw")
+    made = subprocess.run(
+        [str(RUSTIC), "-r", str(data / "cold" / name / "files"), "--repo-hot"]
+        + [str(data / "hot" / name / "files"), "--password-file", str(password), "init"],
+        capture_output=True,
+    )
+    assert made.returncode == 0, made.stderr
+    done = site.cli("restore", name, "files", "--target", str(target))
+    assert (done.returncode, done.stderr.strip().splitlines()[-1]) == (1, f"Error: {expected}")
+    assert not any(target.iterdir())
+
+
 def test_restore_refuses_a_symlink_target_and_makes_a_new_one_0700(site: Site, unique: str) -> None:
     name = f"ln-{unique}"
     source = site.root / "src"
