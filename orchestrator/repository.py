@@ -15,7 +15,6 @@ from orchestrator.sources.setup import source_path, target_launch
 from orchestrator.storage.layout import job_storage
 from orchestrator.storage.target import check_target, open_target
 
-
 # rustic's words when a repository holds no snapshot at all.
 NO_SNAPSHOTS = "No snapshots found"
 
