@@ -122,10 +122,10 @@ def test_restore_before_any_snapshot_says_so(site: Site, unique: str) -> None:
     assert (done.returncode, done.stderr.strip().splitlines()[-1]) == (1, f"Error: {expected}")
     data = Path(site.env["UNSTOPPABLE_DATA_DIR"])
     (password := site.root / "pw").write_text("pw")
-    repos = ["-r", str(data / "cold" / name / "files"), "--repo-hot", str(data / "hot" / name)]
-    repos[-1] += "/files"
+    hot, cold = (str(data / kind / name / "files") for kind in ("hot", "cold"))
     made = subprocess.run(
-        [str(RUSTIC), *repos, "--password-file", str(password), "init"], capture_output=True
+        [str(RUSTIC), "-r", cold, "--repo-hot", hot, "--password-file", str(password), "init"],
+        capture_output=True,
     )
     assert made.returncode == 0, made.stderr
     done = site.cli("restore", name, "files", "--target", str(target))
