@@ -8,6 +8,7 @@ first backup into fresh repositories, an unchanged second one, and a restore of 
 snapshot into an empty directory; medians are printed with ratios. rustic is the same
 build the worker runs (`.tools/bin/rustic`, with its carried patches), on the host.
 
+A current restic joins when built once (see CURRENT_RESTIC below).
 Every run must exit 0 and account for every file (restic's and rustic's JSON summaries,
 the product's summary line, the restored tree's file count); otherwise the bench stops
 with status 2 and no ratio. Goals (issue 22): `small` unstoppable ≤ 1.0 × restic;
@@ -68,19 +69,37 @@ def count(root: Path) -> int:
     return sum(len(files) for _, _, files in os.walk(root))
 
 
+# A current restic, if built once with (GOBIN=<this directory>)
+#   go install github.com/restic/restic/cmd/restic@v0.18.1
+CURRENT_RESTIC = Path.home() / ".cache" / "unstoppable-tools" / "restic-0.18.1" / "bin" / "restic"
+
+
 class Restic:
     name = "restic (Debian)"
+    binary = "restic"
 
     def __init__(self, work: Path, source: Path) -> None:
         self.repo, self.source = work / "restic", source
         self.env = {**os.environ, "RESTIC_PASSWORD": PASSWORD, "RESTIC_CACHE_DIR": str(work / "rc")}
         subprocess.run(
-            ["restic", "-r", str(self.repo), "init"], env=self.env, check=True, capture_output=True
+            [self.binary, "-r", str(self.repo), "init"],
+            env=self.env,
+            check=True,
+            capture_output=True,
         )
 
     def backup(self, files: int, unchanged: bool) -> float:
         took, out = timed(
-            ["restic", "-r", str(self.repo), "backup", "--json", "--host", "b", str(self.source)],
+            [
+                self.binary,
+                "-r",
+                str(self.repo),
+                "backup",
+                "--json",
+                "--host",
+                "b",
+                str(self.source),
+            ],
             self.env,
         )
         summary = [json.loads(line) for line in out.splitlines() if '"summary"' in line][-1]
@@ -90,9 +109,15 @@ class Restic:
 
     def restore(self, target: Path) -> float:
         took, _ = timed(
-            ["restic", "-r", str(self.repo), "restore", "latest", "--target", str(target)], self.env
+            [self.binary, "-r", str(self.repo), "restore", "latest", "--target", str(target)],
+            self.env,
         )
         return took
+
+
+class CurrentRestic(Restic):
+    name = "restic 0.18.1"
+    binary = str(CURRENT_RESTIC)
 
 
 class Rustic:
@@ -100,6 +125,7 @@ class Rustic:
 
     def __init__(self, work: Path, source: Path) -> None:
         self.source = source
+        work.mkdir(parents=True)
         (work / "pw").write_text(PASSWORD)
         self.base = [str(RUSTIC), "-r", str(work / "cold"), "--repo-hot", str(work / "hot")]
         self.base += ["--password-file", str(work / "pw"), "--cache-dir", str(work / "cache")]
@@ -160,11 +186,13 @@ def main() -> int:
     base = Path(tempfile.mkdtemp(prefix="unstoppable-bench-local-", dir="/var/tmp"))
     source = base / "source"
     tools: list[Callable[[Path, Path], Restic | Rustic | Product]] = [Restic, Rustic, Product]
+    if CURRENT_RESTIC.exists():
+        tools.insert(1, CurrentRestic)
     times: dict[tuple[str, str], list[float]] = {}
     try:
         files = make_tree(source, args.shape)
         for round_ in range(args.rounds):
-            order = tools[round_ % 3 :] + tools[: round_ % 3]
+            order = tools[round_ % len(tools) :] + tools[: round_ % len(tools)]
             for make in order:
                 work = base / f"run-{round_}-{make.__name__}"
                 tool = make(work, source)
@@ -193,6 +221,9 @@ def main() -> int:
             f"  {step:9} restic {r:6.2f}s  rustic {b:6.2f}s ({b / r:.2f}x restic)"
             f"  unstoppable {u:6.2f}s ({u / r:.2f}x restic, {u / b:.2f}x rustic, {u - b:+.2f}s)"
         )
+        if (CurrentRestic.name, step) in med:
+            c = med[(CurrentRestic.name, step)]
+            print(f"  {'':9} restic 0.18.1 {c:6.2f}s: unstoppable {u / c:.2f}x")
     return 0
 
 

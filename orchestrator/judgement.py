@@ -13,11 +13,11 @@ from orchestrator.runtime import apparmor
 from orchestrator.runtime.protocol import Finished
 from orchestrator.rustic import output
 from orchestrator.sources import remote as sources
-from orchestrator.storage import s3
+from orchestrator.storage import s3_values
 from orchestrator.storage.layout import lock_live
 
 # What can stop a run before its worker gives an answer, and the outcome each one means.
-STOPPED_BEFORE_RUSTIC = (SecretError, JobBusy, RuntimeUnavailable, s3.StorageError)
+STOPPED_BEFORE_RUSTIC = (SecretError, JobBusy, RuntimeUnavailable, s3_values.StorageError)
 
 
 def stopped(exc: Exception) -> Outcome:
@@ -28,7 +28,7 @@ def stopped(exc: Exception) -> Outcome:
         )
     if isinstance(exc, SecretError):
         return Outcome(Result.FAILURE, Reason.SECRETS, str(exc))
-    if isinstance(exc, s3.StorageError):
+    if isinstance(exc, s3_values.StorageError):
         return Outcome(Result.FAILURE, Reason.STORAGE, str(exc))
     return Outcome(Result.FAILURE, Reason.RUNTIME, str(exc))
 
@@ -128,7 +128,7 @@ def locked_written(
     try:
         since = holds.locked_through(job)
         report = lock_live(settings, customer, resource, since=since)
-    except s3.StorageError as exc:
+    except s3_values.StorageError as exc:
         why = f"its new objects could not be locked: {exc}"
     else:
         if report is None or report.unlocked or report.complete:

@@ -36,7 +36,7 @@ from orchestrator.rustic import commands, output
 from orchestrator.rustic.listing import parse_ls
 from orchestrator.sources.setup import WorkerSetup, source_path
 from orchestrator.storage.layout import job_storage, lock_live
-from orchestrator.storage.s3 import StorageError
+from orchestrator.storage.s3_values import StorageError
 
 log = logging.getLogger(__name__)
 

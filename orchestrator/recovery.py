@@ -20,7 +20,7 @@ from orchestrator.model import Kind
 from orchestrator.runs import Jobs
 from orchestrator.rustic import commands
 from orchestrator.storage.layout import job_storage, lock_live, open_bucket
-from orchestrator.storage.s3 import StorageError
+from orchestrator.storage.s3_values import StorageError
 from orchestrator.storage.versions import as_of, by_creation, existed
 
 

@@ -45,7 +45,7 @@ from orchestrator.secrets.files import Resolver, secret_files
 from orchestrator.sources import anomaly
 from orchestrator.sources.guard import Baseline, Floor, floor
 from orchestrator.sources.setup import WorkerSetup, local_launch, local_source, remote_launch
-from orchestrator.storage import s3
+from orchestrator.storage import s3_values
 from orchestrator.storage.layout import (
     bucket,
     bucket_lock,
@@ -290,10 +290,10 @@ class Jobs:
                 lambda: store.ensure(lock), BUCKET_DEADLINE_SECONDS, f"bucket {name}"
             )
         except deadline.DeadlineExceeded as exc:
-            raise s3.StorageError(str(exc)) from None
+            raise s3_values.StorageError(str(exc)) from None
         finally:
             store.close()
-        if lock is not None and state is s3.BucketState.UNLOCKED:
+        if lock is not None and state is s3_values.BucketState.UNLOCKED:
             log.error(
                 "%s: bucket %s has no object lock: its history is not protected", customer, name
             )

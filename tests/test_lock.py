@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from orchestrator.storage.s3 import Bucket, Lock
+from orchestrator.storage.s3 import Bucket
+from orchestrator.storage.s3_values import Lock
 from orchestrator.storage.versions import live as live_objects
 from tests.conftest import Site
 from tests.test_remote import contents

@@ -9,7 +9,7 @@ from orchestrator.config.settings import load_settings
 from orchestrator.model import Outcome, Reason, Result
 from orchestrator.reporting.holds import MemoryHolds
 from orchestrator.storage.lock import LockReport
-from orchestrator.storage.s3 import StorageError
+from orchestrator.storage.s3_values import StorageError
 
 STARTED = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 SUCCESS = Outcome(Result.SUCCESS, Reason.NONE, "snapshot 1a2b3c4d saved")

@@ -19,7 +19,7 @@ import boto3
 import pytest
 
 from orchestrator.reporting.ledger import Ledger
-from orchestrator.storage import s3
+from orchestrator.storage import s3, s3_values
 from tests.conftest import Site
 from tests.containers import DockerContainer, image, on_host_network
 from tests.helpers import DaemonProcess, wait_until
@@ -59,7 +59,7 @@ def ensure_bucket(
     """Create `bucket` through the orchestrator's Bucket; return whether this call made it."""
     store = s3.Bucket(endpoint, region, key_id, secret, bucket, **options)
     try:
-        return store.ensure() is s3.BucketState.CREATED
+        return store.ensure() is s3_values.BucketState.CREATED
     finally:
         store.close()
 

@@ -11,7 +11,7 @@ import pytest
 
 from orchestrator.config.settings import load_settings
 from orchestrator.errors import ConfigError
-from orchestrator.storage import s3
+from orchestrator.storage import s3_values
 from orchestrator.storage.layout import cold_profile
 from tests.containers import free_port
 from tests.test_s3 import KEY_ID, SECRET, Minio, ensure_bucket, minio_server
@@ -20,10 +20,10 @@ TOKEN = "session-Token-5be0c1"
 REGION = "eu-central-1"
 
 
-def refused(call: object) -> tuple[s3.StorageError, float]:
+def refused(call: object) -> tuple[s3_values.StorageError, float]:
     """Return the StorageError `call` raises and the seconds it took."""
     began = time.monotonic()
-    with pytest.raises(s3.StorageError) as caught:
+    with pytest.raises(s3_values.StorageError) as caught:
         call()  # type: ignore[operator]
     return caught.value, time.monotonic() - began
 
@@ -169,7 +169,7 @@ def test_parallel_runs_make_the_bucket_once_and_all_succeed(minio_eu: Minio, uni
         barrier.wait()
         try:
             results.append(ensure_bucket(minio_eu.endpoint, REGION, KEY_ID, SECRET, bucket))
-        except s3.StorageError as exc:
+        except s3_values.StorageError as exc:
             results.append(exc)
 
     threads = [threading.Thread(target=make) for _ in range(8)]

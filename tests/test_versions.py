@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import minio.datatypes
 import pytest
 
-from orchestrator.storage.s3 import Version
+from orchestrator.storage.s3_values import Version
 from orchestrator.storage.versions import (
     Step,
     as_of,

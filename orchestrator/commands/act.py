@@ -23,7 +23,6 @@ from orchestrator.errors import RunFailed
 from orchestrator.maintenance import Maintenance
 from orchestrator.model import Result, RunRecord, job_id
 from orchestrator.reporting.ledger import Ledger
-from orchestrator.storage import s3_admin
 from orchestrator.storage.layout import bucket_lock, open_bucket, state_dir
 
 
@@ -65,6 +64,8 @@ def cmd_s3_provision(args: argparse.Namespace) -> int:
     finally:
         store.close()
     user = f"unstoppable-{customer.name}"
+    from orchestrator.storage import s3_admin  # minio-py's admin client: loaded for this only
+
     secret = s3_admin.provision_user(
         settings.S3_ENDPOINT or "",
         settings.S3_REGION,

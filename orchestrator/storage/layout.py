@@ -1,16 +1,26 @@
-"""Where each job's repositories, cache and run state live (DESIGN.md, Storage)."""
+"""Where each job's repositories, cache and run state live (DESIGN.md, Storage).
+
+The S3 modules (minio-py, a tenth of a second to import) load only when a bucket is used:
+every worker's spec and every CLI command reads paths from here, most never touch S3.
+"""
+
+from __future__ import annotations
 
 import json
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
 from orchestrator.config.settings import Settings
-from orchestrator.storage.lock import LockReport, extend_live
-from orchestrator.storage.s3 import Bucket, Lock
+
+if TYPE_CHECKING:
+    from orchestrator.storage.lock import LockReport
+    from orchestrator.storage.s3 import Bucket
+    from orchestrator.storage.s3_values import Lock
 
 
 @dataclass(frozen=True)
@@ -82,6 +92,8 @@ def bucket(settings: Settings, customer: str) -> str:
 
 def bucket_lock(settings: Settings) -> Lock | None:
     """Return the object lock new buckets get, or None when UNSTOPPABLE_S3_LOCK_DAYS=0."""
+    from orchestrator.storage.s3_values import Lock
+
     return Lock(settings.S3_LOCK_DAYS, settings.S3_LOCK_MODE) if settings.S3_LOCK_DAYS else None
 
 
@@ -105,6 +117,8 @@ def lock_live(
     lock = bucket_lock(settings)
     if settings.COLD_BACKEND != "s3" or lock is None:
         return None
+    from orchestrator.storage.lock import extend_live
+
     store = open_bucket(settings, customer, timeout=120)
     try:
         stop_at = time.monotonic() + settings.job_timeout_seconds
@@ -117,6 +131,8 @@ def lock_live(
 
 def open_bucket(settings: Settings, customer: str, timeout: float = 30) -> Bucket:
     """Return the customer's bucket, reached with the orchestrator's own credentials."""
+    from orchestrator.storage.s3 import Bucket
+
     secret, token = settings.S3_SECRET_ACCESS_KEY, settings.S3_SESSION_TOKEN
     return Bucket(
         settings.S3_ENDPOINT or "",

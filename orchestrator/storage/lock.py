@@ -12,7 +12,8 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from orchestrator.storage.s3 import Bucket, BucketState, Lock, StorageError
+from orchestrator.storage.s3 import Bucket
+from orchestrator.storage.s3_values import BucketState, Lock, StorageError
 from orchestrator.storage.versions import live, needs_extension
 
 

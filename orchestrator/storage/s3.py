@@ -10,27 +10,19 @@ import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from xml.etree import ElementTree
 
 import urllib3
-from minio import Minio
-from minio.commonconfig import COMPLIANCE, ENABLED, GOVERNANCE, CopySource, Filter
-from minio.error import InvalidResponseError, S3Error, ServerError
-from minio.lifecycleconfig import (
-    Expiration,
-    LifecycleConfig,
-    NoncurrentVersionExpiration,
-    Rule,
-)
-from minio.objectlockconfig import DAYS, ObjectLockConfig
-from minio.retention import Retention
 
-from orchestrator.config.values import s3_endpoint
-from orchestrator.errors import UnstoppableError
-from orchestrator.storage import s3_compat  # noqa: F401  (minio-py reads nanoseconds)
+from orchestrator.storage.s3_values import (
+    BucketState,
+    Lock,
+    StorageError,
+    Version,
+    host_of,
+    masked,
+)
 
 # A dead endpoint must fail a run in seconds: minio-py's own pool waits five minutes per
 # connection and retries five times. One retry covers a dropped connection.
@@ -49,35 +41,6 @@ PROBE_KEY = ".unstoppable-probe"
 log = logging.getLogger(__name__)
 
 
-class StorageError(UnstoppableError):
-    """The object store refused or could not be reached."""
-
-
-@dataclass(frozen=True)
-class Lock:
-    """Object lock for new buckets: default retention of `days` in `mode`."""
-
-    days: int
-    mode: str  # "compliance" or "governance"
-
-
-class BucketState(StrEnum):
-    CREATED = "created"
-    LOCKED = "locked"  # it existed, with object lock
-    UNLOCKED = "unlocked"  # it existed without object lock: history is not protected
-
-
-@dataclass(frozen=True)
-class Version:
-    """One version of an object, or a delete marker, as the bucket lists it."""
-
-    key: str
-    version_id: str
-    modified: datetime
-    deleted: bool  # a delete marker: the key is hidden from this version on
-    latest: bool
-
-
 class Bucket:
     """One customer's bucket on an S3 store: the few calls the orchestrator makes."""
 
@@ -91,6 +54,12 @@ class Bucket:
         timeout: float = 30,
         session_token: str | None = None,
     ) -> None:
+        # minio-py loads here, not with this module: StorageError, Lock and the other plain
+        # types are imported by every run; only a run that reaches a bucket needs the client.
+        from minio import Minio
+
+        from orchestrator.storage import s3_compat  # noqa: F401  (minio-py reads nanoseconds)
+
         self.host, secure = host_of(endpoint)
         self.name, self.region = name, region
         self.secrets = (key_id, secret, session_token)
@@ -116,6 +85,8 @@ class Bucket:
         and lets a lifecycle rule expire a version `lock.days` after it stopped being current,
         so what prune removes is kept as long as the lock and then no longer stored.
         """
+        from minio.error import S3Error
+
         with self._translated():
             if self.client.bucket_exists(self.name):
                 return self._state(lock)
@@ -133,6 +104,16 @@ class Bucket:
 
     def _configure(self, lock: Lock) -> None:
         """Set the default retention and the lifecycle rule of a bucket with object lock."""
+        from minio.commonconfig import COMPLIANCE, ENABLED, GOVERNANCE, Filter
+        from minio.error import S3Error
+        from minio.lifecycleconfig import (
+            Expiration,
+            LifecycleConfig,
+            NoncurrentVersionExpiration,
+            Rule,
+        )
+        from minio.objectlockconfig import DAYS, ObjectLockConfig
+
         mode = COMPLIANCE if lock.mode == "compliance" else GOVERNANCE
         self.client.set_object_lock_config(self.name, ObjectLockConfig(mode, lock.days, DAYS))
         rule = Rule(
@@ -156,6 +137,10 @@ class Bucket:
         A creation cut off before its default retention was set, or a default an attacker
         removed or shortened, is set again here (each prune asks): new objects are locked.
         """
+        from minio.commonconfig import COMPLIANCE, GOVERNANCE
+        from minio.error import S3Error
+        from minio.objectlockconfig import DAYS
+
         if lock is None:
             return BucketState.LOCKED
         try:
@@ -213,6 +198,8 @@ class Bucket:
 
     def restore(self, key: str, version_id: str) -> None:
         """Make version `version_id` of `key` current again (as a new version)."""
+        from minio.commonconfig import CopySource
+
         with self._translated():
             self.client.copy_object(
                 self.name, key, CopySource(self.name, key, version_id=version_id)
@@ -231,6 +218,9 @@ class Bucket:
 
     def retain(self, key: str, version_id: str, until: datetime, mode: str) -> None:
         """Lock version `version_id` of `key` until `until` (a lock is only ever extended)."""
+        from minio.commonconfig import COMPLIANCE, GOVERNANCE
+        from minio.retention import Retention
+
         with self._translated():
             self.client.set_object_retention(
                 self.name,
@@ -242,6 +232,8 @@ class Bucket:
     @contextmanager
     def _translated(self) -> Iterator[None]:
         """Turn what minio-py and urllib3 raise into StorageError, credentials masked."""
+        from minio.error import InvalidResponseError, S3Error, ServerError
+
         where = f"bucket {self.name} at {self.host}"
         try:
             yield
@@ -278,23 +270,7 @@ class Bucket:
         self.pool.clear()
 
 
-def host_of(endpoint: str) -> tuple[str, bool]:
-    """Return (host[:port], TLS?) of `endpoint`; StorageError if it is not a plain URL."""
-    try:
-        return s3_endpoint(endpoint)
-    except ValueError as exc:
-        raise StorageError(f"UNSTOPPABLE_S3_ENDPOINT {exc}") from None
-
-
 def _reason(exc: urllib3.exceptions.HTTPError) -> str:
     """Return what went wrong on the wire, without urllib3's repeat of the connection."""
     reason = getattr(exc, "reason", None) or exc
     return str(reason).split("): ", 1)[-1] or type(reason).__name__
-
-
-def masked(text: str, *secrets: str | None) -> str:
-    """Return `text` with every non-empty secret masked: servers may echo what they got."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text

@@ -11,7 +11,7 @@ from minio.credentials.providers import StaticProvider
 from minio.error import MinioAdminException
 from minio.minioadmin import MinioAdmin
 
-from orchestrator.storage.s3 import StorageError, host_of, masked
+from orchestrator.storage.s3_values import StorageError, host_of, masked
 
 
 def bucket_policy(bucket: str) -> dict[str, Any]:

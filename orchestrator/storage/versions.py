@@ -6,7 +6,7 @@ Pure functions over the versions `Bucket.versions` lists; the bucket carries out
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from orchestrator.storage.s3 import Version
+from orchestrator.storage.s3_values import Version
 
 
 @dataclass(frozen=True)
