@@ -11,7 +11,8 @@ build the worker runs (`.tools/bin/rustic`, with its carried patches), on the ho
 A current restic joins when built once (see CURRENT_RESTIC below).
 Every run must exit 0 and account for every file (restic's and rustic's JSON summaries,
 the product's summary line, the restored tree's file count); otherwise the bench stops
-with status 2 and no ratio. Goals (issue 22): `small` unstoppable ≤ 1.0 × restic;
+with status 2 and no ratio; a missed goal is status 1. Goals (issue 22): `small`
+unstoppable ≤ 1.0 × restic;
 `large` ≤ 1.05 × bare rustic fresh, unchanged ≤ +0.3 s, restore ≤ 1.05 ×.
 """
 
@@ -103,8 +104,9 @@ class Restic:
             self.env,
         )
         summary = [json.loads(line) for line in out.splitlines() if '"summary"' in line][-1]
-        if summary["total_files_processed"] != files:
-            raise Broken(f"restic processed {summary['total_files_processed']} of {files}")
+        seen = summary["files_unmodified"] if unchanged else summary["files_new"]
+        if summary["total_files_processed"] != files or seen != files:
+            raise Broken(f"restic: {seen} of {files} files {'unmodified' if unchanged else 'new'}")
         return took
 
     def restore(self, target: Path) -> float:
@@ -224,7 +226,29 @@ def main() -> int:
         if (CurrentRestic.name, step) in med:
             c = med[(CurrentRestic.name, step)]
             print(f"  {'':9} restic 0.18.1 {c:6.2f}s: unstoppable {u / c:.2f}x")
-    return 0
+    return 0 if goals_met(args.shape, med) else 1
+
+
+def goals_met(shape: str, med: dict[tuple[str, str], float]) -> bool:
+    """Print and judge issue 22's goals for `shape`."""
+    product = {
+        step: med[("unstoppable backup", step)] for step in ("fresh", "unchanged", "restore")
+    }
+    if shape == "small":
+        restics = [
+            name for name in ("restic (Debian)", CurrentRestic.name) if (name, "fresh") in med
+        ]
+        verdicts = [(f"fresh <= 1.0x {n}", product["fresh"] <= med[(n, "fresh")]) for n in restics]
+    else:
+        bare = {step: med[("rustic (bare)", step)] for step in product}
+        verdicts = [
+            ("fresh <= 1.05x rustic", product["fresh"] <= 1.05 * bare["fresh"]),
+            ("unchanged <= rustic + 0.3 s", product["unchanged"] <= bare["unchanged"] + 0.3),
+            ("restore <= 1.05x rustic", product["restore"] <= 1.05 * bare["restore"]),
+        ]
+    for goal, met in verdicts:
+        print(f"  goal {goal}: {'met' if met else 'NOT met'}")
+    return all(met for _, met in verdicts)
 
 
 if __name__ == "__main__":

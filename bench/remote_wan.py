@@ -159,9 +159,13 @@ def measure(
     copy = work / f"copy-{point.proto}-{wan.rtt_ms:g}"
     row: dict[str, float] = {}
     row["copy"], _ = run([*rclone, "copy", f"src:{source}", str(copy)], env)
-    compared = filecmp.dircmp(source, copy)
-    if compared.left_only or compared.diff_files or count(copy) != files:
-        raise Broken(f"rclone copy fetched {count(copy)} of {files} files")
+    same = [
+        filecmp.cmp(path, copy / path.relative_to(source), shallow=False)
+        for path in source.rglob("*")
+        if path.is_file() and (copy / path.relative_to(source)).is_file()
+    ]
+    if count(copy) != files or len(same) != files or not all(same):
+        raise Broken(f"rclone copy fetched {sum(same)} of {files} files intact")
     row["listing"], listed = run([*rclone, "lsf", "-R", "--files-only", f"src:{source}"], env)
     if len(listed.splitlines()) != files:
         raise Broken(f"the listing named {len(listed.splitlines())} of {files} files")
@@ -169,10 +173,15 @@ def measure(
     cli = [str(CLI), "backup", "bench"]
     row["full"], out = run(cli, uenv)
     judged(out, files)
-    before = wan.moved
+    before = wan.moved_down
     row["unchanged"], out = run(cli, uenv)
     judged(out, 0)
-    row["unchanged_mb"] = (wan.moved - before) / 1e6
+    down = wan.moved_down - before
+    row["unchanged_mb"] = down / 1e6
+    # Listings and handshakes come down too, but no file's contents: a quarter of the tree
+    # would mean the unchanged run read files it should have skipped.
+    if down > tree_bytes(source) / 4:
+        raise Broken(f"the unchanged backup downloaded {down} bytes: it read file contents")
     return row
 
 
@@ -185,6 +194,10 @@ def judged(out: str, new: int) -> None:
     found = re.search(r"snapshot \w+: (\d+) new, (\d+) changed", out)
     if not found or (int(found[1]), int(found[2])) != (new, 0):
         raise Broken(f"unstoppable backup: expected {new} new and 0 changed files: {out.strip()}")
+
+
+def tree_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
 
 
 def count(root: Path) -> int:
@@ -201,7 +214,7 @@ def main() -> int:
     parser.add_argument("--proto", default="sftp,ftps")
     parser.add_argument("--connections", type=int, help="SITE_CONNECTIONS (default: the product's)")
     args = parser.parse_args()
-    rtts = [int(x) for x in args.rtt.split(",")]
+    rtts = sorted({int(x) for x in args.rtt.split(",")})
     source = open_dir("unstoppable-bench-wan-")
     work = Path(tempfile.mkdtemp(prefix="unstoppable-bench-wan-", dir="/var/tmp"))
     rows: list[tuple[str, int, dict[str, float]]] = []
@@ -240,7 +253,7 @@ def print_row(proto: str, rtt: int, row: dict[str, float], flush: bool = False) 
     print(
         f"{proto} rtt {rtt:>3} ms | copy {row['copy']:7.2f}s  listing {row['listing']:6.2f}s"
         f" | unstoppable full {row['full']:7.2f}s  unchanged {row['unchanged']:6.2f}s"
-        f" ({row['unchanged_mb']:.2f} MB down)",
+        f" ({row['unchanged_mb']:.2f} MB came down)",
         flush=flush,
     )
 

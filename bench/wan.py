@@ -53,6 +53,7 @@ class Wan:
     up: Direction = field(init=False)
     down: Direction = field(init=False)
     moved: int = 0  # bytes carried, both directions
+    moved_down: int = 0  # bytes carried from the server to the client
 
     def __post_init__(self) -> None:
         rate = self.mbit * 1_000_000 / 8
@@ -103,7 +104,7 @@ class Wan:
             try:
                 sock = await self.loop.run_in_executor(self._connector(netns), _connect, upstream)
                 up_reader, up_writer = await asyncio.open_connection(sock=sock)
-            except OSError:
+            except Exception:  # a refused upstream and a failed setns alike
                 writer.close()
                 return
             writers = (writer, up_writer)
@@ -152,6 +153,8 @@ class Wan:
                 await writer.drain()
                 in_flight -= len(data)
                 self.moved += len(data)
+                if way is self.down:
+                    self.moved_down += len(data)
                 if in_flight <= self.window:
                     room.set()
 

@@ -1,5 +1,6 @@
 """A job's repository as the operator sees it: its snapshots, a restore, a check."""
 
+import contextlib
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,8 +16,9 @@ from orchestrator.sources.setup import source_path, target_launch
 from orchestrator.storage.layout import job_storage
 from orchestrator.storage.target import check_target, open_target
 
-# rustic's words when a repository holds no snapshot at all.
-NO_SNAPSHOTS = "No snapshots found"
+# rustic's words when a repository holds no snapshot at all (not "No snapshots found for
+# latest~3": that one names a selector the repository cannot satisfy, and is passed on).
+NO_SNAPSHOTS = "No snapshots found. Please make sure there are snapshots in the repository."
 
 
 def snapshots(jobs: Jobs, customer: Customer, resource: Resource) -> list[SnapshotInfo]:
@@ -78,10 +80,14 @@ def restore(
             f"--target {target}: was replaced (by a symlink?) after it was checked; "
             "nothing was restored"
         )
-    if done.exit_code != 0 and NO_SNAPSHOTS in done.stderr:
+    if done.exit_code == 0:
+        return
+    if new:  # made for this restore: a failure leaves no empty directory behind
+        with contextlib.suppress(OSError):
+            target.rmdir()
+    if NO_SNAPSHOTS in done.stderr:
         raise RunFailed(empty)
-    if done.exit_code != 0:
-        raise RunFailed(f"{customer.name}/{resource.name}: restore failed: {last_words(done)}")
+    raise RunFailed(f"{customer.name}/{resource.name}: restore failed: {last_words(done)}")
 
 
 def check(jobs: Jobs, customer: Customer, resource: Resource, read_data: bool) -> int:

@@ -50,6 +50,7 @@ docker_engine() {
 # the cache key: changing one rebuilds; otherwise the cached binary is reused.
 rustic_binary() {
     local patches="$here/worker-image/rustic-patches" key root src manifest core
+    compgen -G "$patches/*.patch" >/dev/null || die "no rustic patches in $patches"
     key=$(cat "$patches"/*.patch | sha256sum | cut -c1-12)
     root="$cache/rustic-$RUSTIC_VERSION-$key"
     if [ ! -x "$root/bin/rustic" ]; then
@@ -71,14 +72,17 @@ rustic_binary() {
             || die "cannot fetch the rustic_core that rustic-rs $RUSTIC_VERSION locks"
         cp -r "$core" "$src/rustic_core"
         for p in "$patches"/*.patch; do
-            patch -s -p1 -d "$src/rustic_core" <"$p" || die "$p does not apply to $(basename "$core")"
+            patch -s -F0 -p1 -d "$src/rustic_core" <"$p" || die "$p does not apply to $(basename "$core")"
         done
         printf '\n[patch.crates-io]\nrustic_core = { path = "../rustic_core" }\n' >>"$src/rustic-rs/Cargo.toml"
         # Fat LTO with one codegen unit takes hours on 2 cores; thin settings cost a few
         # percent of speed and are the same binary for the product and for bench/.
-        (cd "$src/rustic-rs" && CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+        # The lock file moves rustic_core to the patched copy and nothing else; --locked then
+        # holds every other crate at the version rustic's own Cargo.lock pins.
+        (cd "$src/rustic-rs" && cargo update -q --offline -p rustic_core \
+            && CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
             CARGO_TARGET_DIR="$cache/cargo-target" \
-            cargo build -q --release --no-default-features --bin rustic) \
+            cargo build -q --locked --release --no-default-features --bin rustic) \
             || die "building rustic failed"
         install -D -m 0755 "$cache/cargo-target/release/rustic" "$root/bin/rustic"
         rm -rf "$src"

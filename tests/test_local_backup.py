@@ -110,7 +110,7 @@ def test_restore_refuses_a_non_empty_target(site: Site, unique: str) -> None:
 
 def test_restore_before_any_snapshot_says_so(site: Site, unique: str) -> None:
     """Without a repository, and with one that holds no snapshot yet (made, then the first
-    backup failed), the restore names the reason and writes nothing."""
+    backup failed), the restore names the reason and leaves nothing behind."""
     name = f"none-{unique}"
     source = site.root / "src"
     source.mkdir()
@@ -130,7 +130,11 @@ def test_restore_before_any_snapshot_says_so(site: Site, unique: str) -> None:
     assert made.returncode == 0, made.stderr
     done = site.cli("restore", name, "files", "--target", str(target))
     assert (done.returncode, done.stderr.strip().splitlines()[-1]) == (1, f"Error: {expected}")
-    assert not any(target.iterdir())
+    assert not target.exists()  # made for the restore, removed again when nothing came
+    site.cli("backup", name, check=True)
+    done = site.cli("restore", name, "files", "--target", str(target), "--snapshot", "latest~3")
+    assert done.returncode == 1 and "no snapshot to restore yet" not in done.stderr
+    assert f"{name}/files: restore failed: " in done.stderr, done.stderr
 
 
 def test_restore_refuses_a_symlink_target_and_makes_a_new_one_0700(site: Site, unique: str) -> None:

@@ -127,14 +127,19 @@ def test_ftps_full_incremental_restore(site: Site, ftps: Ftps, unique: str, sour
     round_trip(site, name, "site", source)
 
 
-def test_ftps_within_a_per_address_login_limit(site: Site, unique: str, source: Path) -> None:
-    """SITE_CONNECTIONS=1 against a host that allows two logins per address (one more than
-    CONNECTIONS: the path check at start overlaps the mount's first login): a single
-    connection serves the listing and every read without deadlocking the mount, and the
-    backups restore whole. (rclone retries a login refused with 421, so a larger setting
-    passes here too, only slower: this proves no deadlock, not the bound.)"""
+def test_ftps_one_connection_reads_a_file_larger_than_a_read_chunk(
+    site: Site, unique: str, source: Path
+) -> None:
+    """SITE_CONNECTIONS=1, and a 130 MiB file: rclone reads it in chunks of 128 MiB and
+    opens the next before it closes the first, so a reader briefly holds two logins (a cap
+    of one per reader hung here until the job timeout). The host allows the four the worker
+    may hold (2 x 1 + 1, and the path check at start); the backups restore whole."""
     name = f"ftps-one-{unique}"
-    with vsftpd(max_per_ip=2) as limited:
+    with open(source / "dump.sql", "wb") as big:
+        for _ in range(130):
+            big.write(os.urandom(1024 * 1024))
+    (source / "dump.sql").chmod(0o644)
+    with vsftpd(max_per_ip=4) as limited:
         ca = site.key_file(name, limited.ca)
         ftps_customer(site, name, limited, source, f"SITE_TLS_CA_FILE={ca}\nSITE_CONNECTIONS=1")
         round_trip(site, name, "site", source)

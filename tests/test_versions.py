@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 import minio.datatypes
 import pytest
 
+from orchestrator.storage import s3_compat  # noqa: F401  (what a Bucket installs when opened)
 from orchestrator.storage.s3_values import Version
 from orchestrator.storage.versions import (
     Step,
@@ -119,7 +120,8 @@ def test_existed_says_whether_a_key_held_data_at_a_moment(moment: int, held: boo
 def test_minio_py_reads_the_times_every_store_sends(sent: str, read: datetime) -> None:
     """versitygw sends nanoseconds, which minio-py alone cannot read: a listing failed.
 
-    Importing orchestrator.storage.s3 (above) installs the reader into minio-py.
+    Importing orchestrator.storage.s3_compat (above; opening a Bucket does) installs the
+    reader into minio-py.
     """
     assert minio.datatypes.from_iso8601utc(sent) == read
 

@@ -11,6 +11,7 @@ from minio.credentials.providers import StaticProvider
 from minio.error import MinioAdminException
 from minio.minioadmin import MinioAdmin
 
+from orchestrator.storage import s3_compat  # noqa: F401  (minio-py reads nanoseconds)
 from orchestrator.storage.s3_values import StorageError, host_of, masked
 
 
