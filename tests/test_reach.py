@@ -232,3 +232,20 @@ def test_sftp_dials_the_judged_address_and_ftps_keeps_the_name() -> None:
     assert known.startswith("[203.0.113.7]:2222 ssh-ed25519 ")
     plan = remote_plan(ftps, SecretStr("p"), None, {}, "203.0.113.8")  # type: ignore[arg-type]
     assert "host = ftp.example.com\n" in plan.files["rclone.conf"].get_secret_value()
+
+
+@pytest.mark.parametrize(("line", "sent"), [("", "8"), ("MAIL_CONNECTIONS=3\n", "3")])
+def test_connections_reach_the_worker_as_a_file_not_an_argument(
+    tmp_path: Path, line: str, sent: str
+) -> None:
+    """An older worker image ignores a file it does not know; an argument it would run."""
+    text = (
+        "RESOURCES=mail\nMAIL_TYPE=sftp\nMAIL_HOST=127.0.0.1\nMAIL_USER=u\nMAIL_PATH=/srv\n"
+        f'MAIL_HOST_KEY="ssh-ed25519 {HOST_KEY}"\nMAIL_PASSWORD=p\n{line}'
+    )
+    confinement = Confinement(private_targets=LOOPBACK)
+    cust, res = customer(tmp_path, text, confinement)
+    launch = remote_launch([], cust, res, SecretStr("p"), None, confinement)  # type: ignore[arg-type]
+    assert not isinstance(launch, Outcome)
+    assert launch.files["connections"].get_secret_value() == sent
+    assert launch.argv[:6] == ["/srv", "/remote/mail", "-", "0", "1", "--"]

@@ -31,6 +31,8 @@ KNOWN_HOSTS = "known_hosts"
 
 SSH_KEY = "ssh-key"
 
+CONNECTIONS_FILE = "connections"  # <R>_CONNECTIONS, read by unstoppable-remote
+
 
 def obscure(secret: str) -> str:
     """Return `secret` obscured for rclone.conf (AES-CTR, random IV, base64url)."""

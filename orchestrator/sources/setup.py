@@ -176,7 +176,6 @@ def remote_launch(
         resource.path,
         mount_point,
         *_guard_argv(guard),
-        str(source.CONNECTIONS),
         "--",
         *(
             command
@@ -188,7 +187,11 @@ def remote_launch(
             ]
         ),
     ]
-    return WorkerSetup(argv, (), plan.files, entrypoint=(REMOTE_ENTRYPOINT,), remote=True)
+    # CONNECTIONS rides in the run's file directory, not in argv: a worker image older than
+    # this code ignores the file (and reads one file at a time) instead of failing on an
+    # argument it does not know. Not a secret; it simply travels with the run's files.
+    files = {**plan.files, sources.CONNECTIONS_FILE: SecretStr(str(source.CONNECTIONS))}
+    return WorkerSetup(argv, (), files, entrypoint=(REMOTE_ENTRYPOINT,), remote=True)
 
 
 def _guard_argv(guard: Floor | None) -> list[str]:
