@@ -25,22 +25,20 @@ import random
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.timing import Broken, timed  # noqa: E402
+
 RUSTIC = ROOT / ".tools" / "bin" / "rustic"
 CLI = ROOT / ".venv" / "bin" / "unstoppable"
 PASSWORD = "bench-password"
 WORDS = ("the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "invoice", "order")
-
-
-class Broken(Exception):
-    """A run that did not do its work."""
 
 
 def make_tree(root: Path, shape: str) -> int:
@@ -57,15 +55,6 @@ def make_tree(root: Path, shape: str) -> int:
         text = " ".join(rng.choice(WORDS) for _ in range(size // 5))
         (folder / f"page{i:05d}.html").write_text(text[:size])
     return 50_000
-
-
-def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
-    start = time.perf_counter()
-    done = subprocess.run(argv, capture_output=True, text=True, env=env)
-    took = time.perf_counter() - start
-    if done.returncode != 0:
-        raise Broken(f"{' '.join(argv[:4])} exited {done.returncode}: {done.stderr[-800:]}")
-    return took, done.stdout
 
 
 def count(root: Path) -> int:

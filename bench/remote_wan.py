@@ -28,7 +28,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.timing import Broken, timed  # noqa: E402
 from bench.wan import Wan  # noqa: E402
 from orchestrator.sources.remote import obscure  # noqa: E402
 from tests.servers import PASSWORD, USER, free_port, open_dir, sshd, vsftpd  # noqa: E402
@@ -56,10 +56,6 @@ WORDS = [
     "eiusmod",
     "tempor",
 ]
-
-
-class Broken(Exception):
-    """A run that did not do its work: its numbers mean nothing."""
 
 
 @dataclass
@@ -84,15 +80,6 @@ def make_tree(root: Path, files: int, mb: int, dirs: int, seed: int = 22) -> Non
         text = " ".join(rng.choice(WORDS) for _ in range(size // 6 + 1))
         (folder / f"page{i:06d}.html").write_text(text[:size])
     subprocess.run(["chmod", "-R", "a+rX", str(root)], check=True)
-
-
-def run(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
-    start = time.perf_counter()
-    done = subprocess.run(argv, capture_output=True, text=True, env=env)
-    took = time.perf_counter() - start
-    if done.returncode != 0:
-        raise Broken(f"{argv[0]} {argv[1:3]} exited {done.returncode}: {done.stderr[-1500:]}")
-    return took, done.stdout
 
 
 @contextmanager
@@ -158,7 +145,7 @@ def measure(
     rclone = ["rclone", "--config", str(conf), "--transfers", "8", "--checkers", "8"]
     copy = work / f"copy-{point.proto}-{wan.rtt_ms:g}"
     row: dict[str, float] = {}
-    row["copy"], _ = run([*rclone, "copy", f"src:{source}", str(copy)], env)
+    row["copy"], _ = timed([*rclone, "copy", f"src:{source}", str(copy)], env)
     same = [
         filecmp.cmp(path, copy / path.relative_to(source), shallow=False)
         for path in source.rglob("*")
@@ -166,15 +153,15 @@ def measure(
     ]
     if count(copy) != files or len(same) != files or not all(same):
         raise Broken(f"rclone copy fetched {sum(same)} of {files} files intact")
-    row["listing"], listed = run([*rclone, "lsf", "-R", "--files-only", f"src:{source}"], env)
+    row["listing"], listed = timed([*rclone, "lsf", "-R", "--files-only", f"src:{source}"], env)
     if len(listed.splitlines()) != files:
         raise Broken(f"the listing named {len(listed.splitlines())} of {files} files")
     uenv = product_env(work, point, source, int(wan.rtt_ms), connections)
     cli = [str(CLI), "backup", "bench"]
-    row["full"], out = run(cli, uenv)
+    row["full"], out = timed(cli, uenv)
     judged(out, files)
     before = wan.moved_down
-    row["unchanged"], out = run(cli, uenv)
+    row["unchanged"], out = timed(cli, uenv)
     judged(out, 0)
     down = wan.moved_down - before
     row["unchanged_mb"] = down / 1e6
