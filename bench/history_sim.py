@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from orchestrator.config.source import Source  # noqa: E402
 from orchestrator.model import (  # noqa: E402
+    JobKey,
     Kind,
     Outcome,
     Reason,
@@ -167,7 +168,7 @@ def simulate(days: int, files: int, seed: int, make: Callable[..., bytes], today
             if n:
                 today(source, rng, n)
             held_files, held_bytes = count(source)
-            guard = floor(ledger.baseline("sim/src", now), 50, False)
+            guard = floor(ledger.memory.baseline(JobKey.parse("sim/src"), now), 50, False)
             if held_files == 0:
                 verdicts.append(Reason.SOURCE_EMPTY.value)
                 continue
@@ -182,13 +183,17 @@ def simulate(days: int, files: int, seed: int, make: Callable[..., bytes], today
             )  # fmt: skip
             summary = output.parse_snapshot(done.stdout)
             assert summary is not None
-            previous = ledger.last_files("sim/src")
-            ratios = ledger.packed_ratios("sim/src", anomaly.HISTORY, anomaly.MIN_ADDED_BYTES)
+            previous = ledger.history.last_files(JobKey.parse("sim/src"))
+            ratios = ledger.history.packed_ratios(
+                JobKey.parse("sim/src"), anomaly.HISTORY, anomaly.MIN_ADDED_BYTES
+            )
             changed = Source.model_fields["ANOMALY_CHANGED"].default
             verdict = anomaly.judge(summary, previous, changed, ratios)
             result = Result.SUSPECT if verdict.suspect else Result.SUCCESS
             outcome = Outcome(result, Reason.NONE, verdict.why, summary)
-            ledger.record_run(RunRecord("sim", "src", Kind.BACKUP, now, now, now, outcome))
+            ledger.history.record_run(
+                RunRecord(JobKey("sim", "src"), Kind.BACKUP, now, now, now, outcome)
+            )
             verdicts.append(result.value)
         return verdicts
 

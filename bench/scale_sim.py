@@ -34,8 +34,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from orchestrator.daemon import ADOPT_EVERY, CONFIG_POLL_SECONDS  # noqa: E402
-from orchestrator.dispatch import Dispatch  # noqa: E402
-from orchestrator.planner import BACKUP, JobSpec, PlanState, kind_of, lock_of, plan  # noqa: E402
+from orchestrator.dispatch import Dispatcher  # noqa: E402
+from orchestrator.model import JobKey, Kind, Work  # noqa: E402
+from orchestrator.planner import JobSpec, PlanState, plan  # noqa: E402
 from orchestrator.schedule import next_fire  # noqa: E402
 
 DAY = datetime(2026, 12, 1, tzinfo=UTC)  # a Tuesday; neither zone changes its clocks near it
@@ -54,7 +55,7 @@ WORKERS = {"backup": 1, "prune": 1, "verify": 3}  # a drill: check, listing, res
 POLL_S = int(CONFIG_POLL_SECONDS)  # the daemon wakes this often to look at customers.d
 ADOPT_S = int(ADOPT_EVERY.total_seconds())  # and lists every worker this often (workers())
 SCRAPE_S = 30  # monitoring/prometheus.yml's interval; each scrape asks running_jobs()
-Run = tuple[str, int, int, list[int]]  # key, scheduled second, start second, worker lengths
+Run = tuple[Work, int, int, list[int]]  # key, scheduled second, start second, worker lengths
 
 
 @dataclass(frozen=True)
@@ -119,19 +120,19 @@ def build_specs(customers: int) -> list[JobSpec]:
     for i in range(customers):
         schedule, zone = MIX[i % len(MIX)], ZONES[i // len(MIX) % len(ZONES)]
         for resource in RESOURCES:
-            job = f"customer-{i:05d}/{resource}"
+            job = JobKey(f"customer-{i:05d}", resource)
             specs += [
-                JobSpec(job, schedule, zone),
-                JobSpec(job, MAINTENANCE, zone, "prune"),
-                JobSpec(job, MAINTENANCE, zone, "verify"),
+                JobSpec(Work(job, Kind.BACKUP), schedule, zone),
+                JobSpec(Work(job, Kind.PRUNE), MAINTENANCE, zone),
+                JobSpec(Work(job, Kind.VERIFY), MAINTENANCE, zone),
             ]
     return specs
 
 
-def lengths(key: str, fire: int) -> list[int]:
+def lengths(key: Work, fire: int) -> list[int]:
     """Return the lengths of the workers of one run, the same whoever asks."""
     rng = random.Random(f"{key}@{fire}")
-    draws = [rng.lognormvariate(math.log(MEDIAN_S), SIGMA) for _ in range(WORKERS[kind_of(key)])]
+    draws = [rng.lognormvariate(math.log(MEDIAN_S), SIGMA) for _ in range(WORKERS[key.kind])]
     return [min(TIMEOUT_S, max(1, math.ceil(d))) for d in draws]
 
 
@@ -161,7 +162,7 @@ def check_fires(fires: dict[JobSpec, list[int]], per_schedule: int = 20) -> int:
     for spec in sample:
         when = at(-1)
         for expected in fires[spec]:
-            when = next_fire(spec.schedule, spec.timezone, when, spec.key)
+            when = next_fire(spec.schedule, spec.timezone, when, str(spec.work))
             assert sec(when) == expected, (spec, when, expected)
     return len(sample)
 
@@ -174,7 +175,9 @@ def day_runs(fires: dict[JobSpec, list[int]]) -> tuple[list[Run], int]:
     """
     events = defaultdict(list)
     for spec, times in fires.items():
-        events[spec.id] += [(t, spec.kind != BACKUP, spec.key) for t in times if t < DAY_S]
+        events[spec.job] += [
+            (t, spec.kind is not Kind.BACKUP, spec.work) for t in times if t < DAY_S
+        ]
     runs, skipped = [], 0
     for job_events in events.values():
         busy = -1
@@ -219,7 +222,7 @@ def timeline(runs: list[Run], fires: dict[JobSpec, list[int]]) -> dict[str, list
         r_ends[t % DAY_S] += 1
     running, waiting = list(accumulate(running)), list(accumulate(waiting))
     # One tick per second at most, as in the replay; running_jobs() is asked only when
-    # something is due or pending (Dispatch._anything_due).
+    # something is due or pending (Dispatcher._anything_due).
     asks = [
         1 if (s % POLL_S == 0 or due[s] or r_ends[s]) and (due[s] or waiting[s]) else 0
         for s in range(DAY_S)
@@ -262,13 +265,13 @@ def state_at(specs: list[JobSpec], fires: dict, runs: list[Run], second: int) ->
     return PlanState(next_due, pending)
 
 
-def running_at(runs: list[Run], second: int) -> dict[str, int]:
+def running_at(runs: list[Run], second: int) -> dict[JobKey, int]:
     """Return the jobs running at `second` and when each ends."""
     ends = {}
     for key, _, start, workers in runs:
         for shift in (0, DAY_S):  # a run of the day before, past midnight
             if start <= second + shift < start + sum(workers):
-                ends[lock_of(key)] = start + sum(workers) - shift
+                ends[key.job] = start + sum(workers) - shift
     return ends
 
 
@@ -287,12 +290,12 @@ def measure(customers: int, repeat: int) -> dict[str, Any]:
     idle_args = (specs, frozenset(i_running), i_state, at(idle - 5), at(idle), MAX_PARALLEL)
     nothing_due = SimpleNamespace(state=PlanState(i_state.next_due, {}), specs=specs)
     # The same jobs with every backup on the sample file's "0 * * * *", at 01:00.
-    unspread = [JobSpec(s.id, "0 * * * *", "UTC") if s.kind == BACKUP else s for s in specs]
-    u_due = {u: at(3600) if u.kind == BACKUP else i_state.next_due[u] for u in unspread}
+    unspread = [JobSpec(s.work, "0 * * * *", "UTC") if s.kind is Kind.BACKUP else s for s in specs]
+    u_due = {u: at(3600) if u.kind is Kind.BACKUP else i_state.next_due[u] for u in unspread}
     u_args = (unspread, frozenset(), PlanState(u_due, {}), at(3599), at(3600), MAX_PARALLEL)
 
     def scans() -> tuple[bool, datetime]:  # the loop's own: _anything_due, its wake time
-        return Dispatch._anything_due(nothing_due, at(idle)), min(i_state.next_due.values())  # type: ignore[arg-type]
+        return Dispatcher._anything_due(nothing_due, at(idle)), min(i_state.next_due.values())  # type: ignore[arg-type]
 
     return dict(
         specs=specs, fires=fires, runs=runs, skipped=skipped, line=line, peak=peak, first=first,
@@ -330,14 +333,13 @@ def replay(m: dict[str, Any], minutes: int = 3) -> tuple[Counter[int], int, list
         for job in [job for job, end in ends.items() if end <= now]:
             del ends[job]
         stand_in = SimpleNamespace(state=state, specs=specs)
-        asks += Dispatch._anything_due(stand_in, at(now))  # type: ignore[arg-type]
+        asks += Dispatcher._anything_due(stand_in, at(now))  # type: ignore[arg-type]
         start = time.perf_counter()
         decision = plan(specs, frozenset(ends), state, at(last), at(now), MAX_PARALLEL)
         ticks.append(time.perf_counter() - start)
         state, last = decision.state, now
         for launch in decision.launch:
-            key = launch.job if launch.kind == BACKUP else f"{launch.job}#{launch.kind}"
-            ends[launch.job] = now + sum(lengths(key, sec(launch.scheduled_for)))
+            ends[launch.job] = now + sum(lengths(launch.work, sec(launch.scheduled_for)))
             heapq.heappush(heap, (ends[launch.job], launch.job))
             launched[now // 60] += 1
 

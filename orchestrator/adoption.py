@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from orchestrator.config.customer import Customers
 from orchestrator.errors import ConfigError, RuntimeUnavailable
 from orchestrator.judgement import last_words, locked_written, over_memory
-from orchestrator.model import Kind, Outcome, Reason, Result, RunRecord
+from orchestrator.model import JobKey, Kind, Outcome, Reason, Result, RunRecord
 from orchestrator.runs import Jobs
 from orchestrator.runtime.protocol import WorkerInfo
 from orchestrator.rustic import output
@@ -21,7 +21,7 @@ def adopt(jobs: Jobs, worker: WorkerInfo, customers: Customers) -> RunRecord:
     recorded as interrupted and runs again on its schedule.
     """
     kind = Kind(worker.label("kind"))
-    customer_name, resource_name = worker.label("customer"), worker.label("resource")
+    job = JobKey(worker.label("customer"), worker.label("resource"))
     scheduled_for = datetime.fromisoformat(worker.label("scheduled-for").replace("Z", "+00:00"))
     elapsed = (datetime.now(UTC) - worker.started_at).total_seconds()
     try:
@@ -34,8 +34,8 @@ def adopt(jobs: Jobs, worker: WorkerInfo, customers: Customers) -> RunRecord:
         remove_secrets(secrets_dir(jobs.settings), worker.secrets)
     if done is not None:
         try:
-            customer = customers.get(customer_name)
-            resource = customer.resource(resource_name)
+            customer = customers.get(job.customer)
+            resource = customer.resource(job.resource)
         except ConfigError:
             customer = None
         if (killed := over_memory(done)) is not None:
@@ -58,12 +58,9 @@ def adopt(jobs: Jobs, worker: WorkerInfo, customers: Customers) -> RunRecord:
         else:
             outcome = jobs.judge(customer, resource, scheduled_for, done)
         if kind is Kind.BACKUP:
-            outcome = locked_written(
-                jobs.settings, jobs.holds, customer_name, resource_name, outcome
-            )
+            outcome = locked_written(jobs.settings, jobs.locks, job, outcome)
     record = RunRecord(
-        customer_name,
-        resource_name,
+        job,
         Kind.BACKUP if kind is Kind.FORGET else kind,
         scheduled_for,
         worker.started_at,

@@ -19,17 +19,14 @@ from orchestrator import ticks
 from orchestrator.config.customer import Customers
 from orchestrator.config.durations import parse_duration
 from orchestrator.config.settings import Settings
-from orchestrator.dispatch import Dispatch
+from orchestrator.dispatch import Dispatcher
 from orchestrator.errors import RuntimeUnavailable
-from orchestrator.maintenance import Maintenance
-from orchestrator.model import Kind, split_job
-from orchestrator.planner import BACKUP, JobSpec, PlanState
+from orchestrator.model import JobKey, Kind, Work
+from orchestrator.planner import JobSpec, PlanState
 from orchestrator.reporting.ledger import Ledger
 from orchestrator.roster import Roster
-from orchestrator.runs import Jobs
 from orchestrator.runtime.protocol import Runtime
 from orchestrator.schedule import expected_interval
-from orchestrator.secrets.files import resolver_for
 from orchestrator.storage.layout import job_storage
 
 if TYPE_CHECKING:
@@ -41,41 +38,46 @@ CONFIG_POLL_SECONDS = 5.0
 ADOPT_EVERY = timedelta(seconds=60)
 
 
-class Daemon(Dispatch):
-    """The scheduler loop; `request_stop` and `request_reload` may be called from anywhere."""
+class Daemon:
+    """The scheduler loop; `request_stop` and `request_reload` may be called from anywhere.
+
+    It owns the loop's timing, the view of customers.d and what a scrape shows; the
+    `dispatch` it owns launches, adopts and records the runs.
+    """
 
     def __init__(self, settings: Settings, runtime: Runtime, ledger: Ledger) -> None:
         self.settings = settings
         self.runtime = runtime
         self.ledger = ledger
-        self.jobs = Jobs(
-            settings,
-            runtime,
-            origin="daemon",
-            baseline=ledger.baseline_now,
-            holds=ledger,
-            resolver=resolver_for(settings),
-        )
-        self.maintenance = Maintenance(self.jobs, ledger)
+        self.wake = threading.Event()
+        self.errors: dict[str, int] = {}
+        self.errors_lock = threading.Lock()
+        self.dispatch = Dispatcher(settings, runtime, ledger, self.count, self.wake)
         self.customers = Customers((), (), ())
         self.specs: list[JobSpec] = []
-        self.state = PlanState()
-        self.in_flight: set[str] = set()
-        self.lock = threading.Lock()
-        self.wake = threading.Event()
         self.stopping = threading.Event()
         self.reload = threading.Event()
         self.heartbeat = time.time()
         self.intervals: dict[tuple[str, str], float] = {}
         self.rustic_version = "unknown"
-        self.adopted = False
-        self.errors: dict[str, int] = {}
-        self.unschedulable: set[str] = set()
         self.roster = Roster(settings, self.count)
         self.viewed = False  # whether customers.d has been read once
-        self.unmeasurable: set[str] = set()  # jobs whose metrics raised, until they do not
+        self.unmeasurable: set[JobKey] = set()  # jobs whose metrics raised, until they do not
         locked = settings.COLD_BACKEND == "s3" and settings.S3_LOCK_DAYS > 0
         self.lock_margin = float(parse_duration(settings.S3_LOCK_MARGIN)) if locked else None
+
+    def count(self, what: str) -> None:
+        """Count one problem the daemon survived, by where it came from."""
+        with self.errors_lock:
+            self.errors[what] = self.errors.get(what, 0) + 1
+
+    def tick(self, last_tick: datetime, now: datetime) -> datetime:
+        """Plan once at `now` and carry it out; return the new last tick."""
+        return self.dispatch.tick(last_tick, now)
+
+    def adopt(self) -> None:
+        """Collect the workers nobody waits for (see `Dispatcher.adopt`)."""
+        self.dispatch.adopt()
 
     def request_stop(self) -> None:
         self.stopping.set()
@@ -116,7 +118,7 @@ class Daemon(Dispatch):
         next_poll = next_adopt = _now()
         log.info(
             "scheduling %d job(s) of %d customer(s)",
-            sum(1 for spec in self.specs if spec.kind == BACKUP),
+            sum(1 for spec in self.specs if spec.kind is Kind.BACKUP),
             len(self.customers.valid),
         )
         while not self.stopping.is_set():
@@ -124,7 +126,7 @@ class Daemon(Dispatch):
             self.heartbeat = now.timestamp()
             # Three steps, each its own fault boundary: a reload or an adoption that fails
             # never keeps the tick from running on the last good view.
-            if not self.adopted or now >= next_adopt:
+            if not self.dispatch.adopted or now >= next_adopt:
                 next_adopt = now + ADOPT_EVERY
                 self.guarded("adopt", self.adopt)
             if self.reload.is_set() or now >= next_poll:
@@ -136,10 +138,11 @@ class Daemon(Dispatch):
                 next_poll = min(next_poll, datetime.fromtimestamp(now.timestamp() + 1, UTC))
             else:
                 last_tick = ticked
-            wake_at = min([next_poll, *self.state.next_due.values()], default=next_poll)
+            due = self.dispatch.state.next_due.values()
+            wake_at = min([next_poll, *due], default=next_poll)
             self.wake.wait(max(0.0, (wake_at - _now()).total_seconds()))
             self.wake.clear()
-        log.info("stopped; %d run(s) left to the next start", len(self.in_flight))
+        log.info("stopped; %d run(s) left to the next start", len(self.dispatch.in_flight))
         return 0
 
     def plan_tick(self, last_tick: datetime, now: datetime) -> datetime:
@@ -166,13 +169,13 @@ class Daemon(Dispatch):
 
     def start_tick(self, now: datetime) -> datetime:
         """Return the last tick the ledger remembers, or `now` if it is unreadable or ahead."""
-        return ticks.start_tick(self.ledger, now, self.count)
+        return ticks.start_tick(self.ledger.db, now, self.count)
 
     def clock_checked(self, last_tick: datetime, now: datetime) -> datetime:
         """Return `last_tick`, or `now` with the schedule recomputed if the clock moved back."""
         if not ticks.moved_back(last_tick, now, self.count):
             return last_tick
-        self.state = PlanState({}, self.state.pending)
+        self.dispatch.state = PlanState({}, self.dispatch.state.pending)
         return now
 
     def serve_metrics(self) -> None:
@@ -193,35 +196,33 @@ class Daemon(Dispatch):
             docker = self.runtime.running_jobs()
         except RuntimeUnavailable:
             docker = frozenset()
-        with self.lock:
-            running = docker | frozenset(self.in_flight)
-        next_due = self.state.next_due
+        running = self.dispatch.running(docker)
+        next_due = self.dispatch.state.next_due
         now = _now()
-        verify = {spec.id: spec for spec in self.specs if spec.kind == Kind.VERIFY.value}
+        verify = {spec.job: spec for spec in self.specs if spec.kind is Kind.VERIFY}
         jobs = []
         for spec in self.specs:
-            if spec.kind != BACKUP:
+            if spec.kind is not Kind.BACKUP:
                 continue
-            customer, resource = split_job(spec.id)
-            drill = verify.get(spec.id)
+            job = spec.job
+            drill = verify.get(job)
             due = next_due.get(spec)
             try:  # one job's schedule must not take everyone's metrics down
                 jobs.append(
                     JobView(
-                        customer,
-                        resource,
+                        job,
                         due.timestamp() if due else None,
                         self.interval(spec, now),
-                        job_storage(self.settings, customer, resource).hot / "snapshots",
+                        job_storage(self.settings, job.customer, job.resource).hot / "snapshots",
                         self.interval(drill, now) if drill else None,
                     )
                 )
-                self.unmeasurable.discard(spec.id)
+                self.unmeasurable.discard(job)
             except Exception:
-                if spec.id not in self.unmeasurable:  # logged and counted once, not per scrape
-                    self.unmeasurable.add(spec.id)
+                if job not in self.unmeasurable:  # logged and counted once, not per scrape
+                    self.unmeasurable.add(job)
                     self.count("metrics")
-                    log.exception("%s: its metrics cannot be computed", spec.id)
+                    log.exception("%s: its metrics cannot be computed", job)
         return DaemonView(
             tuple(jobs),
             tuple(c.name for c in self.customers.valid),
@@ -256,17 +257,18 @@ class Daemon(Dispatch):
             for c in customers.valid
             for r in c.resources
             for spec in (
-                JobSpec(f"{c.name}/{r.name}", r.schedule, c.timezone),
-                JobSpec(f"{c.name}/{r.name}", r.source.PRUNE_SCHEDULE, c.timezone, "prune"),
-                JobSpec(f"{c.name}/{r.name}", r.source.VERIFY_SCHEDULE, c.timezone, "verify"),
+                JobSpec(Work(c.job(r), Kind.BACKUP), r.schedule, c.timezone),
+                JobSpec(Work(c.job(r), Kind.PRUNE), r.source.PRUNE_SCHEDULE, c.timezone),
+                JobSpec(Work(c.job(r), Kind.VERIFY), r.source.VERIFY_SCHEDULE, c.timezone),
             )
         ]
         self.customers = customers
+        self.dispatch.use(customers, self.specs)
         log.info(
             "loaded %d customer(s), %d disabled, %d job(s)",
             len(customers.valid),
             len(customers.invalid),
-            sum(1 for spec in self.specs if spec.kind == BACKUP),
+            sum(1 for spec in self.specs if spec.kind is Kind.BACKUP),
         )
 
 

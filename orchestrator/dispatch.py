@@ -10,20 +10,21 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 from orchestrator.adoption import adopt
 from orchestrator.config.customer import Customers
 from orchestrator.config.settings import Settings
-from orchestrator.errors import RuntimeUnavailable
 from orchestrator.maintenance import Maintenance
-from orchestrator.model import Kind, Outcome, Reason, Result, RunRecord, split_job
-from orchestrator.planner import BACKUP, JobSpec, Launch, PlanState, plan
+from orchestrator.model import JobKey, Kind, Outcome, Reason, Result, RunRecord
+from orchestrator.planner import JobSpec, Launch, PlanState, plan
+from orchestrator.recorder import Recorder, failed_record
 from orchestrator.recovery import RECOVERING
+from orchestrator.reporting.history import Event
+from orchestrator.reporting.job_memory import state_key
 from orchestrator.reporting.ledger import Ledger
 from orchestrator.runs import Jobs
 from orchestrator.runtime.protocol import Runtime, WorkerInfo
-from orchestrator.secrets.files import remove_secrets
+from orchestrator.secrets.files import remove_secrets, resolver_for
 from orchestrator.storage.layout import secrets_dir
 
 log = logging.getLogger(__name__)
@@ -33,28 +34,43 @@ LEFTOVER_SECRETS_AGE = 600.0
 ADOPTED_KINDS = tuple(k.value for k in (Kind.BACKUP, Kind.FORGET, Kind.PRUNE, Kind.VERIFY))
 
 
-class Dispatch:
+class Dispatcher:
     """Launches, adopts and records runs; the daemon's loop calls `tick` and `adopt`."""
 
-    settings: Settings
-    runtime: Runtime
-    ledger: Ledger
-    jobs: Jobs
-    maintenance: Maintenance
-    customers: Customers
-    specs: list[JobSpec]
-    state: PlanState
-    in_flight: set[str]
-    lock: threading.Lock
-    wake: threading.Event
-    adopted: bool
-    errors: dict[str, int]
-    unschedulable: set[str]
+    def __init__(
+        self,
+        settings: Settings,
+        runtime: Runtime,
+        ledger: Ledger,
+        count: Callable[[str], None],
+        wake: threading.Event,
+    ) -> None:
+        self.settings = settings
+        self.runtime = runtime
+        self.jobs = Jobs(
+            settings, runtime, ledger, origin="daemon", resolver=resolver_for(settings)
+        )
+        self.maintenance = Maintenance(self.jobs, ledger.memory)
+        self.recorder = Recorder(ledger, count)
+        self.marks = ledger.db
+        self.count = count  # a problem survived, counted by where it came from
+        self.wake = wake  # set when a run ends: its job may be due again
+        self.customers = Customers((), (), ())
+        self.specs: list[JobSpec] = []
+        self.state = PlanState()
+        self.in_flight: set[JobKey] = set()
+        self.lock = threading.Lock()
+        self.adopted = False
+        self.unschedulable: set[str] = set()
 
-    def count(self, what: str) -> None:
-        """Count one problem the daemon survived, by where it came from."""
+    def use(self, customers: Customers, specs: list[JobSpec]) -> None:
+        """Plan `specs` from the next tick on; runs look their customer up in `customers`."""
+        self.customers, self.specs = customers, specs
+
+    def running(self, docker: frozenset[JobKey]) -> frozenset[JobKey]:
+        """Return the jobs busy now: those Docker runs, and those with a run in flight."""
         with self.lock:
-            self.errors[what] = self.errors.get(what, 0) + 1
+            return docker | frozenset(self.in_flight)
 
     def adopt(self) -> None:
         """Collect the workers nobody waits for; remove secrets nobody uses any more.
@@ -78,7 +94,9 @@ class Dispatch:
         for worker in workers:
             if worker.label("origin") != "daemon" or worker.label("kind") not in ADOPTED_KINDS:
                 continue
-            job = worker.label("job")
+            job = worker.job
+            if job is None:
+                continue  # not a job this daemon could have started
             with self.lock:
                 if job in self.in_flight:
                     continue  # a run of ours is waiting for it
@@ -89,18 +107,16 @@ class Dispatch:
                 worker.name,
                 "running" if worker.running else "finished",
             )
-            threading.Thread(target=self._adopt_one, args=(worker,), daemon=True).start()
+            threading.Thread(target=self._adopt_one, args=(job, worker), daemon=True).start()
 
     def tick(self, last_tick: datetime, now: datetime) -> datetime:
         """Plan once at `now` and carry it out; return the new last tick."""
         # Docker is asked only when something may launch; an idle tick just moves the clock,
         # so a customer added later counts its schedule from now, not from hours ago.
         docker = self.runtime.running_jobs() if self._anything_due(now) else frozenset()
-        with self.lock:
-            running = docker | frozenset(self.in_flight)
         decision = plan(
             self.specs,
-            running,
+            self.running(docker),
             self.state,
             last_tick,
             now,
@@ -108,38 +124,33 @@ class Dispatch:
             self.settings.CATCH_UP,
             self.settings.per_customer_share,
         )
-        for job in sorted(set(decision.unschedulable) - self.unschedulable):
+        unschedulable = {str(work) for work in decision.unschedulable}
+        for work in sorted(unschedulable - self.unschedulable):
             self.count("plan")
-            log.error("%s: its schedule names no next time; the job is not scheduled", job)
-        self.unschedulable = set(decision.unschedulable)
+            log.error("%s: its schedule names no next time; the job is not scheduled", work)
+        self.unschedulable = unschedulable
         for skip in decision.skip:
             log.warning(
-                "%s: skipped the %s of %s (%s)",
+                "%s: skipped the backup of %s (%s)",
                 skip.job,
-                skip.kind,
                 skip.scheduled_for.isoformat(),
                 skip.reason,
             )
-            if skip.kind == BACKUP:
-                self._write(
-                    self.ledger.record_event, skip.job, "skipped", skip.reason, skip.scheduled_for
-                )
+            self.recorder.event(skip.job, Event.SKIPPED, skip.reason, skip.scheduled_for)
         for missed in decision.missed:
             log.warning(
                 "%s: missed %d scheduled %s time(s), the last %s",
-                missed.job,
+                missed.work.job,
                 missed.count,
-                missed.kind,
+                missed.work.kind.value,
                 missed.last.isoformat(),
             )
-            if missed.kind == BACKUP:  # a missed drill shows as BackupUnverified instead
-                self._write(
-                    self.ledger.record_event, missed.job, "missed", "", missed.last, missed.count
-                )
+            if missed.work.kind is Kind.BACKUP:  # a missed drill shows as BackupUnverified
+                self.recorder.event(missed.work.job, Event.MISSED, "", missed.last, missed.count)
         # Written before launching, so a crash right after can never launch these again. If
         # the ledger cannot be written (disk full), the runs still start: a backup that runs
         # twice after a crash is better than none.
-        self._write(self.ledger.set_state, "last_tick", now.isoformat())
+        self.recorder.write(self.marks.set_state, "last_tick", now.isoformat())
         self.state = decision.state
         for launch in decision.launch:
             with self.lock:
@@ -149,134 +160,74 @@ class Dispatch:
             except RuntimeError as exc:  # no thread to be had: this run fails, the rest go on
                 self.count("run")
                 log.error("%s: cannot start its run: %s", launch.job, exc)
-                customer, resource = split_job(launch.job)
-                now_ = _now()
                 outcome = Outcome(Result.FAILURE, Reason.INTERNAL, f"cannot start the run: {exc}")
-                self._finish(
-                    launch.job,
-                    RunRecord(
-                        customer,
-                        resource,
-                        Kind(launch.kind),
-                        launch.scheduled_for,
-                        now_,
-                        now_,
-                        outcome,
-                    ),
-                )
+                started = _now()
+                self._finish(RunRecord.of(launch.work, launch.scheduled_for, started, outcome))
         return now
-
-    def _write(self, write: Callable[..., None], *args: Any) -> bool:
-        """Call a ledger write; log and count a failure instead of raising it."""
-        try:
-            write(*args)
-            return True
-        except Exception as exc:
-            self.count("ledger")
-            log.error("cannot write the ledger (%s): %s", write.__name__, exc)
-            try:
-                self.ledger.recover_if_corrupt(exc)
-            except Exception:  # moving a corrupt file aside on a full or read-only disk
-                log.exception("cannot recover the ledger")
-            return False
 
     def _anything_due(self, now: datetime) -> bool:
         if self.state.pending:
             return True
         return any(self.state.next_due.get(spec, now) <= now for spec in self.specs)
 
-    def _recovering(self, job: str) -> bool:
+    def _recovering(self, job: JobKey) -> bool:
         """Return whether `unstoppable recover` paused the job (an unreadable ledger: no)."""
         try:
-            return self.ledger.get_state(RECOVERING + job) is not None
+            return self.marks.get_state(state_key(RECOVERING, job)) is not None
         except Exception:
             return False
 
     def _launch(self, launch: Launch) -> None:
-        customer_name, resource_name = split_job(launch.job)
-        kind = Kind(launch.kind)
         started = _now()
         try:
-            record = self._run(customer_name, resource_name, kind, launch)
+            record = self._run(launch)
         except Exception as exc:  # the run's own fault boundary: this job's problem alone
             self.count("run")
-            log.exception("%s: the %s run raised %s", launch.job, kind.value, type(exc).__name__)
-            runtime = isinstance(exc, RuntimeUnavailable)
-            outcome = Outcome(
-                Result.FAILURE,
-                Reason.RUNTIME if runtime else Reason.INTERNAL,
-                str(exc)
-                if runtime
-                else f"the run stopped on an internal error "
-                f"({type(exc).__name__}); the daemon's log has its trace",
+            log.exception(
+                "%s: the %s run raised %s", launch.job, launch.kind.value, type(exc).__name__
             )
-            record = RunRecord(
-                customer_name, resource_name, kind, launch.scheduled_for, started, _now(), outcome
-            )
-        self._finish(launch.job, record)
+            record = failed_record(launch.work, launch.scheduled_for, started, exc)
+        self._finish(record)
 
-    def _run(self, customer_name: str, resource_name: str, kind: Kind, launch: Launch) -> RunRecord:
+    def _run(self, launch: Launch) -> RunRecord:
         """Prepare, launch and judge one run; whatever it raises is the caller's to record."""
-        customer = self.customers.get(customer_name)
-        resource = customer.resource(resource_name)
+        customer = self.customers.get(launch.job.customer)
+        resource = customer.resource(launch.job.resource)
         if self._recovering(launch.job):
-            now = _now()
             outcome = Outcome(Result.SKIPPED, Reason.OVERLAP, "the job is being recovered")
-            return RunRecord(
-                customer_name, resource_name, kind, launch.scheduled_for, now, now, outcome
-            )
-        if kind is Kind.PRUNE:
+            return RunRecord.of(launch.work, launch.scheduled_for, _now(), outcome)
+        if launch.kind is Kind.PRUNE:
             return self.maintenance.prune(customer, resource, launch.scheduled_for)
-        if kind is Kind.VERIFY:
+        if launch.kind is Kind.VERIFY:
             return self.maintenance.verify(customer, resource, launch.scheduled_for)
         return self.jobs.backup(customer, resource, launch.scheduled_for)
 
-    def _adopt_one(self, worker: WorkerInfo) -> None:
+    def _adopt_one(self, job: JobKey, worker: WorkerInfo) -> None:
         try:
             record = adopt(self.jobs, worker, self.customers)
         except Exception:
             self.count("adopt")
-            log.exception("%s: cannot adopt %s", worker.label("job"), worker.name)
-            with self.lock:
-                self.in_flight.discard(worker.label("job"))
-            return
-        self._finish(worker.label("job"), record)
-
-    def _finish(self, job: str, record: RunRecord) -> None:
-        """Record, ping and log a finished run; a failure in any of them is counted, not raised."""
-        try:
-            if record.outcome.result is Result.SKIPPED and record.kind is not Kind.BACKUP:
-                pass  # a drill with nothing to read yet, or a busy job: logged below only
-            elif record.outcome.result is Result.SKIPPED:
-                self._write(
-                    self.ledger.record_event,
-                    job,
-                    "skipped",
-                    Reason.OVERLAP.value,
-                    record.scheduled_for,
-                )
-            else:
-                self._write(self.ledger.record_run, record)
-        finally:
+            log.exception("%s: cannot adopt %s", job, worker.name)
             with self.lock:
                 self.in_flight.discard(job)
+            return
+        self._finish(record)
+
+    def _finish(self, record: RunRecord) -> None:
+        """Record, ping and log a finished run; a failure in any of them is counted, not raised."""
+        try:
+            self.recorder.record(record)
+        finally:
+            with self.lock:
+                self.in_flight.discard(record.job)
             self.wake.set()
         try:
             if record.kind is Kind.BACKUP:  # a dead man's switch watches the backups
                 self.jobs.pinger.result(self.customers, record)  # after recording
-            level = logging.INFO if record.outcome.result is Result.SUCCESS else logging.ERROR
-            log.log(
-                level,
-                "%s: %s %s%s: %s",
-                job,
-                record.kind.value,
-                record.outcome.result.value,
-                f" ({record.outcome.reason.value})" if record.outcome.reason else "",
-                record.outcome.message,
-            )
+            self.recorder.log(record)
         except Exception:
             self.count("report")
-            log.exception("%s: reporting the %s run failed", job, record.kind.value)
+            log.exception("%s: reporting the %s run failed", record.job, record.kind.value)
 
 
 def _now() -> datetime:

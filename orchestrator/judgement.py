@@ -7,8 +7,8 @@ from orchestrator.config.customer import Resource
 from orchestrator.config.settings import Settings
 from orchestrator.config.source import SourceType
 from orchestrator.errors import JobBusy, RuntimeUnavailable, SecretError
-from orchestrator.model import Outcome, Reason, Result, job_id
-from orchestrator.reporting.holds import Holds
+from orchestrator.model import JobKey, Outcome, Reason, Result
+from orchestrator.reporting.seams import LockProgress
 from orchestrator.runtime import apparmor
 from orchestrator.runtime.protocol import Finished
 from orchestrator.rustic import output
@@ -112,7 +112,7 @@ def last_words(done: Finished) -> str:
 
 
 def locked_written(
-    settings: Settings, holds: Holds, customer: str, resource: str, outcome: Outcome
+    settings: Settings, locks: LockProgress, job: JobKey, outcome: Outcome
 ) -> Outcome:
     """Lock what the job wrote since its objects were last known locked, reading each lock
     back; an unlocked write fails the run.
@@ -124,16 +124,16 @@ def locked_written(
     A snapshot that could not be locked is not protected, so the run fails (a suspect one
     stays suspect: its hold matters more).
     """
-    job, began = job_id(customer, resource), datetime.now(UTC)
+    began = datetime.now(UTC)
     try:
-        since = holds.locked_through(job)
-        report = lock_live(settings, customer, resource, since=since)
+        since = locks.locked_through(job)
+        report = lock_live(settings, job.customer, job.resource, since=since)
     except s3_values.StorageError as exc:
         why = f"its new objects could not be locked: {exc}"
     else:
         if report is None or report.unlocked or report.complete:
             if report is not None and report.complete and not report.unlocked:
-                holds.lock_reached(job, began)
+                locks.lock_reached(job, began)
             return outcome
         why = "locking its new objects stopped at UNSTOPPABLE_JOB_TIMEOUT"
     if outcome.result is Result.SUCCESS:

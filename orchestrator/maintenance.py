@@ -28,8 +28,8 @@ from orchestrator.judgement import (
     stopped,
     worker_failure,
 )
-from orchestrator.model import Kind, Outcome, Reason, Result, RunRecord, job_id
-from orchestrator.reporting.holds import Drills
+from orchestrator.model import Kind, Outcome, Reason, Result, RunRecord
+from orchestrator.reporting.seams import Drills
 from orchestrator.runs import Jobs
 from orchestrator.runtime.protocol import Finished
 from orchestrator.rustic import commands, output
@@ -57,8 +57,7 @@ class Maintenance:
         started = datetime.now(UTC)
         outcome = self._locked(customer, resource, self._prune(customer, resource, scheduled_for))
         return RunRecord(
-            customer.name,
-            resource.name,
+            customer.job(resource),
             Kind.PRUNE,
             scheduled_for,
             started,
@@ -75,9 +74,7 @@ class Maintenance:
             return Outcome(Result.FAILURE, Reason.STORAGE, f"{pruned.message}; lock: {exc}")
         if report is None:
             return pruned
-        self.drills.record_lock(
-            job_id(customer.name, resource.name), report.earliest, report.unlocked
-        )
+        self.jobs.locks.record_lock(customer.job(resource), report.earliest, report.unlocked)
         if not report.complete:
             return Outcome(
                 Result.FAILURE,
@@ -88,7 +85,7 @@ class Maintenance:
         if report.unlocked:
             note = "the bucket has NO object lock: its history is not protected"
         else:
-            self.jobs.holds.lock_reached(job_id(customer.name, resource.name), began)
+            self.jobs.locks.lock_reached(customer.job(resource), began)
             until = report.earliest.isoformat() if report.earliest else "-"
             note = (
                 f"{report.extended} of {report.live} live object(s) locked further, all to {until}"
@@ -96,8 +93,8 @@ class Maintenance:
         return Outcome(pruned.result, pruned.reason, f"{pruned.message}; {note}")
 
     def _prune(self, customer: Customer, resource: Resource, scheduled_for: datetime) -> Outcome:
-        job = job_id(customer.name, resource.name)
-        if self.jobs.holds.held(job):
+        job = customer.job(resource)
+        if self.jobs.memory.held(job):
             return Outcome(
                 Result.SUCCESS,
                 Reason.NONE,
@@ -137,12 +134,11 @@ class Maintenance:
         """Run one restore drill; `full` reads every pack instead of the next slice."""
         started = datetime.now(UTC)
         outcome = self._verify(customer, resource, scheduled_for, full)
-        job = job_id(customer.name, resource.name)
+        job = customer.job(resource)
         if outcome.result is Result.CORRUPT:
             self.drills.mark_corrupt(job, outcome.message, datetime.now(UTC))
         return RunRecord(
-            customer.name,
-            resource.name,
+            customer.job(resource),
             Kind.VERIFY,
             scheduled_for,
             started,
@@ -153,7 +149,7 @@ class Maintenance:
     def _verify(
         self, customer: Customer, resource: Resource, scheduled_for: datetime, full: bool
     ) -> Outcome:
-        job = job_id(customer.name, resource.name)
+        job = customer.job(resource)
         if not _has_repository(self.jobs, customer, resource):
             return Outcome(Result.SKIPPED, Reason.NONE, "no repository yet: nothing to verify")
         parts = 1 if full else resource.source.VERIFY_SLICES
@@ -189,7 +185,7 @@ class Maintenance:
         if sample == 0:
             return "no file restored (VERIFY_SAMPLE=0)"
         cold = self.jobs.cold
-        snapshot = self.jobs.holds.last_snapshot(job_id(customer.name, resource.name)) or "latest"
+        snapshot = self.jobs.past.last_snapshot(customer.job(resource)) or "latest"
         root = source_path(resource)
         # The worker keeps a random sample of the listing: millions of names stay there.
         listing = WorkerSetup(
@@ -206,7 +202,7 @@ class Maintenance:
             return damage_or_failure(f"listing snapshot {snapshot[:8]}", listed)
         chosen = choose(parse_ls(listed.stdout), sample, SAMPLE_BYTES, random.Random())
         if not chosen:
-            if self.jobs.holds.last_files(job_id(customer.name, resource.name)):
+            if self.jobs.past.last_files(customer.job(resource)):
                 return Outcome(
                     Result.FAILURE,
                     Reason.RUSTIC,

@@ -1,8 +1,8 @@
-"""The value types every layer shares: job ids, kinds of run, outcomes and records."""
+"""The value types every layer shares: jobs and their work, kinds of run, outcomes and records."""
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 
 # ANSI escape sequences (CSI with its parameters, OSC up to its terminator, two-byte ESC),
@@ -43,15 +43,45 @@ class Kind(StrEnum):
     RECOVER = "recover"  # the hot repository rebuilt from the cold one
 
 
-def job_id(customer: str, resource: str) -> str:
-    """Return the `unstoppable.job` label value of a customer × resource."""
-    return f"{customer}/{resource}"
+@dataclass(frozen=True, order=True)
+class JobKey:
+    """One customer × resource: the unit of scheduling, of the overlap lock, and of history.
+
+    Its text `customer/resource` is the `unstoppable.job` label and the ledger's key; no
+    name holds a `/` (config/names.py), so the text reads back unambiguously.
+    """
+
+    customer: str
+    resource: str
+
+    def __str__(self) -> str:
+        return f"{self.customer}/{self.resource}"
+
+    @classmethod
+    def parse(cls, text: str) -> "JobKey":
+        """Return the job whose text (label, ledger key) is `text`; ValueError if none."""
+        customer, slash, resource = text.partition("/")
+        if not (customer and slash and resource):
+            raise ValueError(f"not a job: {text[:80]!r}")
+        return cls(customer, resource)
 
 
-def split_job(job: str) -> tuple[str, str]:
-    """Return (customer, resource) of the job id `customer/resource`."""
-    customer, resource = job.split("/", 1)
-    return customer, resource
+@dataclass(frozen=True, order=True)
+class Work:
+    """One kind of work of a job: what is scheduled, pending and launched."""
+
+    job: JobKey
+    kind: Kind = Kind.BACKUP
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", Kind(self.kind))
+
+    def __str__(self) -> str:
+        """Return `customer/resource`, or `customer/resource#kind` beside the backups.
+
+        Also the seed of the job's hashed (`H`) cron fields: it must never change.
+        """
+        return str(self.job) if self.kind is Kind.BACKUP else f"{self.job}#{self.kind.value}"
 
 
 class Result(StrEnum):
@@ -133,14 +163,24 @@ class SnapshotInfo:
 class RunRecord:
     """What happened to one run of a job."""
 
-    customer: str
-    resource: str
+    job: JobKey
     kind: Kind
     scheduled_for: datetime
     started: datetime
     ended: datetime
     outcome: Outcome
 
+    @classmethod
+    def of(
+        cls, work: Work, scheduled_for: datetime, started: datetime, outcome: Outcome
+    ) -> "RunRecord":
+        """Return the record of `work`, started at `started`, that ends now."""
+        return cls(work.job, work.kind, scheduled_for, started, datetime.now(UTC), outcome)
+
     @property
-    def job(self) -> str:
-        return job_id(self.customer, self.resource)
+    def customer(self) -> str:
+        return self.job.customer
+
+    @property
+    def resource(self) -> str:
+        return self.job.resource

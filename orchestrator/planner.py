@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from orchestrator.model import split_job
+from orchestrator.model import JobKey, Kind, Work
 from orchestrator.schedule import next_fire
 
 # A scheduled time this late is no longer "now" but missed (the daemon was down or blocked);
@@ -17,24 +17,25 @@ GRACE = timedelta(seconds=10)
 # Never enumerate more missed times than this for one job in one tick.
 MAX_ENUMERATED = 10_000
 
-BACKUP = "backup"
 # Maintenance kinds: a run of one waits for the job's lock instead of being skipped.
-MAINTENANCE = ("prune", "verify")
+MAINTENANCE = (Kind.PRUNE, Kind.VERIFY)
 
 
 @dataclass(frozen=True)
 class JobSpec:
     """What the planner needs of one kind of scheduled work of a job."""
 
-    id: str  # "<customer>/<resource>": the job, and the lock all its kinds of run share
+    work: Work  # its job is the lock all the job's kinds of run share
     schedule: str
     timezone: str
-    kind: str = BACKUP  # or one of MAINTENANCE
 
     @property
-    def key(self) -> str:
-        """Return what tells this work apart from the job's other kinds: `c/r` or `c/r#kind`."""
-        return self.id if self.kind == BACKUP else f"{self.id}#{self.kind}"
+    def job(self) -> JobKey:
+        return self.work.job
+
+    @property
+    def kind(self) -> Kind:
+        return self.work.kind
 
 
 @dataclass(frozen=True)
@@ -44,31 +45,38 @@ class PlanState:
     # The first unhandled time of each job, keyed by the whole spec: a changed schedule
     # starts afresh instead of waiting for a time its old schedule named.
     next_due: Mapping[JobSpec, datetime] = field(default_factory=dict)
-    # Due, waiting for a slot (or, for maintenance, for the job's lock); keyed by JobSpec.key.
-    pending: Mapping[str, datetime] = field(default_factory=dict)
+    # Due, waiting for a slot (or, for maintenance, for the job's lock).
+    pending: Mapping[Work, datetime] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Launch:
-    job: str
+    work: Work
     scheduled_for: datetime
-    kind: str = BACKUP
+
+    @property
+    def job(self) -> JobKey:
+        return self.work.job
+
+    @property
+    def kind(self) -> Kind:
+        return self.work.kind
 
 
 @dataclass(frozen=True)
 class Skip:
-    job: str
+    """A backup not run: its job was busy (`overlap`) or it waited past its next time."""
+
+    job: JobKey
     scheduled_for: datetime
     reason: str  # "overlap" | "max_parallel"
-    kind: str = BACKUP
 
 
 @dataclass(frozen=True)
 class Missed:
-    job: str
+    work: Work
     count: int
     last: datetime
-    kind: str = BACKUP
 
 
 @dataclass(frozen=True)
@@ -77,12 +85,12 @@ class Plan:
     skip: tuple[Skip, ...]
     missed: tuple[Missed, ...]
     state: PlanState
-    unschedulable: tuple[str, ...] = ()  # jobs whose schedule names no next time
+    unschedulable: tuple[Work, ...] = ()  # work whose schedule names no next time
 
 
 def plan(
     jobs: Sequence[JobSpec],
-    running: frozenset[str],
+    running: frozenset[JobKey],
     state: PlanState,
     last_tick: datetime,
     now: datetime,
@@ -102,26 +110,25 @@ def plan(
     before a backup that became due after it.
     """
     next_due: dict[JobSpec, datetime] = {}
-    pending = {key: when for key, when in state.pending.items()}
-    known = {job.key for job in jobs}
-    for gone in [key for key in pending if key not in known]:
+    pending = {work: when for work, when in state.pending.items()}
+    known = {job.work for job in jobs}
+    for gone in [work for work in pending if work not in known]:
         del pending[gone]
     skips: list[Skip] = []
     missed: list[Missed] = []
-    unschedulable: list[str] = []
+    unschedulable: list[Work] = []
 
     for job in jobs:
+        seed = str(job.work)
         try:
-            due = state.next_due.get(job) or next_fire(
-                job.schedule, job.timezone, last_tick, job.key
-            )
+            due = state.next_due.get(job) or next_fire(job.schedule, job.timezone, last_tick, seed)
             if due > now:
                 next_due[job] = due
                 continue
             times = _times_until(job, due, now)
-            next_due[job] = next_fire(job.schedule, job.timezone, now, job.key)
+            next_due[job] = next_fire(job.schedule, job.timezone, now, seed)
         except Exception:  # one job's schedule, whatever croniter raises, is its problem alone
-            unschedulable.append(job.key)
+            unschedulable.append(job.work)
             continue
         latest = times[-1]
         if now - latest <= GRACE:
@@ -131,21 +138,21 @@ def plan(
             late = times
             candidate = latest if catch_up == "once" else None
         if late:
-            missed.append(Missed(job.id, len(late), late[-1], job.kind))
+            missed.append(Missed(job.work, len(late), late[-1]))
         if candidate is None:
             continue
-        if job.kind != BACKUP:
-            pending.setdefault(job.key, candidate)  # one drill or prune is enough
-        elif job.id in running:
-            skips.append(Skip(job.id, candidate, "overlap"))
+        if job.kind is not Kind.BACKUP:
+            pending.setdefault(job.work, candidate)  # one drill or prune is enough
+        elif job.job in running:
+            skips.append(Skip(job.job, candidate, "overlap"))
         else:
-            if job.key in pending:
-                skips.append(Skip(job.id, pending[job.key], "max_parallel"))
-            pending[job.key] = candidate
+            if job.work in pending:
+                skips.append(Skip(job.job, pending[job.work], "max_parallel"))
+            pending[job.work] = candidate
 
     launches = _allocate(pending, running, max_parallel, per_customer or max_parallel, skips)
     return Plan(
-        tuple(Launch(lock_of(key), when, kind_of(key)) for key, when in launches),
+        tuple(Launch(work, when) for work, when in launches),
         tuple(skips),
         tuple(missed),
         PlanState(next_due, pending),
@@ -157,7 +164,7 @@ def _times_until(job: JobSpec, first: datetime, now: datetime) -> list[datetime]
     """Return the scheduled times of `job` from `first` up to `now` (at least `first`)."""
     times = [first]
     while len(times) < MAX_ENUMERATED:
-        following = next_fire(job.schedule, job.timezone, times[-1], job.key)
+        following = next_fire(job.schedule, job.timezone, times[-1], str(job.work))
         if following > now:
             break
         times.append(following)
@@ -165,52 +172,37 @@ def _times_until(job: JobSpec, first: datetime, now: datetime) -> list[datetime]
 
 
 def _allocate(
-    pending: dict[str, datetime],
-    running: frozenset[str],
+    pending: dict[Work, datetime],
+    running: frozenset[JobKey],
     max_parallel: int,
     share: int,
     skips: list[Skip],
-) -> list[tuple[str, datetime]]:
+) -> list[tuple[Work, datetime]]:
     """Move pending runs into free slots, oldest first, customers with fewest runs first.
 
     No customer holds more than `share` slots, so one customer's many slow resources
     cannot keep another customer's due job waiting. A run held back stays pending, and so
     does maintenance whose job is busy; a pending backup whose job is busy is skipped.
     """
-    for key in [k for k in pending if lock_of(k) in running and kind_of(k) == BACKUP]:
-        skips.append(Skip(key, pending.pop(key), "overlap"))
+    for work in [w for w in pending if w.job in running and w.kind is Kind.BACKUP]:
+        skips.append(Skip(work.job, pending.pop(work), "overlap"))
     free = max_parallel - len(running)
     per_customer: dict[str, int] = {}
     for job in running:
-        per_customer[customer_of(job)] = per_customer.get(customer_of(job), 0) + 1
+        per_customer[job.customer] = per_customer.get(job.customer, 0) + 1
     busy = set(running)
-    launches: list[tuple[str, datetime]] = []
+    launches: list[tuple[Work, datetime]] = []
     while free > 0:
         eligible = [
-            k
-            for k in pending
-            if lock_of(k) not in busy and per_customer.get(customer_of(k), 0) < share
+            w for w in pending if w.job not in busy and per_customer.get(w.job.customer, 0) < share
         ]
         if not eligible:
             break
-        key = min(eligible, key=lambda k: (per_customer.get(customer_of(k), 0), pending[k], k))
-        launches.append((key, pending.pop(key)))
-        per_customer[customer_of(key)] = per_customer.get(customer_of(key), 0) + 1
-        busy.add(lock_of(key))
+        work = min(
+            eligible, key=lambda w: (per_customer.get(w.job.customer, 0), pending[w], str(w))
+        )
+        launches.append((work, pending.pop(work)))
+        per_customer[work.job.customer] = per_customer.get(work.job.customer, 0) + 1
+        busy.add(work.job)
         free -= 1
     return launches
-
-
-def customer_of(job: str) -> str:
-    """Return the customer of the job id `customer/resource` (or of a key `c/r#kind`)."""
-    return split_job(job)[0]
-
-
-def lock_of(key: str) -> str:
-    """Return the job (and lock) of a pending key: `c/r` of `c/r#prune`."""
-    return key.partition("#")[0]
-
-
-def kind_of(key: str) -> str:
-    """Return the kind of work a pending key names."""
-    return key.partition("#")[2] or BACKUP

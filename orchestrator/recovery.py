@@ -11,12 +11,12 @@ import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
 
 from orchestrator.config.customer import Customer, Resource
 from orchestrator.errors import RunFailed
 from orchestrator.judgement import last_words
 from orchestrator.model import Kind
+from orchestrator.reporting.seams import Marks
 from orchestrator.runs import Jobs
 from orchestrator.rustic import commands
 from orchestrator.storage.layout import job_storage, lock_live, open_bucket
@@ -31,21 +31,11 @@ class Recovered:
     previous_hot: Path | None  # where the replaced hot repository was moved
 
 
-class Pause(Protocol):
-    """Where the daemon learns that a job is being recovered, and starts none of its runs."""
-
-    def set_state(self, key: str, value: str) -> None: ...
-
-    def get_state(self, key: str) -> str | None: ...
-
-    def clear_state(self, key: str) -> None: ...
-
-
-RECOVERING = "recovering:"
+RECOVERING = "recovering:"  # the daemon starts no run of a job while it is marked so
 
 
 def recover(
-    jobs: Jobs, pause: Pause, customer: Customer, resource: Resource, moment: datetime
+    jobs: Jobs, pause: Marks, customer: Customer, resource: Resource, moment: datetime
 ) -> Recovered:
     """Make the cold repository of `resource` read as at `moment`; rebuild its hot part.
 
@@ -54,25 +44,25 @@ def recover(
     is not a versioned bucket, `moment` lies ahead, a run is in progress, or the rebuild
     fails; StorageError when the object store refuses.
     """
-    settings, job = jobs.settings, f"{customer.name}/{resource.name}"
+    settings, job = jobs.settings, customer.job(resource)
     if settings.COLD_BACKEND != "s3":
         raise RunFailed(f"{job}: recover reads a bucket's versions: needs COLD_BACKEND=s3")
     now = datetime.now(UTC)
     if moment > now:
         raise RunFailed(f"{job}: --as-of {moment.isoformat()} has not happened yet")
-    pause.set_state(RECOVERING + job, now.isoformat())
+    pause.set_state(f"{RECOVERING}{job}", now.isoformat())
     try:
         if job in jobs.runtime.running_jobs():
             raise RunFailed(f"{job}: a run of this job is in progress; recover when it ended")
         return _recover(jobs, customer, resource, moment, now)
     finally:
-        pause.clear_state(RECOVERING + job)
+        pause.clear_state(f"{RECOVERING}{job}")
 
 
 def _recover(
     jobs: Jobs, customer: Customer, resource: Resource, moment: datetime, now: datetime
 ) -> Recovered:
-    settings, job = jobs.settings, f"{customer.name}/{resource.name}"
+    settings, job = jobs.settings, customer.job(resource)
     bucket = open_bucket(settings, customer.name, timeout=120)
     try:
         if not bucket.versioned():

@@ -35,14 +35,12 @@ def snapshots(jobs: Jobs, customer: Customer, resource: Resource) -> list[Snapsh
         timeout=600,
     )
     if done.exit_code != 0:
-        raise RunFailed(
-            f"{customer.name}/{resource.name}: rustic snapshots failed: {last_words(done)}"
-        )
+        raise RunFailed(f"{customer.job(resource)}: rustic snapshots failed: {last_words(done)}")
     try:
         return output.parse_snapshots(done.stdout)
     except ValueError as exc:
         raise RunFailed(
-            f"{customer.name}/{resource.name}: {exc}: raise UNSTOPPABLE_WORKER_LOG_SIZE"
+            f"{customer.job(resource)}: {exc}: raise UNSTOPPABLE_WORKER_LOG_SIZE"
         ) from None
 
 
@@ -59,7 +57,7 @@ def restore(
     new = check_target(target, jobs.settings.bounds.protected + SYSTEM_TREES)
     # No worker is asked for the list first: that cost a container and a repository open
     # (key derivation) per restore. A repository never made, or one with no snapshot, says so.
-    empty = f"{customer.name}/{resource.name}: no snapshot to restore yet"
+    empty = f"{customer.job(resource)}: no snapshot to restore yet"
     if not (job_storage(jobs.settings, customer.name, resource.name).hot / "config").exists():
         raise RunFailed(empty)
     identity = open_target(target, new)
@@ -87,7 +85,7 @@ def restore(
             target.rmdir()
     if NO_SNAPSHOTS in done.stderr:
         raise RunFailed(empty)
-    raise RunFailed(f"{customer.name}/{resource.name}: restore failed: {last_words(done)}")
+    raise RunFailed(f"{customer.job(resource)}: restore failed: {last_words(done)}")
 
 
 def check(jobs: Jobs, customer: Customer, resource: Resource, read_data: bool) -> int:
@@ -109,7 +107,7 @@ def check(jobs: Jobs, customer: Customer, resource: Resource, read_data: bool) -
     problems, leftovers = output.judge_check(done.exit_code, done.stderr)
     if problems:
         raise RunFailed(
-            f"{customer.name}/{resource.name}: check failed: {problems[0]}"
+            f"{customer.job(resource)}: check failed: {problems[0]}"
             + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
         )
     return leftovers

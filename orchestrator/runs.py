@@ -1,7 +1,6 @@
 """One run of a job: build its worker, run it, judge what rustic left behind."""
 
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 from orchestrator import deadline
@@ -17,16 +16,10 @@ from orchestrator.judgement import (
     stopped,
     worker_failure,
 )
-from orchestrator.model import (
-    Kind,
-    Outcome,
-    Reason,
-    Result,
-    RunRecord,
-    job_id,
-)
+from orchestrator.model import Kind, Outcome, Reason, Result, RunRecord
 from orchestrator.reporting import pings
-from orchestrator.reporting.holds import Holds, MemoryHolds
+from orchestrator.reporting.ledger import Ledger
+from orchestrator.reporting.seams import LockProgress, PastRuns, RunMemory
 from orchestrator.runtime import apparmor
 from orchestrator.runtime.paths import COLD_PROFILE
 from orchestrator.runtime.protocol import Finished, Runtime
@@ -43,7 +36,7 @@ from orchestrator.runtime.spec import (
 from orchestrator.rustic import commands, output
 from orchestrator.secrets.files import Resolver, secret_files
 from orchestrator.sources import anomaly
-from orchestrator.sources.guard import Baseline, Floor, floor
+from orchestrator.sources.guard import Floor, floor
 from orchestrator.sources.setup import WorkerSetup, local_launch, local_source, remote_launch
 from orchestrator.storage import s3_values
 from orchestrator.storage.layout import (
@@ -53,6 +46,7 @@ from orchestrator.storage.layout import (
     job_storage,
     open_bucket,
     secrets_dir,
+    state_dir,
 )
 
 log = logging.getLogger(__name__)
@@ -66,16 +60,17 @@ class Jobs:
         self,
         settings: Settings,
         runtime: Runtime,
+        ledger: Ledger | None = None,
         origin: str = "cli",
-        baseline: Callable[[str], Baseline | None] = lambda job: None,
         resolver: Resolver | None = None,
-        holds: "Holds | None" = None,
     ) -> None:
         self.settings = settings
         self.runtime = runtime
         self.origin = origin  # "daemon" marks the workers a restarted daemon adopts
-        self.baseline = baseline  # what the job's source held lately, to notice a shrink
-        self.holds: Holds = holds or MemoryHolds()  # retention held after a suspect snapshot
+        ledger = ledger or Ledger(state_dir(settings))
+        self.memory: RunMemory = ledger.memory  # the source's baseline, the retention hold
+        self.past: PastRuns = ledger.history  # what earlier clean backups held
+        self.locks: LockProgress = ledger.locks  # how far the job's writes are locked
         self.resolver = resolver or Resolver()
         self.cold = commands.cold_args(settings.COLD_BACKEND == "s3")
         self.buckets_ready: set[str] = set()
@@ -93,8 +88,7 @@ class Jobs:
             self.pinger.job(customer, resource, "start", when)
             outcome = self._backup(customer, resource, scheduled_for)
         record = RunRecord(
-            customer.name,
-            resource.name,
+            customer.job(resource),
             Kind.BACKUP,
             scheduled_for,
             started,
@@ -121,7 +115,7 @@ class Jobs:
         except STOPPED_BEFORE_RUSTIC as exc:
             return stopped(exc)
         outcome = self.judge(customer, resource, scheduled_for, done)
-        return locked_written(self.settings, self.holds, customer.name, resource.name, outcome)
+        return locked_written(self.settings, self.locks, customer.job(resource), outcome)
 
     def setup(
         self,
@@ -151,7 +145,7 @@ class Jobs:
     def floor(self, customer: Customer, resource: Resource) -> Floor:
         """Return what the source must still hold for a snapshot of it to be written."""
         threshold, allow_empty = resource.source.SHRINK_THRESHOLD, resource.source.ALLOW_EMPTY
-        return floor(self.baseline(job_id(customer.name, resource.name)), threshold, allow_empty)
+        return floor(self.memory.baseline_now(customer.job(resource)), threshold, allow_empty)
 
     def judge(
         self, customer: Customer, resource: Resource, scheduled_for: datetime, done: Finished
@@ -165,16 +159,16 @@ class Jobs:
         if (failed := worker_failure(resource, done)) is not None:
             return failed
         outcome = output.judge_backup(done.exit_code, done.stdout, done.stderr)
-        job = job_id(customer.name, resource.name)
+        job = customer.job(resource)
         if outcome.result is Result.SUCCESS and outcome.summary is not None:
             verdict = anomaly.below_floor(outcome.summary, self.floor(customer, resource))
             if not verdict.suspect:
-                previous = self.holds.last_files(job)
-                ratios = self.holds.packed_ratios(job, anomaly.HISTORY, anomaly.MIN_ADDED_BYTES)
+                previous = self.past.last_files(job)
+                ratios = self.past.packed_ratios(job, anomaly.HISTORY, anomaly.MIN_ADDED_BYTES)
                 verdict = anomaly.judge_resource(resource, outcome.summary, previous, ratios)
             if verdict.suspect:
                 return self._suspect(customer, resource, scheduled_for, outcome, verdict.why)
-        if outcome.result is Result.SUCCESS and self.holds.held(job):
+        if outcome.result is Result.SUCCESS and self.memory.held(job):
             return Outcome(
                 outcome.result,
                 outcome.reason,
@@ -195,9 +189,9 @@ class Jobs:
         """Tag a suspect snapshot in the repository and hold the job's retention."""
         assert written.summary is not None
         snapshot = written.summary.snapshot_id
-        job = job_id(customer.name, resource.name)
-        last_good = self.holds.last_snapshot(job)
-        self.holds.hold(job, snapshot, why, datetime.now(UTC))
+        job = customer.job(resource)
+        last_good = self.past.last_snapshot(job)
+        self.memory.hold(job, snapshot, why, datetime.now(UTC))
         # The suspect snapshot leaves the clean ones; the last clean one before it is pinned,
         # so not even a release followed by weeks of forget can take the state before this.
         steps = [(commands.tag_suspect_args(self.cold, snapshot), f"tagged {commands.TAG_SUSPECT}")]
@@ -243,7 +237,8 @@ class Jobs:
             if directory is not None:
                 directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         password = self.resolver.resolve(customer.repo_password, customer.name, "REPO_PASSWORD")
-        name = container_name(customer.name, resource.name, kind, scheduled_for)
+        job = customer.job(resource)
+        name = container_name(job, kind, scheduled_for)
         remote = launch is not None and launch.remote
         cap_drop, cap_add = capabilities(kind, remote)
         files = {commands.PASSWORD_FILE: password, **(launch.files if launch else {})}
@@ -260,7 +255,7 @@ class Jobs:
                 name=name,
                 image=self.settings.WORKER_IMAGE,
                 command=tuple(argv),
-                labels=labels(customer.name, resource.name, kind, scheduled_for, self.origin),
+                labels=labels(job, kind, scheduled_for, self.origin),
                 mounts=repo_mounts(storage, secrets) + extra,
                 cap_drop=cap_drop,
                 cap_add=cap_add,

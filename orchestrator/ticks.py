@@ -9,13 +9,13 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from orchestrator.reporting.ledger import Ledger
+from orchestrator.reporting.seams import Marks
 
 log = logging.getLogger(__name__)
 CLOCK_TOLERANCE = timedelta(seconds=2)
 
 
-def start_tick(ledger: Ledger, now: datetime, count: Callable[[str], None]) -> datetime:
+def start_tick(ledger: Marks, now: datetime, count: Callable[[str], None]) -> datetime:
     """Return the last tick the ledger remembers, or `now` if it is unreadable or ahead."""
     try:
         stored = ledger.get_state("last_tick")

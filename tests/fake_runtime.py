@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from orchestrator.errors import JobBusy, RuntimeUnavailable
+from orchestrator.model import JobKey
 from orchestrator.runtime.paths import SECRETS
-from orchestrator.runtime.protocol import Finished, WorkerInfo
+from orchestrator.runtime.protocol import Finished, WorkerInfo, jobs_of
 from orchestrator.runtime.spec import ContainerSpec, Limits, size_bytes
 from orchestrator.runtime.text import tail
 
@@ -135,11 +136,11 @@ class FakeRuntime:
 
     # --- the Runtime protocol ---------------------------------------------------------------
 
-    def running_jobs(self) -> frozenset[str]:
-        """Return the `unstoppable.job` labels of running managed containers."""
+    def running_jobs(self) -> frozenset[JobKey]:
+        """Return the jobs (`unstoppable.job` labels) of running managed containers."""
         self._up()
         with self._changed:
-            return frozenset(c.label("unstoppable.job") for c in self._managed() if c.running())
+            return jobs_of(c.label("unstoppable.job") for c in self._managed() if c.running())
 
     def image_label(self, image: str, key: str) -> str | None:
         """Return the label `key` of the local image `image`, or None."""

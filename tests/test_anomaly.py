@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.model import Kind, Outcome, Reason, Result, RunRecord, Summary
+from orchestrator.model import JobKey, Kind, Outcome, Reason, Result, RunRecord, Summary
 from orchestrator.reporting.ledger import Ledger
 from orchestrator.reporting.store import SCHEMA
 from orchestrator.sources.anomaly import CEILING, HISTORY, MIN_ADDED_BYTES, judge, usual
@@ -151,26 +151,35 @@ def _run(
 ) -> RunRecord:
     at = NOW + timedelta(hours=n)
     outcome = Outcome(result, Reason.NONE, "m", summary)
-    return RunRecord(customer, "files", kind, at, at, at, outcome)
+    return RunRecord(JobKey(customer, "files"), kind, at, at, at, outcome)
 
 
 def test_the_ledger_keeps_the_packed_history_across_a_reopen(tmp_path: Path) -> None:
     ledger = Ledger(tmp_path / "state")
-    ledger.record_run(_run(0, Result.SUCCESS, _summary(300, 0, 300, 3_000_000, 480_000)))
-    ledger.record_run(_run(1, Result.SUCCESS, _summary(1, 9, 301, 100_000, 30_000)))
+    ledger.history.record_run(_run(0, Result.SUCCESS, _summary(300, 0, 300, 3_000_000, 480_000)))
+    ledger.history.record_run(_run(1, Result.SUCCESS, _summary(1, 9, 301, 100_000, 30_000)))
     # Left out: too little added to say anything, a suspect run, a failure, a drill,
     # another job.
-    ledger.record_run(_run(2, Result.SUCCESS, _summary(0, 1, 301, MIN_ADDED_BYTES - 1, 100)))
-    ledger.record_run(_run(3, Result.SUSPECT, _rewrite(0.754)))
-    ledger.record_run(_run(4, Result.FAILURE, None))
-    ledger.record_run(_run(5, Result.SUCCESS, _summary(0, 0, 0, 9_000, 9_000), Kind.VERIFY))
-    ledger.record_run(_run(5, Result.SUCCESS, _rewrite(0.9), customer="beta"))
-    ledger.record_run(_run(6, Result.SUCCESS, _summary(2, 12, 303, 200_000, 50_000)))
+    ledger.history.record_run(
+        _run(2, Result.SUCCESS, _summary(0, 1, 301, MIN_ADDED_BYTES - 1, 100))
+    )
+    ledger.history.record_run(_run(3, Result.SUSPECT, _rewrite(0.754)))
+    ledger.history.record_run(_run(4, Result.FAILURE, None))
+    ledger.history.record_run(_run(5, Result.SUCCESS, _summary(0, 0, 0, 9_000, 9_000), Kind.VERIFY))
+    ledger.history.record_run(_run(5, Result.SUCCESS, _rewrite(0.9), customer="beta"))
+    ledger.history.record_run(_run(6, Result.SUCCESS, _summary(2, 12, 303, 200_000, 50_000)))
 
     reopened = Ledger(tmp_path / "state")
-    assert reopened.packed_ratios("acme/files", 10, MIN_ADDED_BYTES) == (0.25, 0.3, 0.16)
-    assert reopened.packed_ratios("acme/files", 2, MIN_ADDED_BYTES) == (0.25, 0.3)
-    assert reopened.packed_ratios("gamma/files", 10, MIN_ADDED_BYTES) == ()
+    assert reopened.history.packed_ratios(JobKey.parse("acme/files"), 10, MIN_ADDED_BYTES) == (
+        0.25,
+        0.3,
+        0.16,
+    )
+    assert reopened.history.packed_ratios(JobKey.parse("acme/files"), 2, MIN_ADDED_BYTES) == (
+        0.25,
+        0.3,
+    )
+    assert reopened.history.packed_ratios(JobKey.parse("gamma/files"), 10, MIN_ADDED_BYTES) == ()
 
 
 def test_a_ledger_from_before_the_history_is_migrated_and_its_old_runs_left_out(
@@ -187,8 +196,8 @@ def test_a_ledger_from_before_the_history_is_migrated_and_its_old_runs_left_out(
             "'success','','old run',50000)"
         )
     ledger = Ledger(state)
-    assert ledger.packed_ratios("acme/files", 10, MIN_ADDED_BYTES) == ()
-    assert ledger.last_snapshot("acme/files") is None
-    ledger.record_run(_run(1, Result.SUCCESS, _summary(1, 9, 301, 100_000, 30_000)))
-    assert ledger.packed_ratios("acme/files", 10, MIN_ADDED_BYTES) == (0.3,)
-    assert len(ledger.runs("acme/files")) == 2
+    assert ledger.history.packed_ratios(JobKey.parse("acme/files"), 10, MIN_ADDED_BYTES) == ()
+    assert ledger.history.last_snapshot(JobKey.parse("acme/files")) is None
+    ledger.history.record_run(_run(1, Result.SUCCESS, _summary(1, 9, 301, 100_000, 30_000)))
+    assert ledger.history.packed_ratios(JobKey.parse("acme/files"), 10, MIN_ADDED_BYTES) == (0.3,)
+    assert len(ledger.history.runs(JobKey.parse("acme/files"))) == 2

@@ -15,6 +15,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("commands",),
     ("daemon",),
     ("dispatch", "roster", "ticks"),
+    ("recorder",),
     ("adoption",),
     ("maintenance",),
     ("drill",),

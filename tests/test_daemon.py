@@ -16,6 +16,8 @@ from datetime import datetime
 
 import pytest
 
+from orchestrator.model import JobKey
+from orchestrator.reporting.history import Event
 from orchestrator.reporting.ledger import Ledger
 from tests.conftest import ROOT, Site
 from tests.helpers import (
@@ -43,7 +45,11 @@ def test_origin_notes_timeline(
     events = Events()
     daemon.start()
     ledger = Ledger(site.data / "state")
-    wait_until(lambda: len(ledger.runs(f"{c1}/files")) >= 2, 60, "two runs of customer1")
+    wait_until(
+        lambda: len(ledger.history.runs(JobKey.parse(f"{c1}/files"))) >= 2,
+        60,
+        "two runs of customer1",
+    )
     daemon.signal(signal.SIGTERM)
     assert daemon.wait(10) == 0
     wait_until(lambda: not running_workers(c1[:2]), 30, "workers to end")
@@ -61,11 +67,11 @@ def test_origin_notes_timeline(
     first = c1_starts[0]
     # 8am runs, 9am is skipped because 8am still runs, 10am runs (in 10-second hours).
     assert (c1_starts[1] - first).total_seconds() == 20, c1_starts
-    assert ledger.event_count(f"{c1}/files", "skipped", "overlap") >= 1
+    assert ledger.history.event_count(JobKey.parse(f"{c1}/files"), Event.SKIPPED, "overlap") >= 1
     assert first in c2_starts, "customer2 must run alongside customer1 from the start"
-    assert ledger.event_count(f"{c2}/files", "skipped") == 0
-    results = {r[4] for r in ledger.runs(f"{c1}/files")}
-    assert results == {"success"}, ledger.runs(f"{c1}/files")
+    assert ledger.history.event_count(JobKey.parse(f"{c2}/files"), Event.SKIPPED) == 0
+    results = {r.result for r in ledger.history.runs(JobKey.parse(f"{c1}/files"))}
+    assert results == {"success"}, ledger.history.runs(JobKey.parse(f"{c1}/files"))
 
 
 def test_kill_9_then_restart_adopts_without_duplicates(
@@ -89,7 +95,7 @@ def test_kill_9_then_restart_adopts_without_duplicates(
     daemon.start()
     ledger = Ledger(site.data / "state")
     wait_until(
-        lambda: all(len(ledger.runs(f"{n}/files")) >= 1 for n in names),
+        lambda: all(len(ledger.history.runs(JobKey.parse(f"{n}/files"))) >= 1 for n in names),
         60,
         "the adopted runs' results",
     )
@@ -100,13 +106,14 @@ def test_kill_9_then_restart_adopts_without_duplicates(
 
     assert_never_overlapping(log, *(f"{n}/files" for n in names))
     for name in names:
-        runs = ledger.runs(f"{name}/files")
+        runs = ledger.history.runs(JobKey.parse(f"{name}/files"))
         first_scheduled = starts(log, f"{name}/files")[0]["unstoppable.scheduled-for"]
         assert (
-            runs[0][3] == datetime.fromisoformat(first_scheduled.replace("Z", "+00:00")).isoformat()
+            runs[0].scheduled_for
+            == datetime.fromisoformat(first_scheduled.replace("Z", "+00:00")).isoformat()
         ), runs
-        assert runs[0][4] == "success", runs
-        assert ledger.event_count(f"{name}/files", "missed") >= 1
+        assert runs[0].result == "success", runs
+        assert ledger.history.event_count(JobKey.parse(f"{name}/files"), Event.MISSED) >= 1
     assert "adopting" in daemon.text()
 
 
@@ -118,22 +125,30 @@ def test_customer_files_come_and_go_without_a_restart(
     customer(site, leaves, EVERY_5S)
     ledger = Ledger(site.data / "state")  # the schema is idempotent: the daemon shares it
     daemon.start()
-    wait_until(lambda: ledger.runs(f"{leaves}/files"), 30, "a run of the leaving customer")
+    wait_until(
+        lambda: ledger.history.runs(JobKey.parse(f"{leaves}/files")),
+        30,
+        "a run of the leaving customer",
+    )
     (site.customers / f"{leaves}.env").unlink()
     removed_at = time.time()
     customer(site, arrives, EVERY_5S)
     (site.customers / f"broken-{unique}.env").write_text("SCHEDULE=nonsense\n")
-    wait_until(lambda: ledger.runs(f"{arrives}/files"), 20, "the new customer's first run")
+    wait_until(
+        lambda: ledger.history.runs(JobKey.parse(f"{arrives}/files")),
+        20,
+        "the new customer's first run",
+    )
     time.sleep(8)
     daemon.signal(signal.SIGTERM)
     assert daemon.wait(10) == 0
     late = [
         r
-        for r in ledger.runs(f"{leaves}/files")
-        if datetime.fromisoformat(r[3]).timestamp() > removed_at + 10
+        for r in ledger.history.runs(JobKey.parse(f"{leaves}/files"))
+        if datetime.fromisoformat(r.scheduled_for).timestamp() > removed_at + 10
     ]
     assert late == [], "a removed customer must not be scheduled any more"
-    assert ledger.runs(f"{stays}/files"), "the other customers go on"
+    assert ledger.history.runs(JobKey.parse(f"{stays}/files")), "the other customers go on"
     assert f"broken-{unique}.env: SCHEDULE" in daemon.text()
 
 
@@ -177,7 +192,10 @@ def test_a_run_past_the_job_timeout_is_stopped_and_counted(
     assert f"{name}/files: timeout (timeout)" in done.stdout, done.stdout
     assert time.monotonic() - started < 30
     assert not running_workers(name)
-    assert Ledger(site.data / "state").runs(f"{name}/files")[-1][4] == "timeout"
+    assert (
+        Ledger(site.data / "state").history.runs(JobKey.parse(f"{name}/files"))[-1].result
+        == "timeout"
+    )
 
 
 def test_sighup_reloads_customers_at_once(site: Site, daemon: DaemonProcess, unique: str) -> None:
@@ -224,12 +242,16 @@ def test_a_path_the_daemon_cannot_follow_disables_only_its_customer(
     )
     ledger = Ledger(site.data / "state")
     daemon.start()
-    wait_until(lambda: ledger.runs(f"{good}/files"), 30, "a run of the healthy customer")
+    wait_until(
+        lambda: ledger.history.runs(JobKey.parse(f"{good}/files")),
+        30,
+        "a run of the healthy customer",
+    )
     assert daemon.proc is not None and daemon.proc.poll() is None, daemon.text()
     daemon.signal(signal.SIGTERM)
     assert daemon.wait(10) == 0
-    assert ledger.runs(f"{good}/files")[0][4] == "success"
-    assert ledger.runs(f"{bad}/files") == []
+    assert ledger.history.runs(JobKey.parse(f"{good}/files"))[0].result == "success"
+    assert ledger.history.runs(JobKey.parse(f"{bad}/files")) == []
     assert f"{bad}.env: FILES_PATH: cannot be resolved" in daemon.text()
 
 
@@ -243,6 +265,8 @@ DAEMON = (sys.executable, "-m", "orchestrator.cli", "run")
 # which this wrapper's is too, as it execs the daemon once they are set.
 ACTIVATE = """
 import os, sys
+from orchestrator.model import JobKey
+from orchestrator.reporting.history import Event
 os.dup2(int(sys.argv[1]), 3)
 os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS="1")
 os.execv(sys.argv[2], sys.argv[2:])

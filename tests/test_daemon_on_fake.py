@@ -17,8 +17,10 @@ from prometheus_client import CollectorRegistry
 
 from orchestrator.config.settings import Settings
 from orchestrator.daemon import Daemon
-from orchestrator.model import Kind, Outcome, Reason, Result, RunRecord, Summary
+from orchestrator.model import JobKey, Kind, Outcome, Reason, Result, RunRecord, Summary
 from orchestrator.recovery import RECOVERING
+from orchestrator.reporting.history import Event, RunRow
+from orchestrator.reporting.job_memory import state_key
 from orchestrator.reporting.ledger import Ledger
 from orchestrator.reporting.metrics import BackupCollector
 from orchestrator.runtime.paths import SECRETS
@@ -106,8 +108,10 @@ class World:
 
     def settle(self) -> None:
         deadline = time.monotonic() + 30
-        while self.daemon.in_flight:
-            assert time.monotonic() < deadline, f"runs never finished: {self.daemon.in_flight}"
+        while self.daemon.dispatch.in_flight:
+            assert time.monotonic() < deadline, (
+                f"runs never finished: {self.daemon.dispatch.in_flight}"
+            )
             time.sleep(0.01)
 
     def metric(self, name: str, customer: str, **extra: str) -> float | None:
@@ -125,7 +129,7 @@ class World:
         started_at: datetime | None = None,
     ) -> ContainerSpec:
         """Start a worker as an earlier daemon (or the CLI) did, with a secrets directory."""
-        name = container_name(customer, "files", kind, scheduled_for)
+        name = container_name(JobKey(customer, "files"), kind, scheduled_for)
         secrets = secrets_dir(self.settings) / f"{name}.0123456789abcdef"
         secrets.mkdir(parents=True)
         (secrets / "repo-password").write_text(f"pw-{customer}")
@@ -133,7 +137,7 @@ class World:
             name,
             IMAGE,
             ("rustic", "backup"),
-            labels(customer, "files", kind, scheduled_for, origin),
+            labels(JobKey(customer, "files"), kind, scheduled_for, origin),
             (Mount(secrets, SECRETS),),
         )
         self.fake.script(name, script)
@@ -163,8 +167,8 @@ def world(tmp_path: Path) -> Iterator[World]:
         world.fake.end(name)
 
 
-def run_row(customer: str, result: str, reason: str = "", at: datetime = NOW) -> tuple[str, ...]:
-    return (customer, "files", "backup", at.isoformat(), result, reason)
+def run_row(customer: str, result: str, reason: str = "", at: datetime = NOW) -> RunRow:
+    return RunRow(customer, "files", Kind.BACKUP.value, at.isoformat(), result, reason)
 
 
 @pytest.mark.parametrize(
@@ -210,7 +214,9 @@ def test_a_due_backup_is_run_once_and_recorded_as_its_worker_ended(
     assert (spec["unstoppable.job"], spec["unstoppable.origin"]) == ("acme/files", "daemon")
     assert spec["unstoppable.scheduled-for"] == "2026-03-02T10:00:00Z"
     assert world.fake.started[0].image == IMAGE
-    assert world.ledger.runs("acme/files") == [run_row("acme", result, reason)]
+    assert world.ledger.history.runs(JobKey.parse("acme/files")) == [
+        run_row("acme", result, reason)
+    ]
     assert world.fake.names() == set(), "every worker is reaped"
     assert list(secrets_dir(world.settings).iterdir()) == [], "no secret outlives its run"
 
@@ -250,16 +256,24 @@ def test_a_base64_rewrite_is_judged_against_the_jobs_own_history(
         at = NOW - timedelta(days=days - n)
         summary = Summary(f"s{n}", "t", 0, 4, 20_000, 52_480, 40, 20_000, 6_000)
         outcome = Outcome(Result.SUCCESS, Reason.NONE, "ok", summary)
-        world.ledger.record_run(RunRecord("acme", "files", Kind.BACKUP, at, at, at, outcome))
+        world.ledger.history.record_run(
+            RunRecord(JobKey("acme", "files"), Kind.BACKUP, at, at, at, outcome)
+        )
     if not days:  # a job seen once before, whose one backup added nothing to measure
         summary = Summary("s", "t", 40, 0, 0, 52_480, 40, 0, 0)
         outcome = Outcome(Result.SUCCESS, Reason.NONE, "ok", summary)
         at = NOW - timedelta(days=1)
-        world.ledger.record_run(RunRecord("acme", "files", Kind.BACKUP, at, at, at, outcome))
+        world.ledger.history.record_run(
+            RunRecord(JobKey("acme", "files"), Kind.BACKUP, at, at, at, outcome)
+        )
     world.customer("acme")
     world.fake.script("unstoppable_acme_files", Script(0, BASE64, ""))
     world.tick()
-    (last,) = [row for row in world.ledger.runs("acme/files") if row[3] == NOW.isoformat()]
+    (last,) = [
+        row
+        for row in world.ledger.history.runs(JobKey.parse("acme/files"))
+        if row.scheduled_for == NOW.isoformat()
+    ]
     assert last[4] == result
     assert world.metric("unstoppable_backup_held", "acme") == (1 if result == "suspect" else 0)
 
@@ -269,7 +283,9 @@ def test_a_worker_past_the_job_timeout_is_stopped_and_recorded_as_timeout(tmp_pa
     world.customer("slow")
     world.fake.script("unstoppable_slow_files", Script(stdout="partial", hang=True))
     world.tick()
-    assert world.ledger.runs("slow/files") == [run_row("slow", "timeout", "timeout")]
+    assert world.ledger.history.runs(JobKey.parse("slow/files")) == [
+        run_row("slow", "timeout", "timeout")
+    ]
     assert world.fake.names() == set()
     assert world.metric("unstoppable_backup_failures_total", "slow", reason="timeout") == 1
 
@@ -282,12 +298,14 @@ def test_a_backup_due_while_its_job_runs_is_skipped_and_counted(world: World) ->
     world.tick()
 
     assert [s.name for s in world.fake.started] == [held.name, "unstoppable_free_files"]
-    assert world.ledger.runs("busy/files") == []
-    assert world.ledger.event_count("busy/files", "skipped", "overlap") == 1
+    assert world.ledger.history.runs(JobKey.parse("busy/files")) == []
+    assert (
+        world.ledger.history.event_count(JobKey.parse("busy/files"), Event.SKIPPED, "overlap") == 1
+    )
     assert world.metric("unstoppable_backup_skipped_total", "busy", reason="overlap") == 1
     assert world.metric("unstoppable_backup_skipped_total", "busy", reason="max_parallel") == 0
     assert world.metric("unstoppable_backup_running", "busy") == 1
-    assert world.ledger.runs("free/files") == [run_row("free", "success")]
+    assert world.ledger.history.runs(JobKey.parse("free/files")) == [run_row("free", "success")]
     assert world.metric("unstoppable_backup_skipped_total", "free", reason="overlap") == 0
 
     world.fake.end(held.name)
@@ -295,7 +313,9 @@ def test_a_backup_due_while_its_job_runs_is_skipped_and_counted(world: World) ->
     world.fake.script(held.name, WROTE)
     later = NOW + timedelta(hours=1)
     world.tick(later, NOW)
-    assert world.ledger.runs("busy/files") == [run_row("busy", "success", at=later)]
+    assert world.ledger.history.runs(JobKey.parse("busy/files")) == [
+        run_row("busy", "success", at=later)
+    ]
     assert world.metric("unstoppable_backup_running", "busy") == 0
 
 
@@ -304,19 +324,21 @@ def test_a_job_being_recovered_is_paused_and_the_others_run(world: World) -> Non
     world.customer("lost")
     world.customer("fine")
     world.fake.script("unstoppable_fine_files", WROTE)
-    world.ledger.set_state(RECOVERING + "lost/files", NOW.isoformat())
+    world.ledger.db.set_state(state_key(RECOVERING, JobKey("lost", "files")), NOW.isoformat())
     world.tick()
 
     assert [s.name for s in world.fake.started] == ["unstoppable_fine_files"]
-    assert world.ledger.runs("lost/files") == []
-    assert world.ledger.event_count("lost/files", "skipped", "overlap") == 1
-    assert world.ledger.runs("fine/files") == [run_row("fine", "success")]
+    assert world.ledger.history.runs(JobKey.parse("lost/files")) == []
+    assert (
+        world.ledger.history.event_count(JobKey.parse("lost/files"), Event.SKIPPED, "overlap") == 1
+    )
+    assert world.ledger.history.runs(JobKey.parse("fine/files")) == [run_row("fine", "success")]
 
 
 class StaleView(FakeRuntime):
     """A runtime whose list of running jobs was read before another worker started."""
 
-    def running_jobs(self) -> frozenset[str]:
+    def running_jobs(self) -> frozenset[JobKey]:
         return frozenset()
 
 
@@ -327,8 +349,10 @@ def test_a_run_the_runtime_refuses_as_busy_is_a_skip_not_a_failure(tmp_path: Pat
     world.tick()
 
     assert [s.name for s in world.fake.started] == [held.name], "the name is the lock"
-    assert world.ledger.runs("race/files") == []
-    assert world.ledger.event_count("race/files", "skipped", "overlap") == 1
+    assert world.ledger.history.runs(JobKey.parse("race/files")) == []
+    assert (
+        world.ledger.history.event_count(JobKey.parse("race/files"), Event.SKIPPED, "overlap") == 1
+    )
     world.fake.end(held.name)
 
 
@@ -355,20 +379,22 @@ def test_a_worker_left_by_a_previous_daemon_is_adopted_and_judged_not_duplicated
     )
     world.daemon.load_config()
     world.daemon.adopt()
-    assert world.daemon.in_flight == {"acme/files"}
+    assert world.daemon.dispatch.in_flight == {JobKey("acme", "files")}
 
     world.daemon.tick(LAST_TICK, NOW)  # 10:00 is due while the adopted 09:00 run goes on
     assert [s.name for s in world.fake.started] == [left.name], "no second worker of the job"
-    assert world.ledger.event_count("acme/files", "skipped", "overlap") == 1
+    assert (
+        world.ledger.history.event_count(JobKey.parse("acme/files"), Event.SKIPPED, "overlap") == 1
+    )
 
     world.fake.end(left.name)
     world.settle()
     row = ("acme", "files", kind_recorded, scheduled.isoformat(), result, reason)
-    assert world.ledger.runs("acme/files") == [row]
+    assert world.ledger.history.runs(JobKey.parse("acme/files")) == [row]
     assert world.fake.names() == set(), "the adopted worker is reaped"
     assert list(secrets_dir(world.settings).iterdir()) == [], "and its secrets removed"
     world.daemon.adopt()
-    assert world.daemon.in_flight == set(), "a worker is adopted once"
+    assert world.daemon.dispatch.in_flight == set(), "a worker is adopted once"
 
 
 def test_a_worker_that_ended_while_no_daemon_ran_is_adopted_too(world: World) -> None:
@@ -377,7 +403,7 @@ def test_a_worker_that_ended_while_no_daemon_ran_is_adopted_too(world: World) ->
     world.daemon.load_config()
     world.daemon.adopt()
     world.settle()
-    assert world.ledger.runs("acme/files") == [
+    assert world.ledger.history.runs(JobKey.parse("acme/files")) == [
         run_row("acme", "success", at=NOW - timedelta(hours=1))
     ]
     assert world.fake.names() == set()
@@ -391,7 +417,7 @@ def test_an_adopted_worker_past_the_job_timeout_is_stopped_as_a_timeout(world: W
     world.daemon.load_config()
     world.daemon.adopt()
     world.settle()
-    assert world.ledger.runs("acme/files") == [
+    assert world.ledger.history.runs(JobKey.parse("acme/files")) == [
         run_row("acme", "timeout", "timeout", at=NOW - timedelta(hours=1))
     ]
     assert world.fake.names() == set()
@@ -402,9 +428,9 @@ def test_workers_of_the_cli_are_left_to_the_cli(world: World) -> None:
     left = world.leftover("acme", WROTE, origin="cli")
     world.daemon.load_config()
     world.daemon.adopt()
-    assert world.daemon.in_flight == set()
+    assert world.daemon.dispatch.in_flight == set()
     assert world.fake.names() == {left.name}, "the CLI reads its own worker"
-    assert world.ledger.runs("acme/files") == []
+    assert world.ledger.history.runs(JobKey.parse("acme/files")) == []
     assert world.fake.collect(left.name, timeout=5) == Finished(0, WROTE.stdout, WROTE.stderr)
 
 
@@ -420,8 +446,10 @@ def test_a_broken_customer_file_never_stops_another_customer(world: World) -> No
     gone.rmdir()  # valid when loaded, gone when its run starts
     world.tick()
 
-    assert world.ledger.runs("good/files") == [run_row("good", "success")]
-    assert world.ledger.runs("gone/files") == [run_row("gone", "failure", "source_missing")]
+    assert world.ledger.history.runs(JobKey.parse("good/files")) == [run_row("good", "success")]
+    assert world.ledger.history.runs(JobKey.parse("gone/files")) == [
+        run_row("gone", "failure", "source_missing")
+    ]
     assert [s.name for s in world.fake.started] == ["unstoppable_good_files"]
     assert any(
         p.startswith(f"{world.settings.CUSTOMERS_DIR}/broken.env: SCHEDULE")
@@ -440,5 +468,7 @@ def test_a_broken_customer_file_never_stops_another_customer(world: World) -> No
     world.fake.script("unstoppable_other_files", WROTE)
     later = NOW + timedelta(hours=1)
     world.tick(later, NOW)
-    assert world.ledger.runs("other/files") == [run_row("other", "success", at=later)]
-    assert world.ledger.runs("good/files") == [run_row("good", "success")]
+    assert world.ledger.history.runs(JobKey.parse("other/files")) == [
+        run_row("other", "success", at=later)
+    ]
+    assert world.ledger.history.runs(JobKey.parse("good/files")) == [run_row("good", "success")]

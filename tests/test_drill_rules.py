@@ -9,7 +9,7 @@ import pytest
 from orchestrator.config.customer_file import load_customer
 from orchestrator.drill import choose
 from orchestrator.errors import ConfigError
-from orchestrator.model import Kind, Outcome, Reason, Result, RunRecord
+from orchestrator.model import JobKey, Kind, Outcome, Reason, Result, RunRecord
 from orchestrator.reporting.ledger import Ledger
 from orchestrator.rustic.commands import check_subset_args
 from orchestrator.rustic.listing import Entry, parse_ls
@@ -100,34 +100,46 @@ def test_maintenance_defaults_and_overrides(tmp_path: Path) -> None:
 
 
 def record(kind: Kind, result: Result, ended: datetime) -> RunRecord:
-    return RunRecord("acme", "files", kind, ended, ended, ended, Outcome(result, Reason.NONE, "m"))
+    return RunRecord(
+        JobKey("acme", "files"), kind, ended, ended, ended, Outcome(result, Reason.NONE, "m")
+    )
 
 
 def test_the_ledger_rotates_slices_and_remembers_damage(tmp_path: Path) -> None:
     ledger = Ledger(tmp_path / "state")
-    assert [ledger.next_slice("acme/files", 3) for _ in range(7)] == [1, 2, 3, 1, 2, 3, 1]
-    assert ledger.next_slice("beta/db", 3) == 1  # per job
-    ledger.mark_corrupt("acme/files", "pack 4f97 MAC check failed", datetime.now(UTC))
-    assert ledger.maintenance_state()[0] == {"acme/files"}
-    ledger.clear_corrupt("acme/files")
-    assert ledger.maintenance_state()[0] == set()
+    assert [ledger.memory.next_slice(JobKey.parse("acme/files"), 3) for _ in range(7)] == [
+        1,
+        2,
+        3,
+        1,
+        2,
+        3,
+        1,
+    ]
+    assert ledger.memory.next_slice(JobKey.parse("beta/db"), 3) == 1  # per job
+    ledger.memory.mark_corrupt(
+        JobKey.parse("acme/files"), "pack 4f97 MAC check failed", datetime.now(UTC)
+    )
+    assert ledger.memory.maintenance_state()[0] == {JobKey("acme", "files")}
+    ledger.memory.clear_corrupt(JobKey.parse("acme/files"))
+    assert ledger.memory.maintenance_state()[0] == set()
 
 
 def test_drills_and_prunes_leave_the_backup_status_alone(tmp_path: Path) -> None:
     ledger = Ledger(tmp_path / "state")
     backup_end = datetime(2026, 11, 29, 3, tzinfo=UTC)
-    ledger.record_run(record(Kind.BACKUP, Result.SUCCESS, backup_end))
+    ledger.history.record_run(record(Kind.BACKUP, Result.SUCCESS, backup_end))
     drill_end = datetime(2026, 11, 29, 4, tzinfo=UTC)
-    ledger.record_run(record(Kind.VERIFY, Result.SUCCESS, drill_end))
-    ledger.record_run(record(Kind.VERIFY, Result.CORRUPT, drill_end))
-    ledger.record_run(record(Kind.PRUNE, Result.FAILURE, drill_end))
-    (status,) = ledger.status()
+    ledger.history.record_run(record(Kind.VERIFY, Result.SUCCESS, drill_end))
+    ledger.history.record_run(record(Kind.VERIFY, Result.CORRUPT, drill_end))
+    ledger.history.record_run(record(Kind.PRUNE, Result.FAILURE, drill_end))
+    (status,) = ledger.history.status()
     assert status.result == "success" and status.last_run == backup_end
     assert status.total("runs") == 1
     assert status.total("verify_runs", "success") == 1
     assert status.total("verify_runs", "corrupt") == 1
     assert status.total("prune_runs", "failure") == 1
-    assert ledger.maintenance_state()[1] == {"acme/files": drill_end}
+    assert ledger.memory.maintenance_state()[1] == {JobKey("acme", "files"): drill_end}
 
 
 def test_only_rustic_words_make_a_failed_restore_damage() -> None:
@@ -158,7 +170,7 @@ def test_only_rustic_words_make_a_failed_restore_damage() -> None:
 def test_the_last_prune_result_is_kept_per_job(tmp_path: Path) -> None:
     ledger = Ledger(tmp_path / "state")
     now = datetime(2026, 11, 29, 4, tzinfo=UTC)
-    ledger.record_run(record(Kind.PRUNE, Result.FAILURE, now))
-    assert ledger.prune_results() == {"acme/files": "failure"}
-    ledger.record_run(record(Kind.PRUNE, Result.SUCCESS, now))
-    assert ledger.prune_results() == {"acme/files": "success"}
+    ledger.history.record_run(record(Kind.PRUNE, Result.FAILURE, now))
+    assert ledger.memory.prune_results() == {JobKey("acme", "files"): "failure"}
+    ledger.history.record_run(record(Kind.PRUNE, Result.SUCCESS, now))
+    assert ledger.memory.prune_results() == {JobKey("acme", "files"): "success"}

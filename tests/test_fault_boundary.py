@@ -24,7 +24,9 @@ from prometheus_client import CollectorRegistry
 from orchestrator import planner, runs
 from orchestrator.config import bounds, customer_file
 from orchestrator.daemon import Daemon
+from orchestrator.model import JobKey
 from orchestrator.reporting import metrics
+from orchestrator.reporting.history import Event
 from orchestrator.reporting.ledger import Ledger
 from orchestrator.reporting.metrics import BackupCollector
 from orchestrator.rustic import output
@@ -79,7 +81,7 @@ def test_a_file_whose_loading_raises_is_a_named_problem(
     assert loaded.problems == (
         f"{world.settings.CUSTOMERS_DIR}/bad.env: file: cannot be loaded (KeyError); see the log",
     )
-    assert world.ledger.runs("good/files") == [run_row("good", "success")]
+    assert world.ledger.history.runs(JobKey.parse("good/files")) == [run_row("good", "success")]
     assert errors(world, "config") == 1
 
 
@@ -108,7 +110,7 @@ def test_an_unresolvable_path_is_a_refusal_naming_its_key(
         f"{world.settings.CUSTOMERS_DIR}/bad.env: FILES_PATH: cannot be resolved: "
         "Permission denied",
     )
-    assert world.ledger.runs("good/files") == [run_row("good", "success")]
+    assert world.ledger.history.runs(JobKey.parse("good/files")) == [run_row("good", "success")]
 
 
 def test_a_schedule_that_raises_leaves_the_other_jobs_planned(
@@ -120,9 +122,9 @@ def test_a_schedule_that_raises_leaves_the_other_jobs_planned(
         only_for_bad(planner.next_fire, ZeroDivisionError(), mentions_bad),
     )
     world.tick()
-    assert world.ledger.runs("good/files") == [run_row("good", "success")]
-    assert world.ledger.runs("bad/files") == []
-    assert "bad/files" in world.daemon.unschedulable
+    assert world.ledger.history.runs(JobKey.parse("good/files")) == [run_row("good", "success")]
+    assert world.ledger.history.runs(JobKey.parse("bad/files")) == []
+    assert "bad/files" in world.daemon.dispatch.unschedulable
     assert errors(world, "plan") == 3  # its backup, prune and drill schedules
 
 
@@ -156,28 +158,30 @@ def test_a_run_that_raises_is_recorded_as_internal(
             only_for_bad(output.judge_backup, IndexError(), lambda code, out, err: out == "BAD"),
         )
     world.tick()
-    assert world.ledger.runs("good/files") == [run_row("good", "success")]
-    assert world.ledger.runs("bad/files") == [run_row("bad", "failure", "internal")]
-    status = {s.customer: s for s in world.ledger.status()}
+    assert world.ledger.history.runs(JobKey.parse("good/files")) == [run_row("good", "success")]
+    assert world.ledger.history.runs(JobKey.parse("bad/files")) == [
+        run_row("bad", "failure", "internal")
+    ]
+    status = {s.customer: s for s in world.ledger.history.status()}
     assert "internal error" in (status["bad"].message or "")
     assert errors(world, "run") == 1
-    assert not world.daemon.in_flight
+    assert not world.daemon.dispatch.in_flight
 
 
 def test_a_report_that_raises_is_counted_and_the_run_kept(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pinger = world.daemon.jobs.pinger
+    pinger = world.daemon.dispatch.jobs.pinger
     monkeypatch.setattr(
         pinger,
         "result",
         only_for_bad(pinger.result, TypeError("ping"), lambda cs, record: record.customer == "bad"),
     )
     world.tick()
-    assert world.ledger.runs("good/files") == [run_row("good", "success")]
-    assert world.ledger.runs("bad/files") == [run_row("bad", "success")]
+    assert world.ledger.history.runs(JobKey.parse("good/files")) == [run_row("good", "success")]
+    assert world.ledger.history.runs(JobKey.parse("bad/files")) == [run_row("bad", "success")]
     assert errors(world, "report") == 1
-    assert not world.daemon.in_flight
+    assert not world.daemon.dispatch.in_flight
 
 
 def test_a_scrape_of_one_job_that_raises_keeps_the_others(
@@ -273,10 +277,12 @@ def test_a_full_disk_at_start_does_not_stop_the_daemon(tmp_path: Path, full_disk
     assert errors(world, "ledger") == 4
     assert errors(world, "run") == 1  # the run could not read its baseline
     with pytest.raises(sqlite3.OperationalError):
-        ledger.runs("good/files")
+        ledger.history.runs(JobKey.parse("good/files"))
     (full_disk / "filler").unlink()  # space again: the schema is made by the next write
     world.tick(NOW + timedelta(hours=1), NOW + timedelta(hours=1) - timedelta(seconds=1))
-    assert ledger.runs("good/files") == [run_row("good", "success", at=NOW + timedelta(hours=1))]
+    assert ledger.history.runs(JobKey.parse("good/files")) == [
+        run_row("good", "success", at=NOW + timedelta(hours=1))
+    ]
 
 
 def test_a_schedule_whose_interval_raises_keeps_the_others_metrics(
@@ -320,7 +326,7 @@ def test_a_path_on_a_hung_mount_is_refused_in_seconds_and_the_rest_load(
             f"{world.settings.CUSTOMERS_DIR}/bad.env: FILES_PATH: cannot be resolved: "
             "no answer within 0 s (a hung mount?)",
         )
-        assert world.ledger.runs("good/files") == [run_row("good", "success")]
+        assert world.ledger.history.runs(JobKey.parse("good/files")) == [run_row("good", "success")]
         looking = sum(t.name == "resolve a source path" for t in threading.enumerate())
         (world.settings.CUSTOMERS_DIR / "bad.env").touch()  # a reload asks again: no new thread
         os.utime(world.settings.CUSTOMERS_DIR / "bad.env", (1, 1))
@@ -335,7 +341,7 @@ def test_a_slow_first_read_keeps_the_catch_up_after_downtime(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Down since 07:00, hourly jobs, and customers.d takes longer than a tick to read."""
-    world.ledger.set_state("last_tick", (NOW - timedelta(hours=3)).isoformat())
+    world.ledger.db.set_state("last_tick", (NOW - timedelta(hours=3)).isoformat())
     release = threading.Event()
     load = customer_file.load_customer
 
@@ -354,5 +360,7 @@ def test_a_slow_first_read_keeps_the_catch_up_after_downtime(
         world.daemon.load_config()
     world.daemon.plan_tick(last_tick, NOW)
     world.settle()
-    assert world.ledger.runs("good/files") == [run_row("good", "success")]
-    assert world.ledger.event_count("good/files", "missed") == 2  # 08:00 and 09:00
+    assert world.ledger.history.runs(JobKey.parse("good/files")) == [run_row("good", "success")]
+    assert (
+        world.ledger.history.event_count(JobKey.parse("good/files"), Event.MISSED) == 2
+    )  # 08:00 and 09:00

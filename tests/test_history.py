@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.model import JobKey
 from orchestrator.reporting.ledger import Ledger
 from tests.conftest import Site
 from tests.servers import open_dir
@@ -125,7 +126,7 @@ def test_a_shrunk_or_wiped_source_never_replaces_the_last_good_state(
     assert "accepted by" in done.stdout
     line = last_line(site, name)
     assert "success" in line, line
-    accepts = Ledger(site.data / "state").accepts(f"{name}/{resource}")
+    accepts = Ledger(site.data / "state").memory.accepts(JobKey.parse(f"{name}/{resource}"))
     assert len(accepts) == 1 and accepts[0][1]
 
 
@@ -182,14 +183,14 @@ def test_a_source_encrypted_in_place_is_flagged_and_holds_retention(
     assert restore(site, name, resource, listed[1]["id"]) == last_good
     status = json.loads(site.cli("status", "--json", check=True).stdout)
     assert any(r["job"] == f"{name}/{resource}" for r in status)
-    assert Ledger(site.data / "state").held(f"{name}/{resource}")
+    assert Ledger(site.data / "state").memory.held(JobKey.parse(f"{name}/{resource}"))
 
     pruned = site.cli("prune", name, check=True)
     assert "nothing forgotten or pruned" in pruned.stdout, pruned.stdout
 
     done = site.cli("release", name, resource, check=True)
     assert "retention released" in done.stdout
-    assert not Ledger(site.data / "state").held(f"{name}/{resource}")
+    assert not Ledger(site.data / "state").memory.held(JobKey.parse(f"{name}/{resource}"))
     # Released: retention applies again, but within the floor's age nothing goes.
     pruned = site.cli("prune", name, check=True)
     assert "forget --prune finished" in pruned.stdout, pruned.stdout

@@ -28,7 +28,7 @@ from orchestrator.config.settings import Settings
 from orchestrator.config.source import LocalSource, SourceType
 from orchestrator.config.values import SecretRef
 from orchestrator.errors import ConfigError
-from orchestrator.model import Kind
+from orchestrator.model import JobKey, Kind, Work
 from orchestrator.planner import JobSpec, PlanState, plan
 from orchestrator.reporting import pings
 from orchestrator.reporting.ledger import Ledger
@@ -148,7 +148,10 @@ def test_two_different_jobs_never_share_a_derived_name(
         return
     when = datetime(2026, 1, 1, tzinfo=UTC)
     for kind in (Kind.BACKUP, Kind.SNAPSHOTS):
-        name_a, name_b = container_name(*a, kind, when), container_name(*b, kind, when)
+        name_a, name_b = (
+            container_name(JobKey(*a), kind, when),
+            container_name(JobKey(*b), kind, when),
+        )
         assert name_a != name_b
         # secret_files makes "<container>.<random>": no container name holds a '.'.
         assert "." not in name_a
@@ -167,8 +170,8 @@ def _job(customer: str, resource: str) -> tuple[Customer, Resource]:
 
 def test_the_collision_from_the_issue_is_gone() -> None:
     when = datetime(2026, 1, 1, tzinfo=UTC)
-    assert container_name("coll-a", "site", Kind.BACKUP, when) != container_name(
-        "coll", "a-site", Kind.BACKUP, when
+    assert container_name(JobKey("coll-a", "site"), Kind.BACKUP, when) != container_name(
+        JobKey("coll", "a-site"), Kind.BACKUP, when
     )
     assert env_prefix("a-site") == "A_SITE_"
 
@@ -196,24 +199,25 @@ def test_one_customer_never_takes_every_slot(
     share: int | None,
     launched: dict[str, int],
 ) -> None:
-    specs = [JobSpec(j, "0 * * * *", "UTC") for j in jobs]
+    specs = [JobSpec(Work(JobKey.parse(j)), "0 * * * *", "UTC") for j in jobs]
     decision = plan(
-        specs, frozenset(running), PlanState(), NOW - timedelta(minutes=1), NOW,
+        specs, frozenset(JobKey.parse(j) for j in running), PlanState(), NOW - timedelta(minutes=1), NOW,
         max_parallel, "once", share,
     )  # fmt: skip
     got: dict[str, int] = {}
     for launch in decision.launch:
-        got[launch.job.split("/")[0]] = got.get(launch.job.split("/")[0], 0) + 1
+        got[launch.job.customer] = got.get(launch.job.customer, 0) + 1
     assert got == launched
-    held = set(jobs) - {launch.job for launch in decision.launch}
-    assert held == set(decision.state.pending), "held back runs wait for a slot, not lost"
+    held = set(jobs) - {str(launch.job) for launch in decision.launch}
+    assert held == {str(w) for w in decision.state.pending}, "held back runs wait for a slot"
 
 
 def test_a_schedule_that_names_no_time_stops_only_its_own_job() -> None:
-    specs = [JobSpec("a/r", "0 0 30 2 *", "UTC"), JobSpec("b/r", "0 * * * *", "UTC")]
+    a, b = Work(JobKey("a", "r")), Work(JobKey("b", "r"))
+    specs = [JobSpec(a, "0 0 30 2 *", "UTC"), JobSpec(b, "0 * * * *", "UTC")]
     decision = plan(specs, frozenset(), PlanState(), NOW - timedelta(minutes=1), NOW, 4)
-    assert decision.unschedulable == ("a/r",)
-    assert [launch.job for launch in decision.launch] == ["b/r"]
+    assert decision.unschedulable == (a,)
+    assert [launch.work for launch in decision.launch] == [b]
 
 
 @pytest.mark.parametrize(
@@ -327,8 +331,8 @@ def test_a_corrupt_ledger_is_moved_aside_and_a_new_one_starts(tmp_path: Path) ->
     state.mkdir()
     (state / "ledger.sqlite3").write_bytes(b"this is not a database" * 100)
     ledger = Ledger(state)
-    ledger.set_state("last_tick", NOW.isoformat())
-    assert ledger.get_state("last_tick") == NOW.isoformat()
+    ledger.db.set_state("last_tick", NOW.isoformat())
+    assert ledger.db.get_state("last_tick") == NOW.isoformat()
     kept = list(state.glob("ledger.sqlite3.corrupt-*"))
     assert len(kept) == 1 and kept[0].read_bytes().startswith(b"this is not a database")
 
@@ -415,10 +419,10 @@ def test_a_ledger_of_0_1_gains_the_new_columns_and_keeps_its_runs(tmp_path: Path
             ((NOW - timedelta(days=1)).isoformat(),),
         )
     ledger = Ledger(state)
-    assert ledger.baseline("a/r", NOW) is not None
-    assert ledger.baseline("a/r", NOW).bytes == 1000  # type: ignore[union-attr]
-    ledger.accept("a/r", "operator", NOW)
-    assert ledger.baseline("a/r", NOW + timedelta(seconds=1)) is None
+    assert ledger.memory.baseline(JobKey.parse("a/r"), NOW) is not None
+    assert ledger.memory.baseline(JobKey.parse("a/r"), NOW).bytes == 1000  # type: ignore[union-attr]
+    ledger.memory.accept(JobKey.parse("a/r"), "operator", NOW)
+    assert ledger.memory.baseline(JobKey.parse("a/r"), NOW + timedelta(seconds=1)) is None
 
 
 class _ScriptedFtp:

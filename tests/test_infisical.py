@@ -14,6 +14,7 @@ from pydantic import SecretStr
 
 from orchestrator.config.values import SecretRef
 from orchestrator.errors import SecretError
+from orchestrator.model import JobKey
 from orchestrator.reporting.ledger import Ledger
 from orchestrator.secrets.files import Resolver
 from orchestrator.secrets.infisical import InfisicalSecrets, split_reference
@@ -262,13 +263,17 @@ def test_every_secret_from_infisical_backs_up_restores_and_leaks_nowhere(
         daemon.start()
         try:
             wait_until(
-                lambda: any(r[5] == "secrets" for r in ledger.runs(f"{name}/site")),
+                lambda: any(
+                    r.reason == "secrets" for r in ledger.history.runs(JobKey.parse(f"{name}/site"))
+                ),
                 90,
                 "a run failing with reason secrets",
             )
             infisical.start()  # back, on the same port
             wait_until(
-                lambda: any(r[4] == "success" for r in ledger.runs(f"{name}/site")),
+                lambda: any(
+                    r.result == "success" for r in ledger.history.runs(JobKey.parse(f"{name}/site"))
+                ),
                 90,
                 "a successful run once Infisical is back",
             )

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.model import JobKey
 from orchestrator.reporting.ledger import Ledger
 from tests.conftest import ROOT, RUSTIC, Site
 from tests.test_customer import BROKEN
@@ -177,8 +178,8 @@ def test_a_worker_over_its_memory_limit_fails_the_run_with_reason_memory(
     done = site.cli("backup", name)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "went over its memory limit (UNSTOPPABLE_WORKER_MEMORY)" in done.stdout
-    runs = Ledger(site.data / "state").runs(f"{name}/files")
-    assert [(r[4], r[5]) for r in runs] == [("failure", "memory")]
+    runs = Ledger(site.data / "state").history.runs(JobKey.parse(f"{name}/files"))
+    assert [(r.result, r.reason) for r in runs] == [("failure", "memory")]
     status = json.loads(site.cli("status", "--json", check=True).stdout)
     assert [(s["result"], s["reason"]) for s in status if s["customer"] == name] == [
         ("failure", "memory")

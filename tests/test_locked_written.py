@@ -1,16 +1,18 @@
 """What a backup's outcome becomes when what it wrote could not be locked (no Docker needed)."""
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from orchestrator import judgement
 from orchestrator.config.settings import load_settings
-from orchestrator.model import Outcome, Reason, Result
-from orchestrator.reporting.holds import MemoryHolds
+from orchestrator.model import JobKey, Outcome, Reason, Result
+from orchestrator.reporting.ledger import Ledger
 from orchestrator.storage.lock import LockReport
 from orchestrator.storage.s3_values import StorageError
 
+JOB = JobKey("a", "files")
 STARTED = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 SUCCESS = Outcome(Result.SUCCESS, Reason.NONE, "snapshot 1a2b3c4d saved")
 SUSPECT = Outcome(Result.SUSPECT, Reason.NONE, "snapshot 1a2b3c4d is suspect: emptied")
@@ -54,6 +56,7 @@ def test_a_backup_whose_writes_are_not_locked_says_so(
     reason: Reason,
     said: str,
     advances: bool,
+    tmp_path: Path,
 ) -> None:
     asked: list[datetime | None] = []
 
@@ -64,23 +67,23 @@ def test_a_backup_whose_writes_are_not_locked_says_so(
 
     monkeypatch.setattr(judgement, "lock_live", lock_live)
     settings = load_settings(environ={})
-    holds = MemoryHolds()
-    holds.lock_reached("a/files", STARTED)  # the last complete pass began then
+    holds = Ledger(tmp_path / "state").locks
+    holds.lock_reached(JOB, STARTED)  # the last complete pass began then
     before = datetime.now(UTC)
-    judged = judgement.locked_written(settings, holds, "a", "files", outcome)
+    judged = judgement.locked_written(settings, holds, JOB, outcome)
     assert asked == [STARTED]  # from where the last complete pass began
     assert (judged.result, judged.reason) == (result, reason)
     assert judged.message.startswith(outcome.message) and said in judged.message
     if not said:
         assert judged == outcome
     # Only a complete pass over a locked bucket moves the mark; else the next one redoes it.
-    mark = holds.locked_through("a/files")
+    mark = holds.locked_through(JOB)
     assert mark is not None
     assert mark >= before if advances else mark == STARTED
 
 
 def test_the_first_pass_of_a_job_covers_everything_then_only_what_came_after(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     asked: list[datetime | None] = []
 
@@ -89,7 +92,7 @@ def test_the_first_pass_of_a_job_covers_everything_then_only_what_came_after(
         return LockReport(1, 1, STARTED, False)
 
     monkeypatch.setattr(judgement, "lock_live", lock_live)
-    settings, holds = load_settings(environ={}), MemoryHolds()
-    judgement.locked_written(settings, holds, "a", "files", SUCCESS)
-    judgement.locked_written(settings, holds, "a", "files", SUCCESS)
+    settings, holds = load_settings(environ={}), Ledger(tmp_path / "state").locks
+    judgement.locked_written(settings, holds, JOB, SUCCESS)
+    judgement.locked_written(settings, holds, JOB, SUCCESS)
     assert asked[0] is None and asked[1] is not None and asked[1] <= datetime.now(UTC)

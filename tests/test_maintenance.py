@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.model import JobKey
+from orchestrator.reporting.history import Event
 from orchestrator.reporting.ledger import Ledger
 from tests.conftest import SLOW_IMAGE, Site
 from tests.helpers import DaemonProcess, Events, assert_never_overlapping, starts, wait_until
@@ -97,13 +99,13 @@ def test_a_drill_restores_every_kind_of_name_and_compares_it_with_the_source(
     assert f"{job} verify: corrupt: restore drill: restored with\\ space.txt differs" in (
         done.stdout
     ), done.stdout
-    corrupt, verified = Ledger(site.data / "state").maintenance_state()
-    assert job in corrupt and job in verified
+    corrupt, verified = Ledger(site.data / "state").memory.maintenance_state()
+    assert JobKey.parse(job) in corrupt and JobKey.parse(job) in verified
     victim.write_bytes(original)
     os.utime(victim, ns=(before.st_atime_ns, before.st_mtime_ns))
     site.cli("verify", name, "--full", check=True)
-    corrupt, _ = Ledger(site.data / "state").maintenance_state()
-    assert job not in corrupt
+    corrupt, _ = Ledger(site.data / "state").memory.maintenance_state()
+    assert JobKey.parse(job) not in corrupt
 
 
 def test_drills_read_the_packs_in_rotating_slices(site: Site, unique: str, tree: Path) -> None:
@@ -173,9 +175,9 @@ def test_a_flipped_cold_pack_fires_backup_corrupt_end_to_end(
             metric(stack["metrics"], "unstoppable_verify_last_success_timestamp_seconds", job)
             is None
         )
-        rows = Ledger(site.data / "state").runs(job)
-        drills = [row for row in rows if row[2] == "verify"]
-        assert drills and all(row[4] == "corrupt" for row in drills), drills
+        rows = Ledger(site.data / "state").history.runs(JobKey.parse(job))
+        drills = [row for row in rows if row.kind == "verify"]
+        assert drills and all(row.result == "corrupt" for row in drills), drills
     finally:
         daemon.signal(signal.SIGTERM)
         assert daemon.wait(15) == 0
@@ -201,14 +203,14 @@ def test_prune_runs_on_its_schedule_and_never_beside_a_backup(
     events = Events()
     daemon = DaemonProcess(site)
     daemon.start()
-    job = f"{name}/files"
+    job = JobKey(name, "files")
     ledger = Ledger(site.data / "state")
     try:
         wait_until(
             lambda: (
                 # Two prunes: the first may fire before a second snapshot exists to forget.
-                sum(1 for row in ledger.runs(job) if row[2] == "prune") >= 2
-                and sum(1 for row in ledger.runs(job) if row[2] == "backup") >= 4
+                sum(1 for row in ledger.history.runs(job) if row.kind == "prune") >= 2
+                and sum(1 for row in ledger.history.runs(job) if row.kind == "backup") >= 4
             ),
             90,
             "a prune and backups around it",
@@ -217,13 +219,15 @@ def test_prune_runs_on_its_schedule_and_never_beside_a_backup(
         daemon.signal(signal.SIGTERM)
         assert daemon.wait(15) == 0
     seen = events.stop()
-    assert_never_overlapping(seen, job)
-    kinds = [attributes["unstoppable.kind"] for attributes in starts(seen, job)]
+    assert_never_overlapping(seen, str(job))
+    kinds = [attributes["unstoppable.kind"] for attributes in starts(seen, str(job))]
     assert "prune" in kinds and "backup" in kinds, kinds
-    prunes = [row for row in ledger.runs(job) if row[2] == "prune"]
-    assert all(row[4] == "success" for row in prunes), prunes
+    prunes = [row for row in ledger.history.runs(job) if row.kind == "prune"]
+    assert all(row.result == "success" for row in prunes), prunes
     # The backups due while the six-second prune held the job: skipped and counted.
-    assert ledger.event_count(job, "skipped", "overlap") >= 1
+    assert ledger.history.event_count(job, Event.SKIPPED, "overlap") >= 1
     snapshots = json.loads(site.cli("snapshots", name, "files", "--json", check=True).stdout)
-    backups = sum(1 for row in ledger.runs(job) if row[2] == "backup" and row[4] == "success")
+    backups = sum(
+        1 for row in ledger.history.runs(job) if row.kind == "backup" and row.result == "success"
+    )
     assert len(snapshots) < backups, (len(snapshots), backups)

@@ -11,7 +11,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from orchestrator import __version__
-from orchestrator.model import Kind, Outcome, Reason, Result, RunRecord, Summary
+from orchestrator.model import JobKey, Kind, Outcome, Reason, Result, RunRecord, Summary
+from orchestrator.reporting.history import Event
 from orchestrator.reporting.ledger import Ledger
 from orchestrator.reporting.metrics import BackupCollector
 from orchestrator.reporting.views import DaemonView, JobView
@@ -34,8 +35,7 @@ def run(
 ) -> RunRecord:
     started = T0 + start
     return RunRecord(
-        "acme",
-        "files",
+        JobKey("acme", "files"),
         kind,
         started,
         started,
@@ -65,12 +65,14 @@ MAINTENANCE = [
 def view(snapshots: Path) -> DaemonView:
     return DaemonView(
         jobs=(
-            JobView("acme", "files", T0.timestamp() + 7 * 86400, 3600.0, snapshots, 604800.0),
-            JobView("beta", "db", None, 86400.0, snapshots.parent / "none"),
+            JobView(
+                JobKey("acme", "files"), T0.timestamp() + 7 * 86400, 3600.0, snapshots, 604800.0
+            ),
+            JobView(JobKey("beta", "db"), None, 86400.0, snapshots.parent / "none"),
         ),
         valid_customers=("acme", "beta"),
         invalid_customers=("broken",),
-        running=frozenset({"beta/db"}),
+        running=frozenset({JobKey("beta", "db")}),
         heartbeat=1_772_445_601.5,
         rustic_version="0.11.4",
         errors=(("clock", 2), ("runtime", 1)),
@@ -82,14 +84,22 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., float | No
     root = tmp_path_factory.mktemp("metrics")
     ledger = Ledger(root / "state")
     for record in BACKUPS + MAINTENANCE:
-        ledger.record_run(record)
-    ledger.record_event("acme/files", "skipped", "overlap", T0)
-    ledger.record_event("acme/files", "skipped", "overlap", T0 + timedelta(hours=1))
-    ledger.record_event("acme/files", "skipped", "max_parallel", T0)
-    ledger.record_event("acme/files", "missed", "", T0, 3)
-    ledger.record_event("acme/files", "missed", "", T0 + timedelta(days=1), 2)
-    ledger.hold("acme/files", SUMMARY.snapshot_id, "rustic backed up no file at all", T0)
-    ledger.mark_corrupt("acme/files", "pack 1234 is missing", T0 + timedelta(days=4))
+        ledger.history.record_run(record)
+    ledger.history.record_event(JobKey.parse("acme/files"), Event.SKIPPED, "overlap", T0)
+    ledger.history.record_event(
+        JobKey.parse("acme/files"), Event.SKIPPED, "overlap", T0 + timedelta(hours=1)
+    )
+    ledger.history.record_event(JobKey.parse("acme/files"), Event.SKIPPED, "max_parallel", T0)
+    ledger.history.record_event(JobKey.parse("acme/files"), Event.MISSED, "", T0, 3)
+    ledger.history.record_event(
+        JobKey.parse("acme/files"), Event.MISSED, "", T0 + timedelta(days=1), 2
+    )
+    ledger.memory.hold(
+        JobKey.parse("acme/files"), SUMMARY.snapshot_id, "rustic backed up no file at all", T0
+    )
+    ledger.memory.mark_corrupt(
+        JobKey.parse("acme/files"), "pack 1234 is missing", T0 + timedelta(days=4)
+    )
     snapshots = root / "snapshots"
     snapshots.mkdir()
     for name, mtime in (("a1", SNAPSHOT_MTIME - 3600), ("b2", SNAPSHOT_MTIME)):
@@ -202,8 +212,8 @@ def test_sample(
 
 def test_a_damaged_ledger_is_counted_and_the_scrape_goes_on(tmp_path: Path) -> None:
     ledger = Ledger(tmp_path / "state")
-    ledger.record_run(BACKUPS[0])
-    ledger.path.write_bytes(b"this is no SQLite database" * 100)
+    ledger.history.record_run(BACKUPS[0])
+    ledger.db.path.write_bytes(b"this is no SQLite database" * 100)
     registry = CollectorRegistry()
     registry.register(BackupCollector(ledger, lambda: view(tmp_path / "snapshots")))
     assert registry.get_sample_value("unstoppable_daemon_errors_total", {"what": "ledger"}) == 1

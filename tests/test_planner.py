@@ -2,6 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
+from orchestrator.model import JobKey, Kind, Work
 from orchestrator.planner import JobSpec, Launch, Missed, Plan, PlanState, Skip, plan
 
 HOURLY = "0 * * * *"
@@ -11,8 +12,18 @@ def at(text: str) -> datetime:
     return datetime.fromisoformat(f"2026-11-26T{text}").replace(tzinfo=UTC)
 
 
-def job(name: str, schedule: str = HOURLY, tz: str = "UTC", kind: str = "backup") -> JobSpec:
-    return JobSpec(name, schedule, tz, kind)
+def k(name: str) -> JobKey:
+    """Return the job `customer/resource`."""
+    return JobKey.parse(name)
+
+
+def w(name: str, kind: Kind = Kind.BACKUP) -> Work:
+    """Return the `kind` work of the job `customer/resource`."""
+    return Work(k(name), kind)
+
+
+def job(name: str, schedule: str = HOURLY, tz: str = "UTC", kind: Kind = Kind.BACKUP) -> JobSpec:
+    return JobSpec(w(name, kind), schedule, tz)
 
 
 def wake(p: Plan) -> datetime | None:
@@ -34,19 +45,25 @@ def test_origin_notes_timeline() -> None:
         (
             "08:00:00",
             frozenset(),
-            {Launch("customer1/job", at("08:00:00")), Launch("customer2/job", at("08:00:00"))},
+            {
+                Launch(w("customer1/job"), at("08:00:00")),
+                Launch(w("customer2/job"), at("08:00:00")),
+            },
             set(),
         ),
         (
             "09:00:00",
-            frozenset({"customer1/job"}),
-            {Launch("customer2/job", at("09:00:00"))},
-            {Skip("customer1/job", at("09:00:00"), "overlap")},
+            frozenset({k("customer1/job")}),
+            {Launch(w("customer2/job"), at("09:00:00"))},
+            {Skip(k("customer1/job"), at("09:00:00"), "overlap")},
         ),
         (
             "10:00:00",
             frozenset(),
-            {Launch("customer1/job", at("10:00:00")), Launch("customer2/job", at("10:00:00"))},
+            {
+                Launch(w("customer1/job"), at("10:00:00")),
+                Launch(w("customer2/job"), at("10:00:00")),
+            },
             set(),
         ),
     ]
@@ -60,50 +77,50 @@ def test_origin_notes_timeline() -> None:
 
 def test_downtime_counts_missed_times_and_coalesces_one_catch_up() -> None:
     p = plan([job("a/x")], frozenset(), PlanState(), at("05:30:00"), at("08:30:00"), 4, "once")
-    assert p.missed == (Missed("a/x", 3, at("08:00:00")),)
-    assert p.launch == (Launch("a/x", at("08:00:00")),)
+    assert p.missed == (Missed(w("a/x"), 3, at("08:00:00")),)
+    assert p.launch == (Launch(w("a/x"), at("08:00:00")),)
     assert p.state.next_due[job("a/x")] == at("09:00:00")
 
 
 def test_catch_up_never_counts_but_does_not_run() -> None:
     p = plan([job("a/x")], frozenset(), PlanState(), at("05:30:00"), at("08:30:00"), 4, "never")
-    assert p.missed == (Missed("a/x", 3, at("08:00:00")),)
+    assert p.missed == (Missed(w("a/x"), 3, at("08:00:00")),)
     assert p.launch == ()
 
 
 def test_short_downtime_runs_the_fresh_time_and_counts_the_rest() -> None:
     every5 = job("a/x", "* * * * * */5")
     p = plan([every5], frozenset(), PlanState(), at("08:00:00"), at("08:01:02"), 4, "never")
-    assert p.launch == (Launch("a/x", at("08:01:00")),)
-    assert p.missed == (Missed("a/x", 11, at("08:00:55")),)  # 08:00:05 .. 08:00:55
+    assert p.launch == (Launch(w("a/x"), at("08:01:00")),)
+    assert p.missed == (Missed(w("a/x"), 11, at("08:00:55")),)  # 08:00:05 .. 08:00:55
 
 
 def test_a_missed_catch_up_of_a_running_job_is_an_overlap() -> None:
-    p = plan([job("a/x")], frozenset({"a/x"}), PlanState(), at("05:30:00"), at("08:30:00"), 4)
+    p = plan([job("a/x")], frozenset({k("a/x")}), PlanState(), at("05:30:00"), at("08:30:00"), 4)
     assert p.launch == ()
-    assert p.skip == (Skip("a/x", at("08:00:00"), "overlap"),)
+    assert p.skip == (Skip(k("a/x"), at("08:00:00"), "overlap"),)
     assert p.missed[0].count == 3
 
 
 def test_max_parallel_queues_then_launches_when_a_slot_frees() -> None:
     jobs = [job("a/x"), job("b/y")]
     first = plan(jobs, frozenset(), PlanState(), at("07:59:59"), at("08:00:00"), 1)
-    assert first.launch == (Launch("a/x", at("08:00:00")),)
-    assert first.state.pending == {"b/y": at("08:00:00")}
+    assert first.launch == (Launch(w("a/x"), at("08:00:00")),)
+    assert first.state.pending == {w("b/y"): at("08:00:00")}
     # a/x still runs: b/y keeps waiting, nothing is skipped.
-    second = plan(jobs, frozenset({"a/x"}), first.state, at("08:00:00"), at("08:20:00"), 1)
+    second = plan(jobs, frozenset({k("a/x")}), first.state, at("08:00:00"), at("08:20:00"), 1)
     assert (second.launch, second.skip) == ((), ())
     third = plan(jobs, frozenset(), second.state, at("08:20:00"), at("08:30:00"), 1)
-    assert third.launch == (Launch("b/y", at("08:00:00")),)
+    assert third.launch == (Launch(w("b/y"), at("08:00:00")),)
 
 
 def test_a_waiting_run_is_skipped_when_its_next_time_comes_first() -> None:
     jobs = [job("a/x"), job("b/y")]
     first = plan(jobs, frozenset(), PlanState(), at("07:59:59"), at("08:00:00"), 1)
-    later = plan(jobs, frozenset({"a/x"}), first.state, at("08:00:00"), at("09:00:00"), 1)
-    assert Skip("b/y", at("08:00:00"), "max_parallel") in later.skip
-    assert Skip("a/x", at("09:00:00"), "overlap") in later.skip
-    assert later.state.pending == {"b/y": at("09:00:00")}
+    later = plan(jobs, frozenset({k("a/x")}), first.state, at("08:00:00"), at("09:00:00"), 1)
+    assert Skip(k("b/y"), at("08:00:00"), "max_parallel") in later.skip
+    assert Skip(k("a/x"), at("09:00:00"), "overlap") in later.skip
+    assert later.state.pending == {w("b/y"): at("09:00:00")}
 
 
 def test_slots_are_shared_fairly_across_customers() -> None:
@@ -111,18 +128,18 @@ def test_slots_are_shared_fairly_across_customers() -> None:
     p = plan(jobs, frozenset(), PlanState(), at("07:59:59"), at("08:00:00"), 2)
     # Equally due, the first slot goes by job name (a/one); the second to the customer with
     # fewer runs (b), not to a's next job. a's other two wait for a slot.
-    assert p.launch == (Launch("a/one", at("08:00:00")), Launch("b/only", at("08:00:00")))
-    assert p.state.pending == {"a/three": at("08:00:00"), "a/two": at("08:00:00")}
+    assert p.launch == (Launch(w("a/one"), at("08:00:00")), Launch(w("b/only"), at("08:00:00")))
+    assert p.state.pending == {w("a/three"): at("08:00:00"), w("a/two"): at("08:00:00")}
 
 
 def test_a_customer_already_running_yields_to_the_others() -> None:
     jobs = [job("a/two"), job("b/one")]
-    p = plan(jobs, frozenset({"a/one"}), PlanState(), at("07:59:59"), at("08:00:00"), 2)
-    assert p.launch == (Launch("b/one", at("08:00:00")),)
+    p = plan(jobs, frozenset({k("a/one")}), PlanState(), at("07:59:59"), at("08:00:00"), 2)
+    assert p.launch == (Launch(w("b/one"), at("08:00:00")),)
 
 
 def test_removed_jobs_leave_the_queue_and_new_jobs_start_from_the_last_tick() -> None:
-    state = PlanState({job("gone/x"): at("09:00:00")}, {"gone/x": at("08:00:00")})
+    state = PlanState({job("gone/x"): at("09:00:00")}, {w("gone/x"): at("08:00:00")})
     p = plan([job("new/y")], frozenset(), state, at("08:10:00"), at("08:20:00"), 4)
     assert p.state.pending == {}
     assert job("gone/x") not in p.state.next_due
@@ -133,7 +150,7 @@ def test_removed_jobs_leave_the_queue_and_new_jobs_start_from_the_last_tick() ->
 def test_schedules_run_in_the_customers_time_zone() -> None:
     berlin = job("a/x", "0 3 * * *", "Europe/Berlin")
     p = plan([berlin], frozenset(), PlanState(), at("01:59:00"), at("02:00:00"), 4)
-    assert p.launch == (Launch("a/x", at("02:00:00")),)  # 03:00 CET is 02:00 UTC
+    assert p.launch == (Launch(w("a/x"), at("02:00:00")),)  # 03:00 CET is 02:00 UTC
 
 
 def test_hash_spread_fields_are_stable_and_spread() -> None:
@@ -170,33 +187,33 @@ EVERY_MINUTE = "* * * * *"
 
 
 def test_a_backup_due_while_its_job_prunes_is_skipped_and_counted() -> None:
-    jobs = [job("a/x", EVERY_MINUTE), job("a/x", "0 8 * * *", kind="prune")]
+    jobs = [job("a/x", EVERY_MINUTE), job("a/x", "0 8 * * *", kind=Kind.PRUNE)]
     p = plan(jobs, frozenset(), PlanState(), at("07:59:59"), at("08:00:00"), 4)
     # Both are due at 08:00: one runs, the other waits; never both at once.
     assert len(p.launch) == 1
-    running = frozenset({"a/x"})
+    running = frozenset({k("a/x")})
     p2 = plan(jobs, running, p.state, at("08:00:00"), at("08:01:00"), 4)
     assert p2.launch == ()
-    assert Skip("a/x", at("08:01:00"), "overlap") in p2.skip
+    assert Skip(k("a/x"), at("08:01:00"), "overlap") in p2.skip
 
 
 def test_maintenance_waits_for_a_running_backup_then_goes_first() -> None:
-    jobs = [job("a/x", EVERY_MINUTE), job("a/x", "30 8 * * *", kind="verify")]
-    running = frozenset({"a/x"})  # the 08:30 backup is still running
+    jobs = [job("a/x", EVERY_MINUTE), job("a/x", "30 8 * * *", kind=Kind.VERIFY)]
+    running = frozenset({k("a/x")})  # the 08:30 backup is still running
     p = plan(jobs, running, PlanState(), at("08:29:59"), at("08:30:00"), 4)
     assert p.launch == ()
-    assert [s.kind for s in p.skip] == ["backup"]  # the backup overlaps; the drill waits
-    assert p.state.pending == {"a/x#verify": at("08:30:00")}
+    assert [s.job for s in p.skip] == [k("a/x")]  # the backup overlaps; the drill waits
+    assert p.state.pending == {w("a/x", Kind.VERIFY): at("08:30:00")}
     # The backup ends at 08:30:40: the drill, due first, takes the lock.
     p2 = plan(jobs, frozenset(), p.state, at("08:30:00"), at("08:30:40"), 4)
-    assert p2.launch == (Launch("a/x", at("08:30:00"), "verify"),)
+    assert p2.launch == (Launch(w("a/x", Kind.VERIFY), at("08:30:00")),)
     # At 08:31 the backup finds its job busy with the drill: skipped, counted.
-    p3 = plan(jobs, frozenset({"a/x"}), p2.state, at("08:30:40"), at("08:31:00"), 4)
-    assert p3.launch == () and p3.skip == (Skip("a/x", at("08:31:00"), "overlap"),)
+    p3 = plan(jobs, frozenset({k("a/x")}), p2.state, at("08:30:40"), at("08:31:00"), 4)
+    assert p3.launch == () and p3.skip == (Skip(k("a/x"), at("08:31:00"), "overlap"),)
 
 
 def test_a_job_due_for_every_kind_at_once_launches_one_and_keeps_the_rest() -> None:
-    jobs = [job("a/x", "0 8 * * *", kind=kind) for kind in ("backup", "prune", "verify")]
+    jobs = [job("a/x", "0 8 * * *", kind=kind) for kind in (Kind.BACKUP, Kind.PRUNE, Kind.VERIFY)]
     p = plan(jobs, frozenset(), PlanState(), at("07:59:59"), at("08:00:00"), 4)
     assert len(p.launch) == 1 and p.skip == ()
     assert len(p.state.pending) == 2
@@ -207,13 +224,13 @@ def test_a_job_due_for_every_kind_at_once_launches_one_and_keeps_the_rest() -> N
 
 
 def test_maintenance_of_one_job_never_blocks_another() -> None:
-    jobs = [job("a/x", "0 8 * * *", kind="prune"), job("b/y", "0 8 * * *")]
-    p = plan(jobs, frozenset({"a/x"}), PlanState(), at("07:59:59"), at("08:00:00"), 4)
-    assert p.launch == (Launch("b/y", at("08:00:00")),)
+    jobs = [job("a/x", "0 8 * * *", kind=Kind.PRUNE), job("b/y", "0 8 * * *")]
+    p = plan(jobs, frozenset({k("a/x")}), PlanState(), at("07:59:59"), at("08:00:00"), 4)
+    assert p.launch == (Launch(w("b/y"), at("08:00:00")),)
 
 
 def test_maintenance_spread_differs_from_the_backup_spread() -> None:
-    kinds = ("backup", "prune", "verify")
+    kinds = (Kind.BACKUP, Kind.PRUNE, Kind.VERIFY)
     specs = [job("a/x", "H H * * *", kind=kind) for kind in kinds]
     times = {s.kind: plan([s], frozenset(), PlanState(), at("00:00:00"), at("00:00:00"), 4)
              for s in specs}  # fmt: skip

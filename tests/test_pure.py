@@ -11,7 +11,7 @@ from orchestrator.config.customer_file import load_customer
 from orchestrator.config.durations import parse_duration
 from orchestrator.config.settings import load_settings
 from orchestrator.errors import ConfigError
-from orchestrator.model import Kind, Reason, Result
+from orchestrator.model import JobKey, Kind, Reason, Result
 from orchestrator.runtime.spec import container_name, labels
 from orchestrator.rustic.commands import backup_args, forget_args
 from orchestrator.rustic.output import judge_backup, judge_check, parse_snapshots
@@ -92,7 +92,7 @@ def test_spring_forward_runs_a_daily_job_in_the_gap_once() -> None:
 
 def test_labels_and_names_follow_design() -> None:
     when = datetime(2026, 11, 26, 5, 40, tzinfo=UTC)
-    assert dict(labels("acme", "web", Kind.BACKUP, when)) == {
+    assert dict(labels(JobKey("acme", "web"), Kind.BACKUP, when)) == {
         "unstoppable.managed": "true",
         "unstoppable.customer": "acme",
         "unstoppable.resource": "web",
@@ -102,9 +102,9 @@ def test_labels_and_names_follow_design() -> None:
         "unstoppable.origin": "cli",
     }
     # Every kind that touches the repository shares the job's name: Docker is the mutex.
-    assert container_name("acme", "web", Kind.BACKUP, when) == "unstoppable_acme_web"
-    assert container_name("acme", "web", Kind.RESTORE, when) == "unstoppable_acme_web"
-    assert container_name("acme", "web", Kind.SNAPSHOTS, when) != "unstoppable_acme_web"
+    assert container_name(JobKey("acme", "web"), Kind.BACKUP, when) == "unstoppable_acme_web"
+    assert container_name(JobKey("acme", "web"), Kind.RESTORE, when) == "unstoppable_acme_web"
+    assert container_name(JobKey("acme", "web"), Kind.SNAPSHOTS, when) != "unstoppable_acme_web"
 
 
 def test_backup_argv_records_the_real_path_and_host() -> None:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.model import JobKey
+from orchestrator.reporting.history import Event
 from orchestrator.reporting.ledger import Ledger
 from tests.conftest import Site
 from tests.hostile import HOST_KEY
@@ -221,7 +223,10 @@ def test_ftps_failures_carry_their_reason(
     assert f"fail/site: failure ({reason})" in done.stdout, done.stdout + done.stderr
     rows = {r["job"]: r for r in json.loads(site.cli("status", "--json", check=True).stdout)}
     assert rows["fail/site"]["reason"] == reason
-    assert Ledger(site.data / "state").event_count("fail/site", "skipped") == 0
+    assert (
+        Ledger(site.data / "state").history.event_count(JobKey.parse("fail/site"), Event.SKIPPED)
+        == 0
+    )
     assert PASSWORD not in done.stdout + done.stderr
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import JobBusy, RuntimeUnavailable
-from orchestrator.model import Kind
+from orchestrator.model import JobKey, Kind
 from orchestrator.runtime.paths import SECRETS
 from orchestrator.runtime.protocol import Finished, Runtime
 from orchestrator.runtime.spec import ContainerSpec, Limits, Mount, container_name, labels
@@ -71,10 +71,10 @@ class Harness:
         limits: Limits | None = None,
     ) -> ContainerSpec:
         spec = ContainerSpec(
-            name=container_name(self.customer, resource, kind, datetime.now(UTC)),
+            name=container_name(JobKey(self.customer, resource), kind, datetime.now(UTC)),
             image=image or self.image,
             command=(shell(script),),
-            labels=labels(self.customer, resource, kind, SCHEDULED, origin),
+            labels=labels(JobKey(self.customer, resource), kind, SCHEDULED, origin),
             mounts=(Mount(self.secrets, SECRETS),) if self.secrets else (),
             entrypoint=("sh", "-c"),
             limits=limits or Limits(),
@@ -82,8 +82,8 @@ class Harness:
         self.tell(spec, script)
         return spec
 
-    def job(self, resource: str = "files") -> str:
-        return f"{self.customer}/{resource}"
+    def job(self, resource: str = "files") -> JobKey:
+        return JobKey(self.customer, resource)
 
     def ours(self) -> list[str]:
         """Return the names of the managed containers this test created."""
@@ -237,7 +237,7 @@ def test_a_worker_left_running_is_listed_then_collected_and_reaped(h: Harness) -
     assert worker.labels == tuple(sorted(worker.labels))
     # Docker gives a container its image's labels too.
     assert worker.label("rustic-version") == h.runtime.image_label(h.image, RUSTIC_VERSION)
-    assert worker.label("job") == h.job() and worker.label("origin") == "daemon"
+    assert worker.label("job") == str(h.job()) and worker.label("origin") == "daemon"
     assert worker.label("scheduled-for") == "2026-03-02T10:00:00Z"
     assert before <= worker.started_at <= datetime.now(UTC) + timedelta(seconds=1)
     assert worker.started_at.tzinfo is not None

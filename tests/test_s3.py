@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import boto3
 import pytest
 
+from orchestrator.model import JobKey
 from orchestrator.reporting.ledger import Ledger
 from orchestrator.storage import s3, s3_values
 from tests.conftest import Site
@@ -242,7 +243,10 @@ def test_ftps_to_minio_by_the_daemon_restores_byte_identical(
             ledger = Ledger(site.data / "state")
             daemon.start()
             wait_until(
-                lambda: any(r[4] == "success" for r in ledger.runs(f"{name}/website")),
+                lambda: any(
+                    r.result == "success"
+                    for r in ledger.history.runs(JobKey.parse(f"{name}/website"))
+                ),
                 90,
                 "a scheduled backup into MinIO",
             )

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import RuntimeUnavailable
-from orchestrator.model import Kind
+from orchestrator.model import JobKey, Kind
+from orchestrator.reporting.history import Event
 from orchestrator.reporting.ledger import Ledger
 from orchestrator.runtime.paths import SECRETS
 from orchestrator.runtime.protocol import Finished
@@ -121,9 +122,19 @@ def test_the_daemon_runs_each_job_as_a_swarm_service_and_adopts_after_kill_9(
     time.sleep(6)  # a scheduled time of the slow job passes while no daemon runs
     assert services(slow) == [name], "the run must outlive the daemon"
     daemon.start()
-    wait_until(lambda: ledger.runs(f"{slow}/files"), 60, "the adopted run's result")
-    wait_until(lambda: len(ledger.runs(f"{slow}/files")) >= 2, 60, "a later run of it")
-    wait_until(lambda: len(ledger.runs(f"{quick}/files")) >= 3, 60, "the quick customer")
+    wait_until(
+        lambda: ledger.history.runs(JobKey.parse(f"{slow}/files")), 60, "the adopted run's result"
+    )
+    wait_until(
+        lambda: len(ledger.history.runs(JobKey.parse(f"{slow}/files"))) >= 2,
+        60,
+        "a later run of it",
+    )
+    wait_until(
+        lambda: len(ledger.history.runs(JobKey.parse(f"{quick}/files"))) >= 3,
+        60,
+        "the quick customer",
+    )
     daemon.signal(signal.SIGTERM)
     assert daemon.wait(10) == 0
     wait_until(lambda: not running_workers("sw"), 60, "the last tasks to end")
@@ -136,9 +147,9 @@ def test_the_daemon_runs_each_job_as_a_swarm_service_and_adopts_after_kill_9(
         assert attributes["com.docker.swarm.service.name"]
         assert attributes["unstoppable.managed"] == "true"
         assert attributes["unstoppable.kind"] == "backup"
-    runs = ledger.runs(f"{slow}/files")
+    runs = ledger.history.runs(JobKey.parse(f"{slow}/files"))
     adopted = datetime.fromisoformat(first[0]["unstoppable.scheduled-for"].replace("Z", "+00:00"))
-    assert runs[0][3] == adopted.isoformat() and runs[0][4] == "success", runs
+    assert runs[0].scheduled_for == adopted.isoformat() and runs[0].result == "success", runs
     assert (
         sum(
             1
@@ -147,9 +158,9 @@ def test_the_daemon_runs_each_job_as_a_swarm_service_and_adopts_after_kill_9(
         )
         == 1
     )
-    assert ledger.event_count(f"{slow}/files", "skipped", "overlap") >= 1
+    assert ledger.history.event_count(JobKey.parse(f"{slow}/files"), Event.SKIPPED, "overlap") >= 1
     assert "adopting" in daemon.text()
-    assert {r[4] for r in ledger.runs(f"{quick}/files")} == {"success"}
+    assert {r.result for r in ledger.history.runs(JobKey.parse(f"{quick}/files"))} == {"success"}
     assert not orphan_secrets()
 
     target = site.root / "restored"
@@ -201,10 +212,10 @@ def swarm_spec(
     customer: str, script: Script, image: str | None = None, limits: Limits | None = None
 ) -> ContainerSpec:
     return ContainerSpec(
-        name=container_name(customer, "files", Kind.BACKUP, datetime.now(UTC)),
+        name=container_name(JobKey(customer, "files"), Kind.BACKUP, datetime.now(UTC)),
         image=image or worker_image(),
         command=(shell(script),),
-        labels=labels(customer, "files", Kind.BACKUP, datetime.now(UTC), "daemon"),
+        labels=labels(JobKey(customer, "files"), Kind.BACKUP, datetime.now(UTC), "daemon"),
         mounts=(),
         entrypoint=("sh", "-c"),
         limits=limits or Limits(),
@@ -271,10 +282,10 @@ def test_secrets_of_a_run_that_never_got_its_service_are_swept(
     live.mkdir()
     (live / "repo-password").write_text("pw-live")
     spec = ContainerSpec(
-        name=container_name(f"sws-{unique}", "files", Kind.BACKUP, datetime.now(UTC)),
+        name=container_name(JobKey(f"sws-{unique}", "files"), Kind.BACKUP, datetime.now(UTC)),
         image=worker_image(),
         command=("sleep 4; cat /run/unstoppable/secrets/repo-password",),
-        labels=labels(f"sws-{unique}", "files", Kind.BACKUP, datetime.now(UTC), "daemon"),
+        labels=labels(JobKey(f"sws-{unique}", "files"), Kind.BACKUP, datetime.now(UTC), "daemon"),
         mounts=(Mount(live, SECRETS),),
         entrypoint=("sh", "-c"),
     )

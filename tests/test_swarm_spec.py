@@ -9,7 +9,7 @@ import pytest
 from orchestrator.config.customer_file import load_customer
 from orchestrator.config.settings import load_settings
 from orchestrator.errors import ConfigError
-from orchestrator.model import Kind
+from orchestrator.model import JobKey, Kind
 from orchestrator.runtime.paths import SECRETS
 from orchestrator.runtime.spec import (
     SERVICE_NAME_LIMIT,
@@ -24,24 +24,26 @@ WHEN = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
 
 def test_service_names_stay_within_swarms_limit_and_apart() -> None:
-    short = container_name("acme", "files", Kind.BACKUP, WHEN)
+    short = container_name(JobKey("acme", "files"), Kind.BACKUP, WHEN)
     assert service_name(short) == short
     a, b = "a" * 63, "b" * 63
-    long_one = service_name(container_name(a, b, Kind.BACKUP, WHEN))
-    other = service_name(container_name(a, b[:-1] + "c", Kind.BACKUP, WHEN))
+    long_one = service_name(container_name(JobKey(a, b), Kind.BACKUP, WHEN))
+    other = service_name(container_name(JobKey(a, b[:-1] + "c"), Kind.BACKUP, WHEN))
     assert len(long_one) == len(other) == SERVICE_NAME_LIMIT
     assert long_one != other  # the names differ only past the cut: the hash tells them apart
-    assert long_one == service_name(container_name(a, b, Kind.BACKUP, WHEN))  # the lock
+    assert long_one == service_name(container_name(JobKey(a, b), Kind.BACKUP, WHEN))  # the lock
     # swarmkit's rule for a service name (controlapi isValidDNSName): the cut one passes it.
     swarm_rule = re.compile(r"^[a-zA-Z0-9](?:[-_]*[A-Za-z0-9]+)*$")
-    snapshots = service_name(container_name("acme-corporation", "website", Kind.SNAPSHOTS, WHEN))
+    snapshots = service_name(
+        container_name(JobKey("acme-corporation", "website"), Kind.SNAPSHOTS, WHEN)
+    )
     for name in (short, long_one, other, snapshots):
         assert swarm_rule.fullmatch(name) and len(name) <= SERVICE_NAME_LIMIT, name
     # A cut name holds "__", which no whole name can: a short customer whose resource is
     # named like a long one's cut and digest never gets its service name.
     assert "__" in long_one and "__" not in short
     head, digest = long_one.removeprefix("unstoppable_").split("_", 1)[0], long_one[-12:]
-    forged = container_name(head[:40], f"{head[40:]}-{digest}", Kind.BACKUP, WHEN)
+    forged = container_name(JobKey(head[:40], f"{head[40:]}-{digest}"), Kind.BACKUP, WHEN)
     assert service_name(forged) != long_one
 
 

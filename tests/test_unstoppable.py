@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.model import JobKey
+from orchestrator.reporting.history import Event
 from orchestrator.reporting.ledger import Ledger
 from tests.conftest import Site
 from tests.helpers import (
@@ -41,8 +43,9 @@ def source(site: Site, name: str, delay: int = 0) -> Path:
     return path
 
 
-def successes(ledger: Ledger, job: str) -> int:
-    return sum(1 for row in ledger.runs(job) if row[4] == "success")
+def successes(ledger: Ledger, job: str | JobKey) -> int:
+    key = JobKey.parse(job) if isinstance(job, str) else job
+    return sum(1 for row in ledger.history.runs(key) if row.result == "success")
 
 
 def scrape(port: int) -> str:
@@ -89,13 +92,17 @@ def test_broken_files_and_colliding_names_stop_nobody(
 
     ledger = Ledger(site.data / "state")
     assert_never_overlapping(log, *(f"{name}/{resource}" for name, resource in (left, right)))
-    assert successes(ledger, f"{good}/files") >= 10, ledger.runs(f"{good}/files")
-    assert ledger.event_count(f"{good}/files", "skipped") == 0
+    assert successes(ledger, f"{good}/files") >= 10, ledger.history.runs(
+        JobKey.parse(f"{good}/files")
+    )
+    assert ledger.history.event_count(JobKey.parse(f"{good}/files"), Event.SKIPPED) == 0
     for name, resource in (left, right):
-        job = f"{name}/{resource}"
-        assert successes(ledger, job) >= 5, ledger.runs(job)
-        assert {row[4] for row in ledger.runs(job)} == {"success"}, ledger.runs(job)
-        assert ledger.event_count(job, "skipped") == 0, f"{job} was skipped"
+        job = JobKey(name, resource)
+        assert successes(ledger, job) >= 5, ledger.history.runs(job)
+        assert {row.result for row in ledger.history.runs(job)} == {"success"}, ledger.history.runs(
+            job
+        )
+        assert ledger.history.event_count(job, Event.SKIPPED) == 0, f"{job} was skipped"
     # Both colliding jobs really ran at the same time, by Docker's own account.
     a, b = windows(log, f"{left[0]}/{left[1]}"), windows(log, f"{right[0]}/{right[1]}")
     assert any(s1 < e2 and s2 < e1 for s1, e1 in a for s2, e2 in b), "never concurrent"
@@ -122,7 +129,9 @@ def test_a_dripping_ftps_server_holds_only_its_own_job(
     try:
         daemon.start()
         ledger = Ledger(site.data / "state")
-        wait_until(lambda: ledger.runs(f"{slow}/site"), 60, "the dripping job to end")
+        wait_until(
+            lambda: ledger.history.runs(JobKey.parse(f"{slow}/site")), 60, "the dripping job to end"
+        )
     finally:
         daemon.signal(signal.SIGTERM)
         daemon.wait(15)
@@ -182,7 +191,7 @@ def test_a_customer_with_more_resources_than_slots_leaves_room_for_others(
     assert light_start < first_heavy_end, "the light job waited for the heavy customer"
     concurrent_heavy = sum(1 for s, e in heavy_spans if s <= light_start < e)
     assert concurrent_heavy == 1, "the heavy customer holds its share, one slot of two"
-    assert ledger.event_count(f"{light}/files", "skipped") == 0
+    assert ledger.history.event_count(JobKey.parse(f"{light}/files"), Event.SKIPPED) == 0
 
 
 def test_a_corrupt_ledger_and_a_clock_behind_the_ledger_are_survived(
@@ -205,7 +214,7 @@ def test_a_corrupt_ledger_and_a_clock_behind_the_ledger_are_survived(
     assert daemon.wait(15) == 0
 
     # The clock is now a day behind what the ledger remembers (as after a clock step back).
-    ledger.set_state("last_tick", (datetime.now(UTC) + timedelta(days=1)).isoformat())
+    ledger.db.set_state("last_tick", (datetime.now(UTC) + timedelta(days=1)).isoformat())
     before = successes(ledger, f"{name}/files")
     daemon.start()
     wait_until(lambda: successes(ledger, f"{name}/files") > before, 30, "a run despite the jump")
@@ -293,8 +302,10 @@ def test_a_worker_of_the_old_naming_is_adopted_and_still_holds_its_job(
     assert daemon.wait(15) == 0
     log = events.stop()
 
-    runs = ledger.runs(f"{name}/files")
-    assert runs[0][3].startswith("2026-01-01T00:00:00"), "the old worker's run was adopted"
+    runs = ledger.history.runs(JobKey.parse(f"{name}/files"))
+    assert runs[0].scheduled_for.startswith("2026-01-01T00:00:00"), (
+        "the old worker's run was adopted"
+    )
     assert_never_overlapping(log, f"{name}/files")  # no new worker ran beside the old one
     gone = subprocess.run(["docker", "ps", "-aq", "--filter", f"name=unstoppable-{name}-files"],
                           capture_output=True, text=True).stdout.strip()  # fmt: skip
@@ -389,8 +400,8 @@ def test_docker_restarted_mid_run_is_survived_and_recorded(
     assert daemon.proc is not None and daemon.proc.poll() is None, "the daemon must keep running"
     daemon.signal(signal.SIGTERM)
     assert daemon.wait(15) == 0
-    runs = ledger.runs(f"{name}/files")
+    runs = ledger.history.runs(JobKey.parse(f"{name}/files"))
     first = runs[0]
     assert first[4] == "failure" and first[5] != "timeout", runs
-    assert any(r[4] == "success" for r in runs[1:]), runs
+    assert any(r.result == "success" for r in runs[1:]), runs
     assert "Traceback" not in daemon.text()

@@ -21,7 +21,8 @@ from orchestrator.config.customer import Customer, Resource
 from orchestrator.config.settings import load_settings
 from orchestrator.errors import RunFailed
 from orchestrator.maintenance import Maintenance
-from orchestrator.model import Result, RunRecord, job_id
+from orchestrator.model import Result, RunRecord
+from orchestrator.recorder import record
 from orchestrator.reporting.ledger import Ledger
 from orchestrator.storage.layout import bucket_lock, open_bucket, state_dir
 
@@ -38,11 +39,11 @@ def cmd_recover(args: argparse.Namespace) -> int:
         raise RunFailed("--as-of: give the time zone too (2026-11-29T12:00:00Z or +01:00)")
     ledger = Ledger(state_dir(settings))
     jobs = jobs_on_runtime(settings, ledger)
-    done = recovery.recover(jobs, ledger, customer, resource, moment)
+    done = recovery.recover(jobs, ledger.db, customer, resource, moment)
     snapshots = repository.snapshots(jobs, customer, resource)
     kept = f"; the previous one is kept at {done.previous_hot}" if done.previous_hot else ""
     print(
-        f"{customer.name}/{resource.name}: as of {moment.isoformat()}: {done.restored} object(s)"
+        f"{customer.job(resource)}: as of {moment.isoformat()}: {done.restored} object(s)"
         f" restored, {done.hidden} hidden; hot repository rebuilt{kept}; "
         f"{len(snapshots)} snapshot(s)"
     )
@@ -96,13 +97,10 @@ def cmd_backup(args: argparse.Namespace) -> int:
     now = datetime.now(UTC).replace(microsecond=0)
     with ThreadPoolExecutor(max_workers=settings.MAX_PARALLEL) as pool:
         records = list(pool.map(lambda r: jobs.backup(customer, r, now), resources))
-    for record in records:
-        if record.outcome.result is Result.SKIPPED:
-            ledger.record_event(record.job, "skipped", record.outcome.reason.value, now)
-        else:
-            ledger.record_run(record)
-        print(summary_line(record))
-        jobs.pinger.result(customers, record)
+    for run in records:
+        record(ledger.history, run)
+        print(summary_line(run))
+        jobs.pinger.result(customers, run)
     jobs.pinger.drain(60)
     return 0 if all(r.outcome.result is Result.SUCCESS for r in records) else 1
 
@@ -110,16 +108,9 @@ def cmd_backup(args: argparse.Namespace) -> int:
 def cmd_restore(args: argparse.Namespace) -> int:
     settings, customers = load()
     customer = customers.get(args.customer)
-    repository.restore(
-        jobs_on_runtime(settings),
-        customer,
-        customer.resource(args.resource),
-        args.target,
-        args.snapshot,
-    )
-    print(
-        f"{customer.name}/{args.resource}: restored {args.snapshot} into {args.target.absolute()}"
-    )
+    resource = customer.resource(args.resource)
+    repository.restore(jobs_on_runtime(settings), customer, resource, args.target, args.snapshot)
+    print(f"{customer.job(resource)}: restored {args.snapshot} into {args.target.absolute()}")
     return 0
 
 
@@ -138,8 +129,8 @@ def cmd_accept(args: argparse.Namespace) -> int:
     customer = customers.get(args.customer)
     resource = customer.resource(args.resource)
     who = os.environ.get("SUDO_USER") or getpass.getuser()
-    job = job_id(customer.name, resource.name)
-    Ledger(state_dir(settings)).accept(job, who, datetime.now(UTC))
+    job = customer.job(resource)
+    Ledger(state_dir(settings)).memory.accept(job, who, datetime.now(UTC))
     print(
         f"{job}: accepted by {who}: the source's recent size no longer binds it; the next "
         "backup starts a new baseline (an empty source is still refused)"
@@ -150,8 +141,8 @@ def cmd_accept(args: argparse.Namespace) -> int:
 def cmd_release(args: argparse.Namespace) -> int:
     settings, customers = load()
     customer = customers.get(args.customer)
-    job = job_id(customer.name, customer.resource(args.resource).name)
-    held = Ledger(state_dir(settings)).release(job)
+    job = customer.job(customer.resource(args.resource))
+    held = Ledger(state_dir(settings)).memory.release(job)
     if held is None:
         print(f"{job}: retention was not held")
         return 0
@@ -184,28 +175,26 @@ def _maintain(
     customer = customers.get(args.customer)
     resources = [customer.resource(n) for n in args.resources] or list(customer.resources)
     ledger = Ledger(state_dir(settings))
-    maintenance = Maintenance(jobs_on_runtime(settings, ledger), ledger)
+    maintenance = Maintenance(jobs_on_runtime(settings, ledger), ledger.memory)
     now = datetime.now(UTC).replace(microsecond=0)
     passed = True
     for resource in resources:
-        record = run(maintenance, customer, resource, now)
-        if record.outcome.result is not Result.SKIPPED:
-            ledger.record_run(record)
-        passed = passed and record.outcome.result is Result.SUCCESS
-        print(summary_line(record))
+        finished = run(maintenance, customer, resource, now)
+        record(ledger.history, finished)
+        passed = passed and finished.outcome.result is Result.SUCCESS
+        print(summary_line(finished))
     return 0 if passed else 1
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     settings, customers = load()
     customer = customers.get(args.customer)
-    leftovers = repository.check(
-        jobs_on_runtime(settings), customer, customer.resource(args.resource), args.read_data
-    )
+    resource = customer.resource(args.resource)
+    leftovers = repository.check(jobs_on_runtime(settings), customer, resource, args.read_data)
     note = (
         f" ({leftovers} unreferenced pack(s) left by interrupted runs; prune removes them)"
         if leftovers
         else ""
     )
-    print(f"{customer.name}/{args.resource}: repository check clean{note}")
+    print(f"{customer.job(resource)}: repository check clean{note}")
     return 0

@@ -34,14 +34,9 @@ def open_runtime(settings: Settings) -> Runtime:
 
 
 def jobs_on_runtime(settings: Settings, ledger: Ledger | None = None) -> Jobs:
+    """Return runs on the configured runtime that remember through `ledger` (or the host's)."""
     ledger = ledger or Ledger(state_dir(settings))
-    return Jobs(
-        settings,
-        open_runtime(settings),
-        baseline=ledger.baseline_now,
-        resolver=resolver_for(settings),
-        holds=ledger,
-    )
+    return Jobs(settings, open_runtime(settings), ledger, resolver=resolver_for(settings))
 
 
 def summary_line(record: RunRecord) -> str:

@@ -9,8 +9,9 @@ from orchestrator import repository
 from orchestrator.commands.context import jobs_on_runtime, load
 from orchestrator.config.customer import Customers
 from orchestrator.errors import SecretError
-from orchestrator.model import job_id
-from orchestrator.reporting.ledger import JobStatus, Ledger
+from orchestrator.model import JobKey, Work
+from orchestrator.reporting.history import JobStatus
+from orchestrator.reporting.ledger import Ledger
 from orchestrator.schedule import next_fire
 from orchestrator.secrets.files import Resolver, resolver_for
 from orchestrator.storage.layout import state_dir
@@ -55,7 +56,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             "type": r.type.value,
             "schedule": r.schedule,
             "timezone": c.timezone,
-            "next_run": _next_iso(_next(r.schedule, c.timezone, now, job_id(c.name, r.name))),
+            "next_run": _next_iso(_next(r.schedule, c.timezone, now, c.job(r))),
         }
         for c in customers.valid
         for r in c.resources
@@ -106,19 +107,15 @@ def cmd_snapshots(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     settings, customers = load()
-    ledger = {(s.customer, s.resource): s for s in Ledger(state_dir(settings)).status()}
+    ledger = {s.job: s for s in Ledger(state_dir(settings)).history.status()}
     now = datetime.now(UTC)
     rows = []
     configured = [(c, r) for c in customers.valid for r in c.resources]
     for c, r in configured:
-        s = ledger.pop((c.name, r.name), None)
-        rows.append(
-            _status_row(
-                c.name, r.name, s, _next(r.schedule, c.timezone, now, job_id(c.name, r.name))
-            )
-        )
-    for (customer, resource), s in sorted(ledger.items()):
-        rows.append(_status_row(customer, resource, s, None))  # no longer configured
+        s = ledger.pop(c.job(r), None)
+        rows.append(_status_row(c.job(r), s, _next(r.schedule, c.timezone, now, c.job(r))))
+    for job, s in sorted(ledger.items()):
+        rows.append(_status_row(job, s, None))  # no longer configured
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -132,10 +129,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _next(schedule: str, timezone: str, now: datetime, job: str) -> datetime | None:
-    """Return the next run of a job, or None if its schedule names none."""
+def _next(schedule: str, timezone: str, now: datetime, job: JobKey) -> datetime | None:
+    """Return the next backup of a job, or None if its schedule names none."""
     try:
-        return next_fire(schedule, timezone, now, job)
+        return next_fire(schedule, timezone, now, str(Work(job)))
     except ValueError:
         return None
 
@@ -144,13 +141,11 @@ def _next_iso(moment: datetime | None) -> str:
     return moment.isoformat() if moment else "never"
 
 
-def _status_row(
-    customer: str, resource: str, s: JobStatus | None, next_run: datetime | None
-) -> dict[str, object]:
+def _status_row(job: JobKey, s: JobStatus | None, next_run: datetime | None) -> dict[str, object]:
     return {
-        "job": job_id(customer, resource),
-        "customer": customer,
-        "resource": resource,
+        "job": str(job),
+        "customer": job.customer,
+        "resource": job.resource,
         "last_run": s.last_run.isoformat() if s and s.last_run else None,
         "result": s.result if s else None,
         "reason": s.reason if s else None,

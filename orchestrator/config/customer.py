@@ -1,12 +1,14 @@
 """A customer and its resources, as validated from its file: plain frozen data."""
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator.config.names import env_prefix
 from orchestrator.config.source import FtpsSource, LocalSource, SftpSource, SourceType
 from orchestrator.config.values import SecretRef
 from orchestrator.errors import ConfigError
+from orchestrator.model import JobKey
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,10 @@ class Customer:
             refs.append(("COLD_S3_SECRET_ACCESS_KEY", self.cold_key[1]))
         return tuple(refs)
 
+    def job(self, resource: Resource) -> JobKey:
+        """Return the job of one of this customer's resources."""
+        return JobKey(self.name, resource.name)
+
     def resource(self, name: str) -> Resource:
         """Return the resource called `name`; raise ConfigError if there is none."""
         for resource in self.resources:
@@ -76,12 +82,15 @@ class Customers:
     problems: tuple[str, ...]
     invalid: tuple[str, ...]
     unexpected: int = 0  # files whose loading raised something not ours (logged with a trace)
+    by_name: Mapping[str, Customer] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "by_name", {c.name: c for c in self.valid})
 
     def get(self, name: str) -> Customer:
         """Return the valid customer `name`; raise ConfigError saying why it is not there."""
-        for customer in self.valid:
-            if customer.name == name:
-                return customer
+        if (customer := self.by_name.get(name)) is not None:
+            return customer
         if name in self.invalid:
             raise ConfigError([p for p in self.problems if _stem(p) == name])
         raise ConfigError([f"no customer {name!r}: no valid {name}.env in the customers directory"])

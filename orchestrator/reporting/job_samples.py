@@ -7,8 +7,8 @@ prometheus_client; this one says which samples a job has, through the `Samples` 
 from datetime import datetime
 from typing import Protocol
 
-from orchestrator.model import Result
-from orchestrator.reporting.ledger import JobStatus
+from orchestrator.model import JobKey, Result
+from orchestrator.reporting.history import JobStatus
 from orchestrator.reporting.views import JobView, snapshot_files
 
 JOB = ["customer", "resource"]
@@ -112,10 +112,10 @@ def maintenance_samples(
     labels: list[str],
     s: JobStatus,
     job: JobView,
-    corrupt: set[str],
-    verified: dict[str, datetime],
+    corrupt: set[JobKey],
+    verified: dict[JobKey, datetime],
 ) -> None:
-    name = f"{job.customer}/{job.resource}"
+    name = job.job
     for result in (Result.SUCCESS, Result.FAILURE, Result.TIMEOUT, Result.CORRUPT):
         g.counter(
             "verify_runs",

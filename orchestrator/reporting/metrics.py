@@ -22,10 +22,11 @@ from prometheus_client.registry import Collector
 
 from orchestrator import __version__
 from orchestrator.errors import ServeFailed
-from orchestrator.model import Result
+from orchestrator.model import JobKey, Result
 from orchestrator.reporting.activation import same_address, serve_wsgi, take_socket, where
+from orchestrator.reporting.history import DURATION_BUCKETS, JobStatus
 from orchestrator.reporting.job_samples import JOB, job_samples, maintenance_samples
-from orchestrator.reporting.ledger import DURATION_BUCKETS, JobStatus, Ledger
+from orchestrator.reporting.ledger import Ledger
 from orchestrator.reporting.views import DAEMON_ERRORS, DaemonView
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ class BackupCollector(Collector):
     def __init__(self, ledger: Ledger, view: Callable[[], DaemonView]) -> None:
         self.ledger = ledger
         self.view = view
-        self.failing: set[str] = set()  # jobs whose samples raised, until they do not
+        self.failing: set[JobKey] = set()  # jobs whose samples raised, until they do not
         self.failures = 0  # how often a job's samples started to raise: counted once each
 
     def collect(self) -> Iterator[Metric]:
@@ -45,31 +46,30 @@ class BackupCollector(Collector):
         g = _Families()
         errors = dict(view.errors)
         try:
-            status = {(s.customer, s.resource): s for s in self.ledger.status()}
-            held = self.ledger.held_jobs()
-            corrupt, verified = self.ledger.maintenance_state()
-            pruned = self.ledger.prune_results()
-            locks, unlocked = self.ledger.lock_state()
+            status = {s.job: s for s in self.ledger.history.status()}
+            held = self.ledger.memory.held_jobs()
+            corrupt, verified = self.ledger.memory.maintenance_state()
+            pruned = self.ledger.memory.prune_results()
+            locks, unlocked = self.ledger.locks.lock_state()
         except Exception:  # a damaged or full ledger must not take the scrape down
             status, held, corrupt, verified, pruned = {}, set(), set(), {}, {}
             locks, unlocked = {}, set()
             errors["ledger"] = errors.get("ledger", 0) + 1
         for job in view.jobs:
+            key = job.job
             try:  # one job's part of the scrape; a bug in it must not hide everyone else's
-                labels = [job.customer, job.resource]
-                s = status.get((job.customer, job.resource)) or JobStatus(
-                    job.customer, job.resource
-                )
-                job_samples(g, labels, s, job, f"{job.customer}/{job.resource}" in view.running)
+                labels = [key.customer, key.resource]
+                s = status.get(key) or JobStatus(key.customer, key.resource)
+                job_samples(g, labels, s, job, key in view.running)
                 g.gauge(
                     "backup_held",
                     "1 while retention is held after a suspect snapshot",
                     JOB,
                     labels,
-                    1 if f"{job.customer}/{job.resource}" in held else 0,
+                    1 if key in held else 0,
                 )
                 maintenance_samples(g, labels, s, job, corrupt, verified)
-                if (last_prune := pruned.get(f"{job.customer}/{job.resource}")) is not None:
+                if (last_prune := pruned.get(key)) is not None:
                     g.gauge(
                         "prune_last_run_success",
                         "1 if the job's last forget/prune succeeded",
@@ -77,7 +77,7 @@ class BackupCollector(Collector):
                         labels,
                         1 if last_prune == Result.SUCCESS.value else 0,
                     )
-                if (until := locks.get(f"{job.customer}/{job.resource}")) is not None:
+                if (until := locks.get(key)) is not None:
                     g.gauge(
                         "lock_until_timestamp_seconds",
                         "the soonest the object lock of a live object of the cold repository ends",
@@ -85,12 +85,12 @@ class BackupCollector(Collector):
                         labels,
                         until.timestamp(),
                     )
-                self.failing.discard(f"{job.customer}/{job.resource}")
+                self.failing.discard(key)
             except Exception:
-                if f"{job.customer}/{job.resource}" not in self.failing:  # once, not per scrape
-                    self.failing.add(f"{job.customer}/{job.resource}")
+                if key not in self.failing:  # once, not per scrape
+                    self.failing.add(key)
                     self.failures += 1
-                    log.exception("metrics of %s/%s failed", job.customer, job.resource)
+                    log.exception("metrics of %s failed", key)
         errors["metrics"] = errors.get("metrics", 0) + self.failures
         for what in DAEMON_ERRORS:
             g.counter(

@@ -18,7 +18,7 @@ from orchestrator.config.customer import Customer, Customers, Resource
 from orchestrator.config.names import env_prefix
 from orchestrator.deadline import watchdog
 from orchestrator.errors import ConfigError
-from orchestrator.model import Outcome, Reason, Result, RunRecord, job_id, plain
+from orchestrator.model import Outcome, Reason, Result, RunRecord, plain
 from orchestrator.sources.targets import vetted
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ class Pinger:
         """Queue the `event` ping of a job, if it has a ping URL."""
         if url := ping_url(self.global_base, customer, resource):
             judged = self.allowed if customer_ping(customer, resource) else None
-            self.ping(url, event, body, job_id(customer.name, resource.name), judged)
+            self.ping(url, event, body, str(customer.job(resource)), judged)
 
     def result(self, customers: Customers, record: RunRecord) -> None:
         """Queue the success or fail ping of a recorded run; call it after recording."""

@@ -1,7 +1,8 @@
 """The ledger's SQLite file: its schema, one connection per call, and recovery from damage.
 
 A connection per call keeps threads and processes apart; a corrupt file is moved aside for
-forensics and a new one starts, so a damaged ledger never stops the daemon.
+forensics and a new one starts, so a damaged ledger never stops the daemon. The ledger's
+stores (history, job memory, lock marks) each hold this one `Database`.
 """
 
 import logging
@@ -87,7 +88,7 @@ MIGRATIONS = (
 )
 
 
-class Store:
+class Database:
     """The ledger's database file and the small key-value state beside its history."""
 
     def __init__(self, state_dir: Path) -> None:
@@ -161,7 +162,8 @@ class Store:
         return True
 
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
+    def connect(self) -> Iterator[sqlite3.Connection]:
+        """Open one transaction on the file (made, with its schema, on first use)."""
         if not self.ready:
             with _CREATING:
                 self._ensure()
@@ -178,15 +180,15 @@ class Store:
             db.close()
 
     def set_state(self, key: str, value: str) -> None:
-        with self._connect() as db:
+        with self.connect() as db:
             set_value(db, key, value)
 
     def clear_state(self, key: str) -> None:
-        with self._connect() as db:
+        with self.connect() as db:
             db.execute("DELETE FROM state WHERE key = ?", (key,))
 
     def get_state(self, key: str) -> str | None:
-        with self._connect() as db:
+        with self.connect() as db:
             row = db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
         return str(row[0]) if row else None
 

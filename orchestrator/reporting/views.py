@@ -4,6 +4,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator.model import JobKey
+
 # Where a problem the daemon survived came from: `unstoppable_daemon_errors_total{what}`.
 # adopt: collecting a previous daemon's workers; config: loading customers.d (a file that
 # raised, a reload that failed or hung); plan: a tick; run: a run that raised (recorded with
@@ -25,8 +27,7 @@ DAEMON_ERRORS = (
 
 @dataclass(frozen=True)
 class JobView:
-    customer: str
-    resource: str
+    job: JobKey
     next_run: float | None
     expected_interval: float
     snapshots_dir: Path  # the hot repository's snapshots/, one file per snapshot
@@ -40,7 +41,7 @@ class DaemonView:
     jobs: tuple[JobView, ...]
     valid_customers: tuple[str, ...]
     invalid_customers: tuple[str, ...]
-    running: frozenset[str]
+    running: frozenset[JobKey]
     heartbeat: float
     rustic_version: str
     errors: tuple[tuple[str, int], ...] = ()  # problems the daemon survived, by origin

@@ -10,8 +10,9 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from orchestrator import deadline
 from orchestrator.errors import JobBusy, RuntimeUnavailable
+from orchestrator.model import JobKey
 from orchestrator.runtime.paths import SECRETS
-from orchestrator.runtime.protocol import Finished, WorkerInfo
+from orchestrator.runtime.protocol import Finished, WorkerInfo, jobs_of
 from orchestrator.runtime.spec import ContainerSpec, Limits, create_options
 from orchestrator.runtime.text import parse_time, short, tail
 
@@ -37,13 +38,13 @@ class DockerRuntime:
         except (DockerException, requests.RequestException) as exc:
             raise RuntimeUnavailable(f"cannot reach the Docker engine: {short(exc)}") from None
 
-    def running_jobs(self) -> frozenset[str]:
-        """Return the `unstoppable.job` labels of running managed containers."""
+    def running_jobs(self) -> frozenset[JobKey]:
+        """Return the jobs (`unstoppable.job` labels) of running managed containers."""
         try:  # the low-level list: docker-py's containers.list() inspects each one it lists
             found = self.client.api.containers(filters={"label": "unstoppable.managed=true"})
         except (DockerException, requests.RequestException) as exc:
             raise RuntimeUnavailable(f"cannot list containers: {short(exc)}") from None
-        return frozenset((c.get("Labels") or {}).get("unstoppable.job", "") for c in found)
+        return jobs_of((c.get("Labels") or {}).get("unstoppable.job", "") for c in found)
 
     def image_label(self, image: str, key: str) -> str | None:
         """Return the label `key` of the local image `image`, or None."""

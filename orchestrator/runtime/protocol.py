@@ -1,9 +1,11 @@
 """The seam between the orchestrator and whatever runs containers."""
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from orchestrator.model import JobKey
 from orchestrator.runtime.spec import ContainerSpec
 
 
@@ -31,12 +33,30 @@ class WorkerInfo:
     def label(self, key: str) -> str:
         return dict(self.labels).get(f"unstoppable.{key}", "")
 
+    @property
+    def job(self) -> JobKey | None:
+        """Return the job its `unstoppable.job` label names, or None if that is no job."""
+        return job_of(self.label("job"))
+
+
+def job_of(label: str) -> JobKey | None:
+    """Return the job an `unstoppable.job` label names, or None if it names none."""
+    try:
+        return JobKey.parse(label)
+    except ValueError:
+        return None
+
+
+def jobs_of(labels: Iterable[str]) -> frozenset[JobKey]:
+    """Return the jobs `unstoppable.job` labels name; a label naming none holds no job."""
+    return frozenset(job for label in labels if (job := job_of(label)) is not None)
+
 
 class Runtime(Protocol):
     """Runs worker containers; Docker is the record of what runs."""
 
-    def running_jobs(self) -> frozenset[str]:
-        """Return the `unstoppable.job` labels of running managed containers."""
+    def running_jobs(self) -> frozenset[JobKey]:
+        """Return the jobs (`unstoppable.job` labels) of running managed containers."""
         ...
 
     def image_label(self, image: str, key: str) -> str | None:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.model import Kind, job_id
+from orchestrator.model import JobKey, Kind
 from orchestrator.runtime.paths import CACHE, COLD, HOT, SECRETS
 from orchestrator.storage.layout import JobStorage
 
@@ -124,21 +124,21 @@ def capabilities(kind: Kind, remote: bool = False) -> tuple[tuple[str, ...], tup
 
 
 def labels(
-    customer: str, resource: str, kind: Kind, scheduled_for: datetime, origin: str = "cli"
+    job: JobKey, kind: Kind, scheduled_for: datetime, origin: str = "cli"
 ) -> tuple[tuple[str, str], ...]:
     """Return the labels DESIGN.md fixes for a worker container, and who started it."""
     return (
         ("unstoppable.managed", "true"),
-        ("unstoppable.customer", customer),
-        ("unstoppable.resource", resource),
-        ("unstoppable.job", job_id(customer, resource)),
+        ("unstoppable.customer", job.customer),
+        ("unstoppable.resource", job.resource),
+        ("unstoppable.job", str(job)),
         ("unstoppable.kind", kind.value),
         ("unstoppable.scheduled-for", scheduled_for.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")),
         ("unstoppable.origin", origin),
     )
 
 
-def container_name(customer: str, resource: str, kind: Kind, scheduled_for: datetime) -> str:
+def container_name(job: JobKey, kind: Kind, scheduled_for: datetime) -> str:
     """Return the worker's name: `unstoppable_<customer>_<resource>`.
 
     `_` cannot occur in customer or resource names, so two different jobs never share a
@@ -147,7 +147,7 @@ def container_name(customer: str, resource: str, kind: Kind, scheduled_for: date
     a second one while the first exists: a race-free mutex. Listing snapshots is read-only
     and short, so it gets a name of its own.
     """
-    base = f"{NAME_PREFIX}{customer}_{resource}"
+    base = f"{NAME_PREFIX}{job.customer}_{job.resource}"
     if kind is Kind.SNAPSHOTS:
         return f"{base}_snapshots_{scheduled_for.strftime('%Y%m%dT%H%M%S%fZ')}"
     return base

@@ -17,6 +17,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from orchestrator.errors import JobBusy, RuntimeUnavailable
+from orchestrator.model import JobKey
 from orchestrator.runtime import spec as specs
 from orchestrator.runtime.docker import (
     ENGINE_ERRORS,
@@ -26,7 +27,7 @@ from orchestrator.runtime.docker import (
     EngineRefused,
 )
 from orchestrator.runtime.paths import SECRETS
-from orchestrator.runtime.protocol import Finished, WorkerInfo
+from orchestrator.runtime.protocol import Finished, WorkerInfo, jobs_of
 from orchestrator.runtime.spec import service_name
 from orchestrator.runtime.swarm_output import TaskOutput
 from orchestrator.runtime.swarm_secrets import SwarmSecrets
@@ -69,10 +70,10 @@ class SwarmRuntime:
         self.output = TaskOutput(self.client.api, self.node_id, self._api)
         self.held: set[str] = set()
 
-    def running_jobs(self) -> frozenset[str]:
+    def running_jobs(self) -> frozenset[JobKey]:
         """Return the jobs of services whose task has not ended (or not yet started), in the
         whole cluster: another daemon's run of a job holds it as much as this one's."""
-        return frozenset(w.label("job") for w in self._services() if w.running)
+        return jobs_of(w.label("job") for w in self._services() if w.running)
 
     def image_label(self, image: str, key: str) -> str | None:
         return self.local.image_label(image, key)
