@@ -4,11 +4,12 @@ from datetime import UTC, datetime
 
 from orchestrator.config.customer import Customers
 from orchestrator.errors import ConfigError, RuntimeUnavailable
-from orchestrator.judgement import last_words, locked_written, over_memory
-from orchestrator.model import JobKey, Kind, Outcome, Reason, Result, RunRecord
+from orchestrator.judgement import locked_written, over_memory
+from orchestrator.model import JobKey, Kind, Outcome, Reason, Result, RunRecord, Work
 from orchestrator.runs import Jobs
 from orchestrator.runtime.protocol import WorkerInfo
 from orchestrator.rustic import output
+from orchestrator.rustic.output import last_words
 from orchestrator.secrets.files import remove_secrets
 from orchestrator.storage.layout import secrets_dir
 
@@ -59,12 +60,5 @@ def adopt(jobs: Jobs, worker: WorkerInfo, customers: Customers) -> RunRecord:
             outcome = jobs.judge(customer, resource, scheduled_for, done)
         if kind is Kind.BACKUP:
             outcome = locked_written(jobs.settings, jobs.locks, job, outcome)
-    record = RunRecord(
-        job,
-        Kind.BACKUP if kind is Kind.FORGET else kind,
-        scheduled_for,
-        worker.started_at,
-        datetime.now(UTC),
-        outcome,
-    )
-    return record
+    work = Work(job, Kind.BACKUP if kind is Kind.FORGET else kind)
+    return RunRecord.of(work, scheduled_for, worker.started_at, outcome)

@@ -6,11 +6,11 @@ import random
 import re
 from dataclasses import dataclass
 
-from orchestrator.judgement import last_words
 from orchestrator.model import Outcome, Reason, Result
 from orchestrator.runtime.protocol import Finished
 from orchestrator.rustic import output
 from orchestrator.rustic.listing import Entry
+from orchestrator.rustic.output import last_words
 
 DRILL = "/usr/local/bin/unstoppable-drill"
 SAMPLE = "/usr/local/bin/unstoppable-sample"

@@ -1,5 +1,7 @@
 """The one exception tree: every error the product raises on purpose derives from here."""
 
+from orchestrator.model import Outcome
+
 
 class UnstoppableError(Exception):
     """Base of every error the CLI and daemon translate into a message."""
@@ -23,6 +25,18 @@ class RuntimeUnavailable(UnstoppableError):
 
 class JobBusy(UnstoppableError):
     """A run was refused because a container of the same job is already running."""
+
+
+class RunStopped(UnstoppableError):
+    """A run stopped before rustic gave an answer; `outcome` says how it ended, and why.
+
+    The one way a step of a run (setup, a worker the runtime refused, a drill's step) says
+    "this run is over": each run catches it once, where its record is made.
+    """
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(outcome.message)
+        self.outcome = outcome
 
 
 class RunFailed(UnstoppableError):

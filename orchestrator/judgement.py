@@ -1,23 +1,39 @@
 """What stopped a run before rustic answered, what the worker scripts' exit codes mean, and
 whether what a run wrote is locked."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from orchestrator.config.customer import Resource
 from orchestrator.config.settings import Settings
 from orchestrator.config.source import SourceType
-from orchestrator.errors import JobBusy, RuntimeUnavailable, SecretError
+from orchestrator.errors import JobBusy, RunStopped, RuntimeUnavailable, SecretError
 from orchestrator.model import JobKey, Outcome, Reason, Result
 from orchestrator.reporting.seams import LockProgress
 from orchestrator.runtime import apparmor
+from orchestrator.runtime.exit_codes import ExitCode
 from orchestrator.runtime.protocol import Finished
 from orchestrator.rustic import output
+from orchestrator.rustic.output import MEMORY_WORDS, last_words
 from orchestrator.sources import remote as sources
 from orchestrator.storage import s3_values
 from orchestrator.storage.layout import lock_live
 
 # What can stop a run before its worker gives an answer, and the outcome each one means.
 STOPPED_BEFORE_RUSTIC = (SecretError, JobBusy, RuntimeUnavailable, s3_values.StorageError)
+
+
+@contextmanager
+def stopping() -> Iterator[None]:
+    """Turn an outside error that stops a run (STOPPED_BEFORE_RUSTIC) into RunStopped.
+
+    Used where those errors enter a run: resolving its secrets and starting its worker.
+    """
+    try:
+        yield
+    except STOPPED_BEFORE_RUSTIC as exc:
+        raise RunStopped(stopped(exc)) from None
 
 
 def stopped(exc: Exception) -> Outcome:
@@ -31,9 +47,6 @@ def stopped(exc: Exception) -> Outcome:
     if isinstance(exc, s3_values.StorageError):
         return Outcome(Result.FAILURE, Reason.STORAGE, str(exc))
     return Outcome(Result.FAILURE, Reason.RUNTIME, str(exc))
-
-
-MEMORY_WORDS = "killed: the worker went over its memory limit (UNSTOPPABLE_WORKER_MEMORY)"
 
 
 def over_memory(done: Finished) -> Outcome | None:
@@ -59,9 +72,9 @@ def worker_failure(resource: Resource, done: Finished) -> Outcome | None:
     if (killed := over_memory(done)) is not None:
         return killed
     remote = resource.type is not SourceType.LOCAL
-    if done.exit_code == 3 and remote:
+    if done.exit_code == ExitCode.UNREADABLE and remote:
         return Outcome(Result.FAILURE, *sources.unreachable(done.stderr))
-    if done.exit_code == 5 and remote:
+    if done.exit_code == ExitCode.MOUNT and remote:
         return _mount_failure(done)
     reason = _worker_reason(resource, done)
     if reason is None:
@@ -92,23 +105,17 @@ def _worker_reason(resource: Resource, done: Finished) -> Reason | None:
     """
     local = resource.type is SourceType.LOCAL
     code = done.exit_code
-    if code == 4:
+    if code == ExitCode.SHRUNK:
         return Reason.SOURCE_SHRUNK
-    if code == 7:
+    if code == ExitCode.EMPTY:
         return Reason.SOURCE_EMPTY
-    if code == 3:
+    if code == ExitCode.UNREADABLE:
         return Reason.SOURCE_UNREADABLE if local else sources.classify(done.stderr)
-    if code == 6 and local:
+    if code == ExitCode.SWAPPED and local:
         return Reason.SOURCE_REFUSED
-    if code == 5 and not local:
+    if code == ExitCode.MOUNT and not local:
         return Reason.MOUNT
     return None
-
-
-def last_words(done: Finished) -> str:
-    """Return what the worker said last, or its exit code; first that memory killed it."""
-    said = output.error_summary(done.stderr) if done.stderr.strip() else f"exit {done.exit_code}"
-    return f"{MEMORY_WORDS}: {said}" if done.oom_killed else said
 
 
 def locked_written(

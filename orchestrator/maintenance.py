@@ -21,19 +21,16 @@ from orchestrator.drill import (
     damage_or_failure,
     drill_words,
 )
-from orchestrator.judgement import (
-    STOPPED_BEFORE_RUSTIC,
-    last_words,
-    over_memory,
-    stopped,
-    worker_failure,
-)
-from orchestrator.model import Kind, Outcome, Reason, Result, RunRecord
+from orchestrator.errors import RunStopped
+from orchestrator.judgement import over_memory, worker_failure
+from orchestrator.model import Kind, Outcome, Reason, Result, RunRecord, Work
 from orchestrator.reporting.seams import Drills
 from orchestrator.runs import Jobs
+from orchestrator.runtime.exit_codes import ExitCode
 from orchestrator.runtime.protocol import Finished
 from orchestrator.rustic import commands, output
 from orchestrator.rustic.listing import parse_ls
+from orchestrator.rustic.output import last_words
 from orchestrator.sources.setup import WorkerSetup, source_path
 from orchestrator.storage.layout import job_storage, lock_live
 from orchestrator.storage.s3_values import StorageError
@@ -55,14 +52,13 @@ class Maintenance:
         or pruned. Without KEEP_* nothing is forgotten; prune only drops unreferenced data.
         """
         started = datetime.now(UTC)
-        outcome = self._locked(customer, resource, self._prune(customer, resource, scheduled_for))
-        return RunRecord(
-            customer.job(resource),
-            Kind.PRUNE,
-            scheduled_for,
-            started,
-            datetime.now(UTC),
-            outcome,
+        try:
+            pruned = self._prune(customer, resource, scheduled_for)
+        except RunStopped as stop:
+            pruned = stop.outcome
+        outcome = self._locked(customer, resource, pruned)
+        return RunRecord.of(
+            Work(customer.job(resource), Kind.PRUNE), scheduled_for, started, outcome
         )
 
     def _locked(self, customer: Customer, resource: Resource, pruned: Outcome) -> Outcome:
@@ -120,10 +116,6 @@ class Maintenance:
         else:
             argv, what = commands.prune_args(cold), "prune"
         done = self._run(customer, resource, Kind.PRUNE, scheduled_for, argv)
-        if isinstance(done, Outcome):
-            return done
-        if done.timed_out:
-            return _timeout(self.jobs)
         if done.exit_code != 0:
             return Outcome(Result.FAILURE, Reason.PRUNE, f"{what} failed: {last_words(done)}")
         return Outcome(Result.SUCCESS, Reason.NONE, f"{what} finished")
@@ -133,18 +125,14 @@ class Maintenance:
     ) -> RunRecord:
         """Run one restore drill; `full` reads every pack instead of the next slice."""
         started = datetime.now(UTC)
-        outcome = self._verify(customer, resource, scheduled_for, full)
+        try:
+            outcome = self._verify(customer, resource, scheduled_for, full)
+        except RunStopped as stop:
+            outcome = stop.outcome
         job = customer.job(resource)
         if outcome.result is Result.CORRUPT:
             self.drills.mark_corrupt(job, outcome.message, datetime.now(UTC))
-        return RunRecord(
-            customer.job(resource),
-            Kind.VERIFY,
-            scheduled_for,
-            started,
-            datetime.now(UTC),
-            outcome,
-        )
+        return RunRecord.of(Work(job, Kind.VERIFY), scheduled_for, started, outcome)
 
     def _verify(
         self, customer: Customer, resource: Resource, scheduled_for: datetime, full: bool
@@ -162,26 +150,23 @@ class Maintenance:
             scheduled_for,
             commands.check_subset_args(cold, drill.part, parts),
         )
-        if isinstance(checked, Outcome):
-            return checked
-        if checked.timed_out:
-            return _timeout(self.jobs)
         problems, _ = output.judge_check(checked.exit_code, checked.stderr)
         slice_text = "every pack" if drill.full else f"slice {drill.part}/{parts} of the packs"
         if problems:
             return damage_or_failure(f"check of {slice_text}: {problems[0]}", checked)
         sample = resource.source.VERIFY_SAMPLE
         restored = self._restore_sample(customer, resource, scheduled_for, sample)
-        if isinstance(restored, Outcome):
-            return restored
         if drill.full:
             self.drills.clear_corrupt(job)
         return Outcome(Result.SUCCESS, Reason.NONE, f"{slice_text} read clean; {restored}")
 
     def _restore_sample(
         self, customer: Customer, resource: Resource, scheduled_for: datetime, sample: int
-    ) -> str | Outcome:
-        """Restore up to `sample` files of the newest clean snapshot and compare them."""
+    ) -> str:
+        """Restore up to `sample` files of the newest clean snapshot and compare them.
+
+        Return what the comparison found; raise RunStopped with what ended the drill.
+        """
         if sample == 0:
             return "no file restored (VERIFY_SAMPLE=0)"
         cold = self.jobs.cold
@@ -194,48 +179,26 @@ class Maintenance:
             entrypoint=(SAMPLE,),
         )
         listed = self._run(customer, resource, Kind.VERIFY, scheduled_for, listing.argv, listing)
-        if isinstance(listed, Outcome):
-            return listed
-        if listed.timed_out:
-            return _timeout(self.jobs)
         if listed.exit_code != 0:
-            return damage_or_failure(f"listing snapshot {snapshot[:8]}", listed)
+            raise RunStopped(damage_or_failure(f"listing snapshot {snapshot[:8]}", listed))
         chosen = choose(parse_ls(listed.stdout), sample, SAMPLE_BYTES, random.Random())
         if not chosen:
             if self.jobs.past.last_files(customer.job(resource)):
-                return Outcome(
-                    Result.FAILURE,
-                    Reason.RUSTIC,
-                    f"snapshot {snapshot[:8]} should hold files, but its listing named none "
-                    "that a drill can restore (unreadable listing, or every file over "
-                    f"{SAMPLE_BYTES // 2**20} MiB)",
+                raise RunStopped(
+                    Outcome(
+                        Result.FAILURE,
+                        Reason.RUSTIC,
+                        f"snapshot {snapshot[:8]} should hold files, but its listing named none "
+                        "that a drill can restore (unreadable listing, or every file over "
+                        f"{SAMPLE_BYTES // 2**20} MiB)",
+                    )
                 )
             return f"snapshot {snapshot[:8]} holds no regular file to restore"
         command = [DRILL, snapshot, root, root, *commands.global_args(cold), "--", *chosen]
-        try:
-            launch = self.jobs.setup(customer, resource, None, command)
-        except STOPPED_BEFORE_RUSTIC as exc:
-            return stopped(exc)
-        if isinstance(launch, Outcome):
-            return launch
+        launch = self.jobs.setup(customer, resource, None, command)
         done = self._run(customer, resource, Kind.VERIFY, scheduled_for, launch.argv, launch)
-        if isinstance(done, Outcome):
-            return done
-        if done.timed_out:
-            return _timeout(self.jobs)
-        if done.exit_code == 9:
-            return Outcome(Result.CORRUPT, Reason.NONE, f"restore drill: {drill_words(done)}")
-        if done.exit_code == 8:
-            return damage_or_failure("restore drill", done)
-        if done.exit_code == 10:
-            return Outcome(
-                Result.FAILURE, Reason.SOURCE_UNREADABLE, f"restore drill: {drill_words(done)}"
-            )
         if done.exit_code != 0:
-            outcome = worker_failure(resource, done)
-            return outcome or Outcome(
-                Result.FAILURE, Reason.RUSTIC, f"restore drill: {last_words(done)}"
-            )
+            raise RunStopped(_drill_failure(resource, done))
         counts = dict(part.split("=", 1) for part in done.stdout.split() if part.count("=") == 1)
         return (
             f"{counts.get('restored', '?')} file(s) of snapshot {snapshot[:8]} restored, "
@@ -251,22 +214,34 @@ class Maintenance:
         scheduled_for: datetime,
         argv: list[str],
         launch: WorkerSetup | None = None,
-    ) -> Finished | Outcome:
-        """Run one step under the job's lock; the failure that stopped it as an Outcome."""
-        try:
-            done = self.jobs.run_worker(
-                customer,
-                resource,
-                kind,
-                scheduled_for,
-                argv,
-                launch.mounts if launch else (),
-                timeout=self.jobs.settings.job_timeout_seconds,
-                launch=launch,
-            )
-        except STOPPED_BEFORE_RUSTIC as exc:
-            return stopped(exc)
-        return over_memory(done) or done
+    ) -> Finished:
+        """Run one step under the job's lock; raise RunStopped if it stopped short.
+
+        A step killed past its memory limit, or cut off at UNSTOPPABLE_JOB_TIMEOUT, ends
+        the run: what it printed is no answer to judge.
+        """
+        timeout = self.jobs.settings.job_timeout_seconds
+        launch = launch or WorkerSetup(argv, ())
+        done = self.jobs.run_worker(customer, resource, kind, scheduled_for, launch, timeout)
+        if (killed := over_memory(done)) is not None:
+            raise RunStopped(killed)
+        if done.timed_out:
+            raise RunStopped(_timeout(self.jobs))
+        return done
+
+
+def _drill_failure(resource: Resource, done: Finished) -> Outcome:
+    """Return what a restore drill's exit code other than 0 says of the repository."""
+    if done.exit_code == ExitCode.DRILL_DIFFERS:
+        return Outcome(Result.CORRUPT, Reason.NONE, f"restore drill: {drill_words(done)}")
+    if done.exit_code == ExitCode.DRILL_FAILED:
+        return damage_or_failure("restore drill", done)
+    if done.exit_code == ExitCode.DRILL_SOURCE:
+        return Outcome(
+            Result.FAILURE, Reason.SOURCE_UNREADABLE, f"restore drill: {drill_words(done)}"
+        )
+    failed = worker_failure(resource, done)
+    return failed or Outcome(Result.FAILURE, Reason.RUSTIC, f"restore drill: {last_words(done)}")
 
 
 def _has_repository(jobs: Jobs, customer: Customer, resource: Resource) -> bool:

@@ -14,11 +14,12 @@ from pathlib import Path
 
 from orchestrator.config.customer import Customer, Resource
 from orchestrator.errors import RunFailed
-from orchestrator.judgement import last_words
 from orchestrator.model import Kind
 from orchestrator.reporting.seams import Marks
 from orchestrator.runs import Jobs
 from orchestrator.rustic import commands
+from orchestrator.rustic.output import last_words
+from orchestrator.sources.setup import WorkerSetup
 from orchestrator.storage.layout import job_storage, lock_live, open_bucket
 from orchestrator.storage.s3_values import StorageError
 from orchestrator.storage.versions import as_of, by_creation, existed
@@ -107,9 +108,8 @@ def _recover(
                 f"{job}: cannot move the hot repository aside: {exc.strerror}"
             ) from None
     shutil.rmtree(storage.cache, ignore_errors=True)  # a cache of what is no longer there
-    done = jobs.run_worker(
-        customer, resource, Kind.RECOVER, now, commands.init_hot_args(jobs.cold), (), None
-    )
+    init = WorkerSetup(commands.init_hot_args(jobs.cold), ())
+    done = jobs.run_worker(customer, resource, Kind.RECOVER, now, init, None)
     if done.exit_code != 0:
         raise RunFailed(f"{job}: rebuilding the hot repository failed: {last_words(done)}")
     restored = sum(1 for step in steps if step.version_id is not None)

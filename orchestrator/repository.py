@@ -7,12 +7,13 @@ from pathlib import Path
 from orchestrator.config.bounds import SYSTEM_TREES
 from orchestrator.config.customer import Customer, Resource
 from orchestrator.errors import RunFailed
-from orchestrator.judgement import last_words
 from orchestrator.model import Kind, SnapshotInfo
 from orchestrator.runs import Jobs
+from orchestrator.runtime.exit_codes import ExitCode
 from orchestrator.runtime.paths import RESTORE_TARGET
 from orchestrator.rustic import commands, output
-from orchestrator.sources.setup import source_path, target_launch
+from orchestrator.rustic.output import last_words
+from orchestrator.sources.setup import WorkerSetup, source_path, target_launch
 from orchestrator.storage.layout import job_storage
 from orchestrator.storage.target import check_target, open_target
 
@@ -25,15 +26,8 @@ def snapshots(jobs: Jobs, customer: Customer, resource: Resource) -> list[Snapsh
     """Return the snapshots of `resource`, oldest first; raise RunFailed if rustic fails."""
     if not (job_storage(jobs.settings, customer.name, resource.name).hot / "config").exists():
         return []
-    done = jobs.run_worker(
-        customer,
-        resource,
-        Kind.SNAPSHOTS,
-        datetime.now(UTC),
-        commands.snapshots_args(jobs.cold),
-        (),
-        timeout=600,
-    )
+    listing = WorkerSetup(commands.snapshots_args(jobs.cold), ())
+    done = jobs.run_worker(customer, resource, Kind.SNAPSHOTS, datetime.now(UTC), listing, 600)
     if done.exit_code != 0:
         raise RunFailed(f"{customer.job(resource)}: rustic snapshots failed: {last_words(done)}")
     try:
@@ -63,17 +57,8 @@ def restore(
     identity = open_target(target, new)
     argv = commands.restore_args(jobs.cold, snapshot, source_path(resource), RESTORE_TARGET)
     launch = target_launch(target, identity, RESTORE_TARGET, ["rustic", *argv])
-    done = jobs.run_worker(
-        customer,
-        resource,
-        Kind.RESTORE,
-        datetime.now(UTC),
-        launch.argv,
-        launch.mounts,
-        timeout=None,
-        launch=launch,
-    )
-    if done.exit_code == 6:
+    done = jobs.run_worker(customer, resource, Kind.RESTORE, datetime.now(UTC), launch, None)
+    if done.exit_code == ExitCode.SWAPPED:
         raise RunFailed(
             f"--target {target}: was replaced (by a symlink?) after it was checked; "
             "nothing was restored"
@@ -95,15 +80,8 @@ def check(jobs: Jobs, customer: Customer, resource: Resource, read_data: bool) -
     stopped: garbage that `forget --prune` removes, not damage. Anything else rustic
     warns about, and every error, raises RunFailed.
     """
-    done = jobs.run_worker(
-        customer,
-        resource,
-        Kind.CHECK,
-        datetime.now(UTC),
-        commands.check_args(jobs.cold, read_data),
-        (),
-        timeout=None,
-    )
+    checking = WorkerSetup(commands.check_args(jobs.cold, read_data), ())
+    done = jobs.run_worker(customer, resource, Kind.CHECK, datetime.now(UTC), checking, None)
     problems, leftovers = output.judge_check(done.exit_code, done.stderr)
     if problems:
         raise RunFailed(

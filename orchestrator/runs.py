@@ -3,49 +3,26 @@
 import logging
 from datetime import UTC, datetime
 
-from orchestrator import deadline
 from orchestrator.config.customer import Customer, Resource
 from orchestrator.config.names import env_prefix
 from orchestrator.config.settings import Settings
 from orchestrator.config.source import SourceType
-from orchestrator.errors import JobBusy, RuntimeUnavailable, SecretError
-from orchestrator.judgement import (
-    STOPPED_BEFORE_RUSTIC,
-    last_words,
-    locked_written,
-    stopped,
-    worker_failure,
-)
-from orchestrator.model import Kind, Outcome, Reason, Result, RunRecord
+from orchestrator.errors import RunStopped
+from orchestrator.judgement import locked_written, stopping, worker_failure
+from orchestrator.model import Kind, Outcome, Reason, Result, RunRecord, Work
+from orchestrator.preparation import Preparation
 from orchestrator.reporting import pings
 from orchestrator.reporting.ledger import Ledger
 from orchestrator.reporting.seams import LockProgress, PastRuns, RunMemory
-from orchestrator.runtime import apparmor
-from orchestrator.runtime.paths import COLD_PROFILE
 from orchestrator.runtime.protocol import Finished, Runtime
-from orchestrator.runtime.spec import (
-    ContainerSpec,
-    Limits,
-    Mount,
-    apparmor_options,
-    capabilities,
-    container_name,
-    labels,
-    repo_mounts,
-)
+from orchestrator.runtime.spec import spec_for
 from orchestrator.rustic import commands, output
-from orchestrator.secrets.files import Resolver, secret_files
+from orchestrator.rustic.output import last_words
+from orchestrator.secrets.files import Resolver
 from orchestrator.sources import anomaly
 from orchestrator.sources.guard import Floor, floor
 from orchestrator.sources.setup import WorkerSetup, local_launch, local_source, remote_launch
-from orchestrator.storage import s3_values
 from orchestrator.storage.layout import (
-    bucket,
-    bucket_lock,
-    cold_profile,
-    job_storage,
-    open_bucket,
-    secrets_dir,
     state_dir,
 )
 
@@ -73,7 +50,7 @@ class Jobs:
         self.locks: LockProgress = ledger.locks  # how far the job's writes are locked
         self.resolver = resolver or Resolver()
         self.cold = commands.cold_args(settings.COLD_BACKEND == "s3")
-        self.buckets_ready: set[str] = set()
+        self.preparation = Preparation(settings, self.resolver, origin)
         self.pinger = pings.Pinger(settings.PING_URL, settings.private_targets)
 
     def backup(self, customer: Customer, resource: Resource, scheduled_for: datetime) -> RunRecord:
@@ -82,38 +59,21 @@ class Jobs:
         Never raises for a failed run: the record says what failed and why.
         """
         started = datetime.now(UTC)
-        outcome = pings.refusal(customer, resource, self.settings.private_targets)
-        if outcome is None:
-            when = f"scheduled for {scheduled_for.isoformat()}"
-            self.pinger.job(customer, resource, "start", when)
+        try:
             outcome = self._backup(customer, resource, scheduled_for)
-        record = RunRecord(
-            customer.job(resource),
-            Kind.BACKUP,
-            scheduled_for,
-            started,
-            datetime.now(UTC),
-            outcome,
-        )
-        return record
+        except RunStopped as stop:
+            outcome = stop.outcome
+        return RunRecord.of(Work(customer.job(resource)), scheduled_for, started, outcome)
 
     def _backup(self, customer: Customer, resource: Resource, scheduled_for: datetime) -> Outcome:
-        try:
-            launch = self.setup(customer, resource, self.floor(customer, resource))
-            if isinstance(launch, Outcome):
-                return launch
-            done = self.run_worker(
-                customer,
-                resource,
-                Kind.BACKUP,
-                scheduled_for,
-                launch.argv,
-                launch.mounts,
-                timeout=self.settings.job_timeout_seconds,
-                launch=launch,
-            )
-        except STOPPED_BEFORE_RUSTIC as exc:
-            return stopped(exc)
+        """Back up `resource`; raise RunStopped if the run stops before rustic answers."""
+        refused = pings.refusal(customer, resource, self.settings.private_targets)
+        if refused is not None:
+            raise RunStopped(refused)
+        self.pinger.job(customer, resource, "start", f"scheduled for {scheduled_for.isoformat()}")
+        launch = self.setup(customer, resource, self.floor(customer, resource))
+        timeout = self.settings.job_timeout_seconds
+        done = self.run_worker(customer, resource, Kind.BACKUP, scheduled_for, launch, timeout)
         outcome = self.judge(customer, resource, scheduled_for, done)
         return locked_written(self.settings, self.locks, customer.job(resource), outcome)
 
@@ -123,22 +83,21 @@ class Jobs:
         resource: Resource,
         guard: Floor | None,
         command: list[str] | None = None,
-    ) -> WorkerSetup | Outcome:
-        """Return the worker of a backup (or `command`) beside the source, or why not.
+    ) -> WorkerSetup:
+        """Return the worker of a backup (or `command`) beside the source.
 
         A local PATH is resolved now, at run time: a symlink swapped in since the file was
         loaded must not point the worker at /etc. The resolved path is what is mounted.
+        Raises RunStopped saying why there is none.
         """
         if resource.type is SourceType.LOCAL:
-            found = local_source(self.settings.bounds, resource.path, customer.name)
-            if isinstance(found, Outcome):
-                return found
-            real, identity = found
+            real, identity = local_source(self.settings.bounds, resource.path, customer.name)
             return local_launch(self.cold, customer, resource, real, identity, guard, command)
         password = None
         if resource.password:
             key = env_prefix(resource.name) + "PASSWORD"
-            password = self.resolver.resolve(resource.password, customer.name, key)
+            with stopping():
+                password = self.resolver.resolve(resource.password, customer.name, key)
         confinement = self.settings.confinement
         return remote_launch(self.cold, customer, resource, password, guard, confinement, command)
 
@@ -205,13 +164,12 @@ class Jobs:
         notes = []
         for argv, done_note in steps:
             try:
-                done = self.run_worker(
-                    customer, resource, Kind.TAG, scheduled_for, argv, (), timeout=600
-                )
+                tag = WorkerSetup(argv, ())
+                done = self.run_worker(customer, resource, Kind.TAG, scheduled_for, tag, 600)
                 ok = done.exit_code == 0
                 notes.append(done_note if ok else f"not {done_note}: {last_words(done)}")
-            except (SecretError, RuntimeUnavailable, JobBusy) as exc:
-                notes.append(f"not {done_note}: {exc}")
+            except RunStopped as stop:
+                notes.append(f"not {done_note}: {stop.outcome.message}")
         note = "; ".join(notes)
         return Outcome(
             Result.SUSPECT,
@@ -227,69 +185,20 @@ class Jobs:
         resource: Resource,
         kind: Kind,
         scheduled_for: datetime,
-        argv: list[str],
-        extra: tuple[Mount, ...],
+        launch: WorkerSetup,
         timeout: float | None,
-        launch: "WorkerSetup | None" = None,
     ) -> Finished:
-        storage = job_storage(self.settings, customer.name, resource.name)
-        for directory in (storage.hot, storage.cache, storage.cold):
-            if directory is not None:
-                directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        password = self.resolver.resolve(customer.repo_password, customer.name, "REPO_PASSWORD")
-        job = customer.job(resource)
-        name = container_name(job, kind, scheduled_for)
-        remote = launch is not None and launch.remote
-        cap_drop, cap_add = capabilities(kind, remote)
-        files = {commands.PASSWORD_FILE: password, **(launch.files if launch else {})}
-        key = None
-        if customer.cold_key is not None:
-            key_id, ref = customer.cold_key
-            key = (key_id, self.resolver.resolve(ref, customer.name, "COLD_S3_SECRET_ACCESS_KEY"))
-        if (profile := cold_profile(self.settings, customer.name, resource.name, key)) is not None:
-            files[COLD_PROFILE] = profile
-            if kind is Kind.BACKUP:
-                self._ensure_bucket(customer.name)
-        with secret_files(secrets_dir(self.settings), name, files) as secrets:
-            spec = ContainerSpec(
-                name=name,
-                image=self.settings.WORKER_IMAGE,
-                command=tuple(argv),
-                labels=labels(job, kind, scheduled_for, self.origin),
-                mounts=repo_mounts(storage, secrets) + extra,
-                cap_drop=cap_drop,
-                cap_add=cap_add,
-                devices=("/dev/fuse",) if remote else (),
-                entrypoint=launch.entrypoint if launch else (),
-                security_opt=apparmor_options(
-                    remote,
-                    remote and apparmor.enabled(),
-                    apparmor.loaded_profiles() if remote else frozenset(),
-                ),
-                limits=Limits.of(self.settings, kind),
-            )
-            return self.runtime.run(spec, timeout)
+        """Run one worker of the job doing `launch`, and return what it left behind.
 
-    def _ensure_bucket(self, customer: str) -> None:
-        """Create the customer's bucket once per process; StorageError if that fails.
-
-        One without object lock is used, and reported (here, and by each prune).
+        Raises RunStopped when it could not run: a secret, the bucket, the runtime, or
+        another run of the job in the way (the job's lock).
         """
-        name = bucket(self.settings, customer)
-        if name in self.buckets_ready:
-            return
-        lock = bucket_lock(self.settings)
-        store = open_bucket(self.settings, customer)
-        try:
-            state = deadline.call(
-                lambda: store.ensure(lock), BUCKET_DEADLINE_SECONDS, f"bucket {name}"
-            )
-        except deadline.DeadlineExceeded as exc:
-            raise s3_values.StorageError(str(exc)) from None
-        finally:
-            store.close()
-        if lock is not None and state is s3_values.BucketState.UNLOCKED:
-            log.error(
-                "%s: bucket %s has no object lock: its history is not protected", customer, name
-            )
-        self.buckets_ready.add(name)
+        work = Work(customer.job(resource), kind)
+        files, remote = launch.files, launch.remote
+        with (
+            stopping(),
+            self.preparation.placed(
+                customer, resource, work, scheduled_for, files, remote
+            ) as placement,
+        ):
+            return self.runtime.run(spec_for(work, scheduled_for, launch, placement), timeout)

@@ -1,6 +1,8 @@
 """The package tree is the architecture: imports point down, and no module grows past 300 lines."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("drill",),
     ("repository", "recovery"),
     ("runs",),
+    ("preparation",),
     ("judgement",),
     ("planner",),
     ("reporting",),
@@ -79,12 +82,18 @@ def _imports_in(path: Path, text: str) -> list[tuple[int, str]]:
             if node.module == "orchestrator":
                 found += [(node.lineno, _submodule(a.name)) for a in node.names]
             elif node.module.startswith("orchestrator."):
-                found.append((node.lineno, node.module))
+                found += [(node.lineno, _from(node.module, a.name)) for a in node.names]
         elif isinstance(node, ast.Import):
             found += [
                 (node.lineno, a.name) for a in node.names if a.name.startswith("orchestrator")
             ]
     return found
+
+
+def _from(module: str, name: str) -> str:
+    """Return what `from module import name` loads: the submodule `name`, or `module`."""
+    folder = PACKAGE.joinpath(*module.split(".")[1:])
+    return f"{module}.{name}" if (folder / f"{name}.py").exists() else module
 
 
 def _submodule(name: str) -> str:
@@ -135,24 +144,153 @@ def test_the_checker_sees_an_upward_import() -> None:
 
 
 # The pure core (STYLE.md rule 1) imports nothing with effects: no runtime, no ledger, no I/O.
-# Each pure module, and the modules it may import (dotted, below `orchestrator.`).
+# Every module the pure ones reach, however far down, is pure too (dotted, below
+# `orchestrator.`): the closure of each may hold nothing outside this set.
 PURE = {
-    "planner": {"schedule", "model", "errors"},
-    "schedule": set(),
-    "model": set(),
-    "rustic/commands": {"model", "runtime.paths"},
-    "rustic/output": {"model"},
-    "rustic/listing": set(),
-    "runtime/paths": set(),
+    "planner",
+    "schedule",
+    "model",
+    "errors",
+    "drill",
+    "rustic.commands",
+    "rustic.output",
+    "rustic.listing",
+    "runtime.spec",
+    "runtime.protocol",
+    "runtime.paths",
+    "runtime.exit_codes",
+    "storage.repo_dirs",
 }
+# Libraries that talk to the network or a store, or read settings from the environment:
+# loading any of them is an effect the pure core must not have.
+EFFECTFUL = (
+    "minio",
+    "urllib3",
+    "requests",
+    "docker",
+    "pydantic_settings",
+    "pydantic",
+    "sqlite3",
+    "cryptography",
+    "prometheus_client",
+    "http.client",
+    "ssl",
+)
 
 
-def test_the_pure_core_imports_only_pure_modules() -> None:
-    for name, allowed in PURE.items():
-        imported = {
-            module.removeprefix("orchestrator.") for _, module in imports_of(PACKAGE / f"{name}.py")
-        }
-        assert imported <= allowed, f"{name}.py imports {sorted(imported - allowed)}"
+def graph() -> dict[str, set[str]]:
+    """Return each module's `orchestrator` imports (dotted, below `orchestrator.`).
+
+    Lazy imports count (they load when called); those under `if TYPE_CHECKING:` do not.
+    """
+    edges: dict[str, set[str]] = {}
+    for path in modules():
+        name = _dotted(path).removeprefix("orchestrator.")
+        edges[name] = {_unit(m) for _, m in _run_time_imports(path, path.read_text())}
+    return edges
+
+
+def _unit(module: str) -> str:
+    """Return the graph's name of an imported module: a package is its `__init__`."""
+    name = module.removeprefix("orchestrator").removeprefix(".") or "__init__"
+    return f"{name}.__init__" if PACKAGE.joinpath(*name.split(".")).is_dir() else name
+
+
+def _run_time_imports(path: Path, text: str) -> list[tuple[int, str]]:
+    tree = ast.parse(text)
+    typing_only = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            typing_only |= {n.lineno for child in node.body for n in ast.walk(child)}
+    return [(line, m) for line, m in _imports_in(path, text) if line not in typing_only]
+
+
+def closure(edges: dict[str, set[str]], start: str) -> dict[str, str]:
+    """Return every module `start` reaches, each with the module that imports it."""
+    seen: dict[str, str] = {}
+    todo = [start]
+    while todo:
+        here = todo.pop()
+        for there in edges.get(here, set()):
+            if there not in seen and there != start:
+                seen[there] = here
+                todo.append(there)
+    return seen
+
+
+def impure_reach(edges: dict[str, set[str]], pure: set[str]) -> list[str]:
+    """Return `a -> b` for each pure module that reaches a module outside `pure`."""
+    found = []
+    for name in sorted(pure):
+        for reached, via in sorted(closure(edges, name).items()):
+            if reached not in pure:
+                found.append(f"{name} reaches {reached} (imported by {via})")
+    return found
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Return the import cycles among modules (each as the modules on it)."""
+    found, state = [], {}
+    for start in sorted(edges):
+        stack = [(start, iter(sorted(edges[start])))]
+        path = [start]
+        if state.get(start):
+            continue
+        state[start] = 1
+        while stack:
+            node, children = stack[-1]
+            child = next(children, None)
+            if child is None:
+                state[node] = 2
+                stack.pop()
+                path.pop()
+            elif state.get(child) == 1:
+                found.append([*path[path.index(child) :], child])
+            elif child in edges and not state.get(child):
+                state[child] = 1
+                stack.append((child, iter(sorted(edges[child]))))
+                path.append(child)
+    return found
+
+
+def test_the_pure_core_reaches_only_pure_modules() -> None:
+    edges = graph()
+    assert all(name in edges for name in PURE), sorted(PURE - edges.keys())
+    assert not impure_reach(edges, PURE), "\n".join(impure_reach(edges, PURE))
+
+
+def test_no_module_imports_itself_back() -> None:
+    """Inside a package as across them: no cycle, so every module reads top to bottom."""
+    edges = graph()
+    assert sum(map(len, edges.values())) > 100, "too few imports seen: the parser misses them"
+    assert not cycles(edges), cycles(edges)
+
+
+def test_the_checks_see_a_leak_and_a_cycle() -> None:
+    """Both checks must be able to fail: an indirect leak, and a cycle of three."""
+    leaky = {"planner": {"schedule"}, "schedule": {"storage.layout"}, "storage.layout": set()}
+    assert impure_reach(leaky, {"planner", "schedule"}) == [
+        "planner reaches storage.layout (imported by schedule)",
+        "schedule reaches storage.layout (imported by schedule)",
+    ]
+    looped = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert cycles(looped) == [["a", "b", "c", "a"]]
+    typed = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import orchestrator.daemon\n"
+    assert _run_time_imports(PACKAGE / "model.py", typed) == []
+
+
+@pytest.mark.parametrize("name", sorted(PURE))
+def test_a_pure_module_loads_no_effectful_library(name: str) -> None:
+    """What the interpreter really loads, third-party imports included."""
+    probe = (
+        f"import sys, orchestrator.{name}\n"
+        f"print(' '.join(m for m in {EFFECTFUL!r} if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=PACKAGE.parent
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [], f"{name} loads {done.stdout.strip()}"
 
 
 def test_no_module_imports_by_name_at_run_time() -> None:

@@ -1,6 +1,7 @@
 """Table-driven tests of the pure pieces: durations, schedules, labels, rustic argv and output."""
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from orchestrator.config.durations import parse_duration
 from orchestrator.config.settings import load_settings
 from orchestrator.errors import ConfigError
 from orchestrator.model import JobKey, Kind, Reason, Result
+from orchestrator.runtime.exit_codes import ExitCode, shell
 from orchestrator.runtime.spec import container_name, labels
 from orchestrator.rustic.commands import backup_args, forget_args
 from orchestrator.rustic.output import judge_backup, judge_check, parse_snapshots
@@ -293,3 +295,30 @@ def test_the_overlap_check_can_fail() -> None:
         assert_never_overlapping(one, "a/r", "b/r")
     with pytest.raises(AssertionError, match="two workers of a/r at once"):
         assert_never_overlapping([*one[:1], _event("start", "a/r", 2)], "a/r")
+
+
+def bare_exits(text: str, named: set[int]) -> list[str]:
+    """Return the lines of a shell script that exit with one of `named` as a literal."""
+    found = []
+    for line in text.splitlines():
+        code = line.split("#", 1)[0]
+        if any(int(n) in named for n in re.findall(r"\bexit (\d+)\b", code)):
+            found.append(line.strip())
+    return found
+
+
+def test_the_worker_scripts_exit_with_the_codes_the_orchestrator_reads() -> None:
+    """worker-image/exit-codes is ExitCode rendered, and no script exits with a bare number."""
+    image = ROOT / "worker-image"
+    assert (image / "exit-codes").read_text() == shell(), "render it again from ExitCode"
+    named = {code.value for code in ExitCode if code is not ExitCode.OK}
+    assert bare_exits("[ -d x ] || exit 6  # swapped\n", named), "the check must see one"
+    scripts = sorted(image.glob("unstoppable-*"))
+    assert len(scripts) >= 5
+    for script in scripts:
+        text = script.read_text()
+        assert not bare_exits(text, named), f"{script.name} exits with a bare code"
+        if "$EXIT_" in text:
+            assert ". /usr/local/lib/unstoppable/exit-codes" in text, script.name
+    used = {n for n in ExitCode.__members__ for s in scripts if f"$EXIT_{n}" in s.read_text()}
+    assert used == set(ExitCode.__members__) - {"OK"}, "every code is one a script gives"

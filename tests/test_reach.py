@@ -21,6 +21,7 @@ from pydantic import SecretStr
 from orchestrator.config.confinement import Confinement
 from orchestrator.config.customer_file import load_customer
 from orchestrator.config.settings import Settings
+from orchestrator.errors import RunStopped
 from orchestrator.model import Outcome, Reason, Result
 from orchestrator.reporting import pings
 from orchestrator.runs import Jobs
@@ -83,8 +84,9 @@ def test_a_host_name_pointing_at_loopback_fails_the_run_before_anything_connects
         f"WEB_USER=u\nWEB_PASSWORD=p\nWEB_PATH=/\nWEB_TLS_FINGERPRINT=sha256:{':'.join(['AB'] * 32)}\n"
     )
     cust, res = customer(tmp_path, text, Confinement())
-    launch = remote_launch([], cust, res, SecretStr("p"), None, Confinement())  # type: ignore[arg-type]
-    assert launch == Outcome(
+    with pytest.raises(RunStopped) as stop:
+        remote_launch([], cust, res, SecretStr("p"), None, Confinement())  # type: ignore[arg-type]
+    assert stop.value.outcome == Outcome(
         Result.FAILURE,
         Reason.SOURCE_REFUSED,
         "WEB_HOST: resolves to an address that is a loopback, private, link-local, multicast or"
@@ -118,9 +120,10 @@ def test_a_key_file_swapped_after_validate_is_refused_at_run_setup_within_a_seco
     else:
         key.write_bytes(b"A" * (10 * 1024 * 1024))
     started = time.monotonic()
-    launch = remote_launch([], cust, res, None, None, confinement)  # type: ignore[arg-type]
+    with pytest.raises(RunStopped) as stop:
+        remote_launch([], cust, res, None, None, confinement)  # type: ignore[arg-type]
     assert time.monotonic() - started < 1
-    assert isinstance(launch, Outcome)
+    launch = stop.value.outcome
     assert (launch.result, launch.reason) == (Result.FAILURE, Reason.SECRETS)
     assert launch.message.startswith("MAIL_KEY_FILE: ")
     assert {"fifo": "a FIFO", "dev-zero": "symbolic link", "big": "larger than 64 KiB"}[
@@ -246,6 +249,5 @@ def test_connections_reach_the_worker_as_a_file_not_an_argument(
     confinement = Confinement(private_targets=LOOPBACK)
     cust, res = customer(tmp_path, text, confinement)
     launch = remote_launch([], cust, res, SecretStr("p"), None, confinement)  # type: ignore[arg-type]
-    assert not isinstance(launch, Outcome)
     assert launch.files["connections"].get_secret_value() == sent
     assert launch.argv[:6] == ["/srv", "/remote/mail", "-", "0", "1", "--"]

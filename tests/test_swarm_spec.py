@@ -10,6 +10,7 @@ from orchestrator.config.customer_file import load_customer
 from orchestrator.config.settings import load_settings
 from orchestrator.errors import ConfigError
 from orchestrator.model import JobKey, Kind
+from orchestrator.runtime.engine_options import task_template
 from orchestrator.runtime.paths import SECRETS
 from orchestrator.runtime.spec import (
     SERVICE_NAME_LIMIT,
@@ -17,7 +18,6 @@ from orchestrator.runtime.spec import (
     Mount,
     container_name,
     service_name,
-    task_template,
 )
 
 WHEN = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)

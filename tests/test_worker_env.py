@@ -15,7 +15,6 @@ from orchestrator.commands.context import jobs_on_runtime
 from orchestrator.config.customer_file import load_customers
 from orchestrator.config.settings import load_settings
 from orchestrator.model import Kind
-from orchestrator.sources.setup import WorkerSetup
 from tests.conftest import Site
 from tests.servers import Ftps
 from tests.test_remote import fill, ftps, ftps_customer, source  # noqa: F401 (fixtures)
@@ -37,17 +36,7 @@ def test_the_customer_ca_reaches_rclone_and_never_the_command(
     jobs = jobs_on_runtime(settings)
     # What rustic would see: the environment of the command the worker runs on the mount.
     launch = jobs.setup(customer, resource, None, ["sh", "-c", "env; ls /remote/site"])
-    assert isinstance(launch, WorkerSetup), launch
-    done = jobs.run_worker(
-        customer,
-        resource,
-        Kind.CHECK,
-        datetime.now(UTC),
-        launch.argv,
-        launch.mounts,
-        timeout=120,
-        launch=launch,
-    )
+    done = jobs.run_worker(customer, resource, Kind.CHECK, datetime.now(UTC), launch, 120)
     assert done.exit_code == 0, done.stderr  # rclone verified the server with the CA
     assert "index.html" in done.stdout  # and mounted it
     assert "PATH=" in done.stdout  # the environment was printed

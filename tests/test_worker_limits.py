@@ -14,8 +14,9 @@ import pytest
 
 from orchestrator.config.settings import Settings
 from orchestrator.config.source import SourceType
-from orchestrator.judgement import last_words, worker_failure
+from orchestrator.judgement import worker_failure
 from orchestrator.model import Kind, Reason, Result
+from orchestrator.runtime.engine_options import create_options, task_template
 from orchestrator.runtime.paths import SECRETS
 from orchestrator.runtime.protocol import Finished
 from orchestrator.runtime.spec import (
@@ -25,12 +26,10 @@ from orchestrator.runtime.spec import (
     ContainerSpec,
     Limits,
     Mount,
-    create_options,
     size_bytes,
-    task_template,
 )
 from orchestrator.runtime.text import tail
-from orchestrator.rustic.output import parse_snapshots
+from orchestrator.rustic.output import last_words, parse_snapshots
 from tests.test_daemon_on_fake import WROTE
 
 SETTINGS = Settings(WORKER_MEMORY="512m", WORKER_PIDS=64, WORKER_LOG_SIZE="2m", WORKER_TMPFS="32m")

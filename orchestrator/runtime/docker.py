@@ -11,9 +11,10 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from orchestrator import deadline
 from orchestrator.errors import JobBusy, RuntimeUnavailable
 from orchestrator.model import JobKey
+from orchestrator.runtime.engine_options import create_options
 from orchestrator.runtime.paths import SECRETS
 from orchestrator.runtime.protocol import Finished, WorkerInfo, jobs_of
-from orchestrator.runtime.spec import ContainerSpec, Limits, create_options
+from orchestrator.runtime.spec import ContainerSpec, Limits
 from orchestrator.runtime.text import parse_time, short, tail
 
 STOP_GRACE_SECONDS = 30

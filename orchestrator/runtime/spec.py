@@ -4,11 +4,11 @@ import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol
 
-from orchestrator.model import JobKey, Kind
+from orchestrator.model import JobKey, Kind, Work
 from orchestrator.runtime.paths import CACHE, COLD, HOT, SECRETS
-from orchestrator.storage.layout import JobStorage
+from orchestrator.storage.repo_dirs import JobStorage
 
 if TYPE_CHECKING:
     from orchestrator.config.settings import Settings
@@ -179,89 +179,53 @@ def repo_mounts(storage: JobStorage, secrets: Path) -> tuple[Mount, ...]:
     return tuple(mounts)
 
 
-def create_options(spec: ContainerSpec) -> dict[str, Any]:
-    """Return the arguments of docker-py's `containers.create` that make `spec` a worker.
+class Command(Protocol):
+    """What a run's worker is told to do (sources/setup.py's WorkerSetup is one)."""
 
-    No privilege gained by exec (no-new-privileges), no environment, a read-only root with
-    tmpfs scratch space, and the limits of `spec.limits`; swap is not allowed on top of the
-    memory limit, so a worker past it is killed, not slowed to a crawl.
-    """
-    limits = spec.limits
-    return {
-        "image": spec.image,
-        "command": list(spec.command),
-        "name": spec.name,
-        "labels": dict(spec.labels),
-        "mounts": [
-            {"Type": "bind", "Source": str(m.source), "Target": m.target, "ReadOnly": m.read_only}
-            for m in spec.mounts
-        ],
-        "network_mode": spec.network_mode,
-        "cap_drop": list(spec.cap_drop) or None,
-        "cap_add": list(spec.cap_add) or None,
-        "security_opt": ["no-new-privileges", *spec.security_opt],
-        "devices": [f"{d}:{d}:rwm" for d in spec.devices] or None,
-        "entrypoint": list(spec.entrypoint) or None,
-        "environment": {},
-        "mem_limit": limits.memory,
-        "memswap_limit": limits.memory,
-        "pids_limit": limits.pids,
-        "log_config": {
-            "type": "json-file",
-            "config": {"max-size": limits.log_size, "max-file": "1"},
-        },
-        "read_only": True,
-        "tmpfs": {target: f"size={size}" for target, size in limits.scratch()},
-    }
+    @property
+    def argv(self) -> list[str]: ...
+
+    @property
+    def mounts(self) -> tuple[Mount, ...]: ...
+
+    @property
+    def entrypoint(self) -> tuple[str, ...]: ...
+
+    @property
+    def remote(self) -> bool: ...  # it mounts a remote source with FUSE
 
 
-# A swarm task past its deadline gets SIGTERM and this long before SIGKILL, as a container.
-STOP_GRACE_NANOSECONDS = 30 * 10**9
+@dataclass(frozen=True)
+class Placement:
+    """What this host gives one run's worker: image, directories, limits, confinement."""
+
+    image: str
+    origin: str  # who starts it: "daemon" marks the workers a restarted daemon adopts
+    storage: JobStorage
+    secrets: Path  # the run's own directory of secret files
+    limits: Limits
+    apparmor: bool  # AppArmor is on on this host
+    profiles: frozenset[str] = frozenset()  # the AppArmor profiles loaded, if it is
 
 
-def task_template(
-    spec: ContainerSpec, labels: dict[str, str], where: str, secrets: list[dict[str, Any]]
-) -> dict[str, Any]:
-    """Return the Engine API's TaskTemplate of a swarm service that runs `spec` once.
-
-    The secrets directory is not mounted: its files come as `secrets` (swarm secret
-    references). Never restarted; placed by the constraint `where`.
-    """
-    limits = spec.limits
-    container: dict[str, Any] = {
-        "Image": spec.image,
-        "Args": list(spec.command),
-        "Labels": labels,
-        "Mounts": [
-            {"Type": "bind", "Source": str(m.source), "Target": m.target, "ReadOnly": m.read_only}
-            for m in spec.mounts
-            if m.target != SECRETS
-        ]
-        + [
-            {"Type": "tmpfs", "Target": target, "TmpfsOptions": {"SizeBytes": size_bytes(size)}}
-            for target, size in limits.scratch()
-        ],
-        "ReadOnly": True,
-        "Secrets": secrets,
-        "StopGracePeriod": STOP_GRACE_NANOSECONDS,
-        "CapabilityAdd": list(spec.cap_add),
-        "CapabilityDrop": list(spec.cap_drop),
-        "Env": [],
-    }
-    if spec.entrypoint:
-        container["Command"] = list(spec.entrypoint)
-    # A service has no memory-swap limit (the Engine API's Resources lacks MemorySwap): on a
-    # node with swap accounting a worker may swap as much again before it is killed.
-    return {
-        "ContainerSpec": container,
-        "Resources": {
-            "Limits": {"MemoryBytes": size_bytes(limits.memory), "Pids": limits.pids},
-        },
-        "LogDriver": {
-            "Name": "json-file",
-            "Options": {"max-size": limits.log_size, "max-file": "1"},
-        },
-        "RestartPolicy": {"Condition": "none"},
-        "Placement": {"Constraints": [where]},
-        "Networks": [{"Target": spec.network_mode}] if spec.network_mode else [],
-    }
+def spec_for(
+    work: Work, scheduled_for: datetime, command: Command, placement: Placement
+) -> ContainerSpec:
+    """Return the worker that does `command` for `work`, placed as `placement` says."""
+    remote = command.remote
+    cap_drop, cap_add = capabilities(work.kind, remote)
+    return ContainerSpec(
+        name=container_name(work.job, work.kind, scheduled_for),
+        image=placement.image,
+        command=tuple(command.argv),
+        labels=labels(work.job, work.kind, scheduled_for, placement.origin),
+        mounts=repo_mounts(placement.storage, placement.secrets) + command.mounts,
+        cap_drop=cap_drop,
+        cap_add=cap_add,
+        devices=("/dev/fuse",) if remote else (),
+        entrypoint=command.entrypoint,
+        security_opt=apparmor_options(
+            remote, remote and placement.apparmor, placement.profiles if remote else frozenset()
+        ),
+        limits=placement.limits,
+    )

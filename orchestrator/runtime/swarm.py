@@ -26,6 +26,7 @@ from orchestrator.runtime.docker import (
     EngineNotFound,
     EngineRefused,
 )
+from orchestrator.runtime.engine_options import task_template
 from orchestrator.runtime.paths import SECRETS
 from orchestrator.runtime.protocol import Finished, WorkerInfo, jobs_of
 from orchestrator.runtime.spec import service_name
@@ -179,7 +180,7 @@ class SwarmRuntime:
     def _create(self, spec: specs.ContainerSpec, name: str, secrets: list[dict[str, Any]]) -> None:
         labels = {**dict(spec.labels), "unstoppable.manager": self.node_id}
         # Here: where the daemon resolved the local sources and keeps the hot repositories.
-        template = specs.task_template(spec, labels, f"node.id=={self.node_id}", secrets)
+        template = task_template(spec, labels, f"node.id=={self.node_id}", secrets)
         job = {"ReplicatedJob": {"MaxConcurrent": 1, "TotalCompletions": 1}}
         try:
             self.client.api.create_service(template, name=name, labels=labels, mode=job)

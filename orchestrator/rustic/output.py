@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from orchestrator.model import Outcome, Reason, Result, SnapshotInfo, Summary, plain
+from orchestrator.runtime.protocol import Finished
 
 # rustic reports a file it could not read as a warning ("ignoring error: ...") and still
 # exits 0; such a snapshot silently lacks data, so any of these makes the run a failure.
@@ -178,3 +179,12 @@ def _json(text: str) -> Any:
             return json.loads(text[start:]) if start >= 0 else None
         except json.JSONDecodeError:
             return None
+
+
+MEMORY_WORDS = "killed: the worker went over its memory limit (UNSTOPPABLE_WORKER_MEMORY)"
+
+
+def last_words(done: Finished) -> str:
+    """Return what the worker said last, or its exit code; first that memory killed it."""
+    said = error_summary(done.stderr) if done.stderr.strip() else f"exit {done.exit_code}"
+    return f"{MEMORY_WORDS}: {said}" if done.oom_killed else said

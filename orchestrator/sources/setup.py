@@ -20,7 +20,7 @@ from orchestrator.config.customer import Customer, Resource
 from orchestrator.config.key_files import named_in, read_key_file
 from orchestrator.config.names import env_prefix
 from orchestrator.config.source import FtpsSource, LocalSource, SourceType
-from orchestrator.errors import SecretError
+from orchestrator.errors import RunStopped, SecretError
 from orchestrator.model import Outcome, Reason, Result
 from orchestrator.runtime.spec import Mount
 from orchestrator.rustic import commands
@@ -55,25 +55,29 @@ def source_path(resource: Resource) -> str:
     return resource.path if resource.type is SourceType.LOCAL else f"/remote/{resource.name}"
 
 
-def local_source(bounds: SourceBounds, path: str, customer: str) -> tuple[str, str] | Outcome:
-    """Return the directory PATH names now, and its `device:inode`; or why it cannot be backed up.
+def local_source(bounds: SourceBounds, path: str, customer: str) -> tuple[str, str]:
+    """Return the directory PATH names now, and its `device:inode`.
+
+    Raises RunStopped saying why it cannot be backed up.
 
     PATH is resolved at run time: a symlink swapped in since the file was loaded must not
     point the worker at /etc. The resolved path is what is mounted.
     """
     real, why = bounds.resolved_problem(path, customer)
     if why:
-        return Outcome(Result.FAILURE, Reason.SOURCE_REFUSED, f"PATH {why}")
+        raise RunStopped(Outcome(Result.FAILURE, Reason.SOURCE_REFUSED, f"PATH {why}"))
     try:  # a hung mount must hold this one run, not its slot, forever
         info = deadline.call(lambda: os.stat(real), RESOLVE_SECONDS, "PATH")
         is_dir = stat.S_ISDIR(info.st_mode)
     except OSError:
         is_dir = False
     if not is_dir:
-        return Outcome(
-            Result.FAILURE,
-            Reason.SOURCE_MISSING,
-            f"PATH {path[:200]} is not a directory on this host",
+        raise RunStopped(
+            Outcome(
+                Result.FAILURE,
+                Reason.SOURCE_MISSING,
+                f"PATH {path[:200]} is not a directory on this host",
+            )
         )
     return real, f"{info.st_dev}:{info.st_ino}"
 
@@ -134,8 +138,8 @@ def remote_launch(
     guard: Floor | None,
     confinement: Confinement,
     command: list[str] | None = None,
-) -> WorkerSetup | Outcome:
-    """Return the launch of a remote backup (or `command`), or the failure that prevents it.
+) -> WorkerSetup:
+    """Return the launch of a remote backup (or `command`); RunStopped says what prevents it.
 
     Before anything connects, HOST is resolved and each address judged (a refusal is
     `source_refused`), and the key files are read from the customer's key directory (a
@@ -148,7 +152,7 @@ def remote_launch(
     prefix = env_prefix(resource.name)
     addresses, refused = vetted(source.HOST, source.PORT, confinement.private_targets)
     if refused is not None:
-        return Outcome(Result.FAILURE, refused[0], f"{prefix}HOST: {refused[1]}")
+        raise RunStopped(Outcome(Result.FAILURE, refused[0], f"{prefix}HOST: {refused[1]}"))
     # What we connect to ourselves, or pin for rclone, is the address judged just now: a
     # second answer of the customer's DNS could point inside (rebinding). SFTP's identity
     # is its pinned host key, so rclone can dial the address; FTPS checks the certificate
@@ -159,10 +163,10 @@ def remote_launch(
         try:
             texts[key] = read_key_file(path, confinement.keys_of(customer.name))
         except SecretError as exc:
-            return Outcome(Result.FAILURE, Reason.SECRETS, f"{prefix}{key}: {exc}")
+            raise RunStopped(
+                Outcome(Result.FAILURE, Reason.SECRETS, f"{prefix}{key}: {exc}")
+            ) from None
     pinned = pin_certificate(source, address) if isinstance(source, FtpsSource) else None
-    if isinstance(pinned, Outcome):
-        return pinned
     plan = sources.remote_plan(source, password, pinned, texts, address)
     if plan.insecure:
         log.warning(
@@ -198,10 +202,10 @@ def _guard_argv(guard: Floor | None) -> list[str]:
     return guard.argv() if guard else ["-", "0", "1"]
 
 
-def pin_certificate(source: FtpsSource, address: str | None = None) -> str | Outcome | None:
+def pin_certificate(source: FtpsSource, address: str | None = None) -> str | None:
     """Return the server certificate (PEM) matching TLS_FINGERPRINT, None if none is pinned.
 
-    Returns the failure when the server cannot be reached or presents another certificate.
+    Raises RunStopped when the server cannot be reached or presents another certificate.
     """
     want, host = source.TLS_FINGERPRINT, source.HOST
     if not want:
@@ -217,16 +221,22 @@ def pin_certificate(source: FtpsSource, address: str | None = None) -> str | Out
     except ssl.SSLError as exc:
         # OpenSSL's own name for what failed, never the text around it.
         why = exc.reason or str(exc) or type(exc).__name__
-        return Outcome(Result.FAILURE, Reason.TLS, f"TLS with {host} failed: {why}")
+        raise RunStopped(
+            Outcome(Result.FAILURE, Reason.TLS, f"TLS with {host} failed: {why}")
+        ) from None
     except OSError as exc:
         # The system's words (strerror) or ours (tls_pin), never the server's.
         why = exc.strerror or str(exc) or type(exc).__name__
-        return Outcome(Result.FAILURE, Reason.CONNECT, f"cannot reach {host}: {why}")
+        raise RunStopped(
+            Outcome(Result.FAILURE, Reason.CONNECT, f"cannot reach {host}: {why}")
+        ) from None
     if fingerprint(der).upper() != want.upper():
-        return Outcome(
-            Result.FAILURE,
-            Reason.TLS,
-            f"{host} presented certificate "
-            f"{fingerprint(der)}, which does not match TLS_FINGERPRINT",
+        raise RunStopped(
+            Outcome(
+                Result.FAILURE,
+                Reason.TLS,
+                f"{host} presented certificate "
+                f"{fingerprint(der)}, which does not match TLS_FINGERPRINT",
+            )
         )
     return ssl.DER_cert_to_PEM_cert(der)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,20 +15,12 @@ from typing import TYPE_CHECKING
 from pydantic import SecretStr
 
 from orchestrator.config.settings import Settings
+from orchestrator.storage.repo_dirs import JobStorage
 
 if TYPE_CHECKING:
     from orchestrator.storage.lock import LockReport
     from orchestrator.storage.s3 import Bucket
     from orchestrator.storage.s3_values import Lock
-
-
-@dataclass(frozen=True)
-class JobStorage:
-    """The host paths of one customer × resource."""
-
-    hot: Path
-    cold: Path | None  # None when the cold repository is in S3
-    cache: Path
 
 
 def job_storage(settings: Settings, customer: str, resource: str) -> JobStorage:

@@ -1,0 +1,13 @@
+"""The host directories of one job's repositories: plain paths, no settings, no I/O."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class JobStorage:
+    """The host paths of one customer × resource."""
+
+    hot: Path
+    cold: Path | None  # None when the cold repository is in S3
+    cache: Path
