@@ -19,7 +19,10 @@ test: provision lint
 unit:
 	$(VENV)/pytest -m "not docker and not rustic"
 
-demo: provision
+# The demo needs Docker, rustic, the worker image and the venv: not MinIO, versitygw or the
+# monitoring tools the tests run against, so a fresh server needs no Go for it.
+demo:
+	bash scripts/provision.sh rustic docker base worker venv
 	bash scripts/demo.sh
 
 bench: provision

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, TypeVar
 
 from orchestrator import ticks
 from orchestrator.config.customer import Customers
-from orchestrator.config.durations import parse_duration
 from orchestrator.config.settings import Settings
 from orchestrator.dispatch import Dispatcher
 from orchestrator.errors import RuntimeUnavailable
@@ -64,7 +63,7 @@ class Daemon:
         self.viewed = False  # whether customers.d has been read once
         self.unmeasurable: set[JobKey] = set()  # jobs whose metrics raised, until they do not
         locked = settings.COLD_BACKEND == "s3" and settings.S3_LOCK_DAYS > 0
-        self.lock_margin = float(parse_duration(settings.S3_LOCK_MARGIN)) if locked else None
+        self.lock_margin = settings.lock_margin.total_seconds() if locked else None
 
     def count(self, what: str) -> None:
         """Count one problem the daemon survived, by where it came from."""
@@ -213,7 +212,7 @@ class Daemon:
                         job,
                         due.timestamp() if due else None,
                         self.interval(spec, now),
-                        job_storage(self.settings, job.customer, job.resource).hot / "snapshots",
+                        job_storage(self.settings, job.customer, job.resource).snapshot_files,
                         self.interval(drill, now) if drill else None,
                     )
                 )

@@ -114,7 +114,8 @@ class Maintenance:
             )
             what = "forget --prune"
         else:
-            argv, what = commands.prune_args(cold), "prune"
+            argv = commands.prune_args(cold)
+            what = argv[-1]  # rustic's subcommand, as the operator would type it
         done = self._run(customer, resource, Kind.PRUNE, scheduled_for, argv)
         if done.exit_code != 0:
             return Outcome(Result.FAILURE, Reason.PRUNE, f"{what} failed: {last_words(done)}")

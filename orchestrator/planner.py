@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from orchestrator.model import JobKey, Kind, Work
-from orchestrator.schedule import next_fire
+from orchestrator.schedule import fires, next_fire
 
 # A scheduled time this late is no longer "now" but missed (the daemon was down or blocked);
 # a restart by systemd takes a few seconds, a tick a few milliseconds.
@@ -163,11 +163,12 @@ def plan(
 def _times_until(job: JobSpec, first: datetime, now: datetime) -> list[datetime]:
     """Return the scheduled times of `job` from `first` up to `now` (at least `first`)."""
     times = [first]
+    following = fires(job.schedule, job.timezone, first, str(job.work))  # one parse for all
     while len(times) < MAX_ENUMERATED:
-        following = next_fire(job.schedule, job.timezone, times[-1], str(job.work))
-        if following > now:
+        after = next(following)
+        if after > now:
             break
-        times.append(following)
+        times.append(after)
     return times
 
 

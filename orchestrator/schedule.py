@@ -14,6 +14,10 @@ HORIZON_YEARS = 5
 MAX_LENGTH = 200  # croniter's parse grows with the expression; real ones are short
 
 
+class CronInvalid(ValueError):
+    """The text is no cron expression croniter can read."""
+
+
 def check_cron(expression: str, timezone: str = "UTC", now: datetime | None = None) -> None:
     """Raise ValueError unless `expression` is a 5- or 6-field cron expression that fires.
 
@@ -28,12 +32,10 @@ def check_cron(expression: str, timezone: str = "UTC", now: datetime | None = No
         # croniter draws an R field anew on every computation: no rate can be promised.
         raise ValueError("R (a random time) is not supported: use H, a spread that stays put")
     start = now or datetime.now(UTC)
-    try:
-        croniter(expression, start, hash_id=b"check")
-    except Exception as exc:  # croniter raises several types for bad text; all mean the same
-        raise ValueError(f"not a valid cron expression ({_short(exc)})") from None
-    try:
-        fire = next_fire(expression, timezone, start, "check")
+    try:  # one parse: its first time tells both whether it reads and whether it fires
+        fire: datetime | None = next_fire(expression, timezone, start, "validation")
+    except CronInvalid:
+        raise
     except ValueError:
         fire = None
     if fire is None or (fire - start).days > 366 * HORIZON_YEARS:
@@ -72,8 +74,8 @@ def fires(expression: str, timezone: str, after: datetime, hash_id: str = "") ->
             hash_id=hash_id.encode() or None,
             max_years_between_matches=HORIZON_YEARS,
         )
-    except Exception as exc:
-        raise ValueError(f"not a valid cron expression ({_short(exc)})") from None
+    except Exception as exc:  # croniter raises several types for bad text; all mean the same
+        raise CronInvalid(f"not a valid cron expression ({_short(exc)})") from None
     pinned_hours = expression.split()[1] != "*"
     while True:
         try:
@@ -98,10 +100,9 @@ def expected_interval(expression: str, timezone: str, now: datetime, samples: in
     The longest, not the typical: a weekday-only job is overdue after a weekend plus a day,
     not after a day.
     """
-    times = [now]
-    for _ in range(samples + 1):
-        times.append(next_fire(expression, timezone, times[-1], "interval"))
-    return max((b - a).total_seconds() for a, b in pairwise(times[1:]))
+    upcoming = fires(expression, timezone, now, "interval")  # parsed once for every sample
+    times = [next(upcoming) for _ in range(samples + 1)]
+    return max((b - a).total_seconds() for a, b in pairwise(times))
 
 
 def _short(exc: Exception) -> str:

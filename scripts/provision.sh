@@ -220,6 +220,8 @@ python_env() {
         say ".venv: up to date"; return
     fi
     say ".venv: installing the project with its dev tools"
+    # Debian's python3 makes no virtual environment without python3-venv (ensurepip).
+    python3 -c 'import ensurepip' 2>/dev/null || apt_install python3-venv
     python3 -m venv "$here/.venv"
     "$here/.venv/bin/pip" install -q --upgrade pip
     "$here/.venv/bin/pip" install -q -e "$here[dev]"

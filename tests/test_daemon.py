@@ -12,13 +12,14 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pytest
 
 from orchestrator.model import JobKey
 from orchestrator.reporting.history import Event
 from orchestrator.reporting.ledger import Ledger
+from orchestrator.schedule import next_fire
 from tests.conftest import ROOT, Site
 from tests.helpers import (
     DaemonProcess,
@@ -90,7 +91,9 @@ def test_kill_9_then_restart_adopts_without_duplicates(
     )
     daemon.signal(signal.SIGKILL)
     daemon.wait(5)
-    time.sleep(12)  # at least two scheduled times pass while the daemon is down
+    # Two scheduled times pass while the daemon is down: computed, not guessed.
+    second = next_fire(EVERY_5S, "UTC", next_fire(EVERY_5S, "UTC", datetime.now(UTC)))
+    wait_until(lambda: datetime.now(UTC) > second, 15, "two scheduled times to pass")
     assert all(running_workers(n) for n in names), "workers must outlive the daemon"
     daemon.start()
     ledger = Ledger(site.data / "state")
@@ -139,7 +142,15 @@ def test_customer_files_come_and_go_without_a_restart(
         20,
         "the new customer's first run",
     )
-    time.sleep(8)
+    # The leaving customer would have run again by now: the staying one has, after it left.
+    wait_until(
+        lambda: any(
+            datetime.fromisoformat(r.scheduled_for).timestamp() > removed_at + 10
+            for r in ledger.history.runs(JobKey.parse(f"{stays}/files"))
+        ),
+        30,
+        "a run of the staying customer scheduled after the other one left",
+    )
     daemon.signal(signal.SIGTERM)
     assert daemon.wait(10) == 0
     late = [

@@ -164,7 +164,7 @@ def test_two_different_jobs_never_share_a_derived_name(
 
 
 def _job(customer: str, resource: str) -> tuple[Customer, Resource]:
-    r = Resource(resource, LocalSource(TYPE=SourceType.LOCAL, PATH="/srv/x"), "0 * * * *")
+    r = Resource(resource, LocalSource(TYPE=SourceType.LOCAL, PATH="/srv/x", SCHEDULE="0 * * * *"))
     return Customer(customer, Path(f"/c/{customer}.env"), "UTC", SecretRef(), (), (r,)), r
 
 

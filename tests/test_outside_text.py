@@ -51,9 +51,10 @@ def _remote() -> Resource:
             "PATH": "/site",
         },
         "UTC",
+        "0 * * * *",
     )
     assert source is not None, problems
-    return Resource("site", source, "0 * * * *")
+    return Resource("site", source)
 
 
 @pytest.mark.parametrize(

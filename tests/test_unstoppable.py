@@ -9,7 +9,6 @@ import shlex
 import signal
 import sqlite3
 import subprocess
-import time
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -83,14 +82,22 @@ def test_broken_files_and_colliding_names_stop_nobody(
         site.customer(name, valid_text(name, resource, source(site, name, delay=3), EVERY_5S))
     events = Events()
     daemon.start()
-    time.sleep(60)
+    ledger = Ledger(site.data / "state")
+    colliders = [JobKey(name, resource) for name, resource in (left, right)]
+    wait_until(
+        lambda: (
+            successes(ledger, f"{good}/files") >= 10
+            and all(successes(ledger, job) >= 5 for job in colliders)
+        ),
+        90,
+        "ten runs of the good customer and five of each collider",
+    )
     assert daemon.proc is not None and daemon.proc.poll() is None, "the daemon must keep running"
     metrics = scrape(port)
     daemon.signal(signal.SIGTERM)
     assert daemon.wait(15) == 0
     log = events.stop()
 
-    ledger = Ledger(site.data / "state")
     assert_never_overlapping(log, *(f"{name}/{resource}" for name, resource in (left, right)))
     assert successes(ledger, f"{good}/files") >= 10, ledger.history.runs(
         JobKey.parse(f"{good}/files")

@@ -112,8 +112,10 @@ def _too_often(customer: Customer, confinement: Confinement) -> list[tuple[str, 
     schedules = [("SCHEDULE", customer.schedule)]
     for resource in customer.resources:
         prefix, source = env_prefix(resource.name), resource.source
+        # A SCHEDULE taken from the customer's is judged once, under SCHEDULE.
+        own = source.SCHEDULE if "SCHEDULE" in source.model_fields_set else None
         schedules += [
-            (prefix + "SCHEDULE", source.SCHEDULE),
+            (prefix + "SCHEDULE", own),
             (prefix + "PRUNE_SCHEDULE", source.PRUNE_SCHEDULE),
             (prefix + "VERIFY_SCHEDULE", source.VERIFY_SCHEDULE),
         ]

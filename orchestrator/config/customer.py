@@ -13,11 +13,16 @@ from orchestrator.model import JobKey
 
 @dataclass(frozen=True)
 class Resource:
-    """One thing to back up for a customer: its name, its validated source, its schedule."""
+    """One thing to back up for a customer: its name and its validated source."""
 
     name: str
     source: LocalSource | FtpsSource | SftpSource
-    schedule: str  # the resource's SCHEDULE, else the customer's
+
+    @property
+    def schedule(self) -> str:
+        """Return when it is backed up: its SCHEDULE, else the customer's (never unset)."""
+        assert self.source.SCHEDULE is not None, "a resource is made only with a schedule"
+        return self.source.SCHEDULE
 
     @property
     def type(self) -> SourceType:

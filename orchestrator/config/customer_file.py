@@ -167,19 +167,19 @@ def _resource(
     customer: str = "",
 ) -> Resource | None:
     prefix = env_prefix(name)
-    schedule = keys.get("SCHEDULE", default_schedule)
-    if schedule is None:
+    unscheduled = "SCHEDULE" not in keys and default_schedule is None
+    if unscheduled:
         problem(prefix + "SCHEDULE", "required: set SCHEDULE for the customer or for this resource")
-    source, problems = parse_source(keys, timezone)
+    source, problems = parse_source(keys, timezone, default_schedule)
     for key, message in problems:
         problem(prefix + key, message)
-    if source is None or schedule is None:
+    if source is None or unscheduled:
         return None
     local = isinstance(source, LocalSource)
     if local and bounds is not None and (why := bounds.resolved_problem(source.PATH, customer)[1]):
         problem(prefix + "PATH", why)
         return None
-    return Resource(name, source, schedule)
+    return Resource(name, source)
 
 
 def load_customers(

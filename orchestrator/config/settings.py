@@ -3,10 +3,18 @@
 import ipaddress
 import os
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from orchestrator import __version__
@@ -122,6 +130,21 @@ class Settings(BaseSettings):
             raise ValueError("must be an absolute Infisical folder holding {customer}")
         return value
 
+    # Each duration setting, parsed once when the settings are loaded (its text stays the
+    # field: messages quote what the operator wrote).
+    _durations: dict[str, timedelta] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _parse_durations(self) -> "Settings":
+        keys = ("JOB_TIMEOUT", "MIN_KEEP_WITHIN", "S3_LOCK_MARGIN", "MIN_INTERVAL")
+        self._durations = {
+            key: timedelta(0)
+            if key == "MIN_INTERVAL" and self.MIN_INTERVAL.strip() == "0"
+            else timedelta(seconds=parse_duration(getattr(self, key)))
+            for key in keys
+        }
+        return self
+
     @model_validator(mode="after")
     def _s3_complete(self) -> "Settings":
         if self.COLD_BACKEND == "s3":
@@ -194,7 +217,7 @@ class Settings(BaseSettings):
     @property
     def min_interval_seconds(self) -> int:
         """Return MIN_INTERVAL in seconds (0: any schedule is allowed)."""
-        return 0 if self.MIN_INTERVAL.strip() == "0" else parse_duration(self.MIN_INTERVAL)
+        return int(self._durations["MIN_INTERVAL"].total_seconds())
 
     @property
     def confinement(self) -> "Confinement":
@@ -225,12 +248,17 @@ class Settings(BaseSettings):
     @property
     def min_keep_within_seconds(self) -> int:
         """Return MIN_KEEP_WITHIN in seconds."""
-        return parse_duration(self.MIN_KEEP_WITHIN)
+        return int(self._durations["MIN_KEEP_WITHIN"].total_seconds())
 
     @property
     def job_timeout_seconds(self) -> int:
         """Return JOB_TIMEOUT in seconds."""
-        return parse_duration(self.JOB_TIMEOUT)
+        return int(self._durations["JOB_TIMEOUT"].total_seconds())
+
+    @property
+    def lock_margin(self) -> timedelta:
+        """Return S3_LOCK_MARGIN: how soon a lock's end is worth an alert."""
+        return self._durations["S3_LOCK_MARGIN"]
 
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:

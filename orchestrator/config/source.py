@@ -50,7 +50,9 @@ class Source(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     PATH: str
-    SCHEDULE: str | None = None  # the customer's SCHEDULE when the resource sets none
+    # The resource's own, else the customer's SCHEDULE (given as the validation's context);
+    # None only when neither is set, which the customer file reports.
+    SCHEDULE: str | None = None
     EXCLUDE: tuple[str, ...] = ()
     PING_URL: str | None = None
     SHRINK_THRESHOLD: int = 50  # percent of the baseline a source may lose (source guard)
@@ -79,6 +81,13 @@ class Source(BaseModel):
     def _schedule(cls, value: str | None, info: ValidationInfo) -> str | None:
         timezone = (info.context or {}).get("timezone", "UTC")
         return None if value is None else check_schedule(value, timezone)
+
+    @model_validator(mode="after")
+    def _inherit_schedule(self, info: ValidationInfo) -> "Source":
+        """Take the customer's SCHEDULE (checked where it was read) if the resource sets none."""
+        if self.SCHEDULE is None:
+            object.__setattr__(self, "SCHEDULE", (info.context or {}).get("schedule"))
+        return self
 
     @field_validator("EXCLUDE", mode="before")
     @classmethod
@@ -240,15 +249,19 @@ ALL_SOURCE_KEYS = frozenset(
 
 
 def parse_source(
-    keys: dict[str, str], timezone: str
+    keys: dict[str, str], timezone: str, schedule: str | None = None
 ) -> tuple[LocalSource | FtpsSource | SftpSource | None, list[tuple[str, str]]]:
-    """Return the source `keys` describe, or None and every (key, message) that is wrong."""
+    """Return the source `keys` describe, or None and every (key, message) that is wrong.
+
+    `schedule` is the customer's SCHEDULE: the source's when `keys` set none.
+    """
     type_text = keys.get("TYPE")
     if type_text not in {t.value for t in SourceType}:
         why = "required: one of" if type_text is None else "must be one of"
         return None, [("TYPE", f"{why} local, ftps, sftp")]
     try:
-        return _ADAPTER.validate_python(keys, context={"timezone": timezone}), []
+        context = {"timezone": timezone, "schedule": schedule}
+        return _ADAPTER.validate_python(keys, context=context), []
     except ValidationError as exc:
         return None, [_problem(error, type_text) for error in exc.errors()]
 

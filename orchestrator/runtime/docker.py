@@ -10,7 +10,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from orchestrator import deadline
 from orchestrator.errors import JobBusy, RuntimeUnavailable
-from orchestrator.model import JobKey
+from orchestrator.model import JobKey, Kind
 from orchestrator.runtime.engine_options import create_options
 from orchestrator.runtime.paths import SECRETS
 from orchestrator.runtime.protocol import Finished, WorkerInfo, jobs_of
@@ -120,16 +120,15 @@ class DockerRuntime:
         started by an earlier version under its older name still holds the job.
         """
         job = dict(spec.labels).get("unstoppable.job")
-        if not job or dict(spec.labels).get("unstoppable.kind") == "snapshots":
+        if not job or dict(spec.labels).get("unstoppable.kind") == Kind.SNAPSHOTS:
             return
         try:
             others = self.client.containers.list(filters={"label": f"unstoppable.job={job}"})
         except (DockerException, requests.RequestException) as exc:
             raise RuntimeUnavailable(f"cannot list containers: {short(exc)}") from None
         for container in others:
-            if container.name != spec.name and container.labels.get("unstoppable.kind") != (
-                "snapshots"
-            ):
+            kind = container.labels.get("unstoppable.kind")
+            if container.name != spec.name and kind != Kind.SNAPSHOTS:
                 raise JobBusy(f"{container.name} is running a run of {job}")
 
     def _create(self, spec: ContainerSpec) -> Any:

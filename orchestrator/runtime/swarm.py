@@ -17,7 +17,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from orchestrator.errors import JobBusy, RuntimeUnavailable
-from orchestrator.model import JobKey
+from orchestrator.model import JobKey, Kind
 from orchestrator.runtime import spec as specs
 from orchestrator.runtime.docker import (
     ENGINE_ERRORS,
@@ -166,13 +166,13 @@ class SwarmRuntime:
     def _refuse_if_busy(self, spec: specs.ContainerSpec, name: str) -> None:
         """Raise JobBusy if a service of the same job runs under another name."""
         labels = dict(spec.labels)
-        if labels.get("unstoppable.kind") == "snapshots":
+        if labels.get("unstoppable.kind") == Kind.SNAPSHOTS:
             return
         for worker in self._services():
             if (
                 worker.label("job") == labels.get("unstoppable.job")
                 and worker.name != name
-                and worker.label("kind") != "snapshots"
+                and worker.label("kind") != Kind.SNAPSHOTS
                 and worker.running
             ):
                 raise JobBusy(f"{worker.name} is running a run of {worker.label('job')}")

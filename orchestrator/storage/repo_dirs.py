@@ -11,3 +11,8 @@ class JobStorage:
     hot: Path
     cold: Path | None  # None when the cold repository is in S3
     cache: Path
+
+    @property
+    def snapshot_files(self) -> Path:
+        """Return the hot repository's folder of snapshot files (one per snapshot)."""
+        return self.hot / "snapshots"
