@@ -26,7 +26,9 @@ def adopt(jobs: Jobs, worker: WorkerInfo, customers: Customers) -> RunRecord:
     scheduled_for = datetime.fromisoformat(worker.label("scheduled-for").replace("Z", "+00:00"))
     elapsed = (datetime.now(UTC) - worker.started_at).total_seconds()
     try:
-        done = jobs.runtime.collect(worker.name, jobs.settings.job_timeout_seconds - elapsed)
+        done = jobs.launcher.runtime.collect(
+            worker.name, jobs.settings.job_timeout_seconds - elapsed
+        )
     except RuntimeUnavailable as exc:
         done = None
         outcome = Outcome(Result.FAILURE, Reason.RUNTIME, str(exc))

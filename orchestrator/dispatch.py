@@ -50,7 +50,7 @@ class Dispatcher:
         self.jobs = Jobs(
             settings, runtime, ledger, origin="daemon", resolver=resolver_for(settings)
         )
-        self.maintenance = Maintenance(self.jobs, ledger.memory)
+        self.maintenance = Maintenance(self.jobs.launcher, ledger)
         self.recorder = Recorder(ledger, count)
         self.marks = ledger.db
         self.count = count  # a problem survived, counted by where it came from

@@ -12,6 +12,7 @@ import random
 from datetime import UTC, datetime
 
 from orchestrator.config.customer import Customer, Resource
+from orchestrator.config.settings import Settings
 from orchestrator.drill import (
     DRILL,
     SAMPLE,
@@ -23,9 +24,10 @@ from orchestrator.drill import (
 )
 from orchestrator.errors import RunStopped
 from orchestrator.judgement import over_memory, worker_failure
+from orchestrator.launcher import Launcher
 from orchestrator.model import Kind, Outcome, Reason, Result, RunRecord, Work
-from orchestrator.reporting.seams import Drills
-from orchestrator.runs import Jobs
+from orchestrator.reporting.ledger import Ledger
+from orchestrator.reporting.seams import Drills, LockProgress, PastRuns, RunMemory
 from orchestrator.runtime.exit_codes import ExitCode
 from orchestrator.runtime.protocol import Finished
 from orchestrator.rustic import commands, output
@@ -41,9 +43,13 @@ log = logging.getLogger(__name__)
 class Maintenance:
     """Prunes and drills a job's repositories through the same runtime as its backups."""
 
-    def __init__(self, jobs: Jobs, drills: Drills) -> None:
-        self.jobs = jobs
-        self.drills = drills
+    def __init__(self, launcher: Launcher, ledger: Ledger) -> None:
+        self.launcher = launcher
+        self.settings = launcher.settings
+        self.drills: Drills = ledger.memory  # the next slice, damage found
+        self.memory: RunMemory = ledger.memory  # the retention hold
+        self.past: PastRuns = ledger.history  # the newest clean snapshot
+        self.locks: LockProgress = ledger.locks
 
     def prune(self, customer: Customer, resource: Resource, scheduled_for: datetime) -> RunRecord:
         """Forget by KEEP_* (with the floors of `commands.forget_args`), then prune.
@@ -65,12 +71,12 @@ class Maintenance:
         """Extend the lock of the live objects, held or not; a failure fails the run."""
         began = datetime.now(UTC)
         try:
-            report = lock_live(self.jobs.settings, customer.name, resource.name)
+            report = lock_live(self.settings, customer.name, resource.name)
         except StorageError as exc:
             return Outcome(Result.FAILURE, Reason.STORAGE, f"{pruned.message}; lock: {exc}")
         if report is None:
             return pruned
-        self.jobs.locks.record_lock(customer.job(resource), report.earliest, report.unlocked)
+        self.locks.record_lock(customer.job(resource), report.earliest, report.unlocked)
         if not report.complete:
             return Outcome(
                 Result.FAILURE,
@@ -81,7 +87,7 @@ class Maintenance:
         if report.unlocked:
             note = "the bucket has NO object lock: its history is not protected"
         else:
-            self.jobs.locks.lock_reached(customer.job(resource), began)
+            self.locks.lock_reached(customer.job(resource), began)
             until = report.earliest.isoformat() if report.earliest else "-"
             note = (
                 f"{report.extended} of {report.live} live object(s) locked further, all to {until}"
@@ -90,7 +96,7 @@ class Maintenance:
 
     def _prune(self, customer: Customer, resource: Resource, scheduled_for: datetime) -> Outcome:
         job = customer.job(resource)
-        if self.jobs.memory.held(job):
+        if self.memory.held(job):
             return Outcome(
                 Result.SUCCESS,
                 Reason.NONE,
@@ -105,13 +111,11 @@ class Maintenance:
                 "retention held since a drill found damage: nothing forgotten or pruned until "
                 "a full drill (`unstoppable verify --full`) reads clean",
             )
-        if not _has_repository(self.jobs, customer, resource):
+        if not _has_repository(self.settings, customer, resource):
             return Outcome(Result.SUCCESS, Reason.NONE, "no repository yet: nothing to prune")
-        cold = self.jobs.cold
+        cold = self.launcher.cold
         if customer.keep:
-            argv = commands.forget_args(
-                cold, customer.keep, self.jobs.settings.min_keep_within_seconds
-            )
+            argv = commands.forget_args(cold, customer.keep, self.settings.min_keep_within_seconds)
             what = "forget --prune"
         else:
             argv = commands.prune_args(cold)
@@ -139,11 +143,11 @@ class Maintenance:
         self, customer: Customer, resource: Resource, scheduled_for: datetime, full: bool
     ) -> Outcome:
         job = customer.job(resource)
-        if not _has_repository(self.jobs, customer, resource):
+        if not _has_repository(self.settings, customer, resource):
             return Outcome(Result.SKIPPED, Reason.NONE, "no repository yet: nothing to verify")
         parts = 1 if full else resource.source.VERIFY_SLICES
         drill = Drill(self.drills.next_slice(job, parts) if parts > 1 else 1, parts)
-        cold = self.jobs.cold
+        cold = self.launcher.cold
         checked = self._run(
             customer,
             resource,
@@ -170,8 +174,8 @@ class Maintenance:
         """
         if sample == 0:
             return "no file restored (VERIFY_SAMPLE=0)"
-        cold = self.jobs.cold
-        snapshot = self.jobs.past.last_snapshot(customer.job(resource)) or "latest"
+        cold = self.launcher.cold
+        snapshot = self.past.last_snapshot(customer.job(resource)) or "latest"
         root = source_path(resource)
         # The worker keeps a random sample of the listing: millions of names stay there.
         listing = WorkerSetup(
@@ -184,7 +188,7 @@ class Maintenance:
             raise RunStopped(damage_or_failure(f"listing snapshot {snapshot[:8]}", listed))
         chosen = choose(parse_ls(listed.stdout), sample, SAMPLE_BYTES, random.Random())
         if not chosen:
-            if self.jobs.past.last_files(customer.job(resource)):
+            if self.past.last_files(customer.job(resource)):
                 raise RunStopped(
                     Outcome(
                         Result.FAILURE,
@@ -196,7 +200,7 @@ class Maintenance:
                 )
             return f"snapshot {snapshot[:8]} holds no regular file to restore"
         command = [DRILL, snapshot, root, root, *commands.global_args(cold), "--", *chosen]
-        launch = self.jobs.setup(customer, resource, None, command)
+        launch = self.launcher.setup(customer, resource, None, command)
         done = self._run(customer, resource, Kind.VERIFY, scheduled_for, launch.argv, launch)
         if done.exit_code != 0:
             raise RunStopped(_drill_failure(resource, done))
@@ -221,13 +225,13 @@ class Maintenance:
         A step killed past its memory limit, or cut off at UNSTOPPABLE_JOB_TIMEOUT, ends
         the run: what it printed is no answer to judge.
         """
-        timeout = self.jobs.settings.job_timeout_seconds
+        timeout = self.settings.job_timeout_seconds
         launch = launch or WorkerSetup(argv, ())
-        done = self.jobs.run_worker(customer, resource, kind, scheduled_for, launch, timeout)
+        done = self.launcher.run_worker(customer, resource, kind, scheduled_for, launch, timeout)
         if (killed := over_memory(done)) is not None:
             raise RunStopped(killed)
         if done.timed_out:
-            raise RunStopped(_timeout(self.jobs))
+            raise RunStopped(_timeout(self.settings))
         return done
 
 
@@ -245,13 +249,13 @@ def _drill_failure(resource: Resource, done: Finished) -> Outcome:
     return failed or Outcome(Result.FAILURE, Reason.RUSTIC, f"restore drill: {last_words(done)}")
 
 
-def _has_repository(jobs: Jobs, customer: Customer, resource: Resource) -> bool:
-    return (job_storage(jobs.settings, customer.name, resource.name).hot / "config").exists()
+def _has_repository(settings: Settings, customer: Customer, resource: Resource) -> bool:
+    return (job_storage(settings, customer.name, resource.name).hot / "config").exists()
 
 
-def _timeout(jobs: Jobs) -> Outcome:
+def _timeout(settings: Settings) -> Outcome:
     return Outcome(
         Result.TIMEOUT,
         Reason.TIMEOUT,
-        f"stopped after UNSTOPPABLE_JOB_TIMEOUT={jobs.settings.JOB_TIMEOUT}",
+        f"stopped after UNSTOPPABLE_JOB_TIMEOUT={settings.JOB_TIMEOUT}",
     )

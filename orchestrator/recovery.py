@@ -14,9 +14,9 @@ from pathlib import Path
 
 from orchestrator.config.customer import Customer, Resource
 from orchestrator.errors import RunFailed
+from orchestrator.launcher import Launcher
 from orchestrator.model import Kind
 from orchestrator.reporting.seams import Marks
-from orchestrator.runs import Jobs
 from orchestrator.rustic import commands
 from orchestrator.rustic.output import last_words
 from orchestrator.sources.setup import WorkerSetup
@@ -36,7 +36,7 @@ RECOVERING = "recovering:"  # the daemon starts no run of a job while it is mark
 
 
 def recover(
-    jobs: Jobs, pause: Marks, customer: Customer, resource: Resource, moment: datetime
+    launcher: Launcher, pause: Marks, customer: Customer, resource: Resource, moment: datetime
 ) -> Recovered:
     """Make the cold repository of `resource` read as at `moment`; rebuild its hot part.
 
@@ -45,7 +45,7 @@ def recover(
     is not a versioned bucket, `moment` lies ahead, a run is in progress, or the rebuild
     fails; StorageError when the object store refuses.
     """
-    settings, job = jobs.settings, customer.job(resource)
+    settings, job = launcher.settings, customer.job(resource)
     if settings.COLD_BACKEND != "s3":
         raise RunFailed(f"{job}: recover reads a bucket's versions: needs COLD_BACKEND=s3")
     now = datetime.now(UTC)
@@ -53,17 +53,17 @@ def recover(
         raise RunFailed(f"{job}: --as-of {moment.isoformat()} has not happened yet")
     pause.set_state(f"{RECOVERING}{job}", now.isoformat())
     try:
-        if job in jobs.runtime.running_jobs():
+        if job in launcher.runtime.running_jobs():
             raise RunFailed(f"{job}: a run of this job is in progress; recover when it ended")
-        return _recover(jobs, customer, resource, moment, now)
+        return _recover(launcher, customer, resource, moment, now)
     finally:
         pause.clear_state(f"{RECOVERING}{job}")
 
 
 def _recover(
-    jobs: Jobs, customer: Customer, resource: Resource, moment: datetime, now: datetime
+    launcher: Launcher, customer: Customer, resource: Resource, moment: datetime, now: datetime
 ) -> Recovered:
-    settings, job = jobs.settings, customer.job(resource)
+    settings, job = launcher.settings, customer.job(resource)
     bucket = open_bucket(settings, customer.name, timeout=120)
     try:
         if not bucket.versioned():
@@ -108,8 +108,8 @@ def _recover(
                 f"{job}: cannot move the hot repository aside: {exc.strerror}"
             ) from None
     shutil.rmtree(storage.cache, ignore_errors=True)  # a cache of what is no longer there
-    init = WorkerSetup(commands.init_hot_args(jobs.cold), ())
-    done = jobs.run_worker(customer, resource, Kind.RECOVER, now, init, None)
+    init = WorkerSetup(commands.init_hot_args(launcher.cold), ())
+    done = launcher.run_worker(customer, resource, Kind.RECOVER, now, init, None)
     if done.exit_code != 0:
         raise RunFailed(f"{job}: rebuilding the hot repository failed: {last_words(done)}")
     restored = sum(1 for step in steps if step.version_id is not None)

@@ -7,8 +7,8 @@ from pathlib import Path
 from orchestrator.config.bounds import SYSTEM_TREES
 from orchestrator.config.customer import Customer, Resource
 from orchestrator.errors import RunFailed
+from orchestrator.launcher import Launcher
 from orchestrator.model import Kind, SnapshotInfo
-from orchestrator.runs import Jobs
 from orchestrator.runtime.exit_codes import ExitCode
 from orchestrator.runtime.paths import RESTORE_TARGET
 from orchestrator.rustic import commands, output
@@ -22,12 +22,12 @@ from orchestrator.storage.target import check_target, open_target
 NO_SNAPSHOTS = "No snapshots found. Please make sure there are snapshots in the repository."
 
 
-def snapshots(jobs: Jobs, customer: Customer, resource: Resource) -> list[SnapshotInfo]:
+def snapshots(launcher: Launcher, customer: Customer, resource: Resource) -> list[SnapshotInfo]:
     """Return the snapshots of `resource`, oldest first; raise RunFailed if rustic fails."""
-    if not (job_storage(jobs.settings, customer.name, resource.name).hot / "config").exists():
+    if not (job_storage(launcher.settings, customer.name, resource.name).hot / "config").exists():
         return []
-    listing = WorkerSetup(commands.snapshots_args(jobs.cold), ())
-    done = jobs.run_worker(customer, resource, Kind.SNAPSHOTS, datetime.now(UTC), listing, 600)
+    listing = WorkerSetup(commands.snapshots_args(launcher.cold), ())
+    done = launcher.run_worker(customer, resource, Kind.SNAPSHOTS, datetime.now(UTC), listing, 600)
     if done.exit_code != 0:
         raise RunFailed(f"{customer.job(resource)}: rustic snapshots failed: {last_words(done)}")
     try:
@@ -39,7 +39,7 @@ def snapshots(jobs: Jobs, customer: Customer, resource: Resource) -> list[Snapsh
 
 
 def restore(
-    jobs: Jobs, customer: Customer, resource: Resource, target: Path, snapshot: str
+    launcher: Launcher, customer: Customer, resource: Resource, target: Path, snapshot: str
 ) -> None:
     """Restore `snapshot` of `resource` so its files land directly in `target`.
 
@@ -48,16 +48,16 @@ def restore(
     checked here. Raises RunFailed if it is not, or rustic fails.
     """
     target = target.absolute()
-    new = check_target(target, jobs.settings.bounds.protected + SYSTEM_TREES)
+    new = check_target(target, launcher.settings.bounds.protected + SYSTEM_TREES)
     # No worker is asked for the list first: that cost a container and a repository open
     # (key derivation) per restore. A repository never made, or one with no snapshot, says so.
     empty = f"{customer.job(resource)}: no snapshot to restore yet"
-    if not (job_storage(jobs.settings, customer.name, resource.name).hot / "config").exists():
+    if not (job_storage(launcher.settings, customer.name, resource.name).hot / "config").exists():
         raise RunFailed(empty)
     identity = open_target(target, new)
-    argv = commands.restore_args(jobs.cold, snapshot, source_path(resource), RESTORE_TARGET)
+    argv = commands.restore_args(launcher.cold, snapshot, source_path(resource), RESTORE_TARGET)
     launch = target_launch(target, identity, RESTORE_TARGET, ["rustic", *argv])
-    done = jobs.run_worker(customer, resource, Kind.RESTORE, datetime.now(UTC), launch, None)
+    done = launcher.run_worker(customer, resource, Kind.RESTORE, datetime.now(UTC), launch, None)
     if done.exit_code == ExitCode.SWAPPED:
         raise RunFailed(
             f"--target {target}: was replaced (by a symlink?) after it was checked; "
@@ -73,15 +73,15 @@ def restore(
     raise RunFailed(f"{customer.job(resource)}: restore failed: {last_words(done)}")
 
 
-def check(jobs: Jobs, customer: Customer, resource: Resource, read_data: bool) -> int:
+def check(launcher: Launcher, customer: Customer, resource: Resource, read_data: bool) -> int:
     """Run `rustic check`; return how many harmless leftover packs it found.
 
     Packs that no index references are what an interrupted backup uploaded before it
     stopped: garbage that `forget --prune` removes, not damage. Anything else rustic
     warns about, and every error, raises RunFailed.
     """
-    checking = WorkerSetup(commands.check_args(jobs.cold, read_data), ())
-    done = jobs.run_worker(customer, resource, Kind.CHECK, datetime.now(UTC), checking, None)
+    checking = WorkerSetup(commands.check_args(launcher.cold, read_data), ())
+    done = launcher.run_worker(customer, resource, Kind.CHECK, datetime.now(UTC), checking, None)
     problems, leftovers = output.judge_check(done.exit_code, done.stderr)
     if problems:
         raise RunFailed(

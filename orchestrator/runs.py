@@ -4,24 +4,21 @@ import logging
 from datetime import UTC, datetime
 
 from orchestrator.config.customer import Customer, Resource
-from orchestrator.config.names import env_prefix
 from orchestrator.config.settings import Settings
-from orchestrator.config.source import SourceType
 from orchestrator.errors import RunStopped
-from orchestrator.judgement import locked_written, stopping, worker_failure
+from orchestrator.judgement import locked_written, worker_failure
+from orchestrator.launcher import Launcher
 from orchestrator.model import Kind, Outcome, Reason, Result, RunRecord, Work
-from orchestrator.preparation import Preparation
 from orchestrator.reporting import pings
 from orchestrator.reporting.ledger import Ledger
 from orchestrator.reporting.seams import LockProgress, PastRuns, RunMemory
 from orchestrator.runtime.protocol import Finished, Runtime
-from orchestrator.runtime.spec import spec_for
 from orchestrator.rustic import commands, output
 from orchestrator.rustic.output import last_words
 from orchestrator.secrets.files import Resolver
 from orchestrator.sources import anomaly
 from orchestrator.sources.guard import Floor, floor
-from orchestrator.sources.setup import WorkerSetup, local_launch, local_source, remote_launch
+from orchestrator.sources.setup import WorkerSetup
 from orchestrator.storage.layout import (
     state_dir,
 )
@@ -42,15 +39,11 @@ class Jobs:
         resolver: Resolver | None = None,
     ) -> None:
         self.settings = settings
-        self.runtime = runtime
-        self.origin = origin  # "daemon" marks the workers a restarted daemon adopts
+        self.launcher = Launcher(settings, runtime, resolver or Resolver(), origin)
         ledger = ledger or Ledger(state_dir(settings))
         self.memory: RunMemory = ledger.memory  # the source's baseline, the retention hold
         self.past: PastRuns = ledger.history  # what earlier clean backups held
         self.locks: LockProgress = ledger.locks  # how far the job's writes are locked
-        self.resolver = resolver or Resolver()
-        self.cold = commands.cold_args(settings.COLD_BACKEND == "s3")
-        self.preparation = Preparation(settings, self.resolver, origin)
         self.pinger = pings.Pinger(settings.PING_URL, settings.private_targets)
 
     def backup(self, customer: Customer, resource: Resource, scheduled_for: datetime) -> RunRecord:
@@ -71,35 +64,13 @@ class Jobs:
         if refused is not None:
             raise RunStopped(refused)
         self.pinger.job(customer, resource, "start", f"scheduled for {scheduled_for.isoformat()}")
-        launch = self.setup(customer, resource, self.floor(customer, resource))
+        launch = self.launcher.setup(customer, resource, self.floor(customer, resource))
         timeout = self.settings.job_timeout_seconds
-        done = self.run_worker(customer, resource, Kind.BACKUP, scheduled_for, launch, timeout)
+        done = self.launcher.run_worker(
+            customer, resource, Kind.BACKUP, scheduled_for, launch, timeout
+        )
         outcome = self.judge(customer, resource, scheduled_for, done)
         return locked_written(self.settings, self.locks, customer.job(resource), outcome)
-
-    def setup(
-        self,
-        customer: Customer,
-        resource: Resource,
-        guard: Floor | None,
-        command: list[str] | None = None,
-    ) -> WorkerSetup:
-        """Return the worker of a backup (or `command`) beside the source.
-
-        A local PATH is resolved now, at run time: a symlink swapped in since the file was
-        loaded must not point the worker at /etc. The resolved path is what is mounted.
-        Raises RunStopped saying why there is none.
-        """
-        if resource.type is SourceType.LOCAL:
-            real, identity = local_source(self.settings.bounds, resource.path, customer.name)
-            return local_launch(self.cold, customer, resource, real, identity, guard, command)
-        password = None
-        if resource.password:
-            key = env_prefix(resource.name) + "PASSWORD"
-            with stopping():
-                password = self.resolver.resolve(resource.password, customer.name, key)
-        confinement = self.settings.confinement
-        return remote_launch(self.cold, customer, resource, password, guard, confinement, command)
 
     def floor(self, customer: Customer, resource: Resource) -> Floor:
         """Return what the source must still hold for a snapshot of it to be written."""
@@ -153,11 +124,12 @@ class Jobs:
         self.memory.hold(job, snapshot, why, datetime.now(UTC))
         # The suspect snapshot leaves the clean ones; the last clean one before it is pinned,
         # so not even a release followed by weeks of forget can take the state before this.
-        steps = [(commands.tag_suspect_args(self.cold, snapshot), f"tagged {commands.TAG_SUSPECT}")]
+        cold = self.launcher.cold
+        steps = [(commands.tag_suspect_args(cold, snapshot), f"tagged {commands.TAG_SUSPECT}")]
         if last_good:
             steps.append(
                 (
-                    commands.tag_pinned_args(self.cold, last_good),
+                    commands.tag_pinned_args(cold, last_good),
                     f"snapshot {last_good[:8]} pinned",
                 )
             )
@@ -165,7 +137,9 @@ class Jobs:
         for argv, done_note in steps:
             try:
                 tag = WorkerSetup(argv, ())
-                done = self.run_worker(customer, resource, Kind.TAG, scheduled_for, tag, 600)
+                done = self.launcher.run_worker(
+                    customer, resource, Kind.TAG, scheduled_for, tag, 600
+                )
                 ok = done.exit_code == 0
                 notes.append(done_note if ok else f"not {done_note}: {last_words(done)}")
             except RunStopped as stop:
@@ -178,27 +152,3 @@ class Jobs:
             "`unstoppable release`",
             written.summary,
         )
-
-    def run_worker(
-        self,
-        customer: Customer,
-        resource: Resource,
-        kind: Kind,
-        scheduled_for: datetime,
-        launch: WorkerSetup,
-        timeout: float | None,
-    ) -> Finished:
-        """Run one worker of the job doing `launch`, and return what it left behind.
-
-        Raises RunStopped when it could not run: a secret, the bucket, the runtime, or
-        another run of the job in the way (the job's lock).
-        """
-        work = Work(customer.job(resource), kind)
-        files, remote = launch.files, launch.remote
-        with (
-            stopping(),
-            self.preparation.placed(
-                customer, resource, work, scheduled_for, files, remote
-            ) as placement,
-        ):
-            return self.runtime.run(spec_for(work, scheduled_for, launch, placement), timeout)

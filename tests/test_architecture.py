@@ -23,6 +23,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("drill",),
     ("repository", "recovery"),
     ("runs",),
+    ("launcher",),
     ("preparation",),
     ("judgement",),
     ("planner",),

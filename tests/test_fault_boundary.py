@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from orchestrator import planner, runs
+from orchestrator import launcher, planner
 from orchestrator.config import bounds, customer_file
 from orchestrator.daemon import Daemon
 from orchestrator.model import JobKey
@@ -137,9 +137,9 @@ def test_a_run_that_raises_is_recorded_as_internal(
 ) -> None:
     if stage == "prepare":
         monkeypatch.setattr(
-            runs,
+            launcher,
             "local_source",
-            only_for_bad(runs.local_source, RecursionError("deep"), mentions_bad),
+            only_for_bad(launcher.local_source, RecursionError("deep"), mentions_bad),
         )
     elif stage == "launch":
         fake_run = world.fake.run

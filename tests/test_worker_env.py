@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.commands.context import jobs_on_runtime
+from orchestrator.commands.context import launcher_on_runtime
 from orchestrator.config.customer_file import load_customers
 from orchestrator.config.settings import load_settings
 from orchestrator.model import Kind
@@ -33,10 +33,10 @@ def test_the_customer_ca_reaches_rclone_and_never_the_command(
     settings = load_settings(site.env)
     customer = load_customers(settings.CUSTOMERS_DIR, None, settings.confinement).get(unique)
     resource = customer.resource("site")
-    jobs = jobs_on_runtime(settings)
+    workers = launcher_on_runtime(settings)
     # What rustic would see: the environment of the command the worker runs on the mount.
-    launch = jobs.setup(customer, resource, None, ["sh", "-c", "env; ls /remote/site"])
-    done = jobs.run_worker(customer, resource, Kind.CHECK, datetime.now(UTC), launch, 120)
+    launch = workers.setup(customer, resource, None, ["sh", "-c", "env; ls /remote/site"])
+    done = workers.run_worker(customer, resource, Kind.CHECK, datetime.now(UTC), launch, 120)
     assert done.exit_code == 0, done.stderr  # rclone verified the server with the CA
     assert "index.html" in done.stdout  # and mounted it
     assert "PATH=" in done.stdout  # the environment was printed

@@ -13,6 +13,7 @@ from orchestrator import recovery, repository
 from orchestrator.commands.context import (
     append_lines,
     jobs_on_runtime,
+    launcher_on_runtime,
     load,
     open_runtime,
     summary_line,
@@ -39,8 +40,8 @@ def cmd_recover(args: argparse.Namespace) -> int:
         raise RunFailed("--as-of: give the time zone too (2026-11-29T12:00:00Z or +01:00)")
     ledger = Ledger(state_dir(settings))
     jobs = jobs_on_runtime(settings, ledger)
-    done = recovery.recover(jobs, ledger.db, customer, resource, moment)
-    snapshots = repository.snapshots(jobs, customer, resource)
+    done = recovery.recover(jobs.launcher, ledger.db, customer, resource, moment)
+    snapshots = repository.snapshots(jobs.launcher, customer, resource)
     kept = f"; the previous one is kept at {done.previous_hot}" if done.previous_hot else ""
     print(
         f"{customer.job(resource)}: as of {moment.isoformat()}: {done.restored} object(s)"
@@ -109,7 +110,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     settings, customers = load()
     customer = customers.get(args.customer)
     resource = customer.resource(args.resource)
-    repository.restore(jobs_on_runtime(settings), customer, resource, args.target, args.snapshot)
+    launcher = launcher_on_runtime(settings)
+    repository.restore(launcher, customer, resource, args.target, args.snapshot)
     print(f"{customer.job(resource)}: restored {args.snapshot} into {args.target.absolute()}")
     return 0
 
@@ -175,7 +177,7 @@ def _maintain(
     customer = customers.get(args.customer)
     resources = [customer.resource(n) for n in args.resources] or list(customer.resources)
     ledger = Ledger(state_dir(settings))
-    maintenance = Maintenance(jobs_on_runtime(settings, ledger), ledger.memory)
+    maintenance = Maintenance(jobs_on_runtime(settings, ledger).launcher, ledger)
     now = datetime.now(UTC).replace(microsecond=0)
     passed = True
     for resource in resources:
@@ -190,7 +192,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     settings, customers = load()
     customer = customers.get(args.customer)
     resource = customer.resource(args.resource)
-    leftovers = repository.check(jobs_on_runtime(settings), customer, resource, args.read_data)
+    launcher = launcher_on_runtime(settings)
+    leftovers = repository.check(launcher, customer, resource, args.read_data)
     note = (
         f" ({leftovers} unreferenced pack(s) left by interrupted runs; prune removes them)"
         if leftovers

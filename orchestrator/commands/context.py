@@ -7,6 +7,7 @@ from pathlib import Path
 from orchestrator.config.customer import Customers
 from orchestrator.config.customer_file import load_customers
 from orchestrator.config.settings import Settings, load_settings
+from orchestrator.launcher import Launcher
 from orchestrator.model import Kind, Result, RunRecord
 from orchestrator.reporting.ledger import Ledger
 from orchestrator.runs import Jobs
@@ -31,6 +32,11 @@ def open_runtime(settings: Settings) -> Runtime:
     from orchestrator.runtime.docker import DockerRuntime
 
     return DockerRuntime()
+
+
+def launcher_on_runtime(settings: Settings) -> Launcher:
+    """Return what starts workers on the configured runtime: restores, checks, listings."""
+    return Launcher(settings, open_runtime(settings), resolver_for(settings))
 
 
 def jobs_on_runtime(settings: Settings, ledger: Ledger | None = None) -> Jobs:

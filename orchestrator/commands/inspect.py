@@ -6,7 +6,7 @@ import sys
 from datetime import UTC, datetime
 
 from orchestrator import repository
-from orchestrator.commands.context import jobs_on_runtime, load
+from orchestrator.commands.context import launcher_on_runtime, load
 from orchestrator.config.customer import Customers
 from orchestrator.errors import SecretError
 from orchestrator.model import JobKey, Work
@@ -78,7 +78,7 @@ def cmd_snapshots(args: argparse.Namespace) -> int:
     settings, customers = load()
     customer = customers.get(args.customer)
     snapshots = repository.snapshots(
-        jobs_on_runtime(settings), customer, customer.resource(args.resource)
+        launcher_on_runtime(settings), customer, customer.resource(args.resource)
     )
     if args.json:
         print(
