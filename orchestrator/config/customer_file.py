@@ -2,37 +2,27 @@
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from orchestrator.config.bounds import SourceBounds
 from orchestrator.config.confinement import Confinement, problems_of
 from orchestrator.config.customer import Customer, Customers, Resource
 from orchestrator.config.files import parse_dotenv
-from orchestrator.config.keys import (
-    CUSTOMER_KEYS,
-    KEEP_KEYS,
-    MAX_KEEP,
-    MAX_RESOURCES,
-    Problem,
-    check_schedule,
-    check_url,
-    cold_key,
-    node,
-    secret_ref,
-)
+from orchestrator.config.keys import CUSTOMER_KEYS, MAX_RESOURCES, parse_customer_keys
 from orchestrator.config.names import (
     _NAME_RULE,
     NAME,
     bucket_problem,
     env_prefix,
     printable,
-    whole_number,
 )
 from orchestrator.config.source import ALL_SOURCE_KEYS, LocalSource, parse_source
 from orchestrator.errors import ConfigError
 from orchestrator.schedule import check_timezone
 
 log = logging.getLogger(__name__)
+Problem = Callable[[str, str], None]  # report (KEY, message) of the file being read
 
 
 DEFAULT = Confinement()
@@ -53,17 +43,13 @@ def load_customer(path: Path, confinement: Confinement = DEFAULT) -> Customer:
     def problem(key: str, message: str) -> None:
         problems.append(f"{path}: {key}: {message}")
 
-    timezone = values.get("TIMEZONE", "UTC")
-    try:
-        check_timezone(timezone)
-    except ValueError as exc:
-        problem("TIMEZONE", str(exc))
-    default_schedule = values.get("SCHEDULE")
-    if default_schedule is not None:
-        check_schedule("SCHEDULE", default_schedule, timezone, problem)
-
-    repo_password = secret_ref("REPO_PASSWORD", values.get("REPO_PASSWORD"), problem)
-    keep = _retention(values, problem)
+    keys, wrong = parse_customer_keys(values)
+    for key, message in wrong:
+        problem(key, message)
+    # Resources are read even when a customer-wide key is wrong: every problem at once.
+    timezone = keys.TIMEZONE if keys else _usable_timezone(values.get("TIMEZONE"))
+    default_schedule = keys.SCHEDULE if keys else None
+    unset = keys is None and "SCHEDULE" in values  # wrong, and reported: not "required"
     names = _resource_names(values.get("RESOURCES"), problem)
     owned = _assign_keys(values, names, problem)
     resources = []
@@ -76,18 +62,22 @@ def load_customer(path: Path, confinement: Confinement = DEFAULT) -> Customer:
             problem,
             confinement.bounds,
             name,
+            unset,
         )
         if resource is not None:
             resources.append(resource)
-    ping_url = values.get("PING_URL")
-    if ping_url is not None:
-        check_url("PING_URL", ping_url, problem)
-    key = cold_key(values, problem)
-    node(values.get("NODE"), problem)
-    if problems or repo_password is None:
+    if problems or keys is None:
         raise ConfigError(problems)
     customer = Customer(
-        name, path, timezone, repo_password, keep, tuple(resources), ping_url, key, default_schedule
+        name,
+        path,
+        keys.TIMEZONE,
+        keys.REPO_PASSWORD,
+        keys.keep,
+        tuple(resources),
+        keys.PING_URL,
+        keys.cold_key,
+        keys.SCHEDULE,
     )
     for key_name, message in problems_of(customer, confinement):
         problem(key_name, message)
@@ -96,16 +86,13 @@ def load_customer(path: Path, confinement: Confinement = DEFAULT) -> Customer:
     return customer
 
 
-def _retention(values: dict[str, str], problem: Problem) -> tuple[tuple[str, int], ...]:
-    keep = []
-    for key in KEEP_KEYS:
-        if key in values:
-            count = whole_number(values[key], 1, MAX_KEEP)
-            if count is None:
-                problem(key, f"must be a whole number of snapshots, 1 to {MAX_KEEP}")
-            else:
-                keep.append((key, count))
-    return tuple(keep)
+def _usable_timezone(value: str | None) -> str:
+    """Return TIMEZONE if it names a zone, else UTC (a wrong one is reported already)."""
+    try:
+        check_timezone(value or "UTC")
+    except ValueError:
+        return "UTC"
+    return value or "UTC"
 
 
 def _resource_names(value: str | None, problem: Problem) -> list[str]:
@@ -165,10 +152,11 @@ def _resource(
     problem: Problem,
     bounds: SourceBounds | None = None,
     customer: str = "",
+    wrong_default: bool = False,
 ) -> Resource | None:
     prefix = env_prefix(name)
     unscheduled = "SCHEDULE" not in keys and default_schedule is None
-    if unscheduled:
+    if unscheduled and not wrong_default:
         problem(prefix + "SCHEDULE", "required: set SCHEDULE for the customer or for this resource")
     source, problems = parse_source(keys, timezone, default_schedule)
     for key, message in problems:
