@@ -14,15 +14,14 @@ from orchestrator.secrets.files import remove_secrets
 from orchestrator.storage.layout import secrets_dir
 
 
-def adopt(jobs: Jobs, worker: WorkerInfo, customers: Customers) -> RunRecord:
-    """Collect a worker a previous daemon left running, and judge it.
+def adopt(jobs: Jobs, job: JobKey, worker: WorkerInfo, customers: Customers) -> RunRecord:
+    """Collect a worker of `job` a previous daemon left running, and judge it.
 
     The run keeps its original scheduled time; its secret files are removed afterwards.
     A prune is judged by its exit code; a drill is one step of several, so it is
     recorded as interrupted and runs again on its schedule.
     """
     kind = Kind(worker.label("kind"))
-    job = JobKey(worker.label("customer"), worker.label("resource"))
     scheduled_for = datetime.fromisoformat(worker.label("scheduled-for").replace("Z", "+00:00"))
     elapsed = (datetime.now(UTC) - worker.started_at).total_seconds()
     try:

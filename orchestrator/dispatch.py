@@ -61,6 +61,7 @@ class Dispatcher:
         self.in_flight: set[JobKey] = set()
         self.lock = threading.Lock()
         self.adopted = False
+        self.strays: set[str] = set()  # workers being collected whose label names no job
         self.unschedulable: set[str] = set()
 
     def use(self, customers: Customers, specs: list[JobSpec]) -> None:
@@ -95,8 +96,13 @@ class Dispatcher:
             if worker.label("origin") != "daemon" or worker.label("kind") not in ADOPTED_KINDS:
                 continue
             job = worker.job
-            if job is None:
-                continue  # not a job this daemon could have started
+            if job is None:  # no job of ours: collected, never recorded against anyone
+                with self.lock:
+                    if worker.name in self.strays:
+                        continue
+                    self.strays.add(worker.name)
+                threading.Thread(target=self._collect_stray, args=(worker,), daemon=True).start()
+                continue
             with self.lock:
                 if job in self.in_flight:
                     continue  # a run of ours is waiting for it
@@ -204,7 +210,7 @@ class Dispatcher:
 
     def _adopt_one(self, job: JobKey, worker: WorkerInfo) -> None:
         try:
-            record = adopt(self.jobs, worker, self.customers)
+            record = adopt(self.jobs, job, worker, self.customers)
         except Exception:
             self.count("adopt")
             log.exception("%s: cannot adopt %s", job, worker.name)
@@ -212,6 +218,19 @@ class Dispatcher:
                 self.in_flight.discard(job)
             return
         self._finish(record)
+
+    def _collect_stray(self, worker: WorkerInfo) -> None:
+        """Collect a worker whose job label names no job, and remove its secrets."""
+        log.warning("%s: its job label names no job; collected, not recorded", worker.name)
+        try:
+            self.runtime.collect(worker.name, self.settings.job_timeout_seconds)
+            remove_secrets(secrets_dir(self.settings), worker.secrets)
+        except Exception:
+            self.count("adopt")
+            log.exception("cannot collect %s", worker.name)
+        finally:
+            with self.lock:
+                self.strays.discard(worker.name)
 
     def _finish(self, record: RunRecord) -> None:
         """Record, ping and log a finished run; a failure in any of them is counted, not raised."""

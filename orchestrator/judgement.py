@@ -38,9 +38,11 @@ def stopping() -> Iterator[None]:
 
 def stopped(exc: Exception) -> Outcome:
     """Return the outcome of a run that one of STOPPED_BEFORE_RUSTIC stopped."""
-    if isinstance(exc, JobBusy):
+    if isinstance(exc, JobBusy):  # its words name the worker in the way, for the operator
         return Outcome(
-            Result.SKIPPED, Reason.OVERLAP, "another run of this job is in progress; not queued"
+            Result.SKIPPED,
+            Reason.OVERLAP,
+            f"another run of this job is in progress ({exc}); not queued",
         )
     if isinstance(exc, SecretError):
         return Outcome(Result.FAILURE, Reason.SECRETS, str(exc))

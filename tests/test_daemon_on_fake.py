@@ -472,3 +472,36 @@ def test_a_broken_customer_file_never_stops_another_customer(world: World) -> No
         run_row("other", "success", at=later)
     ]
     assert world.ledger.history.runs(JobKey.parse("good/files")) == [run_row("good", "success")]
+
+
+def test_a_worker_whose_job_label_names_no_job_is_collected_and_never_recorded(
+    world: World,
+) -> None:
+    """A worker with our labels but a job no name could make: collected, its secrets removed,
+    charged to nobody; the customer its other labels name goes on."""
+    world.customer("acme")
+    world.leftover("acme", WROTE)
+    stray = ContainerSpec(
+        "unstoppable_stray",
+        IMAGE,
+        ("rustic", "backup"),
+        tuple(
+            (k, "no-slash-here" if k == "unstoppable.job" else v)
+            for k, v in labels(JobKey("acme", "files"), Kind.BACKUP, NOW, "daemon")
+        ),
+        (Mount(secrets_dir(world.settings) / "unstoppable_stray.0123456789abcdef", SECRETS),),
+    )
+    (secrets_dir(world.settings) / "unstoppable_stray.0123456789abcdef").mkdir()
+    world.fake.script(stray.name, WROTE)
+    world.fake.start(stray, None)
+    world.daemon.load_config()
+    world.daemon.adopt()
+    world.settle()
+    deadline = time.monotonic() + 5
+    while stray.name in world.fake.names() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert stray.name not in world.fake.names(), "the stray worker is collected"
+    assert not (secrets_dir(world.settings) / "unstoppable_stray.0123456789abcdef").exists()
+    assert world.daemon.dispatch.strays == set()
+    rows = world.ledger.history.runs(JobKey.parse("acme/files"))
+    assert rows == [run_row("acme", "success", at=NOW - timedelta(hours=1))], "only its own"

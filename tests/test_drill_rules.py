@@ -10,6 +10,8 @@ from orchestrator.config.customer_file import load_customer
 from orchestrator.drill import choose
 from orchestrator.errors import ConfigError
 from orchestrator.model import JobKey, Kind, Outcome, Reason, Result, RunRecord
+from orchestrator.recovery import RECOVERING
+from orchestrator.reporting.job_memory import state_key
 from orchestrator.reporting.ledger import Ledger
 from orchestrator.rustic.commands import check_subset_args
 from orchestrator.rustic.listing import Entry, parse_ls
@@ -174,3 +176,34 @@ def test_the_last_prune_result_is_kept_per_job(tmp_path: Path) -> None:
     assert ledger.memory.prune_results() == {JobKey("acme", "files"): "failure"}
     ledger.history.record_run(record(Kind.PRUNE, Result.SUCCESS, now))
     assert ledger.memory.prune_results() == {JobKey("acme", "files"): "success"}
+
+
+def test_the_ledger_keys_on_disk_keep_their_spelling(tmp_path: Path) -> None:
+    """A ledger written before JobKey must read the same: its state keys are a file format."""
+    ledger = Ledger(tmp_path / "state")
+    job = JobKey("acme", "files")
+    at = datetime(2026, 11, 29, 4, tzinfo=UTC)
+    ledger.memory.hold(job, "1a2b3c4d", "emptied", at)
+    ledger.memory.mark_corrupt(job, "pack missing", at)
+    ledger.memory.next_slice(job, 4)
+    ledger.history.record_run(record(Kind.VERIFY, Result.SUCCESS, at))
+    ledger.history.record_run(record(Kind.PRUNE, Result.SUCCESS, at))
+    ledger.locks.record_lock(job, at, unlocked=True)
+    ledger.locks.lock_reached(job, at)
+    with ledger.db.connect() as db:
+        keys = {key for (key,) in db.execute("SELECT key FROM state")}
+    assert keys == {
+        "hold:acme/files",
+        "corrupt:acme/files",
+        "slice:acme/files",
+        "verified:acme/files",
+        "pruned:acme/files",
+        "locked:acme/files",
+        "unlocked:acme",
+        "locked-through:acme/files",
+    }
+    # And a ledger that holds them (as 0.2.0 wrote it) reads back as the same jobs.
+    assert ledger.memory.held_jobs() == {job}
+    assert ledger.memory.maintenance_state()[0] == {job}
+    assert ledger.locks.lock_state() == ({job: at}, {"acme"})
+    assert state_key(RECOVERING, job) == "recovering:acme/files"  # `unstoppable recover`

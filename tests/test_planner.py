@@ -6,6 +6,9 @@ from orchestrator.model import JobKey, Kind, Work
 from orchestrator.planner import JobSpec, Launch, Missed, Plan, PlanState, Skip, plan
 
 HOURLY = "0 * * * *"
+# What the planner of 0.2.0 (job ids as text) named for `H H * * *` of acme/www from midnight.
+BACKUP_AT = datetime(2026, 11, 26, 15, 30, tzinfo=UTC)
+PRUNE_AT = datetime(2026, 11, 26, 14, 40, tzinfo=UTC)
 
 
 def at(text: str) -> datetime:
@@ -236,3 +239,19 @@ def test_maintenance_spread_differs_from_the_backup_spread() -> None:
              for s in specs}  # fmt: skip
     firsts = {kind: wake(p) for kind, p in times.items()}
     assert len(set(firsts.values())) == 3
+
+
+def test_the_hash_seeds_of_h_fields_never_change() -> None:
+    """`H` spreads by the work's text: a changed spelling would move every customer's times."""
+    assert [str(w("acme/www", kind)) for kind in (Kind.BACKUP, Kind.PRUNE, Kind.VERIFY)] == [
+        "acme/www",
+        "acme/www#prune",
+        "acme/www#verify",
+    ]
+    spread = [job("acme/www", "H H * * *", kind=kind) for kind in (Kind.BACKUP, Kind.PRUNE)]
+    first = plan(spread, frozenset(), PlanState(), at("00:00:00"), at("00:00:00"), 4)
+    # The times the spelling `acme/www` and `acme/www#prune` give, computed before JobKey.
+    assert {s.kind: t for s, t in first.state.next_due.items()} == {
+        Kind.BACKUP: BACKUP_AT,
+        Kind.PRUNE: PRUNE_AT,
+    }

@@ -320,5 +320,18 @@ def test_the_worker_scripts_exit_with_the_codes_the_orchestrator_reads() -> None
         assert not bare_exits(text, named), f"{script.name} exits with a bare code"
         if "$EXIT_" in text:
             assert ". /usr/local/lib/unstoppable/exit-codes" in text, script.name
+    dockerfile = (image / "Dockerfile").read_text()
+    assert "COPY exit-codes /usr/local/lib/unstoppable/exit-codes\n" in dockerfile
     used = {n for n in ExitCode.__members__ for s in scripts if f"$EXIT_{n}" in s.read_text()}
     assert used == set(ExitCode.__members__) - {"OK"}, "every code is one a script gives"
+
+
+@pytest.mark.parametrize(
+    "key", ["JOB_TIMEOUT", "MIN_KEEP_WITHIN", "S3_LOCK_MARGIN", "MIN_INTERVAL"]
+)
+def test_a_duration_past_a_century_is_a_config_error_not_a_crash(key: str) -> None:
+    """parse_duration takes 999999999d999999999d; a timedelta of it would overflow."""
+    with pytest.raises(ConfigError) as err:
+        load_settings(environ={f"UNSTOPPABLE_{key}": "999999999d999999999d"})
+    assert f"UNSTOPPABLE_{key}" in str(err.value) and "100 years" in str(err.value)
+    assert load_settings(environ={f"UNSTOPPABLE_{key}": "36500d"}) is not None

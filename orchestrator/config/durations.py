@@ -5,6 +5,7 @@ import re
 _PART = re.compile(r"([0-9]{1,9})([smhd])")
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_SECONDS = 36500 * 86400
 
 
 def parse_duration(text: str) -> int:
@@ -22,4 +23,7 @@ def parse_duration(text: str) -> int:
         seconds = sum(int(n) * _UNITS[u] for n, u in parts)
     if seconds <= 0:
         raise ValueError("a duration must be longer than zero")
+    if seconds > MAX_SECONDS:
+        # A timedelta ends near 2.7 million years; nothing here means more than a century.
+        raise ValueError("a duration must be at most 100 years (36500d)")
     return seconds
