@@ -19,6 +19,7 @@ from orchestrator.commands.act import (
     cmd_s3_provision,
     cmd_verify,
 )
+from orchestrator.commands.browse import cmd_diff, cmd_find, cmd_ls
 from orchestrator.commands.inspect import cmd_jobs, cmd_snapshots, cmd_status, cmd_validate
 from orchestrator.errors import ConfigError, UnstoppableError
 
@@ -71,6 +72,32 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("resource")
     p.add_argument("--target", required=True, type=Path)
     p.add_argument("--snapshot", default="latest")
+    p.add_argument(
+        "--path",
+        action="append",
+        metavar="PATH",
+        help="only this file, folder or glob (relative to the resource's root); repeatable",
+    )
+    p = command("ls", cmd_ls, "list what a snapshot holds, under PATH")
+    p.add_argument("customer")
+    p.add_argument("resource")
+    p.add_argument("path", nargs="?", default="", metavar="PATH")
+    p.add_argument("--snapshot", default=None, help="an id (or its prefix); default latest")
+    p.add_argument("--as-of", default=None, help="the newest snapshot at or before this time")
+    p.add_argument("--json", action="store_true")
+    p = command(
+        "find", cmd_find, "a file's history: every snapshot holding a path matching PATTERN"
+    )
+    p.add_argument("customer")
+    p.add_argument("resource")
+    p.add_argument("pattern", metavar="PATTERN")
+    p.add_argument("--json", action="store_true")
+    p = command("diff", cmd_diff, "what was added, removed or changed from snapshot A to B")
+    p.add_argument("customer")
+    p.add_argument("resource")
+    p.add_argument("old", metavar="A")
+    p.add_argument("new", metavar="B")
+    p.add_argument("--json", action="store_true")
     command("run", cmd_run, "the daemon: back up every job on its schedule")
     p = command("status", cmd_status, "per job: last run, result, reason, last success, next run")
     p.add_argument("--json", action="store_true")

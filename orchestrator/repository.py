@@ -1,6 +1,9 @@
 """A job's repository as the operator sees it: its snapshots, a restore, a check."""
 
 import contextlib
+import os
+import shutil
+import stat
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -39,14 +42,23 @@ def snapshots(launcher: Launcher, customer: Customer, resource: Resource) -> lis
 
 
 def restore(
-    launcher: Launcher, customer: Customer, resource: Resource, target: Path, snapshot: str
-) -> None:
-    """Restore `snapshot` of `resource` so its files land directly in `target`.
+    launcher: Launcher,
+    customer: Customer,
+    resource: Resource,
+    target: Path,
+    snapshot: str,
+    only: tuple[str, ...] = (),
+) -> tuple[int, int]:
+    """Restore `snapshot` of `resource` so its files land directly in `target`; return how
+    many files, and bytes, are there now.
 
     `target` must be an empty directory or new (then made 0700), and never a symlink: its
     last component is not followed, and the worker restores only into the very directory
-    checked here. Raises RunFailed if it is not, or rustic fails.
+    checked here. With `only`, just the files and folders those paths (relative to the
+    resource's root, glob characters allowed) name. Raises RunFailed if the target is not
+    fit, rustic fails, or `only` names nothing in the snapshot.
     """
+    only = tuple(_only(path) for path in only)
     target = target.absolute()
     new = check_target(target, launcher.settings.bounds.protected + SYSTEM_TREES)
     # No worker is asked for the list first: that cost a container and a repository open
@@ -55,7 +67,9 @@ def restore(
     if not (job_storage(launcher.settings, customer.name, resource.name).hot / "config").exists():
         raise RunFailed(empty)
     identity = open_target(target, new)
-    argv = commands.restore_args(launcher.cold, snapshot, source_path(resource), RESTORE_TARGET)
+    argv = commands.restore_args(
+        launcher.cold, snapshot, source_path(resource), RESTORE_TARGET, only
+    )
     launch = target_launch(target, identity, RESTORE_TARGET, ["rustic", *argv])
     done = launcher.run_worker(customer, resource, Kind.RESTORE, datetime.now(UTC), launch, None)
     if done.exit_code == ExitCode.SWAPPED:
@@ -63,14 +77,40 @@ def restore(
             f"--target {target}: was replaced (by a symlink?) after it was checked; "
             "nothing was restored"
         )
-    if done.exit_code == 0:
-        return
+    files, size = _counted(target) if done.exit_code == 0 else (0, 0)
+    if done.exit_code == 0 and (files or not only):
+        return files, size
     if new:  # made for this restore: a failure leaves no empty directory behind
         with contextlib.suppress(OSError):
-            target.rmdir()
+            shutil.rmtree(target) if done.exit_code == 0 else target.rmdir()
+    if done.exit_code == 0:
+        named = ", ".join(repr(p) for p in only)
+        raise RunFailed(f"{customer.job(resource)}: --path {named}: no file of {snapshot} there")
     if NO_SNAPSHOTS in done.stderr:
         raise RunFailed(empty)
     raise RunFailed(f"{customer.job(resource)}: restore failed: {last_words(done)}")
+
+
+def _only(path: str) -> str:
+    """Return a --path as the restore's include pattern takes it; RunFailed if it cannot be."""
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if not parts or ".." in parts or "\0" in path or any(c in path for c in "\n\r"):
+        raise RunFailed(
+            f"--path {path[:70]!r}: give a file, folder or glob inside the resource, "
+            "such as wp-config.php or uploads/2026 (no '..')"
+        )
+    return "/".join(parts)
+
+
+def _counted(target: Path) -> tuple[int, int]:
+    """Return how many regular files `target` holds, and their bytes (links not followed)."""
+    files = size = 0
+    for folder, _dirs, names in os.walk(target):
+        for name in names:
+            info = os.lstat(os.path.join(folder, name))
+            if stat.S_ISREG(info.st_mode):
+                files, size = files + 1, size + info.st_size
+    return files, size
 
 
 def check(launcher: Launcher, customer: Customer, resource: Resource, read_data: bool) -> int:

@@ -12,10 +12,12 @@ from datetime import UTC, datetime
 from orchestrator import recovery, repository
 from orchestrator.commands.context import (
     append_lines,
+    as_of_time,
     jobs_on_runtime,
     launcher_on_runtime,
     load,
     open_runtime,
+    size,
     summary_line,
 )
 from orchestrator.config.customer import Customer, Resource
@@ -32,12 +34,8 @@ def cmd_recover(args: argparse.Namespace) -> int:
     settings, customers = load()
     customer = customers.get(args.customer)
     resource = customer.resource(args.resource)
-    try:
-        moment = datetime.fromisoformat(args.as_of)
-    except ValueError:
-        raise RunFailed(f"--as-of {args.as_of[:40]!r}: expected an ISO 8601 time") from None
-    if moment.tzinfo is None:
-        raise RunFailed("--as-of: give the time zone too (2026-11-29T12:00:00Z or +01:00)")
+    moment = as_of_time(args.as_of)
+    assert moment is not None  # --as-of is required
     ledger = Ledger(state_dir(settings))
     jobs = jobs_on_runtime(settings, ledger)
     done = recovery.recover(jobs.launcher, ledger.db, customer, resource, moment)
@@ -111,8 +109,15 @@ def cmd_restore(args: argparse.Namespace) -> int:
     customer = customers.get(args.customer)
     resource = customer.resource(args.resource)
     launcher = launcher_on_runtime(settings)
-    repository.restore(launcher, customer, resource, args.target, args.snapshot)
-    print(f"{customer.job(resource)}: restored {args.snapshot} into {args.target.absolute()}")
+    only = tuple(args.path or ())
+    files, total = repository.restore(
+        launcher, customer, resource, args.target, args.snapshot, only
+    )
+    what = f" ({', '.join(only)})" if only else ""
+    print(
+        f"{customer.job(resource)}: restored {args.snapshot}{what} into "
+        f"{args.target.absolute()}: {files} file(s), {size(total)}"
+    )
     return 0
 
 

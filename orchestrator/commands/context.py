@@ -2,11 +2,13 @@
 
 import os
 import stat
+from datetime import datetime
 from pathlib import Path
 
 from orchestrator.config.customer import Customers
 from orchestrator.config.customer_file import load_customers
 from orchestrator.config.settings import Settings, load_settings
+from orchestrator.errors import RunFailed
 from orchestrator.launcher import Launcher
 from orchestrator.model import Kind, Result, RunRecord
 from orchestrator.reporting.ledger import Ledger
@@ -43,6 +45,19 @@ def jobs_on_runtime(settings: Settings, ledger: Ledger | None = None) -> Jobs:
     """Return runs on the configured runtime that remember through `ledger` (or the host's)."""
     ledger = ledger or Ledger(state_dir(settings))
     return Jobs(settings, open_runtime(settings), ledger, resolver=resolver_for(settings))
+
+
+def as_of_time(text: str | None) -> datetime | None:
+    """Return the moment `--as-of` names, with its zone; RunFailed if it names none."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise RunFailed(f"--as-of {text[:40]!r}: expected an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        raise RunFailed("--as-of: give the time zone too (2026-11-29T12:00:00Z or +01:00)")
+    return moment
 
 
 def summary_line(record: RunRecord) -> str:

@@ -106,6 +106,16 @@ def ls_args(cold: list[str], snapshot: str, path: str) -> list[str]:
     return [*global_args(cold), "ls", "--long", "--recursive", f"{snapshot}:{path}"]
 
 
+def find_args(cold: list[str], pattern: str) -> list[str]:
+    """Return the argv that lists, in every snapshot, the entries whose path matches `pattern`."""
+    return [*global_args(cold), "find", "--all", f"--glob={pattern}"]
+
+
+def diff_args(cold: list[str], old: str, new: str, path: str) -> list[str]:
+    """Return the argv that compares `path` of the snapshots `old` and `new`, content too."""
+    return [*global_args(cold), "diff", f"{old}:{path}", f"{new}:{path}"]
+
+
 def tag_suspect_args(cold: list[str], snapshot: str) -> list[str]:
     """Return the argv that marks `snapshot` suspect (and no longer clean)."""
     return [*global_args(cold), "tag", "--set", TAG_SUSPECT, snapshot]
@@ -124,9 +134,16 @@ def snapshots_args(cold: list[str]) -> list[str]:
     return [*global_args(cold), "snapshots", "--json"]
 
 
-def restore_args(cold: list[str], snapshot: str, path: str, target: str) -> list[str]:
-    """Return the argv that restores `path` of `snapshot` so its contents land in `target`."""
-    return [*global_args(cold), "restore", f"{snapshot}:{path}", target]
+def restore_args(
+    cold: list[str], snapshot: str, path: str, target: str, only: tuple[str, ...] = ()
+) -> list[str]:
+    """Return the argv that restores `path` of `snapshot` so its contents land in `target`.
+
+    With `only`, just what those paths (relative to `path`, glob characters allowed) name:
+    each is anchored at `path`, and a folder comes with everything in it.
+    """
+    globs = [f"--glob=/{p}{tail}" for p in only for tail in ("", "/**")]
+    return [*global_args(cold), "restore", *globs, f"{snapshot}:{path}", target]
 
 
 def check_args(cold: list[str], read_data: bool) -> list[str]:

@@ -1,4 +1,4 @@
-"""What `rustic ls --long` printed, read back: the regular files of a snapshot."""
+"""What `rustic ls --long` printed, read back: a snapshot's entries, or its regular files."""
 
 import re
 from dataclasses import dataclass
@@ -17,27 +17,60 @@ _ESCAPE = re.compile(r"\\(u\{([0-9a-fA-F]{1,6})\}|x([0-9a-fA-F]{2})|.)")
 _SIMPLE = {"n": "\n", "r": "\r", "t": "\t", "0": "\0", "\\": "\\", '"': '"', "'": "'"}
 
 
-def parse_ls(stdout: str) -> list[Entry]:
-    """Return the regular files `ls --long` printed; names it cannot read back are left out.
+@dataclass(frozen=True)
+class Item:
+    """Any entry of a snapshot as `ls --long` (or `find`) shows it."""
 
-    Each line reads `<mode> <user> <group> <size> <date> <time> "<path>"`, the path quoted
-    the way Rust quotes strings (so a newline in a name is `\\n`, never a line break).
+    path: str
+    type: str  # file, dir, link or other (a device, a FIFO, a socket)
+    size: int
+    mtime: str  # as rustic prints it, to the minute: `6 Dec 2026 13:02` (`?` for none)
+
+
+_TYPES = {"-": "file", "d": "dir", "l": "link"}
+
+
+def parse_long(stdout: str) -> list[Item]:
+    """Return every entry `ls --long` printed; names it cannot read back are left out.
+
+    Each line reads `<mode> <user> <group> <size> <mtime> "<path>"`, the path quoted the
+    way Rust quotes strings (so a newline in a name is `\\n`, never a line break). A link's
+    line goes on ` -> "<target>"`, which is not part of its path.
     """
-    entries = []
+    items = []
     for line in stdout.splitlines():
-        if not line.startswith("-"):
-            continue  # directories, links, devices, fifos: nothing to compare byte for byte
         fields = line.split(None, 4)
-        start, end = line.find('"'), line.rstrip().rfind('"')
-        if len(fields) < 5 or start < 0 or end <= start or not fields[3].isdigit():
+        start = line.find('"')
+        if len(fields) < 5 or start < 0 or not fields[3].isdigit() or len(fields[0]) != 10:
             continue
-        path = _unquote(line[start + 1 : end])
-        if path is not None:
-            entries.append(Entry(path, int(fields[3])))
-    return entries
+        quoted = quoted_at(line, start)
+        if quoted is None or (path := unquote(quoted)) is None:
+            continue
+        head = line[:start].split(None, 4)  # mode, user, group, size, then the time
+        mtime = head[4].strip() if len(head) > 4 else "?"
+        items.append(Item(path, _TYPES.get(line[0], "other"), int(fields[3]), mtime))
+    return items
 
 
-def _unquote(text: str) -> str | None:
+def parse_ls(stdout: str) -> list[Entry]:
+    """Return the regular files `ls --long` printed, with their sizes: what a drill compares."""
+    return [Entry(item.path, item.size) for item in parse_long(stdout) if item.type == "file"]
+
+
+def quoted_at(line: str, start: int) -> str | None:
+    """Return the Rust-quoted string that opens at `start`, still escaped; None if unclosed."""
+    index = start + 1
+    while index < len(line):
+        if line[index] == "\\":
+            index += 2
+            continue
+        if line[index] == '"':
+            return line[start + 1 : index]
+        index += 1
+    return None
+
+
+def unquote(text: str) -> str | None:
     """Undo Rust's string escaping; None for bytes that are not UTF-8 (`\\x..`)."""
     bad = False
 

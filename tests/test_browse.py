@@ -1,0 +1,105 @@
+"""Browse and partial restore, end to end: real Docker, the worker image and rustic."""
+
+import json
+import os
+from datetime import datetime, timedelta
+
+import pytest
+
+from tests.conftest import Site
+from tests.test_local_backup import customer_text
+
+pytestmark = pytest.mark.docker
+
+
+def snapshots(site: Site, name: str) -> list[dict[str, str]]:
+    return json.loads(site.cli("snapshots", name, "files", "--json", check=True).stdout)
+
+
+def test_a_files_history_a_diff_a_listing_as_of_and_a_glob_restored_alone(
+    site: Site, unique: str
+) -> None:
+    name = f"br-{unique}"
+    source = site.root / "www"
+    (source / "wp-content" / "uploads").mkdir(parents=True)
+    (source / "wp-config.php").write_text("<?php define('DB', 'one');\n")
+    (source / "index.php").write_text("<?php // index\n")
+    (source / "wp-content" / "uploads" / "a.jpg").write_bytes(os.urandom(3000))
+    (source / "wp-content" / "uploads" / "notes.txt").write_text("keep\n")
+    site.customer(name, customer_text("pw-browse", source))
+    versions = []
+    for step in range(3):
+        if step == 1:  # a file changes, one is added, one removed
+            (source / "wp-config.php").write_text("<?php define('DB', 'two, longer');\n")
+            (source / "wp-content" / "uploads" / "b.jpg").write_bytes(os.urandom(5000))
+            (source / "index.php").unlink()
+        if step == 2:
+            (source / "wp-config.php").write_text("<?php define('DB', '3');\n")
+        site.cli("backup", name, check=True)
+        versions.append((source / "wp-config.php").read_bytes())
+    found = snapshots(site, name)
+    assert len(found) == 3
+    ids = [s["id"] for s in found]
+
+    # A file's history: every snapshot holding it, with its size then.
+    history = json.loads(
+        site.cli("find", name, "files", "wp-config.php", "--json", check=True).stdout
+    )
+    assert [(h["snapshot"], h["path"], h["size"]) for h in history] == [
+        (i[:8], "wp-config.php", len(v)) for i, v in zip(ids, versions, strict=True)
+    ]
+    text = site.cli("find", name, "files", "*.jpg", check=True)
+    assert "wp-content/uploads/b.jpg" in text.stdout and "5000" in text.stdout
+
+    # What changed from the first snapshot to the second, with sizes.
+    diff = json.loads(
+        site.cli("diff", name, "files", ids[0][:10], ids[1], "--json", check=True).stdout
+    )
+    changes = {(c["change"], c["path"]): (c["old_size"], c["new_size"]) for c in diff["changes"]}
+    assert changes[("changed", "wp-config.php")] == (len(versions[0]), len(versions[1]))
+    assert changes[("added", "wp-content/uploads/b.jpg")] == (None, 5000)
+    assert changes[("removed", "index.php")] == (len("<?php // index\n"), None)
+    assert ("changed", "wp-content/uploads/notes.txt") not in changes
+
+    # A listing as of a moment between the first and second snapshots: the first's.
+    first = datetime.fromisoformat(found[0]["time"])
+    moment = (first + (datetime.fromisoformat(found[1]["time"]) - first) / 2).isoformat()
+    listing = json.loads(
+        site.cli("ls", name, "files", "wp-content", "--as-of", moment, "--json", check=True).stdout
+    )
+    assert listing["snapshot"] == ids[0]
+    assert {e["path"] for e in listing["entries"] if e["type"] == "file"} == {
+        "wp-content/uploads/a.jpg",
+        "wp-content/uploads/notes.txt",
+    }
+    early = (first - timedelta(days=1)).isoformat()
+    refused = site.cli("ls", name, "files", "--as-of", early)
+    assert refused.returncode == 1 and "no snapshot at or before" in refused.stderr
+
+    # A glob restored alone, byte for byte; nothing else comes with it.
+    target = site.root / "only-jpg"
+    done = site.cli(
+        "restore", name, "files", "--target", str(target), "--path", "wp-content/uploads/*.jpg",
+        check=True,
+    )  # fmt: skip
+    assert "2 file(s)" in done.stdout
+    restored = sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file())
+    assert restored == ["wp-content/uploads/a.jpg", "wp-content/uploads/b.jpg"]
+    for rel in restored:
+        assert (target / rel).read_bytes() == (source / rel).read_bytes()
+    # An older version of one file, by its snapshot.
+    old = site.root / "old-config"
+    site.cli(
+        "restore", name, "files", "--target", str(old), "--snapshot", ids[0],
+        "--path", "wp-config.php", check=True,
+    )  # fmt: skip
+    assert [p.name for p in old.iterdir()] == ["wp-config.php"]
+    assert (old / "wp-config.php").read_bytes() == versions[0]
+
+    # A path that names nothing: said, and no directory left behind.
+    nothing = site.root / "nothing"
+    missed = site.cli("restore", name, "files", "--target", str(nothing), "--path", "no/such")
+    assert missed.returncode == 1 and "--path 'no/such'" in missed.stderr, missed.stderr
+    assert not nothing.exists()
+    escape = site.cli("restore", name, "files", "--target", str(nothing), "--path", "../etc")
+    assert escape.returncode == 1 and "no '..'" in escape.stderr and not nothing.exists()
