@@ -12,6 +12,7 @@ from orchestrator.commands.act import (
     cmd_backup,
     cmd_check,
     cmd_prune,
+    cmd_rebuild,
     cmd_recover,
     cmd_release,
     cmd_restore,
@@ -78,6 +79,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="only this file, folder or glob (relative to the resource's root); repeatable",
     )
+    p = command(
+        "rebuild",
+        cmd_rebuild,
+        "the server lost: every hot repository and the ledger's view "
+        "of each job, from the cold repositories",
+    )
+    p.add_argument("customers", nargs="*", metavar="CUSTOMER")
     p = command("ls", cmd_ls, "list what a snapshot holds, under PATH")
     p.add_argument("customer")
     p.add_argument("resource")

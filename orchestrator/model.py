@@ -157,6 +157,7 @@ class SnapshotInfo:
     paths: tuple[str, ...]
     host: str
     tags: tuple[str, ...] = ()
+    summary: "Summary | None" = None  # what its backup read and wrote, as rustic recorded
 
 
 @dataclass(frozen=True)
@@ -172,10 +173,15 @@ class RunRecord:
 
     @classmethod
     def of(
-        cls, work: Work, scheduled_for: datetime, started: datetime, outcome: Outcome
+        cls,
+        work: Work,
+        scheduled_for: datetime,
+        started: datetime,
+        outcome: Outcome,
+        ended: datetime | None = None,
     ) -> "RunRecord":
-        """Return the record of `work`, started at `started`, that ends now."""
-        return cls(work.job, work.kind, scheduled_for, started, datetime.now(UTC), outcome)
+        """Return the record of `work`, started at `started`, that ends now (or `ended`)."""
+        return cls(work.job, work.kind, scheduled_for, started, ended or datetime.now(UTC), outcome)
 
     @property
     def customer(self) -> str:

@@ -22,7 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("maintenance",),
     ("drill",),
     ("browse",),
-    ("repository", "recovery"),
+    ("repository", "recovery", "rebuild"),
     ("runs",),
     ("launcher",),
     ("preparation",),

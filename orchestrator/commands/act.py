@@ -5,11 +5,12 @@ import getpass
 import json
 import logging
 import os
+import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
-from orchestrator import recovery, repository
+from orchestrator import rebuild, recovery, repository
 from orchestrator.commands.context import (
     append_lines,
     as_of_time,
@@ -22,7 +23,7 @@ from orchestrator.commands.context import (
 )
 from orchestrator.config.customer import Customer, Resource
 from orchestrator.config.settings import load_settings
-from orchestrator.errors import RunFailed
+from orchestrator.errors import RunFailed, UnstoppableError
 from orchestrator.maintenance import Maintenance
 from orchestrator.model import Result, RunRecord
 from orchestrator.recorder import record
@@ -206,3 +207,37 @@ def cmd_check(args: argparse.Namespace) -> int:
     )
     print(f"{customer.job(resource)}: repository check clean{note}")
     return 0
+
+
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    """Rebuild every job of the named customers (all valid ones by default); one failing job
+    never stops the others, and the exit is 0 only if every one was rebuilt."""
+    settings, customers = load()
+    chosen = [customers.get(name) for name in args.customers] or list(customers.valid)
+    ledger = Ledger(state_dir(settings))
+    launcher = launcher_on_runtime(settings)
+    failed = 0
+    for customer in chosen:
+        for resource in customer.resources:
+            job = customer.job(resource)
+            try:
+                done = rebuild.rebuild(launcher, ledger.history, customer, resource)
+            except UnstoppableError as exc:
+                failed += 1
+                print(f"{job}: not rebuilt: {exc}", file=sys.stderr)
+                continue
+            hot = "hot repository rebuilt" if done.built else "hot repository present, kept"
+            newest = done.newest
+            if newest is None:
+                print(f"{job}: {hot}; {done.snapshots} snapshot(s), none clean yet")
+                continue
+            s = newest.summary
+            base = f"{s.files_total} file(s), {size(s.bytes_processed)}" if s else "unknown"
+            told = "" if done.remembered else " (the ledger knew the job already)"
+            print(
+                f"{job}: {hot}; {done.snapshots} snapshot(s), the newest clean "
+                f"{newest.id[:8]} of {newest.time.astimezone(UTC):%Y-%m-%d %H:%M:%S}Z is the "
+                f"baseline: {base}{told}"
+            )
+    print(f"{len(chosen)} customer(s); {failed} job(s) not rebuilt", file=sys.stderr)
+    return 1 if failed else 0

@@ -116,18 +116,29 @@ def parse_snapshot(stdout: str) -> Summary | None:
     data = _json(stdout)
     if not isinstance(data, dict) or "id" not in data:
         return None
-    summary = data.get("summary") or {}
+    return _summary(data)
+
+
+def _summary(data: dict[str, Any]) -> Summary:
+    """Return the summary a snapshot's JSON holds (zeros where it holds none)."""
+    summary = data.get("summary")
+    summary = summary if isinstance(summary, dict) else {}
     return Summary(
         snapshot_id=str(data["id"]),
         time=str(data.get("time", "")),
-        files_new=int(summary.get("files_new", 0)),
-        files_changed=int(summary.get("files_changed", 0)),
-        data_added=int(summary.get("data_added", 0)),
-        bytes_processed=int(summary.get("total_bytes_processed", 0)),
-        files_total=int(summary.get("total_files_processed", 0)),
-        data_added_files=int(summary.get("data_added_files", 0)),
-        data_added_files_packed=int(summary.get("data_added_files_packed", 0)),
+        files_new=_whole(summary.get("files_new")),
+        files_changed=_whole(summary.get("files_changed")),
+        data_added=_whole(summary.get("data_added")),
+        bytes_processed=_whole(summary.get("total_bytes_processed")),
+        files_total=_whole(summary.get("total_files_processed")),
+        data_added_files=_whole(summary.get("data_added_files")),
+        data_added_files_packed=_whole(summary.get("data_added_files_packed")),
     )
+
+
+def _whole(value: Any) -> int:
+    """Return a count rustic wrote, or 0 for anything that is not one (never raises)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
 def parse_snapshots(stdout: str) -> list[SnapshotInfo]:
@@ -160,6 +171,7 @@ def parse_snapshots(stdout: str) -> list[SnapshotInfo]:
             tuple(s.get("paths", ())),
             str(s.get("hostname", "")),
             tuple(str(t) for t in s.get("tags") or ()),
+            _summary(s),
         )
         for s in found
     ]
