@@ -71,7 +71,10 @@ def _parser() -> argparse.ArgumentParser:
     p = command("restore", cmd_restore, "restore a snapshot into an empty or new directory")
     p.add_argument("customer")
     p.add_argument("resource")
-    p.add_argument("--target", required=True, type=Path)
+    p.add_argument("--target", type=Path, help="an empty or new directory to restore into")
+    p.add_argument(
+        "--archive", type=Path, help="instead, one tar archive: FILE.tar, or FILE.tar.gz"
+    )
     p.add_argument("--snapshot", default="latest")
     p.add_argument(
         "--path",

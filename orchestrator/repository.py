@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import secrets
 import shutil
 import stat
 from datetime import UTC, datetime
@@ -129,3 +130,63 @@ def check(launcher: Launcher, customer: Customer, resource: Resource, read_data:
             + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
         )
     return leftovers
+
+
+ARCHIVE = "archive"  # the file's name in the run's own directory, before it takes its own
+
+
+def archive(
+    launcher: Launcher,
+    customer: Customer,
+    resource: Resource,
+    file: Path,
+    snapshot: str,
+    only: tuple[str, ...] = (),
+) -> int:
+    """Write `snapshot` of `resource` (or just `only`) as one tar archive at `file` (`.tar`,
+    or `.tar.gz`/`.tgz` gzipped); return its size.
+
+    The worker writes into a new private directory beside `file` (the same checks as a
+    restore target), and the archive then takes its name by a hard link, which never
+    replaces a file: `file` must not exist. Raises RunFailed saying what to fix.
+    """
+    only = tuple(_only(path) for path in only)
+    file = file.absolute()
+    if not file.name.endswith((".tar", ".tar.gz", ".tgz")):
+        raise RunFailed(f"--archive {file}: name it FILE.tar, or FILE.tar.gz to gzip it")
+    if os.path.lexists(file):
+        raise RunFailed(f"--archive {file}: exists already; an archive never replaces a file")
+    if not (job_storage(launcher.settings, customer.name, resource.name).hot / "config").exists():
+        raise RunFailed(f"{customer.job(resource)}: no snapshot to restore yet")
+    own = file.with_name(f".{file.name}.unstoppable-{secrets.token_hex(4)}")
+    new = check_target(own, launcher.settings.bounds.protected + SYSTEM_TREES)
+    identity = open_target(own, new)
+    try:
+        inside = f"{RESTORE_TARGET}/{ARCHIVE}"
+        gzip = not file.name.endswith(".tar")
+        argv = commands.dump_args(
+            launcher.cold, snapshot, source_path(resource), inside, gzip, only
+        )
+        launch = target_launch(own, identity, RESTORE_TARGET, ["rustic", *argv])
+        done = launcher.run_worker(
+            customer, resource, Kind.RESTORE, datetime.now(UTC), launch, None
+        )
+        if done.exit_code == ExitCode.SWAPPED:
+            raise RunFailed(f"--archive {file}: its folder was replaced while it was written")
+        if done.exit_code != 0:
+            if NO_SNAPSHOTS in done.stderr:
+                raise RunFailed(f"{customer.job(resource)}: no snapshot to restore yet")
+            raise RunFailed(f"{customer.job(resource)}: archive failed: {last_words(done)}")
+        written = own / ARCHIVE
+        if not stat.S_ISREG(os.lstat(written).st_mode):
+            raise RunFailed(f"--archive {file}: the worker wrote no archive")
+        os.chmod(written, 0o600, follow_symlinks=False)
+        try:
+            os.link(written, file, follow_symlinks=False)
+        except FileExistsError:
+            raise RunFailed(
+                f"--archive {file}: appeared while it was written; not replaced"
+            ) from None
+        return os.lstat(file).st_size
+    finally:
+        shutil.rmtree(own, ignore_errors=True)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import tarfile
 from datetime import datetime, timedelta
 
 import pytest
@@ -103,3 +104,36 @@ def test_a_files_history_a_diff_a_listing_as_of_and_a_glob_restored_alone(
     assert not nothing.exists()
     escape = site.cli("restore", name, "files", "--target", str(nothing), "--path", "../etc")
     assert escape.returncode == 1 and "no '..'" in escape.stderr and not nothing.exists()
+
+
+def test_an_archive_holds_the_snapshot_and_never_replaces_a_file(site: Site, unique: str) -> None:
+    name = f"ar-{unique}"
+    source = site.root / "site"
+    (source / "sub dir").mkdir(parents=True)
+    (source / "index.html").write_text("<h1>hi</h1>\n")
+    (source / "sub dir" / "data.bin").write_bytes(os.urandom(70_000))
+    site.customer(name, customer_text("pw-archive", source))
+    site.cli("backup", name, check=True)
+    for archive, mode in ((site.root / "all.tar", "r:"), (site.root / "all.tar.gz", "r:gz")):
+        done = site.cli("restore", name, "files", "--archive", str(archive), check=True)
+        assert str(archive) in done.stdout
+        with tarfile.open(archive, mode) as tar:
+            files = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}  # type: ignore[union-attr]
+        assert files == {
+            "index.html": (source / "index.html").read_bytes(),
+            "sub dir/data.bin": (source / "sub dir" / "data.bin").read_bytes(),
+        }
+        assert oct(archive.stat().st_mode & 0o777) == "0o600"
+    only = site.root / "only.tar"
+    site.cli("restore", name, "files", "--archive", str(only), "--path", "sub dir", check=True)
+    with tarfile.open(only) as tar:
+        assert sorted(m.name for m in tar.getmembers() if m.isfile()) == ["sub dir/data.bin"]
+    # An existing file is never replaced, and nothing is left beside it.
+    kept = site.root / "kept.tar"
+    kept.write_text("precious")
+    refused = site.cli("restore", name, "files", "--archive", str(kept))
+    assert refused.returncode == 1 and "exists already" in refused.stderr
+    assert kept.read_text() == "precious"
+    assert not [p for p in site.root.iterdir() if ".unstoppable-" in p.name]
+    stdout = site.cli("restore", name, "files", "--archive", "-")
+    assert stdout.returncode == 1 and "give FILE.tar" in stdout.stderr

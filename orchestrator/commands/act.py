@@ -109,12 +109,25 @@ def cmd_restore(args: argparse.Namespace) -> int:
     settings, customers = load()
     customer = customers.get(args.customer)
     resource = customer.resource(args.resource)
+    if (args.target is None) == (args.archive is None):
+        raise RunFailed("restore: give --target DIR or --archive FILE.tar[.gz], one of them")
+    if args.archive is not None and str(args.archive) == "-":
+        raise RunFailed("--archive -: not yet: give FILE.tar or FILE.tar.gz to write it to")
     launcher = launcher_on_runtime(settings)
     only = tuple(args.path or ())
+    what = f" ({', '.join(only)})" if only else ""
+    if args.archive is not None:
+        written = repository.archive(
+            launcher, customer, resource, args.archive, args.snapshot, only
+        )
+        print(
+            f"{customer.job(resource)}: {args.snapshot}{what} written to "
+            f"{args.archive.absolute()}: {size(written)}"
+        )
+        return 0
     files, total = repository.restore(
         launcher, customer, resource, args.target, args.snapshot, only
     )
-    what = f" ({', '.join(only)})" if only else ""
     print(
         f"{customer.job(resource)}: restored {args.snapshot}{what} into "
         f"{args.target.absolute()}: {files} file(s), {size(total)}"

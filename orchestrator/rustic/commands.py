@@ -146,5 +146,16 @@ def restore_args(
     return [*global_args(cold), "restore", *globs, f"{snapshot}:{path}", target]
 
 
+def dump_args(
+    cold: list[str], snapshot: str, path: str, file: str, gzip: bool, only: tuple[str, ...] = ()
+) -> list[str]:
+    """Return the argv that writes `path` of `snapshot` (or just `only`, as restore_args
+    takes them) as a tar archive, gzipped or not, into the worker's `file`."""
+    globs = [f"--glob=/{p}{tail}" for p in only for tail in ("", "/**")]
+    fmt = "targz" if gzip else "tar"
+    return [*global_args(cold), "dump", "--archive", fmt, f"--file={file}", *globs,
+            f"{snapshot}:{path}"]  # fmt: skip
+
+
 def check_args(cold: list[str], read_data: bool) -> list[str]:
     return [*global_args(cold), "check", *(["--read-data"] if read_data else [])]
