@@ -121,6 +121,7 @@ def difference(
 def _run(
     launcher: Launcher, customer: Customer, resource: Resource, argv: list[str], what: str
 ) -> str:
+    launcher.wait_out_deleting(customer, resource)
     done = launcher.run_worker(
         customer,
         resource,

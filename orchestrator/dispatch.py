@@ -119,7 +119,10 @@ class Dispatcher:
         """Plan once at `now` and carry it out; return the new last tick."""
         # Docker is asked only when something may launch; an idle tick just moves the clock,
         # so a customer added later counts its schedule from now, not from hours ago.
-        docker = self.runtime.running_jobs() if self._anything_due(now) else frozenset()
+        due = self._anything_due(now)
+        docker = self.runtime.running_jobs() if due else frozenset()
+        # Readers matter to a prune alone: asked for only when one may launch now.
+        reading = self.runtime.reading_jobs() if self._prune_due(now) else frozenset()
         decision = plan(
             self.specs,
             self.running(docker),
@@ -129,6 +132,7 @@ class Dispatcher:
             self.settings.MAX_PARALLEL,
             self.settings.CATCH_UP,
             self.settings.per_customer_share,
+            reading,
         )
         unschedulable = {str(work) for work in decision.unschedulable}
         for work in sorted(unschedulable - self.unschedulable):
@@ -175,6 +179,13 @@ class Dispatcher:
         if self.state.pending:
             return True
         return any(self.state.next_due.get(spec, now) <= now for spec in self.specs)
+
+    def _prune_due(self, now: datetime) -> bool:
+        """Return whether a prune is pending or due at `now`."""
+        if any(work.kind is Kind.PRUNE for work in self.state.pending):
+            return True
+        due = self.state.next_due
+        return any(s.kind is Kind.PRUNE and due.get(s, now) <= now for s in self.specs)
 
     def _recovering(self, job: JobKey) -> bool:
         """Return whether `unstoppable recover` paused the job (an unreadable ledger: no)."""

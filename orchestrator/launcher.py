@@ -5,21 +5,26 @@ checks, recovery): the settings, the runtime, rustic's arguments for the cold re
 the `Preparation` that gives each worker its place on this host.
 """
 
+import sys
+import time
 from datetime import datetime
 
 from orchestrator.config.customer import Customer, Resource
 from orchestrator.config.names import env_prefix
 from orchestrator.config.settings import Settings
 from orchestrator.config.source import SourceType
+from orchestrator.errors import RunFailed
 from orchestrator.judgement import stopping
-from orchestrator.model import Kind, Work
+from orchestrator.model import JobKey, Kind, Work
 from orchestrator.preparation import Preparation
-from orchestrator.runtime.protocol import Finished, Runtime
+from orchestrator.runtime.protocol import Finished, Runtime, WorkerInfo
 from orchestrator.runtime.spec import spec_for
 from orchestrator.rustic import commands
 from orchestrator.secrets.files import Resolver
 from orchestrator.sources.guard import Floor
 from orchestrator.sources.setup import WorkerSetup, local_launch, local_source, remote_launch
+
+WAIT_PAUSE = 3.0  # between looks at a prune a reader waits for
 
 
 class Launcher:
@@ -81,3 +86,28 @@ class Launcher:
             ) as placement,
         ):
             return self.runtime.run(spec_for(work, scheduled_for, launch, placement), timeout)
+
+    def wait_out_deleting(self, customer: Customer, resource: Resource) -> None:
+        """Wait while a worker that deletes from the job's repository runs (a prune, or a
+        recovery rebuilding it): a reader beside it could find what it reads gone.
+
+        Says so on stderr once; raises RunFailed if it is still running after
+        UNSTOPPABLE_JOB_TIMEOUT (what bounds it). A prune launched after this check waits
+        for the reader in turn (planner.py).
+        """
+        job = customer.job(resource)
+        end = time.monotonic() + self.settings.job_timeout_seconds
+        said = False
+        while deleting := [w for w in self.runtime.workers() if _deletes(w, job)]:
+            if time.monotonic() > end:
+                raise RunFailed(f"{job}: {deleting[0].name} still runs; try again when it ended")
+            if not said:
+                kind = deleting[0].label("kind")
+                print(f"{job}: waiting for its {kind} to end ({deleting[0].name})", file=sys.stderr)
+                said = True
+            time.sleep(WAIT_PAUSE)
+
+
+def _deletes(worker: WorkerInfo, job: JobKey) -> bool:
+    kinds = (Kind.PRUNE.value, Kind.FORGET.value, Kind.RECOVER.value)
+    return worker.running and worker.job == job and worker.label("kind") in kinds

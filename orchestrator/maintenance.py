@@ -113,6 +113,12 @@ class Maintenance:
             )
         if not _has_repository(self.settings, customer, resource):
             return Outcome(Result.SUCCESS, Reason.NONE, "no repository yet: nothing to prune")
+        if job in self.launcher.runtime.reading_jobs():  # the planner's check, once more
+            return Outcome(
+                Result.SKIPPED,
+                Reason.OVERLAP,
+                "a restore or listing of this job is reading: nothing pruned while it runs",
+            )
         cold = self.launcher.cold
         if customer.keep:
             argv = commands.forget_args(cold, customer.keep, self.settings.min_keep_within_seconds)

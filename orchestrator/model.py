@@ -42,6 +42,20 @@ class Kind(StrEnum):
     TAG = "tag"
     RECOVER = "recover"  # the hot repository rebuilt from the cold one
 
+    @property
+    def reads_only(self) -> bool:
+        """Whether a worker of this kind only reads the repository (a listing, a restore).
+
+        Such a worker has a name of its own and never holds the job: a backup runs beside
+        it. A prune, which deletes what a reader may be reading, waits for it to end.
+        """
+        return self in (Kind.SNAPSHOTS, Kind.RESTORE)
+
+
+def reads_only(kind_label: str) -> bool:
+    """Return whether a worker's `unstoppable.kind` label names a kind that only reads."""
+    return kind_label in (Kind.SNAPSHOTS.value, Kind.RESTORE.value)
+
 
 @dataclass(frozen=True, order=True)
 class JobKey:

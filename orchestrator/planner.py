@@ -97,6 +97,7 @@ def plan(
     max_parallel: int,
     catch_up: str = "once",
     per_customer: int | None = None,
+    reading: frozenset[JobKey] = frozenset(),
 ) -> Plan:
     """Decide which jobs to launch now, which to skip, and which scheduled times were missed.
 
@@ -107,7 +108,9 @@ def plan(
 
     All kinds of work of one job share its lock: never two at once. A backup due while the
     job runs is skipped (`overlap`); due maintenance waits for the lock, and is launched
-    before a backup that became due after it.
+    before a backup that became due after it. A prune also waits while a worker that only
+    reads the repository (`reading`: a restore, a listing) runs: it would delete what that
+    worker reads. Backups and drills run beside readers.
     """
     next_due: dict[JobSpec, datetime] = {}
     pending = {work: when for work, when in state.pending.items()}
@@ -150,7 +153,8 @@ def plan(
                 skips.append(Skip(job.job, pending[job.work], "max_parallel"))
             pending[job.work] = candidate
 
-    launches = _allocate(pending, running, max_parallel, per_customer or max_parallel, skips)
+    share = per_customer or max_parallel
+    launches = _allocate(pending, running, reading, max_parallel, share, skips)
     return Plan(
         tuple(Launch(work, when) for work, when in launches),
         tuple(skips),
@@ -175,6 +179,7 @@ def _times_until(job: JobSpec, first: datetime, now: datetime) -> list[datetime]
 def _allocate(
     pending: dict[Work, datetime],
     running: frozenset[JobKey],
+    reading: frozenset[JobKey],
     max_parallel: int,
     share: int,
     skips: list[Skip],
@@ -195,7 +200,11 @@ def _allocate(
     launches: list[tuple[Work, datetime]] = []
     while free > 0:
         eligible = [
-            w for w in pending if w.job not in busy and per_customer.get(w.job.customer, 0) < share
+            w
+            for w in pending
+            if w.job not in busy
+            and per_customer.get(w.job.customer, 0) < share
+            and not (w.kind is Kind.PRUNE and w.job in reading)
         ]
         if not eligible:
             break

@@ -67,6 +67,7 @@ def restore(
     empty = f"{customer.job(resource)}: no snapshot to restore yet"
     if not (job_storage(launcher.settings, customer.name, resource.name).hot / "config").exists():
         raise RunFailed(empty)
+    launcher.wait_out_deleting(customer, resource)
     identity = open_target(target, new)
     argv = commands.restore_args(
         launcher.cold, snapshot, source_path(resource), RESTORE_TARGET, only
@@ -158,6 +159,7 @@ def archive(
         raise RunFailed(f"--archive {file}: exists already; an archive never replaces a file")
     if not (job_storage(launcher.settings, customer.name, resource.name).hot / "config").exists():
         raise RunFailed(f"{customer.job(resource)}: no snapshot to restore yet")
+    launcher.wait_out_deleting(customer, resource)
     own = file.with_name(f".{file.name}.unstoppable-{secrets.token_hex(4)}")
     new = check_target(own, launcher.settings.bounds.protected + SYSTEM_TREES)
     identity = open_target(own, new)

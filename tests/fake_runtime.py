@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from orchestrator.errors import JobBusy, RuntimeUnavailable
-from orchestrator.model import JobKey
+from orchestrator.model import JobKey, reads_only
 from orchestrator.runtime.paths import SECRETS
-from orchestrator.runtime.protocol import Finished, WorkerInfo, jobs_of
+from orchestrator.runtime.protocol import Finished, WorkerInfo, jobs_with
 from orchestrator.runtime.spec import ContainerSpec, Limits, size_bytes
 from orchestrator.runtime.text import tail
 
@@ -140,7 +140,15 @@ class FakeRuntime:
         """Return the jobs (`unstoppable.job` labels) of running managed containers."""
         self._up()
         with self._changed:
-            return jobs_of(c.label("unstoppable.job") for c in self._managed() if c.running())
+            running = [dict(c.spec.labels) for c in self._managed() if c.running()]
+            return jobs_with(running, reading=False)
+
+    def reading_jobs(self) -> frozenset[JobKey]:
+        """Return the jobs with a running managed container that only reads."""
+        self._up()
+        with self._changed:
+            running = [dict(c.spec.labels) for c in self._managed() if c.running()]
+            return jobs_with(running, reading=True)
 
     def image_label(self, image: str, key: str) -> str | None:
         """Return the label `key` of the local image `image`, or None."""
@@ -216,13 +224,13 @@ class FakeRuntime:
         """Raise JobBusy if a running worker of the same job holds another name."""
         labels = dict(spec.labels)
         job = labels.get("unstoppable.job")
-        if not job or labels.get("unstoppable.kind") == "snapshots":
+        if not job or reads_only(labels.get("unstoppable.kind", "")):
             return
         for other in self._containers.values():
             if (
                 other.spec.name != spec.name
                 and other.running()
                 and other.label("unstoppable.job") == job
-                and other.label("unstoppable.kind") != "snapshots"
+                and not reads_only(other.label("unstoppable.kind"))
             ):
                 raise JobBusy(f"{other.spec.name} is running a run of {job}")

@@ -2,12 +2,16 @@
 
 import json
 import os
+import subprocess
+import sys
 import tarfile
+import time
 from datetime import datetime, timedelta
 
 import pytest
 
-from tests.conftest import Site
+from tests.conftest import ROOT, Site
+from tests.helpers import running_workers, wait_until
 from tests.test_local_backup import customer_text
 
 pytestmark = pytest.mark.docker
@@ -137,3 +141,36 @@ def test_an_archive_holds_the_snapshot_and_never_replaces_a_file(site: Site, uni
     assert not [p for p in site.root.iterdir() if ".unstoppable-" in p.name]
     stdout = site.cli("restore", name, "files", "--archive", "-")
     assert stdout.returncode == 1 and "give FILE.tar" in stdout.stderr
+
+
+def test_a_restore_asked_during_a_prune_waits_for_it_to_end(
+    site: Site, unique: str, slow_image: str
+) -> None:
+    """A prune deletes what a restore may read: the restore waits, says so, then restores."""
+    name = f"rp-{unique}"
+    source = site.root / "src"
+    source.mkdir()
+    (source / "f.txt").write_text("keep me\n")
+    site.env["UNSTOPPABLE_WORKER_IMAGE"] = slow_image
+    site.customer(name, customer_text("pw-rp", source))
+    site.cli("backup", name, check=True)
+    (site.data / "cold" / name / "files" / ".test-prune-delay").write_text("8")
+    prune = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator.cli", "prune", name],
+        env=site.env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_until(lambda: running_workers(f"{name}_files"), 30, "the prune")
+        started = time.monotonic()
+        target = site.root / "during-prune"
+        done = site.cli("restore", name, "files", "--target", str(target), check=True)
+        waited = time.monotonic() - started
+        assert f"{name}/files: waiting for its prune to end" in done.stderr, done.stderr
+        said = prune.communicate(timeout=60)
+        assert prune.returncode == 0, said
+        assert waited > 4, f"the restore started {waited:.1f}s in, during the prune"
+        assert (target / "f.txt").read_text() == "keep me\n"
+    finally:
+        if prune.returncode is None:
+            prune.kill()
+            prune.communicate()

@@ -255,3 +255,15 @@ def test_the_hash_seeds_of_h_fields_never_change() -> None:
         Kind.BACKUP: BACKUP_AT,
         Kind.PRUNE: PRUNE_AT,
     }
+
+
+def test_a_prune_waits_while_a_restore_reads_and_a_backup_does_not() -> None:
+    jobs = [job("a/x", "0 8 * * *"), job("a/x", "0 8 * * *", kind=Kind.PRUNE)]
+    reading = frozenset({k("a/x")})
+    p = plan(jobs, frozenset(), PlanState(), at("07:59:59"), at("08:00:00"), 4, reading=reading)
+    assert p.launch == (Launch(w("a/x"), at("08:00:00")),), "the backup runs beside the reader"
+    p2 = plan(jobs, frozenset(), p.state, at("08:00:00"), at("08:10:00"), 4, reading=reading)
+    assert p2.launch == () and p2.skip == ()
+    assert p2.state.pending == {w("a/x", Kind.PRUNE): at("08:00:00")}, "it waits, not lost"
+    p3 = plan(jobs, frozenset(), p2.state, at("08:10:00"), at("08:20:00"), 4)
+    assert p3.launch == (Launch(w("a/x", Kind.PRUNE), at("08:00:00")),), "then it runs"

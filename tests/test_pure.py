@@ -2,7 +2,7 @@
 
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -103,10 +103,15 @@ def test_labels_and_names_follow_design() -> None:
         "unstoppable.scheduled-for": "2026-11-26T05:40:00Z",
         "unstoppable.origin": "cli",
     }
-    # Every kind that touches the repository shares the job's name: Docker is the mutex.
-    assert container_name(JobKey("acme", "web"), Kind.BACKUP, when) == "unstoppable_acme_web"
-    assert container_name(JobKey("acme", "web"), Kind.RESTORE, when) == "unstoppable_acme_web"
-    assert container_name(JobKey("acme", "web"), Kind.SNAPSHOTS, when) != "unstoppable_acme_web"
+    # Every kind that writes to the repository shares the job's name: Docker is the mutex.
+    for kind in (Kind.BACKUP, Kind.PRUNE, Kind.VERIFY, Kind.CHECK, Kind.TAG, Kind.RECOVER):
+        assert container_name(JobKey("acme", "web"), kind, when) == "unstoppable_acme_web"
+    # One that only reads has a name of its own: a restore of hours never stops a backup.
+    later = when + timedelta(microseconds=1)
+    for kind in (Kind.RESTORE, Kind.SNAPSHOTS):
+        name = container_name(JobKey("acme", "web"), kind, when)
+        assert name.startswith(f"unstoppable_acme_web_{kind.value}_")
+        assert name != container_name(JobKey("acme", "web"), kind, later)
 
 
 def test_backup_argv_records_the_real_path_and_host() -> None:

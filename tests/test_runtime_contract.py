@@ -331,3 +331,17 @@ def test_a_docker_worker_writes_only_to_its_mounts_and_tmpfs_within_its_pids(
         )
         done = h.runtime.run(replace(spec, command=(probe,)), timeout=60)
         assert done == Finished(0, "confined\n", "", False)
+
+
+def test_a_restore_reads_beside_a_backup_and_is_known_as_a_reader(h: Harness) -> None:
+    """A restore never holds the job: a backup runs beside it; a prune is told it reads."""
+    restore = h.spec(Script(stdout="restored\n", seconds=h.busy), kind=Kind.RESTORE)
+    thread, out = in_background(lambda: h.runtime.run(restore, timeout=60))
+    until(lambda: h.job() in h.runtime.reading_jobs(), "the restore to show as reading")
+    assert h.job() not in h.runtime.running_jobs(), "a reader does not hold the job"
+    backup = h.spec(Script(stdout="backed up\n"))
+    assert h.runtime.run(backup, timeout=60) == Finished(0, "backed up\n", "", False)
+    thread.join(60)
+    assert out == [Finished(0, "restored\n", "", False)]
+    assert h.job() not in h.runtime.reading_jobs()
+    assert h.ours() == []

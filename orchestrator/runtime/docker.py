@@ -10,10 +10,9 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from orchestrator import deadline
 from orchestrator.errors import JobBusy, RuntimeUnavailable
-from orchestrator.model import JobKey, Kind
+from orchestrator.model import JobKey, reads_only
 from orchestrator.runtime.engine_options import create_options
-from orchestrator.runtime.paths import SECRETS
-from orchestrator.runtime.protocol import Finished, WorkerInfo, jobs_of
+from orchestrator.runtime.protocol import Finished, WorkerInfo, jobs_with, secrets_source
 from orchestrator.runtime.spec import ContainerSpec, Limits
 from orchestrator.runtime.text import parse_time, short, tail
 
@@ -40,12 +39,19 @@ class DockerRuntime:
             raise RuntimeUnavailable(f"cannot reach the Docker engine: {short(exc)}") from None
 
     def running_jobs(self) -> frozenset[JobKey]:
-        """Return the jobs (`unstoppable.job` labels) of running managed containers."""
+        """Return the jobs of running managed containers that hold their job."""
+        return jobs_with(self._running(), reading=False)
+
+    def reading_jobs(self) -> frozenset[JobKey]:
+        """Return the jobs with a running managed container that only reads."""
+        return jobs_with(self._running(), reading=True)
+
+    def _running(self) -> list[dict[str, str]]:
         try:  # the low-level list: docker-py's containers.list() inspects each one it lists
             found = self.client.api.containers(filters={"label": "unstoppable.managed=true"})
         except (DockerException, requests.RequestException) as exc:
             raise RuntimeUnavailable(f"cannot list containers: {short(exc)}") from None
-        return jobs_of((c.get("Labels") or {}).get("unstoppable.job", "") for c in found)
+        return [c.get("Labels") or {} for c in found]
 
     def image_label(self, image: str, key: str) -> str | None:
         """Return the label `key` of the local image `image`, or None."""
@@ -67,7 +73,7 @@ class DockerRuntime:
                     tuple(sorted(c.labels.items())),
                     c.status in ("running", "restarting", "paused"),
                     parse_time(c.attrs.get("State", {}).get("StartedAt", "")),
-                    _secrets_source(c.attrs),
+                    secrets_source(c.attrs.get("Mounts")),
                 )
                 for c in containers
             ]
@@ -120,15 +126,15 @@ class DockerRuntime:
         started by an earlier version under its older name still holds the job.
         """
         job = dict(spec.labels).get("unstoppable.job")
-        if not job or dict(spec.labels).get("unstoppable.kind") == Kind.SNAPSHOTS:
+        if not job or reads_only(dict(spec.labels).get("unstoppable.kind", "")):
             return
         try:
             others = self.client.containers.list(filters={"label": f"unstoppable.job={job}"})
         except (DockerException, requests.RequestException) as exc:
             raise RuntimeUnavailable(f"cannot list containers: {short(exc)}") from None
         for container in others:
-            kind = container.labels.get("unstoppable.kind")
-            if container.name != spec.name and kind != Kind.SNAPSHOTS:
+            kind = container.labels.get("unstoppable.kind", "")
+            if container.name != spec.name and not reads_only(kind):
                 raise JobBusy(f"{container.name} is running a run of {job}")
 
     def _create(self, spec: ContainerSpec) -> Any:
@@ -289,11 +295,3 @@ class DockerRuntime:
                 log.warning("%s: cannot remove it: %s", container.name, short(exc))
         except (DockerException, requests.RequestException) as exc:
             log.warning("%s: cannot remove it: %s", container.name, short(exc))
-
-
-def _secrets_source(attrs: dict[str, Any]) -> str:
-    """Return the host directory mounted at the worker's secrets path, or ""."""
-    for mount in attrs.get("Mounts") or []:
-        if mount.get("Destination") == SECRETS:
-            return str(mount.get("Source", ""))
-    return ""

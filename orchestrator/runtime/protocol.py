@@ -1,11 +1,12 @@
 """The seam between the orchestrator and whatever runs containers."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
-from orchestrator.model import JobKey
+from orchestrator.model import JobKey, reads_only
+from orchestrator.runtime.paths import SECRETS
 from orchestrator.runtime.spec import ContainerSpec
 
 
@@ -52,11 +53,36 @@ def jobs_of(labels: Iterable[str]) -> frozenset[JobKey]:
     return frozenset(job for label in labels if (job := job_of(label)) is not None)
 
 
+def secrets_source(mounts: Any) -> str:
+    """Return the host directory an engine's list of `Mounts` binds at the worker's secrets
+    path, or "" (none, or not a list of mounts)."""
+    for mount in mounts if isinstance(mounts, list) else []:
+        if isinstance(mount, dict) and mount.get("Destination") == SECRETS:
+            return str(mount.get("Source", ""))
+    return ""
+
+
+def jobs_with(running: Iterable[Mapping[str, str]], reading: bool) -> frozenset[JobKey]:
+    """Return the jobs of the running workers whose labels are `running`: those that hold
+    their job, or (`reading`) those that only read (runtime `running_jobs`/`reading_jobs`)."""
+    return jobs_of(
+        labels.get("unstoppable.job", "")
+        for labels in running
+        if reads_only(labels.get("unstoppable.kind", "")) == reading
+    )
+
+
 class Runtime(Protocol):
     """Runs worker containers; Docker is the record of what runs."""
 
     def running_jobs(self) -> frozenset[JobKey]:
-        """Return the jobs (`unstoppable.job` labels) of running managed containers."""
+        """Return the jobs (`unstoppable.job` labels) of running managed containers that
+        hold their job (every kind but those that only read)."""
+        ...
+
+    def reading_jobs(self) -> frozenset[JobKey]:
+        """Return the jobs with a running worker that only reads (a listing, a restore):
+        not in `running_jobs`, but a prune of them waits."""
         ...
 
     def image_label(self, image: str, key: str) -> str | None:

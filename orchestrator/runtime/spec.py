@@ -143,13 +143,13 @@ def container_name(job: JobKey, kind: Kind, scheduled_for: datetime) -> str:
 
     `_` cannot occur in customer or resource names, so two different jobs never share a
     name (with `-` as the separator, `a-b`+`c` and `a`+`b-c` did). Every kind that writes
-    to or reads data from the repository shares one name per job, so Docker itself refuses
-    a second one while the first exists: a race-free mutex. Listing snapshots is read-only
-    and short, so it gets a name of its own.
+    to the repository shares one name per job, so Docker itself refuses a second one while
+    the first exists: a race-free mutex. A worker that only reads (a listing, a restore)
+    gets a name of its own: a restore of hours must not stop the job's backups.
     """
     base = f"{NAME_PREFIX}{job.customer}_{job.resource}"
-    if kind is Kind.SNAPSHOTS:
-        return f"{base}_snapshots_{scheduled_for.strftime('%Y%m%dT%H%M%S%fZ')}"
+    if kind.reads_only:
+        return f"{base}_{kind.value}_{scheduled_for.strftime('%Y%m%dT%H%M%S%fZ')}"
     return base
 
 

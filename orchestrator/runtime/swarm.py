@@ -17,7 +17,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from orchestrator.errors import JobBusy, RuntimeUnavailable
-from orchestrator.model import JobKey, Kind
+from orchestrator.model import JobKey, reads_only
 from orchestrator.runtime import spec as specs
 from orchestrator.runtime.docker import (
     ENGINE_ERRORS,
@@ -28,7 +28,7 @@ from orchestrator.runtime.docker import (
 )
 from orchestrator.runtime.engine_options import task_template
 from orchestrator.runtime.paths import SECRETS
-from orchestrator.runtime.protocol import Finished, WorkerInfo, jobs_of
+from orchestrator.runtime.protocol import Finished, WorkerInfo, jobs_with
 from orchestrator.runtime.spec import service_name
 from orchestrator.runtime.swarm_output import TaskOutput
 from orchestrator.runtime.swarm_secrets import SwarmSecrets
@@ -74,7 +74,11 @@ class SwarmRuntime:
     def running_jobs(self) -> frozenset[JobKey]:
         """Return the jobs of services whose task has not ended (or not yet started), in the
         whole cluster: another daemon's run of a job holds it as much as this one's."""
-        return jobs_of(w.label("job") for w in self._services() if w.running)
+        return jobs_with((dict(w.labels) for w in self._services() if w.running), reading=False)
+
+    def reading_jobs(self) -> frozenset[JobKey]:
+        """Return the jobs with a service that only reads and has not ended, cluster-wide."""
+        return jobs_with((dict(w.labels) for w in self._services() if w.running), reading=True)
 
     def image_label(self, image: str, key: str) -> str | None:
         return self.local.image_label(image, key)
@@ -166,13 +170,13 @@ class SwarmRuntime:
     def _refuse_if_busy(self, spec: specs.ContainerSpec, name: str) -> None:
         """Raise JobBusy if a service of the same job runs under another name."""
         labels = dict(spec.labels)
-        if labels.get("unstoppable.kind") == Kind.SNAPSHOTS:
+        if reads_only(labels.get("unstoppable.kind", "")):
             return
         for worker in self._services():
             if (
                 worker.label("job") == labels.get("unstoppable.job")
                 and worker.name != name
-                and worker.label("kind") != Kind.SNAPSHOTS
+                and not reads_only(worker.label("kind"))
                 and worker.running
             ):
                 raise JobBusy(f"{worker.name} is running a run of {worker.label('job')}")
