@@ -53,7 +53,8 @@ def recover(
         raise RunFailed(f"{job}: --as-of {moment.isoformat()} has not happened yet")
     pause.set_state(f"{RECOVERING}{job}", now.isoformat())
     try:
-        if job in launcher.runtime.running_jobs():
+        runtime = launcher.runtime
+        if job in runtime.running_jobs() or job in runtime.reading_jobs():
             raise RunFailed(f"{job}: a run of this job is in progress; recover when it ended")
         return _recover(launcher, customer, resource, moment, now)
     finally:
