@@ -14,6 +14,7 @@ from orchestrator.errors import RunFailed
 from orchestrator.launcher import Launcher
 from orchestrator.model import Kind, SnapshotInfo
 from orchestrator.repository import snapshots
+from orchestrator.runtime.text import CUT
 from orchestrator.rustic import commands
 from orchestrator.rustic.findings import Found, parse_diff, parse_find
 from orchestrator.rustic.listing import Item, parse_long
@@ -96,7 +97,8 @@ def history(
         raise RunFailed("PATTERN: give a glob, such as wp-config.php or uploads/**/*.jpg")
     stdout = _run(launcher, customer, resource, commands.find_args(launcher.cold, pattern), "find")
     base = source_path(resource).strip("/")
-    return [Found(f.snapshot, f.time, _relative(f.item, base)) for f in parse_find(stdout)]
+    inside = [f for f in parse_find(stdout) if _under(f.item.path, base)]  # not its parents
+    return [Found(f.snapshot, f.time, _relative(f.item, base)) for f in inside]
 
 
 def difference(
@@ -110,12 +112,10 @@ def difference(
         {i.path: i.size for i in listing(launcher, customer, resource, s, "") if i.type == "file"}
         for s in (old, new)
     ]
-    base = root.strip("/")
-    found = []
-    for change in changes:
-        path = _strip(change.path, base)
-        found.append(Difference(change.change, path, sizes[0].get(path), sizes[1].get(path)))
-    return found
+    # rustic names each path relative to the folder compared, the resource's root.
+    return [
+        Difference(c.change, c.path, sizes[0].get(c.path), sizes[1].get(c.path)) for c in changes
+    ]
 
 
 def _run(
@@ -132,6 +132,11 @@ def _run(
     )
     if done.timed_out or done.exit_code != 0:
         raise RunFailed(f"{customer.job(resource)}: rustic {what} failed: {last_words(done)}")
+    if done.stdout.startswith(CUT):  # never a partial answer passed off as the whole
+        raise RunFailed(
+            f"{customer.job(resource)}: rustic {what} printed more than a worker's log keeps: "
+            "narrow it (a PATH, a PATTERN), or raise UNSTOPPABLE_WORKER_LOG_SIZE"
+        )
     return done.stdout
 
 
@@ -141,6 +146,11 @@ def _parts(path: str) -> list[str]:
     if ".." in parts or "\0" in path:
         raise RunFailed(f"PATH {path[:70]!r}: must name a folder inside the resource (no '..')")
     return parts
+
+
+def _under(path: str, base: str) -> bool:
+    path = path.lstrip("/")
+    return not base or path == base or path.startswith(f"{base}/")
 
 
 def _strip(path: str, base: str) -> str:

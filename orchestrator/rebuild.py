@@ -15,10 +15,11 @@ from orchestrator.config.customer import Customer, Resource
 from orchestrator.errors import RunFailed
 from orchestrator.launcher import Launcher
 from orchestrator.model import Kind, Outcome, Reason, Result, RunRecord, SnapshotInfo, Work
-from orchestrator.reporting.history import History
+from orchestrator.reporting.ledger import Ledger
 from orchestrator.repository import snapshots
 from orchestrator.rustic import commands
 from orchestrator.rustic.output import last_words
+from orchestrator.sources.guard import WINDOW
 from orchestrator.sources.setup import WorkerSetup
 from orchestrator.storage.layout import job_storage
 
@@ -33,9 +34,7 @@ class Rebuilt:
     remembered: bool  # the ledger was told of it (it knew no run of the job before)
 
 
-def rebuild(
-    launcher: Launcher, history: History, customer: Customer, resource: Resource
-) -> Rebuilt:
+def rebuild(launcher: Launcher, ledger: Ledger, customer: Customer, resource: Resource) -> Rebuilt:
     """Rebuild the hot repository of `resource` from its cold one if it has none, and tell
     an empty ledger of its newest clean snapshot.
 
@@ -61,12 +60,22 @@ def rebuild(
     found = snapshots(launcher, customer, resource)
     clean = [s for s in found if commands.TAG_SUSPECT not in s.tags]
     newest = max(clean, key=lambda s: s.time) if clean else None
-    remembered = newest is not None and not history.runs(job)
+    remembered = newest is not None and not ledger.history.runs(job)
     if remembered and newest is not None:
-        said = (
-            f"snapshot {newest.id[:8]}, read back from the cold repository by `unstoppable rebuild`"
-        )
-        outcome = Outcome(Result.SUCCESS, Reason.NONE, said, newest.summary)
-        when = newest.time  # the backup's own time: status and /metrics tell it, not now
-        history.record_run(RunRecord.of(Work(job), when, when, outcome, ended=when))
+        # Every clean backup of the guard's window, as the lost ledger held them: its
+        # baseline is the most they held, not the newest (a source shrunk step by step).
+        for snapshot in [s for s in clean if s.time >= newest.time - WINDOW]:
+            said = (
+                f"snapshot {snapshot.id[:8]}, read back from the cold repository by "
+                "`unstoppable rebuild`"
+            )
+            outcome = Outcome(Result.SUCCESS, Reason.NONE, said, snapshot.summary)
+            when = snapshot.time  # the backup's own time: status and /metrics tell it
+            ledger.history.record_run(RunRecord.of(Work(job), when, when, outcome, ended=when))
+    suspect = [s for s in found if commands.TAG_SUSPECT in s.tags]
+    if newest is not None:
+        suspect = [s for s in suspect if s.time > newest.time]
+    if suspect and not ledger.memory.held(job):  # retention stays held, as it was
+        why = "a suspect snapshot newer than the last clean one, found by rebuild"
+        ledger.memory.hold(job, max(suspect, key=lambda s: s.time).id, why, datetime.now(UTC))
     return Rebuilt(built, len(found), newest, remembered)

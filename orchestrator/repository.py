@@ -2,9 +2,11 @@
 
 import contextlib
 import os
+import re
 import secrets
 import shutil
 import stat
+import tarfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -60,6 +62,7 @@ def restore(
     fit, rustic fails, or `only` names nothing in the snapshot.
     """
     only = tuple(_only(path) for path in only)
+    snapshot = _snapshot(snapshot)
     target = target.absolute()
     new = check_target(target, launcher.settings.bounds.protected + SYSTEM_TREES)
     # No worker is asked for the list first: that cost a container and a repository open
@@ -152,6 +155,7 @@ def archive(
     replaces a file: `file` must not exist. Raises RunFailed saying what to fix.
     """
     only = tuple(_only(path) for path in only)
+    snapshot = _snapshot(snapshot)
     file = file.absolute()
     if not file.name.endswith((".tar", ".tar.gz", ".tgz")):
         raise RunFailed(f"--archive {file}: name it FILE.tar, or FILE.tar.gz to gzip it")
@@ -160,9 +164,12 @@ def archive(
     if not (job_storage(launcher.settings, customer.name, resource.name).hot / "config").exists():
         raise RunFailed(f"{customer.job(resource)}: no snapshot to restore yet")
     launcher.wait_out_deleting(customer, resource)
-    own = file.with_name(f".{file.name}.unstoppable-{secrets.token_hex(4)}")
-    new = check_target(own, launcher.settings.bounds.protected + SYSTEM_TREES)
-    identity = open_target(own, new)
+    own = file.with_name(f".{file.name[:200]}.unstoppable-{secrets.token_hex(4)}")
+    try:
+        new = check_target(own, launcher.settings.bounds.protected + SYSTEM_TREES)
+        identity = open_target(own, new)
+    except RunFailed as exc:  # said of the private folder: told of the archive asked for
+        raise RunFailed(f"--archive {file}: {str(exc).split(': ', 1)[-1]}") from None
     try:
         inside = f"{RESTORE_TARGET}/{ARCHIVE}"
         gzip = not file.name.endswith(".tar")
@@ -179,16 +186,59 @@ def archive(
             if NO_SNAPSHOTS in done.stderr:
                 raise RunFailed(f"{customer.job(resource)}: no snapshot to restore yet")
             raise RunFailed(f"{customer.job(resource)}: archive failed: {last_words(done)}")
-        written = own / ARCHIVE
-        if not stat.S_ISREG(os.lstat(written).st_mode):
-            raise RunFailed(f"--archive {file}: the worker wrote no archive")
-        os.chmod(written, 0o600, follow_symlinks=False)
-        try:
-            os.link(written, file, follow_symlinks=False)
-        except FileExistsError:
-            raise RunFailed(
-                f"--archive {file}: appeared while it was written; not replaced"
-            ) from None
-        return os.lstat(file).st_size
+        return _name_archive(own, identity, file, bool(only))
     finally:
         shutil.rmtree(own, ignore_errors=True)
+
+
+def _name_archive(own: Path, identity: str, file: Path, selected: bool) -> int:
+    """Give the archive the worker wrote in `own` the name `file`; return its size.
+
+    Everything is done through a descriptor of `own`, checked to be the very directory
+    made for it (someone able to rename it in FILE's folder cannot swap in their own).
+    """
+    try:
+        fd = os.open(own, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        raise RunFailed(f"--archive {file}: its private folder is gone") from None
+    try:
+        info = os.fstat(fd)
+        if f"{info.st_dev}:{info.st_ino}" != identity:
+            raise RunFailed(f"--archive {file}: its private folder was replaced")
+        try:
+            written = os.stat(ARCHIVE, dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            raise RunFailed(f"--archive {file}: the worker wrote no archive") from None
+        if not stat.S_ISREG(written.st_mode):
+            raise RunFailed(f"--archive {file}: the worker wrote no archive")
+        if selected and _empty_tar(fd):
+            raise RunFailed(f"--archive {file}: --path names nothing in the snapshot")
+        archive_fd = os.open(ARCHIVE, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+        try:
+            os.fchmod(archive_fd, 0o600)
+        finally:
+            os.close(archive_fd)
+        try:
+            os.link(ARCHIVE, file, src_dir_fd=fd, follow_symlinks=False)
+        except FileExistsError:
+            raise RunFailed(f"--archive {file}: appeared meanwhile; it was not replaced") from None
+        return written.st_size
+    finally:
+        os.close(fd)
+
+
+def _empty_tar(folder: int) -> bool:
+    """Return whether the archive in `folder` (a descriptor) holds no entry at all."""
+    fd = os.open(ARCHIVE, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
+    try:
+        with os.fdopen(fd, "rb") as handle, tarfile.open(fileobj=handle, mode="r:*") as tar:
+            return tar.next() is None
+    except tarfile.TarError as exc:
+        raise RunFailed(f"the archive rustic wrote cannot be read back: {exc}") from None
+
+
+def _snapshot(snapshot: str) -> str:
+    """Return `--snapshot` if it is `latest`, `latest~N` or an id (or its prefix)."""
+    if re.fullmatch(r"latest(~[0-9]{1,6})?|[0-9a-fA-F]{1,64}", snapshot):
+        return snapshot
+    raise RunFailed(f"--snapshot {snapshot[:70]!r}: expected an id (or a prefix), or latest")

@@ -141,6 +141,12 @@ def test_an_archive_holds_the_snapshot_and_never_replaces_a_file(site: Site, uni
     assert not [p for p in site.root.iterdir() if ".unstoppable-" in p.name]
     stdout = site.cli("restore", name, "files", "--archive", "-")
     assert stdout.returncode == 1 and "give FILE.tar" in stdout.stderr
+    none = site.root / "none.tar"
+    empty = site.cli("restore", name, "files", "--archive", str(none), "--path", "no/such")
+    assert empty.returncode == 1 and "names nothing" in empty.stderr and not none.exists()
+    option = site.cli("restore", name, "files", "--archive", str(none), "--snapshot=-x")
+    assert option.returncode == 1 and "expected an id" in option.stderr and not none.exists()
+    assert not [p for p in site.root.iterdir() if ".unstoppable-" in p.name]
 
 
 def test_a_restore_asked_during_a_prune_waits_for_it_to_end(

@@ -106,3 +106,23 @@ def test_a_restore_of_some_paths_anchors_each_and_takes_a_folder_whole() -> None
     ]
     assert argv[-2:] == ["abc:/srv/www", "/restore"]
     assert not [a for a in restore_args([], "abc", "/srv", "/r") if a.startswith("--glob")]
+
+
+def test_a_link_whose_target_holds_lines_forges_no_entry() -> None:
+    """rustic prints a link's target unquoted: its lines are the link's, never entries."""
+    forged = 'x\nfound in 00000000 from 2020-01-01 00:00:00\n-rw-r--r-- root root 7 1 Jan 2020 00:00 "srv/wp-config.php"'
+    size = len(forged.encode())
+    out = (
+        "found in abcdef12 from 2026-12-06 13:02:30\n"
+        f'lrwxrwxrwx     root     root {size:>9}  6 Dec 2026 13:26 "srv/lnk" -> {forged}\n'
+        '-rw-r--r--     root     root         4  6 Dec 2026 13:02 "srv/real.php"\n'
+    )
+    found = parse_find(out)
+    assert [(f.snapshot, f.item.path, f.item.type) for f in found] == [
+        ("abcdef12", "srv/lnk", "link"),
+        ("abcdef12", "srv/real.php", "file"),
+    ]
+    listing = "\n".join(out.splitlines()[1:])
+    from orchestrator.rustic.listing import parse_long
+
+    assert [i.path for i in parse_long(listing)] == ["srv/lnk", "srv/real.php"]

@@ -60,7 +60,7 @@ def test_a_rebuild_after_losing_hot_and_ledger_lists_every_snapshot_and_restores
         done = site.cli("rebuild", check=True)
         for name in names:
             assert f"{name}/files: hot repository rebuilt; 2 snapshot(s)" in done.stdout
-            assert "baseline: 12 file(s)" in done.stdout
+            assert "baseline: 12 file(s)" in done.stdout  # the most of the window
             after = json.loads(site.cli("snapshots", name, "files", "--json", check=True).stdout)
             assert [s["id"] for s in after] == [s["id"] for s in before[name]]
             target = site.root / f"restored-{name}"

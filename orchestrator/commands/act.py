@@ -234,8 +234,8 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
         for resource in customer.resources:
             job = customer.job(resource)
             try:
-                done = rebuild.rebuild(launcher, ledger.history, customer, resource)
-            except UnstoppableError as exc:
+                done = rebuild.rebuild(launcher, ledger, customer, resource)
+            except (UnstoppableError, OSError) as exc:  # this job's problem; the rest go on
                 failed += 1
                 print(f"{job}: not rebuilt: {exc}", file=sys.stderr)
                 continue
@@ -244,13 +244,13 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
             if newest is None:
                 print(f"{job}: {hot}; {done.snapshots} snapshot(s), none clean yet")
                 continue
-            s = newest.summary
-            base = f"{s.files_total} file(s), {size(s.bytes_processed)}" if s else "unknown"
+            floor = ledger.memory.baseline_now(job)
+            base = f"{floor.files} file(s), {size(floor.bytes)}" if floor else "none"
             told = "" if done.remembered else " (the ledger knew the job already)"
             print(
                 f"{job}: {hot}; {done.snapshots} snapshot(s), the newest clean "
-                f"{newest.id[:8]} of {newest.time.astimezone(UTC):%Y-%m-%d %H:%M:%S}Z is the "
-                f"baseline: {base}{told}"
+                f"{newest.id[:8]} of {newest.time.astimezone(UTC):%Y-%m-%d %H:%M:%S}Z; the "
+                f"source guard's baseline: {base}{told}"
             )
     print(f"{len(chosen)} customer(s); {failed} job(s) not rebuilt", file=sys.stderr)
     return 1 if failed else 0

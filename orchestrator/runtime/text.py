@@ -18,6 +18,9 @@ def short(exc: Exception) -> str:
     return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
 
 
+CUT = "[output cut:"  # how a stream whose start was dropped begins
+
+
 def tail(chunks: Iterable[bytes], keep: int) -> str:
     """Return the last `keep` bytes of the stream `chunks` as text, holding no more than
     `keep` bytes and one chunk at any time.
@@ -43,4 +46,4 @@ def tail(chunks: Iterable[bytes], keep: int) -> str:
     # Decoded straight from the joined buffer: no second copy of the tail is made.
     line = data.find(b"\n", start)
     whole = memoryview(data)[line + 1 :] if line >= 0 else memoryview(b"")
-    return f"[output cut: only its last {want} bytes were read]\n" + str(whole, "utf-8", "replace")
+    return f"{CUT} only its last {want} bytes were read]\n" + str(whole, "utf-8", "replace")

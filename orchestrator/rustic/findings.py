@@ -4,7 +4,7 @@ told apart. Paths are Rust-quoted by rustic and unquoted here (listing.py's rule
 import re
 from dataclasses import dataclass
 
-from orchestrator.rustic.listing import Item, parse_long, quoted_at, unquote
+from orchestrator.rustic.listing import Item, entry_at, quoted_at, unquote
 
 _FOUND = re.compile(r"^found in ([0-9a-f]{8,64}) from (\S+ \S+)")
 # The change marks of `rustic diff`: added, removed, modified, metadata only, type changed.
@@ -32,11 +32,15 @@ def parse_find(stdout: str) -> list[Found]:
     """Return every match `find --all` printed, snapshot by snapshot, in its order."""
     found: list[Found] = []
     snapshot = when = ""
-    for line in stdout.splitlines():
-        if match := _FOUND.match(line):
+    lines, index = stdout.splitlines(), 0
+    while index < len(lines):
+        if match := _FOUND.match(lines[index]):
             snapshot, when = match.group(1), match.group(2)
-        elif snapshot:
-            found += [Found(snapshot, when, item) for item in parse_long(line)]
+            index += 1
+            continue
+        item, index = entry_at(lines, index)  # a link's target lines are never a header
+        if item is not None and snapshot:
+            found.append(Found(snapshot, when, item))
     return found
 
 

@@ -35,21 +35,40 @@ def parse_long(stdout: str) -> list[Item]:
 
     Each line reads `<mode> <user> <group> <size> <mtime> "<path>"`, the path quoted the
     way Rust quotes strings (so a newline in a name is `\\n`, never a line break). A link's
-    line goes on ` -> "<target>"`, which is not part of its path.
+    line goes on ` -> <target>`, unquoted: a target holding line breaks goes on over the
+    next lines, as many bytes as the link's size, which are part of it, never entries.
     """
-    items = []
-    for line in stdout.splitlines():
-        fields = line.split(None, 4)
-        start = line.find('"')
-        if len(fields) < 5 or start < 0 or not fields[3].isdigit() or len(fields[0]) != 10:
-            continue
-        quoted = quoted_at(line, start)
-        if quoted is None or (path := unquote(quoted)) is None:
-            continue
-        head = line[:start].split(None, 4)  # mode, user, group, size, then the time
-        mtime = head[4].strip() if len(head) > 4 else "?"
-        items.append(Item(path, _TYPES.get(line[0], "other"), int(fields[3]), mtime))
+    lines = stdout.splitlines()
+    items, index = [], 0
+    while index < len(lines):
+        item, index = entry_at(lines, index)
+        if item is not None:
+            items.append(item)
     return items
+
+
+def entry_at(lines: list[str], index: int) -> tuple[Item | None, int]:
+    """Return the entry whose line is `lines[index]` (None if it is none), and the index of
+    the line after it and after any lines its link target spans."""
+    line, following = lines[index], index + 1
+    fields = line.split(None, 4)
+    start = line.find('"')
+    if len(fields) < 5 or start < 0 or not fields[3].isdigit() or len(fields[0]) != 10:
+        return None, following
+    quoted = quoted_at(line, start)
+    if quoted is None:
+        return None, following
+    if line[0] == "l":  # ` -> target`: the target's bytes number the link's size
+        target = line[start + len(quoted) + 2 :].removeprefix(" -> ")
+        while len(target.encode()) < int(fields[3]) and following < len(lines):
+            target += "\n" + lines[following]
+            following += 1
+    path = unquote(quoted)
+    if path is None:
+        return None, following
+    head = line[:start].split(None, 4)  # mode, user, group, size, then the time
+    mtime = head[4].strip() if len(head) > 4 else "?"
+    return Item(path, _TYPES.get(line[0], "other"), int(fields[3]), mtime), following
 
 
 def parse_ls(stdout: str) -> list[Entry]:
