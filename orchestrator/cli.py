@@ -82,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="only this file, folder or glob (relative to the resource's root); repeatable",
     )
+    p.add_argument("--json", action="store_true", help="the result as one JSON object")
     p = command(
         "rebuild",
         cmd_rebuild,

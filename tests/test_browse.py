@@ -85,9 +85,11 @@ def test_a_files_history_a_diff_a_listing_as_of_and_a_glob_restored_alone(
     target = site.root / "only-jpg"
     done = site.cli(
         "restore", name, "files", "--target", str(target), "--path", "wp-content/uploads/*.jpg",
-        check=True,
+        "--json", check=True,
     )  # fmt: skip
-    assert "2 file(s)" in done.stdout
+    result = json.loads(done.stdout)
+    assert (result["files"], result["bytes"]) == (2, 8000), result
+    assert result["target"] == str(target) and result["paths"] == ["wp-content/uploads/*.jpg"]
     restored = sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file())
     assert restored == ["wp-content/uploads/a.jpg", "wp-content/uploads/b.jpg"]
     for rel in restored:

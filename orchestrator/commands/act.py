@@ -116,10 +116,16 @@ def cmd_restore(args: argparse.Namespace) -> int:
     launcher = launcher_on_runtime(settings)
     only = tuple(args.path or ())
     what = f" ({', '.join(only)})" if only else ""
+    job = str(customer.job(resource))
     if args.archive is not None:
         written = repository.archive(
             launcher, customer, resource, args.archive, args.snapshot, only
         )
+        if args.json:
+            where = str(args.archive.absolute())
+            print(json.dumps({"job": job, "snapshot": args.snapshot, "paths": list(only),
+                              "archive": where, "bytes": written}))  # fmt: skip
+            return 0
         print(
             f"{customer.job(resource)}: {args.snapshot}{what} written to "
             f"{args.archive.absolute()}: {size(written)}"
@@ -128,6 +134,11 @@ def cmd_restore(args: argparse.Namespace) -> int:
     files, total = repository.restore(
         launcher, customer, resource, args.target, args.snapshot, only
     )
+    if args.json:
+        where = str(args.target.absolute())
+        print(json.dumps({"job": job, "snapshot": args.snapshot, "paths": list(only),
+                          "target": where, "files": files, "bytes": total}))  # fmt: skip
+        return 0
     print(
         f"{customer.job(resource)}: restored {args.snapshot}{what} into "
         f"{args.target.absolute()}: {files} file(s), {size(total)}"
