@@ -64,12 +64,13 @@ def select(
     launcher: Launcher,
     customer: Customer,
     resource: Resource,
-    snapshot: str | None,
-    as_of: datetime | None,
-) -> SnapshotInfo:
-    """Return the snapshot the operator means (see `choose`), from the repository's list."""
+    *chosen: tuple[str | None, datetime | None],
+) -> list[SnapshotInfo]:
+    """Return the snapshot each (snapshot, as_of) of `chosen` means (see `choose`), from one
+    listing of the repository."""
+    found = snapshots(launcher, customer, resource)
     try:
-        return choose(snapshots(launcher, customer, resource), snapshot, as_of)
+        return [choose(found, snapshot, as_of) for snapshot, as_of in chosen]
     except RunFailed as exc:
         raise RunFailed(f"{customer.job(resource)}: {exc}") from None
 

@@ -13,7 +13,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     customer = customers.get(args.customer)
     resource = customer.resource(args.resource)
     launcher = launcher_on_runtime(settings)
-    chosen = browse.select(launcher, customer, resource, args.snapshot, as_of_time(args.as_of))
+    (chosen,) = browse.select(launcher, customer, resource, (args.snapshot, as_of_time(args.as_of)))
     items = browse.listing(launcher, customer, resource, chosen.id, args.path)
     if args.json:
         print(json.dumps({"snapshot": chosen.id, "time": chosen.time.isoformat(),
@@ -48,8 +48,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     customer = customers.get(args.customer)
     resource = customer.resource(args.resource)
     launcher = launcher_on_runtime(settings)
-    old = browse.select(launcher, customer, resource, args.old, None)
-    new = browse.select(launcher, customer, resource, args.new, None)
+    old, new = browse.select(launcher, customer, resource, (args.old, None), (args.new, None))
     changes = browse.difference(launcher, customer, resource, old.id, new.id)
     if args.json:
         print(json.dumps({"old": old.id, "new": new.id,

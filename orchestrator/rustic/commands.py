@@ -142,7 +142,7 @@ def restore_args(
     With `only`, just what those paths (relative to `path`, glob characters allowed) name:
     each is anchored at `path`, and a folder comes with everything in it.
     """
-    globs = [f"--glob=/{p}{tail}" for p in only for tail in ("", "/**")]
+    globs = _only_globs(only)
     return [*global_args(cold), "restore", *globs, f"{snapshot}:{path}", target]
 
 
@@ -151,7 +151,7 @@ def dump_args(
 ) -> list[str]:
     """Return the argv that writes `path` of `snapshot` (or just `only`, as restore_args
     takes them) as a tar archive, gzipped or not, into the worker's `file`."""
-    globs = [f"--glob=/{p}{tail}" for p in only for tail in ("", "/**")]
+    globs = _only_globs(only)
     fmt = "targz" if gzip else "tar"
     return [*global_args(cold), "dump", "--archive", fmt, f"--file={file}", *globs,
             f"{snapshot}:{path}"]  # fmt: skip
@@ -159,3 +159,8 @@ def dump_args(
 
 def check_args(cold: list[str], read_data: bool) -> list[str]:
     return [*global_args(cold), "check", *(["--read-data"] if read_data else [])]
+
+
+def _only_globs(only: tuple[str, ...]) -> list[str]:
+    """Return the include globs of `only`: each anchored at the root, a folder with its contents."""
+    return [f"--glob=/{p}{tail}" for p in only for tail in ("", "/**")]
