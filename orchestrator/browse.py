@@ -35,7 +35,8 @@ class Difference:
 
 
 def choose(found: list[SnapshotInfo], snapshot: str | None, as_of: datetime | None) -> SnapshotInfo:
-    """Return the snapshot `snapshot` (an id prefix or `latest`) or `as_of` names, of `found`
+    """Return the snapshot `snapshot` (an id prefix, `latest` or `latest~N`: the Nth before
+    it) or `as_of` names, of `found`
     (oldest first); raise RunFailed saying why none or more than one is meant."""
     if not found:
         raise RunFailed("no snapshot yet")
@@ -49,6 +50,11 @@ def choose(found: list[SnapshotInfo], snapshot: str | None, as_of: datetime | No
         return max(before, key=lambda s: s.time)
     if snapshot in (None, "latest"):
         return max(found, key=lambda s: s.time)
+    if snapshot.startswith("latest~") and snapshot[7:].isdigit():
+        newest, back = sorted(found, key=lambda s: s.time, reverse=True), int(snapshot[7:])
+        if back >= len(newest):
+            raise RunFailed(f"--snapshot {snapshot}: there are only {len(newest)} snapshot(s)")
+        return newest[back]
     prefix = snapshot.lower()
     if not prefix or any(c not in "0123456789abcdef" for c in prefix):
         raise RunFailed(f"--snapshot {snapshot[:70]!r}: expected an id (or a prefix) or latest")

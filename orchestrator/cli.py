@@ -15,13 +15,13 @@ from orchestrator.commands.act import (
     cmd_rebuild,
     cmd_recover,
     cmd_release,
-    cmd_restore,
     cmd_run,
     cmd_s3_provision,
     cmd_verify,
 )
 from orchestrator.commands.browse import cmd_diff, cmd_find, cmd_ls
 from orchestrator.commands.inspect import cmd_jobs, cmd_snapshots, cmd_status, cmd_validate
+from orchestrator.commands.restore import cmd_restore
 from orchestrator.errors import ConfigError, UnstoppableError
 
 
@@ -74,6 +74,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--target", type=Path, help="an empty or new directory to restore into")
     p.add_argument(
         "--archive", type=Path, help="instead, one tar archive: FILE.tar, or FILE.tar.gz"
+    )
+    p.add_argument(
+        "--to-source",
+        action="store_true",
+        help="instead, back to the source: a new folder restored-<id>-<time> under its PATH",
+    )
+    p.add_argument("--into", metavar="SUBDIR", help="with --to-source: this folder under PATH")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="with --to-source: write over live files (it says first which ones)",
     )
     p.add_argument("--snapshot", default="latest")
     p.add_argument(

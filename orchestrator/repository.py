@@ -3,12 +3,12 @@
 import contextlib
 import os
 import re
-import secrets
 import shutil
 import stat
-import tarfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 from orchestrator.config.bounds import SYSTEM_TREES
 from orchestrator.config.customer import Customer, Resource
@@ -22,6 +22,29 @@ from orchestrator.rustic.output import last_words
 from orchestrator.sources.setup import WorkerSetup, source_path, target_launch
 from orchestrator.storage.layout import job_storage
 from orchestrator.storage.target import check_target, open_target
+
+Measure = Callable[[], tuple[int | None, int]]  # files arrived so far (None: not known), bytes
+
+
+class Watch(Protocol):
+    """Who follows a restore as it goes (commands/progress.py shows it on a terminal)."""
+
+    def expect(self, files: int | None, total: int | None) -> None: ...
+
+    def watch(self, measure: Measure) -> contextlib.AbstractContextManager[None]: ...
+
+
+class Quiet:
+    """Follows nothing."""
+
+    def expect(self, files: int | None, total: int | None) -> None:
+        return None
+
+    def watch(self, measure: Measure) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+
+QUIET = Quiet()
 
 # rustic's words when a repository holds no snapshot at all (not "No snapshots found for
 # latest~3": that one names a selector the repository cannot satisfy, and is passed on).
@@ -51,6 +74,8 @@ def restore(
     target: Path,
     snapshot: str,
     only: tuple[str, ...] = (),
+    staging: bool = False,
+    watch: Watch = QUIET,
 ) -> tuple[int, int]:
     """Restore `snapshot` of `resource` so its files land directly in `target`; return how
     many files, and bytes, are there now.
@@ -59,12 +84,15 @@ def restore(
     last component is not followed, and the worker restores only into the very directory
     checked here. With `only`, just the files and folders those paths (relative to the
     resource's root, glob characters allowed) name. Raises RunFailed if the target is not
-    fit, rustic fails, or `only` names nothing in the snapshot.
+    fit, rustic fails, or `only` names nothing in the snapshot. `staging`: `target` is a
+    private folder of the data directory, made for a restore on its way elsewhere
+    (to_source.py); the data directory is otherwise never a target.
     """
-    only = tuple(_only(path) for path in only)
-    snapshot = _snapshot(snapshot)
+    only = tuple(only_path(path) for path in only)
+    snapshot = snapshot_selector(snapshot)
     target = target.absolute()
-    new = check_target(target, launcher.settings.bounds.protected + SYSTEM_TREES)
+    protected = () if staging else launcher.settings.bounds.protected + SYSTEM_TREES
+    new = check_target(target, protected)
     # No worker is asked for the list first: that cost a container and a repository open
     # (key derivation) per restore. A repository never made, or one with no snapshot, says so.
     empty = f"{customer.job(resource)}: no snapshot to restore yet"
@@ -76,7 +104,10 @@ def restore(
         launcher.cold, snapshot, source_path(resource), RESTORE_TARGET, only
     )
     launch = target_launch(target, identity, RESTORE_TARGET, ["rustic", *argv])
-    done = launcher.run_worker(customer, resource, Kind.RESTORE, datetime.now(UTC), launch, None)
+    with watch.watch(lambda: _arrived(target)):
+        done = launcher.run_worker(
+            customer, resource, Kind.RESTORE, datetime.now(UTC), launch, None
+        )
     if done.exit_code == ExitCode.SWAPPED:
         raise RunFailed(
             f"--target {target}: was replaced (by a symlink?) after it was checked; "
@@ -96,7 +127,7 @@ def restore(
     raise RunFailed(f"{customer.job(resource)}: restore failed: {last_words(done)}")
 
 
-def _only(path: str) -> str:
+def only_path(path: str) -> str:
     """Return a --path as the restore's include pattern takes it; RunFailed if it cannot be."""
     parts = [p for p in path.split("/") if p not in ("", ".")]
     if not parts or ".." in parts or "\0" in path or any(c in path for c in "\n\r"):
@@ -118,6 +149,20 @@ def _counted(target: Path) -> tuple[int, int]:
     return files, size
 
 
+def _arrived(target: Path) -> tuple[int, int]:
+    """Return the files in `target` and the bytes written into them so far: rustic sizes
+    each file first and fills it after, so what counts is what is allocated."""
+    files = size = 0
+    for folder, _dirs, names in os.walk(target):
+        for name in names:
+            with contextlib.suppress(OSError):
+                info = os.lstat(os.path.join(folder, name))
+                if stat.S_ISREG(info.st_mode):
+                    files += 1
+                    size += min(info.st_size, info.st_blocks * 512)
+    return files, size
+
+
 def check(launcher: Launcher, customer: Customer, resource: Resource, read_data: bool) -> int:
     """Run `rustic check`; return how many harmless leftover packs it found.
 
@@ -136,108 +181,7 @@ def check(launcher: Launcher, customer: Customer, resource: Resource, read_data:
     return leftovers
 
 
-ARCHIVE = "archive"  # the file's name in the run's own directory, before it takes its own
-
-
-def archive(
-    launcher: Launcher,
-    customer: Customer,
-    resource: Resource,
-    file: Path,
-    snapshot: str,
-    only: tuple[str, ...] = (),
-) -> int:
-    """Write `snapshot` of `resource` (or just `only`) as one tar archive at `file` (`.tar`,
-    or `.tar.gz`/`.tgz` gzipped); return its size.
-
-    The worker writes into a new private directory beside `file` (the same checks as a
-    restore target), and the archive then takes its name by a hard link, which never
-    replaces a file: `file` must not exist. Raises RunFailed saying what to fix.
-    """
-    only = tuple(_only(path) for path in only)
-    snapshot = _snapshot(snapshot)
-    file = file.absolute()
-    if not file.name.endswith((".tar", ".tar.gz", ".tgz")):
-        raise RunFailed(f"--archive {file}: name it FILE.tar, or FILE.tar.gz to gzip it")
-    if os.path.lexists(file):
-        raise RunFailed(f"--archive {file}: exists already; an archive never replaces a file")
-    if not (job_storage(launcher.settings, customer.name, resource.name).hot / "config").exists():
-        raise RunFailed(f"{customer.job(resource)}: no snapshot to restore yet")
-    launcher.wait_out_deleting(customer, resource)
-    own = file.with_name(f".{file.name[:200]}.unstoppable-{secrets.token_hex(4)}")
-    try:
-        new = check_target(own, launcher.settings.bounds.protected + SYSTEM_TREES)
-        identity = open_target(own, new)
-    except RunFailed as exc:  # said of the private folder: told of the archive asked for
-        raise RunFailed(f"--archive {file}: {str(exc).split(': ', 1)[-1]}") from None
-    try:
-        inside = f"{RESTORE_TARGET}/{ARCHIVE}"
-        gzip = not file.name.endswith(".tar")
-        argv = commands.dump_args(
-            launcher.cold, snapshot, source_path(resource), inside, gzip, only
-        )
-        launch = target_launch(own, identity, RESTORE_TARGET, ["rustic", *argv])
-        done = launcher.run_worker(
-            customer, resource, Kind.RESTORE, datetime.now(UTC), launch, None
-        )
-        if done.exit_code == ExitCode.SWAPPED:
-            raise RunFailed(f"--archive {file}: its folder was replaced while it was written")
-        if done.exit_code != 0:
-            if NO_SNAPSHOTS in done.stderr:
-                raise RunFailed(f"{customer.job(resource)}: no snapshot to restore yet")
-            raise RunFailed(f"{customer.job(resource)}: archive failed: {last_words(done)}")
-        return _name_archive(own, identity, file, bool(only))
-    finally:
-        shutil.rmtree(own, ignore_errors=True)
-
-
-def _name_archive(own: Path, identity: str, file: Path, selected: bool) -> int:
-    """Give the archive the worker wrote in `own` the name `file`; return its size.
-
-    Everything is done through a descriptor of `own`, checked to be the very directory
-    made for it (someone able to rename it in FILE's folder cannot swap in their own).
-    """
-    try:
-        fd = os.open(own, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        raise RunFailed(f"--archive {file}: its private folder is gone") from None
-    try:
-        info = os.fstat(fd)
-        if f"{info.st_dev}:{info.st_ino}" != identity:
-            raise RunFailed(f"--archive {file}: its private folder was replaced")
-        try:
-            written = os.stat(ARCHIVE, dir_fd=fd, follow_symlinks=False)
-        except FileNotFoundError:
-            raise RunFailed(f"--archive {file}: the worker wrote no archive") from None
-        if not stat.S_ISREG(written.st_mode):
-            raise RunFailed(f"--archive {file}: the worker wrote no archive")
-        if selected and _empty_tar(fd):
-            raise RunFailed(f"--archive {file}: --path names nothing in the snapshot")
-        archive_fd = os.open(ARCHIVE, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
-        try:
-            os.fchmod(archive_fd, 0o600)
-        finally:
-            os.close(archive_fd)
-        try:
-            os.link(ARCHIVE, file, src_dir_fd=fd, follow_symlinks=False)
-        except FileExistsError:
-            raise RunFailed(f"--archive {file}: appeared meanwhile; it was not replaced") from None
-        return written.st_size
-    finally:
-        os.close(fd)
-
-
-def _empty_tar(folder: int) -> bool:
-    """Return whether the archive in `folder` (a descriptor) holds no entry at all."""
-    fd = os.open(ARCHIVE, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
-    try:
-        with os.fdopen(fd, "rb") as handle, tarfile.open(fileobj=handle, mode="r:*") as tar:
-            return tar.next() is None
-    except tarfile.TarError as exc:
-        raise RunFailed(f"the archive rustic wrote cannot be read back: {exc}") from None
-
-
-def _snapshot(snapshot: str) -> str:
+def snapshot_selector(snapshot: str) -> str:
     """Return `--snapshot` if it is `latest`, `latest~N` or an id (or its prefix)."""
     if re.fullmatch(r"latest(~[0-9]{1,6})?|[0-9a-fA-F]{1,64}", snapshot):
         return snapshot

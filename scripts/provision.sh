@@ -204,7 +204,7 @@ base_image() {
 worker_image() {
     local ctx="$here/worker-image" stamp
     install -m 0755 "$(readlink -f "$here/.tools/bin/rustic")" "$ctx/dist/rustic"
-    stamp=$(cat "$ctx"/Dockerfile "$ctx"/unstoppable-remote "$ctx"/unstoppable-local "$ctx"/unstoppable-guard "$ctx"/unstoppable-drill "$ctx"/unstoppable-sample "$ctx"/exit-codes "$ctx"/dist/* | sha256sum | cut -c1-16)
+    stamp=$(cat "$ctx"/Dockerfile "$ctx"/unstoppable-* "$ctx"/exit-codes "$ctx"/dist/* | sha256sum | cut -c1-16)
     if [ "$(docker image inspect -f '{{index .Config.Labels "unstoppable.inputs"}}' "$WORKER_IMAGE" 2>/dev/null)" = "$stamp" ]; then
         say "worker image $WORKER_IMAGE: up to date"; return
     fi

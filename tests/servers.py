@@ -19,10 +19,22 @@ from pathlib import Path
 
 from tests.containers import free_port, image, on_host_network, wait_for_port
 
-__all__ = ["PASSWORD", "USER", "Ftps", "Sftp", "free_port", "make_ca", "open_dir", "sshd", "vsftpd"]
+__all__ = [
+    "PASSWORD",
+    "UID",
+    "USER",
+    "Ftps",
+    "Sftp",
+    "free_port",
+    "make_ca",
+    "open_dir",
+    "sshd",
+    "vsftpd",
+]
 
 USER = "unstoppable-test"
 PASSWORD = "Remote-Secret-7f3a"
+UID = 4711  # the login's user id in both server images: a writable server's files are its
 
 
 @functools.cache
@@ -50,7 +62,7 @@ def work_dir(prefix: str) -> Path:
 
 
 def server_image(kind: str) -> str:
-    return image(kind, LOGIN_USER=USER, LOGIN_PASSWORD=PASSWORD)
+    return image(kind, LOGIN_USER=USER, LOGIN_PASSWORD=PASSWORD, LOGIN_UID=str(UID))
 
 
 @dataclass
@@ -141,13 +153,14 @@ def make_ca(work: Path) -> tuple[Path, Path, Path]:
 
 
 @contextmanager
-def vsftpd(isolated: bool = False, max_per_ip: int = 0) -> Iterator[Ftps]:
+def vsftpd(isolated: bool = False, max_per_ip: int = 0, writable: bool = False) -> Iterator[Ftps]:
     """Run vsftpd with explicit TLS required and passive ports, all on 127.0.0.1.
 
     `isolated`: in a network namespace of its own, reached only through its `netns` (the
     caller waits for the port); bench/ puts a slow link in front of every port it uses.
     `max_per_ip`: the most logins at once from one address, as shared hosts limit them
     (0: no limit); one more is refused with 421.
+    `writable`: the login may write where its user (UID) may, as a restore to the source needs.
     """
     work = work_dir("unstoppable-vsftpd-")
     logs = work / "log"
@@ -165,7 +178,8 @@ listen_port={port}
 background=NO
 anonymous_enable=NO
 local_enable=YES
-write_enable=NO
+write_enable={"YES" if writable else "NO"}
+local_umask=022
 pam_service_name=vsftpd
 ssl_enable=YES
 rsa_cert_file={cert}
@@ -192,7 +206,7 @@ max_per_ip={max_per_ip}
         check=True,
     ).stdout
     fingerprint = "sha256:" + out.strip().split("=", 1)[1]
-    mounts = [(served_root(), "ro"), (work, "ro"), (logs, "rw")]
+    mounts = [(served_root(), "rw" if writable else "ro"), (work, "ro"), (logs, "rw")]
     network = "none" if isolated else "host"
     try:
         with on_host_network(server_image("ftps"), [str(conf)], mounts, network=network) as c:
@@ -217,8 +231,9 @@ class Sftp:
 
 
 @contextmanager
-def sshd() -> Iterator[Sftp]:
-    """Run OpenSSH's sshd with SFTP only, password and key login, on 127.0.0.1."""
+def sshd(writable: bool = False) -> Iterator[Sftp]:
+    """Run OpenSSH's sshd with SFTP only, password and key login, on 127.0.0.1; `writable`:
+    its login may write where its user (UID) may."""
     work = work_dir("unstoppable-sshd-")
     for name in ("host", "client"):
         subprocess.run(
@@ -242,7 +257,7 @@ AllowUsers {USER}
 Subsystem sftp internal-sftp
 ForceCommand internal-sftp
 """)
-    mounts = [(served_root(), "ro"), (work, "ro")]
+    mounts = [(served_root(), "rw" if writable else "ro"), (work, "ro")]
     try:
         with on_host_network(server_image("sftp"), ["-f", str(conf)], mounts) as container:
             wait_for_port(port, container)

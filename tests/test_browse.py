@@ -1,5 +1,6 @@
 """Browse and partial restore, end to end: real Docker, the worker image and rustic."""
 
+import io
 import json
 import os
 import subprocess
@@ -10,6 +11,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from orchestrator.commands.context import size
 from tests.conftest import ROOT, Site
 from tests.helpers import running_workers, wait_until
 from tests.test_local_backup import customer_text
@@ -141,8 +143,27 @@ def test_an_archive_holds_the_snapshot_and_never_replaces_a_file(site: Site, uni
     assert refused.returncode == 1 and "exists already" in refused.stderr
     assert kept.read_text() == "precious"
     assert not [p for p in site.root.iterdir() if ".unstoppable-" in p.name]
-    stdout = site.cli("restore", name, "files", "--archive", "-")
-    assert stdout.returncode == 1 and "give FILE.tar" in stdout.stderr
+    # `-`: down a pipe, as rustic writes it; nothing staged, nothing left in the data folder.
+    piped = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", "restore", name, "files", "--archive", "-"],
+        env=site.env, cwd=ROOT, capture_output=True, timeout=300,
+    )  # fmt: skip
+    assert piped.returncode == 0, piped.stderr
+    with tarfile.open(fileobj=io.BytesIO(piped.stdout), mode="r:") as tar:
+        streamed = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}  # type: ignore[union-attr]
+    assert streamed == files
+    assert f"written to stdout: {size(len(piped.stdout))}".encode() in piped.stderr
+    assert not list((site.data / "restores").iterdir())
+    # A worker that fails before it writes a byte ends the stream at once, and says why.
+    wrong = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", "restore", name, "files", "--archive", "-",
+         "--snapshot", "deadbeef"],
+        env=site.env, cwd=ROOT, capture_output=True, timeout=120,
+    )  # fmt: skip
+    assert wrong.returncode == 1 and wrong.stdout == b"", wrong.stderr
+    assert b"archive failed" in wrong.stderr and b"deadbeef" in wrong.stderr
+    json_too = site.cli("restore", name, "files", "--archive", "-", "--json")
+    assert json_too.returncode == 1 and "--json cannot" in json_too.stderr
     none = site.root / "none.tar"
     empty = site.cli("restore", name, "files", "--archive", str(none), "--path", "no/such")
     assert empty.returncode == 1 and "names nothing" in empty.stderr and not none.exists()

@@ -33,6 +33,8 @@ SNAPSHOTS = [
         (None, at(2), "ab22"),  # at: that one
         (None, datetime(2026, 12, 1, 2, 59, tzinfo=UTC), "ab22"),  # before the next
         ("latest", at(5), "bb33"),
+        ("latest~1", None, "ab22"),  # the one before the newest, as rustic counts
+        ("latest~2", None, "aa11"),
     ],
 )
 def test_a_snapshot_is_chosen_as_the_operator_means(
@@ -46,7 +48,8 @@ def test_a_snapshot_is_chosen_as_the_operator_means(
     [
         (SNAPSHOTS, "a", None, "2 snapshots start so"),
         (SNAPSHOTS, "cc", None, "no such snapshot"),
-        (SNAPSHOTS, "latest~1", None, "expected an id"),
+        (SNAPSHOTS, "latest~3", None, "only 3 snapshot(s)"),
+        (SNAPSHOTS, "latest~x", None, "expected an id"),
         (SNAPSHOTS, "--all", None, "expected an id"),
         (SNAPSHOTS, None, at(0), "no snapshot at or before"),
         (SNAPSHOTS, "aa", at(2), "not both"),

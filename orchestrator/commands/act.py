@@ -105,47 +105,6 @@ def cmd_backup(args: argparse.Namespace) -> int:
     return 0 if all(r.outcome.result is Result.SUCCESS for r in records) else 1
 
 
-def cmd_restore(args: argparse.Namespace) -> int:
-    settings, customers = load()
-    customer = customers.get(args.customer)
-    resource = customer.resource(args.resource)
-    if (args.target is None) == (args.archive is None):
-        raise RunFailed("restore: give --target DIR or --archive FILE.tar[.gz], one of them")
-    if args.archive is not None and str(args.archive) == "-":
-        raise RunFailed("--archive -: not yet: give FILE.tar or FILE.tar.gz to write it to")
-    launcher = launcher_on_runtime(settings)
-    only = tuple(args.path or ())
-    what = f" ({', '.join(only)})" if only else ""
-    job = str(customer.job(resource))
-    if args.archive is not None:
-        written = repository.archive(
-            launcher, customer, resource, args.archive, args.snapshot, only
-        )
-        if args.json:
-            where = str(args.archive.absolute())
-            print(json.dumps({"job": job, "snapshot": args.snapshot, "paths": list(only),
-                              "archive": where, "bytes": written}))  # fmt: skip
-            return 0
-        print(
-            f"{customer.job(resource)}: {args.snapshot}{what} written to "
-            f"{args.archive.absolute()}: {size(written)}"
-        )
-        return 0
-    files, total = repository.restore(
-        launcher, customer, resource, args.target, args.snapshot, only
-    )
-    if args.json:
-        where = str(args.target.absolute())
-        print(json.dumps({"job": job, "snapshot": args.snapshot, "paths": list(only),
-                          "target": where, "files": files, "bytes": total}))  # fmt: skip
-        return 0
-    print(
-        f"{customer.job(resource)}: restored {args.snapshot}{what} into "
-        f"{args.target.absolute()}: {files} file(s), {size(total)}"
-    )
-    return 0
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from orchestrator.daemon import Daemon
 

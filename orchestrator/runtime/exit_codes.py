@@ -17,6 +17,9 @@ class ExitCode(IntEnum):
     DRILL_FAILED = 8  # a restore drill could not restore or compare (damage, or a failure)
     DRILL_DIFFERS = 9  # a restored file differs from its unchanged source
     DRILL_SOURCE = 10  # a restore drill could not read the source to compare with
+    EXISTS = 11  # a restore to the source: the new folder it was to make exists already
+    CHANGED = 12  # a restore to the source: the live files it would replace are not those announced
+    PUT = 13  # a restore to the source: some files could not be written there
 
 
 def shell() -> str:

@@ -194,6 +194,9 @@ class Command(Protocol):
     @property
     def remote(self) -> bool: ...  # it mounts a remote source with FUSE
 
+    @property
+    def repositories(self) -> bool: ...  # it runs rustic: the job's repositories are mounted
+
 
 @dataclass(frozen=True)
 class Placement:
@@ -219,7 +222,12 @@ def spec_for(
         image=placement.image,
         command=tuple(command.argv),
         labels=labels(work.job, work.kind, scheduled_for, placement.origin),
-        mounts=repo_mounts(placement.storage, placement.secrets) + command.mounts,
+        mounts=(
+            repo_mounts(placement.storage, placement.secrets)
+            if command.repositories
+            else (Mount(placement.secrets, SECRETS, read_only=True),)
+        )
+        + command.mounts,
         cap_drop=cap_drop,
         cap_add=cap_add,
         devices=("/dev/fuse",) if remote else (),

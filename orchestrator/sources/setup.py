@@ -45,6 +45,7 @@ class WorkerSetup:
     files: dict[str, SecretStr] = field(default_factory=dict)
     entrypoint: tuple[str, ...] = ()
     remote: bool = False
+    repositories: bool = True  # False: a worker that runs no rustic sees no repository
 
 
 def source_path(resource: Resource) -> str:

@@ -6,8 +6,12 @@ every worker's spec and every CLI command reads paths from here, most never touc
 
 from __future__ import annotations
 
+import contextlib
 import json
+import secrets
+import shutil
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,6 +39,20 @@ def job_storage(settings: Settings, customer: str, resource: str) -> JobStorage:
 def state_dir(settings: Settings) -> Path:
     """Return the directory of the run ledger and other daemon state."""
     return settings.DATA_DIR / "state"
+
+
+@contextlib.contextmanager
+def scratch(settings: Settings, customer: str, resource: str) -> Iterator[Path]:
+    """Yield a new private folder (0700) of the data directory for one restore on its way
+    elsewhere (to the source, or a pipe); removed afterwards, whatever happened."""
+    base = settings.DATA_DIR / "restores"
+    base.mkdir(mode=0o700, parents=True, exist_ok=True)
+    own = base / f"{customer}_{resource}-{secrets.token_hex(6)}"
+    own.mkdir(mode=0o700)
+    try:
+        yield own
+    finally:
+        shutil.rmtree(own, ignore_errors=True)
 
 
 def secrets_dir(settings: Settings) -> Path:
