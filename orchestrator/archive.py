@@ -193,9 +193,15 @@ def stream(
         worker = threading.Thread(target=run, name=f"archive {job}", daemon=True)
         worker.start()
         copied = [0]
-        with watch.watch(lambda: (None, copied[0])):
-            written = _copy(pipe / ARCHIVE, out, worker, copied)
-        worker.join()
+        try:
+            with watch.watch(lambda: (None, copied[0])):
+                written = _copy(pipe / ARCHIVE, out, worker, copied)
+        except BrokenPipeError:
+            raise RunFailed(
+                f"{job}: stdout was closed after {copied[0]} bytes: the archive is cut short"
+            ) from None
+        finally:  # the pipe is closed now: rustic stops on its next write, and its worker ends
+            worker.join()
     if isinstance(ended[0], BaseException):
         raise ended[0]
     done = ended[0]

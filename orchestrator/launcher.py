@@ -5,6 +5,7 @@ checks, recovery): the settings, the runtime, rustic's arguments for the cold re
 the `Preparation` that gives each worker its place on this host.
 """
 
+import contextlib
 import sys
 import time
 from datetime import datetime
@@ -78,14 +79,24 @@ class Launcher:
         another run of the job in the way (the job's lock).
         """
         work = Work(customer.job(resource), kind)
-        files, remote = launch.files, launch.remote
+        files, remote, repositories = launch.files, launch.remote, launch.repositories
         with (
             stopping(),
             self.preparation.placed(
-                customer, resource, work, scheduled_for, files, remote
+                customer, resource, work, scheduled_for, files, remote, repositories
             ) as placement,
         ):
-            return self.runtime.run(spec_for(work, scheduled_for, launch, placement), timeout)
+            spec = spec_for(work, scheduled_for, launch, placement)
+            try:
+                return self.runtime.run(spec, timeout)
+            except (KeyboardInterrupt, SystemExit):
+                # The operator stopped the command: its worker stops with it (a restore must
+                # not go on writing into what is cleaned up now). The daemon's own workers run
+                # in its pool's threads, which see no such signal: a restarted daemon adopts
+                # them instead.
+                with contextlib.suppress(Exception):
+                    self.runtime.collect(spec.name, 0)
+                raise
 
     def wait_out_deleting(self, customer: Customer, resource: Resource) -> None:
         """Wait while a worker that deletes from the job's repository runs (a prune, or a

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 
 from pydantic import SecretStr
 
@@ -31,6 +32,7 @@ from orchestrator.storage.layout import (
     open_bucket,
     secrets_dir,
 )
+from orchestrator.storage.repo_dirs import JobStorage
 
 log = logging.getLogger(__name__)
 BUCKET_DEADLINE_SECONDS = 60.0
@@ -54,6 +56,7 @@ class Preparation:
         scheduled_for: datetime,
         files: Mapping[str, SecretStr],
         remote: bool,
+        repositories: bool = True,
     ) -> Iterator[Placement]:
         """Yield where the worker of `work` runs, its secret `files` written beside the
         repository password (and S3 profile); remove the secrets when the block ends.
@@ -65,8 +68,14 @@ class Preparation:
         for directory in (storage.hot, storage.cache, storage.cold):
             if directory is not None:
                 directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        secrets = {**files}
+        if not repositories:  # a worker that runs no rustic gets no key to the repositories
+            name = container_name(work.job, work.kind, scheduled_for)
+            with secret_files(secrets_dir(settings), name, secrets) as directory:
+                yield self._placement(storage, directory, work, remote)
+            return
         password = self.resolver.resolve(customer.repo_password, customer.name, "REPO_PASSWORD")
-        secrets = {commands.PASSWORD_FILE: password, **files}
+        secrets[commands.PASSWORD_FILE] = password
         key = None
         if customer.cold_key is not None:
             key_id, ref = customer.cold_key
@@ -77,15 +86,18 @@ class Preparation:
                 self._ensure_bucket(customer.name)
         name = container_name(work.job, work.kind, scheduled_for)
         with secret_files(secrets_dir(settings), name, secrets) as directory:
-            yield Placement(
-                image=settings.WORKER_IMAGE,
-                origin=self.origin,
-                storage=storage,
-                secrets=directory,
-                limits=Limits.of(settings, work.kind),
-                apparmor=remote and apparmor.enabled(),
-                profiles=apparmor.loaded_profiles() if remote else frozenset(),
-            )
+            yield self._placement(storage, directory, work, remote)
+
+    def _placement(self, storage: JobStorage, secrets: Path, work: Work, remote: bool) -> Placement:
+        return Placement(
+            image=self.settings.WORKER_IMAGE,
+            origin=self.origin,
+            storage=storage,
+            secrets=secrets,
+            limits=Limits.of(self.settings, work.kind),
+            apparmor=remote and apparmor.enabled(),
+            profiles=apparmor.loaded_profiles() if remote else frozenset(),
+        )
 
     def _ensure_bucket(self, customer: str) -> None:
         """Create the customer's bucket once per process; StorageError if that fails.

@@ -16,7 +16,6 @@ import contextlib
 import os
 import re
 import shutil
-import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -42,6 +41,7 @@ from orchestrator.storage.layout import scratch
 
 PUT = "/usr/local/bin/unstoppable-put"
 PUT_LOG = "put.log"  # rclone's log in the report folder: statistics, and errors by file
+RESERVE = 2**30  # what a restore's private copy leaves free at least (or 5 % of the disk)
 STAGED = "/staged"
 REPORT = "/report"
 
@@ -90,8 +90,9 @@ def to_source(
     if folder is None:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         folder = "." if overwrite else f"restored-{chosen.id[:8]}-{stamp}"
-    back = _Back(launcher, customer, resource, chosen, only, folder, overwrite, announce, watch)
-    return back.local() if resource.type is SourceType.LOCAL else back.remote()
+    return _Back(
+        launcher, customer, resource, chosen, only, folder, overwrite, announce, watch
+    ).run()
 
 
 @dataclass
@@ -112,34 +113,42 @@ class _Back:
     def job(self) -> str:
         return str(self.customer.job(self.resource))
 
-    def local(self) -> Put:
-        launcher, resource = self.launcher, self.resource
+    def run(self) -> Put:
+        """Restore into a private folder, then put it back (see the module's words)."""
+        local = self.resource.type is SourceType.LOCAL
+        where, argv, mounts, secret = self._local() if local else self._remote()
+        self._room()
+        with _staging(self.launcher, self.customer, self.resource) as (tree, report):
+            files, size = self._restore(tree)
+            replaced: tuple[str, ...] = ()
+            if self.overwrite:
+                replaced = self._replaced(argv, mounts, secret, tree, report)
+                self.announce(where, replaced)
+            mode = "overwrite" if self.overwrite else "new"
+            self._put([*argv, mode], mounts, secret, tree, report, where)
+            links = () if local else _links(tree)
+            return Put(self.chosen.id, where, files, size, replaced, links)
+
+    def _local(self) -> tuple[str, list[str], Mounts, Secret]:
+        """Return where a local put goes, its worker's arguments, mounts and files.
+
+        PATH is mounted read-write for the put alone, checked again there by device and
+        inode; no repository is mounted beside it (a symlink in it leads nowhere else).
+        """
+        resource = self.resource
         try:
             real, identity = local_source(
-                launcher.settings.bounds, resource.path, self.customer.name
+                self.launcher.settings.bounds, resource.path, self.customer.name
             )
         except RunStopped as exc:
             raise RunFailed(f"{self.job}: {exc.outcome.message}") from None
-        folder = self.folder
-        dest = Path(real) if folder == "." else Path(real) / folder
-        if folder != "." and not Path(os.path.realpath(dest.parent)).is_relative_to(real):
-            raise RunFailed(f"--into {folder}: leads out of PATH {resource.path} (by a symlink)")
-        if not self.overwrite:
-            if os.path.lexists(dest):
-                raise RunFailed(_exists(str(dest)))
-            files, size = self._restore(dest, staging=False)
-            _like_source(dest, real)
-            return Put(self.chosen.id, str(dest), files, size)
+        dest = Path(real) if self.folder == "." else Path(real) / self.folder
+        if not self.overwrite and os.path.lexists(dest):
+            raise RunFailed(_exists(str(dest)))  # said before the restore; the put checks again
         live = (Mount(Path(real), resource.path, read_only=False),)
-        argv = ["local", resource.path, identity, folder]
-        with _staging(launcher, self.customer, resource) as (tree, report):
-            files, size = self._restore(tree, staging=True)
-            replaced = self._replaced(argv, live, {}, tree, report)
-            self.announce(str(dest), replaced)
-            self._put([*argv, "overwrite"], live, {}, tree, report, str(dest))
-            return Put(self.chosen.id, str(dest), files, size, replaced)
+        return str(dest), ["local", resource.path, identity, self.folder], live, {}
 
-    def remote(self) -> Put:
+    def _remote(self) -> tuple[str, list[str], Mounts, Secret]:
         resource = self.resource
         path = resource.path.rstrip("/") or "/"
         dest = path if self.folder == "." else f"{path.rstrip('/')}/{self.folder}"
@@ -148,21 +157,30 @@ class _Back:
             secret = self.launcher.setup(self.customer, resource, None, ["true"]).files
         except RunStopped as exc:
             raise RunFailed(f"{self.job}: {exc.outcome.message}") from None
-        argv = ["remote", resource.path, self.folder]
-        with _staging(self.launcher, self.customer, resource) as (tree, report):
-            files, size = self._restore(tree, staging=True)
-            replaced: tuple[str, ...] = ()
-            if self.overwrite:
-                replaced = self._replaced(argv, (), secret, tree, report)
-                self.announce(where, replaced)
-            mode = "overwrite" if self.overwrite else "new"
-            self._put([*argv, mode], (), secret, tree, report, where)
-            return Put(self.chosen.id, where, files, size, replaced, _links(tree))
+        return where, ["remote", resource.path, self.folder], (), secret
 
-    def _restore(self, target: Path, staging: bool) -> tuple[int, int]:
+    def _room(self) -> None:
+        """Refuse a restore whose private copy would fill the data directory's disk, where
+        every customer's hot repository and the ledger live (a --path selection's size is
+        not known before: rustic stops when the disk is full)."""
+        summary = self.chosen.summary
+        if summary is None or self.only:
+            return
+        data = self.launcher.settings.DATA_DIR
+        disk = shutil.disk_usage(data)
+        reserve = max(RESERVE, disk.total // 20)
+        if summary.bytes_processed + reserve > disk.free:
+            raise RunFailed(
+                f"{self.job}: the restore is first made in {data}/restores "
+                f"({summary.bytes_processed // 2**20} MiB), which would leave less than "
+                f"{reserve // 2**20} MiB free there ({disk.free // 2**20} MiB now): free "
+                "space, or restore a part with --path"
+            )
+
+    def _restore(self, target: Path) -> tuple[int, int]:
         return restore(
             self.launcher, self.customer, self.resource, target, self.chosen.id, self.only,
-            staging=staging, watch=self.watch,
+            staging=True, watch=self.watch,
         )  # fmt: skip
 
     def _replaced(
@@ -175,7 +193,7 @@ class _Back:
             text = (report / "replaced").read_text(errors="surrogateescape")
         except OSError:
             raise RunFailed(f"{self.job}: the live files could not be listed") from None
-        return tuple(line for line in text.split("\n") if line)
+        return tuple(name for name in text.split("\0") if name)
 
     def _put(
         self, argv: list[str], mounts: Mounts, secret: Secret, tree: Path, report: Path, where: str
@@ -201,6 +219,11 @@ class _Back:
     def _judge(self, done: Finished, where: str, report: Path) -> None:
         """Raise RunFailed saying what went wrong if the put's worker did not succeed."""
         job, code = self.job, done.exit_code
+        if done.timed_out:
+            raise RunFailed(
+                f"{job}: {where}: stopped after UNSTOPPABLE_JOB_TIMEOUT "
+                f"({self.launcher.settings.JOB_TIMEOUT}): what it wrote by then is there"
+            )
         if code == 0:
             return
         if code == ExitCode.EXISTS:
@@ -242,18 +265,6 @@ def _folder(into: str) -> str:
             "restored or old/site (no '..', no leading '/')"
         )
     return into
-
-
-def _like_source(dest: Path, real: str) -> None:
-    """Give the restored folder the owner and mode of the source folder it sits in (it was
-    made root's and private for the restore), through a descriptor: no symlink followed."""
-    info = os.stat(real)
-    fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    try:
-        os.fchown(fd, info.st_uid, info.st_gid)
-        os.fchmod(fd, stat.S_IMODE(info.st_mode))
-    finally:
-        os.close(fd)
 
 
 def _links(tree: Path) -> tuple[str, ...]:

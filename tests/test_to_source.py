@@ -105,11 +105,21 @@ def to_source(site: Site, name: str, resource: str, *args: str) -> dict[str, obj
     return dict(json.loads(done.stdout))
 
 
-def new_folder_then_overwrite(site: Site, name: str, resource: str, root: Path) -> State:
+def modes(snapshot: State) -> dict[str, int]:
+    return {p: m for p, (_k, _t, m) in snapshot.items()}
+
+
+def new_folder_then_overwrite(
+    site: Site, name: str, resource: str, root: Path, with_modes: bool = True
+) -> State:
     """What every kind of source must show: the new folder identical to the snapshot with the
     live files untouched, an existing folder refused, and --overwrite replacing exactly what
-    it announced."""
+    it announced. `with_modes`: the snapshot holds the source's modes (a local folder; a
+    remote backup reads through rclone's mount, which shows every file 0644)."""
     fill(root)
+    odd = root / "nested" / 'it\'s "odd" [1]*?.txt'  # quotes and glob characters
+    odd.write_text("odd\n")
+    os.chown(odd, UID, UID)
     site.cli("backup", name, check=True)
     snapshot = state(root)
     snap_id = json.loads(site.cli("snapshots", name, resource, "--json", check=True).stdout)[0][
@@ -130,6 +140,8 @@ def new_folder_then_overwrite(site: Site, name: str, resource: str, root: Path) 
         p for p, (k, _t, _m) in snapshot.items() if k == "dir"
     }  # the empty folder too
     assert state(root, skip=folder) == live, "a live file was touched"
+    if with_modes:
+        assert modes(restored) == modes(snapshot)
 
     # A folder that exists is never written into without --overwrite.
     again = site.cli("restore", name, resource, "--to-source", "--into", folder)
@@ -141,6 +153,8 @@ def new_folder_then_overwrite(site: Site, name: str, resource: str, root: Path) 
     done = to_source(site, name, resource, "--into", "old/config", "--path", "wp-config.php")
     assert done["files"] == 1
     assert (root / "old" / "config" / "wp-config.php").read_bytes() == b"<?php // secret\n"
+    for made in (root / "old", root / "old" / "config"):  # the customer's, like PATH
+        assert made.stat().st_uid == root.stat().st_uid, made
     shutil.rmtree(root / "old")
     shutil.rmtree(root / folder)
 
@@ -179,13 +193,34 @@ def new_folder_then_overwrite(site: Site, name: str, resource: str, root: Path) 
 def test_to_source_over_ftps(site: Site, ftps: Ftps, unique: str, source: Path) -> None:
     name = f"tf-{unique}"
     ftps_customer(site, name, ftps, source)
-    new_folder_then_overwrite(site, name, "site", source)
+    new_folder_then_overwrite(site, name, "site", source, with_modes=False)
 
 
-def test_to_source_over_sftp(site: Site, sftp: Sftp, unique: str, source: Path) -> None:
+def test_to_source_over_sftp_with_a_password(
+    site: Site, sftp: Sftp, unique: str, source: Path
+) -> None:
     name = f"ts-{unique}"
     sftp_customer(site, name, sftp, source, auth=f"MAIL_PASSWORD={PASSWORD}")
-    new_folder_then_overwrite(site, name, "mail", source)
+    new_folder_then_overwrite(site, name, "mail", source, with_modes=False)
+
+
+def test_to_source_over_sftp_with_a_key(site: Site, sftp: Sftp, unique: str, source: Path) -> None:
+    name = f"tsk-{unique}"
+    sftp_customer(site, name, sftp, source)
+    fill(source)
+    locked = source / "locked"  # closed to writes, its owner's too
+    locked.mkdir()
+    (locked / "inside.txt").write_text("inside\n")
+    for path, mode in ((locked / "inside.txt", 0o400), (locked, 0o500)):
+        path.chmod(mode)
+        os.chown(path, UID, UID)
+    site.cli("backup", name, check=True)
+    snapshot = state(source)
+    done = to_source(site, name, "mail", "--into", "back")
+    assert done["files"] == len(contents(snapshot))
+    back = state(source / "back")
+    assert contents(back) == contents(snapshot)
+    assert file_times(back) == file_times(snapshot)
 
 
 def test_to_source_of_a_local_folder_keeps_modes_and_owners(site: Site, unique: str) -> None:
@@ -203,6 +238,14 @@ def test_to_source_of_a_local_folder_keeps_modes_and_owners(site: Site, unique: 
     assert (copy / "wp-config.php").stat().st_mode & 0o777 == 0o600
     assert (copy / "nested").stat().st_mode & 0o777 == 0o750
     assert (copy / "index.html").stat().st_uid == UID
+    # A folder of PATH that leads elsewhere (a symlink) is never written through.
+    elsewhere = site.root / "elsewhere"
+    elsewhere.mkdir()
+    (root / "escape").symlink_to(elsewhere)
+    refused = site.cli("restore", name, "files", "--to-source", "--into", "escape/x")
+    assert refused.returncode == 1 and "is not a folder" in refused.stderr, refused.stderr
+    assert not list(elsewhere.iterdir())
+    assert not list((site.data / "restores").iterdir())  # its private copy removed
 
 
 def test_symlinks_a_server_cannot_take_are_found(tmp_path: Path) -> None:

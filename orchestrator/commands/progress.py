@@ -40,11 +40,15 @@ class Progress:
         started = time.monotonic()
 
         def show() -> None:
-            while not stop.wait(EVERY):
+            pause = EVERY
+            while not stop.wait(pause):
+                began = time.monotonic()
                 try:
                     files, done = measure()
                 except OSError:  # a file vanished while it was measured: next time
                     continue
+                # A walk of a big tree costs: it takes a tenth of the time at most.
+                pause = max(EVERY, 10 * (time.monotonic() - began))
                 self.out.write("\r\x1b[K" + self.line(files, done, time.monotonic() - started))
                 self.out.flush()
 

@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import signal
 import sys
 import time
 
@@ -17,6 +18,10 @@ ANNOUNCED_SHOWN = 50  # live files an --overwrite names on the terminal (--json:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
+    # A closed terminal or a kill ends a restore the way Ctrl-C does: its cleanup runs (its
+    # private copy removed, its worker stopped).
+    for signum in (signal.SIGHUP, signal.SIGTERM):
+        signal.signal(signum, _interrupted)
     settings, customers = load()
     customer = customers.get(args.customer)
     resource = customer.resource(args.resource)
@@ -76,6 +81,16 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shown(name: str) -> str:
+    """Return a customer's file name fit for a terminal: as it is, or quoted if it holds
+    a control character (a line break, an escape sequence)."""
+    return name if name.isprintable() else repr(name)
+
+
+def _interrupted(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def _took(started: float, done: int) -> str:
     seconds = max(time.monotonic() - started, 0.001)
     return f" in {seconds:.1f} s ({size(int(done / seconds))}/s)"
@@ -96,7 +111,7 @@ def _to_source(
         print(f"{job}: --overwrite: {len(files)} live file(s) in {where} will be replaced"
               + (":" if files else ""), file=sys.stderr)  # fmt: skip
         for name in files[:ANNOUNCED_SHOWN]:
-            print(f"  {name!r}" if not name.isprintable() else f"  {name}", file=sys.stderr)
+            print(f"  {_shown(name)}", file=sys.stderr)
         if len(files) > ANNOUNCED_SHOWN:
             print(f"  … and {len(files) - ANNOUNCED_SHOWN} more (--json lists all)",
                   file=sys.stderr)  # fmt: skip
@@ -117,7 +132,8 @@ def _to_source(
             f"{done.files} file(s), {size(done.bytes)}{replaced}"
         )
     if done.not_written:
-        shown = ", ".join(done.not_written[:20]) + (" …" if len(done.not_written) > 20 else "")
+        names = [_shown(name) for name in done.not_written[:20]]
+        shown = ", ".join(names) + (" …" if len(done.not_written) > 20 else "")
         print(
             f"{job}: not written: {len(done.not_written)} symlink(s), which rclone cannot "
             f"make on the server: {shown}",

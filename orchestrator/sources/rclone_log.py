@@ -31,7 +31,15 @@ def failures(log: Path) -> str:
             with contextlib.suppress(ValueError, AttributeError):
                 entry = json.loads(line)
                 if entry.get("level") == "error":
-                    what = entry.get("object") or "?"
-                    failed.append(f"{what} ({str(entry.get('msg', '')).strip()[:200]})")
+                    what = str(entry.get("object") or "?")
+                    what = what if what.isprintable() else repr(what)
+                    failed.append(f"{what} ({_plain(entry.get('msg', ''))})")
     shown = "; ".join(failed[:SHOWN])
     return shown + (f"; and {len(failed) - SHOWN} more" if len(failed) > SHOWN else "")
+
+
+def _plain(message: object) -> str:
+    """Return rclone's words on one line, without control characters (they may quote the
+    server or a file name)."""
+    text = " ".join(str(message).split())[:200]
+    return "".join(c if c.isprintable() else "?" for c in text)
