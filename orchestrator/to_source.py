@@ -16,6 +16,7 @@ import contextlib
 import os
 import re
 import shutil
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -58,7 +59,7 @@ class Put:
     files: int
     bytes: int
     replaced: tuple[str, ...] = ()  # live files written over, relative to the destination
-    not_written: tuple[str, ...] = ()  # symlinks, which rclone cannot make on a server
+    not_written: tuple[str, ...] = ()  # symlinks, FIFOs, devices: rclone puts none on a server
 
 
 Announce = Callable[[str, tuple[str, ...]], None]  # (destination, live files it replaces)
@@ -126,8 +127,8 @@ class _Back:
                 self.announce(where, replaced)
             mode = "overwrite" if self.overwrite else "new"
             self._put([*argv, mode], mounts, secret, tree, report, where)
-            links = () if local else _links(tree)
-            return Put(self.chosen.id, where, files, size, replaced, links)
+            odd = () if local else unputtable(tree)
+            return Put(self.chosen.id, where, files, size, replaced, odd)
 
     def _local(self) -> tuple[str, list[str], Mounts, Secret]:
         """Return where a local put goes, its worker's arguments, mounts and files.
@@ -267,13 +268,15 @@ def _folder(into: str) -> str:
     return into
 
 
-def _links(tree: Path) -> tuple[str, ...]:
-    """Return the symlinks under `tree`, relative to it (rclone puts none on a server)."""
+def unputtable(tree: Path) -> tuple[str, ...]:
+    """Return what under `tree` is neither a file nor a folder (symlinks, FIFOs, sockets,
+    devices), relative to it: rclone puts only files and folders on a server."""
     found = []
     for folder, dirs, names in os.walk(tree):
         for name in (*dirs, *names):
             full = os.path.join(folder, name)
-            if os.path.islink(full):
+            mode = os.lstat(full).st_mode
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
                 found.append(os.path.relpath(full, tree))
     return tuple(sorted(found))
 

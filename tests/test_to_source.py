@@ -22,7 +22,7 @@ from orchestrator.runtime.paths import CACHE, COLD, HOT, SECRETS
 from orchestrator.runtime.spec import Limits, Mount, Placement, spec_for
 from orchestrator.sources.setup import WorkerSetup
 from orchestrator.storage.repo_dirs import JobStorage
-from orchestrator.to_source import _links
+from orchestrator.to_source import unputtable
 from tests.conftest import Site
 from tests.servers import PASSWORD, UID, Ftps, Sftp, open_dir, sshd, vsftpd
 from tests.test_local_backup import customer_text
@@ -248,7 +248,7 @@ def test_to_source_of_a_local_folder_keeps_modes_and_owners(site: Site, unique: 
     assert not list((site.data / "restores").iterdir())  # its private copy removed
 
 
-def test_symlinks_a_server_cannot_take_are_found(tmp_path: Path) -> None:
+def test_what_a_server_cannot_take_is_found(tmp_path: Path) -> None:
     """rclone puts no symlink on a server: they are named, and the restore fails. (A remote
     backup reads through rclone's mount, which shows a link as the file it points to, so a
     remote snapshot holds none today; this stays true if a snapshot ever does.)"""
@@ -257,7 +257,8 @@ def test_symlinks_a_server_cannot_take_are_found(tmp_path: Path) -> None:
     (tmp_path / "a" / "to-file").symlink_to("file")
     (tmp_path / "a" / "to-dir").symlink_to("b")
     (tmp_path / "dangling").symlink_to("/nowhere")
-    assert _links(tmp_path) == ("a/to-dir", "a/to-file", "dangling")
+    os.mkfifo(tmp_path / "a" / "fifo")
+    assert unputtable(tmp_path) == ("a/fifo", "a/to-dir", "a/to-file", "dangling")
 
 
 def test_to_source_rules_are_said_before_anything_runs(site: Site, unique: str) -> None:

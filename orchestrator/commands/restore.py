@@ -135,8 +135,8 @@ def _to_source(
         names = [_shown(name) for name in done.not_written[:20]]
         shown = ", ".join(names) + (" …" if len(done.not_written) > 20 else "")
         print(
-            f"{job}: not written: {len(done.not_written)} symlink(s), which rclone cannot "
-            f"make on the server: {shown}",
+            f"{job}: not written: {len(done.not_written)} symlink(s) or special file(s), "
+            f"which rclone cannot make on the server: {shown}",
             file=sys.stderr,
         )
         return 1
