@@ -21,6 +21,7 @@ from orchestrator.commands.act import (
 )
 from orchestrator.commands.browse import cmd_diff, cmd_find, cmd_ls
 from orchestrator.commands.inspect import cmd_jobs, cmd_snapshots, cmd_status, cmd_validate
+from orchestrator.commands.receipts import cmd_receipts_pubkey, cmd_receipts_verify
 from orchestrator.commands.restore import cmd_restore
 from orchestrator.errors import ConfigError, UnstoppableError
 
@@ -94,6 +95,19 @@ def _parser() -> argparse.ArgumentParser:
         help="only this file, folder or glob (relative to the resource's root); repeatable",
     )
     p.add_argument("--json", action="store_true", help="the result as one JSON object")
+    p = command("receipts", None, "signed receipts of every piece of work")  # type: ignore[arg-type]
+    under = p.add_subparsers(required=True, metavar="ACTION")
+    q = under.add_parser("pubkey", help="print the public key customers verify receipts with")
+    q.set_defaults(func=cmd_receipts_pubkey)
+    q = under.add_parser(
+        "verify", help="check the published receipt chains: signatures, links, gaps"
+    )
+    q.add_argument("customer")
+    q.add_argument("resources", nargs="*", metavar="RESOURCE")
+    q.add_argument(
+        "--grace", type=int, default=None, help="seconds a promised time may be late (3600)"
+    )
+    q.set_defaults(func=cmd_receipts_verify)
     p = command(
         "rebuild",
         cmd_rebuild,

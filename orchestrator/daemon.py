@@ -115,6 +115,9 @@ class Daemon:
         self.rustic_version = self.guarded("runtime", label) or "unknown"
         last_tick = self.start_tick(_now())
         next_poll = next_adopt = _now()
+        issuer = self.dispatch.issuer
+        if issuer is not None:  # receipts left unpublished are tried again, every minute
+            threading.Thread(target=issuer.retry_forever, name="receipts", daemon=True).start()
         log.info(
             "scheduling %d job(s) of %d customer(s)",
             sum(1 for spec in self.specs if spec.kind is Kind.BACKUP),
@@ -141,6 +144,8 @@ class Daemon:
             wake_at = min([next_poll, *due], default=next_poll)
             self.wake.wait(max(0.0, (wake_at - _now()).total_seconds()))
             self.wake.clear()
+        if issuer is not None:
+            issuer.stop.set()
         log.info("stopped; %d run(s) left to the next start", len(self.dispatch.in_flight))
         return 0
 
@@ -231,6 +236,7 @@ class Daemon:
             self.rustic_version,
             tuple(sorted(self.errors.items())),
             self.lock_margin,
+            tuple(issuer.undelivered().items()) if (issuer := self.dispatch.issuer) else (),
         )
 
     def interval(self, spec: JobSpec, now: datetime) -> float:

@@ -17,6 +17,7 @@ from orchestrator.config.settings import Settings
 from orchestrator.maintenance import Maintenance
 from orchestrator.model import JobKey, Kind, Outcome, Reason, Result, RunRecord
 from orchestrator.planner import JobSpec, Launch, PlanState, plan
+from orchestrator.receipts.issuer import Issuer, Schedules
 from orchestrator.recorder import Recorder, failed_record
 from orchestrator.recovery import RECOVERING
 from orchestrator.reporting.history import Event
@@ -51,7 +52,8 @@ class Dispatcher:
             settings, runtime, ledger, origin="daemon", resolver=resolver_for(settings)
         )
         self.maintenance = Maintenance(self.jobs.launcher, ledger)
-        self.recorder = Recorder(ledger, count)
+        self.issuer = _issuer(settings, self._schedule_of)
+        self.recorder = Recorder(ledger, count, self.issuer)
         self.marks = ledger.db
         self.count = count  # a problem survived, counted by where it came from
         self.wake = wake  # set when a run ends: its job may be due again
@@ -67,6 +69,13 @@ class Dispatcher:
     def use(self, customers: Customers, specs: list[JobSpec]) -> None:
         """Plan `specs` from the next tick on; runs look their customer up in `customers`."""
         self.customers, self.specs = customers, specs
+
+    def _schedule_of(self, job: JobKey) -> tuple[str, str] | None:
+        """Return the backup schedule of `job` as the customers read last give it."""
+        customer = self.customers.by_name.get(job.customer)
+        if customer is None or job.resource not in {r.name for r in customer.resources}:
+            return None
+        return customer.resource(job.resource).schedule, customer.timezone
 
     def running(self, docker: frozenset[JobKey]) -> frozenset[JobKey]:
         """Return the jobs busy now: those Docker runs, and those with a run in flight."""
@@ -156,7 +165,8 @@ class Dispatcher:
                 missed.last.isoformat(),
             )
             if missed.work.kind is Kind.BACKUP:  # a missed drill shows as BackupUnverified
-                self.recorder.event(missed.work.job, Event.MISSED, "", missed.last, missed.count)
+                job, first = missed.work.job, missed.first
+                self.recorder.event(job, Event.MISSED, "", missed.last, missed.count, first)
         # Written before launching, so a crash right after can never launch these again. If
         # the ledger cannot be written (disk full), the runs still start: a backup that runs
         # twice after a crash is better than none.
@@ -258,6 +268,16 @@ class Dispatcher:
         except Exception:
             self.count("report")
             log.exception("%s: reporting the %s run failed", record.job, record.kind.value)
+
+
+def _issuer(settings: Settings, schedules: Schedules) -> Issuer | None:
+    """Return what issues this server's receipts, or None (logged) if its key is unusable:
+    the runs go on, receipts or not."""
+    try:
+        return Issuer(settings, schedules)
+    except Exception as exc:
+        log.error("receipts are off: %s", exc)
+        return None
 
 
 def _now() -> datetime:

@@ -77,6 +77,7 @@ class Missed:
     work: Work
     count: int
     last: datetime
+    first: datetime | None = None  # the earliest of them (receipts name the whole range)
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ def plan(
             late = times
             candidate = latest if catch_up == "once" else None
         if late:
-            missed.append(Missed(job.work, len(late), late[-1]))
+            missed.append(Missed(job.work, len(late), late[-1], late[0]))
         if candidate is None:
             continue
         if job.kind is not Kind.BACKUP:

@@ -12,6 +12,8 @@ from typing import Any
 
 from orchestrator.errors import RuntimeUnavailable
 from orchestrator.model import JobKey, Kind, Outcome, Reason, Result, RunRecord, Work
+from orchestrator.receipts.issuer import Issuer
+from orchestrator.receipts.receipted import Receipted
 from orchestrator.reporting.history import Event
 from orchestrator.reporting.ledger import Ledger
 from orchestrator.reporting.seams import RunLog
@@ -48,8 +50,13 @@ def failed_record(
 class Recorder:
     """Records the daemon's runs and events; a failed write is logged and counted, not raised."""
 
-    def __init__(self, ledger: Ledger, count: Callable[[str], None]) -> None:
-        self.history: RunLog = ledger.history
+    def __init__(
+        self, ledger: Ledger, count: Callable[[str], None], issuer: Issuer | None = None
+    ) -> None:
+        # Each run and each time that did not run gets its receipt too, when receipts are on.
+        self.history: RunLog = (
+            ledger.history if issuer is None else Receipted(ledger.history, issuer, count)
+        )
         self.db = ledger.db
         self.count = count
 
@@ -58,10 +65,16 @@ class Recorder:
         self.write(record, self.history, run)
 
     def event(
-        self, job: JobKey, event: Event, reason: str, scheduled_for: datetime, count: int = 1
+        self,
+        job: JobKey,
+        event: Event,
+        reason: str,
+        scheduled_for: datetime,
+        count: int = 1,
+        first: datetime | None = None,
     ) -> None:
         """Write down a skipped or `count` missed scheduled times of `job`."""
-        self.write(self.history.record_event, job, event, reason, scheduled_for, count)
+        self.write(self.history.record_event, job, event, reason, scheduled_for, count, first)
 
     def write(self, write: Callable[..., None], *args: Any) -> bool:
         """Call a ledger write; log and count a failure instead of raising it."""

@@ -18,6 +18,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("daemon",),
     ("dispatch", "roster", "ticks"),
     ("recorder",),
+    ("receipts",),
     ("adoption",),
     ("maintenance",),
     ("drill",),

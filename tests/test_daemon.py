@@ -337,3 +337,42 @@ def _try(read: Callable[[int], str], port: int) -> str:
         return read(port)
     except OSError:
         return ""
+
+
+def test_a_daemon_stopped_over_two_times_leaves_missed_receipts_the_verifier_names(
+    site: Site, daemon: DaemonProcess, unique: str
+) -> None:
+    name = f"rm-{unique}"
+    customer(site, name, EVERY_5S)
+    job = JobKey.parse(f"{name}/files")
+    ledger = Ledger(site.data / "state")
+    daemon.start()
+    wait_until(lambda: len(ledger.history.runs(job)) >= 2, 60, "two scheduled runs")
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(10) == 0
+    wait_until(lambda: not running_workers(name), 30, "its worker to end")
+    # Three scheduled times pass: the newest is caught up (UNSTOPPABLE_CATCH_UP=once), the
+    # two before it are missed.
+    third = datetime.now(UTC)
+    for _ in range(3):
+        third = next_fire(EVERY_5S, "UTC", third)
+    wait_until(lambda: datetime.now(UTC) > third, 20, "three scheduled times to pass")
+    daemon.start()
+    wait_until(lambda: ledger.history.event_count(job, Event.MISSED) >= 1, 30, "the missed times")
+    runs_before = len(ledger.history.runs(job))
+    wait_until(lambda: len(ledger.history.runs(job)) > runs_before, 60, "a run after restart")
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(10) == 0
+
+    folder = site.data / "cold" / name / "receipts" / "files"
+    receipts = [json.loads(p.read_text())["receipt"] for p in sorted(folder.iterdir())]
+    missed = [r for r in receipts if r["result"] == "missed"]
+    assert missed and sum(r["count"] for r in missed) >= 2, receipts
+    assert all(r["first"] <= r["scheduled_for"] for r in missed)
+    assert [r["seq"] for r in receipts] == list(range(len(receipts)))
+    # Every time a receipt promised is accounted for (a run, a skip or a missed range), up
+    # to the last promise, which may fall after the stop: a short grace covers only that.
+    done = site.cli("receipts", "verify", name, "--grace", "15")
+    assert done.returncode == 0, done.stdout
+    assert "chain whole" in done.stdout and "missed" in done.stdout
+    assert "scheduled time(s) missed, not run" in done.stdout

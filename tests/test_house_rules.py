@@ -12,7 +12,12 @@ PACKAGE = Path(__file__).resolve().parent.parent / "orchestrator"
 # Where a word that is also a kind's name means something else: rustic's own subcommands
 # (rustic/commands.py builds its argv), the CLI's subcommand names (cli.py), and the folder
 # of rustic's repository layout that holds its snapshot files (storage/repo_dirs.py).
-OTHER_WORDS = {"rustic/commands.py", "cli.py", "storage/repo_dirs.py"}
+OTHER_WORDS = {
+    "rustic/commands.py",
+    "cli.py",
+    "storage/repo_dirs.py",
+    "receipts/verify_receipts.py",
+}  # the customer's standalone script: no Kind there
 # Bases a class of ours may have even though they are ours: the exception tree, a seam.
 ALLOWED_ROOTS = {"Exception", "Protocol", "BaseModel", "BaseSettings"}
 

@@ -133,6 +133,18 @@ def test_a_taken_over_server_cannot_erase_a_locked_history(
             )
         ]
         assert not gone, gone
+    # 2b. The job's receipts are locked like the data: no version of one can be deleted.
+    receipts = [v for v in versions(s3, bucket, "receipts/")[0] if not v["Key"].endswith("/")]
+    assert len(receipts) >= 2, receipts  # one per backup
+    for attacker in attackers(store):
+        gone = [
+            v["Key"]
+            for v in receipts
+            if not refused(
+                attacker.delete_object, Bucket=bucket, Key=v["Key"], VersionId=v["VersionId"]
+            )
+        ]
+        assert not gone, gone
     # 3. Overwrite every object with garbage: allowed, as new versions on top.
     for v in live_data:
         s3.put_object(Bucket=bucket, Key=v["Key"], Body=b"encrypted by the attacker")  # type: ignore[attr-defined]

@@ -28,7 +28,7 @@ def run(*argv: str) -> subprocess.CompletedProcess[str]:
 def test_promtool_checks_the_rules() -> None:
     done = run("promtool", "check", "rules", "alerts.yml")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 13 rules found" in done.stdout
+    assert "SUCCESS: 14 rules found" in done.stdout
 
 
 def test_promtool_unit_tests_every_alert() -> None:
@@ -50,6 +50,7 @@ def test_promtool_unit_tests_every_alert() -> None:
         "BackupPruneFailed",
         "BackupLockExpiring",
         "BackupBucketUnlocked",
+        "BackupReceiptUndelivered",
     ):
         assert f"alert: {name}" in rules
         assert f"alertname: {name}" in tests, f"{name} has no promtool test"

@@ -80,14 +80,14 @@ def test_origin_notes_timeline() -> None:
 
 def test_downtime_counts_missed_times_and_coalesces_one_catch_up() -> None:
     p = plan([job("a/x")], frozenset(), PlanState(), at("05:30:00"), at("08:30:00"), 4, "once")
-    assert p.missed == (Missed(w("a/x"), 3, at("08:00:00")),)
+    assert p.missed == (Missed(w("a/x"), 3, at("08:00:00"), at("06:00:00")),)
     assert p.launch == (Launch(w("a/x"), at("08:00:00")),)
     assert p.state.next_due[job("a/x")] == at("09:00:00")
 
 
 def test_catch_up_never_counts_but_does_not_run() -> None:
     p = plan([job("a/x")], frozenset(), PlanState(), at("05:30:00"), at("08:30:00"), 4, "never")
-    assert p.missed == (Missed(w("a/x"), 3, at("08:00:00")),)
+    assert p.missed == (Missed(w("a/x"), 3, at("08:00:00"), at("06:00:00")),)
     assert p.launch == ()
 
 
@@ -95,7 +95,7 @@ def test_short_downtime_runs_the_fresh_time_and_counts_the_rest() -> None:
     every5 = job("a/x", "* * * * * */5")
     p = plan([every5], frozenset(), PlanState(), at("08:00:00"), at("08:01:02"), 4, "never")
     assert p.launch == (Launch(w("a/x"), at("08:01:00")),)
-    assert p.missed == (Missed(w("a/x"), 11, at("08:00:55")),)  # 08:00:05 .. 08:00:55
+    assert p.missed == (Missed(w("a/x"), 11, at("08:00:55"), at("08:00:05")),)
 
 
 def test_a_missed_catch_up_of_a_running_job_is_an_overlap() -> None:

@@ -261,7 +261,9 @@ def test_ftps_to_minio_by_the_daemon_restores_byte_identical(
             for e in minio.audit  # type: ignore[index]
             if e["api"].get("name") == "PutObject" and e["api"].get("bucket") == f"ub-{name}"
         ]  # type: ignore[union-attr,attr-defined]
-        assert puts and all(p.startswith("website/") for p in puts), puts[:5]
+        # The repository's objects, and the job's receipts beside it (receipts/<resource>/).
+        assert puts and all(p.startswith(("website/", "receipts/website/")) for p in puts), puts
+        assert any(p.startswith("receipts/website/") for p in puts), "no receipt published"
     finally:
         shutil.rmtree(source, ignore_errors=True)
 

@@ -21,6 +21,7 @@ from orchestrator.commands.context import (
     size,
     summary_line,
 )
+from orchestrator.commands.receipts import receipted
 from orchestrator.config.customer import Customer, Resource
 from orchestrator.config.settings import load_settings
 from orchestrator.errors import RunFailed, UnstoppableError
@@ -97,8 +98,9 @@ def cmd_backup(args: argparse.Namespace) -> int:
     now = datetime.now(UTC).replace(microsecond=0)
     with ThreadPoolExecutor(max_workers=settings.MAX_PARALLEL) as pool:
         records = list(pool.map(lambda r: jobs.backup(customer, r, now), resources))
+    log = receipted(settings, customers, ledger)
     for run in records:
-        record(ledger.history, run)
+        record(log, run)
         print(summary_line(run))
         jobs.pinger.result(customers, run)
     jobs.pinger.drain(60)
@@ -169,9 +171,10 @@ def _maintain(
     maintenance = Maintenance(jobs_on_runtime(settings, ledger).launcher, ledger)
     now = datetime.now(UTC).replace(microsecond=0)
     passed = True
+    log = receipted(settings, customers, ledger)
     for resource in resources:
         finished = run(maintenance, customer, resource, now)
-        record(ledger.history, finished)
+        record(log, finished)
         passed = passed and finished.outcome.result is Result.SUCCESS
         print(summary_line(finished))
     return 0 if passed else 1

@@ -95,6 +95,11 @@ def _usable_timezone(value: str | None) -> str:
     return value or "UTC"
 
 
+# Names a resource cannot take: the customer's storage holds a folder of that name beside
+# the resources' repositories.
+RESERVED = {"receipts": "the customer's receipts are kept under receipts/; choose another"}
+
+
 def _resource_names(value: str | None, problem: Problem) -> list[str]:
     if value is None or not value.strip():
         problem("RESOURCES", "required: a comma-separated list of resource names")
@@ -111,6 +116,8 @@ def _resource_names(value: str | None, problem: Problem) -> list[str]:
                 "RESOURCES",
                 f"resource name {name[:70]!r} must be 3-63 characters of a-z, 0-9 and '-'",
             )
+        elif name in RESERVED:
+            problem("RESOURCES", f"resource name {name!r} is reserved: {RESERVED[name]}")
         elif name in names:
             problem("RESOURCES", f"resource {name!r} is listed twice")
         else:

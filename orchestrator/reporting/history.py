@@ -143,9 +143,16 @@ class History:
                 set_value(db, state_key(PRUNED, run.job), result.value)
 
     def record_event(
-        self, job: JobKey, event: Event, reason: str, scheduled_for: datetime, count: int = 1
+        self,
+        job: JobKey,
+        event: Event,
+        reason: str,
+        scheduled_for: datetime,
+        count: int = 1,
+        first: datetime | None = None,
     ) -> None:
-        """Append a skipped run or `count` missed scheduled times of `job`."""
+        """Append a skipped run or `count` missed scheduled times of `job` (the last at
+        `scheduled_for`; `first` is for receipts, which name the whole range)."""
         customer, resource = job.customer, job.resource
         with self.db.connect() as db:
             db.execute(

@@ -55,6 +55,7 @@ class BackupCollector(Collector):
             status, held, corrupt, verified, pruned = {}, set(), set(), {}, {}
             locks, unlocked = {}, set()
             errors["ledger"] = errors.get("ledger", 0) + 1
+        undelivered = dict(view.undelivered)
         for job in view.jobs:
             key = job.job
             try:  # one job's part of the scrape; a bug in it must not hide everyone else's
@@ -77,6 +78,13 @@ class BackupCollector(Collector):
                         labels,
                         1 if last_prune == Result.SUCCESS.value else 0,
                     )
+                g.gauge(
+                    "receipts_undelivered",
+                    "receipts issued but not yet published where the customer can read them",
+                    JOB,
+                    labels,
+                    undelivered.get(key, 0),
+                )
                 if (until := locks.get(key)) is not None:
                     g.gauge(
                         "lock_until_timestamp_seconds",

@@ -75,7 +75,13 @@ class RunLog(Protocol):
     def record_run(self, run: RunRecord) -> None: ...
 
     def record_event(
-        self, job: JobKey, event: Event, reason: str, scheduled_for: datetime, count: int = 1
+        self,
+        job: JobKey,
+        event: Event,
+        reason: str,
+        scheduled_for: datetime,
+        count: int = 1,
+        first: datetime | None = None,
     ) -> None: ...
 
 

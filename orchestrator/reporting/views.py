@@ -19,6 +19,7 @@ DAEMON_ERRORS = (
     "ledger",
     "metrics",
     "plan",
+    "receipts",
     "report",
     "run",
     "runtime",
@@ -46,6 +47,7 @@ class DaemonView:
     rustic_version: str
     errors: tuple[tuple[str, int], ...] = ()  # problems the daemon survived, by origin
     lock_margin: float | None = None  # seconds: a lock ending sooner is BackupLockExpiring
+    undelivered: tuple[tuple[JobKey, int], ...] = ()  # receipts not published yet, by job
 
 
 def snapshot_files(directory: Path) -> tuple[int, float]:

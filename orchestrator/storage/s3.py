@@ -87,7 +87,7 @@ class Bucket:
         """
         from minio.error import S3Error
 
-        with self._translated():
+        with self.translated():
             if self.client.bucket_exists(self.name):
                 return self._state(lock)
             try:
@@ -164,7 +164,7 @@ class Bucket:
         S3 dates a version by its creation. versitygw 1.8 lists a noncurrent version with
         the moment it was replaced (to the second): a probe key written twice tells which.
         """
-        with self._translated():
+        with self.translated():
             first = self.client.put_object(self.name, PROBE_KEY, io.BytesIO(b"1"), 1)
             made = self.client.stat_object(self.name, PROBE_KEY, version_id=first.version_id)
             time.sleep(1.1)  # the stores date to the second
@@ -176,12 +176,12 @@ class Bucket:
 
     def versioned(self) -> bool:
         """Return whether the bucket keeps versions (a delete then only hides)."""
-        with self._translated():
+        with self.translated():
             return self.client.get_bucket_versioning(self.name).status == "Enabled"
 
     def versions(self, prefix: str) -> list[Version]:
         """Return every version and delete marker under `prefix`."""
-        with self._translated():
+        with self.translated():
             return [
                 Version(
                     str(o.object_name),
@@ -200,19 +200,19 @@ class Bucket:
         """Make version `version_id` of `key` current again (as a new version)."""
         from minio.commonconfig import CopySource
 
-        with self._translated():
+        with self.translated():
             self.client.copy_object(
                 self.name, key, CopySource(self.name, key, version_id=version_id)
             )
 
     def hide(self, key: str) -> None:
         """Hide `key` behind a delete marker; its versions stay."""
-        with self._translated():
+        with self.translated():
             self.client.remove_object(self.name, key)
 
     def retention(self, key: str, version_id: str) -> datetime | None:
         """Return until when version `version_id` of `key` is locked, None if it is not."""
-        with self._translated():
+        with self.translated():
             found = self.client.get_object_retention(self.name, key, version_id=version_id)
         return found.retain_until_date if found else None
 
@@ -221,7 +221,7 @@ class Bucket:
         from minio.commonconfig import COMPLIANCE, GOVERNANCE
         from minio.retention import Retention
 
-        with self._translated():
+        with self.translated():
             self.client.set_object_retention(
                 self.name,
                 key,
@@ -230,7 +230,7 @@ class Bucket:
             )
 
     @contextmanager
-    def _translated(self) -> Iterator[None]:
+    def translated(self) -> Iterator[None]:
         """Turn what minio-py and urllib3 raise into StorageError, credentials masked."""
         from minio.error import InvalidResponseError, S3Error, ServerError
 

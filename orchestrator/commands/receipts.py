@@ -1,0 +1,66 @@
+"""The receipts commands: the key to hand to customers, and a check of what was published."""
+
+import argparse
+import sys
+from datetime import UTC, datetime, timedelta
+
+from orchestrator.commands.context import load
+from orchestrator.config.customer import Customers
+from orchestrator.config.settings import Settings, load_settings
+from orchestrator.errors import RunFailed
+from orchestrator.model import JobKey
+from orchestrator.receipts.issuer import Issuer, Schedules
+from orchestrator.receipts.keys import public_pem, receipt_key
+from orchestrator.receipts.places import place_of
+from orchestrator.receipts.receipted import Receipted
+from orchestrator.receipts.verify_receipts import report
+from orchestrator.reporting.ledger import Ledger
+from orchestrator.reporting.seams import RunLog
+
+GRACE = timedelta(hours=1)  # how late a promised time may be before it is called a gap
+
+
+def cmd_receipts_pubkey(args: argparse.Namespace) -> int:
+    print(public_pem(receipt_key(load_settings())), end="")
+    return 0
+
+
+def cmd_receipts_verify(args: argparse.Namespace) -> int:
+    """Check every chain of the customer's resources (or those named) where it was published."""
+    settings, customers = load()
+    customer = customers.get(args.customer)
+    names = [customer.resource(n).name for n in args.resources] or [
+        r.name for r in customer.resources
+    ]
+    place = place_of(settings, customer.name)
+    try:
+        chains = {name: [(n, place.get(n)) for n in place.names(name)] for name in names}
+    except Exception as exc:
+        raise RunFailed(f"{customer.name}: the receipts cannot be read: {exc}") from None
+    finally:
+        place.close()
+    public = receipt_key(settings).public_key()
+    grace = timedelta(seconds=args.grace) if args.grace is not None else GRACE
+    whole = report(chains, public, datetime.now(UTC), grace, sys.stdout)
+    return 0 if whole else 1
+
+
+def schedules_of(customers: Customers) -> Schedules:
+    """Return the backup schedule of each job of `customers`, for the times receipts promise."""
+
+    def schedule(job: JobKey) -> tuple[str, str] | None:
+        customer = customers.by_name.get(job.customer)
+        if customer is None or job.resource not in {r.name for r in customer.resources}:
+            return None
+        return customer.resource(job.resource).schedule, customer.timezone
+
+    return schedule
+
+
+def receipted(settings: Settings, customers: Customers, ledger: Ledger) -> RunLog:
+    """Return the ledger's run log, issuing receipts as the daemon's does (if it can)."""
+    try:
+        return Receipted(ledger.history, Issuer(settings, schedules_of(customers)))
+    except Exception as exc:
+        print(f"warning: receipts are off: {exc}", file=sys.stderr)
+        return ledger.history

@@ -1,0 +1,212 @@
+"""Issuing receipts: one for each finished run and each scheduled time that did not run.
+
+A receipt is sealed and written to the job's spool (`DATA_DIR/state/receipts/<c>_<r>/`)
+under the job's lock file, so the daemon and a command line never give two receipts one
+`seq`; then it is published (places.py) and leaves the spool. One that cannot be published
+stays there, retried by the daemon every minute and counted
+(`unstoppable_receipts_undelivered`, alert `BackupReceiptUndelivered`): never dropped.
+
+The chain's head (the next `seq`, the digest to link to) is kept beside the spool; when it
+is gone or unreadable (a lost or corrupt data directory) it is read back from the newest
+receipt published.
+"""
+
+import fcntl
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from orchestrator import __version__
+from orchestrator.config.settings import Settings
+from orchestrator.model import JobKey, Kind, RunRecord
+from orchestrator.receipts.chain import FIRST, seal, when
+from orchestrator.receipts.keys import receipt_key
+from orchestrator.receipts.places import name_of, place_of
+from orchestrator.receipts.verify_receipts import digest, opened
+from orchestrator.schedule import next_fire
+from orchestrator.storage.layout import state_dir
+
+log = logging.getLogger(__name__)
+
+HEAD = "head.json"
+RETRY_SECONDS = 60.0
+
+# The schedule (cron, time zone) of a job's backups, for the next time a receipt promises.
+Schedules = Callable[[JobKey], tuple[str, str] | None]
+
+
+class Issuer:
+    """Seals, spools and publishes the receipts of every job on this server."""
+
+    def __init__(self, settings: Settings, schedules: Schedules = lambda _job: None) -> None:
+        self.settings = settings
+        self.key = receipt_key(settings)
+        self.schedules = schedules
+        self.spool = state_dir(settings) / "receipts"
+        self.stop = threading.Event()
+
+    def run(self, run: RunRecord) -> None:
+        """Issue the receipt of a finished run."""
+        summary = run.outcome.summary
+        fields: dict[str, Any] = {
+            "kind": run.kind.value,
+            "scheduled_for": when(run.scheduled_for),
+            "started": when(run.started),
+            "ended": when(run.ended),
+            "result": run.outcome.result.value,
+            "reason": run.outcome.reason.value,
+            "snapshot": summary.snapshot_id if summary else None,
+            "files": summary.files_total if summary else None,
+            "bytes": summary.bytes_processed if summary else None,
+            "added": summary.data_added if summary else None,
+        }
+        self._issue(run.job, fields, self._next(run.job, run.kind, run.scheduled_for))
+
+    def ticks(
+        self,
+        job: JobKey,
+        result: str,
+        reason: str,
+        last: datetime,
+        count: int = 1,
+        first: datetime | None = None,
+    ) -> None:
+        """Issue the receipt of scheduled backup times that did not run: skipped or missed
+        (`count` of them, from `first` to `last`)."""
+        fields: dict[str, Any] = {
+            "kind": Kind.BACKUP.value,
+            "scheduled_for": when(last),
+            "first": when(first or last),
+            "count": count,
+            "result": result,
+            "reason": reason,
+        }
+        self._issue(job, fields, self._next(job, Kind.BACKUP, last))
+
+    def _next(self, job: JobKey, kind: Kind, after: datetime) -> str | None:
+        """Return the next time the job's backup schedule promises after `after`."""
+        schedule = self.schedules(job) if kind is Kind.BACKUP else None
+        if schedule is None:
+            return None
+        try:
+            return when(next_fire(schedule[0], schedule[1], after, str(job)))
+        except ValueError:
+            return None
+
+    def _issue(self, job: JobKey, fields: dict[str, Any], due: str | None) -> None:
+        fields = {
+            **fields,
+            "customer": job.customer,
+            "resource": job.resource,
+            "next": due,
+            "software": f"unstoppable {__version__}",
+        }
+        folder = self._folder(job)
+        with _locked(folder):
+            seq, previous = self._head(job, folder)
+            data = seal(fields, seq, previous, self.key)
+            _write(folder / f"{seq:010d}.json", data)
+            receipt, _ = opened(data)
+            _write(folder / HEAD, json.dumps({"seq": seq, "digest": digest(receipt)}).encode())
+        self.deliver(job)
+
+    def _head(self, job: JobKey, folder: Path) -> tuple[int, str | None]:
+        """Return the next `seq` and `previous` of `job`: from its head file, else from the
+        newest receipt published (or spooled)."""
+        try:
+            head = json.loads((folder / HEAD).read_text())
+            return int(head["seq"]) + 1, str(head["digest"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        newest: bytes | None = None
+        spooled = sorted(folder.glob("[0-9]*.json"))
+        if spooled:
+            newest = spooled[-1].read_bytes()
+        else:
+            place = place_of(self.settings, job.customer)
+            try:
+                names = place.names(job.resource)
+                newest = place.get(names[-1]) if names else None
+            finally:
+                place.close()
+        if newest is None:
+            return FIRST
+        receipt, _ = opened(newest)
+        return int(receipt["seq"]) + 1, digest(receipt)
+
+    def deliver(self, job: JobKey) -> int:
+        """Publish `job`'s spooled receipts, oldest first; return how many are left."""
+        folder = self._folder(job)
+        pending = sorted(folder.glob("[0-9]*.json"))
+        if not pending:
+            return 0
+        try:
+            place = place_of(self.settings, job.customer)
+        except Exception as exc:
+            log.warning("%s: receipts not published yet: %s", job, exc)
+            return len(pending)
+        try:
+            for path in pending:
+                try:
+                    data = path.read_bytes()
+                except FileNotFoundError:
+                    continue  # published meanwhile by another thread or process
+                place.put(name_of(job.resource, int(path.stem)), data)
+                path.unlink(missing_ok=True)
+        except Exception as exc:  # kept, and tried again: never dropped
+            log.warning("%s: receipts not published yet: %s", job, exc)
+        finally:
+            place.close()
+        return len(list(folder.glob("[0-9]*.json")))
+
+    def undelivered(self) -> dict[JobKey, int]:
+        """Return each job with receipts still in the spool, and how many."""
+        found: dict[JobKey, int] = {}
+        if not self.spool.is_dir():
+            return found
+        for folder in self.spool.iterdir():
+            customer, _, resource = folder.name.partition("_")
+            count = len(list(folder.glob("[0-9]*.json")))
+            if count and resource:
+                found[JobKey(customer, resource)] = count
+        return found
+
+    def retry_forever(self) -> None:
+        """Publish what is left in the spool every minute until `stop` is set (a thread)."""
+        while not self.stop.wait(RETRY_SECONDS):
+            for job in self.undelivered():
+                try:
+                    self.deliver(job)
+                except Exception:
+                    log.exception("%s: receipts could not be published", job)
+
+    def _folder(self, job: JobKey) -> Path:
+        folder = self.spool / f"{job.customer}_{job.resource}"
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return folder
+
+
+@contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Write `path` whole or not at all (a new file, renamed into place), to disk."""
+    own = path.with_name(f".{path.name}.new")
+    with open(own, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(own, path)

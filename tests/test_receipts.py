@@ -1,0 +1,237 @@
+"""Receipts: the chain's rules, tampering found and named, the customer's standalone check."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import venv
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from orchestrator.config.settings import load_settings
+from orchestrator.model import JobKey, Kind, Outcome, Reason, Result, RunRecord
+from orchestrator.receipts.chain import FIRST, seal
+from orchestrator.receipts.issuer import Issuer
+from orchestrator.receipts.keys import receipt_key
+from orchestrator.receipts.places import Folder, name_of
+from orchestrator.receipts.verify_receipts import canonical, check, digest, gaps, opened, report
+from tests.conftest import Site
+from tests.test_local_backup import customer_text
+
+VERIFIER = (
+    Path(__file__).resolve().parent.parent / "orchestrator" / "receipts" / "verify_receipts.py"
+)
+T0 = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
+
+
+def stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def chain(key: Ed25519PrivateKey, fields: list[dict[str, object]]) -> list[tuple[str, bytes]]:
+    """Seal `fields` as one job's chain; return (name, bytes) as a place lists them."""
+    published, (seq, previous) = [], FIRST
+    for item in fields:
+        data = seal({"customer": "acme", "resource": "www", **item}, seq, previous, key)
+        published.append((name_of("www", seq), data))
+        seq, previous = seq + 1, digest(opened(data)[0])
+    return published
+
+
+def hourly(hours: int, result: str = "success") -> list[dict[str, object]]:
+    return [
+        {"kind": "backup", "result": result, "scheduled_for": stamp(T0 + timedelta(hours=h)),
+         "next": stamp(T0 + timedelta(hours=h + 1))}
+        for h in range(hours)
+    ]  # fmt: skip
+
+
+def problems_of(published: list[tuple[str, bytes]], key: Ed25519PrivateKey) -> list[str]:
+    return [f"{f.name}: {f.problem}" for f in check(published, key.public_key())[1]]
+
+
+def test_a_whole_chain_verifies_and_every_tampering_is_named() -> None:
+    key = Ed25519PrivateKey.generate()
+    published = chain(key, hourly(5))
+    good, problems = check(published, key.public_key())
+    assert len(good) == 5 and problems == []
+
+    deleted = published[:2] + published[3:]
+    assert problems_of(deleted, key) == [
+        "www/0000000003.json: seq 3 where 2 was due: one or more before it missing (deleted?)"
+    ]
+    swapped = [published[0], published[2], published[1], *published[3:]]
+    assert any("out of order" in p for p in problems_of(swapped, key))
+
+    receipt, signature = opened(published[1][1])
+    edited = {"receipt": {**receipt, "result": "failure"}, "signature": json.loads(
+        published[1][1])["signature"]}  # fmt: skip
+    assert signature  # the same signature, over other bytes
+    forged = [published[0], (published[1][0], canonical(edited)), *published[2:]]
+    assert problems_of(forged, key) == [
+        "www/0000000001.json: its signature is not this key's (forged or edited)"
+    ]
+    # Another key signs the whole chain anew: every receipt is refused.
+    other = chain(Ed25519PrivateKey.generate(), hourly(2))
+    assert len(problems_of(other, key)) == 2
+    # Re-signing an edited receipt with the right key still breaks the next one's link.
+    relinked = chain(key, [*hourly(2), {"kind": "backup", "result": "success"}])
+    resealed = seal({**opened(relinked[1][1])[0], "result": "failure"} | {"seq": 1}, 1,
+                    opened(relinked[1][1])[0]["previous"], key)  # fmt: skip
+    broken = [relinked[0], (relinked[1][0], resealed), relinked[2]]
+    assert problems_of(broken, key) == [
+        "www/0000000002.json: does not link to the receipt before it (edited or swapped)"
+    ]
+    unreadable = [published[0], ("www/0000000001.json", b"{not json")]
+    assert problems_of(unreadable, key) == ["www/0000000001.json: cannot be read as a receipt"]
+
+
+def test_a_promised_time_without_a_receipt_is_a_gap_and_a_missed_range_covers_it() -> None:
+    key = Ed25519PrivateKey.generate()
+    times = hourly(3)
+    receipts = [opened(data)[0] for _, data in chain(key, [times[0], times[2]])]
+    now = T0 + timedelta(hours=10)
+    assert gaps(receipts, now, timedelta(hours=1)) == [stamp(T0 + timedelta(hours=1)),
+                                                        stamp(T0 + timedelta(hours=3))]  # fmt: skip
+    missed = {"kind": "backup", "result": "missed", "first": stamp(T0 + timedelta(hours=1)),
+              "scheduled_for": stamp(T0 + timedelta(hours=1)), "count": 1,
+              "next": stamp(T0 + timedelta(hours=2))}  # fmt: skip
+    covered = [opened(d)[0] for _, d in chain(key, [times[0], missed, times[2]])]
+    assert gaps(covered, now, timedelta(hours=1)) == [stamp(T0 + timedelta(hours=3))]
+    # The newest promise is not due before its grace has passed.
+    assert gaps(covered, T0 + timedelta(hours=3, minutes=30), timedelta(hours=1)) == []
+
+
+def test_the_report_counts_what_the_receipts_cover(tmp_path: Path) -> None:
+    key = Ed25519PrivateKey.generate()
+    fields = [*hourly(2), {"kind": "backup", "result": "skipped", "scheduled_for": stamp(T0)},
+              {"kind": "verify", "result": "success", "ended": stamp(T0 + timedelta(hours=2))}]  # fmt: skip
+    chains = {"www": chain(key, fields)}
+    out = tmp_path / "out.txt"
+    with out.open("w") as handle:
+        whole = report(
+            chains, key.public_key(), T0 + timedelta(hours=2), timedelta(hours=1), handle
+        )
+    text = out.read_text()
+    assert whole, text
+    assert "www: 4 receipts, chain whole; 3 backup times, 1 skipped, 2 success" in text
+    assert "last drill 2026-12-01T05:00:00Z: success" in text
+
+
+@pytest.fixture(scope="module")
+def clean_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A virtual environment holding nothing but `cryptography`, from PyPI."""
+    where = tmp_path_factory.mktemp("verifier-venv")
+    venv.EnvBuilder(with_pip=True).create(where)
+    python = where / "bin" / "python"
+    env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "cryptography"], check=True, env=env)
+    listed = subprocess.run([str(python), "-m", "pip", "list", "--format=json"],
+                            check=True, capture_output=True, text=True).stdout  # fmt: skip
+    names = {p["name"].lower() for p in json.loads(listed)}
+    assert names <= {"pip", "setuptools", "cryptography", "cffi", "pycparser"}, names
+    return python
+
+
+def test_the_standalone_verifier_runs_with_only_its_one_dependency(
+    clean_venv: Path, tmp_path: Path
+) -> None:
+    key = Ed25519PrivateKey.generate()
+    (tmp_path / "key.pub").write_bytes(
+        key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    )
+    place = Folder(tmp_path / "receipts")
+    for name, data in chain(key, hourly(3)):
+        place.put(name, data)
+    argv = [str(clean_venv), str(VERIFIER), "--key", str(tmp_path / "key.pub"),
+            "--folder", str(tmp_path / "receipts"), "--grace", str(10**9)]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "www: 3 receipts, chain whole" in done.stdout
+    (tmp_path / "receipts" / "www" / "0000000001.json").unlink()
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 1 and "missing (deleted?)" in done.stdout, done.stdout
+    assert sys.executable not in done.stdout  # it never ran our interpreter
+
+
+def test_a_place_never_replaces_a_receipt(tmp_path: Path) -> None:
+    key = Ed25519PrivateKey.generate()
+    place = Folder(tmp_path)
+    (name, data), (_, other) = chain(key, hourly(2))
+    place.put(name, data)
+    place.put(name, data)  # the same bytes again: published before, fine
+    with pytest.raises(Exception, match="another one holds its name"):
+        place.put(name, other)
+    assert place.get(name) == data
+
+
+@pytest.mark.docker
+def test_real_backups_a_prune_and_a_drill_leave_a_chain_the_customer_can_check(
+    site: Site, unique: str
+) -> None:
+    name = f"rc-{unique}"
+    source = site.root / "www"
+    source.mkdir()
+    (source / "index.html").write_text("<h1>hi</h1>\n")
+    site.customer(name, customer_text("pw-receipts", source, "KEEP_LAST=5\n"))
+    for step in ("backup", "backup", "prune", "verify"):
+        site.cli(step, name, check=True)
+    folder = site.data / "cold" / name / "receipts"
+    published = sorted(p.name for p in (folder / "files").iterdir())
+    assert published == [f"{i:010d}.json" for i in range(4)], published
+    kinds = [json.loads((folder / "files" / n).read_text())["receipt"] for n in published]
+    assert [(k["kind"], k["result"]) for k in kinds] == [
+        ("backup", "success"),
+        ("backup", "success"),
+        ("prune", "success"),
+        ("verify", "success"),
+    ]
+    assert kinds[0]["snapshot"] and kinds[0]["files"] == 1 and kinds[0]["next"]
+    done = site.cli("receipts", "verify", name, check=True)
+    assert "files: 4 receipts, chain whole; 2 backup times, 2 success, last drill" in done.stdout
+
+    # The customer's own check: the public key handed out, the standalone script.
+    (site.root / "key.pub").write_text(site.cli("receipts", "pubkey", check=True).stdout)
+    argv = [sys.executable, str(VERIFIER), "--key", str(site.root / "key.pub"),
+            "--folder", str(folder)]  # fmt: skip
+    assert subprocess.run(argv, capture_output=True).returncode == 0
+
+    # The data directory's state lost: the chain goes on from what was published.
+    shutil.rmtree(site.data / "state" / "receipts")
+    site.cli("backup", name, check=True)
+    assert site.cli("receipts", "verify", name).returncode == 0
+    assert json.loads((folder / "files" / "0000000004.json").read_text())["receipt"]["seq"] == 4
+
+    # One receipt deleted: found, and named.
+    (folder / "files" / "0000000001.json").unlink()
+    broken = site.cli("receipts", "verify", name)
+    assert broken.returncode == 1
+    assert "files/0000000002.json: seq 2 where 1 was due" in broken.stdout, broken.stdout
+
+
+def test_a_receipt_that_cannot_be_published_waits_and_is_never_dropped(tmp_path: Path) -> None:
+    settings = load_settings(
+        {"UNSTOPPABLE_CONFIG": str(tmp_path / "none.env"), "UNSTOPPABLE_DATA_DIR": str(tmp_path)}
+    )
+    job = JobKey("acme", "www")
+    issuer = Issuer(settings, lambda _job: ("0 * * * *", "UTC"))
+    blocked = tmp_path / "cold" / "acme" / "receipts"
+    blocked.parent.mkdir(parents=True)
+    blocked.write_text("not a folder: the customer's storage refuses every write")
+    outcome = Outcome(Result.SUCCESS, Reason.NONE, "")
+    for hour in range(2):
+        run = RunRecord(job, Kind.BACKUP, T0 + timedelta(hours=hour), T0, T0, outcome)
+        issuer.run(run)  # never raises: the receipt waits in the spool
+    assert issuer.undelivered() == {job: 2}
+    blocked.unlink()
+    assert issuer.deliver(job) == 0 and issuer.undelivered() == {}
+    published = Folder(blocked).names("www")
+    assert published == ["www/0000000000.json", "www/0000000001.json"]
+    chained = [(n, Folder(blocked).get(n)) for n in published]
+    receipts, problems = check(chained, receipt_key(settings).public_key())
+    assert problems == [] and receipts[0]["next"] == "2026-12-01T04:00:00Z"
