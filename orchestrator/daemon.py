@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from orchestrator.reporting.views import DaemonView
 
 log = logging.getLogger(__name__)
+STOP_PUBLISHING = 30.0  # seconds a stopping daemon gives its last receipts to be published
 T = TypeVar("T")
 CONFIG_POLL_SECONDS = 5.0
 ADOPT_EVERY = timedelta(seconds=60)
@@ -116,8 +117,10 @@ class Daemon:
         last_tick = self.start_tick(_now())
         next_poll = next_adopt = _now()
         issuer = self.dispatch.issuer
-        if issuer is not None:  # receipts left unpublished are tried again, every minute
-            threading.Thread(target=issuer.retry_forever, name="receipts", daemon=True).start()
+        publisher = threading.Thread(
+            target=issuer.retry_forever if issuer else lambda: None, name="receipts", daemon=True
+        )
+        publisher.start()  # receipts are published as they come, and retried every minute
         log.info(
             "scheduling %d job(s) of %d customer(s)",
             sum(1 for spec in self.specs if spec.kind is Kind.BACKUP),
@@ -144,8 +147,10 @@ class Daemon:
             wake_at = min([next_poll, *due], default=next_poll)
             self.wake.wait(max(0.0, (wake_at - _now()).total_seconds()))
             self.wake.clear()
-        if issuer is not None:
+        if issuer is not None:  # one last pass, bounded: what is left waits for the next start
             issuer.stop.set()
+            issuer.wake.set()
+            publisher.join(STOP_PUBLISHING)
         log.info("stopped; %d run(s) left to the next start", len(self.dispatch.in_flight))
         return 0
 

@@ -274,7 +274,7 @@ def _issuer(settings: Settings, schedules: Schedules) -> Issuer | None:
     """Return what issues this server's receipts, or None (logged) if its key is unusable:
     the runs go on, receipts or not."""
     try:
-        return Issuer(settings, schedules)
+        return Issuer(settings, schedules, background=True)
     except Exception as exc:
         log.error("receipts are off: %s", exc)
         return None

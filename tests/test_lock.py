@@ -8,6 +8,8 @@ repositories on its disk. On versitygw the store's root key is tried as well.
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -21,6 +23,7 @@ from orchestrator.storage.s3 import Bucket
 from orchestrator.storage.s3_values import Lock
 from orchestrator.storage.versions import live as live_objects
 from tests.conftest import Site
+from tests.test_receipts import VERIFIER
 from tests.test_remote import contents
 from tests.test_s3 import S3Server, local_customer, minio, restic, s3_site
 from tests.versitygw import Versitygw, versitygw_server
@@ -145,6 +148,19 @@ def test_a_taken_over_server_cannot_erase_a_locked_history(
             )
         ]
         assert not gone, gone
+    # The customer's own check, on the real store (its S3 signing is the standard library's).
+    (tmp_path / "key.pub").write_text(site.cli("receipts", "pubkey", check=True).stdout)
+    standalone = [sys.executable, str(VERIFIER), "--key", str(tmp_path / "key.pub"),
+                  "--bucket", f"{store.endpoint}/{bucket}", "--customer", name]  # fmt: skip
+    aws = {**os.environ, "AWS_ACCESS_KEY_ID": store.key_id, "AWS_SECRET_ACCESS_KEY": store.secret}
+    checked = subprocess.run(standalone, env=aws, capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "files: 2 receipts, chain whole" in checked.stdout
+    # 2c. A receipt hidden behind a delete marker (a lock allows that) is seen, and named.
+    s3.delete_object(Bucket=bucket, Key=receipts[-1]["Key"])  # type: ignore[attr-defined]
+    checked = subprocess.run(standalone, env=aws, capture_output=True, text=True)
+    assert checked.returncode == 1 and "hidden behind a delete marker" in checked.stdout
+    assert "hidden behind a delete marker" in site.cli("receipts", "verify", name).stdout
     # 3. Overwrite every object with garbage: allowed, as new versions on top.
     for v in live_data:
         s3.put_object(Bucket=bucket, Key=v["Key"], Body=b"encrypted by the attacker")  # type: ignore[attr-defined]
@@ -208,7 +224,11 @@ def test_prune_extends_the_lock_of_every_live_object(
     site.cli("backup", name, check=True)
     bucket = Bucket(store.endpoint, "us-east-1", store.key_id, store.secret, f"ub-{name}")
     try:
+        # The repository's live objects, and the job's receipts: both history, both held.
         live = live_objects(bucket.versions("files/"))
+        receipts = live_objects(bucket.versions("receipts/files/"))
+        assert len(receipts) == 1  # the backup's
+        live = [*live, *receipts]
         before = {v.key: bucket.retention(v.key, v.version_id) for v in live}
         assert all(until is not None for until in before.values())
         # Daily prunes keep two-day locks renewed once a day of them has passed: pretend so

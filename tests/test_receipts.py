@@ -1,5 +1,6 @@
 """Receipts: the chain's rules, tampering found and named, the customer's standalone check."""
 
+import io
 import json
 import os
 import shutil
@@ -235,3 +236,28 @@ def test_a_receipt_that_cannot_be_published_waits_and_is_never_dropped(tmp_path:
     chained = [(n, Folder(blocked).get(n)) for n in published]
     receipts, problems = check(chained, receipt_key(settings).public_key())
     assert problems == [] and receipts[0]["next"] == "2026-12-01T04:00:00Z"
+
+
+def test_times_still_to_come_and_receipts_of_others_are_named() -> None:
+    key = Ed25519PrivateKey.generate()
+    now = T0 + timedelta(hours=5)
+    # A missed range reaching past now would settle every time before it without a run.
+    lying = {"kind": "backup", "result": "missed", "first": stamp(T0),
+             "scheduled_for": "2999-01-01T00:00:00Z", "count": 1}  # fmt: skip
+    chains = {"www": chain(key, [*hourly(2), lying])}
+    out = io.StringIO()
+    assert not report(chains, key.public_key(), now, timedelta(hours=1), out)
+    assert "scheduled_for '2999-01-01T00:00:00Z' is not a past time" in out.getvalue()
+    # Another customer's chain for a resource of the same name, copied in: refused.
+    theirs = chain(key, hourly(2))  # customer acme
+    out = io.StringIO()
+    assert not report({"www": theirs}, key.public_key(), now, timedelta(hours=1), out, "beta")
+    assert "a receipt of customer 'acme'" in out.getvalue()
+    # One resource's receipts filed under another's name: refused.
+    out = io.StringIO()
+    assert not report({"db": theirs}, key.public_key(), now, timedelta(hours=1), out)
+    assert "a receipt of resource 'www'" in out.getvalue()
+    # A prune at the promised time does not stand in for the backup.
+    prune = {"kind": "prune", "result": "success", "scheduled_for": stamp(T0 + timedelta(hours=1))}
+    receipts = [opened(d)[0] for _, d in chain(key, [hourly(1)[0], prune])]
+    assert gaps(receipts, now, timedelta(hours=1)) == [stamp(T0 + timedelta(hours=1))]

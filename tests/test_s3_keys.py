@@ -46,13 +46,17 @@ def test_a_workers_key_reaches_its_own_customers_bucket_only(
     seen = len(minio.audit)
     for name in names:
         site.cli("backup", name, check=True)
-    # MinIO's own log: every object the backups wrote was written with the customer's key.
-    writers = {
-        (entry["api"]["bucket"], entry.get("accessKey"))  # type: ignore[index]
+    # MinIO's own log: every object the backups' workers wrote was written with the
+    # customer's key; the receipts (receipts/), by the orchestrator itself, with its own.
+    puts = [
+        (entry["api"]["bucket"], entry["api"].get("object", ""), entry.get("accessKey"))  # type: ignore[index]
         for entry in minio.audit[seen:]
         if entry.get("api", {}).get("name") == "PutObject"  # type: ignore[union-attr]
-    }
+    ]
+    writers = {(b, who) for b, key, who in puts if not key.startswith("receipts/")}
     assert writers == {(f"ub-{n}", f"unstoppable-{n}") for n in names}, writers
+    receipts = {(b, who) for b, key, who in puts if key.startswith("receipts/")}
+    assert receipts == {(f"ub-{n}", minio.key_id) for n in names}, receipts
 
     own, other = (f"ub-{n}" for n in names)
     a = minio.client(*keys[names[0]])

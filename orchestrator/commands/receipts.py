@@ -11,11 +11,12 @@ from orchestrator.errors import RunFailed
 from orchestrator.model import JobKey
 from orchestrator.receipts.issuer import Issuer, Schedules
 from orchestrator.receipts.keys import public_pem, receipt_key
-from orchestrator.receipts.places import place_of
+from orchestrator.receipts.places import FOLDER
 from orchestrator.receipts.receipted import Receipted
-from orchestrator.receipts.verify_receipts import report
+from orchestrator.receipts.verify_receipts import Bucket, from_bucket, from_folder, report
 from orchestrator.reporting.ledger import Ledger
 from orchestrator.reporting.seams import RunLog
+from orchestrator.storage.layout import bucket, job_storage
 
 GRACE = timedelta(hours=1)  # how late a promised time may be before it is called a gap
 
@@ -32,16 +33,29 @@ def cmd_receipts_verify(args: argparse.Namespace) -> int:
     names = [customer.resource(n).name for n in args.resources] or [
         r.name for r in customer.resources
     ]
-    place = place_of(settings, customer.name)
+    # Read as the customer's own check reads them (verify_receipts.py): in a bucket, every
+    # version of every receipt, so one hidden or written twice is seen.
     try:
-        chains = {name: [(n, place.get(n)) for n in place.names(name)] for name in names}
+        if settings.COLD_BACKEND == "s3":
+            secret = settings.S3_SECRET_ACCESS_KEY
+            reader = Bucket(
+                f"{(settings.S3_ENDPOINT or '').rstrip('/')}/{bucket(settings, customer.name)}",
+                settings.S3_ACCESS_KEY_ID or "",
+                secret.get_secret_value() if secret else "",
+                settings.S3_REGION,
+            )
+            chains, tampered = from_bucket(reader)
+        else:
+            folder = job_storage(settings, customer.name, FOLDER).cold
+            assert folder is not None
+            chains, tampered = (from_folder(folder) if folder.is_dir() else {}), {}
     except Exception as exc:
         raise RunFailed(f"{customer.name}: the receipts cannot be read: {exc}") from None
-    finally:
-        place.close()
-    public = receipt_key(settings).public_key()
+    chains = {name: chains.get(name, []) for name in names}
+    public = receipt_key(settings, create=False).public_key()
     grace = timedelta(seconds=args.grace) if args.grace is not None else GRACE
-    whole = report(chains, public, datetime.now(UTC), grace, sys.stdout)
+    now = datetime.now(UTC)
+    whole = report(chains, public, now, grace, sys.stdout, customer.name, tampered)
     return 0 if whole else 1
 
 

@@ -24,9 +24,10 @@ from typing import Any
 
 from orchestrator import __version__
 from orchestrator.config.settings import Settings
+from orchestrator.errors import UnstoppableError
 from orchestrator.model import JobKey, Kind, RunRecord
-from orchestrator.receipts.chain import FIRST, seal, when
-from orchestrator.receipts.keys import receipt_key
+from orchestrator.receipts.chain import FIRST, key_id, seal, when
+from orchestrator.receipts.keys import KEY_FILE, receipt_key
 from orchestrator.receipts.places import name_of, place_of
 from orchestrator.receipts.verify_receipts import digest, opened
 from orchestrator.schedule import next_fire
@@ -36,6 +37,12 @@ log = logging.getLogger(__name__)
 
 HEAD = "head.json"
 RETRY_SECONDS = 60.0
+READ_BACK_SECONDS = 10.0  # the most a chain's head read back from the bucket may take
+
+
+class KeyMismatch(UnstoppableError):
+    """The job's published chain is signed by another key than this server's."""
+
 
 # The schedule (cron, time zone) of a job's backups, for the next time a receipt promises.
 Schedules = Callable[[JobKey], tuple[str, str] | None]
@@ -44,12 +51,22 @@ Schedules = Callable[[JobKey], tuple[str, str] | None]
 class Issuer:
     """Seals, spools and publishes the receipts of every job on this server."""
 
-    def __init__(self, settings: Settings, schedules: Schedules = lambda _job: None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        schedules: Schedules = lambda _job: None,
+        background: bool = False,
+    ) -> None:
+        """`background`: publishing is left to `retry_forever`'s thread (the daemon's: a
+        slow or unreachable bucket must never hold up its scheduling); otherwise each
+        receipt is published as soon as it is issued (the command line's)."""
         self.settings = settings
         self.key = receipt_key(settings)
         self.schedules = schedules
+        self.background = background
         self.spool = state_dir(settings) / "receipts"
         self.stop = threading.Event()
+        self.wake = threading.Event()  # a receipt was issued: publish it now
 
     def run(self, run: RunRecord) -> None:
         """Issue the receipt of a finished run."""
@@ -111,33 +128,50 @@ class Issuer:
         with _locked(folder):
             seq, previous = self._head(job, folder)
             data = seal(fields, seq, previous, self.key)
-            _write(folder / f"{seq:010d}.json", data)
+            _create(folder / f"{seq:010d}.json", data)
             receipt, _ = opened(data)
             _write(folder / HEAD, json.dumps({"seq": seq, "digest": digest(receipt)}).encode())
-        self.deliver(job)
+        if self.background:
+            self.wake.set()
+        else:
+            self.deliver(job)
 
     def _head(self, job: JobKey, folder: Path) -> tuple[int, str | None]:
-        """Return the next `seq` and `previous` of `job`: from its head file, else from the
-        newest receipt published (or spooled)."""
+        """Return the next `seq` and `previous` of `job`: the newest of its head file and
+        its spool (a crash between writing a receipt and its head leaves the spool ahead);
+        with neither, the newest receipt published. A chain signed by another key is not
+        continued: KeyMismatch (the server's key was lost or replaced; customers must be
+        handed the new one first)."""
+        known: list[tuple[int, str]] = []
         try:
             head = json.loads((folder / HEAD).read_text())
-            return int(head["seq"]) + 1, str(head["digest"])
+            known.append((int(head["seq"]), str(head["digest"])))
         except (OSError, ValueError, KeyError, TypeError):
             pass
-        newest: bytes | None = None
         spooled = sorted(folder.glob("[0-9]*.json"))
         if spooled:
-            newest = spooled[-1].read_bytes()
-        else:
-            place = place_of(self.settings, job.customer)
-            try:
-                names = place.names(job.resource)
-                newest = place.get(names[-1]) if names else None
-            finally:
-                place.close()
-        if newest is None:
+            receipt, _ = opened(spooled[-1].read_bytes())
+            known.append((int(receipt["seq"]), digest(receipt)))
+        if known:
+            seq, newest = max(known)
+            return seq + 1, newest
+        place = place_of(self.settings, job.customer, timeout=READ_BACK_SECONDS)
+        try:
+            names = place.names(job.resource)
+            published = place.get(names[-1]) if names else None
+        finally:
+            place.close()
+        if published is None:
             return FIRST
-        receipt, _ = opened(newest)
+        signer = json.loads(published).get("key")
+        if signer != key_id(self.key.public_key()):
+            raise KeyMismatch(
+                f"{job}: its published receipts are signed by key {signer}, not this "
+                f"server's ({key_id(self.key.public_key())}): restore the old receipt key "
+                f"(DATA_DIR/state/{KEY_FILE}), or hand customers the new one and start a "
+                "new chain (move their receipts/ aside)"
+            )
+        receipt, _ = opened(published)
         return int(receipt["seq"]) + 1, digest(receipt)
 
     def deliver(self, job: JobKey) -> int:
@@ -178,13 +212,23 @@ class Issuer:
         return found
 
     def retry_forever(self) -> None:
-        """Publish what is left in the spool every minute until `stop` is set (a thread)."""
-        while not self.stop.wait(RETRY_SECONDS):
-            for job in self.undelivered():
+        """Publish what the spool holds when a receipt is issued, and every minute, until
+        `stop` is set (a thread of its own)."""
+        while True:
+            self.wake.wait(RETRY_SECONDS)
+            self.wake.clear()
+            try:
+                waiting = self.undelivered()
+            except OSError as exc:  # the spool unreadable: said, and tried again
+                log.error("the receipts spool cannot be read: %s", exc)
+                waiting = {}
+            for job in waiting:
                 try:
                     self.deliver(job)
                 except Exception:
                     log.exception("%s: receipts could not be published", job)
+            if self.stop.is_set():  # after one last pass: a stopping daemon publishes too
+                return
 
     def _folder(self, job: JobKey) -> Path:
         folder = self.spool / f"{job.customer}_{job.resource}"
@@ -200,6 +244,19 @@ def _locked(folder: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def _create(path: Path, data: bytes) -> None:
+    """Write the new file `path` whole (linked into place when written): never over one."""
+    own = path.with_name(f".{path.name}.{os.getpid()}.new")
+    with open(own, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    try:
+        os.link(own, path)
+    finally:
+        os.unlink(own)
 
 
 def _write(path: Path, data: bytes) -> None:

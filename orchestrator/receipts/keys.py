@@ -1,7 +1,8 @@
 """The server's receipt key (Ed25519): made once, kept where only the daemon (root) reads it.
 
-`DATA_DIR/state/receipt.key` (PKCS#8 PEM, 0600), made on first use or by install.sh; its
-public half is what customers verify with (`unstoppable receipts pubkey`). Two processes
+`DATA_DIR/state/receipt.key` (PKCS#8 PEM, 0600), made when the first receipt is issued;
+its public half is what customers verify with (`unstoppable receipts pubkey`). Back it up:
+a server rebuilt without it signs with a new key, which customers must be told of. Two processes
 making it at once agree on one: each writes its own file and links it into place, which
 fails for the second, which then reads the first's.
 """
@@ -35,10 +36,12 @@ def key_path(settings: Settings) -> Path:
     return state_dir(settings) / KEY_FILE
 
 
-def receipt_key(settings: Settings) -> Ed25519PrivateKey:
-    """Return the server's receipt key, making it if there is none yet."""
+def receipt_key(settings: Settings, create: bool = True) -> Ed25519PrivateKey:
+    """Return the server's receipt key, making it if there is none yet (and `create`)."""
     path = key_path(settings)
     if not os.path.lexists(path):
+        if not create:
+            raise KeyError_(f"{path}: no receipt key on this server yet (the daemon makes it)")
         _make(path)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)

@@ -6,16 +6,17 @@ A receipt is written once, under its `seq`: a name that exists already is never 
 (the same bytes there mean it was published before; other bytes are a conflict, raised).
 """
 
-import contextlib
 import io
 import os
+import secrets
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
 from orchestrator.config.settings import Settings
-from orchestrator.storage.layout import job_storage, open_bucket
+from orchestrator.storage.layout import bucket_lock, job_storage, open_bucket
 from orchestrator.storage.s3 import Bucket
-from orchestrator.storage.s3_values import StorageError
+from orchestrator.storage.s3_values import Lock, StorageError
 
 FOLDER = "receipts"  # beside the repositories, or the bucket's prefix; no resource is named so
 
@@ -48,16 +49,22 @@ class Folder:
     def put(self, name: str, data: bytes) -> None:
         path = self.root / name
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+        # Written whole under a name of its own, then linked into place: a reader never sees
+        # half a receipt, and a name once taken is never written again.
+        own = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+        fd = os.open(own, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-        except FileExistsError:
-            if path.read_bytes() != data:
-                raise Conflict(f"receipt {name}: another one holds its name") from None
-            return
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            try:
+                os.link(own, path)
+            except FileExistsError:
+                if path.read_bytes() != data:
+                    raise Conflict(f"receipt {name}: another one holds its name") from None
+        finally:
+            os.unlink(own)
 
     def names(self, resource: str) -> list[str]:
         folder = self.root / resource
@@ -73,24 +80,36 @@ class Folder:
 
 
 class Objects:
-    """Receipts in the customer's bucket, under `receipts/`."""
+    """Receipts in the customer's bucket, under `receipts/`, each locked as it is written
+    (not left to the bucket's default retention, which not every store applies)."""
 
-    def __init__(self, bucket: Bucket) -> None:
+    def __init__(self, bucket: Bucket, lock: Lock | None = None) -> None:
         self.bucket = bucket
+        self.lock = lock
 
     def put(self, name: str, data: bytes) -> None:
         key = f"{FOLDER}/{name}"
-        there = None
-        with contextlib.suppress(StorageError):  # not there (or not readable: written anew)
-            there = self.get(name)
+        try:
+            there: bytes | None = self.get(name)
+        except StorageError as exc:
+            if "NoSuchKey" not in str(exc):  # not knowing is never taken for absent
+                raise
+            there = None
         if there == data:
             return
         if there is not None:
             raise Conflict(f"receipt {key}: another one holds its name")
+        retention = None
+        if self.lock is not None:
+            from minio.commonconfig import COMPLIANCE, GOVERNANCE  # noqa: TID251 (a receipt locked as s3.py locks)
+            from minio.retention import Retention  # noqa: TID251
+
+            mode = COMPLIANCE if self.lock.mode == "compliance" else GOVERNANCE
+            retention = Retention(mode, datetime.now(UTC) + timedelta(days=self.lock.days))
         with self.bucket.translated():
             self.bucket.client.put_object(
                 self.bucket.name, key, io.BytesIO(data), len(data),
-                content_type="application/json",
+                content_type="application/json", retention=retention,
             )  # fmt: skip
 
     def names(self, resource: str) -> list[str]:
@@ -112,10 +131,10 @@ class Objects:
         self.bucket.close()
 
 
-def place_of(settings: Settings, customer: str) -> Place:
+def place_of(settings: Settings, customer: str, timeout: float = 30) -> Place:
     """Return where `customer`'s receipts are published."""
     if settings.COLD_BACKEND == "s3":
-        return Objects(open_bucket(settings, customer))
+        return Objects(open_bucket(settings, customer, timeout), bucket_lock(settings))
     cold = job_storage(settings, customer, FOLDER).cold
     assert cold is not None  # a local cold store
     return Folder(cold)

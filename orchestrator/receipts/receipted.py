@@ -27,8 +27,10 @@ class Receipted:
         self.count = count
 
     def record_run(self, run: RunRecord) -> None:
-        self.history.record_run(run)
-        self._issue(lambda: self.issuer.run(run), run.job)
+        try:  # a ledger that cannot be written (corrupt, full) loses no receipt
+            self.history.record_run(run)
+        finally:
+            self._issue(lambda: self.issuer.run(run), run.job)
 
     def record_event(
         self,
@@ -39,10 +41,13 @@ class Receipted:
         count: int = 1,
         first: datetime | None = None,
     ) -> None:
-        self.history.record_event(job, event, reason, scheduled_for, count, first)
-        self._issue(
-            lambda: self.issuer.ticks(job, event.value, reason, scheduled_for, count, first), job
-        )
+        try:
+            self.history.record_event(job, event, reason, scheduled_for, count, first)
+        finally:
+            self._issue(
+                lambda: self.issuer.ticks(job, event.value, reason, scheduled_for, count, first),
+                job,
+            )
 
     def _issue(self, issue: Callable[[], None], job: JobKey) -> None:
         try:

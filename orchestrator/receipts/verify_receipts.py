@@ -18,6 +18,7 @@ The provider's own `unstoppable receipts verify` runs this same file.
 
 import argparse
 import base64
+import contextlib
 import datetime as dt
 import functools
 import hashlib
@@ -39,6 +40,8 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 PREFIX = "receipts/"  # receipts/<resource>/<seq>.json, in the bucket or the folder above
 UNKNOWN = "?"  # the digest after a receipt that could not be verified (already named)
+Chains = dict[str, list[tuple[str, bytes]]]  # resource: its receipts (name, bytes), in order
+RUN_AHEAD = dt.timedelta(days=400)  # the furthest a schedule's next time may lie (a yearly one)
 
 
 def canonical(value: object) -> bytes:
@@ -68,13 +71,16 @@ class Finding:
 
 
 def check(
-    published: list[tuple[str, bytes]], public: Ed25519PublicKey
+    published: list[tuple[str, bytes]],
+    public: Ed25519PublicKey,
+    job: tuple[str | None, str | None] = (None, None),
 ) -> tuple[list[dict[str, Any]], list[Finding]]:
     """Check one job's chain, given as (name, bytes) in the order of their names.
 
     Return the receipts that verified, and every problem: a signature that is not this
     key's, a receipt that cannot be read, a `seq` out of order (one deleted, or moved), a
-    `previous` that is not the digest of the receipt before (one edited or swapped).
+    `previous` that is not the digest of the receipt before (one edited or swapped), one of
+    another customer or resource than `job` (copied from elsewhere), where given.
     """
     good: list[dict[str, Any]] = []
     problems: list[Finding] = []
@@ -93,6 +99,9 @@ def check(
             expected, previous = expected + 1, UNKNOWN
             continue
         seq = receipt.get("seq")
+        for field_, want in zip(("customer", "resource"), job, strict=True):
+            if want is not None and receipt.get(field_) != want:
+                problems.append(Finding(name, f"a receipt of {field_} {receipt.get(field_)!r}"))
         if not isinstance(seq, int) or seq != expected:
             why = (
                 "one or more before it missing (deleted?)"
@@ -116,25 +125,46 @@ def gaps(receipts: list[dict[str, Any]], now: dt.datetime, grace: dt.timedelta) 
     A time is accounted for by a receipt scheduled for it, or by a receipt of missed times
     whose range (`first` to `scheduled_for`) holds it. A time not yet `grace` old is not due.
     """
-    seen = {r.get("scheduled_for") for r in receipts}
-    ranges = [
-        (r.get("first"), r.get("scheduled_for")) for r in receipts if r.get("result") == "missed"
-    ]
+    backups = [r for r in receipts if r.get("kind") == "backup"]  # only they settle a time
+    seen = {r.get("scheduled_for") for r in backups}
+    missed = [r for r in backups if r.get("result") == "missed"]
+    ranges = [(r.get("first"), r.get("scheduled_for")) for r in missed]
     missing = []
-    for receipt in receipts:
+    for receipt in backups:
         due = receipt.get("next")
         if not isinstance(due, str) or due in seen:
             continue
         if any(isinstance(a, str) and isinstance(b, str) and a <= due <= b for a, b in ranges):
             continue
-        if _moment(due) + grace > now:
-            continue  # not due yet
+        moment = _moment(due)
+        if moment is None or moment + grace > now:
+            continue  # not due yet (or not a time: named by `future`)
         missing.append(due)
     return sorted(set(missing))
 
 
-def _moment(text: str) -> dt.datetime:
-    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+def future(receipts: list[dict[str, Any]], now: dt.datetime, grace: dt.timedelta) -> list[str]:
+    """Return what in `receipts` names a time that is not a time, or one still to come:
+    a promise pushed years ahead, or a missed range reaching past now, would settle every
+    time before it without a run."""
+    found = []
+    for r in receipts:
+        for key in ("scheduled_for", "first", "next", "started", "ended"):
+            value = r.get(key)
+            if value is None:
+                continue
+            moment = _moment(value) if isinstance(value, str) else None
+            limit = now + grace + (RUN_AHEAD if key == "next" else dt.timedelta(0))
+            if moment is None or moment > limit:
+                found.append(f"seq {r.get('seq')}: {key} {str(value)[:40]!r} is not a past time")
+    return found
+
+
+def _moment(text: str) -> dt.datetime | None:
+    try:
+        return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+    except ValueError:
+        return None
 
 
 def coverage(receipts: list[dict[str, Any]]) -> str:
@@ -149,9 +179,9 @@ def coverage(receipts: list[dict[str, Any]]) -> str:
     return ", ".join(parts)
 
 
-def from_folder(folder: Path) -> dict[str, list[tuple[str, bytes]]]:
+def from_folder(folder: Path) -> Chains:
     """Return each resource's receipts (name, bytes) in a folder that holds `<resource>/`."""
-    chains: dict[str, list[tuple[str, bytes]]] = {}
+    chains: Chains = {}
     for resource in sorted(p for p in folder.iterdir() if p.is_dir()):
         files = sorted(p for p in resource.iterdir() if p.name.endswith(".json"))
         chains[resource.name] = [(f"{resource.name}/{p.name}", p.read_bytes()) for p in files]
@@ -198,49 +228,78 @@ class Bucket:
         with urllib.request.urlopen(asked, timeout=60) as answer:
             return bytes(answer.read())
 
-    def keys(self, prefix: str) -> list[str]:
-        found, token = [], None
+    def versions(self, prefix: str) -> list[tuple[str, str, bool, str]]:
+        """Return (key, version id, is a delete marker, last modified) of every version."""
+        found, marker = [], {"key-marker": "", "version-id-marker": ""}
         while True:
-            query = {"list-type": "2", "prefix": prefix}
-            if token:
-                query["continuation-token"] = token
+            query = {"versions": "", "prefix": prefix, **{k: v for k, v in marker.items() if v}}
             root = ET.fromstring(self.get("", query))
-            space = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
-            for item in root.iter(f"{space}Contents"):
-                name = item.find(f"{space}Key")
-                if name is not None and name.text:
-                    found.append(name.text)
-            more = root.find(f"{space}IsTruncated")
-            token_at = root.find(f"{space}NextContinuationToken")
-            if more is None or more.text != "true" or token_at is None:
-                return sorted(found)
-            token = token_at.text
+            ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
+            for item in root:
+                kind = item.tag[len(ns) :]
+                if kind in ("Version", "DeleteMarker"):
+                    text = {f: item.findtext(f"{ns}{f}") or "" for f in ("Key", "VersionId")}
+                    when = item.findtext(f"{ns}LastModified") or ""
+                    found.append((text["Key"], text["VersionId"], kind == "DeleteMarker", when))
+            if root.findtext(f"{ns}IsTruncated") != "true":
+                return found
+            marker = {
+                "key-marker": root.findtext(f"{ns}NextKeyMarker") or "",
+                "version-id-marker": root.findtext(f"{ns}NextVersionIdMarker") or "",
+            }
 
 
-def from_bucket(bucket: Bucket) -> dict[str, list[tuple[str, bytes]]]:
-    """Return each resource's receipts (name, bytes) under receipts/ in `bucket`."""
-    chains: dict[str, list[tuple[str, bytes]]] = {}
-    for key in bucket.keys(PREFIX):
+def from_bucket(bucket: Bucket) -> tuple[Chains, dict[str, list[Finding]]]:
+    """Return each resource's receipts under receipts/ in `bucket`, and what its versions
+    show: a receipt hidden behind a delete marker, or written more than once (the first
+    version written is the one checked)."""
+    chains: Chains = {}
+    tampered: dict[str, list[Finding]] = {}
+    by_key: dict[str, list[tuple[str, bool, str]]] = {}
+    for key, version, marker, when in bucket.versions(PREFIX):
+        by_key.setdefault(key, []).append((when, marker, version))
+    for key, versions in sorted(by_key.items()):
         parts = key[len(PREFIX) :].split("/")
-        if len(parts) == 2 and parts[1].endswith(".json"):
-            chains.setdefault(parts[0], []).append((key, bucket.get(key)))
-    return chains
+        if len(parts) != 2 or not parts[1].endswith(".json"):
+            continue
+        written = sorted(v for v in versions if not v[1])
+        said = tampered.setdefault(parts[0], [])
+        if any(v[1] for v in versions):
+            said.append(Finding(key, "hidden behind a delete marker (someone deleted it)"))
+        if len(written) > 1:
+            said.append(Finding(key, f"written {len(written)} times: the first is checked"))
+        if written:
+            data = bucket.get(key, {"versionId": written[0][2]})
+            chains.setdefault(parts[0], []).append((key, data))
+    return chains, tampered
 
 
 def report(
-    chains: dict[str, list[tuple[str, bytes]]],
+    chains: Chains,
     public: Ed25519PublicKey,
     now: dt.datetime,
     grace: dt.timedelta,
     out: Any = sys.stdout,
+    customer: str | None = None,
+    tampered: dict[str, list[Finding]] | None = None,
 ) -> bool:
-    """Print each resource's findings and coverage; return whether every chain is whole."""
+    """Print each resource's findings and coverage; return whether every chain is whole.
+
+    Each receipt must be of `customer` (if given; else of one customer throughout) and of
+    the resource its folder names. `tampered`: what the bucket's versions show, by resource.
+    """
     whole = True
     if not chains:
         print("no receipts found", file=out)
         return False
+    if customer is None:  # the first receipt's customer: every other must be theirs too
+        first = next((d for c in chains.values() for _n, d in c), b"")
+        with contextlib.suppress(ValueError, TypeError):
+            customer = opened(first)[0].get("customer")
     for resource, published in sorted(chains.items()):
-        receipts, problems = check(published, public)
+        receipts, problems = check(published, public, (customer, resource))
+        problems += (tampered or {}).get(resource, [])
+        problems += [Finding(resource, said) for said in future(receipts, now, grace)]
         missing = gaps(receipts, now, grace)
         whole = whole and not problems and not missing
         verdict = "whole" if not problems and not missing else "BROKEN"
@@ -263,20 +322,25 @@ def main(argv: list[str] | None = None) -> int:
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--folder", type=Path, help="a folder of <resource>/ folders")
     where.add_argument("--bucket", help="https://host/bucket: receipts/ in that bucket")
+    parser.add_argument("--customer", help="your name at the provider: every receipt's")
     parser.add_argument("--grace", type=int, default=3600, help="seconds a time may be late")
     args = parser.parse_args(argv)
     public = load_pem_public_key(args.key.read_bytes())
     if not isinstance(public, Ed25519PublicKey):
         print(f"{args.key}: not an Ed25519 public key", file=sys.stderr)
         return 2
+    tampered: dict[str, list[Finding]] = {}
     if args.folder:
         chains = from_folder(args.folder)
     else:
         env = os.environ.get
         secret, region = env("AWS_SECRET_ACCESS_KEY", ""), env("AWS_REGION", "us-east-1")
-        chains = from_bucket(Bucket(args.bucket, env("AWS_ACCESS_KEY_ID", ""), secret, region))
+        bucket = Bucket(args.bucket, env("AWS_ACCESS_KEY_ID", ""), secret, region)
+        chains, tampered = from_bucket(bucket)
     now = dt.datetime.now(dt.UTC)
-    return 0 if report(chains, public, now, dt.timedelta(seconds=args.grace)) else 1
+    grace = dt.timedelta(seconds=args.grace)
+    whole = report(chains, public, now, grace, sys.stdout, args.customer, tampered)
+    return 0 if whole else 1
 
 
 if __name__ == "__main__":

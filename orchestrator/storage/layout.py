@@ -12,6 +12,7 @@ import secrets
 import shutil
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -133,7 +134,19 @@ def lock_live(
         stop_at = time.monotonic() + settings.job_timeout_seconds
         after = None if since is None else since - CLOCK_SKEW
         now = datetime.now(UTC)
-        return extend_live(store, f"{resource}/", lock, now, LOCK_SLACK, stop_at, after)
+        report = extend_live(store, f"{resource}/", lock, now, LOCK_SLACK, stop_at, after)
+        # The job's receipts are history too: held as long as its data (receipts/<resource>/).
+        receipts = extend_live(
+            store, f"receipts/{resource}/", lock, now, LOCK_SLACK, stop_at, after
+        )
+        soonest = [t for t in (report.earliest, receipts.earliest) if t is not None]
+        return replace(
+            report,
+            live=report.live + receipts.live,
+            extended=report.extended + receipts.extended,
+            earliest=min(soonest, default=None),
+            complete=report.complete and receipts.complete,
+        )
     finally:
         store.close()
 
