@@ -128,9 +128,10 @@ class Issuer:
         with _locked(folder):
             seq, previous = self._head(job, folder)
             data = seal(fields, seq, previous, self.key)
-            _create(folder / f"{seq:010d}.json", data)
+            _put_down(folder / f"{seq:010d}.json", data, over=False)
             receipt, _ = opened(data)
-            _write(folder / HEAD, json.dumps({"seq": seq, "digest": digest(receipt)}).encode())
+            head = json.dumps({"seq": seq, "digest": digest(receipt)}).encode()
+            _put_down(folder / HEAD, head, over=True)
         if self.background:
             self.wake.set()
         else:
@@ -246,24 +247,18 @@ def _locked(folder: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _create(path: Path, data: bytes) -> None:
-    """Write the new file `path` whole (linked into place when written): never over one."""
+def _put_down(path: Path, data: bytes, over: bool) -> None:
+    """Write `path` whole, to disk, under a name of its own first: then renamed over what
+    is there (`over`), or linked into place, which never writes over a file."""
     own = path.with_name(f".{path.name}.{os.getpid()}.new")
     with open(own, "wb") as handle:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
+    if over:
+        os.replace(own, path)
+        return
     try:
         os.link(own, path)
     finally:
         os.unlink(own)
-
-
-def _write(path: Path, data: bytes) -> None:
-    """Write `path` whole or not at all (a new file, renamed into place), to disk."""
-    own = path.with_name(f".{path.name}.new")
-    with open(own, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(own, path)
