@@ -250,6 +250,15 @@ def test_ftps_to_minio_by_the_daemon_restores_byte_identical(
                 90,
                 "a scheduled backup into MinIO",
             )
+            # Its receipt is published by the daemon's own thread, soon after.
+            s3 = minio.client()
+            wait_until(
+                lambda: s3.list_objects_v2(Bucket=f"ub-{name}", Prefix="receipts/website/").get(
+                    "KeyCount", 0
+                ),
+                30,
+                "the backup's receipt in the customer's bucket",
+            )
             daemon.signal(signal.SIGTERM)
             assert daemon.wait(10) == 0
         target = site.root / "restored"
