@@ -16,7 +16,7 @@ OTHER_WORDS = {
     "rustic/commands.py",
     "cli.py",
     "storage/repo_dirs.py",
-    "receipts/verify_receipts.py",
+    "receipts/receipt_checks.py",
 }  # the customer's standalone script: no Kind there
 # Bases a class of ours may have even though they are ours: the exception tree, a seam.
 ALLOWED_ROOTS = {"Exception", "Protocol", "BaseModel", "BaseSettings"}

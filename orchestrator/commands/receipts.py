@@ -12,8 +12,9 @@ from orchestrator.model import JobKey
 from orchestrator.receipts.issuer import Issuer, Schedules
 from orchestrator.receipts.keys import public_pem, receipt_key
 from orchestrator.receipts.places import FOLDER
+from orchestrator.receipts.receipt_checks import report
 from orchestrator.receipts.receipted import Receipted
-from orchestrator.receipts.verify_receipts import Bucket, from_bucket, from_folder, report
+from orchestrator.receipts.verify_receipts import Bucket, from_bucket, from_folder
 from orchestrator.reporting.ledger import Ledger
 from orchestrator.reporting.seams import RunLog
 from orchestrator.storage.layout import bucket, job_storage

@@ -6,8 +6,8 @@ first), with `seq` counting from 0. It is published inside an envelope that adds
 Ed25519 signature of those exact bytes and the signing key's id. Deleting, reordering,
 editing or forging one breaks a link, the count or a signature: `check` names which.
 
-Checking is `verify_receipts.py`'s, the file customers run with nothing of ours but the
-public key: the product's own `receipts verify` runs it too.
+Checking is `receipt_checks.py`'s: customers run it (with `verify_receipts.py`) with
+nothing of ours but the public key, and the product's own `receipts verify` runs it too.
 """
 
 import base64
@@ -19,7 +19,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from orchestrator.receipts.verify_receipts import canonical
+from orchestrator.receipts.receipt_checks import canonical
 
 FORMAT = 1
 

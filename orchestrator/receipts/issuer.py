@@ -29,7 +29,7 @@ from orchestrator.model import JobKey, Kind, RunRecord
 from orchestrator.receipts.chain import FIRST, key_id, seal, when
 from orchestrator.receipts.keys import KEY_FILE, receipt_key
 from orchestrator.receipts.places import name_of, place_of
-from orchestrator.receipts.verify_receipts import digest, opened
+from orchestrator.receipts.receipt_checks import digest, opened
 from orchestrator.schedule import next_fire
 from orchestrator.storage.layout import state_dir
 

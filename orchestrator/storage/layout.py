@@ -135,10 +135,11 @@ def lock_live(
         after = None if since is None else since - CLOCK_SKEW
         now = datetime.now(UTC)
         report = extend_live(store, f"{resource}/", lock, now, LOCK_SLACK, stop_at, after)
-        # The job's receipts are history too: held as long as its data (receipts/<resource>/).
-        receipts = extend_live(
-            store, f"receipts/{resource}/", lock, now, LOCK_SLACK, stop_at, after
-        )
+        if since is not None:  # after a backup: its receipt was written locked already
+            return report
+        # The job's receipts are history too: held as long as its data (receipts/<resource>/),
+        # renewed by the full pass of a prune, not listed again after every backup.
+        receipts = extend_live(store, f"receipts/{resource}/", lock, now, LOCK_SLACK, stop_at)
         soonest = [t for t in (report.earliest, receipts.earliest) if t is not None]
         return replace(
             report,
