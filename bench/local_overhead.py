@@ -94,7 +94,7 @@ def orchestrated(work: Path, source: Path) -> float:
 def in_process(work: Path, source: Path) -> float:
     """Time one backup the way the daemon runs it: no interpreter start, no config load."""
     from orchestrator.config.customer_file import load_customer
-    from orchestrator.config.settings import load_settings
+    from orchestrator.config.settings_file import load_settings
     from orchestrator.runs import Jobs
     from orchestrator.runtime.docker import DockerRuntime
 

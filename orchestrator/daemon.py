@@ -26,6 +26,7 @@ from orchestrator.reporting.ledger import Ledger
 from orchestrator.roster import Roster
 from orchestrator.runtime.protocol import Runtime
 from orchestrator.schedule import expected_interval
+from orchestrator.status.server import Pages, serve_status
 from orchestrator.storage.layout import job_storage
 
 if TYPE_CHECKING:
@@ -110,6 +111,8 @@ class Daemon:
         a /metrics that cannot be served stops it, at once (ServeFailed).
         """
         self.serve_metrics()
+        pages = Pages(self.settings, self.ledger, lambda: self.customers, self.dispatch.resolver)
+        serve_status(self.settings, pages, self.count, self.stopping)
         self.guarded("config", self.load_config)
         image = self.settings.WORKER_IMAGE
         label = functools.partial(self.runtime.image_label, image, "unstoppable.rustic-version")

@@ -48,9 +48,8 @@ class Dispatcher:
     ) -> None:
         self.settings = settings
         self.runtime = runtime
-        self.jobs = Jobs(
-            settings, runtime, ledger, origin="daemon", resolver=resolver_for(settings)
-        )
+        self.resolver = resolver_for(settings)
+        self.jobs = Jobs(settings, runtime, ledger, origin="daemon", resolver=self.resolver)
         self.maintenance = Maintenance(self.jobs.launcher, ledger)
         self.issuer = _issuer(settings, self._schedule_of)
         self.recorder = Recorder(ledger, count, self.issuer)

@@ -16,6 +16,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("cli",),
     ("commands",),
     ("daemon",),
+    ("status",),
     ("dispatch", "roster", "ticks"),
     ("recorder",),
     ("receipts",),

@@ -15,7 +15,7 @@ import pytest
 from orchestrator.config.confinement import Confinement
 from orchestrator.config.customer_file import load_customer
 from orchestrator.config.host_key import parse_host_key
-from orchestrator.config.settings import load_settings
+from orchestrator.config.settings_file import load_settings
 from orchestrator.errors import ConfigError
 from orchestrator.schedule import GapCheck, check_cron
 from tests.hostile import HOST_KEY

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator import judgement
-from orchestrator.config.settings import load_settings
+from orchestrator.config.settings_file import load_settings
 from orchestrator.model import JobKey, Outcome, Reason, Result
 from orchestrator.reporting.ledger import Ledger
 from orchestrator.storage.lock import LockReport

@@ -10,7 +10,7 @@ import pytest
 from orchestrator.config.confinement import Confinement
 from orchestrator.config.customer_file import load_customer
 from orchestrator.config.durations import parse_duration
-from orchestrator.config.settings import load_settings
+from orchestrator.config.settings_file import load_settings
 from orchestrator.errors import ConfigError
 from orchestrator.model import JobKey, Kind, Reason, Result
 from orchestrator.runtime.exit_codes import ExitCode, shell

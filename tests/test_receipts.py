@@ -14,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from orchestrator.config.settings import load_settings
+from orchestrator.config.settings_file import load_settings
 from orchestrator.model import JobKey, Kind, Outcome, Reason, Result, RunRecord
 from orchestrator.receipts.chain import FIRST, seal
 from orchestrator.receipts.issuer import Issuer

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.config.customer_file import load_customer
-from orchestrator.config.settings import load_settings
+from orchestrator.config.settings_file import load_settings
 from orchestrator.errors import ConfigError
 from orchestrator.model import JobKey, Kind
 from orchestrator.runtime.engine_options import task_template

@@ -235,7 +235,7 @@ def test_a_refused_fuse_mount_is_its_own_reason(site: Site, unique: str) -> None
     """A worker whose FUSE mount is refused (as AppArmor's default profile does) says `mount`."""
     from orchestrator.config.confinement import Confinement
     from orchestrator.config.customer_file import load_customer
-    from orchestrator.config.settings import load_settings
+    from orchestrator.config.settings_file import load_settings
     from orchestrator.runs import Jobs
     from orchestrator.runtime.docker import DockerRuntime
     from orchestrator.runtime.paths import SECRETS
@@ -322,7 +322,7 @@ def test_a_worker_of_the_old_naming_is_adopted_and_still_holds_its_job(
 def test_a_directory_swapped_before_the_mount_is_not_read(site: Site, unique: str) -> None:
     """The worker compares what it got mounted with the directory checked: a swap is refused."""
     from orchestrator.config.customer_file import load_customer
-    from orchestrator.config.settings import load_settings
+    from orchestrator.config.settings_file import load_settings
     from orchestrator.runs import Jobs
     from orchestrator.runtime.docker import DockerRuntime
     from orchestrator.runtime.spec import ContainerSpec

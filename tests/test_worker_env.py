@@ -13,7 +13,7 @@ import pytest
 
 from orchestrator.commands.context import launcher_on_runtime
 from orchestrator.config.customer_file import load_customers
-from orchestrator.config.settings import load_settings
+from orchestrator.config.settings_file import load_settings
 from orchestrator.model import Kind
 from tests.conftest import Site
 from tests.servers import Ftps

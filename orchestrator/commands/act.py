@@ -23,7 +23,7 @@ from orchestrator.commands.context import (
 )
 from orchestrator.commands.receipts import receipted
 from orchestrator.config.customer import Customer, Resource
-from orchestrator.config.settings import load_settings
+from orchestrator.config.settings_file import load_settings
 from orchestrator.errors import RunFailed, UnstoppableError
 from orchestrator.maintenance import Maintenance
 from orchestrator.model import Result, RunRecord

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from orchestrator.config.customer import Customers
 from orchestrator.config.customer_file import load_customers
-from orchestrator.config.settings import Settings, load_settings
+from orchestrator.config.settings import Settings
+from orchestrator.config.settings_file import load_settings
 from orchestrator.errors import RunFailed
 from orchestrator.launcher import Launcher
 from orchestrator.model import Kind, Result, RunRecord

@@ -9,11 +9,9 @@ from orchestrator import repository
 from orchestrator.commands.context import launcher_on_runtime, load
 from orchestrator.config.customer import Customers
 from orchestrator.errors import SecretError
-from orchestrator.model import JobKey, Work
-from orchestrator.reporting.history import JobStatus
 from orchestrator.reporting.ledger import Ledger
-from orchestrator.schedule import next_fire
 from orchestrator.secrets.files import Resolver, resolver_for
+from orchestrator.status.facts import JobFacts, gather, next_run
 from orchestrator.storage.layout import state_dir
 
 
@@ -56,7 +54,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             "type": r.type.value,
             "schedule": r.schedule,
             "timezone": c.timezone,
-            "next_run": _next_iso(_next(r.schedule, c.timezone, now, c.job(r))),
+            "next_run": _iso(next_run(r.schedule, c.timezone, now, c.job(r))) or "never",
         }
         for c in customers.valid
         for r in c.resources
@@ -107,52 +105,51 @@ def cmd_snapshots(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     settings, customers = load()
-    ledger = {s.job: s for s in Ledger(state_dir(settings)).history.status()}
     now = datetime.now(UTC)
-    rows = []
-    configured = [(c, r) for c in customers.valid for r in c.resources]
-    for c, r in configured:
-        s = ledger.pop(c.job(r), None)
-        rows.append(_status_row(c.job(r), s, _next(r.schedule, c.timezone, now, c.job(r))))
-    for job, s in sorted(ledger.items()):
-        rows.append(_status_row(job, s, None))  # no longer configured
+    rows = [_status_row(f) for f in gather(settings, Ledger(state_dir(settings)), customers, now)]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     for row in rows:
+        drill = f"{row['last_drill'] or 'never'} {row['drill_result'] or ''}".strip()
         print(
-            f"{row['job']:<40} {row['result'] or 'never run':<10} {row['reason'] or '-':<18} "
-            f"last success {row['last_success'] or 'never':<26} next {row['next_run'] or '-'}"
+            f"{row['job']:<40} {row['health']:<12} {row['result'] or 'never run':<10} "
+            f"{row['reason'] or '-':<18} last success {row['last_success'] or 'never':<26} "
+            f"drill {drill:<34} next {row['next_run'] or '-'}"
         )
     for problem in customers.problems:
         print(f"disabled: {problem}", file=sys.stderr)
     return 0
 
 
-def _next(schedule: str, timezone: str, now: datetime, job: JobKey) -> datetime | None:
-    """Return the next backup of a job, or None if its schedule names none."""
-    try:
-        return next_fire(schedule, timezone, now, str(Work(job)))
-    except ValueError:
-        return None
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
 
 
-def _next_iso(moment: datetime | None) -> str:
-    return moment.isoformat() if moment else "never"
-
-
-def _status_row(job: JobKey, s: JobStatus | None, next_run: datetime | None) -> dict[str, object]:
+def _status_row(f: JobFacts) -> dict[str, object]:
+    """Return one job's status as `status --json` prints it."""
+    s, job = f.status, f.job
     return {
         "job": str(job),
         "customer": job.customer,
         "resource": job.resource,
-        "last_run": s.last_run.isoformat() if s and s.last_run else None,
+        "health": f.health.value,  # the worst known: corrupt, failing, suspect, held, ...
+        "last_run": _iso(s.last_run if s else None),
         "result": s.result if s else None,
         "reason": s.reason if s else None,
         "message": s.message if s else None,
-        "last_success": s.last_success.isoformat() if s and s.last_success else None,
+        "last_success": _iso(s.last_success if s else None),
         "skipped": s.skipped if s else 0,
         "missed": s.missed if s else 0,
-        "next_run": next_run.isoformat() if next_run else None,
-        "configured": next_run is not None,
+        "next_run": _iso(f.next_run),
+        "configured": f.configured,
+        "last_drill": _iso(f.drill.ended if f.drill else None),
+        "drill_result": f.drill.result if f.drill else None,
+        "drill_reason": f.drill.reason if f.drill else None,
+        "last_clean_drill": _iso(f.last_clean_drill),
+        "damage": f.damage,
+        "hold": f.hold,
+        "receipt_seq": f.receipts.seq,
+        "receipt_digest": f.receipts.digest,
+        "receipts_waiting": f.receipts.waiting,
     }

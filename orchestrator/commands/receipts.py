@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 from orchestrator.commands.context import load
 from orchestrator.config.customer import Customers
-from orchestrator.config.settings import Settings, load_settings
+from orchestrator.config.settings import Settings
+from orchestrator.config.settings_file import load_settings
 from orchestrator.errors import RunFailed
 from orchestrator.model import JobKey
 from orchestrator.receipts.issuer import Issuer, Schedules

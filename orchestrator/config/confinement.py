@@ -85,10 +85,13 @@ def problems_of(customer: Customer, confinement: Confinement) -> list[tuple[str,
             except ValueError as exc:
                 found.append((key, str(exc)))
     allowed = confinement.private_targets
-    urls = [("PING_URL", customer.ping_url)]
+    urls = [("PING_URL", customer.ping_url), ("RECEIPT_URL", customer.receipt_url)]
     for resource in customer.resources:
         prefix, source = env_prefix(resource.name), resource.source
-        urls.append((prefix + "PING_URL", source.PING_URL))
+        urls += [
+            (prefix + "PING_URL", source.PING_URL),
+            (prefix + "RECEIPT_URL", source.RECEIPT_URL),
+        ]
         if isinstance(source, RemoteSource) and (why := literal_problem(source.HOST, allowed)):
             found.append((prefix + "HOST", why))
         for key, path in named_in(source):

@@ -55,6 +55,8 @@ class Customer:
     # The customer's own key to its bucket (COLD_S3_*): a worker never gets the global one.
     cold_key: tuple[str, SecretRef] | None = None
     schedule: str | None = None  # SCHEDULE: each resource's unless it sets its own
+    status_token: SecretRef | None = None  # STATUS_TOKEN: opens the customer's status page
+    receipt_url: str | None = None  # RECEIPT_URL: where receipts are POSTed too
 
     def secret_refs(self) -> tuple[tuple[str, SecretRef], ...]:
         """Return (KEY, reference) of every secret the file names, literal or Infisical."""
@@ -64,6 +66,8 @@ class Customer:
         ]
         if self.cold_key is not None:
             refs.append(("COLD_S3_SECRET_ACCESS_KEY", self.cold_key[1]))
+        if self.status_token is not None:
+            refs.append(("STATUS_TOKEN", self.status_token))
         return tuple(refs)
 
     def job(self, resource: Resource) -> JobKey:

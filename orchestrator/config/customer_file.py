@@ -78,6 +78,8 @@ def load_customer(path: Path, confinement: Confinement = DEFAULT) -> Customer:
         keys.PING_URL,
         keys.cold_key,
         keys.SCHEDULE,
+        keys.STATUS_TOKEN,
+        keys.RECEIPT_URL,
     )
     for key_name, message in problems_of(customer, confinement):
         problem(key_name, message)

@@ -18,7 +18,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from orchestrator.config import values
-from orchestrator.config.values import SecretRef, number
+from orchestrator.config.values import MIN_TOKEN, SecretRef, number
 from orchestrator.schedule import check_timezone
 
 MAX_KEEP = 100_000
@@ -31,6 +31,8 @@ CUSTOMER_KEYS = (
     "REPO_PASSWORD",
     "RESOURCES",
     "PING_URL",
+    "STATUS_TOKEN",
+    "RECEIPT_URL",
     "NODE",
     *KEEP_KEYS,
     *COLD_KEYS,
@@ -59,6 +61,8 @@ class CustomerKeys(BaseModel):
     KEEP_MONTHLY: int | None = None
     KEEP_YEARLY: int | None = None
     PING_URL: str | None = None
+    STATUS_TOKEN: SecretRef | None = None  # opens the customer's status page
+    RECEIPT_URL: str | None = None  # receipts are POSTed here too (<R>_RECEIPT_URL per resource)
     # The customer's own key to its bucket: both halves or neither.
     COLD_S3_ACCESS_KEY_ID: str | None = None
     COLD_S3_SECRET_ACCESS_KEY: SecretRef | None = None
@@ -77,17 +81,27 @@ class CustomerKeys(BaseModel):
         timezone = info.data.get("TIMEZONE", "UTC")
         return None if value is None else values.check_schedule(value, timezone)
 
-    @field_validator("REPO_PASSWORD", "COLD_S3_SECRET_ACCESS_KEY", mode="before")
+    @field_validator("REPO_PASSWORD", "COLD_S3_SECRET_ACCESS_KEY", "STATUS_TOKEN", mode="before")
     @classmethod
     def _secret(cls, value: Any) -> Any:
         return SecretRef.parse(value) if isinstance(value, str) else value
+
+    @field_validator("STATUS_TOKEN")
+    @classmethod
+    def _token(cls, value: SecretRef | None) -> SecretRef | None:
+        literal = value.literal if value is not None else None
+        if literal is not None and len(literal.get_secret_value()) < MIN_TOKEN:
+            raise ValueError(
+                f"must be at least {MIN_TOKEN} characters (openssl rand -hex 24), or infisical:NAME"
+            )
+        return value
 
     @field_validator(*KEEP_KEYS, mode="before")
     @classmethod
     def _keep(cls, value: Any) -> int:
         return number(value, 1, MAX_KEEP, f"a whole number of snapshots, 1 to {MAX_KEEP}")
 
-    @field_validator("PING_URL")
+    @field_validator("PING_URL", "RECEIPT_URL")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         return None if value is None else values.check_url(value)

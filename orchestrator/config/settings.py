@@ -1,7 +1,6 @@
 """Global settings: `UNSTOPPABLE_*` variables over the file named by `UNSTOPPABLE_CONFIG`."""
 
 import ipaddress
-import os
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -11,7 +10,6 @@ from pydantic import (
     Field,
     PrivateAttr,
     SecretStr,
-    ValidationError,
     field_validator,
     model_validator,
 )
@@ -19,8 +17,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from orchestrator import __version__
 from orchestrator.config.durations import parse_duration
-from orchestrator.config.values import check_url, s3_endpoint
-from orchestrator.errors import ConfigError
+from orchestrator.config.values import MIN_TOKEN, check_url, s3_endpoint
 
 if TYPE_CHECKING:
     from orchestrator.config.bounds import SourceBounds
@@ -53,6 +50,9 @@ class Settings(BaseSettings):
     WORKER_IMAGE: str = f"unstoppable-worker:{__version__}"
     RUNTIME: Literal["docker", "swarm"] = "docker"  # swarm: workers as services of a cluster
     METRICS_LISTEN: str = "127.0.0.1:9819"
+    # Customers' status pages (/status/<customer>) and the operator's overview (/status/).
+    STATUS_LISTEN: str | None = None  # host:port; off when unset
+    STATUS_ADMIN_TOKEN: SecretStr | None = None  # opens /status/ and every customer's page
     MAX_PARALLEL: int = Field(default=4, ge=1, le=1000)
     MAX_PARALLEL_PER_CUSTOMER: int | None = Field(default=None, ge=1, le=1000)
     # Comma-separated roots a local PATH must lie in, each may hold `{customer}`: always in force.
@@ -176,6 +176,23 @@ class Settings(BaseSettings):
     def _url(cls, value: str | None) -> str | None:
         return None if value is None else check_url(value)
 
+    @field_validator("STATUS_LISTEN")
+    @classmethod
+    def _listen(cls, value: str | None) -> str | None:
+        if not value:
+            return None  # set empty: off, as unset
+        host, _, port = value.rpartition(":")
+        if not (host and port.isascii() and port.isdigit()):
+            raise ValueError("must be host:port, such as 127.0.0.1:9820")
+        return value
+
+    @field_validator("STATUS_ADMIN_TOKEN")
+    @classmethod
+    def _token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_TOKEN:
+            raise ValueError(f"must be at least {MIN_TOKEN} characters (openssl rand -hex 24)")
+        return value
+
     @field_validator("SOURCE_ROOTS")
     @classmethod
     def _roots(cls, value: str) -> str:
@@ -259,41 +276,3 @@ class Settings(BaseSettings):
     def lock_margin(self) -> timedelta:
         """Return S3_LOCK_MARGIN: how soon a lock's end is worth an alert."""
         return self._durations["S3_LOCK_MARGIN"]
-
-
-def load_settings(environ: dict[str, str] | None = None) -> Settings:
-    """Load the settings from `environ` (default: the process) and its config file.
-
-    Raises ConfigError naming the file and key of every problem.
-    """
-    env = dict(os.environ if environ is None else environ)
-    path = Path(env.get("UNSTOPPABLE_CONFIG", str(DEFAULT_CONFIG)))
-    source = str(path) if path.is_file() else "environment"
-    overrides = {
-        k: v for k, v in env.items() if k.startswith("UNSTOPPABLE_") and k != "UNSTOPPABLE_CONFIG"
-    }
-    try:
-        file_values = _read_global_file(path) if path.is_file() else {}
-        merged = {**file_values, **overrides}
-        unknown = sorted(
-            k for k in merged if k.removeprefix("UNSTOPPABLE_") not in Settings.model_fields
-        )
-        if unknown:
-            raise ConfigError([f"{source}: {k}: unknown setting" for k in unknown])
-        values = {k.removeprefix("UNSTOPPABLE_"): v for k, v in merged.items()}
-        return Settings.model_validate(values)
-    except ValidationError as exc:
-        problems = []
-        for e in exc.errors():
-            # A rule across keys (the S3 settings) has no location: it is about the backend.
-            key = ".".join(map(str, e["loc"])) or "COLD_BACKEND"
-            problems.append(
-                f"{source}: UNSTOPPABLE_{key}: {e['msg'].removeprefix('Value error, ')}"
-            )
-        raise ConfigError(problems) from None
-
-
-def _read_global_file(path: Path) -> dict[str, str]:
-    from orchestrator.config.files import parse_dotenv
-
-    return {key: value for key, (value, _line) in parse_dotenv(path).items()}

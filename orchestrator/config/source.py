@@ -55,6 +55,7 @@ class Source(BaseModel):
     SCHEDULE: str | None = None
     EXCLUDE: tuple[str, ...] = ()
     PING_URL: str | None = None
+    RECEIPT_URL: str | None = None  # the job's receipts are POSTed here (else RECEIPT_URL)
     SHRINK_THRESHOLD: int = 50  # percent of the baseline a source may lose (source guard)
     ALLOW_EMPTY: bool = False
     ANOMALY: bool = True  # the change-anomaly rule, `on` or `off`
@@ -96,7 +97,7 @@ class Source(BaseModel):
             return tuple(g.strip() for g in value.split(",") if g.strip())
         return value
 
-    @field_validator("PING_URL")
+    @field_validator("PING_URL", "RECEIPT_URL")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         return None if value is None else check_url(value)

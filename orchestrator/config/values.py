@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr
 from orchestrator.config.names import whole_number
 from orchestrator.schedule import check_cron, check_timezone
 
+MIN_TOKEN = 16  # characters of a status page token: guessing one must not be an option
 _URL = re.compile(r"https?://[^\s/]+(/\S*)?")
 
 

@@ -237,6 +237,22 @@ class Issuer:
         return folder
 
 
+def spooled(settings: Settings, job: JobKey) -> tuple[int | None, str | None, int]:
+    """Return the `seq` and digest of the job's newest receipt as this server last wrote
+    it (None, None before its first), and how many of its receipts wait to be published."""
+    folder = state_dir(settings) / "receipts" / f"{job.customer}_{job.resource}"
+    try:
+        head = json.loads((folder / HEAD).read_text())
+        seq, newest = int(head["seq"]), str(head["digest"])
+    except (OSError, ValueError, KeyError, TypeError):
+        seq, newest = None, None
+    try:
+        waiting = len(list(folder.glob("[0-9]*.json")))
+    except OSError:
+        waiting = 0
+    return seq, newest, waiting
+
+
 @contextmanager
 def _locked(folder: Path) -> Iterator[None]:
     fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)

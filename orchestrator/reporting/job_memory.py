@@ -119,6 +119,24 @@ class JobMemory:
         value = json.dumps({"snapshot": snapshot, "why": why, "at": iso(now)})
         self.db.set_state(state_key(HOLD, job), value)
 
+    def marks(self, job: JobKey) -> tuple[dict[str, str] | None, dict[str, str] | None]:
+        """Return what holds the job's retention and what damage a drill found, if any."""
+        return _mark(self.db.get_state(state_key(HOLD, job))), _mark(
+            self.db.get_state(state_key(CORRUPT, job))
+        )
+
+    def last_drill(self, job: JobKey) -> tuple[datetime, str, str] | None:
+        """Return when the job's last restore drill ended, its result and its reason."""
+        with self.db.connect() as db:
+            row = db.execute(
+                "SELECT ended, result, reason FROM runs WHERE customer = ? AND resource = ?"
+                " AND kind = ? ORDER BY id DESC LIMIT 1",
+                (job.customer, job.resource, Kind.VERIFY.value),
+            ).fetchone()
+        if row is None:
+            return None
+        return datetime.fromisoformat(str(row[0])), str(row[1]), str(row[2])
+
     def held(self, job: JobKey) -> bool:
         """Return whether the job's retention is held."""
         return self.db.get_state(state_key(HOLD, job)) is not None
@@ -156,3 +174,14 @@ class JobMemory:
                     (job.customer, job.resource),
                 )
             ]
+
+
+def _mark(value: str | None) -> dict[str, str] | None:
+    """Return a hold or damage mark as its fields (an unreadable one still marks)."""
+    if value is None:
+        return None
+    try:
+        found = json.loads(value)
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}

@@ -10,7 +10,8 @@ from orchestrator.model import JobKey
 # adopt: collecting a previous daemon's workers; config: loading customers.d (a file that
 # raised, a reload that failed or hung); plan: a tick; run: a run that raised (recorded with
 # reason `internal`); report: recording, pinging or logging a finished run; metrics: a job's
-# part of a scrape; clock, ledger, runtime: the clock, the ledger and Docker.
+# part of a scrape; clock, ledger, runtime: the clock, the ledger and Docker; status: the
+# status pages' port that could not be bound.
 DAEMON_ERRORS = (
     "adopt",
     "clock",
@@ -23,6 +24,7 @@ DAEMON_ERRORS = (
     "report",
     "run",
     "runtime",
+    "status",
 )
 
 
