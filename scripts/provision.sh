@@ -236,8 +236,11 @@ host_tools() {
     command -v systemd-analyze >/dev/null 2>&1 || apt_install systemd
     # apparmor_parser compiles the worker's AppArmor profile in the tests (never loads it).
     apt_install prometheus prometheus-alertmanager openssh-client openssl rclone restic apparmor
+    # Headless Chromium opens the status pages as a customer's browser would (and takes the
+    # screenshot in docs/).
+    apt_install chromium fonts-dejavu-core
     # The tests start their own instances on free loopback ports, beside any packaged ones.
-    say "host tools: systemd-analyze, promtool, prometheus, alertmanager, ssh-keygen, rclone, restic, apparmor_parser"
+    say "host tools: systemd-analyze, promtool, prometheus, alertmanager, ssh-keygen, rclone, restic, apparmor_parser, chromium"
 }
 
 mkdir -p "$cache"
