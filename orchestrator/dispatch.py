@@ -17,7 +17,8 @@ from orchestrator.config.settings import Settings
 from orchestrator.maintenance import Maintenance
 from orchestrator.model import JobKey, Kind, Outcome, Reason, Result, RunRecord
 from orchestrator.planner import JobSpec, Launch, PlanState, plan
-from orchestrator.receipts.issuer import Issuer, Schedules
+from orchestrator.receipts.issuer import Issuer
+from orchestrator.receipts.terms import JobTerms, terms_of
 from orchestrator.recorder import Recorder, failed_record
 from orchestrator.recovery import RECOVERING
 from orchestrator.reporting.history import Event
@@ -51,7 +52,7 @@ class Dispatcher:
         self.resolver = resolver_for(settings)
         self.jobs = Jobs(settings, runtime, ledger, origin="daemon", resolver=self.resolver)
         self.maintenance = Maintenance(self.jobs.launcher, ledger)
-        self.issuer = _issuer(settings, self._schedule_of)
+        self.issuer = _issuer(settings, terms_of(lambda: self.customers))
         self.recorder = Recorder(ledger, count, self.issuer)
         self.marks = ledger.db
         self.count = count  # a problem survived, counted by where it came from
@@ -68,13 +69,6 @@ class Dispatcher:
     def use(self, customers: Customers, specs: list[JobSpec]) -> None:
         """Plan `specs` from the next tick on; runs look their customer up in `customers`."""
         self.customers, self.specs = customers, specs
-
-    def _schedule_of(self, job: JobKey) -> tuple[str, str] | None:
-        """Return the backup schedule of `job` as the customers read last give it."""
-        customer = self.customers.by_name.get(job.customer)
-        if customer is None or job.resource not in {r.name for r in customer.resources}:
-            return None
-        return customer.resource(job.resource).schedule, customer.timezone
 
     def running(self, docker: frozenset[JobKey]) -> frozenset[JobKey]:
         """Return the jobs busy now: those Docker runs, and those with a run in flight."""
@@ -269,11 +263,11 @@ class Dispatcher:
             log.exception("%s: reporting the %s run failed", record.job, record.kind.value)
 
 
-def _issuer(settings: Settings, schedules: Schedules) -> Issuer | None:
+def _issuer(settings: Settings, terms: JobTerms) -> Issuer | None:
     """Return what issues this server's receipts, or None (logged) if its key is unusable:
     the runs go on, receipts or not."""
     try:
-        return Issuer(settings, schedules, background=True)
+        return Issuer(settings, terms, background=True)
     except Exception as exc:
         log.error("receipts are off: %s", exc)
         return None

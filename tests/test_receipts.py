@@ -21,6 +21,7 @@ from orchestrator.receipts.issuer import Issuer
 from orchestrator.receipts.keys import receipt_key
 from orchestrator.receipts.places import Folder, name_of
 from orchestrator.receipts.receipt_checks import canonical, check, digest, gaps, opened, report
+from orchestrator.receipts.terms import Terms
 from tests.conftest import Site
 from tests.test_local_backup import customer_text
 
@@ -224,7 +225,7 @@ def test_a_receipt_that_cannot_be_published_waits_and_is_never_dropped(tmp_path:
         {"UNSTOPPABLE_CONFIG": str(tmp_path / "none.env"), "UNSTOPPABLE_DATA_DIR": str(tmp_path)}
     )
     job = JobKey("acme", "www")
-    issuer = Issuer(settings, lambda _job: ("0 * * * *", "UTC"))
+    issuer = Issuer(settings, lambda _job: Terms("0 * * * *", "UTC"))
     blocked = tmp_path / "cold" / "acme" / "receipts"
     blocked.parent.mkdir(parents=True)
     blocked.write_text("not a folder: the customer's storage refuses every write")

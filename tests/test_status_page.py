@@ -197,12 +197,14 @@ def test_a_short_or_empty_status_token_is_refused_by_name_never_by_value(tmp_pat
         )
     ):
         file = tmp_path / f"acme{index}.env"
-        file.write_text(f"SCHEDULE=@daily\nREPO_PASSWORD=p\nRESOURCES=www\n{line}\n")
+        file.write_text(
+            f"SCHEDULE=0 3 * * *\nREPO_PASSWORD=p\nRESOURCES=www\nWWW_TYPE=local\nWWW_PATH=/srv/acme/www\n{line}\n"
+        )
         with pytest.raises(ConfigError) as err:
             load_customer(file)
         message = "\n".join(err.value.problems)
         assert f"acme{index}.env: STATUS_TOKEN: " in message and said in message, message
-        assert "short-tok" not in message
+        assert "short-tok" not in message and len(err.value.problems) == 1, message
     with pytest.raises(ConfigError, match=r"STATUS_ADMIN_TOKEN: .*at least 16"):
         setup(tmp_path / "admin", admin="too-short")
 

@@ -9,12 +9,12 @@ from orchestrator.config.customer import Customers
 from orchestrator.config.settings import Settings
 from orchestrator.config.settings_file import load_settings
 from orchestrator.errors import RunFailed
-from orchestrator.model import JobKey
-from orchestrator.receipts.issuer import Issuer, Schedules
+from orchestrator.receipts.issuer import Issuer
 from orchestrator.receipts.keys import public_pem, receipt_key
 from orchestrator.receipts.places import FOLDER
 from orchestrator.receipts.receipt_checks import report
 from orchestrator.receipts.receipted import Receipted
+from orchestrator.receipts.terms import terms_of
 from orchestrator.receipts.verify_receipts import Bucket, from_bucket, from_folder
 from orchestrator.reporting.ledger import Ledger
 from orchestrator.reporting.seams import RunLog
@@ -61,22 +61,10 @@ def cmd_receipts_verify(args: argparse.Namespace) -> int:
     return 0 if whole else 1
 
 
-def schedules_of(customers: Customers) -> Schedules:
-    """Return the backup schedule of each job of `customers`, for the times receipts promise."""
-
-    def schedule(job: JobKey) -> tuple[str, str] | None:
-        customer = customers.by_name.get(job.customer)
-        if customer is None or job.resource not in {r.name for r in customer.resources}:
-            return None
-        return customer.resource(job.resource).schedule, customer.timezone
-
-    return schedule
-
-
 def receipted(settings: Settings, customers: Customers, ledger: Ledger) -> RunLog:
     """Return the ledger's run log, issuing receipts as the daemon's does (if it can)."""
     try:
-        return Receipted(ledger.history, Issuer(settings, schedules_of(customers)))
+        return Receipted(ledger.history, Issuer(settings, terms_of(lambda: customers)))
     except Exception as exc:
         print(f"warning: receipts are off: {exc}", file=sys.stderr)
         return ledger.history

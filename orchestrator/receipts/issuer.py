@@ -11,13 +11,10 @@ is gone or unreadable (a lost or corrupt data directory) it is read back from th
 receipt published.
 """
 
-import fcntl
 import json
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -29,13 +26,15 @@ from orchestrator.model import JobKey, Kind, RunRecord
 from orchestrator.receipts.chain import FIRST, key_id, seal, when
 from orchestrator.receipts.keys import KEY_FILE, receipt_key
 from orchestrator.receipts.places import name_of, place_of
+from orchestrator.receipts.posting import POSTING, post_waiting
 from orchestrator.receipts.receipt_checks import digest, opened
+from orchestrator.receipts.spool import HEAD, locked, put_down, spool_of, waiting
+from orchestrator.receipts.terms import JobTerms
 from orchestrator.schedule import next_fire
 from orchestrator.storage.layout import state_dir
 
 log = logging.getLogger(__name__)
 
-HEAD = "head.json"
 RETRY_SECONDS = 60.0
 READ_BACK_SECONDS = 10.0  # the most a chain's head read back from the bucket may take
 
@@ -44,17 +43,13 @@ class KeyMismatch(UnstoppableError):
     """The job's published chain is signed by another key than this server's."""
 
 
-# The schedule (cron, time zone) of a job's backups, for the next time a receipt promises.
-Schedules = Callable[[JobKey], tuple[str, str] | None]
-
-
 class Issuer:
     """Seals, spools and publishes the receipts of every job on this server."""
 
     def __init__(
         self,
         settings: Settings,
-        schedules: Schedules = lambda _job: None,
+        terms: JobTerms = lambda _job: None,
         background: bool = False,
     ) -> None:
         """`background`: publishing is left to `retry_forever`'s thread (the daemon's: a
@@ -62,7 +57,7 @@ class Issuer:
         receipt is published as soon as it is issued (the command line's)."""
         self.settings = settings
         self.key = receipt_key(settings)
-        self.schedules = schedules
+        self.terms = terms
         self.background = background
         self.spool = state_dir(settings) / "receipts"
         self.stop = threading.Event()
@@ -108,11 +103,11 @@ class Issuer:
 
     def _next(self, job: JobKey, kind: Kind, after: datetime) -> str | None:
         """Return the next time the job's backup schedule promises after `after`."""
-        schedule = self.schedules(job) if kind is Kind.BACKUP else None
-        if schedule is None:
+        terms = self.terms(job) if kind is Kind.BACKUP else None
+        if terms is None:
             return None
         try:
-            return when(next_fire(schedule[0], schedule[1], after, str(job)))
+            return when(next_fire(terms.schedule, terms.timezone, after, str(job)))
         except ValueError:
             return None
 
@@ -125,13 +120,13 @@ class Issuer:
             "software": f"unstoppable {__version__}",
         }
         folder = self._folder(job)
-        with _locked(folder):
+        with locked(folder):
             seq, previous = self._head(job, folder)
             data = seal(fields, seq, previous, self.key)
-            _put_down(folder / f"{seq:010d}.json", data, over=False)
+            put_down(folder / f"{seq:010d}.json", data, over=False)
             receipt, _ = opened(data)
             head = json.dumps({"seq": seq, "digest": digest(receipt)}).encode()
-            _put_down(folder / HEAD, head, over=True)
+            put_down(folder / HEAD, head, over=True)
         if self.background:
             self.wake.set()
         else:
@@ -149,7 +144,7 @@ class Issuer:
             known.append((int(head["seq"]), str(head["digest"])))
         except (OSError, ValueError, KeyError, TypeError):
             pass
-        spooled = sorted(folder.glob("[0-9]*.json"))
+        spooled = sorted([*folder.glob("[0-9]*.json"), *folder.glob("[0-9]*" + POSTING)])
         if spooled:
             receipt, _ = opened(spooled[-1].read_bytes())
             known.append((int(receipt["seq"]), digest(receipt)))
@@ -176,29 +171,42 @@ class Issuer:
         return int(receipt["seq"]) + 1, digest(receipt)
 
     def deliver(self, job: JobKey) -> int:
-        """Publish `job`'s spooled receipts, oldest first; return how many are left."""
+        """Publish `job`'s spooled receipts, oldest first, then POST them to its
+        RECEIPT_URL if it has one; return how many are left. One delivery of a job at a
+        time, whoever asks (the daemon, a command): two would write a receipt twice."""
         folder = self._folder(job)
+        with locked(folder, ".deliver", wait=False) as mine:
+            if mine:
+                self._deliver(job, folder)
+        return waiting(folder)
+
+    def _deliver(self, job: JobKey, folder: Path) -> None:
         pending = sorted(folder.glob("[0-9]*.json"))
-        if not pending:
-            return 0
-        try:
-            place = place_of(self.settings, job.customer)
-        except Exception as exc:
-            log.warning("%s: receipts not published yet: %s", job, exc)
-            return len(pending)
-        try:
-            for path in pending:
-                try:
-                    data = path.read_bytes()
-                except FileNotFoundError:
-                    continue  # published meanwhile by another thread or process
-                place.put(name_of(job.resource, int(path.stem)), data)
-                path.unlink(missing_ok=True)
-        except Exception as exc:  # kept, and tried again: never dropped
-            log.warning("%s: receipts not published yet: %s", job, exc)
-        finally:
-            place.close()
-        return len(list(folder.glob("[0-9]*.json")))
+        terms = self.terms(job)
+        url = terms.receipt_url if terms else None
+        if pending:
+            try:
+                place = place_of(self.settings, job.customer)
+            except Exception as exc:
+                log.warning("%s: receipts not published yet: %s", job, exc)
+                return
+            try:
+                for path in pending:
+                    try:
+                        data = path.read_bytes()
+                    except FileNotFoundError:
+                        continue
+                    place.put(name_of(job.resource, int(path.stem)), data)
+                    if url is None:
+                        path.unlink(missing_ok=True)
+                    else:
+                        os.replace(path, path.with_suffix(POSTING))
+            except Exception as exc:  # kept, and tried again: never dropped
+                log.warning("%s: receipts not published yet: %s", job, exc)
+                return
+            finally:
+                place.close()
+        post_waiting(folder, job, url, self.settings.private_targets)
 
     def undelivered(self) -> dict[JobKey, int]:
         """Return each job with receipts still in the spool, and how many."""
@@ -207,7 +215,7 @@ class Issuer:
             return found
         for folder in self.spool.iterdir():
             customer, _, resource = folder.name.partition("_")
-            count = len(list(folder.glob("[0-9]*.json")))
+            count = waiting(folder)
             if count and resource:
                 found[JobKey(customer, resource)] = count
         return found
@@ -219,11 +227,11 @@ class Issuer:
             self.wake.wait(RETRY_SECONDS)
             self.wake.clear()
             try:
-                waiting = self.undelivered()
+                pending = self.undelivered()
             except OSError as exc:  # the spool unreadable: said, and tried again
                 log.error("the receipts spool cannot be read: %s", exc)
-                waiting = {}
-            for job in waiting:
+                pending = {}
+            for job in pending:
                 try:
                     self.deliver(job)
                 except Exception:
@@ -232,49 +240,6 @@ class Issuer:
                 return
 
     def _folder(self, job: JobKey) -> Path:
-        folder = self.spool / f"{job.customer}_{job.resource}"
+        folder = spool_of(self.settings, job)
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         return folder
-
-
-def spooled(settings: Settings, job: JobKey) -> tuple[int | None, str | None, int]:
-    """Return the `seq` and digest of the job's newest receipt as this server last wrote
-    it (None, None before its first), and how many of its receipts wait to be published."""
-    folder = state_dir(settings) / "receipts" / f"{job.customer}_{job.resource}"
-    try:
-        head = json.loads((folder / HEAD).read_text())
-        seq, newest = int(head["seq"]), str(head["digest"])
-    except (OSError, ValueError, KeyError, TypeError):
-        seq, newest = None, None
-    try:
-        waiting = len(list(folder.glob("[0-9]*.json")))
-    except OSError:
-        waiting = 0
-    return seq, newest, waiting
-
-
-@contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
-def _put_down(path: Path, data: bytes, over: bool) -> None:
-    """Write `path` whole, to disk, under a name of its own first: then renamed over what
-    is there (`over`), or linked into place, which never writes over a file."""
-    own = path.with_name(f".{path.name}.{os.getpid()}.new")
-    with open(own, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    if over:
-        os.replace(own, path)
-        return
-    try:
-        os.link(own, path)
-    finally:
-        os.unlink(own)

@@ -213,7 +213,22 @@ class _PinnedHTTPS(http.client.HTTPSConnection):
         self.sock = self._context.wrap_socket(raw, server_hostname=self.host)  # type: ignore[attr-defined]
 
 
-def _post(target: str, data: bytes, address: str | None = None) -> int:
+def post_once(url: str, data: bytes, content_type: str, allowed: tuple[Network, ...]) -> str | None:
+    """POST `data` to a customer's `url` once, its host judged just now; return None when
+    it was taken (2xx), else why not, in words that never quote the URL."""
+    addresses, problem = _vetted(url, allowed)
+    if problem is not None:
+        return f"its URL {problem[1]}"
+    try:
+        status = _post(url, data, addresses[0], content_type)
+    except (OSError, ValueError, http.client.HTTPException) as exc:
+        return (exc.strerror if isinstance(exc, OSError) else None) or type(exc).__name__
+    return None if 200 <= status < 300 else f"HTTP {status}"
+
+
+def _post(
+    target: str, data: bytes, address: str | None = None, content_type: str = "text/plain"
+) -> int:
     """POST `data` to `target` (at `address`, if given) within TIMEOUT_SECONDS overall;
     return the HTTP status."""
     parts = urlsplit(target)
@@ -234,7 +249,7 @@ def _post(target: str, data: bytes, address: str | None = None) -> int:
     try:
         with watchdog(lambda: connection.sock, TIMEOUT_SECONDS) as fired:
             try:
-                connection.request("POST", path, data, {"Content-Type": "text/plain"})
+                connection.request("POST", path, data, {"Content-Type": content_type})
                 response = connection.getresponse()
                 response.read(4096)
                 return int(response.status)

@@ -11,7 +11,7 @@ from enum import StrEnum
 from orchestrator.config.customer import Customers
 from orchestrator.config.settings import Settings
 from orchestrator.model import JobKey, Result, Work
-from orchestrator.receipts.issuer import spooled
+from orchestrator.receipts.spool import spooled
 from orchestrator.reporting.history import JobStatus
 from orchestrator.reporting.ledger import Ledger
 from orchestrator.schedule import next_fire

@@ -1,0 +1,81 @@
+"""A job's receipt spool, `DATA_DIR/state/receipts/<customer>_<resource>/`: its files, its
+locks, and what it says of the chain's head and of receipts still to deliver.
+
+`<seq>.json`: sealed, not published yet; `<seq>.post`: published, still to be POSTed;
+`head.json`: the newest receipt's `seq` and digest; `.lock` (issuing), `.deliver` (delivering).
+"""
+
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from orchestrator.config.settings import Settings
+from orchestrator.model import JobKey
+from orchestrator.receipts.posting import POSTING
+from orchestrator.storage.layout import state_dir
+
+HEAD = "head.json"
+
+
+def spool_of(settings: Settings, job: JobKey) -> Path:
+    """Return the job's spool folder (not made)."""
+    return state_dir(settings) / "receipts" / f"{job.customer}_{job.resource}"
+
+
+def spooled(settings: Settings, job: JobKey) -> tuple[int | None, str | None, int]:
+    """Return the `seq` and digest of the job's newest receipt as this server last wrote
+    it (None, None before its first), and how many of its receipts wait to be published."""
+    folder = spool_of(settings, job)
+    try:
+        head = json.loads((folder / HEAD).read_text())
+        seq, newest = int(head["seq"]), str(head["digest"])
+    except (OSError, ValueError, KeyError, TypeError):
+        seq, newest = None, None
+    try:
+        left = waiting(folder)
+    except OSError:
+        left = 0
+    return seq, newest, left
+
+
+def waiting(folder: Path) -> int:
+    """Return how many receipts in a job's spool wait to be published or POSTed."""
+    return sum(
+        1 for p in folder.iterdir() if p.name[:1].isdigit() and p.suffix in (".json", POSTING)
+    )
+
+
+@contextmanager
+def locked(folder: Path, name: str = ".lock", wait: bool = True) -> Iterator[bool]:
+    """Hold the lock file `name` of a job's spool; yield whether it is held (without
+    `wait`, it is not when another holds it)."""
+    fd = os.open(folder / name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
+def put_down(path: Path, data: bytes, over: bool) -> None:
+    """Write `path` whole, to disk, under a name of its own first: then renamed over what
+    is there (`over`), or linked into place, which never writes over a file."""
+    own = path.with_name(f".{path.name}.{os.getpid()}.new")
+    with open(own, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    if over:
+        os.replace(own, path)
+        return
+    try:
+        os.link(own, path)
+    finally:
+        os.unlink(own)
