@@ -9,6 +9,7 @@ compares each with its source where the source file is unchanged since.
 
 import logging
 import random
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from orchestrator.config.customer import Customer, Resource
@@ -136,23 +137,25 @@ class Maintenance:
     ) -> RunRecord:
         """Run one restore drill; `full` reads every pack instead of the next slice."""
         started = datetime.now(UTC)
+        job = customer.job(resource)
+        if not _has_repository(self.settings, customer, resource):
+            outcome = Outcome(Result.SKIPPED, Reason.NONE, "no repository yet: nothing to verify")
+            return RunRecord.of(Work(job, Kind.VERIFY), scheduled_for, started, outcome)
+        parts = 1 if full else resource.source.VERIFY_SLICES
+        drill = Drill(self.drills.next_slice(job, parts) if parts > 1 else 1, parts)
         try:
-            outcome = self._verify(customer, resource, scheduled_for, full)
+            outcome = self._verify(customer, resource, scheduled_for, drill)
         except RunStopped as stop:
             outcome = stop.outcome
-        job = customer.job(resource)
+        outcome = replace(outcome, drill=(drill.part, drill.parts))
         if outcome.result is Result.CORRUPT:
             self.drills.mark_corrupt(job, outcome.message, datetime.now(UTC))
         return RunRecord.of(Work(job, Kind.VERIFY), scheduled_for, started, outcome)
 
     def _verify(
-        self, customer: Customer, resource: Resource, scheduled_for: datetime, full: bool
+        self, customer: Customer, resource: Resource, scheduled_for: datetime, drill: Drill
     ) -> Outcome:
-        job = customer.job(resource)
-        if not _has_repository(self.settings, customer, resource):
-            return Outcome(Result.SKIPPED, Reason.NONE, "no repository yet: nothing to verify")
-        parts = 1 if full else resource.source.VERIFY_SLICES
-        drill = Drill(self.drills.next_slice(job, parts) if parts > 1 else 1, parts)
+        job, parts = customer.job(resource), drill.parts
         cold = self.launcher.cold
         checked = self._run(
             customer,

@@ -149,6 +149,7 @@ class Summary:
     files_total: int = 0
     data_added_files: int = 0
     data_added_files_packed: int = 0
+    tree: str = ""  # the snapshot's root tree id: what a receipt names besides the snapshot
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,7 @@ class Outcome:
     reason: Reason
     message: str
     summary: Summary | None = None
+    drill: tuple[int, int] | None = None  # a restore drill's slice: part of parts (1 of 1: all)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "message", plain(self.message))

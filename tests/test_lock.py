@@ -156,6 +156,10 @@ def test_a_taken_over_server_cannot_erase_a_locked_history(
     checked = subprocess.run(standalone, env=aws, capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "files: 2 receipts, chain whole" in checked.stdout
+    # Step 1 hid every snapshot behind a delete marker, and no prune ran: both are named.
+    snapped = subprocess.run([*standalone, "--snapshots"], env=aws, capture_output=True, text=True)
+    assert snapped.returncode == 1, snapped.stdout + snapped.stderr
+    assert snapped.stdout.count("is not in the repository, and no prune since") == 2
     # 2c. A receipt hidden behind a delete marker (a lock allows that) is seen, and named.
     s3.delete_object(Bucket=bucket, Key=receipts[-1]["Key"])  # type: ignore[attr-defined]
     checked = subprocess.run(standalone, env=aws, capture_output=True, text=True)

@@ -20,7 +20,16 @@ from orchestrator.receipts.chain import FIRST, seal
 from orchestrator.receipts.issuer import Issuer
 from orchestrator.receipts.keys import receipt_key
 from orchestrator.receipts.places import Folder, name_of
-from orchestrator.receipts.receipt_checks import canonical, check, digest, gaps, opened, report
+from orchestrator.receipts.receipt_checks import (
+    canonical,
+    check,
+    coverage,
+    digest,
+    gaps,
+    opened,
+    report,
+    unheld,
+)
 from orchestrator.receipts.terms import Terms
 from tests.conftest import Site
 from tests.test_local_backup import customer_text
@@ -121,7 +130,8 @@ def test_the_report_counts_what_the_receipts_cover(tmp_path: Path) -> None:
         )
     text = out.read_text()
     assert whole, text
-    assert "www: 4 receipts, chain whole; 3 backup times, 1 skipped, 2 success" in text
+    said = "www: 4 receipts, chain whole; 3 backup times, 2 succeeded, 0 refused, 0 suspect, "
+    assert said + "1 skipped, 0 missed" in text
     assert "last drill 2026-12-01T05:00:00Z: success" in text
 
 
@@ -198,8 +208,11 @@ def test_real_backups_a_prune_and_a_drill_leave_a_chain_the_customer_can_check(
         ("verify", "success"),
     ]
     assert kinds[0]["snapshot"] and kinds[0]["files"] == 1 and kinds[0]["next"]
+    assert len(kinds[0]["tree"]) == 64 and kinds[3]["slice"] == "1/4"
+    assert kinds[2]["keep_within"] == 7 * 86400
     done = site.cli("receipts", "verify", name, check=True)
-    assert "files: 4 receipts, chain whole; 2 backup times, 2 success, last drill" in done.stdout
+    assert "files: 4 receipts, chain whole; 2 backup times, 2 succeeded, " in done.stdout
+    assert "0 missed, last drill" in done.stdout and "(slice 1/" in done.stdout
 
     # The customer's own check: the public key handed out, the standalone script.
     (site.root / "key.pub").write_text(site.cli("receipts", "pubkey", check=True).stdout)
@@ -218,6 +231,14 @@ def test_real_backups_a_prune_and_a_drill_leave_a_chain_the_customer_can_check(
     broken = site.cli("receipts", "verify", name)
     assert broken.returncode == 1
     assert "files/0000000002.json: seq 2 where 1 was due" in broken.stdout, broken.stdout
+
+    # A snapshot a receipt names, taken out of the repository behind the prunes' back.
+    snapshot = json.loads((folder / "files" / "0000000004.json").read_text())["receipt"]
+    (site.data / "cold" / name / "files" / "snapshots" / snapshot["snapshot"]).unlink()
+    broken = site.cli("receipts", "verify", name)
+    assert broken.returncode == 1
+    said = f"snapshot {snapshot['snapshot'][:16]} (backup ended {snapshot['ended']}) is not in"
+    assert said in broken.stdout, broken.stdout
 
 
 def test_a_receipt_that_cannot_be_published_waits_and_is_never_dropped(tmp_path: Path) -> None:
@@ -266,3 +287,42 @@ def test_times_still_to_come_and_receipts_of_others_are_named() -> None:
     prune = {"kind": "prune", "result": "success", "scheduled_for": stamp(T0 + timedelta(hours=1))}
     receipts = [opened(d)[0] for _, d in chain(key, [hourly(1)[0], prune])]
     assert gaps(receipts, now, timedelta(hours=1)) == [stamp(T0 + timedelta(hours=1))]
+
+
+def test_coverage_counts_every_time_a_missed_range_covers_and_names_refusals() -> None:
+    receipts = [
+        {"kind": "backup", "result": "success"},
+        {"kind": "backup", "result": "missed", "count": 3},
+        {"kind": "backup", "result": "failure", "reason": "source_shrunk"},
+        {"kind": "backup", "result": "failure", "reason": "connect"},
+        {"kind": "backup", "result": "suspect"},
+        {"kind": "prune", "result": "success"},
+        {"kind": "verify", "result": "corrupt", "ended": "2026-12-01T05:00:00Z", "slice": "2/4"},
+    ]
+    assert coverage(receipts) == (
+        "7 backup times, 1 succeeded, 1 failed, 1 refused, 1 suspect, 0 skipped, 3 missed, "
+        "last drill 2026-12-01T05:00:00Z: corrupt (slice 2/4)"
+    )
+
+
+def test_a_snapshot_gone_without_a_prune_that_could_forget_it_is_named() -> None:
+    def backup(snapshot: str, hours: int) -> dict[str, object]:
+        return {"kind": "backup", "result": "success", "snapshot": snapshot,
+                "ended": stamp(T0 + timedelta(hours=hours))}  # fmt: skip
+
+    def prune(hours: int, within: int | None) -> dict[str, object]:
+        fields: dict[str, object] = {"kind": "prune", "started": stamp(T0 + timedelta(hours=hours))}
+        return fields if within is None else {**fields, "keep_within": within}
+
+    day = 86400
+    receipts = [backup("a" * 64, 0), backup("b" * 64, 1), prune(30, day), backup("c" * 64, 40)]
+    # a: forgettable (a prune began a day after it); b: too (29 h later); c: no prune since.
+    assert unheld(receipts, {"c" * 64}) == []
+    assert unheld(receipts, set()) == [
+        f"snapshot {'c' * 16} (backup ended {stamp(T0 + timedelta(hours=40))}) is not in the "
+        "repository, and no prune since could have forgotten it"
+    ]
+    # A prune keeps every snapshot younger than its keep_within: one gone sooner was taken.
+    young = [backup("a" * 64, 0), prune(2, day)]
+    assert len(unheld(young, set())) == 1
+    assert unheld([backup("a" * 64, 0), prune(2, None)], set()) == []  # before keep_within

@@ -74,10 +74,15 @@ class Issuer:
             "result": run.outcome.result.value,
             "reason": run.outcome.reason.value,
             "snapshot": summary.snapshot_id if summary else None,
+            "tree": summary.tree or None if summary else None,
             "files": summary.files_total if summary else None,
             "bytes": summary.bytes_processed if summary else None,
             "added": summary.data_added if summary else None,
         }
+        if run.kind is Kind.PRUNE:  # what it kept whatever KEEP_* said: see receipt_checks.unheld
+            fields["keep_within"] = self.settings.min_keep_within_seconds
+        if run.outcome.drill is not None:  # which part of the packs a drill read
+            fields["slice"] = "{}/{}".format(*run.outcome.drill)
         self._issue(run.job, fields, self._next(run.job, run.kind, run.scheduled_for))
 
     def ticks(

@@ -146,15 +146,68 @@ def _moment(text: str) -> dt.datetime | None:
         return None
 
 
+# A backup time the source guard refused: the source was emptied, shrank, or was out of
+# bounds, and nothing it held replaced the last good state.
+REFUSED = ("source_empty", "source_shrunk", "source_refused")
+
+
+def unheld(receipts: list[dict[str, Any]], held: set[str]) -> list[str]:
+    """Return, for each snapshot a backup receipt names that `held` (the repository's
+    snapshots) lacks, why that is wrong: unless a prune receipt shows a prune that began at
+    least its `keep_within` seconds after the backup ended, nothing could have forgotten
+    it (every forget keeps the snapshots younger than that)."""
+    prunes = [
+        (_moment(str(r.get("started"))), r.get("keep_within"))
+        for r in receipts
+        if r.get("kind") == "prune"
+    ]
+    found = []
+    for r in receipts:
+        snapshot = r.get("snapshot")
+        if r.get("kind") != "backup" or not isinstance(snapshot, str) or snapshot in held:
+            continue
+        ended = _moment(str(r.get("ended")))
+        forgettable = ended is not None and any(
+            began is not None and began >= ended + dt.timedelta(seconds=_seconds(within))
+            for began, within in prunes
+        )
+        if not forgettable:
+            found.append(
+                f"snapshot {snapshot[:16]} (backup ended {r.get('ended')}) is not in the "
+                "repository, and no prune since could have forgotten it"
+            )
+    return found
+
+
+def _seconds(value: object) -> int:
+    """Return a receipt's `keep_within`; 0 for a prune receipt written before it was named."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
 def coverage(receipts: list[dict[str, Any]]) -> str:
-    """Return one line of what `receipts` cover: backups by result, the last drill."""
-    backups = Counter(str(r.get("result")) for r in receipts if r.get("kind") == "backup")
+    """Return one line of what `receipts` cover: backup times promised and what became of
+    them (a missed range counts each time it covers), and the last drill."""
+    tally: Counter[str] = Counter()
+    for r in receipts:
+        if r.get("kind") != "backup":
+            continue
+        count = r.get("count", 1)
+        count = count if isinstance(count, int) and count > 0 else 1
+        result = str(r.get("result"))
+        if result == "failure" and r.get("reason") in REFUSED:
+            result = "refused"
+        tally[result] += count
+    named = ("success", "failure", "timeout", "refused", "suspect", "skipped", "missed")
+    words = {"success": "succeeded", "failure": "failed", "timeout": "timed out"}
+    parts = [f"{sum(tally.values())} backup times"]
+    always = ("success", "refused", "suspect", "skipped", "missed")
+    parts += [f"{tally[k]} {words.get(k, k)}" for k in named if tally[k] or k in always]
+    parts += [f"{n} {k}" for k, n in sorted(tally.items()) if k not in named]
     drills = [r for r in receipts if r.get("kind") == "verify"]
-    parts = [f"{sum(backups.values())} backup times"]
-    parts += [f"{n} {result}" for result, n in sorted(backups.items())]
     last = drills[-1] if drills else {}
     at = last.get("ended") or last.get("scheduled_for")
-    parts.append(f"last drill {at}: {last.get('result')}" if drills else "no drill yet")
+    part = f" (slice {last['slice']})" if last.get("slice") else ""
+    parts.append(f"last drill {at}: {last.get('result')}{part}" if drills else "no drill yet")
     return ", ".join(parts)
 
 
@@ -166,11 +219,14 @@ def report(
     out: Any = sys.stdout,
     customer: str | None = None,
     tampered: dict[str, list[Finding]] | None = None,
+    held: dict[str, set[str] | None] | None = None,
 ) -> bool:
     """Print each resource's findings and coverage; return whether every chain is whole.
 
     Each receipt must be of `customer` (if given; else of one customer throughout) and of
     the resource its folder names. `tampered`: what the bucket's versions show, by resource.
+    `held`: the snapshots each resource's repository holds (None: not known), when asked
+    to check that every snapshot a receipt names is still there or could have been forgotten.
     """
     whole = True
     if not chains:
@@ -184,6 +240,9 @@ def report(
         receipts, problems = check(published, public, (customer, resource))
         problems += (tampered or {}).get(resource, [])
         problems += [Finding(resource, said) for said in future(receipts, now, grace)]
+        snapshots = (held or {}).get(resource)
+        if snapshots is not None:
+            problems += [Finding(resource, said) for said in unheld(receipts, snapshots)]
         missing = gaps(receipts, now, grace)
         whole = whole and not problems and not missing
         verdict = "whole" if not problems and not missing else "BROKEN"
@@ -193,6 +252,8 @@ def report(
             print(f"  {finding.name}: {finding.problem}", file=out)
         for due in missing:
             print(f"  {due}: a scheduled time a receipt promised, with no receipt", file=out)
+        if held is not None and snapshots is None:
+            print("  snapshots not checked: the repository's snapshots/ cannot be read", file=out)
         for r in receipts:  # accounted for, but not run: the customer should know when
             if r.get("result") == "missed":
                 span = f"{r.get('first')} to {r.get('scheduled_for')}"

@@ -38,6 +38,8 @@ try:  # inside the product's package
 except ImportError:  # a customer's copy: the two files side by side
     from receipt_checks import Chains, Finding, report  # type: ignore[no-redef,import-not-found]
 
+Held = dict[str, set[str] | None]  # resource: the snapshot ids its repository holds
+
 PREFIX = "receipts/"  # receipts/<resource>/<seq>.json, in the bucket or the folder above
 
 
@@ -50,6 +52,31 @@ def from_folder(folder: Path) -> Chains:
     return chains
 
 
+def held_beside(folder: Path, resources: list[str]) -> Held:
+    """Return the snapshots of each resource's repository kept beside the receipts folder
+    (`<folder>/../<resource>/snapshots/`, a local cold store), None where there is none."""
+    held: Held = {}
+    for resource in resources:
+        snapshots = folder.parent / resource / "snapshots"
+        held[resource] = {p.name for p in snapshots.iterdir()} if snapshots.is_dir() else None
+    return held
+
+
+def held_in_bucket(bucket: "Bucket", resources: list[str]) -> Held:
+    """Return the snapshots each resource's repository holds in the bucket
+    (`<resource>/snapshots/<id>`, current versions only)."""
+    held: Held = {}
+    for resource in resources:
+        prefix = f"{resource}/snapshots/"
+        # The current version of each key (IsLatest), unless that is a delete marker; not
+        # told by times, which two versions written in one second share.
+        found = bucket.versions(prefix)
+        held[resource] = {
+            k[len(prefix) :] for k, _v, gone, _w, latest in found if latest and not gone
+        }
+    return held
+
+
 @dataclass
 class Bucket:
     """An S3 bucket read with AWS Signature Version 4 (path style), by the standard library."""
@@ -58,6 +85,7 @@ class Bucket:
     access_key: str
     secret_key: str
     region: str = "us-east-1"
+    session_token: str = ""  # with temporary credentials (AWS_SESSION_TOKEN)
     parts: urllib.parse.SplitResult = field(init=False)
 
     def __post_init__(self) -> None:
@@ -71,6 +99,8 @@ class Bucket:
         stamp, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
         payload = hashlib.sha256(b"").hexdigest()
         headers = {"host": self.parts.netloc, "x-amz-content-sha256": payload, "x-amz-date": stamp}
+        if self.session_token:
+            headers["x-amz-security-token"] = self.session_token
         signed = ";".join(sorted(headers))
         lines = ["GET", path or "/", qs, *(f"{k}:{v}" for k, v in sorted(headers.items()))]
         request = "\n".join([*lines, "", signed, payload]).encode()
@@ -90,8 +120,9 @@ class Bucket:
         with urllib.request.urlopen(asked, timeout=60) as answer:
             return bytes(answer.read())
 
-    def versions(self, prefix: str) -> list[tuple[str, str, bool, str]]:
-        """Return (key, version id, is a delete marker, last modified) of every version."""
+    def versions(self, prefix: str) -> list[tuple[str, str, bool, str, bool]]:
+        """Return (key, version id, is a delete marker, last modified, is the current one)
+        of every version."""
         found, marker = [], {"key-marker": "", "version-id-marker": ""}
         while True:
             query = {"versions": "", "prefix": prefix, **{k: v for k, v in marker.items() if v}}
@@ -102,7 +133,9 @@ class Bucket:
                 if kind in ("Version", "DeleteMarker"):
                     text = {f: item.findtext(f"{ns}{f}") or "" for f in ("Key", "VersionId")}
                     when = item.findtext(f"{ns}LastModified") or ""
-                    found.append((text["Key"], text["VersionId"], kind == "DeleteMarker", when))
+                    latest = item.findtext(f"{ns}IsLatest") == "true"
+                    hiding = kind == "DeleteMarker"
+                    found.append((text["Key"], text["VersionId"], hiding, when, latest))
             if root.findtext(f"{ns}IsTruncated") != "true":
                 return found
             marker = {
@@ -118,7 +151,7 @@ def from_bucket(bucket: Bucket) -> tuple[Chains, dict[str, list[Finding]]]:
     chains: Chains = {}
     tampered: dict[str, list[Finding]] = {}
     by_key: dict[str, list[tuple[str, bool, str]]] = {}
-    for key, version, marker, when in bucket.versions(PREFIX):
+    for key, version, marker, when, _latest in bucket.versions(PREFIX):
         by_key.setdefault(key, []).append((when, marker, version))
     for key, versions in sorted(by_key.items()):
         parts = key[len(PREFIX) :].split("/")
@@ -144,22 +177,35 @@ def main(argv: list[str] | None = None) -> int:
     where.add_argument("--bucket", help="https://host/bucket: receipts/ in that bucket")
     parser.add_argument("--customer", help="your name at the provider: every receipt's")
     parser.add_argument("--grace", type=int, default=3600, help="seconds a time may be late")
+    parser.add_argument(
+        "--snapshots",
+        action="store_true",
+        help="also check that each snapshot a receipt names is still in the repository "
+        "(beside the receipts folder, or in the bucket), or was forgettable by a prune",
+    )
     args = parser.parse_args(argv)
     public = load_pem_public_key(args.key.read_bytes())
     if not isinstance(public, Ed25519PublicKey):
         print(f"{args.key}: not an Ed25519 public key", file=sys.stderr)
         return 2
     tampered: dict[str, list[Finding]] = {}
+    held: Held | None = None
     if args.folder:
         chains = from_folder(args.folder)
+        if args.snapshots:
+            held = held_beside(args.folder, sorted(chains))
     else:
         env = os.environ.get
         secret, region = env("AWS_SECRET_ACCESS_KEY", ""), env("AWS_REGION", "us-east-1")
-        bucket = Bucket(args.bucket, env("AWS_ACCESS_KEY_ID", ""), secret, region)
+        bucket = Bucket(
+            args.bucket, env("AWS_ACCESS_KEY_ID", ""), secret, region, env("AWS_SESSION_TOKEN", "")
+        )
         chains, tampered = from_bucket(bucket)
+        if args.snapshots:
+            held = held_in_bucket(bucket, sorted(chains))
     now = dt.datetime.now(dt.UTC)
     grace = dt.timedelta(seconds=args.grace)
-    whole = report(chains, public, now, grace, sys.stdout, args.customer, tampered)
+    whole = report(chains, public, now, grace, sys.stdout, args.customer, tampered, held)
     return 0 if whole else 1
 
 

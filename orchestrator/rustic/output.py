@@ -133,6 +133,7 @@ def _summary(data: dict[str, Any]) -> Summary:
         files_total=_whole(summary.get("total_files_processed")),
         data_added_files=_whole(summary.get("data_added_files")),
         data_added_files_packed=_whole(summary.get("data_added_files_packed")),
+        tree=str(data.get("tree") or ""),
     )
 
 
