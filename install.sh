@@ -198,6 +198,18 @@ else
     docker build -q -t "$image" --build-arg RUSTIC_SHA256="$RUSTIC_SHA256" "$src/worker-image" >/dev/null
 fi
 
+# --- the receipt key -------------------------------------------------------------------------
+# Made now, not at the first receipt: its public half can be handed to customers from day one.
+# An existing key is kept (a new one would break every customer's chain). Read with the
+# settings file alone, as the service reads it (this script's own UNSTOPPABLE_SOURCE is none).
+if env -i PATH="$PATH" "$PREFIX/venv/bin/unstoppable" receipts pubkey >"$ETC/receipt-key.pub.new"; then
+    mv "$ETC/receipt-key.pub.new" "$ETC/receipt-key.pub"
+    say "receipt key: hand customers $ETC/receipt-key.pub; back up $data_dir/state/receipt.key"
+else
+    rm -f "$ETC/receipt-key.pub.new"
+    say "receipt key: not made now (see above); the daemon makes it with the first receipt"
+fi
+
 # --- the service -----------------------------------------------------------------------------
 changed=0
 if ! cmp -s "$src/systemd/unstoppable.service" "$UNIT"; then

@@ -138,6 +138,14 @@ def test_one_line_install_then_a_scheduled_backup_then_upgrade_then_uninstall(
     first = run(name, line)
     assert first.returncode == 0, first.stdout + first.stderr
     assert first.stdout.strip().splitlines()[-1].startswith("Done. Next:")
+    # The receipt key is made at install, readable by root alone; its public half handed out.
+    key = run(
+        name,
+        f"stat -c %a {data}/state/receipt.key; cat /etc/unstoppable/receipt-key.pub",
+    )
+    assert key.stdout.startswith("600\n-----BEGIN PUBLIC KEY-----"), (
+        first.stdout + first.stderr + key.stderr
+    )
     assert run(name, "systemctl is-active unstoppable").stdout.strip() == "active"
 
     # The test's schedule is seconds apart and its source lies outside /srv/<customer>:
