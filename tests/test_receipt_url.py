@@ -1,6 +1,7 @@
 """Receipts POSTed to a customer's RECEIPT_URL as well: in order, once each, never dropped."""
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -25,11 +26,13 @@ class Receiver:
         self.port = free_port()
         self.bodies: list[tuple[str, str, bytes]] = []
         self.status = 201
+        self.delay = 0.0  # seconds before each answer: a customer endpoint that drips
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 data = self.rfile.read(int(self.headers["Content-Length"]))
+                time.sleep(receiver.delay)
                 if receiver.status < 300:
                     receiver.bodies.append((self.path, self.headers["Content-Type"], data))
                 self.send_response(receiver.status)
@@ -140,3 +143,27 @@ def test_a_resources_receipt_url_comes_before_the_customers(tmp_path: Path) -> N
     assert terms(JobKey("acme", "www")) == Terms("0 3 * * *", "UTC", "https://b.example/www")
     assert terms(JobKey("acme", "db1")) == Terms("0 3 * * *", "UTC", "https://a.example/r")
     assert terms(JobKey("acme", "gone")) is None
+
+
+def test_an_endpoint_that_drips_never_holds_up_another_customers_receipts(tmp_path: Path) -> None:
+    slow, fast = Receiver(), Receiver()
+    slow.delay = 6.0
+    beta = JobKey("beta", "www")
+    try:
+        settings = issuer(tmp_path, None).settings
+        urls = {JOB: f"http://127.0.0.1:{slow.port}/a", beta: f"http://127.0.0.1:{fast.port}/b"}
+        issued = Issuer(settings, lambda job: Terms("0 * * * *", "UTC", urls[job]), background=True)
+        outcome = Outcome(Result.SUCCESS, Reason.NONE, "")
+        for job in (JOB, beta):
+            issued.run(RunRecord(job, Kind.BACKUP, T0, T0, T0, outcome))
+        started = time.monotonic()
+        for job in (JOB, beta):  # as the publishing thread goes: the slow one first
+            issued.deliver(job)
+        while not fast.bodies and time.monotonic() - started < 5:
+            time.sleep(0.05)
+        assert fast.bodies and time.monotonic() - started < 3
+        issued.posts.join(10)
+        assert len(slow.bodies) == 1 and issued.undelivered() == {}
+    finally:
+        slow.stop()
+        fast.stop()

@@ -26,7 +26,7 @@ from orchestrator.model import JobKey, Kind, RunRecord
 from orchestrator.receipts.chain import FIRST, key_id, seal, when
 from orchestrator.receipts.keys import KEY_FILE, receipt_key
 from orchestrator.receipts.places import name_of, place_of
-from orchestrator.receipts.posting import POSTING, post_waiting
+from orchestrator.receipts.posting import POSTING, Posts
 from orchestrator.receipts.receipt_checks import digest, opened
 from orchestrator.receipts.spool import HEAD, locked, put_down, spool_of, waiting
 from orchestrator.receipts.terms import JobTerms
@@ -36,6 +36,7 @@ from orchestrator.storage.layout import state_dir
 log = logging.getLogger(__name__)
 
 RETRY_SECONDS = 60.0
+POST_WAIT_SECONDS = 15.0  # what a stopping daemon gives the POSTs under way to RECEIPT_URLs
 READ_BACK_SECONDS = 10.0  # the most a chain's head read back from the bucket may take
 
 
@@ -62,6 +63,7 @@ class Issuer:
         self.spool = state_dir(settings) / "receipts"
         self.stop = threading.Event()
         self.wake = threading.Event()  # a receipt was issued: publish it now
+        self.posts = Posts(settings.private_targets, background)
 
     def run(self, run: RunRecord) -> None:
         """Issue the receipt of a finished run."""
@@ -211,7 +213,7 @@ class Issuer:
                 return
             finally:
                 place.close()
-        post_waiting(folder, job, url, self.settings.private_targets)
+        self.posts.post(folder, job, url)
 
     def undelivered(self) -> dict[JobKey, int]:
         """Return each job with receipts still in the spool, and how many."""
@@ -242,6 +244,7 @@ class Issuer:
                 except Exception:
                     log.exception("%s: receipts could not be published", job)
             if self.stop.is_set():  # after one last pass: a stopping daemon publishes too
+                self.posts.join(POST_WAIT_SECONDS)
                 return
 
     def _folder(self, job: JobKey) -> Path:
