@@ -26,7 +26,8 @@ from orchestrator.reporting.ledger import Ledger
 from orchestrator.roster import Roster
 from orchestrator.runtime.protocol import Runtime
 from orchestrator.schedule import expected_interval
-from orchestrator.status.server import Pages, serve_status
+from orchestrator.status.access import Pages
+from orchestrator.status.server import serve_status
 from orchestrator.storage.layout import job_storage
 
 if TYPE_CHECKING:

@@ -61,8 +61,8 @@ class Maintenance:
         started = datetime.now(UTC)
         try:
             pruned = self._prune(customer, resource, scheduled_for)
-        except RunStopped as stop:
-            pruned = stop.outcome
+        except RunStopped as stop:  # raised by its run of rustic: forget may have begun
+            pruned = replace(stop.outcome, forgot=bool(customer.keep))
         outcome = self._locked(customer, resource, pruned)
         return RunRecord.of(
             Work(customer.job(resource), Kind.PRUNE), scheduled_for, started, outcome
@@ -74,16 +74,22 @@ class Maintenance:
         try:
             report = lock_live(self.settings, customer.name, resource.name)
         except StorageError as exc:
-            return Outcome(Result.FAILURE, Reason.STORAGE, f"{pruned.message}; lock: {exc}")
+            return replace(
+                pruned,
+                result=Result.FAILURE,
+                reason=Reason.STORAGE,
+                message=f"{pruned.message}; lock: {exc}",
+            )
         if report is None:
             return pruned
         self.locks.record_lock(customer.job(resource), report.earliest, report.unlocked)
         if not report.complete:
-            return Outcome(
-                Result.FAILURE,
-                Reason.STORAGE,
-                f"{pruned.message}; lock renewal stopped at UNSTOPPABLE_JOB_TIMEOUT after "
-                f"{report.extended} of {report.live} live object(s)",
+            return replace(
+                pruned,
+                result=Result.FAILURE,
+                reason=Reason.STORAGE,
+                message=f"{pruned.message}; lock renewal stopped at UNSTOPPABLE_JOB_TIMEOUT "
+                f"after {report.extended} of {report.live} live object(s)",
             )
         if report.unlocked:
             note = "the bucket has NO object lock: its history is not protected"
@@ -93,7 +99,7 @@ class Maintenance:
             note = (
                 f"{report.extended} of {report.live} live object(s) locked further, all to {until}"
             )
-        return Outcome(pruned.result, pruned.reason, f"{pruned.message}; {note}")
+        return replace(pruned, message=f"{pruned.message}; {note}")
 
     def _prune(self, customer: Customer, resource: Resource, scheduled_for: datetime) -> Outcome:
         job = customer.job(resource)
@@ -128,9 +134,11 @@ class Maintenance:
             argv = commands.prune_args(cold)
             what = argv[-1]  # rustic's subcommand, as the operator would type it
         done = self._run(customer, resource, Kind.PRUNE, scheduled_for, argv)
+        forgot = bool(customer.keep)  # a forget that failed may have forgotten some
         if done.exit_code != 0:
-            return Outcome(Result.FAILURE, Reason.PRUNE, f"{what} failed: {last_words(done)}")
-        return Outcome(Result.SUCCESS, Reason.NONE, f"{what} finished")
+            failed = f"{what} failed: {last_words(done)}"
+            return Outcome(Result.FAILURE, Reason.PRUNE, failed, forgot=forgot)
+        return Outcome(Result.SUCCESS, Reason.NONE, f"{what} finished", forgot=forgot)
 
     def verify(
         self, customer: Customer, resource: Resource, scheduled_for: datetime, full: bool = False

@@ -161,6 +161,7 @@ class Outcome:
     message: str
     summary: Summary | None = None
     drill: tuple[int, int] | None = None  # a restore drill's slice: part of parts (1 of 1: all)
+    forgot: bool = False  # a prune that ran `forget` (KEEP_*): snapshots may be gone since
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "message", plain(self.message))

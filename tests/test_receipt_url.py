@@ -1,5 +1,6 @@
 """Receipts POSTed to a customer's RECEIPT_URL as well: in order, once each, never dropped."""
 
+import json
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -167,3 +168,36 @@ def test_an_endpoint_that_drips_never_holds_up_another_customers_receipts(tmp_pa
     finally:
         slow.stop()
         fast.stop()
+
+
+def test_receipts_waiting_for_a_url_stay_while_the_customer_file_is_broken(tmp_path: Path) -> None:
+    issued = issuer(tmp_path, f"http://127.0.0.1:{free_port()}/nobody-listens")
+    backups(issued, 2)
+    issued.terms = lambda _job: None  # the customer's file broke: it is not loaded
+    backups(issued, 1, start=2)
+    assert issued.deliver(JOB) == 3  # published, and still waiting for their POST
+    assert len(published(tmp_path)) == 3
+
+
+def test_two_deliveries_at_once_post_each_receipt_once(tmp_path: Path) -> None:
+    receiver = Receiver()
+    receiver.delay = 0.3
+    try:
+        url = f"http://127.0.0.1:{receiver.port}/hook"
+        daemon = issuer(tmp_path, f"http://127.0.0.1:{free_port()}/down")
+        backups(daemon, 3)  # published; their POSTs wait for the URL to answer
+        assert daemon.undelivered() == {JOB: 3}
+        command = issuer(tmp_path, url)
+        daemon = Issuer(daemon.settings, command.terms, background=True)  # posts from a thread
+        both = [threading.Thread(target=each.deliver, args=(JOB,)) for each in (daemon, command)]
+        for thread in both:
+            thread.start()
+        for thread in both:
+            thread.join(20)
+        daemon.posts.join(20)
+        while daemon.deliver(JOB):
+            daemon.posts.join(20)
+        seqs = [json.loads(body)["receipt"]["seq"] for _, _, body in receiver.bodies]
+        assert seqs == [0, 1, 2]
+    finally:
+        receiver.stop()

@@ -306,23 +306,54 @@ def test_coverage_counts_every_time_a_missed_range_covers_and_names_refusals() -
 
 
 def test_a_snapshot_gone_without_a_prune_that_could_forget_it_is_named() -> None:
-    def backup(snapshot: str, hours: int) -> dict[str, object]:
-        return {"kind": "backup", "result": "success", "snapshot": snapshot,
-                "ended": stamp(T0 + timedelta(hours=hours))}  # fmt: skip
+    def backup(
+        snapshot: str, hours: float, took: float = 0.1, ok: bool = True
+    ) -> dict[str, object]:
+        return {"kind": "backup", "result": "success" if ok else "failure", "snapshot": snapshot,
+                "started": stamp(T0 + timedelta(hours=hours)),
+                "ended": stamp(T0 + timedelta(hours=hours + took))}  # fmt: skip
 
-    def prune(hours: int, within: int | None) -> dict[str, object]:
-        fields: dict[str, object] = {"kind": "prune", "started": stamp(T0 + timedelta(hours=hours))}
-        return fields if within is None else {**fields, "keep_within": within}
+    def prune(hours: float, forgot: bool = True, within: int = 7 * 86400) -> dict[str, object]:
+        return {"kind": "prune", "started": stamp(T0 + timedelta(hours=hours)),
+                "forgot": forgot, "keep_within": within}  # fmt: skip
 
-    day = 86400
-    receipts = [backup("a" * 64, 0), backup("b" * 64, 1), prune(30, day), backup("c" * 64, 40)]
-    # a: forgettable (a prune began a day after it); b: too (29 h later); c: no prune since.
-    assert unheld(receipts, {"c" * 64}) == []
-    assert unheld(receipts, set()) == [
-        f"snapshot {'c' * 16} (backup ended {stamp(T0 + timedelta(hours=40))}) is not in the "
-        "repository, and no prune since could have forgotten it"
-    ]
-    # A prune keeps every snapshot younger than its keep_within: one gone sooner was taken.
-    young = [backup("a" * 64, 0), prune(2, day)]
-    assert len(unheld(young, set())) == 1
-    assert unheld([backup("a" * 64, 0), prune(2, None)], set()) == []  # before keep_within
+    def gone(receipts: list[dict[str, object]], held: set[str]) -> list[str]:
+        return [said.split()[1] for said in unheld(receipts, held)]
+
+    week = 7 * 24
+    # A six-hour first backup, hourly ones after it, a forget a week later at 04:00: the
+    # first began a week before a clean one that the forget saw, so it may be gone.
+    hourly = [backup(f"{h:064d}", h) for h in range(6, week + 4)]
+    first = backup("a" * 64, 0, took=6)
+    receipts = [first, *hourly, prune(week + 4)]
+    everything_kept = {r["snapshot"] for r in hourly}  # type: ignore[misc]
+    assert gone(receipts, everything_kept) == []  # the first one: forgettable
+    # A prune that forgot nothing (a hold, no KEEP_*) could not have taken it.
+    assert gone([first, *hourly, prune(week + 4, forgot=False)], everything_kept) == ["a" * 16]
+    # Backups failing for three weeks while forgets run daily: the last clean snapshot stays.
+    last = backup("b" * 64, 0)
+    failing = [backup("", 24 * d, ok=False) for d in range(1, 22)]
+    daily = [prune(24 * d + 12) for d in range(1, 22)]
+    mixed = [last, *[x for pair in zip(failing, daily, strict=True) for x in pair]]
+    assert gone(mixed, set()) == ["b" * 16]
+    # One taken a day after it was made, with a week's keep_within: not by any forget.
+    young = [backup("c" * 64, 0), backup("d" * 64, 24), prune(30)]
+    assert gone(young, {"d" * 64}) == ["c" * 16]
+
+
+def test_a_planted_receipt_nested_deep_is_named_and_a_missing_repository_is_no_answer(
+    tmp_path: Path,
+) -> None:
+    key = Ed25519PrivateKey.generate()
+    planted = ("www/0000000002.json", b"[" * 200_000)
+    chains = {"www": [*chain(key, hourly(2)), planted]}
+    out = io.StringIO()
+    assert not report(chains, key.public_key(), T0 + timedelta(hours=2), timedelta(hours=1), out)
+    assert "www/0000000002.json: " in out.getvalue()
+    named = [{**f, "snapshot": "e" * 64} for f in hourly(2)]
+    out = io.StringIO()
+    assert not report(
+        {"www": chain(key, named)}, key.public_key(), T0 + timedelta(hours=2),
+        timedelta(hours=1), out, held={"www": None},
+    )  # fmt: skip
+    assert "snapshots/ cannot be read" in out.getvalue()

@@ -81,7 +81,8 @@ class Issuer:
             "bytes": summary.bytes_processed if summary else None,
             "added": summary.data_added if summary else None,
         }
-        if run.kind is Kind.PRUNE:  # what it kept whatever KEEP_* said: see receipt_checks.unheld
+        if run.kind is Kind.PRUNE:  # whether forget ran, and what it kept: receipt_checks.unheld
+            fields["forgot"] = run.outcome.forgot
             fields["keep_within"] = self.settings.min_keep_within_seconds
         if run.outcome.drill is not None:  # which part of the packs a drill read
             fields["slice"] = "{}/{}".format(*run.outcome.drill)
@@ -189,7 +190,7 @@ class Issuer:
 
     def _deliver(self, job: JobKey, folder: Path) -> None:
         pending = sorted(folder.glob("[0-9]*.json"))
-        terms = self.terms(job)
+        terms = self.terms(job)  # None: the customer is not loaded (a broken file): kept
         url = terms.receipt_url if terms else None
         if pending:
             try:
@@ -204,7 +205,7 @@ class Issuer:
                     except FileNotFoundError:
                         continue
                     place.put(name_of(job.resource, int(path.stem)), data)
-                    if url is None:
+                    if terms is not None and url is None:
                         path.unlink(missing_ok=True)
                     else:
                         os.replace(path, path.with_suffix(POSTING))
@@ -213,7 +214,8 @@ class Issuer:
                 return
             finally:
                 place.close()
-        self.posts.post(folder, job, url)
+        if terms is not None:
+            self.posts.post(folder, job, url)
 
     def undelivered(self) -> dict[JobKey, int]:
         """Return each job with receipts still in the spool, and how many."""

@@ -8,7 +8,9 @@ each job's POSTs go out from a thread of their own, one at a time per job: a cus
 endpoint that drips its answers holds up its own receipts, never the publishing of others'.
 """
 
+import fcntl
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -23,7 +25,21 @@ POSTING = ".post"  # a receipt published in place, still to be POSTed
 
 
 def post_waiting(folder: Path, job: JobKey, url: str | None, allowed: tuple[Network, ...]) -> None:
-    """POST the job's receipts waiting in `folder`, oldest first, stopping at one refused."""
+    """POST the job's receipts waiting in `folder`, oldest first, stopping at one refused;
+    `url` None: the customer's file, loaded, names none. One poster of a job at a time,
+    whoever asks (the daemon, a command): two would POST each receipt twice."""
+    fd = os.open(folder / ".posting", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return  # another is posting them
+        _post_all(folder, job, url, allowed)
+    finally:
+        os.close(fd)
+
+
+def _post_all(folder: Path, job: JobKey, url: str | None, allowed: tuple[Network, ...]) -> None:
     waiting = sorted(folder.glob("[0-9]*" + POSTING))
     if url is None:  # the URL was taken out: they are published, and nobody wants a copy
         for path in waiting:

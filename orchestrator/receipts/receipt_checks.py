@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 UNKNOWN = "?"  # the digest after a receipt that could not be verified (already named)
 Chains = dict[str, list[tuple[str, bytes]]]  # resource: its receipts (name, bytes), in order
+MAX_RECEIPT = 64 * 1024  # a receipt is a few hundred bytes; anything far larger is planted
 RUN_AHEAD = dt.timedelta(days=400)  # the furthest a schedule's next time may lie (a yearly one)
 
 
@@ -35,7 +36,12 @@ def digest(receipt: dict[str, Any]) -> str:
 
 def opened(data: bytes) -> tuple[dict[str, Any], bytes]:
     """Return (receipt, signature) of a published receipt; ValueError if malformed."""
-    envelope = json.loads(data)
+    if len(data) > MAX_RECEIPT:
+        raise ValueError(f"larger than {MAX_RECEIPT} bytes: not a receipt")
+    try:
+        envelope = json.loads(data)
+    except RecursionError:
+        raise ValueError("nested too deeply: not a receipt") from None
     if not isinstance(envelope, dict) or not isinstance(envelope.get("receipt"), dict):
         raise ValueError("not a receipt")
     return envelope["receipt"], base64.b64decode(str(envelope.get("signature", "")), validate=True)
@@ -153,34 +159,40 @@ REFUSED = ("source_empty", "source_shrunk", "source_refused")
 
 def unheld(receipts: list[dict[str, Any]], held: set[str]) -> list[str]:
     """Return, for each snapshot a backup receipt names that `held` (the repository's
-    snapshots) lacks, why that is wrong: unless a prune receipt shows a prune that began at
-    least its `keep_within` seconds after the backup ended, nothing could have forgotten
-    it (every forget keeps the snapshots younger than that)."""
-    prunes = [
-        (_moment(str(r.get("started"))), r.get("keep_within"))
-        for r in receipts
-        if r.get("kind") == "prune"
-    ]
-    found = []
-    for r in receipts:
-        snapshot = r.get("snapshot")
-        if r.get("kind") != "backup" or not isinstance(snapshot, str) or snapshot in held:
-            continue
-        ended = _moment(str(r.get("ended")))
-        forgettable = ended is not None and any(
-            began is not None and began >= ended + dt.timedelta(seconds=_seconds(within))
-            for began, within in prunes
-        )
-        if not forgettable:
+    snapshots) lacks, why that is wrong.
+
+    Only a prune that ran `forget` (`forgot`) can take a snapshot, and every forget keeps
+    the snapshots within its `keep_within` of the newest one and the newest clean one. So a
+    snapshot may be gone only after such a prune, when a clean backup between the two began
+    at least `keep_within` after it did; anything else took it behind the prunes' back.
+    """
+    found: list[str] = []
+    named: list[tuple[int, dt.datetime | None, str, str]] = []  # index, began, id, ended
+    clean: list[tuple[int, dt.datetime]] = []  # each clean backup: index, when it began
+    forgettable: set[int] = set()
+    for index, r in enumerate(receipts):
+        began = _moment(str(r.get("started")))
+        if r.get("kind") == "backup":
+            if isinstance(r.get("snapshot"), str) and r["snapshot"]:
+                named.append((index, began, r["snapshot"], str(r.get("ended"))))
+            if r.get("result") == "success" and began is not None:
+                clean.append((index, began))
+        elif r.get("kind") == "prune" and r.get("forgot") is True:
+            within = dt.timedelta(seconds=_seconds(r.get("keep_within")))
+            for at, when, _id, _end in named:
+                if when is not None and any(i > at and b >= when + within for i, b in clean):
+                    forgettable.add(at)
+    for at, _when, snapshot, ended in named:
+        if snapshot not in held and at not in forgettable:
             found.append(
-                f"snapshot {snapshot[:16]} (backup ended {r.get('ended')}) is not in the "
-                "repository, and no prune since could have forgotten it"
+                f"snapshot {snapshot[:16]} (backup ended {ended}) is not in the repository, "
+                "and no prune since could have forgotten it"
             )
     return found
 
 
 def _seconds(value: object) -> int:
-    """Return a receipt's `keep_within`; 0 for a prune receipt written before it was named."""
+    """Return a prune receipt's `keep_within`, in seconds (0 if it is not a count)."""
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
@@ -240,9 +252,13 @@ def report(
         receipts, problems = check(published, public, (customer, resource))
         problems += (tampered or {}).get(resource, [])
         problems += [Finding(resource, said) for said in future(receipts, now, grace)]
-        snapshots = (held or {}).get(resource)
-        if snapshots is not None:
-            problems += [Finding(resource, said) for said in unheld(receipts, snapshots)]
+        if held is not None:  # asked for: a repository that cannot be read is no answer
+            snapshots = held.get(resource)
+            if snapshots is not None:
+                problems += [Finding(resource, said) for said in unheld(receipts, snapshots)]
+            elif any(r.get("snapshot") for r in receipts):
+                why = "the repository's snapshots/ cannot be read: its snapshots are unchecked"
+                problems.append(Finding(resource, why))
         missing = gaps(receipts, now, grace)
         whole = whole and not problems and not missing
         verdict = "whole" if not problems and not missing else "BROKEN"
@@ -252,8 +268,6 @@ def report(
             print(f"  {finding.name}: {finding.problem}", file=out)
         for due in missing:
             print(f"  {due}: a scheduled time a receipt promised, with no receipt", file=out)
-        if held is not None and snapshots is None:
-            print("  snapshots not checked: the repository's snapshots/ cannot be read", file=out)
         for r in receipts:  # accounted for, but not run: the customer should know when
             if r.get("result") == "missed":
                 span = f"{r.get('first')} to {r.get('scheduled_for')}"

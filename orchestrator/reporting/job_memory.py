@@ -126,12 +126,13 @@ class JobMemory:
         )
 
     def last_drill(self, job: JobKey) -> tuple[datetime, str, str] | None:
-        """Return when the job's last restore drill ended, its result and its reason."""
+        """Return when the job's last restore drill ended, its result and its reason (a drill
+        skipped, with no repository yet or beside another run, is none)."""
         with self.db.connect() as db:
             row = db.execute(
                 "SELECT ended, result, reason FROM runs WHERE customer = ? AND resource = ?"
-                " AND kind = ? ORDER BY id DESC LIMIT 1",
-                (job.customer, job.resource, Kind.VERIFY.value),
+                " AND kind = ? AND result != ? ORDER BY id DESC LIMIT 1",
+                (job.customer, job.resource, Kind.VERIFY.value, Result.SKIPPED.value),
             ).fetchone()
         if row is None:
             return None

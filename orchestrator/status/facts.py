@@ -138,7 +138,7 @@ def health(
         return Health.SUSPECT
     if hold is not None:
         return Health.HELD
-    if drill is not None and drill.result != Result.SUCCESS:
+    if drill is not None and drill.result in (Result.FAILURE, Result.TIMEOUT):
         return Health.DRILL_FAILED
     if status is None or status.last_success is None:
         return Health.NEVER if result is None else Health.FAILING

@@ -131,7 +131,7 @@ def _section(f: JobFacts, now: datetime) -> str:
 def _why(f: JobFacts) -> str:
     """Return the one sentence that says what is wrong, or nothing when all is well."""
     if f.health is Health.CORRUPT:
-        return "A restore test found damaged backup data; we are repairing it."
+        return "A restore test found damaged backup data; we have been alerted."
     if f.health is Health.FAILING and f.status:
         return "The last backup failed: " + WORDS.get(f.status.reason or "", OURS) + "."
     if f.health is Health.SUSPECT:
