@@ -1,0 +1,127 @@
+"""The soak's checker: each invariant passes a sound record and fails a broken one."""
+
+from datetime import UTC, datetime, timedelta
+
+from bench.soak_checks import (
+    RepoCheck,
+    Run,
+    Tick,
+    accounted,
+    agreeing,
+    contained,
+    never_overlapping,
+    recovered,
+    repositories,
+)
+from orchestrator.model import JobKey
+
+T0 = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+WWW, DB = JobKey("acme", "www"), JobKey("beta", "dbs")
+
+
+def at(seconds: int) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def event(status: str, job: JobKey, nano: int, when: datetime, kind: str = "backup") -> dict:
+    attributes = {
+        "unstoppable.job": str(job),
+        "unstoppable.kind": kind,
+        "unstoppable.scheduled-for": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "name": f"w-{nano}",
+    }
+    return {"status": status, "timeNano": nano, "Actor": {"Attributes": attributes}}
+
+
+def backup(job: JobKey, when: datetime, result: str = "success") -> Run:
+    return Run(job, "backup", when, when + timedelta(seconds=1), result, "")
+
+
+def test_recovery_needs_a_success_after_the_last_fault() -> None:
+    runs = [backup(WWW, at(0)), backup(DB, at(0)), backup(WWW, at(60))]
+    assert recovered(runs, [WWW], at(30)) == []
+    assert recovered(runs, [WWW, DB], at(30)) == [
+        "beta/dbs: no successful backup after the last fault (12:00:30)"
+    ]
+    failing = [backup(DB, at(60), "failure")]
+    assert recovered(failing, [DB], at(30))
+
+
+def test_two_workers_of_one_job_alive_at_once_are_named() -> None:
+    sound = [
+        event("start", WWW, 1, at(0)),
+        event("die", WWW, 2, at(0)),
+        event("start", WWW, 3, at(5)),
+    ]
+    sound += [event("start", DB, 2, at(0))]  # another job alongside: fine
+    assert never_overlapping(sound, [WWW, DB]) == []
+    overlap = [event("start", WWW, 1, at(0)), event("start", WWW, 2, at(5), kind="prune")]
+    assert never_overlapping(overlap, [WWW]) == ["acme/www: two workers alive at once (w-2)"]
+    assert never_overlapping(sound, [WWW, JobKey("gone", "www")])[-1].endswith(
+        "holds no worker of it"
+    )
+
+
+def test_a_repository_that_fails_its_check_or_gives_back_something_else_is_named() -> None:
+    good = RepoCheck(WWW, True, 3, True)
+    assert repositories([good], [WWW]) == []
+    for broken in (RepoCheck(WWW, False, 3, True, "pack missing"), RepoCheck(WWW, True, 0, True),
+                   RepoCheck(WWW, True, 3, False, "index.html differs")):  # fmt: skip
+        assert repositories([broken], [WWW]), broken
+    assert repositories([], [WWW]) == ["acme/www: its repositories were not checked"]
+
+
+def test_every_promised_time_is_one_run_skip_or_miss_and_a_success_had_its_worker() -> None:
+    promised = {WWW: [at(0), at(10), at(20), at(30), at(40)]}
+    runs = [backup(WWW, at(0)), backup(WWW, at(30))]
+    ticks = [Tick(WWW, "skipped", at(10), at(10), 1), Tick(WWW, "missed", at(20), at(20), 1),
+             Tick(WWW, "missed", at(40), at(40), 1)]  # fmt: skip
+    events = [event("start", WWW, 1, at(0)), event("start", WWW, 2, at(30))]
+    assert accounted(promised, runs, ticks, events) == []
+    # A time lost: neither run, nor skipped, nor missed.
+    assert accounted(promised, runs, ticks[:2], events) == ["acme/www: 12:00:40 not accounted for"]
+    # A time both run and counted missed.
+    double = [*ticks, Tick(WWW, "missed", at(0), at(0), 1)]
+    assert accounted(promised, runs, double, events) == ["acme/www: 12:00:00 accounted for 2 times"]
+    # A missed range whose count is not what it covers.
+    wrong = [*ticks[:2], Tick(WWW, "missed", at(40), at(40), 3)]
+    assert "counts 3, the schedule holds 1 there" in accounted(promised, runs, wrong, events)[0]
+    # The daemon's word alone: a success no worker of Docker's ran for.
+    said = accounted(promised, runs, ticks, events[:1])
+    assert said == ["acme/www: a success for 12:00:30 without a worker Docker started"]
+
+
+def test_ledger_receipts_and_metrics_must_agree() -> None:
+    runs = [backup(WWW, at(0)), backup(WWW, at(10), "failure")]
+    ticks = [Tick(WWW, "missed", at(20), at(40), 3)]
+    receipts = {WWW: [{"kind": "backup", "started": "x", "result": "success"},
+                      {"kind": "backup", "started": "x", "result": "failure"},
+                      {"kind": "backup", "result": "missed", "count": 3}]}  # fmt: skip
+    metrics = {(WWW, "success"): 1.0, (WWW, "failure"): 1.0}
+    assert agreeing(runs, ticks, receipts, metrics) == []
+    lost = {WWW: receipts[WWW][1:]}
+    assert agreeing(runs, ticks, lost, metrics) == [
+        "acme/www: 2 backup run(s) in the ledger, 1 receipt(s)"
+    ]
+    fewer = {WWW: [*receipts[WWW][:2], {"kind": "backup", "result": "missed", "count": 2}]}
+    assert agreeing(runs, ticks, fewer, metrics) == [
+        "acme/www: 3 missed time(s) in the ledger, 2 in receipts"
+    ]
+    assert agreeing(runs, ticks, receipts, {**metrics, (WWW, "success"): 2.0}) == [
+        "acme/www: /metrics counts 2 success, the ledger 1"
+    ]
+
+
+def test_a_secret_an_uncontained_traceback_or_an_exit_of_its_own_is_named() -> None:
+    contained_log = (
+        "INFO scheduling\nERROR acme/www: the run raised\nTraceback (most recent call last):\n  x\n"
+    )
+    assert contained({"daemon": contained_log}, ["s3cret-pw"], [-9, 0]) == []
+    assert contained({"daemon": "INFO pw s3cret-pw\n"}, ["s3cret-pw"], []) == [
+        "daemon: holds a secret (s3c…)"
+    ]
+    loose = "INFO tick\nTraceback (most recent call last):\n  File x\nKeyError: 1\n"
+    assert contained({"daemon": loose}, [], []) == [
+        "daemon: line 2: a traceback nobody logged as contained"
+    ]
+    assert contained({}, [], [1]) == ["the daemon exited by itself with code 1"]
