@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV := .venv/bin
 
-.PHONY: provision test lint unit demo bench clean
+.PHONY: provision test lint unit demo bench soak clean
 
 provision:
 	bash scripts/provision.sh
@@ -30,6 +30,13 @@ bench: provision
 	$(VENV)/python bench/daemon_scale.py
 	$(VENV)/python bench/ftps_backup.py
 	$(VENV)/python bench/remote_wan.py
+
+# The compound-fault soak (bench/soak.py): `make soak MINUTES=20 SEED=3`. Not part of `make
+# test`, which runs its short variant (tests/test_soak.py).
+MINUTES ?= 5
+SEED ?= 1
+soak: provision
+	$(VENV)/python bench/soak.py --minutes $(MINUTES) --seed $(SEED)
 
 clean:
 	rm -rf .venv .tools worker-image/dist/rustic

@@ -31,11 +31,11 @@ class Run:
 
 @dataclass(frozen=True)
 class Tick:
-    """Scheduled times the ledger says did not run: one skipped, or a missed range."""
+    """Scheduled times the ledger says did not run: one skipped, or the `count` scheduled
+    times up to `last` missed."""
 
     job: JobKey
     event: str  # skipped | missed
-    first: datetime
     last: datetime
     count: int
 
@@ -135,20 +135,20 @@ def accounted(
     for job, times in promised.items():
         ran = Counter(r.scheduled_for for r in runs if r.job == job and r.kind == "backup")
         skipped = Counter(t.last for t in ticks if t.job == job and t.event == "skipped")
-        ranges = [t for t in ticks if t.job == job and t.event == "missed"]
+        missed: Counter[datetime] = Counter()
+        for t in (t for t in ticks if t.job == job and t.event == "missed"):
+            covered = [when for when in times if when <= t.last][-t.count :]
+            if len(covered) != t.count or (covered and covered[-1] != t.last):
+                problems.append(
+                    f"{job}: {t.count} missed up to {t.last:%H:%M:%S}, which the schedule "
+                    "does not hold"
+                )
+            missed.update(covered)
         for when in times:
-            missed = sum(1 for t in ranges if t.first <= when <= t.last)
-            count = ran[when] + skipped[when] + missed
+            count = ran[when] + skipped[when] + missed[when]
             if count != 1:
                 said = "not accounted for" if count == 0 else f"accounted for {count} times"
                 problems.append(f"{job}: {when:%H:%M:%S} {said}")
-        for t in ranges:
-            inside = sum(1 for when in times if t.first <= when <= t.last)
-            if inside and inside != t.count:
-                problems.append(
-                    f"{job}: missed range {t.first:%H:%M:%S}-{t.last:%H:%M:%S} counts {t.count}, "
-                    f"the schedule holds {inside} there"
-                )
     for r in runs:
         if r.kind == "backup" and r.result == "success":
             key = (str(r.job), r.scheduled_for.strftime("%Y-%m-%dT%H:%M:%SZ"))

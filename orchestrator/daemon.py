@@ -181,7 +181,9 @@ class Daemon:
         return None
 
     def start_tick(self, now: datetime) -> datetime:
-        """Return the last tick the ledger remembers, or `now` if it is unreadable or ahead."""
+        """Return the last tick the ledger remembers, or `now` if it is unreadable or ahead;
+        the runs that waited for a slot then wait again."""
+        self.dispatch.state = PlanState({}, ticks.start_pending(self.ledger.db))
         return ticks.start_tick(self.ledger.db, now, self.count)
 
     def clock_checked(self, last_tick: datetime, now: datetime) -> datetime:

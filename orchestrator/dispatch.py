@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from orchestrator import ticks
 from orchestrator.adoption import adopt
 from orchestrator.config.customer import Customers
 from orchestrator.config.settings import Settings
@@ -160,10 +161,12 @@ class Dispatcher:
             if missed.work.kind is Kind.BACKUP:  # a missed drill shows as BackupUnverified
                 job, first = missed.work.job, missed.first
                 self.recorder.event(job, Event.MISSED, "", missed.last, missed.count, first)
-        # Written before launching, so a crash right after can never launch these again. If
-        # the ledger cannot be written (disk full), the runs still start: a backup that runs
-        # twice after a crash is better than none.
-        self.recorder.write(self.marks.set_state, "last_tick", now.isoformat())
+        # Written before launching (with the runs still waiting for a slot), so a crash right
+        # after can never launch these again, nor lose those. If the ledger cannot be written
+        # (disk full), the runs still start: a backup that runs twice after a crash is better
+        # than none.
+        value = ticks.tick_value(now, decision.state.pending)
+        self.recorder.write(self.marks.set_state, "last_tick", value)
         self.state = decision.state
         for launch in decision.launch:
             with self.lock:

@@ -135,12 +135,14 @@ def plan(
             unschedulable.append(job.work)
             continue
         latest = times[-1]
-        if now - latest <= GRACE:
+        # Each time is one thing: run (or skipped), or missed. The latest is run if it is
+        # fresh, or as the one catch-up after downtime; only the times before it are missed.
+        if now - latest <= GRACE or catch_up == "once":
             late = times[:-1]
             candidate: datetime | None = latest
         else:
             late = times
-            candidate = latest if catch_up == "once" else None
+            candidate = None
         if late:
             missed.append(Missed(job.work, len(late), late[-1], late[0]))
         if candidate is None:

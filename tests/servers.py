@@ -73,6 +73,7 @@ class Ftps:
     xferlog: Path
     passive: range = range(0)
     netns: str | None = None  # the server's own network namespace, when isolated
+    container: str = ""  # its Docker name: bench/soak.py stops and pauses it
 
     def downloads(self) -> list[str]:
         """Return the paths vsftpd's transfer log records as sent to the client."""
@@ -218,7 +219,8 @@ max_per_ip={max_per_ip}
                 yield Ftps(port, ca, fingerprint, logs / "xfer.log", passive, f"/proc/{pid}/ns/net")
                 return
             wait_for_port(port, c)
-            yield Ftps(port, ca, fingerprint, logs / "xfer.log", passive)
+            name = c.get_wrapped_container().name
+            yield Ftps(port, ca, fingerprint, logs / "xfer.log", passive, container=name)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -228,6 +230,7 @@ class Sftp:
     port: int
     host_key: str  # "<type> <base64>"
     client_key: Path  # private key whose public half the server accepts
+    container: str = ""  # its Docker name: bench/soak.py stops and pauses it
 
 
 @contextmanager
@@ -262,6 +265,7 @@ ForceCommand internal-sftp
         with on_host_network(server_image("sftp"), ["-f", str(conf)], mounts) as container:
             wait_for_port(port, container)
             key_type, key = (work / "host.pub").read_text().split()[:2]
-            yield Sftp(port, f"{key_type} {key}", work / "client")
+            name = container.get_wrapped_container().name
+            yield Sftp(port, f"{key_type} {key}", work / "client", name)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -505,3 +505,38 @@ def test_a_worker_whose_job_label_names_no_job_is_collected_and_never_recorded(
     assert world.daemon.dispatch.strays == set()
     rows = world.ledger.history.runs(JobKey.parse("acme/files"))
     assert rows == [run_row("acme", "success", at=NOW - timedelta(hours=1))], "only its own"
+
+
+def test_a_run_waiting_for_a_slot_when_the_daemon_dies_runs_after_its_restart(
+    tmp_path: Path,
+) -> None:
+    """kill -9 while a due run waits for a slot: its time is neither lost nor counted twice."""
+    fake = FakeRuntime({IMAGE: {"unstoppable.rustic-version": "0.11.4"}})
+    world = make_world(tmp_path, fake)
+    narrow = world.settings.model_copy(update={"MAX_PARALLEL": 1})
+    world.daemon = Daemon(narrow, fake, world.ledger)
+    world.customer("first")
+    world.customer("second")
+    fake.script("unstoppable_first_files", Script(hang=True))
+    fake.script("unstoppable_second_files", WROTE)
+    world.daemon.load_config()
+    world.daemon.tick(LAST_TICK, NOW)  # first runs; second waits for the one slot
+    deadline = time.monotonic() + 10
+    while not fake.started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [s.name for s in fake.started] == ["unstoppable_first_files"]
+    # The daemon is killed: a new one starts over the same ledger and Docker.
+    world.daemon = Daemon(narrow, fake, world.ledger)
+    last_tick = world.daemon.start_tick(NOW + timedelta(seconds=30))
+    fake.end("unstoppable_first_files")
+    world.daemon.load_config()
+    world.daemon.adopt()
+    world.settle()
+    world.daemon.tick(last_tick, NOW + timedelta(seconds=30))
+    world.settle()
+    second = JobKey.parse("second/files")
+    assert world.ledger.history.runs(second) == [run_row("second", "success")]  # its own time
+    assert world.ledger.history.event_count(second, Event.MISSED) == 0
+    assert world.ledger.history.event_count(second, Event.SKIPPED) == 0
+    for name in fake.names():
+        fake.end(name)

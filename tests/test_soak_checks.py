@@ -74,18 +74,23 @@ def test_a_repository_that_fails_its_check_or_gives_back_something_else_is_named
 def test_every_promised_time_is_one_run_skip_or_miss_and_a_success_had_its_worker() -> None:
     promised = {WWW: [at(0), at(10), at(20), at(30), at(40)]}
     runs = [backup(WWW, at(0)), backup(WWW, at(30))]
-    ticks = [Tick(WWW, "skipped", at(10), at(10), 1), Tick(WWW, "missed", at(20), at(20), 1),
-             Tick(WWW, "missed", at(40), at(40), 1)]  # fmt: skip
+    ticks = [Tick(WWW, "skipped", at(10), 1), Tick(WWW, "missed", at(20), 1),
+             Tick(WWW, "missed", at(40), 1)]  # fmt: skip
     events = [event("start", WWW, 1, at(0)), event("start", WWW, 2, at(30))]
     assert accounted(promised, runs, ticks, events) == []
     # A time lost: neither run, nor skipped, nor missed.
     assert accounted(promised, runs, ticks[:2], events) == ["acme/www: 12:00:40 not accounted for"]
     # A time both run and counted missed.
-    double = [*ticks, Tick(WWW, "missed", at(0), at(0), 1)]
+    double = [*ticks, Tick(WWW, "missed", at(0), 1)]
     assert accounted(promised, runs, double, events) == ["acme/www: 12:00:00 accounted for 2 times"]
     # A missed range whose count is not what it covers.
-    wrong = [*ticks[:2], Tick(WWW, "missed", at(40), at(40), 3)]
-    assert "counts 3, the schedule holds 1 there" in accounted(promised, runs, wrong, events)[0]
+    wrong = [*ticks[:2], Tick(WWW, "missed", at(40), 6)]  # more than the schedule held
+    assert (
+        "6 missed up to 12:00:40, which the schedule does not hold"
+        in accounted(promised, runs, wrong, events)[0]
+    )
+    off = [*ticks[:2], Tick(WWW, "missed", at(45), 1)]  # a time the schedule never named
+    assert "which the schedule does not hold" in accounted(promised, runs, off, events)[0]
     # The daemon's word alone: a success no worker of Docker's ran for.
     said = accounted(promised, runs, ticks, events[:1])
     assert said == ["acme/www: a success for 12:00:30 without a worker Docker started"]
@@ -93,7 +98,7 @@ def test_every_promised_time_is_one_run_skip_or_miss_and_a_success_had_its_worke
 
 def test_ledger_receipts_and_metrics_must_agree() -> None:
     runs = [backup(WWW, at(0)), backup(WWW, at(10), "failure")]
-    ticks = [Tick(WWW, "missed", at(20), at(40), 3)]
+    ticks = [Tick(WWW, "missed", at(40), 3)]
     receipts = {WWW: [{"kind": "backup", "started": "x", "result": "success"},
                       {"kind": "backup", "started": "x", "result": "failure"},
                       {"kind": "backup", "result": "missed", "count": 3}]}  # fmt: skip
