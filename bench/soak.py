@@ -38,9 +38,8 @@ from bench.soak_checks import (  # noqa: E402
     repositories,
 )
 from bench.soak_faults import Injector  # noqa: E402
-from bench.soak_world import Customer, World, world  # noqa: E402
+from bench.soak_world import Customer, EventStream, World, world  # noqa: E402
 from orchestrator.model import JobKey  # noqa: E402
-from tests.helpers import Events  # noqa: E402
 from tests.servers import PASSWORD  # noqa: E402
 
 
@@ -109,9 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--customers", type=int, default=12)
+    parser.add_argument("--keep", action="store_true", help="keep a copy of its directory")
     args = parser.parse_args(argv)
-    with world(args.seed, args.customers) as w:
-        events = Events()
+    with world(args.seed, args.customers, args.keep) as w:
+        events = EventStream()
         supervisor = w.supervise()
         stop_changes = threading.Event()
         changer = threading.Thread(target=change_sources, args=(w, stop_changes), daemon=True)
@@ -152,6 +152,18 @@ def main(argv: list[str] | None = None) -> int:
             contained({"daemon.log": w.log.read_text(errors="replace")}, secrets, w.exits),
         )
         table(injector, runs, window, checks, verdict)
+        if args.keep:  # what the checks saw, beside the daemon's log
+            record = {
+                "events": seen,
+                "window": {str(j): [t.isoformat() for t in ts] for j, ts in window.items()},
+                "broken": {
+                    k: [(a.isoformat(), b.isoformat()) for a, b in v]
+                    for k, v in injector.broken.items()
+                },
+                "cleared": cleared.isoformat(),
+                "exits": w.exits,
+            }
+            (w.root / "soak-record.json").write_text(json.dumps(record, indent=1))
         return 0 if verdict.passed else 1
 
 

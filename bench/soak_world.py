@@ -120,8 +120,10 @@ class World:
             "RESOURCES=files",
             f"FILES_TYPE={customer.kind}",
             f"FILES_PATH={customer.source}",
-            'FILES_PRUNE_SCHEDULE="* * * * * */50"',
-            'FILES_VERIFY_SCHEDULE="* * * * * */40"',
+            # Maintenance every two minutes at a second of its own: it takes the job's
+            # lock, and far more often it would crowd out the backups it is there for.
+            f'FILES_PRUNE_SCHEDULE="*/2 * * * * {7 + customer.interval}"',
+            f'FILES_VERIFY_SCHEDULE="1-59/2 * * * * {37 + customer.interval // 2}"',
         ]
         keys = keys or self.root / "keys"
         folder = keys / customer.name
@@ -248,9 +250,38 @@ def _when(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+class EventStream:
+    """Docker's container events of managed workers, read as they come (a reader that
+    lags is dropped by the engine, and a pipe nobody reads fills up)."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, object]] = []
+        self.proc = subprocess.Popen(
+            ["docker", "events", "--format", "{{json .}}", "--filter", "type=container",
+             "--filter", "label=unstoppable.managed=true"],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        time.sleep(0.3)  # the subscription is live before anything happens
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.strip():
+                self.events.append(json.loads(line))
+
+    def stop(self) -> list[dict[str, object]]:
+        time.sleep(1.0)
+        self.proc.terminate()
+        self.reader.join(10)
+        return list(self.events)
+
+
 @contextlib.contextmanager
-def world(seed: int, customers: int) -> Iterator[World]:
-    """Yield a world with its servers up and its customers written; remove it after."""
+def world(seed: int, customers: int, keep: bool = False) -> Iterator[World]:
+    """Yield a world with its servers up and its customers written; remove it after
+    (unless `keep`: its directory is then left for a look, and named)."""
     root = open_dir("unstoppable-soak-")
     try:
         with vsftpd() as ftps, sshd() as sftp:
@@ -258,4 +289,8 @@ def world(seed: int, customers: int) -> Iterator[World]:
             made.setup(customers)
             yield made
     finally:
+        if keep:  # the servers' tree goes when this process ends: a copy stays
+            kept = Path("/var/tmp") / f"kept-{root.name}"
+            shutil.copytree(root, kept, symlinks=True, dirs_exist_ok=True)
+            print(f"kept a copy of the soak's directory: {kept}", file=sys.stderr)
         shutil.rmtree(root, ignore_errors=True)
