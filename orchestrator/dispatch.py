@@ -5,6 +5,7 @@ workers of a previous daemon to adopt, and how every finished run is recorded, p
 logged. A run that fails in any way is recorded; nothing here raises into the loop.
 """
 
+import functools
 import logging
 import threading
 import time
@@ -19,12 +20,14 @@ from orchestrator.maintenance import Maintenance
 from orchestrator.model import JobKey, Kind, Outcome, Reason, Result, RunRecord
 from orchestrator.planner import JobSpec, Launch, PlanState, plan
 from orchestrator.receipts.issuer import Issuer
+from orchestrator.receipts.reconcile import reconcile
 from orchestrator.receipts.terms import JobTerms, terms_of
 from orchestrator.recorder import Recorder, failed_record
 from orchestrator.recovery import RECOVERING
 from orchestrator.reporting.history import Event
 from orchestrator.reporting.job_memory import state_key
 from orchestrator.reporting.ledger import Ledger
+from orchestrator.reporting.store import Database
 from orchestrator.runs import Jobs
 from orchestrator.runtime.protocol import Runtime, WorkerInfo
 from orchestrator.secrets.files import remove_secrets, resolver_for
@@ -53,7 +56,7 @@ class Dispatcher:
         self.resolver = resolver_for(settings)
         self.jobs = Jobs(settings, runtime, ledger, origin="daemon", resolver=self.resolver)
         self.maintenance = Maintenance(self.jobs.launcher, ledger)
-        self.issuer = _issuer(settings, terms_of(lambda: self.customers))
+        self.issuer = _issuer(settings, terms_of(lambda: self.customers), ledger.db)
         self.recorder = Recorder(ledger, count, self.issuer)
         self.marks = ledger.db
         self.count = count  # a problem survived, counted by where it came from
@@ -266,11 +269,13 @@ class Dispatcher:
             log.exception("%s: reporting the %s run failed", record.job, record.kind.value)
 
 
-def _issuer(settings: Settings, terms: JobTerms) -> Issuer | None:
+def _issuer(settings: Settings, terms: JobTerms, db: Database) -> Issuer | None:
     """Return what issues this server's receipts, or None (logged) if its key is unusable:
     the runs go on, receipts or not."""
     try:
-        return Issuer(settings, terms, background=True)
+        issuer = Issuer(settings, terms, background=True)
+        issuer.owed = functools.partial(reconcile, issuer, db)
+        return issuer
     except Exception as exc:
         log.error("receipts are off: %s", exc)
         return None

@@ -76,7 +76,7 @@ class Recorder:
         """Write down a skipped or `count` missed scheduled times of `job`."""
         self.write(self.history.record_event, job, event, reason, scheduled_for, count, first)
 
-    def write(self, write: Callable[..., None], *args: Any) -> bool:
+    def write(self, write: Callable[..., object], *args: Any) -> bool:
         """Call a ledger write; log and count a failure instead of raising it."""
         try:
             write(*args)

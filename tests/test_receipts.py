@@ -357,3 +357,46 @@ def test_a_planted_receipt_nested_deep_is_named_and_a_missing_repository_is_no_a
         timedelta(hours=1), out, held={"www": None},
     )  # fmt: skip
     assert "snapshots/ cannot be read" in out.getvalue()
+
+
+def test_rows_a_killed_process_wrote_without_receipts_are_receipted_late_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator.receipts import reconcile as late
+    from orchestrator.receipts.receipted import Receipted
+    from orchestrator.reporting.history import Event
+    from orchestrator.reporting.ledger import Ledger
+
+    settings = load_settings(
+        {"UNSTOPPABLE_CONFIG": str(tmp_path / "none.env"), "UNSTOPPABLE_DATA_DIR": str(tmp_path)}
+    )
+    job = JobKey("acme", "www")
+    ledger = Ledger(tmp_path / "state")
+    issuer = Issuer(settings, lambda _job: Terms("0 * * * *", "UTC"))
+    receipted = Receipted(ledger.history, issuer)
+    outcome = Outcome(Result.SUCCESS, Reason.NONE, "")
+    receipted.record_run(RunRecord(job, Kind.BACKUP, T0, T0, T0, outcome))
+    receipted.record_event(job, Event.SKIPPED, "overlap", T0 + timedelta(hours=1))
+    # Killed between the ledger and the receipt, twice: the rows are there, no receipts.
+    now = datetime.now(UTC)
+    ledger.history.record_run(
+        RunRecord(job, Kind.BACKUP, T0 + timedelta(hours=2), now, now, outcome)
+    )
+    ledger.history.record_event(
+        job, Event.MISSED, "", T0 + timedelta(hours=4), 2, T0 + timedelta(hours=3)
+    )
+    assert late.reconcile(issuer, ledger.db) == 0  # too young: their own process may issue them
+    monkeypatch.setattr(late, "SETTLE", timedelta(0))
+    assert late.reconcile(issuer, ledger.db) == 2
+    assert late.reconcile(issuer, ledger.db) == 0  # once
+    folder = tmp_path / "cold" / "acme" / "receipts"
+    published = [(n, Folder(folder).get(n)) for n in Folder(folder).names("www")]
+    receipts, problems = check(published, receipt_key(settings).public_key(), ("acme", "www"))
+    assert problems == []
+    assert [(r["result"], r["scheduled_for"]) for r in receipts] == [
+        ("success", stamp(T0)),
+        ("skipped", stamp(T0 + timedelta(hours=1))),
+        ("success", stamp(T0 + timedelta(hours=2))),
+        ("missed", stamp(T0 + timedelta(hours=4))),
+    ]
+    assert receipts[3]["first"] == stamp(T0 + timedelta(hours=3)) and receipts[3]["count"] == 2

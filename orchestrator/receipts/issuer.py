@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,15 @@ from orchestrator.receipts.keys import KEY_FILE, receipt_key
 from orchestrator.receipts.places import name_of, place_of
 from orchestrator.receipts.posting import POSTING, Posts
 from orchestrator.receipts.receipt_checks import digest, opened
-from orchestrator.receipts.spool import HEAD, locked, put_down, spool_of, waiting
+from orchestrator.receipts.spool import (
+    HEAD,
+    Entry,
+    locked,
+    marks_of,
+    put_down,
+    spool_of,
+    waiting,
+)
 from orchestrator.receipts.terms import JobTerms
 from orchestrator.schedule import next_fire
 from orchestrator.storage.layout import state_dir
@@ -64,9 +73,11 @@ class Issuer:
         self.stop = threading.Event()
         self.wake = threading.Event()  # a receipt was issued: publish it now
         self.posts = Posts(settings.private_targets, background)
+        # Receipts owed for ledger rows a killed process wrote (receipts/reconcile.py).
+        self.owed: Callable[[], object] = lambda: None
 
-    def run(self, run: RunRecord) -> None:
-        """Issue the receipt of a finished run."""
+    def run(self, run: RunRecord, entry: Entry | None = None) -> None:
+        """Issue the receipt of a finished run (the ledger row `entry`, if written)."""
         summary = run.outcome.summary
         fields: dict[str, Any] = {
             "kind": run.kind.value,
@@ -86,7 +97,7 @@ class Issuer:
             fields["keep_within"] = self.settings.min_keep_within_seconds
         if run.outcome.drill is not None:  # which part of the packs a drill read
             fields["slice"] = "{}/{}".format(*run.outcome.drill)
-        self._issue(run.job, fields, self._next(run.job, run.kind, run.scheduled_for))
+        self._issue(run.job, fields, self._next(run.job, run.kind, run.scheduled_for), entry)
 
     def ticks(
         self,
@@ -96,9 +107,10 @@ class Issuer:
         last: datetime,
         count: int = 1,
         first: datetime | None = None,
+        entry: Entry | None = None,
     ) -> None:
         """Issue the receipt of scheduled backup times that did not run: skipped or missed
-        (`count` of them, from `first` to `last`)."""
+        (`count` of them, from `first` to `last`; the ledger row `entry`, if written)."""
         fields: dict[str, Any] = {
             "kind": Kind.BACKUP.value,
             "scheduled_for": when(last),
@@ -107,7 +119,7 @@ class Issuer:
             "result": result,
             "reason": reason,
         }
-        self._issue(job, fields, self._next(job, Kind.BACKUP, last))
+        self._issue(job, fields, self._next(job, Kind.BACKUP, last), entry)
 
     def _next(self, job: JobKey, kind: Kind, after: datetime) -> str | None:
         """Return the next time the job's backup schedule promises after `after`."""
@@ -119,7 +131,9 @@ class Issuer:
         except ValueError:
             return None
 
-    def _issue(self, job: JobKey, fields: dict[str, Any], due: str | None) -> None:
+    def _issue(
+        self, job: JobKey, fields: dict[str, Any], due: str | None, entry: Entry | None
+    ) -> None:
         fields = {
             **fields,
             "customer": job.customer,
@@ -133,12 +147,29 @@ class Issuer:
             data = seal(fields, seq, previous, self.key)
             put_down(folder / f"{seq:010d}.json", data, over=False)
             receipt, _ = opened(data)
-            head = json.dumps({"seq": seq, "digest": digest(receipt)}).encode()
+            marks = self.marks_of(job)
+            if entry is not None and entry.row is not None:
+                marks[entry.table] = max(marks.get(entry.table, 0), entry.row)
+            head = json.dumps({"seq": seq, "digest": digest(receipt), **marks}).encode()
             put_down(folder / HEAD, head, over=True)
         if self.background:
             self.wake.set()
         else:
             self.deliver(job)
+
+    def jobs(self) -> list[JobKey]:
+        """Return every job with a spool on this server."""
+        if not self.spool.is_dir():
+            return []
+        found = (folder.name.partition("_") for folder in self.spool.iterdir())
+        return [JobKey(c, r) for c, _, r in found if c and r]
+
+    def marks_of(self, job: JobKey) -> dict[str, int]:
+        """Return the newest ledger row of each table the job's receipts stand for."""
+        try:
+            return marks_of(json.loads((self._folder(job) / HEAD).read_text()))
+        except (OSError, ValueError, AttributeError):
+            return {}
 
     def _head(self, job: JobKey, folder: Path) -> tuple[int, str | None]:
         """Return the next `seq` and `previous` of `job`: the newest of its head file and
@@ -235,6 +266,10 @@ class Issuer:
         while True:
             self.wake.wait(RETRY_SECONDS)
             self.wake.clear()
+            try:
+                self.owed()
+            except Exception:
+                log.exception("the receipts owed to the ledger's rows could not be issued")
             try:
                 pending = self.undelivered()
             except OSError as exc:  # the spool unreadable: said, and tried again

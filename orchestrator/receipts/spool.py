@@ -10,6 +10,7 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.config.settings import Settings
@@ -18,6 +19,20 @@ from orchestrator.receipts.posting import POSTING
 from orchestrator.storage.layout import state_dir
 
 HEAD = "head.json"
+RUNS, EVENTS = "runs", "events"  # the ledger's tables a receipt's row is in
+
+
+@dataclass(frozen=True)
+class Entry:
+    """The ledger row a receipt stands for: its table, and its id (None: not written)."""
+
+    table: str
+    row: int | None
+
+
+def marks_of(head: dict[str, object]) -> dict[str, int]:
+    """Return the newest ledger row of each table the job's receipts stand for."""
+    return {t: v for t in (RUNS, EVENTS) if isinstance(v := head.get(t), int)}
 
 
 def spool_of(settings: Settings, job: JobKey) -> Path:

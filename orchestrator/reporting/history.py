@@ -79,15 +79,14 @@ class History:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def record_run(self, run: RunRecord) -> None:
+    def record_run(self, run: RunRecord) -> int:
         """Append one finished run and fold it into the job's aggregates.
 
         Prunes and drills are counted apart (`prune_runs`, `verify_runs`): the job's status
         and its backup metrics stay those of its backups.
         """
         if run.kind in (Kind.PRUNE, Kind.VERIFY):
-            self._record_maintenance(run)
-            return
+            return self._record_maintenance(run)
         s = run.outcome.summary
         result = run.outcome.result
         job = (run.job.customer, run.job.resource)
@@ -98,7 +97,7 @@ class History:
         )
         duration = max(0.0, (run.ended - run.started).total_seconds())
         with self.db.connect() as db:
-            _insert_run(db, run, summary)
+            row = _insert_run(db, run, summary)
             success = result is Result.SUCCESS
             db.execute(
                 "INSERT INTO latest VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO UPDATE SET"
@@ -127,11 +126,12 @@ class History:
             adds += [("duration_le", str(b), 1.0) for b in DURATION_BUCKETS if duration <= b]
             adds.append(("duration_le", "+Inf", 1.0))
             add_totals(db, job, adds)
+        return row
 
-    def _record_maintenance(self, run: RunRecord) -> None:
+    def _record_maintenance(self, run: RunRecord) -> int:
         result = run.outcome.result
         with self.db.connect() as db:
-            _insert_run(db, run, (None,) * 5)
+            row = _insert_run(db, run, (None,) * 5)
             add_totals(
                 db,
                 (run.job.customer, run.job.resource),
@@ -141,6 +141,7 @@ class History:
                 set_value(db, state_key(VERIFIED, run.job), iso(run.ended))
             if run.kind is Kind.PRUNE:
                 set_value(db, state_key(PRUNED, run.job), result.value)
+        return row
 
     def record_event(
         self,
@@ -150,14 +151,14 @@ class History:
         scheduled_for: datetime,
         count: int = 1,
         first: datetime | None = None,
-    ) -> None:
+    ) -> int:
         """Append a skipped run or `count` missed scheduled times of `job` (the last at
-        `scheduled_for`; `first` is for receipts, which name the whole range)."""
+        `scheduled_for`; `first` is for receipts, which name the whole range); return its id."""
         customer, resource = job.customer, job.resource
         with self.db.connect() as db:
-            db.execute(
+            cursor = db.execute(
                 "INSERT INTO events (customer, resource, event, reason, scheduled_for, count,"
-                " recorded) VALUES (?,?,?,?,?,?,?)",
+                " recorded, first) VALUES (?,?,?,?,?,?,?,?)",
                 (
                     customer,
                     resource,
@@ -166,9 +167,11 @@ class History:
                     iso(scheduled_for),
                     count,
                     iso(datetime.now(UTC)),
+                    iso(first) if first else None,
                 ),
             )
             add_totals(db, (customer, resource), [(event.value, reason, float(count))])
+        return int(cursor.lastrowid or 0)
 
     def runs(self, job: JobKey | None = None) -> list[RunRow]:
         """Return every run (of `job`, or of all), oldest first."""
@@ -269,10 +272,10 @@ class History:
         return out
 
 
-def _insert_run(db: sqlite3.Connection, run: RunRecord, summary: tuple[int | None, ...]) -> None:
-    """Append `run` to the history, with the summary columns of a backup (or NULLs)."""
+def _insert_run(db: sqlite3.Connection, run: RunRecord, summary: tuple[int | None, ...]) -> int:
+    """Append `run` (with a backup's summary columns, or NULLs); return its id."""
     s = run.outcome.summary
-    db.execute(
+    cursor = db.execute(
         "INSERT INTO runs (customer, resource, kind, scheduled_for, started, ended, result,"
         " reason, message, snapshot_id, files_new, files_changed, data_added,"
         " bytes_processed, files_total, data_added_files, data_added_files_packed)"
@@ -293,3 +296,4 @@ def _insert_run(db: sqlite3.Connection, run: RunRecord, summary: tuple[int | Non
             s.data_added_files_packed if s else None,
         ),
     )
+    return int(cursor.lastrowid or 0)

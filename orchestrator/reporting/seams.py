@@ -72,7 +72,9 @@ class Drills(Protocol):
 class RunLog(Protocol):
     """Where finished runs, skips and missed times are written."""
 
-    def record_run(self, run: RunRecord) -> None: ...
+    def record_run(self, run: RunRecord) -> int | None:
+        """Write `run`; return its id in the ledger (None: a log that keeps none)."""
+        ...
 
     def record_event(
         self,
@@ -82,7 +84,7 @@ class RunLog(Protocol):
         scheduled_for: datetime,
         count: int = 1,
         first: datetime | None = None,
-    ) -> None: ...
+    ) -> int | None: ...
 
 
 class Marks(Protocol):

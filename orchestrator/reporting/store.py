@@ -85,6 +85,8 @@ MIGRATIONS = (
     # What a backup's file data took before and after packing: the anomaly rule's history.
     ("runs", "data_added_files", "INTEGER"),
     ("runs", "data_added_files_packed", "INTEGER"),
+    # The first of a missed range: a receipt issued late (receipts/reconcile.py) names it.
+    ("events", "first", "TEXT"),
 )
 
 
