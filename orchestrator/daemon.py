@@ -182,8 +182,10 @@ class Daemon:
 
     def start_tick(self, now: datetime) -> datetime:
         """Return the last tick the ledger remembers, or `now` if it is unreadable or ahead;
-        the runs that waited for a slot then wait again."""
-        self.dispatch.state = PlanState({}, ticks.start_pending(self.ledger.db))
+        the runs that waited for a slot then wait again, and so do those a killed daemon
+        was launching that never reached Docker (each time is a run, not lost)."""
+        waiting = ticks.waiting_at_start(self.ledger, self.runtime)
+        self.dispatch.state = PlanState({}, waiting)
         return ticks.start_tick(self.ledger.db, now, self.count)
 
     def clock_checked(self, last_tick: datetime, now: datetime) -> datetime:

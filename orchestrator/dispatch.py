@@ -168,7 +168,8 @@ class Dispatcher:
         # after can never launch these again, nor lose those. If the ledger cannot be written
         # (disk full), the runs still start: a backup that runs twice after a crash is better
         # than none.
-        value = ticks.tick_value(now, decision.state.pending)
+        launching = {launch.work: launch.scheduled_for for launch in decision.launch}
+        value = ticks.tick_value(now, decision.state.pending, launching)
         self.recorder.write(self.marks.set_state, "last_tick", value)
         self.state = decision.state
         for launch in decision.launch:

@@ -9,32 +9,82 @@ checks here notice it and count from now instead.
 
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 
 from orchestrator.model import JobKey, Kind, Work
+from orchestrator.reporting.ledger import Ledger
 from orchestrator.reporting.seams import Marks
+from orchestrator.runtime.protocol import Runtime
 
 log = logging.getLogger(__name__)
 CLOCK_TOLERANCE = timedelta(seconds=2)
 
 
-def tick_value(now: datetime, pending: Mapping[Work, datetime]) -> str:
-    """Return what the ledger keeps of a tick: its time, and the runs still waiting."""
-    waiting = [[str(w.job), w.kind.value, when.isoformat()] for w, when in pending.items()]
-    return json.dumps({"at": now.isoformat(), "pending": waiting})
+def tick_value(
+    now: datetime, pending: Mapping[Work, datetime], launching: Mapping[Work, datetime]
+) -> str:
+    """Return what the ledger keeps of a tick: its time, the runs still waiting, and the
+    runs about to be launched."""
+
+    def listed(works: Mapping[Work, datetime]) -> list[list[str]]:
+        return [[str(w.job), w.kind.value, when.isoformat()] for w, when in works.items()]
+
+    return json.dumps(
+        {"at": now.isoformat(), "pending": listed(pending), "launching": listed(launching)}
+    )
 
 
-def start_pending(ledger: Marks) -> dict[Work, datetime]:
-    """Return the runs that were waiting at the last tick (none if it cannot be read)."""
+def start_pending(ledger: Marks, key: str = "pending") -> dict[Work, datetime]:
+    """Return the runs that were waiting at the last tick, or (`key` "launching") were
+    about to be launched; none if the tick cannot be read."""
     try:
         stored = json.loads(ledger.get_state("last_tick") or "{}")
         return {
             Work(JobKey.parse(job), Kind(kind)): datetime.fromisoformat(when)
-            for job, kind, when in stored.get("pending", [])
+            for job, kind, when in stored.get(key, [])
         }
-    except Exception:  # a value from before pending was kept, or unreadable: none waited
+    except Exception:  # a value from before these were kept, or unreadable: none
         return {}
+
+
+def waiting_at_start(ledger: Ledger, runtime: Runtime) -> dict[Work, datetime]:
+    """Return the runs a restarted daemon lets wait again: those waiting for a slot at the
+    last tick, and those it was launching that never reached Docker nor the ledger."""
+    waiting = start_pending(ledger.db)
+    launching = start_pending(ledger.db, "launching")
+    if not launching:
+        return waiting
+    try:
+        found = [(w.job, w.label("kind"), w.label("scheduled-for")) for w in runtime.workers()]
+    except Exception as exc:  # Docker away: not knowing, nothing is launched twice
+        log.error("the runs being launched at the last stop cannot be checked: %s", exc)
+        return waiting
+
+    def ran(work: Work, when: datetime) -> bool:
+        return any(
+            r.kind == work.kind.value and datetime.fromisoformat(r.scheduled_for) == when
+            for r in ledger.history.runs(work.job)
+        )
+
+    return {**unlaunched(launching, found, ran), **waiting}
+
+
+def unlaunched(
+    launching: Mapping[Work, datetime],
+    workers: Iterable[tuple[JobKey | None, str, str]],
+    ran: Callable[[Work, datetime], bool],
+) -> dict[Work, datetime]:
+    """Return the runs a killed daemon was about to launch that never reached Docker: no
+    worker of theirs (job, kind, scheduled-for label) and no run in the ledger."""
+    started = set(workers)
+    return {
+        work: when
+        for work, when in launching.items()
+        if (work.job, work.kind.value, when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+        not in started
+        and not ran(work, when)
+    }
 
 
 def start_tick(ledger: Marks, now: datetime, count: Callable[[str], None]) -> datetime:

@@ -540,3 +540,33 @@ def test_a_run_waiting_for_a_slot_when_the_daemon_dies_runs_after_its_restart(
     assert world.ledger.history.event_count(second, Event.SKIPPED) == 0
     for name in fake.names():
         fake.end(name)
+
+
+def test_runs_a_killed_daemon_was_launching_are_run_unless_docker_or_the_ledger_has_them(
+    world: World,
+) -> None:
+    """Killed after writing its tick, before Docker started the workers: not lost, not twice."""
+    world.customer("lost")
+    world.customer("started")
+    world.fake.script("unstoppable_lost_files", WROTE)
+    tick = {"at": NOW.isoformat(), "pending": [],
+            "launching": [["lost/files", "backup", NOW.isoformat()],
+                          ["started/files", "backup", NOW.isoformat()]]}  # fmt: skip
+    world.ledger.db.set_state("last_tick", json.dumps(tick))
+    world.leftover("started", WROTE, scheduled_for=NOW)  # this one reached Docker
+    later = NOW + timedelta(seconds=20)
+    last_tick = world.daemon.start_tick(later)
+    assert last_tick == NOW
+    world.daemon.load_config()
+    world.daemon.adopt()
+    world.settle()
+    world.daemon.tick(last_tick, later)
+    world.settle()
+    assert world.ledger.history.runs(JobKey.parse("lost/files")) == [run_row("lost", "success")]
+    assert world.ledger.history.runs(JobKey.parse("started/files")) == [
+        run_row("started", "success")
+    ]  # adopted, and not launched again
+    for customer in ("lost", "started"):
+        job = JobKey(customer, "files")
+        assert world.ledger.history.event_count(job, Event.SKIPPED) == 0
+        assert world.ledger.history.event_count(job, Event.MISSED) == 0
