@@ -61,17 +61,20 @@ def change_sources(w: World, stop: threading.Event) -> None:
 def promised(
     w: World, start: datetime, end: datetime, broken: dict
 ) -> dict[JobKey, list[datetime]]:
-    """Return each job's scheduled times in [start, end], by croniter alone, outside the
-    times its customer file was broken (the daemon cannot read a schedule then)."""
+    """Return each job's scheduled times in [start, end], by croniter alone. A customer
+    file broken while the daemon runs keeps its times (counted missed, `config`); one the
+    daemon was restarted into has none the daemon could know: those times are left out."""
     out: dict[JobKey, list[datetime]] = {}
     for c in w.customers:
+        away = [
+            (a - timedelta(seconds=1), b + timedelta(seconds=6))
+            for a, b in broken.get(c.name, [])
+            if any(a <= s <= b for s in w.starts)
+        ]
         times, it = [], croniter(c.schedule, start - timedelta(seconds=1))
         while (when := it.get_next(datetime)) <= end:
             when = when.replace(tzinfo=UTC) if when.tzinfo is None else when
-            away = broken.get(c.name, [])
-            if not any(
-                a - timedelta(seconds=1) <= when <= b + timedelta(seconds=6) for a, b in away
-            ):
+            if not any(a <= when <= b for a, b in away):
                 times.append(when)
         out[c.job] = times
     return out

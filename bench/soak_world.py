@@ -62,6 +62,7 @@ class World:
     metrics_port: int = 0
     daemon: subprocess.Popen[bytes] | None = None
     exits: list[int] = field(default_factory=list)
+    starts: list[datetime] = field(default_factory=list)  # each (re)start of the daemon
     started_at: datetime | None = None
     stopping: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -166,8 +167,9 @@ class World:
                         stdout=handle,
                         stderr=handle,
                     )
+                    self.starts.append(datetime.now(UTC))
                     if self.started_at is None:
-                        self.started_at = datetime.now(UTC)
+                        self.started_at = self.starts[0]
                 code = self.daemon.wait()
                 if self.stopping.is_set():
                     self.exits.append(code)

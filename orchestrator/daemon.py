@@ -16,14 +16,14 @@ from types import FrameType
 from typing import TYPE_CHECKING, TypeVar
 
 from orchestrator import ticks
-from orchestrator.config.customer import Customers
+from orchestrator.config.customer import Customer, Customers
 from orchestrator.config.settings import Settings
 from orchestrator.dispatch import Dispatcher
 from orchestrator.errors import RuntimeUnavailable
-from orchestrator.model import JobKey, Kind, Work
+from orchestrator.model import JobKey, Kind
 from orchestrator.planner import JobSpec, PlanState
 from orchestrator.reporting.ledger import Ledger
-from orchestrator.roster import Roster
+from orchestrator.roster import Roster, specs_of
 from orchestrator.runtime.protocol import Runtime
 from orchestrator.schedule import expected_interval
 from orchestrator.status.access import Pages
@@ -56,6 +56,7 @@ class Daemon:
         self.errors_lock = threading.Lock()
         self.dispatch = Dispatcher(settings, runtime, ledger, self.count, self.wake)
         self.customers = Customers((), (), ())
+        self.last_good: dict[str, Customer] = {}  # each customer's file as last read whole
         self.specs: list[JobSpec] = []
         self.stopping = threading.Event()
         self.reload = threading.Event()
@@ -219,7 +220,7 @@ class Daemon:
         verify = {spec.job: spec for spec in self.specs if spec.kind is Kind.VERIFY}
         jobs = []
         for spec in self.specs:
-            if spec.kind is not Kind.BACKUP:
+            if spec.kind is not Kind.BACKUP or spec.dormant:  # a disabled customer's: none
                 continue
             job = spec.job
             drill = verify.get(job)
@@ -270,23 +271,14 @@ class Daemon:
         self.viewed = True
         for problem in customers.problems:
             log.error("customer disabled: %s", problem)
-        self.specs = [
-            spec
-            for c in customers.valid
-            for r in c.resources
-            for spec in (
-                JobSpec(Work(c.job(r), Kind.BACKUP), r.schedule, c.timezone),
-                JobSpec(Work(c.job(r), Kind.PRUNE), r.source.PRUNE_SCHEDULE, c.timezone),
-                JobSpec(Work(c.job(r), Kind.VERIFY), r.source.VERIFY_SCHEDULE, c.timezone),
-            )
-        ]
+        self.specs, self.last_good = specs_of(customers, self.last_good)
         self.customers = customers
         self.dispatch.use(customers, self.specs)
         log.info(
             "loaded %d customer(s), %d disabled, %d job(s)",
             len(customers.valid),
             len(customers.invalid),
-            sum(1 for spec in self.specs if spec.kind is Kind.BACKUP),
+            sum(1 for spec in self.specs if spec.kind is Kind.BACKUP and not spec.dormant),
         )
 
 

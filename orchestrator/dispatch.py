@@ -162,8 +162,8 @@ class Dispatcher:
                 missed.last.isoformat(),
             )
             if missed.work.kind is Kind.BACKUP:  # a missed drill shows as BackupUnverified
-                job, first = missed.work.job, missed.first
-                self.recorder.event(job, Event.MISSED, "", missed.last, missed.count, first)
+                job, first, why = missed.work.job, missed.first, missed.reason
+                self.recorder.event(job, Event.MISSED, why, missed.last, missed.count, first)
         # Written before launching (with the runs still waiting for a slot), so a crash right
         # after can never launch these again, nor lose those. If the ledger cannot be written
         # (disk full), the runs still start: a backup that runs twice after a crash is better

@@ -28,6 +28,9 @@ class JobSpec:
     work: Work  # its job is the lock all the job's kinds of run share
     schedule: str
     timezone: str
+    # Its customer's file is broken now: its last good schedule still names the times,
+    # which are counted missed (reason `config`), never run.
+    dormant: bool = False
 
     @property
     def job(self) -> JobKey:
@@ -78,6 +81,7 @@ class Missed:
     count: int
     last: datetime
     first: datetime | None = None  # the earliest of them (receipts name the whole range)
+    reason: str = ""  # `config`: its customer's file was broken then
 
 
 @dataclass(frozen=True)
@@ -115,12 +119,15 @@ def plan(
     """
     next_due: dict[JobSpec, datetime] = {}
     pending = {work: when for work, when in state.pending.items()}
-    known = {job.work for job in jobs}
-    for gone in [work for work in pending if work not in known]:
-        del pending[gone]
+    known = {job.work for job in jobs if not job.dormant}
+    dormant = {job.work for job in jobs if job.dormant}
     skips: list[Skip] = []
     missed: list[Missed] = []
     unschedulable: list[Work] = []
+    for gone in [work for work in pending if work not in known]:
+        when = pending.pop(gone)
+        if gone in dormant:  # it waited for a slot when its file broke: missed, not lost
+            missed.append(Missed(gone, 1, when, when, "config"))
 
     for job in jobs:
         seed = str(job.work)
@@ -135,6 +142,9 @@ def plan(
             unschedulable.append(job.work)
             continue
         latest = times[-1]
+        if job.dormant:  # nothing of a broken file runs; its times are accounted for
+            missed.append(Missed(job.work, len(times), latest, times[0], "config"))
+            continue
         # Each time is one thing: run (or skipped), or missed. The latest is run if it is
         # fresh, or as the one catch-up after downtime; only the times before it are missed.
         if now - latest <= GRACE or catch_up == "once":

@@ -9,10 +9,12 @@ import logging
 import threading
 from collections.abc import Callable
 
-from orchestrator.config.customer import Customers
+from orchestrator.config.customer import Customer, Customers
 from orchestrator.config.customer_file import files_signature, load_customers
 from orchestrator.config.settings import Settings
 from orchestrator.errors import UnstoppableError
+from orchestrator.model import Kind, Work
+from orchestrator.planner import JobSpec
 
 log = logging.getLogger(__name__)
 # How long a tick waits for customers.d to be read before it goes on with the last view.
@@ -81,3 +83,31 @@ class Roster:
             )
             return
         self.loaded = (signature, customers)
+
+
+def specs_of(
+    customers: Customers, last_good: dict[str, Customer]
+) -> tuple[list[JobSpec], dict[str, Customer]]:
+    """Return what the planner schedules for `customers`, and each customer as last read
+    whole. A customer whose file broke keeps its last good backup schedule, dormant: the
+    times it names are counted missed (`config`), not silently lost. Not across a restart:
+    a daemon that never read the file whole does not know them."""
+    specs = [
+        spec
+        for c in customers.valid
+        for r in c.resources
+        for spec in (
+            JobSpec(Work(c.job(r), Kind.BACKUP), r.schedule, c.timezone),
+            JobSpec(Work(c.job(r), Kind.PRUNE), r.source.PRUNE_SCHEDULE, c.timezone),
+            JobSpec(Work(c.job(r), Kind.VERIFY), r.source.VERIFY_SCHEDULE, c.timezone),
+        )
+    ]
+    kept = {n: c for n, c in last_good.items() if n in customers.invalid}
+    kept.update(customers.by_name)
+    specs += [
+        JobSpec(Work(c.job(r), Kind.BACKUP), r.schedule, c.timezone, dormant=True)
+        for name, c in kept.items()
+        if name in customers.invalid
+        for r in c.resources
+    ]
+    return specs, kept

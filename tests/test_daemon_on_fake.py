@@ -570,3 +570,25 @@ def test_runs_a_killed_daemon_was_launching_are_run_unless_docker_or_the_ledger_
         job = JobKey(customer, "files")
         assert world.ledger.history.event_count(job, Event.SKIPPED) == 0
         assert world.ledger.history.event_count(job, Event.MISSED) == 0
+
+
+def test_times_while_a_customer_file_is_broken_are_missed_for_config_not_lost(
+    world: World,
+) -> None:
+    world.customer("flaky", "* * * * * */10")
+    world.fake.script("unstoppable_flaky_files", WROTE)
+    job = JobKey.parse("flaky/files")
+    world.tick(NOW, NOW - timedelta(seconds=1))
+    file = world.settings.CUSTOMERS_DIR / "flaky.env"
+    good = file.read_text()
+    file.write_text("RESOURCES=\x00 garbage\n")
+    world.daemon.roster.signature = None  # read it again now, not at the next poll
+    world.tick(NOW + timedelta(seconds=25), NOW)  # :10 and :20 pass while it is broken
+    assert world.ledger.history.event_count(job, Event.MISSED, "config") == 2
+    file.write_text(good)
+    world.daemon.roster.signature = None
+    world.tick(NOW + timedelta(seconds=31), NOW + timedelta(seconds=25))
+    assert [r.scheduled_for for r in world.ledger.history.runs(job)] == [
+        NOW.isoformat(),
+        (NOW + timedelta(seconds=30)).isoformat(),
+    ]

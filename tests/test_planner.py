@@ -268,3 +268,15 @@ def test_a_prune_waits_while_a_restore_reads_and_a_backup_does_not() -> None:
     assert p2.state.pending == {w("a/x", Kind.PRUNE): at("08:00:00")}, "it waits, not lost"
     p3 = plan(jobs, frozenset(), p2.state, at("08:10:00"), at("08:20:00"), 4)
     assert p3.launch == (Launch(w("a/x", Kind.PRUNE), at("08:00:00")),), "then it runs"
+
+
+def test_a_broken_files_times_are_missed_for_config_never_run_nor_lost() -> None:
+    dormant = JobSpec(w("a/x"), HOURLY, "UTC", dormant=True)
+    p = plan([dormant], frozenset(), PlanState(), at("05:30:00"), at("08:00:05"), 4, "once")
+    assert p.launch == ()
+    assert p.missed == (Missed(w("a/x"), 3, at("08:00:00"), at("06:00:00"), "config"),)
+    # A run waiting for a slot when its customer's file broke: missed too, not dropped.
+    waiting = PlanState({}, {w("a/x"): at("08:00:00")})
+    p = plan([dormant], frozenset(), waiting, at("08:00:01"), at("08:00:05"), 4)
+    assert p.missed == (Missed(w("a/x"), 1, at("08:00:00"), at("08:00:00"), "config"),)
+    assert p.state.pending == {}
