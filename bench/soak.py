@@ -66,8 +66,11 @@ def promised(
     daemon was restarted into has none the daemon could know: those times are left out."""
     out: dict[JobKey, list[datetime]] = {}
     for c in w.customers:
-        away = [
-            (a - timedelta(seconds=1), b + timedelta(seconds=6))
+        away = [  # from the first restart into the broken file to its repair
+            (
+                min(s for s in w.starts if a <= s <= b) - timedelta(seconds=1),
+                b + timedelta(seconds=6),
+            )
             for a, b in broken.get(c.name, [])
             if any(a <= s <= b for s in w.starts)
         ]
@@ -144,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         checks = [check_repository(w, c) for c in w.customers]
         secrets = [c.password for c in w.customers] + [PASSWORD]
+        logs = {"daemon.log": w.log.read_text(errors="replace")}
         verdict = Verdict()
         verdict.add("1 recovered", recovered(runs, jobs, cleared))
         verdict.add("2 never overlapping", never_overlapping(seen, jobs))
@@ -152,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         verdict.add("5 agreeing", agreeing(runs, ticks, w.receipts(), metrics))
         verdict.add(
             "6 contained",
-            contained({"daemon.log": w.log.read_text(errors="replace")}, secrets, w.exits),
+            contained(logs, secrets, w.exits, injector.counts["daemon_kill"]),
         )
         table(injector, runs, window, checks, verdict)
         if args.keep:  # what the checks saw, beside the daemon's log

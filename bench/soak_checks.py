@@ -170,13 +170,21 @@ def agreeing(
     jobs = {r.job for r in runs} | set(receipts) | {t.job for t in ticks}
     for job in sorted(jobs):
         mine = receipts.get(job, [])
-        for kind in ("backup", "prune", "verify"):
-            ledger = sum(1 for r in runs if r.job == job and r.kind == kind)
-            receipted = sum(1 for r in mine if r.get("kind") == kind and "started" in r)
-            if ledger != receipted:
-                problems.append(
-                    f"{job}: {ledger} {kind} run(s) in the ledger, {receipted} receipt(s)"
-                )
+        # As sets of what happened, not counts: a duplicate cannot hide a loss.
+        ledger_runs = Counter(
+            (r.kind, r.scheduled_for.strftime("%Y-%m-%dT%H:%M:%SZ"), r.result)
+            for r in runs
+            if r.job == job
+        )
+        receipted_runs = Counter(
+            (str(r.get("kind")), str(r.get("scheduled_for")), str(r.get("result")))
+            for r in mine
+            if "started" in r
+        )
+        for what, n in sorted((ledger_runs - receipted_runs).items()):
+            problems.append(f"{job}: {n} run(s) {what} in the ledger without a receipt")
+        for what, n in sorted((receipted_runs - ledger_runs).items()):
+            problems.append(f"{job}: {n} receipt(s) {what} the ledger does not hold")
         for event in ("skipped", "missed"):
             ledger = sum(t.count for t in ticks if t.job == job and t.event == event)
             receipted = sum(_count(r) for r in mine if r.get("result") == event)
@@ -188,17 +196,23 @@ def agreeing(
             ledger = sum(
                 1 for r in runs if r.job == job and r.kind == "backup" and r.result == result
             )
-            shown = metrics.get((job, result))
-            if shown is not None and int(shown) != ledger:
+            shown = metrics.get((job, result), 0.0 if metrics else None)
+            if shown is None:
+                problems.append(f"{job}: /metrics shows no unstoppable_backup_runs_total")
+                break
+            if int(shown) != ledger:
                 problems.append(
                     f"{job}: /metrics counts {int(shown)} {result}, the ledger {ledger}"
                 )
     return problems
 
 
-def contained(logs: dict[str, str], secrets: Sequence[str], exits: Sequence[int]) -> list[str]:
+def contained(
+    logs: dict[str, str], secrets: Sequence[str], exits: Sequence[int], kills: int | None = None
+) -> list[str]:
     """6. No secret in any log; the daemon never ended by itself (every exit was one the
-    harness caused: SIGKILL, or SIGTERM at the end); no traceback not logged as contained."""
+    harness caused: its `kills` SIGKILLs, and a clean stop at the end); no traceback not
+    logged as contained."""
     problems = []
     for name, text in logs.items():
         for secret in secrets:
@@ -212,9 +226,12 @@ def contained(logs: dict[str, str], secrets: Sequence[str], exits: Sequence[int]
                     problems.append(
                         f"{name}: line {index + 1}: a traceback nobody logged as contained"
                     )
-    problems += [
-        f"the daemon exited by itself with code {code}" for code in exits if code not in (0, -9)
-    ]
+    ended = list(exits)
+    if ended and ended[-1] == 0:
+        ended.pop()  # the stop at the end
+    problems += [f"the daemon exited by itself with code {code}" for code in ended if code != -9]
+    if kills is not None and ended.count(-9) != kills:
+        problems.append(f"the daemon died of SIGKILL {ended.count(-9)} times, {kills} sent")
     return problems
 
 

@@ -185,7 +185,7 @@ class Daemon:
         """Return the last tick the ledger remembers, or `now` if it is unreadable or ahead;
         the runs that waited for a slot then wait again, and so do those a killed daemon
         was launching that never reached Docker (each time is a run, not lost)."""
-        waiting = ticks.waiting_at_start(self.ledger, self.runtime)
+        waiting = ticks.waiting_at_start(self.ledger, self.runtime, now)
         self.dispatch.state = PlanState({}, waiting)
         return ticks.start_tick(self.ledger.db, now, self.count)
 

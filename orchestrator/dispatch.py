@@ -5,7 +5,6 @@ workers of a previous daemon to adopt, and how every finished run is recorded, p
 logged. A run that fails in any way is recorded; nothing here raises into the loop.
 """
 
-import functools
 import logging
 import threading
 import time
@@ -17,17 +16,17 @@ from orchestrator.adoption import adopt
 from orchestrator.config.customer import Customers
 from orchestrator.config.settings import Settings
 from orchestrator.maintenance import Maintenance
-from orchestrator.model import JobKey, Kind, Outcome, Reason, Result, RunRecord
+from orchestrator.model import JobKey, Kind, Outcome, Reason, Result, RunRecord, Work
 from orchestrator.planner import JobSpec, Launch, PlanState, plan
 from orchestrator.receipts.issuer import Issuer
-from orchestrator.receipts.reconcile import reconcile
+from orchestrator.receipts.reconcile import owed
 from orchestrator.receipts.terms import JobTerms, terms_of
 from orchestrator.recorder import Recorder, failed_record
 from orchestrator.recovery import RECOVERING
 from orchestrator.reporting.history import Event
 from orchestrator.reporting.job_memory import state_key
 from orchestrator.reporting.ledger import Ledger
-from orchestrator.reporting.store import Database
+from orchestrator.reporting.store import LEDGER_ID, Database
 from orchestrator.runs import Jobs
 from orchestrator.runtime.protocol import Runtime, WorkerInfo
 from orchestrator.secrets.files import remove_secrets, resolver_for
@@ -65,6 +64,7 @@ class Dispatcher:
         self.specs: list[JobSpec] = []
         self.state = PlanState()
         self.in_flight: set[JobKey] = set()
+        self.launching: dict[Work, datetime] = {}  # launched, not recorded yet: kept in ticks
         self.lock = threading.Lock()
         self.adopted = False
         self.strays: set[str] = set()  # workers being collected whose label names no job
@@ -168,7 +168,9 @@ class Dispatcher:
         # after can never launch these again, nor lose those. If the ledger cannot be written
         # (disk full), the runs still start: a backup that runs twice after a crash is better
         # than none.
-        launching = {launch.work: launch.scheduled_for for launch in decision.launch}
+        with self.lock:  # launched and not yet recorded: kept in every tick until they are
+            self.launching.update({launch.work: launch.scheduled_for for launch in decision.launch})
+            launching = dict(self.launching)
         value = ticks.tick_value(now, decision.state.pending, launching)
         self.recorder.write(self.marks.set_state, "last_tick", value)
         self.state = decision.state
@@ -260,6 +262,9 @@ class Dispatcher:
         finally:
             with self.lock:
                 self.in_flight.discard(record.job)
+                work = Work(record.job, record.kind)
+                if self.launching.get(work) == record.scheduled_for:
+                    del self.launching[work]
             self.wake.set()
         try:
             if record.kind is Kind.BACKUP:  # a dead man's switch watches the backups
@@ -275,7 +280,8 @@ def _issuer(settings: Settings, terms: JobTerms, db: Database) -> Issuer | None:
     the runs go on, receipts or not."""
     try:
         issuer = Issuer(settings, terms, background=True)
-        issuer.owed = functools.partial(reconcile, issuer, db)
+        issuer.ledger_id = db.get_state(LEDGER_ID) or ""
+        issuer.owed = owed(issuer, db)
         return issuer
     except Exception as exc:
         log.error("receipts are off: %s", exc)

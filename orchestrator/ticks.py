@@ -37,37 +37,46 @@ def tick_value(
 
 def start_pending(ledger: Marks, key: str = "pending") -> dict[Work, datetime]:
     """Return the runs that were waiting at the last tick, or (`key` "launching") were
-    about to be launched; none if the tick cannot be read."""
+    launched and not recorded yet; each entry read on its own, one that cannot be read
+    (no time zone, no job) left out, and none at all if the tick cannot be read."""
     try:
         stored = json.loads(ledger.get_state("last_tick") or "{}")
-        return {
-            Work(JobKey.parse(job), Kind(kind)): datetime.fromisoformat(when)
-            for job, kind, when in stored.get(key, [])
-        }
+        entries = stored.get(key, []) if isinstance(stored, dict) else []
     except Exception:  # a value from before these were kept, or unreadable: none
         return {}
+    found: dict[Work, datetime] = {}
+    for entry in entries if isinstance(entries, list) else []:
+        try:
+            job, kind, when = entry
+            moment = datetime.fromisoformat(when)
+            if moment.tzinfo is None:
+                continue
+            found[Work(JobKey.parse(job), Kind(kind))] = moment
+        except (TypeError, ValueError):
+            continue
+    return found
 
 
-def waiting_at_start(ledger: Ledger, runtime: Runtime) -> dict[Work, datetime]:
+def waiting_at_start(ledger: Ledger, runtime: Runtime, now: datetime) -> dict[Work, datetime]:
     """Return the runs a restarted daemon lets wait again: those waiting for a slot at the
-    last tick, and those it was launching that never reached Docker nor the ledger."""
+    last tick, and those it launched that reached neither Docker nor the ledger; none
+    dated after `now` (the clock moved back: their times come round again)."""
     waiting = start_pending(ledger.db)
     launching = start_pending(ledger.db, "launching")
-    if not launching:
-        return waiting
-    try:
-        found = [(w.job, w.label("kind"), w.label("scheduled-for")) for w in runtime.workers()]
-    except Exception as exc:  # Docker away: not knowing, nothing is launched twice
-        log.error("the runs being launched at the last stop cannot be checked: %s", exc)
-        return waiting
+    if launching:
+        try:
+            found = [(w.job, w.label("kind"), w.label("scheduled-for")) for w in runtime.workers()]
 
-    def ran(work: Work, when: datetime) -> bool:
-        return any(
-            r.kind == work.kind.value and datetime.fromisoformat(r.scheduled_for) == when
-            for r in ledger.history.runs(work.job)
-        )
+            def ran(work: Work, when: datetime) -> bool:
+                return any(
+                    r.kind == work.kind.value and datetime.fromisoformat(r.scheduled_for) == when
+                    for r in ledger.history.runs(work.job)
+                )
 
-    return {**unlaunched(launching, found, ran), **waiting}
+            waiting = {**unlaunched(launching, found, ran), **waiting}
+        except Exception as exc:  # Docker or the ledger away: not knowing, none launched twice
+            log.error("the runs launched before the last stop cannot be checked: %s", exc)
+    return {work: when for work, when in waiting.items() if when <= now}
 
 
 def unlaunched(

@@ -6,6 +6,7 @@ here is the daemon: what it launches, skips, adopts and records, and what /metri
 """
 
 import json
+import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from orchestrator.config.settings import Settings
 from orchestrator.daemon import Daemon
-from orchestrator.model import JobKey, Kind, Outcome, Reason, Result, RunRecord, Summary
+from orchestrator.model import JobKey, Kind, Outcome, Reason, Result, RunRecord, Summary, Work
 from orchestrator.recovery import RECOVERING
 from orchestrator.reporting.history import Event, RunRow
 from orchestrator.reporting.job_memory import state_key
@@ -592,3 +593,43 @@ def test_times_while_a_customer_file_is_broken_are_missed_for_config_not_lost(
         NOW.isoformat(),
         (NOW + timedelta(seconds=30)).isoformat(),
     ]
+
+
+def test_a_launched_run_stays_in_every_tick_until_it_is_recorded(world: World) -> None:
+    from orchestrator import ticks
+
+    world.customer("slow", "* * * * * */10")
+    world.fake.script("unstoppable_slow_files", Script(hang=True))
+    world.daemon.load_config()
+    world.daemon.tick(NOW - timedelta(seconds=1), NOW)
+    world.daemon.tick(NOW, NOW + timedelta(seconds=5))  # a tick with nothing new to launch
+    kept = ticks.start_pending(world.ledger.db, "launching")
+    assert kept == {Work(JobKey.parse("slow/files"), Kind.BACKUP): NOW}
+    deadline = time.monotonic() + 10
+    while not world.fake.started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    world.fake.end("unstoppable_slow_files")
+    world.settle()
+    world.daemon.tick(NOW + timedelta(seconds=5), NOW + timedelta(seconds=6))
+    assert ticks.start_pending(world.ledger.db, "launching") == {}
+
+
+def test_a_tick_that_cannot_be_read_or_checked_never_stops_the_start(world: World) -> None:
+    from orchestrator import ticks
+
+    aware, naive = NOW.isoformat(), NOW.replace(tzinfo=None).isoformat()
+    later = (NOW + timedelta(hours=1)).isoformat()
+    tick = {"at": aware, "pending": [["a/files", "backup", aware], ["b/files", "backup", naive],
+            ["c", "backup", aware], ["d/files", "nonsense", aware], ["e/files", "backup", later]],
+            "launching": [["f/files", "backup", aware]]}  # fmt: skip
+    world.ledger.db.set_state("last_tick", json.dumps(tick))
+
+    class Broken:
+        def runs(self, job: JobKey) -> list[RunRow]:
+            raise sqlite3.DatabaseError("database disk image is malformed")
+
+    world.ledger.history = Broken()  # type: ignore[assignment]
+    waiting = ticks.waiting_at_start(world.ledger, world.fake, NOW + timedelta(seconds=30))
+    # Only the readable, past entry: a naive time, no job, an unknown kind, a time still to
+    # come (the clock moved back) are left out; the launched one cannot be checked: waits not.
+    assert waiting == {Work(JobKey.parse("a/files"), Kind.BACKUP): NOW}

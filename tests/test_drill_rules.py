@@ -201,6 +201,7 @@ def test_the_ledger_keys_on_disk_keep_their_spelling(tmp_path: Path) -> None:
         "locked:acme/files",
         "unlocked:acme",
         "locked-through:acme/files",
+        "ledger_id",  # the file's own identity: receipts' marks name it
     }
     # And a ledger that holds them (as 0.2.0 wrote it) reads back as the same jobs.
     assert ledger.memory.held_jobs() == {job}

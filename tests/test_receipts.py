@@ -364,8 +364,10 @@ def test_rows_a_killed_process_wrote_without_receipts_are_receipted_late_once(
 ) -> None:
     from orchestrator.receipts import reconcile as late
     from orchestrator.receipts.receipted import Receipted
+    from orchestrator.receipts.spool import EVENTS, Entry
     from orchestrator.reporting.history import Event
     from orchestrator.reporting.ledger import Ledger
+    from orchestrator.reporting.store import LEDGER_ID
 
     settings = load_settings(
         {"UNSTOPPABLE_CONFIG": str(tmp_path / "none.env"), "UNSTOPPABLE_DATA_DIR": str(tmp_path)}
@@ -373,6 +375,7 @@ def test_rows_a_killed_process_wrote_without_receipts_are_receipted_late_once(
     job = JobKey("acme", "www")
     ledger = Ledger(tmp_path / "state")
     issuer = Issuer(settings, lambda _job: Terms("0 * * * *", "UTC"))
+    issuer.ledger_id = ledger.db.get_state(LEDGER_ID) or ""
     receipted = Receipted(ledger.history, issuer)
     outcome = Outcome(Result.SUCCESS, Reason.NONE, "")
     receipted.record_run(RunRecord(job, Kind.BACKUP, T0, T0, T0, outcome))
@@ -389,6 +392,17 @@ def test_rows_a_killed_process_wrote_without_receipts_are_receipted_late_once(
     monkeypatch.setattr(late, "SETTLE", timedelta(0))
     assert late.reconcile(issuer, ledger.db) == 2
     assert late.reconcile(issuer, ledger.db) == 0  # once
+    # The killed process comes back and issues its own: it is done already, not twice.
+    skipped_row = ledger.history.record_event(
+        job, Event.SKIPPED, "overlap", T0 + timedelta(hours=5)
+    )
+    issuer.ticks(
+        job, "skipped", "overlap", T0 + timedelta(hours=5), entry=Entry(EVENTS, skipped_row)
+    )
+    assert late.reconcile(issuer, ledger.db) == 0
+    issuer.ticks(
+        job, "skipped", "overlap", T0 + timedelta(hours=5), entry=Entry(EVENTS, skipped_row)
+    )
     folder = tmp_path / "cold" / "acme" / "receipts"
     published = [(n, Folder(folder).get(n)) for n in Folder(folder).names("www")]
     receipts, problems = check(published, receipt_key(settings).public_key(), ("acme", "www"))
@@ -398,5 +412,13 @@ def test_rows_a_killed_process_wrote_without_receipts_are_receipted_late_once(
         ("skipped", stamp(T0 + timedelta(hours=1))),
         ("success", stamp(T0 + timedelta(hours=2))),
         ("missed", stamp(T0 + timedelta(hours=4))),
+        ("skipped", stamp(T0 + timedelta(hours=5))),
     ]
     assert receipts[3]["first"] == stamp(T0 + timedelta(hours=3)) and receipts[3]["count"] == 2
+    # A ledger moved aside starts its rows from 1 again: the old marks are not its own.
+    (tmp_path / "state" / "ledger.sqlite3").unlink()
+    fresh = Ledger(tmp_path / "state")
+    fresh.history.record_run(
+        RunRecord(job, Kind.BACKUP, T0 + timedelta(hours=6), now, now, outcome)
+    )
+    assert late.reconcile(issuer, fresh.db) == 0  # no marks of this ledger: nothing guessed

@@ -99,15 +99,23 @@ def test_every_promised_time_is_one_run_skip_or_miss_and_a_success_had_its_worke
 def test_ledger_receipts_and_metrics_must_agree() -> None:
     runs = [backup(WWW, at(0)), backup(WWW, at(10), "failure")]
     ticks = [Tick(WWW, "missed", at(40), 3)]
-    receipts = {WWW: [{"kind": "backup", "started": "x", "result": "success"},
-                      {"kind": "backup", "started": "x", "result": "failure"},
+
+    def receipt(when: datetime, result: str) -> dict[str, object]:
+        stamp = when.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return {"kind": "backup", "started": stamp, "scheduled_for": stamp, "result": result}
+
+    receipts = {WWW: [receipt(at(0), "success"), receipt(at(10), "failure"),
                       {"kind": "backup", "result": "missed", "count": 3}]}  # fmt: skip
     metrics = {(WWW, "success"): 1.0, (WWW, "failure"): 1.0}
     assert agreeing(runs, ticks, receipts, metrics) == []
     lost = {WWW: receipts[WWW][1:]}
     assert agreeing(runs, ticks, lost, metrics) == [
-        "acme/www: 2 backup run(s) in the ledger, 1 receipt(s)"
+        "acme/www: 1 run(s) ('backup', '2026-12-06T12:00:00Z', 'success') in the ledger "
+        "without a receipt"
     ]
+    # One lost and one doubled: the counts match, the sets do not.
+    swapped = {WWW: [receipt(at(10), "failure"), *receipts[WWW][1:]]}
+    assert len(agreeing(runs, ticks, swapped, metrics)) == 2
     fewer = {WWW: [*receipts[WWW][:2], {"kind": "backup", "result": "missed", "count": 2}]}
     assert agreeing(runs, ticks, fewer, metrics) == [
         "acme/www: 3 missed time(s) in the ledger, 2 in receipts"
@@ -115,13 +123,16 @@ def test_ledger_receipts_and_metrics_must_agree() -> None:
     assert agreeing(runs, ticks, receipts, {**metrics, (WWW, "success"): 2.0}) == [
         "acme/www: /metrics counts 2 success, the ledger 1"
     ]
+    assert agreeing(runs, ticks, receipts, {}) == [
+        "acme/www: /metrics shows no unstoppable_backup_runs_total"
+    ]
 
 
 def test_a_secret_an_uncontained_traceback_or_an_exit_of_its_own_is_named() -> None:
     contained_log = (
         "INFO scheduling\nERROR acme/www: the run raised\nTraceback (most recent call last):\n  x\n"
     )
-    assert contained({"daemon": contained_log}, ["s3cret-pw"], [-9, 0]) == []
+    assert contained({"daemon": contained_log}, ["s3cret-pw"], [-9, 0], kills=1) == []
     assert contained({"daemon": "INFO pw s3cret-pw\n"}, ["s3cret-pw"], []) == [
         "daemon: holds a secret (s3c…)"
     ]
@@ -129,4 +140,9 @@ def test_a_secret_an_uncontained_traceback_or_an_exit_of_its_own_is_named() -> N
     assert contained({"daemon": loose}, [], []) == [
         "daemon: line 2: a traceback nobody logged as contained"
     ]
-    assert contained({}, [], [1]) == ["the daemon exited by itself with code 1"]
+    assert contained({}, [], [1, 0]) == ["the daemon exited by itself with code 1"]
+    assert contained({}, [], [0, 0]) == [
+        "the daemon exited by itself with code 0"
+    ]  # before the end
+    assert contained({}, [], [-9, -9, 0], kills=2) == []
+    assert contained({}, [], [-9, -9, 0], kills=1) == ["the daemon died of SIGKILL 2 times, 1 sent"]

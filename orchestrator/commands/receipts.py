@@ -24,6 +24,7 @@ from orchestrator.receipts.verify_receipts import (
 )
 from orchestrator.reporting.ledger import Ledger
 from orchestrator.reporting.seams import RunLog
+from orchestrator.reporting.store import LEDGER_ID
 from orchestrator.storage.layout import bucket, job_storage
 
 GRACE = timedelta(hours=1)  # how late a promised time may be before it is called a gap
@@ -75,7 +76,9 @@ def cmd_receipts_verify(args: argparse.Namespace) -> int:
 def receipted(settings: Settings, customers: Customers, ledger: Ledger) -> RunLog:
     """Return the ledger's run log, issuing receipts as the daemon's does (if it can)."""
     try:
-        return Receipted(ledger.history, Issuer(settings, terms_of(lambda: customers)))
+        issuer = Issuer(settings, terms_of(lambda: customers))
+        issuer.ledger_id = ledger.db.get_state(LEDGER_ID) or ""
+        return Receipted(ledger.history, issuer)
     except Exception as exc:
         print(f"warning: receipts are off: {exc}", file=sys.stderr)
         return ledger.history

@@ -32,6 +32,7 @@ from orchestrator.receipts.receipt_checks import digest, opened
 from orchestrator.receipts.spool import (
     HEAD,
     Entry,
+    Marks,
     locked,
     marks_of,
     put_down,
@@ -73,8 +74,10 @@ class Issuer:
         self.stop = threading.Event()
         self.wake = threading.Event()  # a receipt was issued: publish it now
         self.posts = Posts(settings.private_targets, background)
-        # Receipts owed for ledger rows a killed process wrote (receipts/reconcile.py).
+        # Receipts owed for ledger rows a killed process wrote (receipts/reconcile.py), and
+        # the ledger file whose rows the marks count (set with it).
         self.owed: Callable[[], object] = lambda: None
+        self.ledger_id = ""
 
     def run(self, run: RunRecord, entry: Entry | None = None) -> None:
         """Issue the receipt of a finished run (the ledger row `entry`, if written)."""
@@ -143,14 +146,15 @@ class Issuer:
         }
         folder = self._folder(job)
         with locked(folder):
+            marks = self.marks_of(job)
+            if entry is not None and marks.done(entry):
+                return  # its receipt was issued already (late, or by its own process)
             seq, previous = self._head(job, folder)
             data = seal(fields, seq, previous, self.key)
             put_down(folder / f"{seq:010d}.json", data, over=False)
             receipt, _ = opened(data)
-            marks = self.marks_of(job)
-            if entry is not None and entry.row is not None:
-                marks[entry.table] = max(marks.get(entry.table, 0), entry.row)
-            head = json.dumps({"seq": seq, "digest": digest(receipt), **marks}).encode()
+            marks = marks.adding(entry) if entry is not None else marks
+            head = json.dumps({"seq": seq, "digest": digest(receipt), **marks.fields()}).encode()
             put_down(folder / HEAD, head, over=True)
         if self.background:
             self.wake.set()
@@ -164,12 +168,13 @@ class Issuer:
         found = (folder.name.partition("_") for folder in self.spool.iterdir())
         return [JobKey(c, r) for c, _, r in found if c and r]
 
-    def marks_of(self, job: JobKey) -> dict[str, int]:
-        """Return the newest ledger row of each table the job's receipts stand for."""
+    def marks_of(self, job: JobKey) -> Marks:
+        """Return the ledger rows the job's receipts stand for (of this server's ledger)."""
         try:
-            return marks_of(json.loads((self._folder(job) / HEAD).read_text()))
-        except (OSError, ValueError, AttributeError):
-            return {}
+            head = json.loads((self._folder(job) / HEAD).read_text())
+        except (OSError, ValueError):
+            head = {}
+        return marks_of(head if isinstance(head, dict) else {}, self.ledger_id)
 
     def _head(self, job: JobKey, folder: Path) -> tuple[int, str | None]:
         """Return the next `seq` and `previous` of `job`: the newest of its head file and

@@ -9,13 +9,15 @@ receipts, or a lost data directory) is left as it is: its history is not receipt
 """
 
 import logging
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from orchestrator.model import RunRecord
 from orchestrator.receipts.issuer import Issuer
 from orchestrator.receipts.spool import Entry
 from orchestrator.reporting.entries import since
-from orchestrator.reporting.store import Database
+from orchestrator.reporting.store import LEDGER_ID, Database
 
 log = logging.getLogger(__name__)
 
@@ -26,17 +28,40 @@ SETTLE = timedelta(seconds=60)
 
 
 def reconcile(issuer: Issuer, db: Database) -> int:
-    """Issue the receipts the ledger's rows are owed; return how many were issued."""
+    """Issue the receipts the ledger's rows are owed; return how many were issued. One
+    job's trouble (its spool, a row that cannot be read) is its own: the others go on."""
+    issuer.ledger_id = db.get_state(LEDGER_ID) or ""
     issued, before = 0, datetime.now(UTC) - SETTLE
     for job in issuer.jobs():
-        marks = issuer.marks_of(job)
-        for table, row, item in since(db, job, marks, before):
-            entry = Entry(table, row)
-            if isinstance(item, RunRecord):
-                issuer.run(item, entry)
-            else:
-                issuer.ticks(job, item.event, item.reason, item.last, item.count, item.first, entry)
-            issued += 1
+        try:
+            marks = issuer.marks_of(job)
+            for table, row, item in since(db, job, marks.rows, before):
+                entry = Entry(table, row)
+                if marks.done(entry):
+                    continue
+                if isinstance(item, RunRecord):
+                    issuer.run(item, entry)
+                else:
+                    issuer.ticks(
+                        job, item.event, item.reason, item.last, item.count, item.first, entry
+                    )
+                issued += 1
+        except Exception:
+            log.exception("%s: the receipts its ledger rows are owed could not be issued", job)
     if issued:
         log.warning("issued %d receipt(s) a stopped process owed (its ledger rows)", issued)
     return issued
+
+
+def owed(issuer: Issuer, db: Database, every: float = 60.0) -> Callable[[], object]:
+    """Return what the publishing thread calls on each pass: `reconcile`, at most once
+    `every` seconds (a pass follows every receipt issued, and reconciling reads every job)."""
+    last = [float("-inf")]
+
+    def maybe() -> object:
+        if time.monotonic() - last[0] < every:
+            return 0
+        last[0] = time.monotonic()
+        return reconcile(issuer, db)
+
+    return maybe

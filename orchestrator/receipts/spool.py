@@ -22,6 +22,9 @@ HEAD = "head.json"
 RUNS, EVENTS = "runs", "events"  # the ledger's tables a receipt's row is in
 
 
+RECENT = 500  # ledger rows remembered per table: more than any one restart leaves owed
+
+
 @dataclass(frozen=True)
 class Entry:
     """The ledger row a receipt stands for: its table, and its id (None: not written)."""
@@ -30,9 +33,39 @@ class Entry:
     row: int | None
 
 
-def marks_of(head: dict[str, object]) -> dict[str, int]:
-    """Return the newest ledger row of each table the job's receipts stand for."""
-    return {t: v for t in (RUNS, EVENTS) if isinstance(v := head.get(t), int)}
+@dataclass(frozen=True)
+class Marks:
+    """The ledger rows a job's receipts stand for: of one ledger file, the newest RECENT
+    of each table (a row below the oldest of them is done)."""
+
+    ledger: str
+    rows: dict[str, tuple[int, ...]]
+
+    def done(self, entry: Entry) -> bool:
+        rows = self.rows.get(entry.table, ())
+        return entry.row is not None and bool(rows) and (entry.row in rows or entry.row < rows[0])
+
+    def adding(self, entry: Entry) -> "Marks":
+        if entry.row is None:
+            return self
+        rows = sorted({*self.rows.get(entry.table, ()), entry.row})[-RECENT:]
+        return Marks(self.ledger, {**self.rows, entry.table: tuple(rows)})
+
+    def fields(self) -> dict[str, object]:
+        return {"ledger": self.ledger, **{t: list(r) for t, r in self.rows.items()}}
+
+
+def marks_of(head: dict[str, object], ledger: str) -> Marks:
+    """Return the marks kept in a job's head, if they are of `ledger` (else none: a ledger
+    replaced, moved aside or restored, numbers its rows afresh)."""
+    if head.get("ledger") != ledger:
+        return Marks(ledger, {})
+    rows = {}
+    for table in (RUNS, EVENTS):
+        found = head.get(table)
+        if isinstance(found, list) and all(isinstance(v, int) for v in found):
+            rows[table] = tuple(sorted(found))
+    return Marks(ledger, rows)
 
 
 def spool_of(settings: Settings, job: JobKey) -> Path:

@@ -23,26 +23,27 @@ class EventRow:
 
 
 def since(
-    db: Database, job: JobKey, marks: dict[str, int], before: datetime
+    db: Database, job: JobKey, marks: dict[str, tuple[int, ...]], before: datetime
 ) -> list[tuple[str, int, RunRecord | EventRow]]:
-    """Return (table, id, row) of each run and event of `job` after its marks (a table
-    without a mark: none of it) written before `before`, oldest first."""
+    """Return (table, id, row) of each run and event of `job` from the oldest of its marks
+    on (a table without marks: none of it) written before `before`, oldest first."""
     found: list[tuple[datetime, str, int, RunRecord | EventRow]] = []
     with db.connect() as connection:
-        if "runs" in marks:
+        if marks.get("runs"):
             for row in connection.execute(
                 "SELECT id, kind, scheduled_for, started, ended, result, reason, message,"
-                " snapshot_id, files_total, bytes_processed, data_added FROM runs"
+                " snapshot_id, files_total, bytes_processed, data_added, recorded FROM runs"
                 " WHERE customer = ? AND resource = ? AND id > ? ORDER BY id",
-                (job.customer, job.resource, marks["runs"]),
+                (job.customer, job.resource, marks["runs"][0]),
             ):
                 run = _run(job, row)
-                found.append((run.ended, "runs", int(row[0]), run))
-        if "events" in marks:
+                written = _at(row[12]) if row[12] else run.ended
+                found.append((written, "runs", int(row[0]), run))
+        if marks.get("events"):
             for row in connection.execute(
                 "SELECT id, event, reason, scheduled_for, count, first, recorded FROM events"
                 " WHERE customer = ? AND resource = ? AND id > ? ORDER BY id",
-                (job.customer, job.resource, marks["events"]),
+                (job.customer, job.resource, marks["events"][0]),
             ):
                 first = _at(row[5]) if row[5] else None
                 event = EventRow(str(row[1]), str(row[2]), _at(row[3]), int(row[4]), first)
@@ -59,7 +60,12 @@ def _run(job: JobKey, row: tuple[object, ...]) -> RunRecord:
     _id, kind, scheduled, started, ended, result, reason, message, snapshot = row[:9]
     files, read, added = (int(v) if isinstance(v, int) else 0 for v in row[9:12])
     summary = Summary(str(snapshot), "", 0, 0, added, read, files) if snapshot else None
-    outcome = Outcome(Result(str(result)), Reason(str(reason)), str(message or ""), summary)
+    # A prune issued late may have forgotten snapshots: the ledger does not say, and the
+    # receipt must not make one it took look taken behind the prunes' back.
+    forgot = str(kind) == Kind.PRUNE.value
+    outcome = Outcome(
+        Result(str(result)), Reason(str(reason)), str(message or ""), summary, forgot=forgot
+    )
     return RunRecord(job, Kind(str(kind)), _at(scheduled), _at(started), _at(ended), outcome)
 
 

@@ -278,8 +278,8 @@ def _insert_run(db: sqlite3.Connection, run: RunRecord, summary: tuple[int | Non
     cursor = db.execute(
         "INSERT INTO runs (customer, resource, kind, scheduled_for, started, ended, result,"
         " reason, message, snapshot_id, files_new, files_changed, data_added,"
-        " bytes_processed, files_total, data_added_files, data_added_files_packed)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        " bytes_processed, files_total, data_added_files, data_added_files_packed, recorded)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         (
             run.customer,
             run.resource,
@@ -294,6 +294,7 @@ def _insert_run(db: sqlite3.Connection, run: RunRecord, summary: tuple[int | Non
             *summary,
             s.data_added_files if s else None,
             s.data_added_files_packed if s else None,
+            iso(datetime.now(UTC)),
         ),
     )
     return int(cursor.lastrowid or 0)

@@ -6,6 +6,7 @@ stores (history, job memory, lock marks) each hold this one `Database`.
 """
 
 import logging
+import secrets
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -87,7 +88,10 @@ MIGRATIONS = (
     ("runs", "data_added_files_packed", "INTEGER"),
     # The first of a missed range: a receipt issued late (receipts/reconcile.py) names it.
     ("events", "first", "TEXT"),
+    # When a run was written (its end may be hours before, for a command's many resources).
+    ("runs", "recorded", "TEXT"),
 )
+LEDGER_ID = "ledger_id"  # random, made with the file: receipts' marks belong to one ledger
 
 
 class Database:
@@ -129,6 +133,9 @@ class Database:
         with self._open() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
+            db.execute(
+                "INSERT OR IGNORE INTO state VALUES (?, ?)", (LEDGER_ID, secrets.token_hex(8))
+            )
             for table, column, kind in MIGRATIONS:
                 columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
                 if column not in columns:
