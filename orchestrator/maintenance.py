@@ -263,6 +263,10 @@ def _drill_failure(resource: Resource, done: Finished) -> Outcome:
             Result.FAILURE, Reason.SOURCE_UNREADABLE, f"restore drill: {drill_words(done)}"
         )
     failed = worker_failure(resource, done)
+    if failed is None and done.exit_code >= 128:  # killed by a signal: nothing of rustic's
+        failed = Outcome(
+            Result.FAILURE, Reason.INTERRUPTED, f"restore drill: exit {done.exit_code}"
+        )
     return failed or Outcome(Result.FAILURE, Reason.RUSTIC, f"restore drill: {last_words(done)}")
 
 

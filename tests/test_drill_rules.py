@@ -208,3 +208,20 @@ def test_the_ledger_keys_on_disk_keep_their_spelling(tmp_path: Path) -> None:
     assert ledger.memory.maintenance_state()[0] == {job}
     assert ledger.locks.lock_state() == ({job: at}, {"acme"})
     assert state_key(RECOVERING, job) == "recovering:acme/files"  # `unstoppable recover`
+
+
+def test_a_drill_worker_killed_by_a_signal_is_interrupted_not_rustics_failure(
+    tmp_path: Path,
+) -> None:
+    from orchestrator.maintenance import _drill_failure
+    from orchestrator.runtime.protocol import Finished
+
+    file = tmp_path / "acme.env"
+    file.write_text(
+        f"SCHEDULE=0 3 * * *\nREPO_PASSWORD=p\nRESOURCES=www\nWWW_TYPE=local\nWWW_PATH={tmp_path}\n"
+    )
+    resource = load_customer(file).resource("www")
+    killed = _drill_failure(resource, Finished(137, "", ""))
+    assert (killed.result, killed.reason) == (Result.FAILURE, Reason.INTERRUPTED)
+    plain = _drill_failure(resource, Finished(1, "", "[ERROR] something\n"))
+    assert plain.reason is Reason.RUSTIC
