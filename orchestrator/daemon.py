@@ -144,12 +144,12 @@ class Daemon:
                 self.guarded("config", self.load_config)
                 next_poll = datetime.fromtimestamp(now.timestamp() + CONFIG_POLL_SECONDS, UTC)
             ticked = self.guarded("plan", functools.partial(self.plan_tick, last_tick, now))
-            if ticked is None:
-                next_poll = min(next_poll, datetime.fromtimestamp(now.timestamp() + 1, UTC))
-            else:
-                last_tick = ticked
             due = self.dispatch.state.next_due.values()
             wake_at = min([next_poll, *due], default=next_poll)
+            if ticked is None:  # again in a second: not at once (times still due), not later
+                wake_at = datetime.fromtimestamp(now.timestamp() + 1, UTC)
+            else:
+                last_tick = ticked
             self.wake.wait(max(0.0, (wake_at - _now()).total_seconds()))
             self.wake.clear()
         if issuer is not None:  # one last pass, bounded: what is left waits for the next start

@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry
 from orchestrator import launcher, planner
 from orchestrator.config import bounds, customer_file
 from orchestrator.daemon import Daemon
+from orchestrator.errors import RuntimeUnavailable
 from orchestrator.model import JobKey
 from orchestrator.reporting import metrics
 from orchestrator.reporting.history import Event
@@ -280,8 +281,10 @@ def test_a_full_disk_at_start_does_not_stop_the_daemon(tmp_path: Path, full_disk
         ledger.history.runs(JobKey.parse("good/files"))
     (full_disk / "filler").unlink()  # space again: the schema is made by the next write
     world.tick(NOW + timedelta(hours=1), NOW + timedelta(hours=1) - timedelta(seconds=1))
+    # The run that failed for want of its baseline was owed, not lost: written first.
     assert ledger.history.runs(JobKey.parse("good/files")) == [
-        run_row("good", "success", at=NOW + timedelta(hours=1))
+        run_row("good", "failure", "internal"),
+        run_row("good", "success", at=NOW + timedelta(hours=1)),
     ]
 
 
@@ -364,3 +367,28 @@ def test_a_slow_first_read_keeps_the_catch_up_after_downtime(
     assert (
         world.ledger.history.event_count(JobKey.parse("good/files"), Event.MISSED) == 2
     )  # 08:00 and 09:00
+
+
+def test_an_engine_that_is_down_is_asked_again_each_second_not_in_a_busy_loop(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Times are due and Docker does not answer: the loop tries again a second later. It
+    spun before (the due times stayed in the past: no wait at all), burning a core and
+    writing thousands of log lines a second for as long as the engine was away."""
+    world.customer("good", "* * * * * *")
+    asked: list[float] = []
+
+    def down() -> frozenset[JobKey]:
+        asked.append(time.monotonic())
+        raise RuntimeUnavailable("cannot reach the Docker engine")
+
+    monkeypatch.setattr(world.daemon, "serve_metrics", lambda: None)
+    loop = threading.Thread(target=world.daemon.run, daemon=True)
+    loop.start()
+    time.sleep(2.5)  # planned with the engine up: the next times are known, then due
+    monkeypatch.setattr(world.fake, "running_jobs", down)
+    time.sleep(4.0)
+    world.daemon.request_stop()
+    loop.join(10)
+    assert not loop.is_alive()
+    assert 2 <= len(asked) <= 7, f"Docker asked {len(asked)} times in 4 s"
