@@ -9,6 +9,7 @@ import sys
 import venv
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -422,3 +423,60 @@ def test_rows_a_killed_process_wrote_without_receipts_are_receipted_late_once(
         RunRecord(job, Kind.BACKUP, T0 + timedelta(hours=6), now, now, outcome)
     )
     assert late.reconcile(issuer, fresh.db) == 0  # no marks of this ledger: nothing guessed
+
+
+def test_a_ledger_taking_no_writes_owes_its_rows_and_their_receipts_once_and_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk under the daemon's ledger: the runs and skipped times it could not write
+    are owed, not lost, and written when it takes writes again, each with one receipt."""
+    import sqlite3
+
+    from orchestrator.recorder import Recorder
+    from orchestrator.reporting.history import Event
+    from orchestrator.reporting.ledger import Ledger
+    from orchestrator.reporting.store import LEDGER_ID
+
+    settings = load_settings(
+        {"UNSTOPPABLE_CONFIG": str(tmp_path / "none.env"), "UNSTOPPABLE_DATA_DIR": str(tmp_path)}
+    )
+    job = JobKey("acme", "www")
+    ledger = Ledger(tmp_path / "state")
+    issuer = Issuer(settings, lambda _job: Terms("0 * * * *", "UTC"))
+    issuer.ledger_id = ledger.db.get_state(LEDGER_ID) or ""
+    counted: list[str] = []
+    recorder = Recorder(ledger, counted.append, issuer)
+    full = [True]
+    history = ledger.history
+    for name in ("record_run", "record_event"):
+        real = getattr(history, name)
+
+        def refusing(*args: object, _real: Any = real) -> Any:
+            if full[0]:
+                raise sqlite3.OperationalError("database or disk is full")
+            return _real(*args)
+
+        monkeypatch.setattr(history, name, refusing)
+    outcome = Outcome(Result.SUCCESS, Reason.NONE, "")
+    recorder.record(RunRecord(job, Kind.BACKUP, T0, T0, T0, outcome))
+    recorder.event(job, Event.SKIPPED, "overlap", T0 + timedelta(hours=1))
+    assert counted == ["ledger", "ledger"]
+    assert ledger.history.runs(job) == []
+    folder = tmp_path / "cold" / "acme" / "receipts"
+    assert not folder.exists() or Folder(folder).names("www") == [], "no receipt before its row"
+    assert not recorder.flush(), "still full: still owed"
+    full[0] = False
+    later = T0 + timedelta(hours=2)
+    recorder.record(RunRecord(job, Kind.BACKUP, later, later, later, outcome))
+    assert recorder.flush()
+    runs = ledger.history.runs(job)
+    assert [r.scheduled_for for r in runs] == [T0.isoformat(), later.isoformat()]
+    assert ledger.history.event_count(job, Event.SKIPPED) == 1
+    published = [(n, Folder(folder).get(n)) for n in Folder(folder).names("www")]
+    receipts, problems = check(published, receipt_key(settings).public_key(), ("acme", "www"))
+    assert problems == []
+    assert [(r["result"], r["scheduled_for"]) for r in receipts] == [
+        ("success", "2026-12-01T03:00:00Z"),
+        ("skipped", "2026-12-01T04:00:00Z"),
+        ("success", "2026-12-01T05:00:00Z"),
+    ]

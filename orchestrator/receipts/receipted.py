@@ -4,6 +4,9 @@ The ledger is written first, as before; a receipt that cannot be issued is logge
 counted (`receipts`), and never stops a run from being recorded. Each receipt notes (in the
 job's spool, not in the receipt) the ledger row it stands for, so a process killed between
 the two leaves a row that the next daemon issues late (receipts/reconcile.py).
+
+A ledger that cannot be written (full, corrupt) still gets its receipt issued, unless the
+caller writes again later (`retried`: the daemon's Recorder), which issues it then, once.
 """
 
 import logging
@@ -23,19 +26,22 @@ class Receipted:
     """`history`, with a receipt issued for each run and each time that did not run."""
 
     def __init__(
-        self, history: RunLog, issuer: Issuer, count: Callable[[str], None] = lambda _w: None
+        self,
+        history: RunLog,
+        issuer: Issuer,
+        count: Callable[[str], None] = lambda _w: None,
+        retried: bool = False,
     ) -> None:
         self.history = history
         self.issuer = issuer
         self.count = count
+        self.retried = retried
 
     def record_run(self, run: RunRecord) -> int | None:
-        row = None
-        try:  # a ledger that cannot be written (corrupt, full) loses no receipt
-            row = self.history.record_run(run)
-            return row
-        finally:
-            self._issue(lambda: self.issuer.run(run, Entry(RUNS, row)), run.job)
+        def issue(row: int | None) -> None:
+            self.issuer.run(run, Entry(RUNS, row))
+
+        return self._written(lambda: self.history.record_run(run), issue, run.job)
 
     def record_event(
         self,
@@ -46,18 +52,31 @@ class Receipted:
         count: int = 1,
         first: datetime | None = None,
     ) -> int | None:
-        row = None
-        try:
-            row = self.history.record_event(job, event, reason, scheduled_for, count, first)
-            return row
-        finally:
+        def issue(row: int | None) -> None:
             entry = Entry(EVENTS, row)
-            self._issue(
-                lambda: self.issuer.ticks(
-                    job, event.value, reason, scheduled_for, count, first, entry
-                ),
-                job,
-            )
+            self.issuer.ticks(job, event.value, reason, scheduled_for, count, first, entry)
+
+        def write() -> int | None:
+            return self.history.record_event(job, event, reason, scheduled_for, count, first)
+
+        return self._written(write, issue, job)
+
+    def _written(
+        self,
+        write: Callable[[], int | None],
+        issue: Callable[[int | None], None],
+        job: JobKey,
+    ) -> int | None:
+        """Write the row, then issue its receipt; a row that cannot be written gets its
+        receipt now (standing for no row) unless the caller writes it again later."""
+        try:
+            row = write()
+        except Exception:
+            if not self.retried:
+                self._issue(lambda: issue(None), job)
+            raise
+        self._issue(lambda: issue(row), job)
+        return row
 
     def _issue(self, issue: Callable[[], None], job: JobKey) -> None:
         try:
