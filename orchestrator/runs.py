@@ -19,6 +19,7 @@ from orchestrator.secrets.files import Resolver
 from orchestrator.sources import anomaly
 from orchestrator.sources.guard import Floor, floor
 from orchestrator.sources.setup import WorkerSetup
+from orchestrator.storage import halfway
 from orchestrator.storage.layout import (
     state_dir,
 )
@@ -56,7 +57,26 @@ class Jobs:
             outcome = self._backup(customer, resource, scheduled_for)
         except RunStopped as stop:
             outcome = stop.outcome
+        if outcome.result in (Result.FAILURE, Result.TIMEOUT):
+            outcome = self._halfway(customer, resource, started, outcome)
         return RunRecord.of(Work(customer.job(resource)), scheduled_for, started, outcome)
+
+    def _halfway(
+        self, customer: Customer, resource: Resource, started: datetime, outcome: Outcome
+    ) -> Outcome:
+        """Set aside a snapshot the failed run left in the hot repository alone, and say so."""
+        try:
+            moved = halfway.set_aside(self.settings, customer.name, resource.name, started)
+        except Exception as exc:  # the cold repository cannot be listed: the next check says
+            log.error(
+                "%s: cannot compare its repositories' snapshots: %s", customer.job(resource), exc
+            )
+            return outcome
+        if not moved:
+            return outcome
+        said = ", ".join(m[:8] for m in moved)
+        message = f"{outcome.message}; snapshot {said} never reached the cold repository: set aside"
+        return Outcome(outcome.result, outcome.reason, message, outcome.summary)
 
     def _backup(self, customer: Customer, resource: Resource, scheduled_for: datetime) -> Outcome:
         """Back up `resource`; raise RunStopped if the run stops before rustic answers."""

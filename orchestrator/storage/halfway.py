@@ -1,0 +1,61 @@
+"""Snapshots that reached the hot repository and not the cold one: set aside, never lost.
+
+rustic writes a snapshot's file to both repositories. A backup that fails between the two
+(the cold disk full, the bucket gone at the last write) leaves the hot repository naming a
+snapshot the cold one lacks: every `check` then fails, and every drill reads damage the
+data does not have. Such a snapshot was never whole, and its run is recorded as failed.
+After a failed backup, the snapshot files that run wrote (newer than its start) and the
+cold repository lacks are moved out of the hot one into the job's cache
+(`halfway-snapshots/`), kept for a look: nothing is deleted, and the cold repository is
+only read.
+"""
+
+import shutil
+from datetime import datetime
+
+from orchestrator.config.settings import Settings
+from orchestrator.storage.layout import job_storage, open_bucket
+
+ASIDE = "halfway-snapshots"
+
+
+def cold_snapshots(settings: Settings, customer: str, resource: str) -> set[str]:
+    """Return the snapshot ids the cold repository holds now."""
+    storage = job_storage(settings, customer, resource)
+    folder_name = storage.snapshot_files.name  # the same in both repositories
+    if storage.cold is not None:
+        folder = storage.cold / folder_name
+        return {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+    bucket = open_bucket(settings, customer)
+    try:
+        prefix = f"{resource}/{folder_name}/"
+        return {
+            v.key.removeprefix(prefix)
+            for v in bucket.versions(prefix)
+            if v.latest and not v.deleted
+        }
+    finally:
+        bucket.close()
+
+
+def set_aside(settings: Settings, customer: str, resource: str, since: datetime) -> list[str]:
+    """Move out of the hot repository the snapshot files written since `since` that the
+    cold repository lacks; return their ids. Raises OSError or StorageError when the cold
+    repository cannot be listed (then nothing is moved)."""
+    storage = job_storage(settings, customer, resource)
+    hot = storage.snapshot_files
+    if not hot.is_dir():
+        return []
+    fresh = [p for p in hot.iterdir() if p.is_file() and p.stat().st_mtime >= since.timestamp() - 1]
+    if not fresh:
+        return []
+    cold = cold_snapshots(settings, customer, resource)
+    moved = []
+    for path in sorted(fresh):
+        if path.name in cold:
+            continue
+        aside = storage.cache / ASIDE
+        aside.mkdir(parents=True, exist_ok=True, mode=0o700)
+        shutil.move(path, aside / path.name)
+        moved.append(path.name)
+    return moved

@@ -1,0 +1,66 @@
+"""A snapshot a failed backup left in the hot repository alone is set aside, nothing else."""
+
+import os
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from orchestrator.config.settings_file import load_settings
+from orchestrator.storage import halfway
+from orchestrator.storage.layout import job_storage
+from orchestrator.storage.s3_values import StorageError
+
+
+def snapshot(folder: Path, name: str, age: float = 0.0) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_bytes(b"encrypted snapshot " + name.encode())
+    if age:
+        then = time.time() - age
+        os.utime(path, (then, then))
+    return path
+
+
+def test_only_what_the_failed_run_wrote_and_the_cold_repository_lacks_is_moved(
+    tmp_path: Path,
+) -> None:
+    settings = load_settings(
+        {"UNSTOPPABLE_CONFIG": str(tmp_path / "none.env"), "UNSTOPPABLE_DATA_DIR": str(tmp_path)}
+    )
+    storage = job_storage(settings, "acme", "www")
+    assert storage.cold is not None
+    hot, cold = storage.snapshot_files, storage.cold / "snapshots"
+    snapshot(hot, "a" * 64, age=3600)  # an old one, whole in both
+    snapshot(cold, "a" * 64, age=3600)
+    snapshot(hot, "b" * 64, age=3600)  # old and in the hot one alone: not this run's doing
+    started = datetime.now(UTC)
+    halfway_one = snapshot(hot, "c" * 64)  # this run's, never reached the cold repository
+    snapshot(hot, "d" * 64)  # this run's, and whole
+    snapshot(cold, "d" * 64)
+    assert halfway.set_aside(settings, "acme", "www", started) == ["c" * 64]
+    assert sorted(p.name for p in hot.iterdir()) == ["a" * 64, "b" * 64, "d" * 64]
+    kept = storage.cache / halfway.ASIDE / halfway_one.name
+    assert kept.read_bytes() == b"encrypted snapshot " + b"c" * 64, "kept for a look, not deleted"
+    assert sorted(p.name for p in cold.iterdir()) == ["a" * 64, "d" * 64], "cold only read"
+    assert halfway.set_aside(settings, "acme", "www", started) == []
+
+
+def test_a_cold_repository_that_cannot_be_listed_moves_nothing(tmp_path: Path) -> None:
+    settings = load_settings(
+        {
+            "UNSTOPPABLE_CONFIG": str(tmp_path / "none.env"),
+            "UNSTOPPABLE_DATA_DIR": str(tmp_path),
+            "UNSTOPPABLE_COLD_BACKEND": "s3",
+            "UNSTOPPABLE_S3_ENDPOINT": "http://127.0.0.1:9",  # nothing listens
+            "UNSTOPPABLE_S3_ACCESS_KEY_ID": "key",
+            "UNSTOPPABLE_S3_SECRET_ACCESS_KEY": "secret-secret",
+        }
+    )
+    hot = job_storage(settings, "acme", "www").snapshot_files
+    started = datetime.now(UTC)
+    snapshot(hot, "c" * 64)
+    with pytest.raises((StorageError, OSError)):
+        halfway.set_aside(settings, "acme", "www", started)
+    assert [p.name for p in hot.iterdir()] == ["c" * 64]
