@@ -1,18 +1,21 @@
-"""Faults on top of faults: the real daemon under random, overlapping faults, then checked.
+"""Faults on top of faults: the real daemons under random, overlapping faults, then checked.
 
-    .venv/bin/python bench/soak.py [--minutes 5] [--seed 1] [--customers 12]
+    .venv/bin/python bench/soak.py [--minutes 5] [--seed 1] [--customers 12] [--keep]
 
 A dozen customers (FTPS, SFTP and local sources; schedules 10 to 30 seconds apart; sources
-changing under them) are backed up by the real daemon, restarted whenever it exits. For the
-run's length, faults are injected at random times and overlap (bench/soak_faults.py). Then
-they clear, the harness waits a few schedule intervals, stops the daemon, and checks the
-invariants of bench/soak_checks.py against Docker's event stream, its own schedule, the
-repositories and the logs. It prints one table and exits 1 on any broken invariant.
+changing under them) are backed up by two real daemons, one keeping cold repositories in a
+local folder and one in MinIO buckets with object lock, each restarted whenever it exits.
+For the run's length, faults of every kind are injected at random times and overlap
+(bench/soak_faults.py). Then they clear, the harness waits a few schedule intervals, stops
+the daemons, and checks the invariants of bench/soak_checks.py against Docker's event
+stream, its own schedule, the repositories (with Debian's restic too, on the buckets) and
+the logs. It prints one table and exits 1 on any broken invariant.
 """
 
 import argparse
 import filecmp
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -37,8 +40,8 @@ from bench.soak_checks import (  # noqa: E402
     recovered,
     repositories,
 )
-from bench.soak_faults import Injector  # noqa: E402
-from bench.soak_world import Customer, EventStream, World, world  # noqa: E402
+from bench.soak_faults import Injector, repeated_for  # noqa: E402
+from bench.soak_world import BUCKETS, Customer, EventStream, World, world  # noqa: E402
 from orchestrator.model import JobKey  # noqa: E402
 from tests.servers import PASSWORD  # noqa: E402
 
@@ -66,13 +69,14 @@ def promised(
     daemon was restarted into has none the daemon could know: those times are left out."""
     out: dict[JobKey, list[datetime]] = {}
     for c in w.customers:
+        starts = w.daemon_of(c).starts
         away = [  # from the first restart into the broken file to its repair
             (
-                min(s for s in w.starts if a <= s <= b) - timedelta(seconds=1),
+                min(s for s in starts if a <= s <= b) - timedelta(seconds=1),
                 b + timedelta(seconds=6),
             )
             for a, b in broken.get(c.name, [])
-            if any(a <= s <= b for s in w.starts)
+            if any(a <= s <= b for s in starts)
         ]
         times, it = [], croniter(c.schedule, start - timedelta(seconds=1))
         while (when := it.get_next(datetime)) <= end:
@@ -84,22 +88,35 @@ def promised(
 
 
 def check_repository(w: World, c: Customer) -> RepoCheck:
-    """Check, list and restore the job's repository with the product's own commands."""
-
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "orchestrator.cli", *args],
-            env=w.env, cwd=ROOT, capture_output=True, text=True, timeout=900,
-        )  # fmt: skip
-
-    checked = cli("check", c.name, "files", "--read-data")
-    listed = cli("snapshots", c.name, "files", "--json")
+    """Check, list and restore the job's repository with the product's own commands, and a
+    bucket's with Debian's restic too, knowing nothing of ours but its password."""
+    daemon = w.daemon_of(c)
+    checked = daemon.cli("check", c.name, "files", "--read-data")
+    listed = daemon.cli("snapshots", c.name, "files", "--json")
     count = len(json.loads(listed.stdout)) if listed.returncode == 0 else 0
     with tempfile.TemporaryDirectory(dir=w.root) as target:
-        restored = cli("restore", c.name, "files", "--target", f"{target}/r")
+        restored = daemon.cli("restore", c.name, "files", "--target", f"{target}/r")
         same = restored.returncode == 0 and _same(c.source, Path(target) / "r")
     said = (checked.stderr + restored.stderr)[-300:].replace("\n", " ")
-    return RepoCheck(c.job, checked.returncode == 0, count, same, said)
+    clean = checked.returncode == 0
+    if c.store == "s3":
+        with tempfile.TemporaryDirectory(dir=w.root) as home:
+            env = {
+                "PATH": os.environ["PATH"],
+                "HOME": home,
+                "RESTIC_PASSWORD": c.password,
+                "AWS_ACCESS_KEY_ID": w.minio.key_id,
+                "AWS_SECRET_ACCESS_KEY": w.minio.secret,
+            }
+            repo = f"s3:{w.minio.endpoint}/{BUCKETS}{c.name}/files"
+            restic = subprocess.run(
+                ["restic", "-r", repo, "check", "--read-data"],
+                env=env, capture_output=True, text=True, timeout=900,
+            )  # fmt: skip
+        if restic.returncode != 0 or "no errors were found" not in restic.stdout:
+            clean = False
+            said += " restic: " + (restic.stdout + restic.stderr)[-300:].replace("\n", " ")
+    return RepoCheck(c.job, clean, count, same, said)
 
 
 def _same(a: Path, b: Path) -> bool:
@@ -118,13 +135,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with world(args.seed, args.customers, args.keep) as w:
         events = EventStream()
-        supervisor = w.supervise()
+        supervisors = {name: d.supervise() for name, d in w.daemons.items()}
         stop_changes = threading.Event()
         changer = threading.Thread(target=change_sources, args=(w, stop_changes), daemon=True)
         changer.start()
         injector = Injector(w)
         injector.run(args.minutes * 60)
         cleared = injector.clear()
+        w.heal()
         stop_changes.set()
         changer.join()
         longest = max(c.interval for c in w.customers)
@@ -132,34 +150,36 @@ def main(argv: list[str] | None = None) -> int:
         quiet = time.monotonic() + 120
         while _workers(w) and time.monotonic() < quiet:
             time.sleep(1)
-        metrics = w.metrics()
+        scraped = datetime.now(UTC)
+        metrics = {k: v for d in w.daemons.values() for k, v in d.metrics().items()}
         end = datetime.now(UTC)
-        w.stop(supervisor)
+        for name, daemon in w.daemons.items():
+            daemon.stop(supervisors[name])
         seen = events.stop()
-        runs, ticks = w.ledger()
+        runs, ticks = [], []
+        for daemon in w.daemons.values():
+            ran, counted = daemon.ledger()
+            runs += ran
+            ticks += counted
         jobs = [c.job for c in w.customers]
-        assert w.started_at is not None
+        first = max(d.starts[0] for d in w.daemons.values())
         window = promised(
-            w,
-            w.started_at + timedelta(seconds=10),
-            end - timedelta(seconds=2 * longest),
-            injector.broken,
+            w, first + timedelta(seconds=10), end - timedelta(seconds=2 * longest), injector.broken
         )
         checks = [check_repository(w, c) for c in w.customers]
-        secrets = [c.password for c in w.customers] + [PASSWORD]
-        logs = {"daemon.log": w.log.read_text(errors="replace")}
+        secrets = [c.password for c in w.customers] + [PASSWORD, w.minio.secret]
         verdict = Verdict()
         verdict.add("1 recovered", recovered(runs, jobs, cleared))
         verdict.add("2 never overlapping", never_overlapping(seen, jobs))
         verdict.add("3 repositories", repositories(checks, jobs))
-        verdict.add("4 accounted", accounted(window, runs, ticks, seen))
-        verdict.add("5 agreeing", agreeing(runs, ticks, w.receipts(), metrics))
-        verdict.add(
-            "6 contained",
-            contained(logs, secrets, w.exits, injector.counts["daemon_kill"]),
-        )
+        repeated = repeated_for(injector, w)
+        verdict.add("4 accounted", accounted(window, runs, ticks, seen, repeated))
+        verdict.add("5 agreeing", agreeing(runs, ticks, w.receipts(), metrics, scraped))
+        for daemon in w.daemons.values():
+            logs = {daemon.log.name: daemon.log.read_text(errors="replace")}
+            verdict.add("6 contained", contained(logs, secrets, daemon.exits, daemon.kills))
         table(injector, runs, window, checks, verdict)
-        if args.keep:  # what the checks saw, beside the daemon's log
+        if args.keep:  # what the checks saw, beside the daemons' logs
             record = {
                 "events": seen,
                 "window": {str(j): [t.isoformat() for t in ts] for j, ts in window.items()},
@@ -167,8 +187,13 @@ def main(argv: list[str] | None = None) -> int:
                     k: [(a.isoformat(), b.isoformat()) for a, b in v]
                     for k, v in injector.broken.items()
                 },
+                "repeated": {
+                    k: [(a.isoformat(), b.isoformat()) for a, b in v]
+                    for k, v in injector.repeated.items()
+                },
+                "faults": [(k, a.isoformat(), b.isoformat()) for k, a, b in injector.timeline],
                 "cleared": cleared.isoformat(),
-                "exits": w.exits,
+                "exits": {name: d.exits for name, d in w.daemons.items()},
             }
             (w.root / "soak-record.json").write_text(json.dumps(record, indent=1))
         return 0 if verdict.passed else 1

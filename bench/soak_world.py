@@ -1,7 +1,10 @@
-"""The soak's world: customers with local, FTPS and SFTP sources, their servers, the real
-daemon restarted whenever it exits (as systemd would), and sources changing under it.
+"""The soak's world: customers with local, FTPS and SFTP sources, their servers, two real
+daemons (one keeping cold repositories in a local folder, one in MinIO buckets with object
+lock), each restarted whenever it exits, and sources changing under them.
 
-Everything lives under one directory of its own and listens on 127.0.0.1 only.
+The local daemon's data directory and its cold folder are small filesystems of their own
+(tmpfs), so the soak can fill them. Everything lives under one directory of its own and
+listens on 127.0.0.1 only.
 """
 
 import contextlib
@@ -9,33 +12,37 @@ import json
 import os
 import random
 import shutil
-import signal
-import sqlite3
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.soak_checks import Run, Tick
+from bench.soak_daemon import Daemon
 from orchestrator import __version__
 from orchestrator.model import JobKey
 from tests.servers import PASSWORD, USER, Ftps, Sftp, free_port, open_dir, sshd, vsftpd
+from tests.test_s3 import Minio, minio_server
 
-ROOT = Path(__file__).resolve().parent.parent
 IMAGE = os.environ.get("UNSTOPPABLE_WORKER_IMAGE", f"unstoppable-worker:{__version__}")
 # Every N seconds (croniter's sixth field): a dozen customers, often overlapping.
 INTERVALS = (10, 15, 20, 30, 10, 15, 20, 30, 15, 20, 15, 30)
+# (source, cold store) of each customer in turn: a dozen is 2 FTPS, 2 SFTP, 8 local; three
+# of them (one SFTP, two local) keep their cold repository in MinIO.
+KINDS = [("ftps", "local"), ("sftp", "s3"), ("ftps", "local"), ("sftp", "local")]
+KINDS += [("local", "s3"), ("local", "local"), ("local", "local"), ("local", "s3")]
+KINDS += [("local", "local")] * 4
+FILESYSTEM = "256m"  # each small filesystem the soak can fill
+BUCKETS = "soak-"
 
 
 @dataclass
 class Customer:
     name: str
     kind: str  # local | ftps | sftp
+    store: str  # local | s3: which daemon has it, and where its cold repository is
     source: Path
     interval: int
     password: str
@@ -51,54 +58,76 @@ class Customer:
 
 @dataclass
 class World:
-    """One soak's directory, customers, servers and daemon."""
+    """One soak's directory, customers, servers and daemons."""
 
     root: Path
     ftps: Ftps
     sftp: Sftp
+    minio: Minio
     rng: random.Random
     customers: list[Customer] = field(default_factory=list)
-    env: dict[str, str] = field(default_factory=dict)
-    metrics_port: int = 0
-    daemon: subprocess.Popen[bytes] | None = None
-    exits: list[int] = field(default_factory=list)
-    starts: list[datetime] = field(default_factory=list)  # each (re)start of the daemon
-    started_at: datetime | None = None
+    daemons: dict[str, Daemon] = field(default_factory=dict)
     stopping: threading.Event = field(default_factory=threading.Event)
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
-    def data(self) -> Path:
-        return self.root / "data"
+    def servers(self) -> dict[str, str]:
+        """Each server's Docker name, by kind."""
+        assert self.minio.container is not None
+        minio = self.minio.container.get_wrapped_container().name
+        return {"ftps": self.ftps.container, "sftp": self.sftp.container, "minio": minio}
 
     @property
-    def log(self) -> Path:
-        return self.root / "daemon.log"
+    def filesystems(self) -> dict[str, Path]:
+        """The small filesystems the soak can fill: the local daemon's data and cold folder."""
+        data = self.daemons["local"].data
+        return {"data": data, "cold": data / "cold"}
 
     def file_of(self, customer: Customer) -> Path:
-        return self.root / "customers.d" / f"{customer.name}.env"
+        return self.root / f"customers-{customer.store}.d" / f"{customer.name}.env"
+
+    def daemon_of(self, customer: Customer) -> Daemon:
+        return self.daemons[customer.store]
 
     def setup(self, count: int) -> None:
-        """Write `count` customers: FTPS and SFTP ones first, the rest local."""
-        (self.root / "customers.d").mkdir()
-        keys = self.root / "keys"
-        self.metrics_port = free_port()
-        self.env = {
+        """Write `count` customers and their two daemons' settings."""
+        common = {
             "PATH": os.environ["PATH"],
             "UNSTOPPABLE_CONFIG": str(self.root / "none.env"),
-            "UNSTOPPABLE_CUSTOMERS_DIR": str(self.root / "customers.d"),
-            "UNSTOPPABLE_DATA_DIR": str(self.data),
             "UNSTOPPABLE_WORKER_IMAGE": IMAGE,
             "UNSTOPPABLE_SOURCE_ROOTS": str(self.root),
-            "UNSTOPPABLE_KEYS_DIR": str(keys),
+            "UNSTOPPABLE_KEYS_DIR": str(self.root / "keys"),
             "UNSTOPPABLE_ALLOW_PRIVATE_TARGETS": "127.0.0.0/8",
             "UNSTOPPABLE_MIN_INTERVAL": "0",
-            "UNSTOPPABLE_METRICS_LISTEN": f"127.0.0.1:{self.metrics_port}",
             "UNSTOPPABLE_JOB_TIMEOUT": "2m",
-            "UNSTOPPABLE_MAX_PARALLEL": "4",
         }
-        kinds = ["ftps", "sftp", "ftps", "sftp"] + ["local"] * max(0, count - 4)
-        for index, kind in enumerate(kinds[:count]):
+        s3 = {
+            "UNSTOPPABLE_COLD_BACKEND": "s3",
+            "UNSTOPPABLE_S3_ENDPOINT": self.minio.endpoint,
+            "UNSTOPPABLE_S3_ACCESS_KEY_ID": self.minio.key_id,
+            "UNSTOPPABLE_S3_SECRET_ACCESS_KEY": self.minio.secret,
+            "UNSTOPPABLE_S3_BUCKET_PREFIX": BUCKETS,
+            "UNSTOPPABLE_S3_LOCK_DAYS": "1",
+        }
+        for name, parallel, extra in (("local", "4", {}), ("s3", "2", s3)):
+            port = free_port()
+            (self.root / f"customers-{name}.d").mkdir()
+            env = {
+                **common,
+                "UNSTOPPABLE_CUSTOMERS_DIR": str(self.root / f"customers-{name}.d"),
+                "UNSTOPPABLE_DATA_DIR": str(self.root / f"data-{name}"),
+                "UNSTOPPABLE_METRICS_LISTEN": f"127.0.0.1:{port}",
+                "UNSTOPPABLE_MAX_PARALLEL": parallel,
+                **extra,
+            }
+            self.daemons[name] = Daemon(name, self.root, env, port)
+        small = self.daemons["local"].data
+        for path in (small, small / "cold"):
+            path.mkdir(parents=True)
+            subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", f"size={FILESYSTEM},mode=0755", "soak", str(path)],
+                check=True,
+            )
+        for index, (kind, store) in enumerate(KINDS[:count]):
             name = f"soak-{index:02d}-{kind}"
             source = self.root / "sources" / name
             source.mkdir(parents=True)
@@ -106,13 +135,12 @@ class World:
                 (source / f"page-{i}.html").write_text(f"<p>{name} page {i}</p>\n" * 20)
             for path in [source, *source.iterdir()]:
                 path.chmod(0o755 if path.is_dir() else 0o644)
-            customer = Customer(
-                name, kind, source, INTERVALS[index % len(INTERVALS)], f"pw-{name}-71c"
-            )
+            interval = INTERVALS[index % len(INTERVALS)]
+            customer = Customer(name, kind, store, source, interval, f"pw-{name}-71c")
             self.customers.append(customer)
-            self.write(customer, keys)
+            self.write(customer)
 
-    def write(self, customer: Customer, keys: Path | None = None) -> None:
+    def write(self, customer: Customer) -> None:
         """Write (or put back) the customer's file."""
         lines = [
             f'SCHEDULE="{customer.schedule}"',
@@ -126,8 +154,7 @@ class World:
             f'FILES_PRUNE_SCHEDULE="*/2 * * * * {7 + customer.interval}"',
             f'FILES_VERIFY_SCHEDULE="1-59/2 * * * * {37 + customer.interval // 2}"',
         ]
-        keys = keys or self.root / "keys"
-        folder = keys / customer.name
+        folder = self.root / "keys" / customer.name
         if customer.kind == "ftps":
             folder.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(self.ftps.ca, folder / "ca.pem")
@@ -149,133 +176,84 @@ class World:
                 f'FILES_HOST_KEY="{self.sftp.host_key}"',
                 f"FILES_KEY_FILE={folder / 'client'}",
             ]
-        file = self.file_of(customer)
-        file.write_text("\n".join(lines) + "\n")
-
-    # --- the daemon, kept running as systemd would ------------------------------------------
-
-    def supervise(self) -> threading.Thread:
-        """Start the daemon, and start it again whenever it exits, until `stopping`."""
-
-        def keep() -> None:
-            while not self.stopping.is_set():
-                with self.lock, open(self.log, "ab") as handle:
-                    self.daemon = subprocess.Popen(
-                        [sys.executable, "-m", "orchestrator.cli", "run"],
-                        env=self.env,
-                        cwd=ROOT,
-                        stdout=handle,
-                        stderr=handle,
-                    )
-                    self.starts.append(datetime.now(UTC))
-                    if self.started_at is None:
-                        self.started_at = self.starts[0]
-                code = self.daemon.wait()
-                if self.stopping.is_set():
-                    self.exits.append(code)
-                    return
-                self.exits.append(code)
-                time.sleep(1.0)  # systemd's RestartSec
-
-        thread = threading.Thread(target=keep, name="supervisor", daemon=True)
-        thread.start()
-        return thread
-
-    def signal(self, signum: int) -> bool:
-        """Send `signum` to the running daemon; return whether there was one."""
-        with self.lock:
-            daemon = self.daemon
-        if daemon is None or daemon.poll() is not None:
-            return False
-        with contextlib.suppress(ProcessLookupError):
-            daemon.send_signal(signum)
-            return True
-        return False
-
-    def stop(self, supervisor: threading.Thread) -> None:
-        """Stop the daemon for good: SIGTERM, as systemctl stop does."""
-        self.stopping.set()
-        self.signal(signal.SIGCONT)
-        self.signal(signal.SIGTERM)
-        supervisor.join(60)
-
-    def metrics(self) -> dict[tuple[JobKey, str], float]:
-        """Return unstoppable_backup_runs_total by job and result, as /metrics shows it."""
-        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-        with urllib.request.urlopen(url, timeout=30) as answer:
-            text = answer.read().decode()
-        found: dict[tuple[JobKey, str], float] = {}
-        for line in text.splitlines():
-            if not line.startswith("unstoppable_backup_runs_total{"):
-                continue
-            labels, value = line[line.index("{") + 1 :].rsplit("} ", 1)
-            fields = dict(part.split("=", 1) for part in labels.split(","))
-            clean = {k: v.strip('"') for k, v in fields.items()}
-            job = JobKey(clean["customer"], clean["resource"])
-            found[(job, clean["result"])] = float(value)
-        return found
-
-    # --- what the daemon wrote ---------------------------------------------------------------
-
-    def ledger(self) -> tuple[list[Run], list[Tick]]:
-        """Return the runs and the skipped and missed times the ledger holds."""
-        db = sqlite3.connect(self.data / "state" / "ledger.sqlite3")
-        try:
-            runs = [
-                Run(JobKey(c, r), kind, _when(scheduled), _when(started), result, reason)
-                for c, r, kind, scheduled, started, result, reason in db.execute(
-                    "SELECT customer, resource, kind, scheduled_for, started, result, reason"
-                    " FROM runs ORDER BY id"
-                )
-            ]
-            ticks = [
-                Tick(JobKey(c, r), event, _when(last), int(count))
-                for c, r, event, last, count in db.execute(
-                    "SELECT customer, resource, event, scheduled_for, count FROM events ORDER BY id"
-                )
-            ]
-        finally:
-            db.close()
-        return runs, ticks
+        self.file_of(customer).write_text("\n".join(lines) + "\n")
 
     def receipts(self) -> dict[JobKey, list[dict[str, object]]]:
+        """Return each job's published receipts, read from where they were published."""
         found: dict[JobKey, list[dict[str, object]]] = {}
-        for customer in self.customers:
-            folder = self.data / "cold" / customer.name / "receipts" / "files"
-            files = sorted(folder.glob("*.json")) if folder.is_dir() else []
-            found[customer.job] = [json.loads(p.read_text())["receipt"] for p in files]
+        s3 = self.minio.client()
+        for c in self.customers:
+            if c.store == "s3":
+                bucket, prefix = f"{BUCKETS}{c.name}", "receipts/files/"
+                pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+                keys = sorted(o["Key"] for p in pages for o in p.get("Contents", []))
+                bodies = [s3.get_object(Bucket=bucket, Key=k)["Body"].read() for k in keys]
+            else:
+                folder = self.daemons["local"].data / "cold" / c.name / "receipts" / "files"
+                bodies = [p.read_bytes() for p in sorted(folder.glob("*.json"))]
+            # And those issued and not published yet (the store was away): still receipts.
+            spool = self.daemon_of(c).data / "state" / "receipts" / f"{c.name}_files"
+            bodies += [p.read_bytes() for p in sorted(spool.glob("*.json"))]
+            by_seq = {}
+            for body in bodies:
+                receipt = json.loads(body)["receipt"]
+                by_seq[receipt["seq"]] = receipt
+            found[c.job] = [by_seq[seq] for seq in sorted(by_seq)]
         return found
 
-
-def _when(text: str) -> datetime:
-    moment = datetime.fromisoformat(text)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    def heal(self) -> None:
+        """Start any server a fault left stopped (the engine's restart stops them all)."""
+        for name in self.servers.values():
+            subprocess.run(["docker", "unpause", name], capture_output=True)
+            subprocess.run(["docker", "start", name], capture_output=True)
+        deadline = time.monotonic() + 60
+        while not self.minio.live() and time.monotonic() < deadline:
+            time.sleep(0.5)
 
 
 class EventStream:
-    """Docker's container events of managed workers, read as they come (a reader that
-    lags is dropped by the engine, and a pipe nobody reads fills up)."""
+    """Docker's container events of managed workers, read as they come (a reader that lags
+    is dropped by the engine, and a pipe nobody reads fills up). When the engine restarts,
+    the stream is opened again from the last event it saw: the engine replays what it
+    emitted since (the workers it stopped in its restart among them)."""
 
     def __init__(self) -> None:
         self.events: list[dict[str, object]] = []
-        self.proc = subprocess.Popen(
-            ["docker", "events", "--format", "{{json .}}", "--filter", "type=container",
-             "--filter", "label=unstoppable.managed=true"],
-            stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
+        self.seen: set[tuple[object, ...]] = set()
+        self.stopping = threading.Event()
+        self.proc: subprocess.Popen[str] | None = None
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
-        time.sleep(0.3)  # the subscription is live before anything happens
+        time.sleep(0.5)  # the subscription is live before anything happens
 
     def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            if line.strip():
-                self.events.append(json.loads(line))
+        since: list[str] = []
+        while not self.stopping.is_set():
+            self.proc = subprocess.Popen(
+                ["docker", "events", "--format", "{{json .}}", "--filter", "type=container",
+                 "--filter", "label=unstoppable.managed=true", *since],
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            )  # fmt: skip
+            assert self.proc.stdout is not None
+            for line in self.proc.stdout:
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                key = (event.get("id"), event.get("status"), event.get("timeNano"))
+                if key not in self.seen:
+                    self.seen.add(key)
+                    self.events.append(event)
+            self.proc.wait()
+            if self.events:  # from the last one seen, in seconds with nanoseconds
+                nano = max(int(str(e.get("timeNano", 0))) for e in self.events)
+                since = ["--since", f"{nano // 10**9}.{nano % 10**9:09d}"]
+            time.sleep(1.0)
 
     def stop(self) -> list[dict[str, object]]:
         time.sleep(1.0)
-        self.proc.terminate()
+        self.stopping.set()
+        if self.proc is not None:
+            self.proc.terminate()
         self.reader.join(10)
         return list(self.events)
 
@@ -285,9 +263,10 @@ def world(seed: int, customers: int, keep: bool = False) -> Iterator[World]:
     """Yield a world with its servers up and its customers written; remove it after
     (unless `keep`: its directory is then left for a look, and named)."""
     root = open_dir("unstoppable-soak-")
+    made: World | None = None
     try:
-        with vsftpd() as ftps, sshd() as sftp:
-            made = World(root, ftps, sftp, random.Random(seed))
+        with vsftpd() as ftps, sshd() as sftp, minio_server(root / "minio") as minio:
+            made = World(root, ftps, sftp, minio, random.Random(seed))
             made.setup(customers)
             yield made
     finally:
@@ -295,4 +274,7 @@ def world(seed: int, customers: int, keep: bool = False) -> Iterator[World]:
             kept = Path("/var/tmp") / f"kept-{root.name}"
             shutil.copytree(root, kept, symlinks=True, dirs_exist_ok=True)
             print(f"kept a copy of the soak's directory: {kept}", file=sys.stderr)
+        if made is not None and "local" in made.daemons:
+            for path in reversed(made.filesystems.values()):
+                subprocess.run(["umount", "-l", str(path)], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)

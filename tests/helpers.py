@@ -1,6 +1,9 @@
 """Helpers for tests that run the daemon and watch Docker: no test lives here."""
 
 import json
+import os
+import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -118,3 +121,33 @@ def running_workers(prefix: str) -> list[str]:
         text=True,
     ).stdout
     return [n for n in out.split() if n.startswith(f"unstoppable_{prefix}")]
+
+
+def restart_dockerd(signum: int = signal.SIGTERM, down: float = 0.0) -> None:
+    """Stop the Docker engine the way this host runs it (`signum`: SIGTERM as systemctl
+    does, or SIGKILL as a crash), leave it down for `down` seconds, start it again and wait
+    until it answers."""
+    active = ["systemctl", "is-active", "--quiet", "docker"]
+    if subprocess.run(active, capture_output=True, check=False).returncode == 0:
+        subprocess.run(["systemctl", "kill", f"--signal={signum}", "docker"], check=True)
+        time.sleep(down)
+        subprocess.run(["systemctl", "restart", "docker"], check=True)
+    else:
+        pid = int(subprocess.run(["pgrep", "-o", "-x", "dockerd"], capture_output=True,
+                                 text=True, check=True).stdout.split()[0])  # fmt: skip
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+        os.kill(pid, signum)
+        wait_until(lambda: not Path(f"/proc/{pid}").exists(), 90, "dockerd to stop")
+        time.sleep(down)
+        # Detached through a shell that exits at once: the engine outlives its caller, like
+        # the one provision started, and no Popen is left for Python to warn about.
+        command = shlex.join(os.fsdecode(a) for a in argv)
+        subprocess.run(
+            ["sh", "-c", f"setsid {command} >>/var/log/unstoppable-dockerd.log 2>&1 &"],
+            check=True,
+        )
+    wait_until(
+        lambda: subprocess.run(["docker", "info"], capture_output=True).returncode == 0,
+        90,
+        "dockerd to answer again",
+    )

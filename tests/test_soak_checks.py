@@ -23,14 +23,21 @@ def at(seconds: int) -> datetime:
     return T0 + timedelta(seconds=seconds)
 
 
-def event(status: str, job: JobKey, nano: int, when: datetime, kind: str = "backup") -> dict:
+def event(
+    status: str, job: JobKey, nano: int, when: datetime, kind: str = "backup", container: str = ""
+) -> dict:
     attributes = {
         "unstoppable.job": str(job),
         "unstoppable.kind": kind,
         "unstoppable.scheduled-for": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "name": f"w-{nano}",
     }
-    return {"status": status, "timeNano": nano, "Actor": {"Attributes": attributes}}
+    return {
+        "status": status,
+        "id": container or f"c-{nano}",
+        "timeNano": nano,
+        "Actor": {"Attributes": attributes},
+    }
 
 
 def backup(job: JobKey, when: datetime, result: str = "success") -> Run:
@@ -49,12 +56,22 @@ def test_recovery_needs_a_success_after_the_last_fault() -> None:
 
 def test_two_workers_of_one_job_alive_at_once_are_named() -> None:
     sound = [
-        event("start", WWW, 1, at(0)),
-        event("die", WWW, 2, at(0)),
-        event("start", WWW, 3, at(5)),
+        event("start", WWW, 1, at(0), container="w1"),
+        event("die", WWW, 2, at(0), container="w1"),
+        event("start", WWW, 3, at(5), container="w2"),
+        # The engine killed under w2: the restarted engine destroys it, with no `die`.
+        event("destroy", WWW, 4, at(5), container="w2"),
+        event("start", WWW, 5, at(10), container="w3"),
     ]
     sound += [event("start", DB, 2, at(0))]  # another job alongside: fine
     assert never_overlapping(sound, [WWW, DB]) == []
+    # Another worker's end does not end this one.
+    crossed = [
+        event("start", WWW, 1, at(0), container="w1"),
+        event("die", WWW, 2, at(0), container="w0"),
+        event("start", WWW, 3, at(5), container="w2"),
+    ]
+    assert never_overlapping(crossed, [WWW]) == ["acme/www: two workers alive at once (w-3)"]
     overlap = [event("start", WWW, 1, at(0)), event("start", WWW, 2, at(5), kind="prune")]
     assert never_overlapping(overlap, [WWW]) == ["acme/www: two workers alive at once (w-2)"]
     assert never_overlapping(sound, [WWW, JobKey("gone", "www")])[-1].endswith(
@@ -96,6 +113,23 @@ def test_every_promised_time_is_one_run_skip_or_miss_and_a_success_had_its_worke
     assert said == ["acme/www: a success for 12:00:30 without a worker Docker started"]
 
 
+def test_only_a_clock_set_back_lets_a_time_come_round_twice_and_never_three_times() -> None:
+    promised = {WWW: [at(0), at(10), at(20)]}
+    events = [event("start", WWW, n, at(s)) for n, s in enumerate((0, 10, 10, 20))]
+    twice = [backup(WWW, at(0)), backup(WWW, at(10)), backup(WWW, at(10)), backup(WWW, at(20))]
+    back = {WWW: [(at(5), at(12))]}  # its daemon's clock went back over 12:00:05-12:00:12
+    assert accounted(promised, twice, [], events, back) == []
+    assert accounted(promised, twice, [], events) == ["acme/www: 12:00:10 accounted for 2 times"]
+    elsewhere = {WWW: [(at(30), at(40))]}
+    assert accounted(promised, twice, [], events, elsewhere) != []
+    three = [*twice, backup(WWW, at(10))]
+    assert accounted(promised, three, [], events, back) == [
+        "acme/www: 12:00:10 accounted for 3 times"
+    ]
+    lost = [backup(WWW, at(0)), backup(WWW, at(20))]
+    assert accounted(promised, lost, [], events, back) == ["acme/www: 12:00:10 not accounted for"]
+
+
 def test_ledger_receipts_and_metrics_must_agree() -> None:
     runs = [backup(WWW, at(0)), backup(WWW, at(10), "failure")]
     ticks = [Tick(WWW, "missed", at(40), 3)]
@@ -125,6 +159,13 @@ def test_ledger_receipts_and_metrics_must_agree() -> None:
     ]
     assert agreeing(runs, ticks, receipts, {}) == [
         "acme/www: /metrics shows no unstoppable_backup_runs_total"
+    ]
+    # A run recorded after /metrics was scraped is not on it yet; one before must be.
+    late = Run(WWW, "backup", at(20), at(20), "success", "", recorded=at(30))
+    later = {WWW: [*receipts[WWW], receipt(at(20), "success")]}
+    assert agreeing([*runs, late], ticks, later, metrics, scraped=at(25)) == []
+    assert agreeing([*runs, late], ticks, later, metrics, scraped=at(35)) == [
+        "acme/www: /metrics counts 1 success, the ledger 2"
     ]
 
 

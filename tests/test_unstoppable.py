@@ -5,7 +5,6 @@ What ran is judged from Docker's event stream and the ledger, never from the dae
 
 import ipaddress
 import os
-import shlex
 import signal
 import sqlite3
 import subprocess
@@ -23,6 +22,7 @@ from tests.helpers import (
     DaemonProcess,
     Events,
     assert_never_overlapping,
+    restart_dockerd,
     running_workers,
     wait_until,
 )
@@ -358,31 +358,6 @@ def test_a_directory_swapped_before_the_mount_is_not_read(site: Site, unique: st
     )
     assert (outcome.result.value, outcome.reason.value) == ("failure", "source_refused")
     assert "replaced" in outcome.message
-
-
-def restart_dockerd() -> None:
-    """Restart the Docker engine the way this host runs it, and wait until it answers."""
-    active = ["systemctl", "is-active", "--quiet", "docker"]
-    if subprocess.run(active, capture_output=True, check=False).returncode == 0:
-        subprocess.run(["systemctl", "restart", "docker"], check=True)
-    else:
-        pid = int(subprocess.run(["pgrep", "-o", "-x", "dockerd"], capture_output=True,
-                                 text=True, check=True).stdout.split()[0])  # fmt: skip
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
-        os.kill(pid, signal.SIGTERM)
-        wait_until(lambda: not Path(f"/proc/{pid}").exists(), 90, "dockerd to stop")
-        # Detached through a shell that exits at once: the engine outlives this test, like
-        # the one provision started, and no Popen is left for Python to warn about.
-        command = shlex.join(os.fsdecode(a) for a in argv)
-        subprocess.run(
-            ["sh", "-c", f"setsid {command} >>/var/log/unstoppable-dockerd.log 2>&1 &"],
-            check=True,
-        )
-    wait_until(
-        lambda: subprocess.run(["docker", "info"], capture_output=True).returncode == 0,
-        90,
-        "dockerd to answer again",
-    )
 
 
 def test_docker_restarted_mid_run_is_survived_and_recorded(
