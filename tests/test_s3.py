@@ -453,3 +453,42 @@ def test_temporary_credentials_reach_the_bucket_and_rustic_through_the_session_t
     assert f"{name}/files: failure (storage)" in refused.stdout, refused.stdout + refused.stderr
     for secret in (issued["SecretAccessKey"], issued["SessionToken"]):
         assert secret not in done.stdout + done.stderr + refused.stdout + refused.stderr
+
+
+def test_a_time_missed_before_the_bucket_exists_is_receipted_and_published_later(
+    minio: Minio, unique: str, tmp_path: Path
+) -> None:
+    """The first backup makes the bucket; a time missed before it (the store was down)
+    still gets its receipt, which waits in the spool and is published once the bucket is
+    there. Reading the chain's head from a missing bucket used to raise: no receipt."""
+    from orchestrator.config.settings_file import load_settings
+    from orchestrator.receipts.issuer import Issuer
+    from orchestrator.receipts.terms import Terms
+    from orchestrator.storage.layout import bucket_lock, open_bucket
+
+    settings = load_settings(
+        {
+            "UNSTOPPABLE_CONFIG": str(tmp_path / "none.env"),
+            "UNSTOPPABLE_DATA_DIR": str(tmp_path / "data"),
+            "UNSTOPPABLE_COLD_BACKEND": "s3",
+            "UNSTOPPABLE_S3_ENDPOINT": minio.endpoint,
+            "UNSTOPPABLE_S3_ACCESS_KEY_ID": minio.key_id,
+            "UNSTOPPABLE_S3_SECRET_ACCESS_KEY": minio.secret,
+            "UNSTOPPABLE_S3_BUCKET_PREFIX": "ub-",
+            "UNSTOPPABLE_ALLOW_PRIVATE_TARGETS": "127.0.0.0/8",
+        }
+    )
+    name = f"nobkt-{unique}"
+    job = JobKey(name, "www")
+    issuer = Issuer(settings, lambda _job: Terms("0 * * * *", "UTC"))
+    issuer.ticks(job, "missed", "", datetime(2026, 12, 6, 3, 0, tzinfo=UTC), 1)
+    spool = tmp_path / "data" / "state" / "receipts" / f"{name}_www"
+    assert sorted(p.name for p in spool.glob("[0-9]*.json")) == ["0000000000.json"]
+    store = open_bucket(settings, name)  # as the first backup makes it: locked
+    try:
+        store.ensure(bucket_lock(settings))
+    finally:
+        store.close()
+    assert issuer.deliver(job) == 0
+    listed = minio.client().list_objects_v2(Bucket=f"ub-{name}", Prefix="receipts/www/")
+    assert [o["Key"] for o in listed.get("Contents", [])] == ["receipts/www/0000000000.json"]

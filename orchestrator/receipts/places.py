@@ -16,7 +16,7 @@ from typing import Protocol
 from orchestrator.config.settings import Settings
 from orchestrator.storage.layout import bucket_lock, job_storage, open_bucket
 from orchestrator.storage.s3 import Bucket
-from orchestrator.storage.s3_values import Lock, StorageError
+from orchestrator.storage.s3_values import BucketMissing, Lock, StorageError
 
 FOLDER = "receipts"  # beside the repositories, or the bucket's prefix; no resource is named so
 
@@ -113,10 +113,16 @@ class Objects:
             )  # fmt: skip
 
     def names(self, resource: str) -> list[str]:
+        """Return the receipts published; none while the bucket does not exist yet (the
+        first backup makes it: a time missed before that is still receipted, and its
+        receipt waits in the spool for the bucket)."""
         prefix = f"{FOLDER}/{resource}/"
-        with self.bucket.translated():
-            found = self.bucket.client.list_objects(self.bucket.name, prefix=prefix)
-            return sorted(str(o.object_name)[len(FOLDER) + 1 :] for o in found)
+        try:
+            with self.bucket.translated():
+                found = self.bucket.client.list_objects(self.bucket.name, prefix=prefix)
+                return sorted(str(o.object_name)[len(FOLDER) + 1 :] for o in found)
+        except BucketMissing:
+            return []
 
     def get(self, name: str) -> bytes:
         with self.bucket.translated():

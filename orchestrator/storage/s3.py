@@ -16,6 +16,7 @@ from xml.etree import ElementTree
 import urllib3
 
 from orchestrator.storage.s3_values import (
+    BucketMissing,
     BucketState,
     Lock,
     StorageError,
@@ -244,9 +245,8 @@ class Bucket:
                     "UNSTOPPABLE_S3_BUCKET_PREFIX"
                 ) from None
             said = masked(f"{exc.code}: {exc.message}", *self.secrets)
-            raise StorageError(
-                f"{where} (region {self.region}): the object store said {said}"
-            ) from None
+            error = BucketMissing if exc.code == "NoSuchBucket" else StorageError
+            raise error(f"{where} (region {self.region}): the object store said {said}") from None
         except ServerError as exc:
             raise StorageError(
                 f"{where}: the object store answered HTTP {exc.status_code}"

@@ -16,6 +16,10 @@ class StorageError(UnstoppableError):
     """The object store refused or could not be reached."""
 
 
+class BucketMissing(StorageError):
+    """The bucket does not exist (yet)."""
+
+
 @dataclass(frozen=True)
 class Lock:
     """Object lock for new buckets: default retention of `days` in `mode`."""
