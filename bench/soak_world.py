@@ -193,7 +193,7 @@ class World:
                 bodies = [p.read_bytes() for p in sorted(folder.glob("*.json"))]
             # And those issued and not published yet (the store was away): still receipts.
             spool = self.daemon_of(c).data / "state" / "receipts" / f"{c.name}_files"
-            bodies += [p.read_bytes() for p in sorted(spool.glob("*.json"))]
+            bodies += [p.read_bytes() for p in sorted(spool.glob("[0-9]*.json"))]
             by_seq = {}
             for body in bodies:
                 receipt = json.loads(body)["receipt"]
