@@ -30,7 +30,7 @@ from orchestrator.reporting.store import LEDGER_ID, Database
 from orchestrator.runs import Jobs
 from orchestrator.runtime.protocol import Runtime, WorkerInfo
 from orchestrator.secrets.files import remove_secrets, resolver_for
-from orchestrator.storage.layout import secrets_dir
+from orchestrator.storage.layout import instance_of, secrets_dir
 
 log = logging.getLogger(__name__)
 # A secrets directory no container mounts is a leftover once it is this old; younger ones
@@ -98,9 +98,12 @@ class Dispatcher:
                     continue
                 if str(leftover) not in in_use and age > LEFTOVER_SECRETS_AGE:
                     remove_secrets(base, str(leftover))
+        instance = instance_of(self.settings)
         for worker in workers:
             if worker.label("origin") != "daemon" or worker.label("kind") not in ADOPTED_KINDS:
                 continue
+            if worker.label("instance") not in ("", instance):
+                continue  # another installation's, on the same engine: never ours to collect
             job = worker.job
             if job is None:  # no job of ours: collected, never recorded against anyone
                 with self.lock:

@@ -28,6 +28,7 @@ from orchestrator.storage.layout import (
     bucket,
     bucket_lock,
     cold_profile,
+    instance_of,
     job_storage,
     open_bucket,
     secrets_dir,
@@ -97,6 +98,7 @@ class Preparation:
             limits=Limits.of(self.settings, work.kind),
             apparmor=remote and apparmor.enabled(),
             profiles=apparmor.loaded_profiles() if remote else frozenset(),
+            instance=instance_of(self.settings),
         )
 
     def _ensure_bucket(self, customer: str) -> None:

@@ -128,8 +128,10 @@ class World:
         origin: str = "daemon",
         scheduled_for: datetime = NOW - timedelta(hours=1),
         started_at: datetime | None = None,
+        instance: str = "",
     ) -> ContainerSpec:
-        """Start a worker as an earlier daemon (or the CLI) did, with a secrets directory."""
+        """Start a worker as an earlier daemon (or the CLI) did, with a secrets directory;
+        `instance`: the installation it names (none: a worker of an earlier version)."""
         name = container_name(JobKey(customer, "files"), kind, scheduled_for)
         secrets = secrets_dir(self.settings) / f"{name}.0123456789abcdef"
         secrets.mkdir(parents=True)
@@ -138,7 +140,7 @@ class World:
             name,
             IMAGE,
             ("rustic", "backup"),
-            labels(JobKey(customer, "files"), kind, scheduled_for, origin),
+            labels(JobKey(customer, "files"), kind, scheduled_for, origin, instance),
             (Mount(secrets, SECRETS),),
         )
         self.fake.script(name, script)
@@ -396,6 +398,28 @@ def test_a_worker_left_by_a_previous_daemon_is_adopted_and_judged_not_duplicated
     assert list(secrets_dir(world.settings).iterdir()) == [], "and its secrets removed"
     world.daemon.adopt()
     assert world.daemon.dispatch.in_flight == set(), "a worker is adopted once"
+
+
+def test_another_installations_worker_on_the_same_engine_is_never_adopted(
+    world: World,
+) -> None:
+    """Two installations (two data directories) share one Docker engine: each adopts its
+    own workers only. A soak with two daemons saw one record the other's runs in its own
+    ledger, for customers it does not have, and take them from the ledger they belong to."""
+    from orchestrator.storage.layout import instance_of
+
+    world.customer("acme")
+    other = world.leftover("beta", WROTE, instance="0123456789abcdef")
+    own = world.leftover("acme", WROTE, instance=instance_of(world.settings))
+    world.daemon.load_config()
+    world.daemon.adopt()
+    world.settle()
+    assert world.ledger.history.runs(JobKey.parse("beta/files")) == []
+    assert world.fake.names() == {other.name}, "left to the installation it belongs to"
+    assert world.ledger.history.runs(JobKey.parse("acme/files")) == [
+        run_row("acme", "success", at=NOW - timedelta(hours=1))
+    ]
+    assert own.name not in world.fake.names()
 
 
 def test_a_worker_that_ended_while_no_daemon_ran_is_adopted_too(world: World) -> None:

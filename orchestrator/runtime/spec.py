@@ -124,9 +124,10 @@ def capabilities(kind: Kind, remote: bool = False) -> tuple[tuple[str, ...], tup
 
 
 def labels(
-    job: JobKey, kind: Kind, scheduled_for: datetime, origin: str = "cli"
+    job: JobKey, kind: Kind, scheduled_for: datetime, origin: str = "cli", instance: str = ""
 ) -> tuple[tuple[str, str], ...]:
-    """Return the labels DESIGN.md fixes for a worker container, and who started it."""
+    """Return the labels DESIGN.md fixes for a worker container, who started it, and for
+    which installation (`instance`: two on one Docker engine never adopt each other's)."""
     return (
         ("unstoppable.managed", "true"),
         ("unstoppable.customer", job.customer),
@@ -135,6 +136,7 @@ def labels(
         ("unstoppable.kind", kind.value),
         ("unstoppable.scheduled-for", scheduled_for.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")),
         ("unstoppable.origin", origin),
+        *((("unstoppable.instance", instance),) if instance else ()),
     )
 
 
@@ -209,6 +211,7 @@ class Placement:
     limits: Limits
     apparmor: bool  # AppArmor is on on this host
     profiles: frozenset[str] = frozenset()  # the AppArmor profiles loaded, if it is
+    instance: str = ""  # which installation's worker (storage/layout.py `instance_of`)
 
 
 def spec_for(
@@ -221,7 +224,7 @@ def spec_for(
         name=container_name(work.job, work.kind, scheduled_for),
         image=placement.image,
         command=tuple(command.argv),
-        labels=labels(work.job, work.kind, scheduled_for, placement.origin),
+        labels=labels(work.job, work.kind, scheduled_for, placement.origin, placement.instance),
         mounts=(
             repo_mounts(placement.storage, placement.secrets)
             if command.repositories

@@ -7,6 +7,7 @@ every worker's spec and every CLI command reads paths from here, most never touc
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import secrets
 import shutil
@@ -35,6 +36,13 @@ def job_storage(settings: Settings, customer: str, resource: str) -> JobStorage:
     return JobStorage(
         data / "hot" / customer / resource, cold, data / "cache" / customer / resource
     )
+
+
+def instance_of(settings: Settings) -> str:
+    """Return this installation's name on the Docker engine: its data directory's, hashed.
+    Each worker carries it, so a daemon adopts only its own installation's workers."""
+    path = str(settings.DATA_DIR.absolute())
+    return hashlib.sha256(path.encode()).hexdigest()[:16]
 
 
 def state_dir(settings: Settings) -> Path:
