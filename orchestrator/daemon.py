@@ -143,6 +143,9 @@ class Daemon:
                 self.reload.clear()
                 self.guarded("config", self.load_config)
                 next_poll = datetime.fromtimestamp(now.timestamp() + CONFIG_POLL_SECONDS, UTC)
+            if self.viewed:  # a clock set back is recomputed once, even if the tick fails
+                last_tick = self.clock_checked(last_tick, now)
+            self.guarded("ledger", self.dispatch.recorder.flush)  # owed records, once writable
             ticked = self.guarded("plan", functools.partial(self.plan_tick, last_tick, now))
             due = self.dispatch.state.next_due.values()
             wake_at = min([next_poll, *due], default=next_poll)
@@ -152,6 +155,10 @@ class Daemon:
                 last_tick = ticked
             self.wake.wait(max(0.0, (wake_at - _now()).total_seconds()))
             self.wake.clear()
+        if not self.guarded("ledger", self.dispatch.recorder.flush):
+            log.error(
+                "%d record(s) the ledger never took are lost", len(self.dispatch.recorder.owed)
+            )
         if issuer is not None:  # one last pass, bounded: what is left waits for the next start
             issuer.stop.set()
             issuer.wake.set()

@@ -14,7 +14,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -392,3 +392,36 @@ def test_an_engine_that_is_down_is_asked_again_each_second_not_in_a_busy_loop(
     loop.join(10)
     assert not loop.is_alive()
     assert 2 <= len(asked) <= 7, f"Docker asked {len(asked)} times in 4 s"
+
+
+def test_a_clock_set_back_while_the_engine_is_down_is_recomputed_once(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The clock steps back while every tick fails (Docker away): the schedule is recomputed
+    once, from then. It was recomputed at every failed tick, each from that very second:
+    counted again each time, and the times between the ticks were never planned at all."""
+    from orchestrator import daemon as daemon_module
+
+    world.customer("good", "* * * * * */2")
+    shift = [0.0]
+    monkeypatch.setattr(
+        daemon_module, "_now", lambda: datetime.now(UTC) + timedelta(seconds=shift[0])
+    )
+    monkeypatch.setattr(world.daemon, "serve_metrics", lambda: None)
+    real = world.fake.running_jobs
+
+    def down() -> frozenset[JobKey]:
+        raise RuntimeUnavailable("cannot reach the Docker engine")
+
+    loop = threading.Thread(target=world.daemon.run, daemon=True)
+    loop.start()
+    time.sleep(2.5)
+    monkeypatch.setattr(world.fake, "running_jobs", down)
+    shift[0] = -30.0
+    time.sleep(4.0)
+    monkeypatch.setattr(world.fake, "running_jobs", real)
+    time.sleep(3.0)
+    world.daemon.request_stop()
+    loop.join(10)
+    assert not loop.is_alive()
+    assert errors(world, "clock") == 1
