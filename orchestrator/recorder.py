@@ -8,6 +8,7 @@ takes writes again: a full disk delays the record of a run, and never loses it, 
 daemon is killed before space returns (then a run it launched is launched again at start).
 """
 
+import contextlib
 import logging
 import threading
 from collections import deque
@@ -22,10 +23,12 @@ from orchestrator.receipts.receipted import Receipted
 from orchestrator.reporting.history import Event
 from orchestrator.reporting.ledger import Ledger
 from orchestrator.reporting.seams import RunLog
+from orchestrator.reporting.store import transient
 
 log = logging.getLogger(__name__)
 # Records held while the ledger takes no writes (a full disk): hours of a big server's runs.
 OWED = 100_000
+RUN, EVENT = "run", "event"
 
 
 def record(history: RunLog, run: RunRecord) -> None:
@@ -55,26 +58,33 @@ def failed_record(
 
 
 class Recorder:
-    """Records the daemon's runs and events; a failed write is logged and counted, not raised."""
+    """Records the daemon's runs and events; a failed write is logged and counted, not raised.
+
+    A write the ledger refuses for now (sqlite's operational errors: a full disk, an I/O
+    error, a lock) is owed, in order, and written (with its receipt) once it takes writes
+    again. One it can never take (a value sqlite refuses) is not owed, or it would hold
+    every later record back: it is dropped, counted, and still gets its receipt (standing
+    for no ledger row), as does the oldest owed record when OWED are waiting.
+    """
 
     def __init__(
         self, ledger: Ledger, count: Callable[[str], None], issuer: Issuer | None = None
     ) -> None:
         # Each run and each time that did not run gets its receipt too, when receipts are on.
-        self.history: RunLog = (
-            ledger.history
-            if issuer is None
-            else Receipted(ledger.history, issuer, count, retried=True)
-        )
+        self.history: RunLog = ledger.history
+        self.given_up: RunLog = ledger.history
+        if issuer is not None:
+            self.history = Receipted(ledger.history, issuer, count, retried=True)
+            self.given_up = Receipted(ledger.history, issuer, count)
         self.db = ledger.db
         self.count = count
         self.lock = threading.Lock()  # runs end on threads of their own
         self.failing = False
-        self.owed: deque[tuple[Callable[..., object], tuple[Any, ...]]] = deque(maxlen=OWED)
+        self.owed: deque[tuple[str, tuple[Any, ...]]] = deque()
 
     def record(self, run: RunRecord) -> None:
         """Write a finished run down (see `record`)."""
-        self.write(record, self.history, run)
+        self._recorded(RUN, (run,))
 
     def event(
         self,
@@ -86,19 +96,18 @@ class Recorder:
         first: datetime | None = None,
     ) -> None:
         """Write down a skipped or `count` missed scheduled times of `job`."""
-        self.write(self.history.record_event, job, event, reason, scheduled_for, count, first)
+        self._recorded(EVENT, (job, event, reason, scheduled_for, count, first))
 
-    def write(self, write: Callable[..., object], *args: Any, owe: bool = True) -> bool:
-        """Call a ledger write after those still owed; log and count a failure, and owe
-        the write (unless not `owe`: a state the next tick writes anew)."""
+    def write(self, write: Callable[..., object], *args: Any) -> bool:
+        """Write a state the next tick writes anew (never owed), after what is owed."""
         with self.lock:
-            if self._flush() and self._tried(write, args):
-                return True
+            if self._flush():
+                try:
+                    write(*args)
+                    return True
+                except Exception as exc:
+                    self._failed(exc)
             self.count("ledger")
-            if owe:
-                if len(self.owed) == OWED:
-                    log.error("%d ledger writes owed: the oldest is dropped", OWED)
-                self.owed.append((write, args))  # in order, behind those owed before
             return False
 
     def flush(self) -> bool:
@@ -106,34 +115,67 @@ class Recorder:
         with self.lock:
             return self._flush()
 
-    def _flush(self) -> bool:
-        had = len(self.owed)
-        while self.owed:
-            write, args = self.owed[0]
-            if not self._tried(write, args):
-                return False
-            self.owed.popleft()
-        if had:
-            log.warning("the ledger takes writes again: %d owed record(s) written", had)
-        return True
+    def _recorded(self, what: str, args: tuple[Any, ...]) -> None:
+        with self.lock:
+            if self._flush():
+                try:
+                    self._apply(what, args, self.history)
+                    return
+                except Exception as exc:
+                    if not transient(exc):
+                        self._give_up(what, args, exc)
+                        return
+                    self._failed(exc)
+            self.count("ledger")
+            if len(self.owed) >= OWED:
+                self._give_up(*self.owed.popleft(), None)
+            self.owed.append((what, args))
 
-    def _tried(self, write: Callable[..., object], args: tuple[Any, ...]) -> bool:
-        """Call `write`; a failure is logged once until a write succeeds again."""
-        try:
-            write(*args)
-        except Exception as exc:
-            if not self.failing:
-                log.error(
-                    "cannot write the ledger (%s): %s; owed until it can", write.__name__, exc
-                )
-            self.failing = True
+    def _flush(self) -> bool:
+        written = 0
+        while self.owed:
+            what, args = self.owed[0]
             try:
-                self.db.recover_if_corrupt(exc)
-            except Exception:  # moving a corrupt file aside on a full or read-only disk
-                log.exception("cannot recover the ledger")
-            return False
+                self._apply(what, args, self.history)
+            except Exception as exc:
+                if transient(exc):
+                    self._failed(exc)
+                    return False
+                self.owed.popleft()
+                self._give_up(what, args, exc)
+                continue
+            self.owed.popleft()
+            written += 1
+        if written:
+            log.warning("the ledger takes writes again: %d owed record(s) written", written)
         self.failing = False
         return True
+
+    def _apply(self, what: str, args: tuple[Any, ...], history: RunLog) -> None:
+        if what == RUN:
+            record(history, *args)
+        else:
+            history.record_event(*args)
+
+    def _give_up(self, what: str, args: tuple[Any, ...], exc: Exception | None) -> None:
+        """Drop a record from the ledger; its receipt is still issued, for no row."""
+        self.count("ledger")
+        if exc is not None:
+            log.error("a record the ledger cannot take is dropped, receipted: %r", exc)
+        elif not self.failing:
+            log.error("%d ledger records owed: the oldest are dropped, receipted", OWED)
+        with contextlib.suppress(Exception):  # the same write fails again, then receipts
+            self._apply(what, args, self.given_up)
+
+    def _failed(self, exc: Exception) -> None:
+        """Log the first failure of a run of them; move a corrupt ledger aside."""
+        if not self.failing:
+            log.error("cannot write the ledger: %s; owed until it can", exc)
+        self.failing = True
+        try:
+            self.db.recover_if_corrupt(exc)
+        except Exception:  # moving a corrupt file aside on a full or read-only disk
+            log.exception("cannot recover the ledger")
 
     @staticmethod
     def log(run: RunRecord) -> None:

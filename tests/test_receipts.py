@@ -480,3 +480,88 @@ def test_a_ledger_taking_no_writes_owes_its_rows_and_their_receipts_once_and_in_
         ("skipped", "2026-12-01T04:00:00Z"),
         ("success", "2026-12-01T05:00:00Z"),
     ]
+
+
+def test_a_record_the_ledger_can_never_take_is_dropped_receipted_and_blocks_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A value sqlite refuses for good (a count past 64 bits from a worker's output) is not
+    owed: owed first in line, it would hold back every later record of every customer."""
+    from orchestrator.recorder import Recorder
+    from orchestrator.reporting.ledger import Ledger
+    from orchestrator.reporting.store import LEDGER_ID
+
+    settings = load_settings(
+        {"UNSTOPPABLE_CONFIG": str(tmp_path / "none.env"), "UNSTOPPABLE_DATA_DIR": str(tmp_path)}
+    )
+    job = JobKey("acme", "www")
+    ledger = Ledger(tmp_path / "state")
+    issuer = Issuer(settings, lambda _job: Terms("0 * * * *", "UTC"))
+    issuer.ledger_id = ledger.db.get_state(LEDGER_ID) or ""
+    counted: list[str] = []
+    recorder = Recorder(ledger, counted.append, issuer)
+    real = ledger.history.record_run
+
+    def refusing(run: RunRecord) -> Any:
+        if run.scheduled_for == T0:
+            raise OverflowError("Python int too large to convert to SQLite INTEGER")
+        return real(run)
+
+    monkeypatch.setattr(ledger.history, "record_run", refusing)
+    outcome = Outcome(Result.SUCCESS, Reason.NONE, "")
+    later = T0 + timedelta(hours=1)
+    recorder.record(RunRecord(job, Kind.BACKUP, T0, T0, T0, outcome))
+    recorder.record(RunRecord(job, Kind.BACKUP, later, later, later, outcome))
+    assert list(recorder.owed) == []
+    assert counted == ["ledger"]
+    assert [r.scheduled_for for r in ledger.history.runs(job)] == [later.isoformat()]
+    folder = tmp_path / "cold" / "acme" / "receipts"
+    published = [(n, Folder(folder).get(n)) for n in Folder(folder).names("www")]
+    receipts, problems = check(published, receipt_key(settings).public_key(), ("acme", "www"))
+    assert problems == []
+    assert [r["scheduled_for"] for r in receipts] == [
+        "2026-12-01T03:00:00Z",
+        "2026-12-01T04:00:00Z",
+    ]
+
+
+def test_a_first_receipt_the_store_cannot_start_is_owed_and_issued_late(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job's first receipt reads its chain's head from the store; the store down then
+    (the soak's MinIO stopped at start) left that time without a receipt for good."""
+    from orchestrator.receipts import reconcile as late
+    from orchestrator.receipts.receipted import Receipted
+    from orchestrator.reporting.history import Event
+    from orchestrator.reporting.ledger import Ledger
+    from orchestrator.reporting.store import LEDGER_ID
+    from orchestrator.storage.s3_values import StorageError
+
+    settings = load_settings(
+        {"UNSTOPPABLE_CONFIG": str(tmp_path / "none.env"), "UNSTOPPABLE_DATA_DIR": str(tmp_path)}
+    )
+    job = JobKey("acme", "www")
+    ledger = Ledger(tmp_path / "state")
+    issuer = Issuer(settings, lambda _job: Terms("0 * * * *", "UTC"))
+    issuer.ledger_id = ledger.db.get_state(LEDGER_ID) or ""
+    counted: list[str] = []
+    receipted = Receipted(ledger.history, issuer, counted.append)
+    real = Folder.names
+
+    def down(self: Folder, resource: str) -> list[str]:
+        raise StorageError("cannot reach the object store at 127.0.0.1:9")
+
+    monkeypatch.setattr(Folder, "names", down)
+    receipted.record_event(job, Event.MISSED, "", T0, 1, T0)
+    assert counted == ["receipts"], "not issued now"
+    monkeypatch.setattr(Folder, "names", real)
+    monkeypatch.setattr(late, "SETTLE", timedelta(0))
+    assert late.reconcile(issuer, ledger.db) == 1
+    assert late.reconcile(issuer, ledger.db) == 0
+    folder = tmp_path / "cold" / "acme" / "receipts"
+    published = [(n, Folder(folder).get(n)) for n in Folder(folder).names("www")]
+    receipts, problems = check(published, receipt_key(settings).public_key(), ("acme", "www"))
+    assert problems == []
+    assert [(r["result"], r["scheduled_for"]) for r in receipts] == [
+        ("missed", "2026-12-01T03:00:00Z")
+    ]

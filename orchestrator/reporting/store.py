@@ -228,3 +228,11 @@ def iso(moment: datetime) -> str:
 
 def parse_iso(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
+
+
+def transient(exc: Exception) -> bool:
+    """Return whether the ledger may take a write it refused later: a full disk, an I/O
+    error, a lock, a file to move aside; not a value sqlite refuses, which it refuses for good."""
+    return (
+        isinstance(exc, (sqlite3.OperationalError, OSError)) or type(exc) is sqlite3.DatabaseError
+    )
