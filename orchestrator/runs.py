@@ -57,15 +57,18 @@ class Jobs:
             outcome = self._backup(customer, resource, scheduled_for)
         except RunStopped as stop:
             outcome = stop.outcome
-        if outcome.result in (Result.FAILURE, Result.TIMEOUT):
+        if outcome.result is Result.FAILURE and outcome.reason is Reason.RUSTIC:
             outcome = self._halfway(customer, resource, started, outcome)
         return RunRecord.of(Work(customer.job(resource)), scheduled_for, started, outcome)
 
     def _halfway(
         self, customer: Customer, resource: Resource, started: datetime, outcome: Outcome
     ) -> Outcome:
-        """Set aside a snapshot the failed run left in the hot repository alone, and say so."""
+        """Set aside a snapshot the failed run left in the hot repository alone, and say so;
+        never while a worker of the job runs (a command's backup, begun since: mid-write)."""
         try:
+            if customer.job(resource) in self.launcher.runtime.running_jobs():
+                return outcome
             moved = halfway.set_aside(self.settings, customer.name, resource.name, started)
         except Exception as exc:  # the cold repository cannot be listed: the next check says
             log.error(

@@ -41,7 +41,7 @@ def test_only_what_the_failed_run_wrote_and_the_cold_repository_lacks_is_moved(
     snapshot(cold, "d" * 64)
     assert halfway.set_aside(settings, "acme", "www", started) == ["c" * 64]
     assert sorted(p.name for p in hot.iterdir()) == ["a" * 64, "b" * 64, "d" * 64]
-    kept = storage.cache / halfway.ASIDE / halfway_one.name
+    kept = halfway.aside_of(settings, "acme", "www") / halfway_one.name
     assert kept.read_bytes() == b"encrypted snapshot " + b"c" * 64, "kept for a look, not deleted"
     assert sorted(p.name for p in cold.iterdir()) == ["a" * 64, "d" * 64], "cold only read"
     assert halfway.set_aside(settings, "acme", "www", started) == []
@@ -61,6 +61,27 @@ def test_a_cold_repository_that_cannot_be_listed_moves_nothing(tmp_path: Path) -
     hot = job_storage(settings, "acme", "www").snapshot_files
     started = datetime.now(UTC)
     snapshot(hot, "c" * 64)
-    with pytest.raises((StorageError, OSError)):
+    with pytest.raises(StorageError):
         halfway.set_aside(settings, "acme", "www", started)
     assert [p.name for p in hot.iterdir()] == ["c" * 64]
+
+
+def test_a_worker_planted_symlink_or_name_is_never_followed_or_moved(tmp_path: Path) -> None:
+    """The worker can write the job's hot folder: a `snapshots` symlinked to another
+    customer's, a symlinked file, or a file named as no snapshot is, stays where it is."""
+    settings = load_settings(
+        {"UNSTOPPABLE_CONFIG": str(tmp_path / "none.env"), "UNSTOPPABLE_DATA_DIR": str(tmp_path)}
+    )
+    victim = job_storage(settings, "beta", "www").snapshot_files
+    started = datetime.now(UTC)
+    theirs = snapshot(victim, "e" * 64)  # fresh, and not in the attacker's cold repository
+    attacker = job_storage(settings, "acme", "www")
+    attacker.hot.mkdir(parents=True)
+    attacker.snapshot_files.symlink_to(victim)
+    assert halfway.set_aside(settings, "acme", "www", started) == []
+    assert theirs.exists()
+    attacker.snapshot_files.unlink()
+    snapshot(attacker.snapshot_files, "not-a-snapshot-id")
+    (attacker.snapshot_files / ("f" * 64)).symlink_to(theirs)
+    assert halfway.set_aside(settings, "acme", "www", started) == []
+    assert theirs.exists() and (attacker.snapshot_files / "not-a-snapshot-id").exists()

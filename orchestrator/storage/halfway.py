@@ -1,22 +1,31 @@
 """Snapshots that reached the hot repository and not the cold one: set aside, never lost.
 
-rustic writes a snapshot's file to both repositories. A backup that fails between the two
-(the cold disk full, the bucket gone at the last write) leaves the hot repository naming a
-snapshot the cold one lacks: every `check` then fails, and every drill reads damage the
-data does not have. Such a snapshot was never whole, and its run is recorded as failed.
-After a failed backup, the snapshot files that run wrote (newer than its start) and the
-cold repository lacks are moved out of the hot one into the job's cache
-(`halfway-snapshots/`), kept for a look: nothing is deleted, and the cold repository is
-only read.
+rustic writes a snapshot's file to the hot repository, then to the cold one. A backup that
+fails between the two (the cold disk full, the bucket gone at the last write) leaves the
+hot repository naming a snapshot the cold one lacks: every `check` then fails, and every
+drill reads damage the data does not have. Such a snapshot was never whole, and its run is
+recorded as failed. After a backup that rustic itself failed (its worker gone, none of
+the job running), the snapshot files that run wrote (newer than its start) and the cold
+repository lacks are moved out of the hot one into `DATA_DIR/state/halfway/<c>_<r>/`,
+which no worker mounts, kept for a look: nothing is deleted, and the cold repository is
+only read. The worker could write the folders read here: a symlinked folder or file, or a
+name that is no snapshot id, is never followed or moved.
 """
 
+import re
 import shutil
 from datetime import datetime
+from pathlib import Path
 
 from orchestrator.config.settings import Settings
-from orchestrator.storage.layout import job_storage, open_bucket
+from orchestrator.storage.layout import job_storage, open_bucket, state_dir
 
-ASIDE = "halfway-snapshots"
+SNAPSHOT_ID = re.compile(r"[0-9a-f]{64}")
+
+
+def aside_of(settings: Settings, customer: str, resource: str) -> Path:
+    """Return where the job's halfway snapshots are kept (not made)."""
+    return state_dir(settings) / "halfway" / f"{customer}_{resource}"
 
 
 def cold_snapshots(settings: Settings, customer: str, resource: str) -> set[str]:
@@ -25,6 +34,8 @@ def cold_snapshots(settings: Settings, customer: str, resource: str) -> set[str]
     folder_name = storage.snapshot_files.name  # the same in both repositories
     if storage.cold is not None:
         folder = storage.cold / folder_name
+        if folder.is_symlink():
+            raise OSError(f"{folder} is a symbolic link: not followed")
         return {p.name for p in folder.iterdir()} if folder.is_dir() else set()
     bucket = open_bucket(settings, customer)
     try:
@@ -44,9 +55,16 @@ def set_aside(settings: Settings, customer: str, resource: str, since: datetime)
     repository cannot be listed (then nothing is moved)."""
     storage = job_storage(settings, customer, resource)
     hot = storage.snapshot_files
-    if not hot.is_dir():
+    if hot.is_symlink() or storage.hot.is_symlink() or not hot.is_dir():
         return []
-    fresh = [p for p in hot.iterdir() if p.is_file() and p.stat().st_mtime >= since.timestamp() - 1]
+    fresh = [
+        p
+        for p in hot.iterdir()
+        if SNAPSHOT_ID.fullmatch(p.name)
+        and not p.is_symlink()
+        and p.is_file()
+        and p.stat().st_mtime >= since.timestamp() - 1
+    ]
     if not fresh:
         return []
     cold = cold_snapshots(settings, customer, resource)
@@ -54,7 +72,7 @@ def set_aside(settings: Settings, customer: str, resource: str, since: datetime)
     for path in sorted(fresh):
         if path.name in cold:
             continue
-        aside = storage.cache / ASIDE
+        aside = aside_of(settings, customer, resource)
         aside.mkdir(parents=True, exist_ok=True, mode=0o700)
         shutil.move(path, aside / path.name)
         moved.append(path.name)

@@ -41,7 +41,7 @@ def job_storage(settings: Settings, customer: str, resource: str) -> JobStorage:
 def instance_of(settings: Settings) -> str:
     """Return this installation's name on the Docker engine: its data directory's, hashed.
     Each worker carries it, so a daemon adopts only its own installation's workers."""
-    path = str(settings.DATA_DIR.absolute())
+    path = str(settings.DATA_DIR.resolve())  # however it is spelled: one installation
     return hashlib.sha256(path.encode()).hexdigest()[:16]
 
 
