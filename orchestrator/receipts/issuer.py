@@ -3,12 +3,11 @@
 A receipt is sealed and written to the job's spool (`DATA_DIR/state/receipts/<c>_<r>/`)
 under the job's lock file, so the daemon and a command line never give two receipts one
 `seq`; then it is published (places.py) and leaves the spool. One that cannot be published
-stays there, retried by the daemon every minute and counted
-(`unstoppable_receipts_undelivered`, alert `BackupReceiptUndelivered`): never dropped.
-
-The chain's head (the next `seq`, the digest to link to) is kept beside the spool; when it
-is gone or unreadable (a lost or corrupt data directory) it is read back from the newest
-receipt published.
+stays there, retried every minute and counted (`unstoppable_receipts_undelivered`, alert
+`BackupReceiptUndelivered`): never dropped. The chain's head (the next `seq`, the digest to
+link to) is kept beside the spool; when it is gone or unreadable (a lost or corrupt data
+directory) it is read back from the newest receipt published (when that cannot be read,
+the rows are owed: spool.py `owe_from`).
 """
 
 import json
@@ -35,6 +34,7 @@ from orchestrator.receipts.spool import (
     Marks,
     locked,
     marks_of,
+    owe_from,
     put_down,
     spool_of,
     waiting,
@@ -42,6 +42,7 @@ from orchestrator.receipts.spool import (
 from orchestrator.receipts.terms import JobTerms
 from orchestrator.schedule import next_fire
 from orchestrator.storage.layout import state_dir
+from orchestrator.storage.s3_values import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +150,11 @@ class Issuer:
             marks = self.marks_of(job)
             if entry is not None and marks.done(entry):
                 return  # its receipt was issued already (late, or by its own process)
-            seq, previous = self._head(job, folder)
+            try:
+                seq, previous = self._head(job, folder)
+            except StorageError:
+                owe_from(folder, marks, entry)
+                raise
             data = seal(fields, seq, previous, self.key)
             put_down(folder / f"{seq:010d}.json", data, over=False)
             receipt, _ = opened(data)

@@ -68,6 +68,16 @@ def marks_of(head: dict[str, object], ledger: str) -> Marks:
     return Marks(ledger, rows)
 
 
+def owe_from(folder: Path, marks: Marks, entry: Entry | None) -> None:
+    """Remember, when a job's first receipt cannot be issued (the chain's head, read from
+    the store, unreadable), that its ledger rows from `entry`'s on are owed: the publishing
+    thread issues them late (receipts/reconcile.py) instead of never."""
+    if entry is None or entry.row is None or marks.rows.get(entry.table):
+        return
+    owed = Marks(marks.ledger, {**marks.rows, entry.table: (entry.row - 1,)})
+    put_down(folder / HEAD, json.dumps(owed.fields()).encode(), over=True)
+
+
 def spool_of(settings: Settings, job: JobKey) -> Path:
     """Return the job's spool folder (not made)."""
     return state_dir(settings) / "receipts" / f"{job.customer}_{job.resource}"
