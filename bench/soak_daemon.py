@@ -128,9 +128,10 @@ class Daemon:
                 )
             ]  # fmt: skip
             ticks = [
-                Tick(JobKey(c, r), event, _when(last), int(count))
-                for c, r, event, last, count in db.execute(
-                    "SELECT customer, resource, event, scheduled_for, count FROM events ORDER BY id"
+                Tick(JobKey(c, r), event, _when(last), int(count), _when(first) if first else None)
+                for c, r, event, last, count, first in db.execute(
+                    "SELECT customer, resource, event, scheduled_for, count, first FROM events"
+                    " ORDER BY id"
                 )
             ]
         finally:

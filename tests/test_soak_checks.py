@@ -106,6 +106,12 @@ def test_every_promised_time_is_one_run_skip_or_miss_and_a_success_had_its_worke
         "6 missed up to 12:00:40, which the schedule does not hold"
         in accounted(promised, runs, wrong, events)[0]
     )
+    # A range that began before the window (its first times were never promised here).
+    early = [Tick(WWW, "missed", at(0), 3, first=at(-20)), ticks[0], ticks[1], ticks[2]]
+    assert accounted(promised, runs[1:], early, events) == []
+    assert accounted(promised, runs[1:], [Tick(WWW, "missed", at(-20), 2), *ticks], events) == [
+        "acme/www: 12:00:00 not accounted for"
+    ]
     off = [*ticks[:2], Tick(WWW, "missed", at(45), 1)]  # a time the schedule never named
     assert "which the schedule does not hold" in accounted(promised, runs, off, events)[0]
     # The daemon's word alone: a success no worker of Docker's ran for.
@@ -126,6 +132,8 @@ def test_only_a_clock_set_back_lets_a_time_come_round_twice_and_never_three_time
     assert accounted(promised, three, [], events, back) == [
         "acme/www: 12:00:10 accounted for 3 times"
     ]
+    set_back_twice = {WWW: [(at(5), at(12)), (at(8), at(15))]}  # two spans over 12:00:10
+    assert accounted(promised, three, [], events, set_back_twice) == []
     lost = [backup(WWW, at(0)), backup(WWW, at(20))]
     assert accounted(promised, lost, [], events, back) == ["acme/www: 12:00:10 not accounted for"]
 
