@@ -175,7 +175,7 @@ class Dispatcher:
             self.launching.update({launch.work: launch.scheduled_for for launch in decision.launch})
             launching = dict(self.launching)
         value = ticks.tick_value(now, decision.state.pending, launching)
-        self.recorder.write(self.marks.set_state, "last_tick", value, owe=False)
+        self.recorder.write(self.marks.set_state, "last_tick", value)
         self.state = decision.state
         for launch in decision.launch:
             with self.lock:
