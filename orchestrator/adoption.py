@@ -59,6 +59,8 @@ def adopt(jobs: Jobs, job: JobKey, worker: WorkerInfo, customers: Customers) -> 
             outcome = output.judge_backup(done.exit_code, done.stdout, done.stderr)
         else:
             outcome = jobs.judge(customer, resource, scheduled_for, done)
+            if kind is Kind.BACKUP:  # the worker is gone: what it left half way is set aside
+                outcome = jobs.halfway(customer, resource, worker.started_at, outcome)
         if kind is Kind.BACKUP:
             outcome = locked_written(jobs.settings, jobs.locks, job, outcome)
     work = Work(job, Kind.BACKUP if kind is Kind.FORGET else kind)

@@ -20,9 +20,7 @@ from orchestrator.sources import anomaly
 from orchestrator.sources.guard import Floor, floor
 from orchestrator.sources.setup import WorkerSetup
 from orchestrator.storage import halfway
-from orchestrator.storage.layout import (
-    state_dir,
-)
+from orchestrator.storage.layout import job_storage, state_dir
 
 log = logging.getLogger(__name__)
 BUCKET_DEADLINE_SECONDS = 60.0
@@ -57,15 +55,17 @@ class Jobs:
             outcome = self._backup(customer, resource, scheduled_for)
         except RunStopped as stop:
             outcome = stop.outcome
-        if outcome.result is Result.FAILURE and outcome.reason is Reason.RUSTIC:
-            outcome = self._halfway(customer, resource, started, outcome)
+        outcome = self.halfway(customer, resource, started, outcome)
         return RunRecord.of(Work(customer.job(resource)), scheduled_for, started, outcome)
 
-    def _halfway(
+    def halfway(
         self, customer: Customer, resource: Resource, started: datetime, outcome: Outcome
     ) -> Outcome:
-        """Set aside a snapshot the failed run left in the hot repository alone, and say so;
-        never while a worker of the job runs (a command's backup, begun since: mid-write)."""
+        """After rustic's own failure, set aside a snapshot the run left in the hot
+        repository alone, and say so; never while a worker of the job runs (a command's
+        backup, begun since: mid-write)."""
+        if outcome.result is not Result.FAILURE or outcome.reason is not Reason.RUSTIC:
+            return outcome
         try:
             if customer.job(resource) in self.launcher.runtime.running_jobs():
                 return outcome
@@ -87,6 +87,7 @@ class Jobs:
         if refused is not None:
             raise RunStopped(refused)
         self.pinger.job(customer, resource, "start", f"scheduled for {scheduled_for.isoformat()}")
+        self._unborn(customer, resource)
         launch = self.launcher.setup(customer, resource, self.floor(customer, resource))
         timeout = self.settings.job_timeout_seconds
         done = self.launcher.run_worker(
@@ -94,6 +95,22 @@ class Jobs:
         )
         outcome = self.judge(customer, resource, scheduled_for, done)
         return locked_written(self.settings, self.locks, customer.job(resource), outcome)
+
+    def _unborn(self, customer: Customer, resource: Resource) -> None:
+        """Clear what a first init that failed half way left (storage/halfway.py `unborn`),
+        never while a worker of the job runs (its own init, begun since)."""
+        job = customer.job(resource)
+        try:
+            if job in self.launcher.runtime.running_jobs():
+                return
+            cleared = halfway.unborn(job_storage(self.settings, customer.name, resource.name))
+        except Exception as exc:  # the backup's own init says what is wrong, if anything
+            log.error("%s: cannot look for a failed first init: %s", job, exc)
+            return
+        if cleared:
+            log.warning(
+                "%s: a first init that failed half way left %d file(s): removed", job, len(cleared)
+            )
 
     def floor(self, customer: Customer, resource: Resource) -> Floor:
         """Return what the source must still hold for a snapshot of it to be written."""

@@ -85,3 +85,27 @@ def test_a_worker_planted_symlink_or_name_is_never_followed_or_moved(tmp_path: P
     (attacker.snapshot_files / ("f" * 64)).symlink_to(theirs)
     assert halfway.set_aside(settings, "acme", "www", started) == []
     assert theirs.exists() and (attacker.snapshot_files / "not-a-snapshot-id").exists()
+
+
+def test_a_first_init_that_failed_half_way_is_cleared_and_nothing_else(tmp_path: Path) -> None:
+    """The hot key written, the cold one not (a full cold disk at the first backup): the
+    next `backup --init` added a second key to the hot repository only, and rustic refused
+    that job for good ("keys of hot and cold repositories don't match", the soak's seed 9)."""
+    settings = load_settings(
+        {"UNSTOPPABLE_CONFIG": str(tmp_path / "none.env"), "UNSTOPPABLE_DATA_DIR": str(tmp_path)}
+    )
+    storage = job_storage(settings, "acme", "www")
+    assert storage.cold is not None
+    leftover = snapshot(storage.hot / "keys", "1" * 64)
+    (storage.hot / "config").write_bytes(b"half")
+    storage.cold.mkdir(parents=True)
+    assert sorted(halfway.unborn(storage)) == sorted([str(leftover), str(storage.hot / "config")])
+    assert not leftover.exists() and not (storage.hot / "config").exists()
+    # A repository the cold side holds (its config) is never touched.
+    kept = snapshot(storage.hot / "keys", "2" * 64)
+    (storage.cold / "config").write_bytes(b"real")
+    assert halfway.unborn(storage) == [] and kept.exists()
+    # Nor is one whose hot side held snapshots (a cold side lost: an operator's case).
+    (storage.cold / "config").unlink()
+    snapshot(storage.snapshot_files, "3" * 64)
+    assert halfway.unborn(storage) == [] and kept.exists()

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from orchestrator.config.settings import Settings
 from orchestrator.storage.layout import job_storage, open_bucket, state_dir
+from orchestrator.storage.repo_dirs import JobStorage
 
 SNAPSHOT_ID = re.compile(r"[0-9a-f]{64}")
 
@@ -77,3 +78,29 @@ def set_aside(settings: Settings, customer: str, resource: str, since: datetime)
         shutil.move(path, aside / path.name)
         moved.append(path.name)
     return moved
+
+
+def unborn(storage: JobStorage) -> list[str]:
+    """Clear what a first `init` that failed half way left (the hot key written, the cold
+    one not: a full disk), when the cold repository has no `config`: no repository exists,
+    and the next `backup --init` would add a second key beside the first, a mismatch rustic
+    refuses for good. Returns the files removed. Only for a cold repository on this host,
+    only where the hot one holds no snapshot, and never through a symlink (the worker could
+    write these folders)."""
+    if storage.cold is None or storage.cold.is_symlink() or (storage.cold / "config").exists():
+        return []
+    if any(storage.snapshot_files.glob("*")):  # a repository that held snapshots: not ours
+        return []
+    removed = []
+    for folder in (storage.hot / "keys", storage.cold / "keys"):
+        if folder.is_symlink() or not folder.is_dir():
+            continue
+        for key in folder.iterdir():
+            if SNAPSHOT_ID.fullmatch(key.name) and not key.is_symlink() and key.is_file():
+                key.unlink()
+                removed.append(str(key))
+    config = storage.hot / "config"
+    if removed and config.is_file() and not config.is_symlink():
+        config.unlink()
+        removed.append(str(config))
+    return removed
