@@ -283,12 +283,15 @@ def _issuer(settings: Settings, terms: JobTerms, db: Database) -> Issuer | None:
     the runs go on, receipts or not."""
     try:
         issuer = Issuer(settings, terms, background=True)
-        issuer.ledger_id = db.get_state(LEDGER_ID) or ""
-        issuer.owed = owed(issuer, db)
-        return issuer
     except Exception as exc:
         log.error("receipts are off: %s", exc)
         return None
+    issuer.owed = owed(issuer, db)
+    try:  # read again at each pass of late receipts: a full disk now must not turn them off
+        issuer.ledger_id = db.get_state(LEDGER_ID) or ""
+    except Exception as exc:
+        log.error("the ledger cannot be read yet (%s); receipts go on", exc)
+    return issuer
 
 
 def _now() -> datetime:

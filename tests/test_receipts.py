@@ -565,3 +565,24 @@ def test_a_first_receipt_the_store_cannot_start_is_owed_and_issued_late(
     assert [(r["result"], r["scheduled_for"]) for r in receipts] == [
         ("missed", "2026-12-01T03:00:00Z")
     ]
+
+
+def test_a_ledger_unreadable_at_start_leaves_receipts_on(tmp_path: Path) -> None:
+    """A daemon started while its data disk was full (the ledger's id unreadable) turned
+    receipts off for its whole life: every run after had none (the soak's seed 9)."""
+    import sqlite3
+
+    from orchestrator.dispatch import _issuer
+
+    class Unreadable:
+        def get_state(self, key: str) -> str | None:
+            raise sqlite3.OperationalError("disk I/O error")
+
+    settings = load_settings(
+        {"UNSTOPPABLE_CONFIG": str(tmp_path / "none.env"), "UNSTOPPABLE_DATA_DIR": str(tmp_path)}
+    )
+    issuer = _issuer(settings, lambda _job: Terms("0 * * * *", "UTC"), Unreadable())  # type: ignore[arg-type]
+    assert issuer is not None
+    issuer.ticks(JobKey("acme", "www"), "missed", "", T0, 1)
+    assert issuer.deliver(JobKey("acme", "www")) == 0
+    assert Folder(tmp_path / "cold" / "acme" / "receipts").names("www") == ["www/0000000000.json"]
