@@ -116,20 +116,30 @@ class Recorder:
             return self._flush()
 
     def _recorded(self, what: str, args: tuple[Any, ...]) -> None:
+        # Nothing owed (the usual case): written outside the lock, so one job's slow
+        # receipt (its store's answer) never holds back another's record or the tick.
+        if not self.owed and self._written(what, args):
+            return
         with self.lock:
-            if self._flush():
-                try:
-                    self._apply(what, args, self.history)
-                    return
-                except Exception as exc:
-                    if not transient(exc):
-                        self._give_up(what, args, exc)
-                        return
-                    self._failed(exc)
+            if self._flush() and self._written(what, args):
+                return
             self.count("ledger")
             if len(self.owed) >= OWED:
                 self._give_up(*self.owed.popleft(), None)
             self.owed.append((what, args))
+
+    def _written(self, what: str, args: tuple[Any, ...]) -> bool:
+        """Write it; True if written or given up for good, False if owed from now."""
+        try:
+            self._apply(what, args, self.history)
+            self.failing = False
+            return True
+        except Exception as exc:
+            if not transient(exc):
+                self._give_up(what, args, exc)
+                return True
+            self._failed(exc)
+            return False
 
     def _flush(self) -> bool:
         written = 0

@@ -586,3 +586,46 @@ def test_a_ledger_unreadable_at_start_leaves_receipts_on(tmp_path: Path) -> None
     issuer.ticks(JobKey("acme", "www"), "missed", "", T0, 1)
     assert issuer.deliver(JobKey("acme", "www")) == 0
     assert Folder(tmp_path / "cold" / "acme" / "receipts").names("www") == ["www/0000000000.json"]
+
+
+def test_one_jobs_slow_receipt_holds_back_no_other_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records are written outside the Recorder's lock when nothing is owed: a receipt
+    waiting on one customer's store must not stall another's record, or the tick."""
+    import threading
+    import time
+
+    from orchestrator.recorder import Recorder
+    from orchestrator.reporting.ledger import Ledger
+
+    settings = load_settings(
+        {"UNSTOPPABLE_CONFIG": str(tmp_path / "none.env"), "UNSTOPPABLE_DATA_DIR": str(tmp_path)}
+    )
+    ledger = Ledger(tmp_path / "state")
+    issuer = Issuer(settings, lambda _job: Terms("0 * * * *", "UTC"))
+    recorder = Recorder(ledger, lambda _w: None, issuer)
+    slow, release = JobKey("slow", "www"), threading.Event()
+    real = issuer.run
+
+    def stalled(run: RunRecord, *args: Any) -> None:
+        if run.job == slow:
+            release.wait(20)
+        real(run, *args)
+
+    monkeypatch.setattr(issuer, "run", stalled)
+    outcome = Outcome(Result.SUCCESS, Reason.NONE, "")
+    waiting = threading.Thread(
+        target=recorder.record, args=(RunRecord(slow, Kind.BACKUP, T0, T0, T0, outcome),)
+    )
+    waiting.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    fast = JobKey("fast", "www")
+    recorder.record(RunRecord(fast, Kind.BACKUP, T0, T0, T0, outcome))
+    assert recorder.write(ledger.db.set_state, "last_tick", "x")
+    assert time.monotonic() - started < 5
+    assert len(ledger.history.runs(fast)) == 1
+    release.set()
+    waiting.join(20)
+    assert len(ledger.history.runs(slow)) == 1
