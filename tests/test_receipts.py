@@ -368,15 +368,9 @@ def test_rows_a_killed_process_wrote_without_receipts_are_receipted_late_once(
     from orchestrator.receipts.spool import EVENTS, Entry
     from orchestrator.reporting.history import Event
     from orchestrator.reporting.ledger import Ledger
-    from orchestrator.reporting.store import LEDGER_ID
 
-    settings = load_settings(
-        {"UNSTOPPABLE_CONFIG": str(tmp_path / "none.env"), "UNSTOPPABLE_DATA_DIR": str(tmp_path)}
-    )
+    settings, ledger, issuer = receipting(tmp_path)
     job = JobKey("acme", "www")
-    ledger = Ledger(tmp_path / "state")
-    issuer = Issuer(settings, lambda _job: Terms("0 * * * *", "UTC"))
-    issuer.ledger_id = ledger.db.get_state(LEDGER_ID) or ""
     receipted = Receipted(ledger.history, issuer)
     outcome = Outcome(Result.SUCCESS, Reason.NONE, "")
     receipted.record_run(RunRecord(job, Kind.BACKUP, T0, T0, T0, outcome))
@@ -434,16 +428,9 @@ def test_a_ledger_taking_no_writes_owes_its_rows_and_their_receipts_once_and_in_
 
     from orchestrator.recorder import Recorder
     from orchestrator.reporting.history import Event
-    from orchestrator.reporting.ledger import Ledger
-    from orchestrator.reporting.store import LEDGER_ID
 
-    settings = load_settings(
-        {"UNSTOPPABLE_CONFIG": str(tmp_path / "none.env"), "UNSTOPPABLE_DATA_DIR": str(tmp_path)}
-    )
+    settings, ledger, issuer = receipting(tmp_path)
     job = JobKey("acme", "www")
-    ledger = Ledger(tmp_path / "state")
-    issuer = Issuer(settings, lambda _job: Terms("0 * * * *", "UTC"))
-    issuer.ledger_id = ledger.db.get_state(LEDGER_ID) or ""
     counted: list[str] = []
     recorder = Recorder(ledger, counted.append, issuer)
     full = [True]
@@ -488,16 +475,9 @@ def test_a_record_the_ledger_can_never_take_is_dropped_receipted_and_blocks_noth
     """A value sqlite refuses for good (a count past 64 bits from a worker's output) is not
     owed: owed first in line, it would hold back every later record of every customer."""
     from orchestrator.recorder import Recorder
-    from orchestrator.reporting.ledger import Ledger
-    from orchestrator.reporting.store import LEDGER_ID
 
-    settings = load_settings(
-        {"UNSTOPPABLE_CONFIG": str(tmp_path / "none.env"), "UNSTOPPABLE_DATA_DIR": str(tmp_path)}
-    )
+    settings, ledger, issuer = receipting(tmp_path)
     job = JobKey("acme", "www")
-    ledger = Ledger(tmp_path / "state")
-    issuer = Issuer(settings, lambda _job: Terms("0 * * * *", "UTC"))
-    issuer.ledger_id = ledger.db.get_state(LEDGER_ID) or ""
     counted: list[str] = []
     recorder = Recorder(ledger, counted.append, issuer)
     real = ledger.history.record_run
@@ -533,17 +513,10 @@ def test_a_first_receipt_the_store_cannot_start_is_owed_and_issued_late(
     from orchestrator.receipts import reconcile as late
     from orchestrator.receipts.receipted import Receipted
     from orchestrator.reporting.history import Event
-    from orchestrator.reporting.ledger import Ledger
-    from orchestrator.reporting.store import LEDGER_ID
     from orchestrator.storage.s3_values import StorageError
 
-    settings = load_settings(
-        {"UNSTOPPABLE_CONFIG": str(tmp_path / "none.env"), "UNSTOPPABLE_DATA_DIR": str(tmp_path)}
-    )
+    settings, ledger, issuer = receipting(tmp_path)
     job = JobKey("acme", "www")
-    ledger = Ledger(tmp_path / "state")
-    issuer = Issuer(settings, lambda _job: Terms("0 * * * *", "UTC"))
-    issuer.ledger_id = ledger.db.get_state(LEDGER_ID) or ""
     counted: list[str] = []
     receipted = Receipted(ledger.history, issuer, counted.append)
     real = Folder.names
@@ -629,3 +602,18 @@ def test_one_jobs_slow_receipt_holds_back_no_other_record(
     release.set()
     waiting.join(20)
     assert len(ledger.history.runs(slow)) == 1
+
+
+def receipting(tmp_path: Path) -> tuple[Any, Any, Issuer]:
+    """Return settings of a data directory in `tmp_path`, its ledger, and an issuer of
+    receipts for it, as the daemon has them."""
+    from orchestrator.reporting.ledger import Ledger
+    from orchestrator.reporting.store import LEDGER_ID
+
+    settings = load_settings(
+        {"UNSTOPPABLE_CONFIG": str(tmp_path / "none.env"), "UNSTOPPABLE_DATA_DIR": str(tmp_path)}
+    )
+    ledger = Ledger(tmp_path / "state")
+    issuer = Issuer(settings, lambda _job: Terms("0 * * * *", "UTC"))
+    issuer.ledger_id = ledger.db.get_state(LEDGER_ID) or ""
+    return settings, ledger, issuer
