@@ -657,3 +657,24 @@ def test_a_tick_that_cannot_be_read_or_checked_never_stops_the_start(world: Worl
     # Only the readable, past entry: a naive time, no job, an unknown kind, a time still to
     # come (the clock moved back) are left out; the launched one cannot be checked: waits not.
     assert waiting == {Work(JobKey.parse("a/files"), Kind.BACKUP): NOW}
+
+
+def test_a_daemon_started_before_its_engine_waits_for_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """It exited (code 1) when Docker was away at its start: five times in the soak."""
+    from orchestrator.commands import act
+    from orchestrator.errors import RuntimeUnavailable
+
+    answers: list[object] = [RuntimeUnavailable("cannot reach the Docker engine")] * 2
+    engine = FakeRuntime()
+
+    def open_runtime(_settings: object) -> FakeRuntime:
+        if answers:
+            raise answers.pop()  # type: ignore[misc]
+        return engine
+
+    monkeypatch.setattr(act, "open_runtime", open_runtime)
+    monkeypatch.setattr(act, "ENGINE_WAIT", 0.01)
+    assert act.patient_runtime(make_world(tmp_path, engine).settings) is engine
+    assert answers == []

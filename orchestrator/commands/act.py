@@ -5,7 +5,9 @@ import getpass
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -23,12 +25,14 @@ from orchestrator.commands.context import (
 )
 from orchestrator.commands.receipts import receipted
 from orchestrator.config.customer import Customer, Resource
+from orchestrator.config.settings import Settings
 from orchestrator.config.settings_file import load_settings
-from orchestrator.errors import RunFailed, UnstoppableError
+from orchestrator.errors import RunFailed, RuntimeUnavailable, UnstoppableError
 from orchestrator.maintenance import Maintenance
 from orchestrator.model import Result, RunRecord
 from orchestrator.recorder import record
 from orchestrator.reporting.ledger import Ledger
+from orchestrator.runtime.protocol import Runtime
 from orchestrator.storage.layout import bucket_lock, open_bucket, state_dir
 
 
@@ -112,9 +116,36 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     logging.getLogger().setLevel(logging.INFO)
     settings = load_settings()
-    daemon = Daemon(settings, open_runtime(settings), Ledger(state_dir(settings)))
+    runtime = patient_runtime(settings)
+    if runtime is None:
+        return 0  # stopped while it waited
+    daemon = Daemon(settings, runtime, Ledger(state_dir(settings)))
     daemon.install_signal_handlers()
     return daemon.run()
+
+
+ENGINE_WAIT = 5.0  # seconds between two attempts to reach a Docker engine that is away
+
+
+def patient_runtime(settings: Settings) -> Runtime | None:
+    """Return the runtime once its engine answers: a daemon started before Docker (a boot,
+    an engine restarting) waits for it, asking every ENGINE_WAIT s, instead of exiting;
+    None if SIGTERM came first."""
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        waited = False
+        while not stop.is_set():
+            try:
+                return open_runtime(settings)
+            except RuntimeUnavailable as exc:
+                if not waited:
+                    logging.getLogger(__name__).error("%s; waiting for it", exc)
+                waited = True
+                stop.wait(ENGINE_WAIT)
+        return None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def cmd_accept(args: argparse.Namespace) -> int:
