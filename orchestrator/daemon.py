@@ -143,10 +143,13 @@ class Daemon:
                 self.reload.clear()
                 self.guarded("config", self.load_config)
                 next_poll = datetime.fromtimestamp(now.timestamp() + CONFIG_POLL_SECONDS, UTC)
-            if self.viewed:  # a clock set back is recomputed once, even if the tick fails
+            if last_tick is None:  # the ledger unreadable at start: nothing planned blind
+                last_tick = self.guarded("ledger", functools.partial(self.start_tick, now, True))
+            if self.viewed and last_tick is not None:  # a clock set back: recomputed once
                 last_tick = self.clock_checked(last_tick, now)
             self.guarded("ledger", self.dispatch.recorder.flush)  # owed records, once writable
-            ticked = self.guarded("plan", functools.partial(self.plan_tick, last_tick, now))
+            plan = functools.partial(self.plan_tick, last_tick, now) if last_tick else None
+            ticked = self.guarded("plan", plan) if plan else None
             due = self.dispatch.state.next_due.values()
             wake_at = min([next_poll, *due], default=next_poll)
             if ticked is None:  # again in a second: not at once (times still due), not later
@@ -188,13 +191,14 @@ class Daemon:
             log.exception("%s failed; retrying", what)
         return None
 
-    def start_tick(self, now: datetime) -> datetime:
-        """Return the last tick the ledger remembers, or `now` if it is unreadable or ahead;
-        the runs that waited for a slot then wait again, and so do those a killed daemon
-        was launching that never reached Docker (each time is a run, not lost)."""
-        waiting = ticks.waiting_at_start(self.ledger, self.runtime, now)
-        self.dispatch.state = PlanState({}, waiting)
-        return ticks.start_tick(self.ledger.db, now, self.count)
+    def start_tick(self, now: datetime, quiet: bool = False) -> datetime | None:
+        """Return the last tick the ledger remembers (ticks.py `start_tick`); the runs that
+        waited for a slot, or a killed daemon was launching, wait again (none lost)."""
+        last_tick = ticks.start_tick(self.ledger.db, now, self.count, quiet)
+        if last_tick is not None:
+            waiting = ticks.waiting_at_start(self.ledger, self.runtime, now)
+            self.dispatch.state = PlanState({}, waiting)
+        return last_tick
 
     def clock_checked(self, last_tick: datetime, now: datetime) -> datetime:
         """Return `last_tick`, or `now` with the schedule recomputed if the clock moved back."""

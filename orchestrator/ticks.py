@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from orchestrator.model import JobKey, Kind, Work
 from orchestrator.reporting.ledger import Ledger
 from orchestrator.reporting.seams import Marks
+from orchestrator.reporting.store import unreadable_for_now
 from orchestrator.runtime.protocol import Runtime
 
 log = logging.getLogger(__name__)
@@ -96,8 +97,12 @@ def unlaunched(
     }
 
 
-def start_tick(ledger: Marks, now: datetime, count: Callable[[str], None]) -> datetime:
-    """Return the last tick the ledger remembers, or `now` if it is unreadable or ahead."""
+def start_tick(
+    ledger: Marks, now: datetime, count: Callable[[str], None], quiet: bool = False
+) -> datetime | None:
+    """Return the last tick the ledger remembers, or `now` if it is damaged or ahead; None
+    while it cannot be read for now (a full disk: asked again, and the times since that
+    tick are then caught up or counted missed, not passed over)."""
     try:
         stored = ledger.get_state("last_tick")
         if stored and stored.startswith("{"):
@@ -105,6 +110,10 @@ def start_tick(ledger: Marks, now: datetime, count: Callable[[str], None]) -> da
         last_tick = datetime.fromisoformat(stored) if stored else now
     except Exception as exc:
         count("ledger")
+        if unreadable_for_now(exc):
+            if not quiet:
+                log.error("cannot read the last tick from the ledger yet (%s); waiting", exc)
+            return None
         log.error("cannot read the last tick from the ledger (%s); counting from now", exc)
         return now
     if last_tick.tzinfo is None:

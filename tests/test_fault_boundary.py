@@ -271,7 +271,9 @@ def test_a_full_disk_at_start_does_not_stop_the_daemon(tmp_path: Path, full_disk
     )
     world.customer("good")
     world.fake.script("unstoppable_good_files", WROTE)
-    assert world.daemon.start_tick(NOW) == NOW
+    # Its last tick unreadable: none is made up (the times since it are not passed over);
+    # the loop asks again each round and plans from it once it can be read.
+    assert world.daemon.start_tick(NOW) is None
     world.tick()
     assert world.fake.started == []
     # Read at start, the tick's mark, the run's record, and this scrape's own read.
@@ -425,3 +427,37 @@ def test_a_clock_set_back_while_the_engine_is_down_is_recomputed_once(
     loop.join(10)
     assert not loop.is_alive()
     assert errors(world, "clock") == 1
+
+
+def test_a_last_tick_unreadable_at_start_is_waited_for_not_made_up(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A daemon restarted on a full disk could not read its last tick and counted from
+    now: the times since the last one were neither run nor missed (the 20-minute soak)."""
+    import sqlite3
+
+    world.customer("good", "* * * * * */10")
+    before = datetime.now(UTC) - timedelta(seconds=35)
+    world.ledger.db.set_state("last_tick", before.isoformat())
+    real = world.ledger.db.get_state
+    full = [True]
+
+    def get_state(key: str) -> str | None:
+        if full[0]:
+            raise sqlite3.OperationalError("disk I/O error")
+        return real(key)
+
+    monkeypatch.setattr(world.ledger.db, "get_state", get_state)
+    monkeypatch.setattr(world.daemon, "serve_metrics", lambda: None)
+    loop = threading.Thread(target=world.daemon.run, daemon=True)
+    loop.start()
+    time.sleep(2.0)
+    full[0] = False
+    time.sleep(2.0)
+    world.daemon.request_stop()
+    loop.join(10)
+    assert not loop.is_alive()
+    job = JobKey.parse("good/files")
+    missed = world.ledger.history.event_count(job, Event.MISSED)
+    ran = len(world.ledger.history.runs(job))
+    assert missed + ran >= 3, (missed, ran)  # every time since `before`, none passed over

@@ -236,3 +236,8 @@ def transient(exc: Exception) -> bool:
     return (
         isinstance(exc, (sqlite3.OperationalError, OSError)) or type(exc) is sqlite3.DatabaseError
     )
+
+
+def unreadable_for_now(exc: Exception) -> bool:
+    """Return whether a read failed for now (a full disk, an I/O error, a lock)."""
+    return isinstance(exc, sqlite3.OperationalError)
