@@ -35,6 +35,7 @@ from orchestrator.rustic import commands, output
 from orchestrator.rustic.listing import parse_ls
 from orchestrator.rustic.output import last_words
 from orchestrator.sources.setup import WorkerSetup, source_path
+from orchestrator.storage import halfway
 from orchestrator.storage.layout import job_storage, lock_live
 from orchestrator.storage.s3_values import StorageError
 
@@ -64,6 +65,9 @@ class Maintenance:
         except RunStopped as stop:  # raised by its run of rustic: forget may have begun
             pruned = replace(stop.outcome, forgot=bool(customer.keep))
         outcome = self._locked(customer, resource, pruned)
+        if outcome.result is Result.FAILURE and outcome.reason is Reason.PRUNE:
+            running = self.launcher.runtime.running_jobs
+            outcome = halfway.said(self.settings, running, customer.job(resource), started, outcome)
         return RunRecord.of(
             Work(customer.job(resource), Kind.PRUNE), scheduled_for, started, outcome
         )

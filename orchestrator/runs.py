@@ -61,25 +61,13 @@ class Jobs:
     def halfway(
         self, customer: Customer, resource: Resource, started: datetime, outcome: Outcome
     ) -> Outcome:
-        """After rustic's own failure, set aside a snapshot the run left in the hot
-        repository alone, and say so; never while a worker of the job runs (a command's
-        backup, begun since: mid-write)."""
+        """After rustic's own failure of a backup: storage/halfway.py `said`."""
         if outcome.result is not Result.FAILURE or outcome.reason is not Reason.RUSTIC:
             return outcome
-        try:
-            if customer.job(resource) in self.launcher.runtime.running_jobs():
-                return outcome
-            moved = halfway.set_aside(self.settings, customer.name, resource.name, started)
-        except Exception as exc:  # the cold repository cannot be listed: the next check says
-            log.error(
-                "%s: cannot compare its repositories' snapshots: %s", customer.job(resource), exc
-            )
-            return outcome
-        if not moved:
-            return outcome
-        said = ", ".join(m[:8] for m in moved)
-        message = f"{outcome.message}; snapshot {said} never reached the cold repository: set aside"
-        return Outcome(outcome.result, outcome.reason, message, outcome.summary)
+        runtime = self.launcher.runtime
+        return halfway.said(
+            self.settings, runtime.running_jobs, customer.job(resource), started, outcome
+        )
 
     def _backup(self, customer: Customer, resource: Resource, scheduled_for: datetime) -> Outcome:
         """Back up `resource`; raise RunStopped if the run stops before rustic answers."""

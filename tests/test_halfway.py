@@ -41,10 +41,16 @@ def test_only_what_the_failed_run_wrote_and_the_cold_repository_lacks_is_moved(
     snapshot(cold, "d" * 64)
     assert halfway.set_aside(settings, "acme", "www", started) == ["c" * 64]
     assert sorted(p.name for p in hot.iterdir()) == ["a" * 64, "b" * 64, "d" * 64]
-    kept = halfway.aside_of(settings, "acme", "www") / halfway_one.name
+    kept = halfway.aside_of(settings, "acme", "www") / "snapshots" / halfway_one.name
     assert kept.read_bytes() == b"encrypted snapshot " + b"c" * 64, "kept for a look, not deleted"
     assert sorted(p.name for p in cold.iterdir()) == ["a" * 64, "d" * 64], "cold only read"
     assert halfway.set_aside(settings, "acme", "www", started) == []
+    # A prune cut short the same way leaves an index file in the hot repository alone.
+    index = snapshot(storage.hot / "index", "9" * 64)
+    snapshot(storage.cold / "index", "8" * 64)
+    assert halfway.set_aside(settings, "acme", "www", started) == ["9" * 64]
+    assert not index.exists()
+    assert (halfway.aside_of(settings, "acme", "www") / "index" / index.name).exists()
 
 
 def test_a_cold_repository_that_cannot_be_listed_moves_nothing(tmp_path: Path) -> None:

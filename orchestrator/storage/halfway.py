@@ -12,16 +12,21 @@ only read. The worker could write the folders read here: a symlinked folder or f
 name that is no snapshot id, is never followed or moved.
 """
 
+import logging
 import re
 import shutil
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
 from orchestrator.config.settings import Settings
+from orchestrator.model import JobKey, Outcome
 from orchestrator.storage.layout import job_storage, open_bucket, state_dir
 from orchestrator.storage.repo_dirs import JobStorage
 
-SNAPSHOT_ID = re.compile(r"[0-9a-f]{64}")
+SNAPSHOT_ID = re.compile(r"[0-9a-f]{64}")  # a repository file's id
+INDEX = "index"
+log = logging.getLogger(__name__)
 
 
 def aside_of(settings: Settings, customer: str, resource: str) -> Path:
@@ -29,10 +34,9 @@ def aside_of(settings: Settings, customer: str, resource: str) -> Path:
     return state_dir(settings) / "halfway" / f"{customer}_{resource}"
 
 
-def cold_snapshots(settings: Settings, customer: str, resource: str) -> set[str]:
-    """Return the snapshot ids the cold repository holds now."""
+def cold_files(settings: Settings, customer: str, resource: str, folder_name: str) -> set[str]:
+    """Return the names the cold repository holds in `folder_name` (snapshots, index) now."""
     storage = job_storage(settings, customer, resource)
-    folder_name = storage.snapshot_files.name  # the same in both repositories
     if storage.cold is not None:
         folder = storage.cold / folder_name
         if folder.is_symlink():
@@ -51,33 +55,57 @@ def cold_snapshots(settings: Settings, customer: str, resource: str) -> set[str]
 
 
 def set_aside(settings: Settings, customer: str, resource: str, since: datetime) -> list[str]:
-    """Move out of the hot repository the snapshot files written since `since` that the
-    cold repository lacks; return their ids. Raises OSError or StorageError when the cold
-    repository cannot be listed (then nothing is moved)."""
+    """Move out of the hot repository the snapshot and index files written since `since`
+    that the cold repository lacks (a backup or a prune cut short between the two); return
+    their ids. Raises OSError or StorageError when the cold repository cannot be listed
+    (then nothing is moved)."""
     storage = job_storage(settings, customer, resource)
-    hot = storage.snapshot_files
-    if hot.is_symlink() or storage.hot.is_symlink() or not hot.is_dir():
-        return []
-    fresh = [
-        p
-        for p in hot.iterdir()
-        if SNAPSHOT_ID.fullmatch(p.name)
-        and not p.is_symlink()
-        and p.is_file()
-        and p.stat().st_mtime >= since.timestamp() - 1
-    ]
-    if not fresh:
-        return []
-    cold = cold_snapshots(settings, customer, resource)
     moved = []
-    for path in sorted(fresh):
-        if path.name in cold:
+    for hot in (storage.snapshot_files, storage.hot / INDEX):
+        if hot.is_symlink() or storage.hot.is_symlink() or not hot.is_dir():
             continue
-        aside = aside_of(settings, customer, resource)
-        aside.mkdir(parents=True, exist_ok=True, mode=0o700)
-        shutil.move(path, aside / path.name)
-        moved.append(path.name)
+        fresh = [
+            p
+            for p in hot.iterdir()
+            if SNAPSHOT_ID.fullmatch(p.name)
+            and not p.is_symlink()
+            and p.is_file()
+            and p.stat().st_mtime >= since.timestamp() - 1
+        ]
+        if not fresh:
+            continue
+        cold = cold_files(settings, customer, resource, hot.name)
+        for path in sorted(fresh):
+            if path.name in cold:
+                continue
+            aside = aside_of(settings, customer, resource) / hot.name
+            aside.mkdir(parents=True, exist_ok=True, mode=0o700)
+            shutil.move(path, aside / path.name)
+            moved.append(path.name)
     return moved
+
+
+def said(
+    settings: Settings,
+    running: Callable[[], frozenset[JobKey]],
+    job: JobKey,
+    started: datetime,
+    outcome: Outcome,
+) -> Outcome:
+    """Set aside what the failed run left in the hot repository alone, and say so; never
+    while a worker of the job is `running` (a command's run, begun since: mid-write)."""
+    try:
+        if job in running():
+            return outcome
+        moved = set_aside(settings, job.customer, job.resource, started)
+    except Exception as exc:  # the cold repository cannot be listed: the next check says
+        log.error("%s: cannot compare its repositories' files: %s", job, exc)
+        return outcome
+    if not moved:
+        return outcome
+    names = ", ".join(m[:8] for m in moved)
+    message = f"{outcome.message}; {names} never reached the cold repository: set aside"
+    return Outcome(outcome.result, outcome.reason, message, outcome.summary)
 
 
 def unborn(storage: JobStorage) -> list[str]:
