@@ -15,6 +15,7 @@ from orchestrator.model import JobKey
 
 MANAGED_JOB = "unstoppable.job"
 SCHEDULED = "unstoppable.scheduled-for"
+CHAINED = ("During handling of the above exception", "The above exception was the direct cause")
 
 
 @dataclass(frozen=True)
@@ -245,6 +246,10 @@ def contained(
         for index, line in enumerate(lines):
             if line.startswith("Traceback (most recent call last)"):
                 before = lines[index - 1] if index else ""
+                # A chained exception's second traceback follows Python's own words on it.
+                chained = index > 1 and lines[index - 2].startswith(CHAINED)
+                if chained:
+                    continue
                 if not before.startswith(("ERROR ", "CRITICAL ")) and " ERROR " not in before:
                     problems.append(
                         f"{name}: line {index + 1}: a traceback nobody logged as contained"

@@ -182,6 +182,12 @@ def test_a_secret_an_uncontained_traceback_or_an_exit_of_its_own_is_named() -> N
         "INFO scheduling\nERROR acme/www: the run raised\nTraceback (most recent call last):\n  x\n"
     )
     assert contained({"daemon": contained_log}, ["s3cret-pw"], [-9, 0], kills=1) == []
+    chained = (
+        "ERROR acme/www: the run raised OSError\nOSError: [Errno 28] No space left\n\n"
+        "During handling of the above exception, another exception occurred:\n\n"
+        "Traceback (most recent call last):\n  x\nOSError: [Errno 28]\n"
+    )
+    assert contained({"daemon": chained}, [], []) == []
     assert contained({"daemon": "INFO pw s3cret-pw\n"}, ["s3cret-pw"], []) == [
         "daemon: holds a secret (s3c…)"
     ]
