@@ -89,9 +89,8 @@ class Jobs:
         never while a worker of the job runs (its own init, begun since)."""
         job = customer.job(resource)
         try:
-            if job in self.launcher.runtime.running_jobs():
-                return
-            cleared = halfway.unborn(job_storage(self.settings, customer.name, resource.name))
+            storage = job_storage(self.settings, customer.name, resource.name)
+            cleared = halfway.unborn(storage, lambda: job in self.launcher.runtime.running_jobs())
         except Exception as exc:  # the backup's own init says what is wrong, if anything
             log.error("%s: cannot look for a failed first init: %s", job, exc)
             return

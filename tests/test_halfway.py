@@ -105,13 +105,33 @@ def test_a_first_init_that_failed_half_way_is_cleared_and_nothing_else(tmp_path:
     leftover = snapshot(storage.hot / "keys", "1" * 64)
     (storage.hot / "config").write_bytes(b"half")
     storage.cold.mkdir(parents=True)
-    assert sorted(halfway.unborn(storage)) == sorted([str(leftover), str(storage.hot / "config")])
+    assert sorted(halfway.unborn(storage, lambda: False)) == sorted(
+        [str(leftover), str(storage.hot / "config")]
+    )
     assert not leftover.exists() and not (storage.hot / "config").exists()
     # A repository the cold side holds (its config) is never touched.
     kept = snapshot(storage.hot / "keys", "2" * 64)
     (storage.cold / "config").write_bytes(b"real")
-    assert halfway.unborn(storage) == [] and kept.exists()
+    assert halfway.unborn(storage, lambda: False) == [] and kept.exists()
     # Nor is one whose hot side held snapshots (a cold side lost: an operator's case).
     (storage.cold / "config").unlink()
     snapshot(storage.snapshot_files, "3" * 64)
-    assert halfway.unborn(storage) == [] and kept.exists()
+    assert halfway.unborn(storage, lambda: False) == [] and kept.exists()
+
+
+def test_a_failed_init_is_left_alone_while_its_job_runs_or_through_a_planted_symlink(
+    tmp_path: Path,
+) -> None:
+    settings = load_settings(
+        {"UNSTOPPABLE_CONFIG": str(tmp_path / "none.env"), "UNSTOPPABLE_DATA_DIR": str(tmp_path)}
+    )
+    storage = job_storage(settings, "acme", "www")
+    assert storage.cold is not None
+    leftover = snapshot(storage.hot / "keys", "1" * 64)
+    storage.cold.mkdir(parents=True)
+    assert halfway.unborn(storage, lambda: True) == [] and leftover.exists()  # its own init
+    leftover.unlink()
+    (storage.hot / "keys").rmdir()
+    victim = snapshot(job_storage(settings, "beta", "www").hot / "keys", "2" * 64)
+    (storage.hot / "keys").symlink_to(victim.parent)  # another customer's keys, planted
+    assert halfway.unborn(storage, lambda: False) == [] and victim.exists()

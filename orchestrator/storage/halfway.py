@@ -62,16 +62,9 @@ def set_aside(settings: Settings, customer: str, resource: str, since: datetime)
     storage = job_storage(settings, customer, resource)
     moved = []
     for hot in (storage.snapshot_files, storage.hot / INDEX):
-        if hot.is_symlink() or storage.hot.is_symlink() or not hot.is_dir():
-            continue
-        fresh = [
-            p
-            for p in hot.iterdir()
-            if SNAPSHOT_ID.fullmatch(p.name)
-            and not p.is_symlink()
-            and p.is_file()
-            and p.stat().st_mtime >= since.timestamp() - 1
-        ]
+        if storage.hot.is_symlink():
+            break
+        fresh = [p for p in _ids(hot) if p.stat().st_mtime >= since.timestamp() - 1]
         if not fresh:
             continue
         cold = cold_files(settings, customer, resource, hot.name)
@@ -108,27 +101,37 @@ def said(
     return Outcome(outcome.result, outcome.reason, message, outcome.summary)
 
 
-def unborn(storage: JobStorage) -> list[str]:
+def unborn(storage: JobStorage, running: Callable[[], bool]) -> list[str]:
     """Clear what a first `init` that failed half way left (the hot key written, the cold
     one not: a full disk), when the cold repository has no `config`: no repository exists,
     and the next `backup --init` would add a second key beside the first, a mismatch rustic
     refuses for good. Returns the files removed. Only for a cold repository on this host,
-    only where the hot one holds no snapshot, and never through a symlink (the worker could
-    write these folders)."""
+    only where the hot one holds no snapshot, never while a worker of the job is `running`
+    (asked only when there is something to clear), and never through a symlink (the worker
+    could write these folders)."""
     if storage.cold is None or storage.cold.is_symlink() or (storage.cold / "config").exists():
         return []
     if any(storage.snapshot_files.glob("*")):  # a repository that held snapshots: not ours
         return []
-    removed = []
-    for folder in (storage.hot / "keys", storage.cold / "keys"):
-        if folder.is_symlink() or not folder.is_dir():
-            continue
-        for key in folder.iterdir():
-            if SNAPSHOT_ID.fullmatch(key.name) and not key.is_symlink() and key.is_file():
-                key.unlink()
-                removed.append(str(key))
+    keys = [*_ids(storage.hot / "keys"), *_ids(storage.cold / "keys")]
+    if not keys or running():
+        return []
+    for key in keys:
+        key.unlink()
+    removed = [str(key) for key in keys]
     config = storage.hot / "config"
-    if removed and config.is_file() and not config.is_symlink():
+    if config.is_file() and not config.is_symlink():
         config.unlink()
         removed.append(str(config))
     return removed
+
+
+def _ids(folder: Path) -> list[Path]:
+    """Return the repository files in `folder` (named by their id), none through a symlink."""
+    if folder.is_symlink() or not folder.is_dir():
+        return []
+    return [
+        p
+        for p in folder.iterdir()
+        if SNAPSHOT_ID.fullmatch(p.name) and not p.is_symlink() and p.is_file()
+    ]
