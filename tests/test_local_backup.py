@@ -401,3 +401,57 @@ def test_a_leftover_exited_worker_does_not_block_the_job(site: Site, unique: str
     done = site.cli("backup", name)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "leftover" in done.stderr
+
+
+def test_a_pack_no_index_names_leaves_a_clean_check_after_two_prunes(
+    site: Site, unique: str
+) -> None:
+    """A backup cut off after its packs were written leaves packs no index names.
+
+    rustic 0.11.4's prune marks such a pack for deletion, with its size, when it merges index
+    files; the next prune that merges them within `--keep-delete` writes the mark again without
+    the size: `check` then calls the index damaged ("size computed by index: 36"), and a drill
+    would hold retention on a sound repository.
+    """
+    name = f"unindexed-{unique}"
+    source = site.root / "src"
+    source.mkdir()
+    site.customer(name, customer_text("pw", source))
+    hot = site.data / "hot" / name / "files"
+    cold = site.data / "cold" / name / "files"
+
+    def backup(label: str) -> None:
+        (source / f"{label}.txt").write_text(label)
+        site.cli("backup", name, check=True)
+
+    backup("first")
+    backup("second")  # two index files: the next prune merges them
+    saved = {repo / kind: set((repo / kind).iterdir()) for repo in (hot, cold) for kind in KINDS}
+    (source / "cut-off.bin").write_bytes(os.urandom(300_000))
+    site.cli("backup", name, check=True)
+    # What a backup killed before its index and snapshot were saved leaves behind.
+    for folder, kept in saved.items():
+        for path in set(folder.iterdir()) - kept:
+            path.unlink()
+    # Other bytes, as many: no later backup needs the cut-off packs, and nothing looks shrunk.
+    (source / "cut-off.bin").write_bytes(os.urandom(300_000))
+
+    for label in ("third", "fourth"):
+        done = site.cli("prune", name)
+        assert f"{name}/files prune: success" in done.stdout, done.stdout + done.stderr
+        # A drill may come between two prunes: the repository must read clean there too.
+        checked = site.cli("check", name, "files", "--read-data")
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        backup(label)  # one more index file: the next prune merges again
+    target = site.root / "restore"
+    site.cli("restore", name, "files", "--target", str(target), check=True)
+    assert sorted(p.name for p in target.iterdir()) == [
+        "cut-off.bin",
+        "first.txt",
+        "fourth.txt",
+        "second.txt",
+        "third.txt",
+    ]
+
+
+KINDS = ("index", "snapshots")
