@@ -94,22 +94,18 @@ class DockerRuntime:
         try:
             container.start()
         except (DockerException, requests.RequestException) as exc:
-            self._remove(container)
-            raise RuntimeUnavailable(f"cannot start {spec.name}: {short(exc)}") from None
+            # An engine gone mid-start may have started the worker all the same: one that did
+            # is collected as ours (not adopted later and recorded twice), one that did not removed.
+            if isinstance(exc, APIError) or self._get(spec.name).status == "created":
+                self._remove(container)
+                raise RuntimeUnavailable(f"cannot start {spec.name}: {short(exc)}") from None
         return self.collect(spec.name, timeout, spec.limits)
 
     def collect(self, name: str, timeout: float | None, limits: Limits | None = None) -> Finished:
         """Wait for the worker `name` (stopping it after `timeout` s), read the end of its
         output as `limits` says (an adopted one: the defaults), remove it."""
         limits = limits or Limits()
-        try:
-            container = self.client.containers.get(name)
-        except NotFound:
-            raise RuntimeUnavailable(
-                f"{name}: the worker vanished before its result was read"
-            ) from None
-        except (DockerException, requests.RequestException) as exc:
-            raise RuntimeUnavailable(f"{name}: {short(exc)}") from None
+        container = self._get(name)
         # Lost the engine for good: the worker may still be running and healthy, so it is
         # left alone (never stopped, never removed) for the next run or start to collect.
         exit_code, timed_out, container = self._wait(container, timeout)
@@ -194,41 +190,45 @@ class DockerRuntime:
                 # whichever it is, past our deadline it is ours.
                 if deadline is not None and time.monotonic() >= deadline - 0.5:
                     return self._stop(container), True, container
-                lost_since = self._engine_lost(container, exc, lost_since)
-                container, answered = self._refetch(container)
-                lost_since = None if answered else lost_since
+                lost_since = self._engine_lost(container.name, exc, lost_since)
+                if (fresh := self._get(container.name, wait=False)) is not None:
+                    container, lost_since = fresh, None
             except NotFound:
                 raise RuntimeUnavailable(
                     f"{container.name}: the worker vanished before its result was read"
                 ) from None
             except (DockerException, requests.RequestException) as exc:
-                lost_since = self._engine_lost(container, exc, lost_since)
-                container, answered = self._refetch(container)
-                lost_since = None if answered else lost_since
+                lost_since = self._engine_lost(container.name, exc, lost_since)
+                if (fresh := self._get(container.name, wait=False)) is not None:
+                    container, lost_since = fresh, None
 
-    def _engine_lost(self, container: Any, exc: Exception, since: float | None) -> float:
+    def _engine_lost(self, name: str, exc: Exception, since: float | None) -> float:
         """Note that the engine stopped answering; raise once it has been gone too long."""
         since = since or time.monotonic()
         if time.monotonic() - since > RECONNECT_SECONDS:
             raise RuntimeUnavailable(
-                f"{container.name}: lost the Docker engine for over "
-                f"{RECONNECT_SECONDS} s ({short(exc)}); the worker was left running"
+                f"{name}: lost the Docker engine for over "
+                f"{RECONNECT_SECONDS} s ({short(exc)}); the worker was left as it is"
             )
-        log.warning("%s: lost the Docker engine (%s); waiting", container.name, short(exc))
+        log.warning("%s: lost the Docker engine (%s); waiting", name, short(exc))
         time.sleep(RECONNECT_PAUSE)
         return since
 
-    def _refetch(self, container: Any) -> tuple[Any, bool]:
-        """Return a fresh handle on `container` and True, or the old one and False while
-        the engine is still away."""
-        try:
-            return self.client.containers.get(container.name), True
-        except NotFound:
-            raise RuntimeUnavailable(
-                f"{container.name}: the worker vanished while the engine was away"
-            ) from None
-        except (DockerException, requests.RequestException):
-            return container, False
+    def _get(self, name: str, wait: bool = True) -> Any:
+        """Return a handle on the worker `name`, waiting out an engine that is away (not
+        `wait`: None while it is away)."""
+        since: float | None = None
+        while True:
+            try:
+                return self.client.containers.get(name)
+            except NotFound:
+                raise RuntimeUnavailable(
+                    f"{name}: the worker vanished before its result was read"
+                ) from None
+            except (DockerException, requests.RequestException) as exc:
+                if not wait:
+                    return None
+                since = self._engine_lost(name, exc, since)
 
     def _logs(self, container: Any, stdout: bool, keep: int) -> str:
         """Return the last `keep` bytes of one output stream of an exited worker, waiting out
