@@ -63,11 +63,14 @@ def change_sources(w: World, stop: threading.Event) -> None:
 
 def promised(
     w: World, start: datetime, end: datetime, broken: dict
-) -> dict[JobKey, list[datetime]]:
-    """Return each job's scheduled times in [start, end], by croniter alone. A customer
-    file broken while the daemon runs keeps its times (counted missed, `config`); one the
-    daemon was restarted into has none the daemon could know: those times are left out."""
+) -> tuple[dict[JobKey, list[datetime]], dict[JobKey, list[datetime]]]:
+    """Return each job's scheduled times in [start, end], by croniter alone, and apart the
+    times it may or may not account for. A customer file broken while the daemon runs keeps
+    its times (counted missed, `config`); one the daemon was restarted into has none the
+    daemon could know until it reads the repaired file, a few seconds after the repair:
+    those times may be accounted for once, or not at all."""
     out: dict[JobKey, list[datetime]] = {}
+    optional: dict[JobKey, list[datetime]] = {}
     for c in w.customers:
         starts = w.daemon_of(c).starts
         away = [  # from the first restart into the broken file to its repair
@@ -81,10 +84,10 @@ def promised(
         times, it = [], croniter(c.schedule, start - timedelta(seconds=1))
         while (when := it.get_next(datetime)) <= end:
             when = when.replace(tzinfo=UTC) if when.tzinfo is None else when
-            if not any(a <= when <= b for a, b in away):
-                times.append(when)
-        out[c.job] = times
-    return out
+            times.append(when)
+        out[c.job] = [t for t in times if not any(a <= t <= b for a, b in away)]
+        optional[c.job] = [t for t in times if any(a <= t <= b for a, b in away)]
+    return out, optional
 
 
 def check_repository(w: World, c: Customer) -> RepoCheck:
@@ -163,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             ticks += counted
         jobs = [c.job for c in w.customers]
         first = max(d.starts[0] for d in w.daemons.values())
-        window = promised(
+        window, optional = promised(
             w, first + timedelta(seconds=10), end - timedelta(seconds=2 * longest), injector.broken
         )
         checks = [check_repository(w, c) for c in w.customers]
@@ -173,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         verdict.add("2 never overlapping", never_overlapping(seen, jobs))
         verdict.add("3 repositories", repositories(checks, jobs))
         repeated = repeated_for(injector, w)
-        verdict.add("4 accounted", accounted(window, runs, ticks, seen, repeated))
+        verdict.add("4 accounted", accounted(window, runs, ticks, seen, repeated, optional))
         verdict.add("5 agreeing", agreeing(runs, ticks, w.receipts(), metrics, scraped))
         for daemon in w.daemons.values():
             logs = {daemon.log.name: daemon.log.read_text(errors="replace")}
@@ -183,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             record = {
                 "events": seen,
                 "window": {str(j): [t.isoformat() for t in ts] for j, ts in window.items()},
+                "optional": {str(j): [t.isoformat() for t in ts] for j, ts in optional.items()},
                 "broken": {
                     k: [(a.isoformat(), b.isoformat()) for a, b in v]
                     for k, v in injector.broken.items()

@@ -129,6 +129,7 @@ def accounted(
     ticks: Sequence[Tick],
     events: Sequence[dict[str, object]],
     repeated: dict[JobKey, list[tuple[datetime, datetime]]] | None = None,
+    optional: dict[JobKey, list[datetime]] | None = None,
 ) -> list[str]:
     """4. Each time the harness's own schedule promised became exactly one of: a backup run,
     a counted skip, or a time inside a counted missed range; and each backup run that
@@ -136,7 +137,8 @@ def accounted(
 
     A time inside a span of `repeated` (the job's daemon had its clock set back over it,
     counted `clock`, and recomputed its schedules from the earlier time) comes round once
-    more for each such span: accounted for at least once, at most once more per span.
+    more for each such span: accounted for at least once, at most once more per span. A
+    time of `optional` (one the daemon could not know) may be accounted for, or not.
     """
     problems = []
     slack = timedelta(seconds=3)  # the clock file is read twice a second; threads wake late
@@ -146,15 +148,20 @@ def accounted(
         if e.get("status") == "start" and _attributes(e).get("unstoppable.kind") == "backup"
     }
     for job, times in promised.items():
+        maybe = set((optional or {}).get(job, []))
+        schedule = sorted({*times, *maybe})
         ran = Counter(r.scheduled_for for r in runs if r.job == job and r.kind == "backup")
         skipped = Counter(t.last for t in ticks if t.job == job and t.event == "skipped")
         missed: Counter[datetime] = Counter()
         for t in (t for t in ticks if t.job == job and t.event == "missed"):
-            if not times or t.last < times[0]:
+            if not schedule or t.last < schedule[0]:
                 continue  # wholly before the window: nothing promised to check it against
-            covered = [when for when in times if when <= t.last][-t.count :]
+            if t.first is not None:  # the range names its ends: exactly the times between
+                covered = [when for when in schedule if t.first <= when <= t.last]
+            else:
+                covered = [when for when in schedule if when <= t.last][-t.count :]
             # A range that began before the window: its first times were not promised here.
-            before = t.first is not None and t.first < times[0] and covered[:1] == times[:1]
+            before = t.first is not None and t.first < schedule[0]
             if (len(covered) != t.count and not before) or (covered and covered[-1] != t.last):
                 problems.append(
                     f"{job}: {t.count} missed up to {t.last:%H:%M:%S}, which the schedule "
@@ -162,10 +169,10 @@ def accounted(
                 )
             missed.update(covered)
         spans = (repeated or {}).get(job, [])
-        for when in times:
+        for when in schedule:
             count = ran[when] + skipped[when] + missed[when]
             again = sum(1 for a, b in spans if a - slack <= when <= b + slack)
-            if not 1 <= count <= 1 + again:
+            if not (0 if when in maybe else 1) <= count <= 1 + again:
                 said = "not accounted for" if count == 0 else f"accounted for {count} times"
                 problems.append(f"{job}: {when:%H:%M:%S} {said}")
     for r in runs:

@@ -201,3 +201,28 @@ def test_a_secret_an_uncontained_traceback_or_an_exit_of_its_own_is_named() -> N
     ]  # before the end
     assert contained({}, [], [-9, -9, 0], kills=2) == []
     assert contained({}, [], [-9, -9, 0], kills=1) == ["the daemon died of SIGKILL 2 times, 1 sent"]
+
+
+def test_a_time_the_daemon_could_not_know_may_be_accounted_once_or_not_at_all() -> None:
+    """The 20-minute soak (seed 3): a daemon restarted into a broken customer file read the
+    repaired file in time to count 12:00:20 missed, in a range its `first` names; the
+    harness had left that time out of its promise, and its range was matched against the
+    times around the gap instead (12:00:10 then looked accounted for 3 times)."""
+    promised = {WWW: [at(0), at(10), at(30)]}
+    maybe = {WWW: [at(20)]}
+    events = [event("start", WWW, 1, at(0)), event("start", WWW, 2, at(10))]
+    runs = [backup(WWW, at(0)), backup(WWW, at(10))]
+    knew = [Tick(WWW, "missed", at(30), 2, first=at(20))]
+    assert accounted(promised, runs, knew, events, None, maybe) == []
+    did_not = [Tick(WWW, "missed", at(30), 1, first=at(30))]
+    assert accounted(promised, runs, did_not, events, None, maybe) == []
+    twice = [*knew, Tick(WWW, "skipped", at(20), 1)]
+    assert accounted(promised, runs, twice, events, None, maybe) == [
+        "acme/www: 12:00:20 accounted for 2 times"
+    ]
+    # Without the range's own ends, the last `count` times of the whole schedule.
+    assert accounted(promised, runs, [Tick(WWW, "missed", at(30), 2)], events, None, maybe) == []
+    # A promised time stays promised: left out, it is named.
+    assert accounted(promised, runs[:1], knew, events, None, maybe) == [
+        "acme/www: 12:00:10 not accounted for"
+    ]
