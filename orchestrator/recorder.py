@@ -23,7 +23,7 @@ from orchestrator.receipts.receipted import Receipted
 from orchestrator.reporting.history import Event
 from orchestrator.reporting.ledger import Ledger
 from orchestrator.reporting.seams import RunLog
-from orchestrator.reporting.store import transient
+from orchestrator.reporting.store import transient, unreadable_for_now
 
 log = logging.getLogger(__name__)
 # Records held while the ledger takes no writes (a full disk): hours of a big server's runs.
@@ -47,6 +47,13 @@ def failed_record(
     """Return the record of a run that raised `exc`: Docker away, or a bug of ours."""
     if isinstance(exc, RuntimeUnavailable):
         outcome = Outcome(Result.FAILURE, Reason.RUNTIME, str(exc))
+    elif unreadable_for_now(exc):  # what the run asks the ledger first (its shrink floor)
+        outcome = Outcome(
+            Result.FAILURE,
+            Reason.INTERNAL,
+            f"the run did not start: the daemon's ledger could not be read ({exc}); is the "
+            "disk of UNSTOPPABLE_DATA_DIR full or failing?",
+        )
     else:
         outcome = Outcome(
             Result.FAILURE,

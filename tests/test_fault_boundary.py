@@ -169,6 +169,32 @@ def test_a_run_that_raises_is_recorded_as_internal(
     assert not world.daemon.dispatch.in_flight
 
 
+def test_a_run_whose_ledger_read_fails_says_which_disk_to_look_at(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The soak's full data disk: sqlite answered a run's first read (its shrink floor) with
+    "disk I/O error", and the run was recorded as a bug of ours."""
+    import sqlite3
+
+    memory = world.daemon.dispatch.jobs.memory
+    monkeypatch.setattr(
+        memory,
+        "baseline_now",
+        only_for_bad(memory.baseline_now, sqlite3.OperationalError("disk I/O error"), mentions_bad),
+    )
+    world.tick()
+    assert world.ledger.history.runs(JobKey.parse("good/files")) == [run_row("good", "success")]
+    assert world.ledger.history.runs(JobKey.parse("bad/files")) == [
+        run_row("bad", "failure", "internal")
+    ]
+    status = {s.customer: s for s in world.ledger.history.status()}
+    assert status["bad"].message == (
+        "the run did not start: the daemon's ledger could not be read (disk I/O error); is the "
+        "disk of UNSTOPPABLE_DATA_DIR full or failing?"
+    )
+    assert not world.daemon.dispatch.in_flight
+
+
 def test_a_report_that_raises_is_counted_and_the_run_kept(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
