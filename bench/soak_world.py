@@ -12,6 +12,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -270,6 +271,10 @@ def world(seed: int, customers: int, keep: bool = False) -> Iterator[World]:
             made.setup(customers)
             yield made
     finally:
+        for daemon in made.daemons.values() if made is not None else ():
+            daemon.stopping.set()  # interrupted (Ctrl-C): no daemon outlives the soak
+            daemon.signal(signal.SIGCONT)
+            daemon.signal(signal.SIGKILL)
         if keep:  # the servers' tree goes when this process ends: a copy stays
             kept = Path("/var/tmp") / f"kept-{root.name}"
             shutil.copytree(root, kept, symlinks=True, dirs_exist_ok=True)

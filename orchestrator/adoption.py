@@ -18,9 +18,8 @@ def adopt(jobs: Jobs, job: JobKey, worker: WorkerInfo, customers: Customers) -> 
     """Collect a worker of `job` a previous daemon left running, and judge it.
 
     The run keeps its original scheduled time; its secret files are removed afterwards.
-    A prune is judged by its exit code (its step, `repair index` or the prune itself: either
-    leaves a sound repository, and the next prune does both); a drill is one step of several
-    whose verdict needs them all, so it is recorded as interrupted and runs again.
+    A prune is judged by its exit code; a drill is one step of several, so it is
+    recorded as interrupted and runs again on its schedule.
     """
     kind = Kind(worker.label("kind"))
     scheduled_for = datetime.fromisoformat(worker.label("scheduled-for").replace("Z", "+00:00"))
@@ -48,7 +47,7 @@ def adopt(jobs: Jobs, job: JobKey, worker: WorkerInfo, customers: Customers) -> 
             outcome = Outcome(
                 Result.SUCCESS if ok else Result.FAILURE,
                 Reason.NONE if ok else Reason.PRUNE,
-                f"{kind.value} step finished" if ok else f"{kind.value} failed: {last_words(done)}",
+                f"{kind.value} finished" if ok else f"{kind.value} failed: {last_words(done)}",
             )
         elif kind is Kind.VERIFY:
             outcome = Outcome(

@@ -131,17 +131,12 @@ class Maintenance:
                 "a restore or listing of this job is reading: nothing pruned while it runs",
             )
         cold = self.launcher.cold
-        repaired = self._run(
-            customer, resource, Kind.PRUNE, scheduled_for, commands.repair_index_args(cold)
-        )
-        if repaired.exit_code != 0:
-            failed = f"repair index failed: {last_words(repaired)}; nothing forgotten or pruned"
-            return Outcome(Result.FAILURE, Reason.PRUNE, failed)
         if customer.keep:
             argv = commands.forget_args(cold, customer.keep, self.settings.min_keep_within_seconds)
             what = "forget --prune"
         else:
-            argv, what = commands.prune_args(cold), Kind.PRUNE.value  # rustic says prune too
+            argv = commands.prune_args(cold)
+            what = argv[-1]  # rustic's subcommand, as the operator would type it
         done = self._run(customer, resource, Kind.PRUNE, scheduled_for, argv)
         forgot = bool(customer.keep)  # a forget that failed may have forgotten some
         if done.exit_code != 0:

@@ -678,36 +678,3 @@ def test_a_daemon_started_before_its_engine_waits_for_it(
     monkeypatch.setattr(act, "ENGINE_WAIT", 0.01)
     assert act.patient_runtime(make_world(tmp_path, engine).settings) is engine
     assert answers == []
-
-
-def test_a_prune_whose_index_repair_fails_prunes_nothing_and_says_so(world: World) -> None:
-    """A prune first has `repair index` mend what rustic 0.11.4's marks would make look
-    damaged (`rustic.commands.MARKED_GO_NEXT`); if that step fails, no prune runs after it."""
-    from orchestrator.storage.layout import job_storage
-
-    world.customer("acme")
-    world.daemon.load_config()
-    hot = job_storage(world.settings, "acme", "files").hot
-    hot.mkdir(parents=True)
-    (hot / "config").write_text("a repository")
-    customer = world.daemon.customers.get("acme")
-    world.fake.default = Script(1, "", "[ERROR] reading index failed: No space left on device\n")
-
-    record = world.daemon.dispatch.maintenance.prune(customer, customer.resource("files"), NOW)
-
-    assert record.outcome.result is Result.FAILURE and record.outcome.reason is Reason.PRUNE
-    assert record.outcome.message.startswith("repair index failed: "), record.outcome.message
-    assert "No space left on device" in record.outcome.message
-    assert "nothing forgotten or pruned" in record.outcome.message
-    assert [spec.command[-2:] for spec in world.fake.started] == [("repair", "index")], (
-        "no prune after a failed repair"
-    )
-
-    world.fake.default = Script(0)
-    world.fake.started.clear()
-    record = world.daemon.dispatch.maintenance.prune(customer, customer.resource("files"), NOW)
-    assert record.outcome.result is Result.SUCCESS, record.outcome.message
-    assert [spec.command[-3:] for spec in world.fake.started] == [
-        ("--no-progress", "repair", "index"),
-        ("prune", "--keep-delete", "0s"),
-    ]

@@ -36,6 +36,7 @@ class Engine:
         self.away_for = away_for  # calls answered with a refused connection
         self.status = "none"
         self.removed = False
+        self.id = "ours"  # the container the name stands for
         self.containers = self
         self.api = self
 
@@ -71,6 +72,7 @@ class Container:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.status = engine.status
+        self.id = engine.id
 
     def start(self) -> None:
         if self.engine.start_happens:
@@ -111,6 +113,25 @@ def test_a_worker_the_engine_never_started_is_removed_and_the_run_fails() -> Non
     assert engine.removed, "a created worker that never ran does not hold the job's name"
 
 
+def test_another_runs_worker_under_the_name_meanwhile_is_never_taken_for_this_one() -> None:
+    """While the engine was away, a CLI run of the job reaped the never-started worker as a
+    leftover and started its own under the job's name: it is that run's, not this one's."""
+    engine = Engine(start_happens=False, away_for=3)
+    runtime = DockerRuntime(client=_client(engine))
+    real_get = engine.get
+
+    def swapped(name: str) -> Container:
+        found = real_get(name)
+        engine.id, engine.status = "theirs", "running"
+        found.id, found.status = engine.id, engine.status
+        return found
+
+    engine.get = swapped  # type: ignore[method-assign]
+    with pytest.raises(RuntimeUnavailable, match="cannot start unstoppable_acme_files"):
+        runtime.run(SPEC, timeout=60)
+    assert not engine.removed and engine.status == "running", "the other run's worker stays"
+
+
 def test_an_engine_that_stays_away_leaves_the_worker_as_it_is(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -126,3 +147,19 @@ def test_an_engine_that_stays_away_leaves_the_worker_as_it_is(
 def _client(engine: Engine) -> Any:
     engine.ping = lambda: True  # type: ignore[attr-defined]
     return engine
+
+
+def test_a_start_the_engine_refuses_is_no_start_and_leaves_nothing() -> None:
+    from docker.errors import APIError
+
+    engine = Engine(start_happens=False, away_for=0)
+    refused = Container(engine)
+
+    def refuse() -> None:
+        raise APIError("500 Server Error: error mounting the source")
+
+    refused.start = refuse  # type: ignore[method-assign]
+    engine.create = lambda **_: refused  # type: ignore[method-assign]
+    with pytest.raises(RuntimeUnavailable, match="error mounting the source"):
+        DockerRuntime(client=_client(engine)).run(SPEC, timeout=60)
+    assert engine.removed

@@ -408,10 +408,11 @@ def test_a_pack_no_index_names_leaves_a_clean_check_after_two_prunes(
 ) -> None:
     """A backup cut off after its packs were written leaves packs no index names.
 
-    rustic 0.11.4's prune marks such a pack for deletion, with its size, when it merges index
-    files; the next prune that merges them within `--keep-delete` writes the mark again without
-    the size: `check` then calls the index damaged ("size computed by index: 36"), and a drill
-    would hold retention on a sound repository.
+    Upstream rustic 0.11.4's prune marks such a pack for deletion with no blobs when it
+    rewrites the index (`check`: "hot pack … is a data pack"), and the next prune that does
+    within `--keep-delete` writes the mark again without its size ("size computed by index:
+    36"): a drill would hold retention on a sound repository. The worker's rustic carries
+    worker-image/rustic-patches/0005-prune-marks-keep-their-size.patch.
     """
     name = f"unindexed-{unique}"
     source = site.root / "src"
@@ -428,7 +429,10 @@ def test_a_pack_no_index_names_leaves_a_clean_check_after_two_prunes(
     backup("second")  # two index files: the next prune merges them
     saved = {repo / kind: set((repo / kind).iterdir()) for repo in (hot, cold) for kind in KINDS}
     (source / "cut-off.bin").write_bytes(os.urandom(300_000))
+    packs_before = set(cold.glob("data/*/*"))
     site.cli("backup", name, check=True)
+    cut_off = set(cold.glob("data/*/*")) - packs_before
+    assert cut_off
     # What a backup killed before its index and snapshot were saved leaves behind.
     for folder, kept in saved.items():
         for path in set(folder.iterdir()) - kept:
@@ -443,6 +447,20 @@ def test_a_pack_no_index_names_leaves_a_clean_check_after_two_prunes(
         checked = site.cli("check", name, "files", "--read-data")
         assert checked.returncode == 0, checked.stdout + checked.stderr
         backup(label)  # one more index file: the next prune merges again
+    assert all(path.exists() for path in cut_off), "marked, kept for rustic's --keep-delete"
+    # A day later the marks fall due (`--keep-delete` shortened here): the cut-off packs go,
+    # and what a tree pack leaves in the hot repository is a leftover, no damage.
+    password = site.root / "password"
+    password.write_text("pw")
+    repo = ["-r", str(cold), "--repo-hot", str(hot), "--password-file", str(password)]
+    subprocess.run(
+        [str(RUSTIC), *repo, "--no-cache", "prune", "--keep-delete", "0s"],
+        check=True,
+        capture_output=True,
+    )
+    assert not any(path.exists() for path in cut_off)
+    checked = site.cli("check", name, "files", "--read-data")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
     target = site.root / "restore"
     site.cli("restore", name, "files", "--target", str(target), check=True)
     assert sorted(p.name for p in target.iterdir()) == [

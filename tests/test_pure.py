@@ -141,12 +141,10 @@ def test_forget_argv_maps_keep_keys_and_always_keeps_the_floor() -> None:
         "604800s",
         "--keep-tags",
         "unstoppable-pinned",
-        "--keep-delete",
-        "0s",
     ]
     # No KEEP_LAST, or KEEP_LAST=0 smuggled past validation: the newest snapshot stays.
     only_daily = forget_args([], (("KEEP_DAILY", 2),), 60)
-    assert only_daily[-10:-4] == ["--keep-daily", "2", "--keep-last", "1", "--keep-within", "60s"]
+    assert only_daily[-8:-2] == ["--keep-daily", "2", "--keep-last", "1", "--keep-within", "60s"]
 
 
 SNAPSHOT = json.dumps(

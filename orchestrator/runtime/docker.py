@@ -96,8 +96,10 @@ class DockerRuntime:
         except (DockerException, requests.RequestException) as exc:
             # An engine gone mid-start may have started the worker all the same: one that did
             # is collected as ours (not adopted later and recorded twice), one that did not removed.
-            if isinstance(exc, APIError) or self._get(spec.name).status == "created":
-                self._remove(container)
+            found = None if isinstance(exc, APIError) else self._get(spec.name)
+            if found is None or found.id != container.id or found.status == "created":
+                if found is None or found.id == container.id:  # never another run's worker
+                    self._remove(container)
                 raise RuntimeUnavailable(f"cannot start {spec.name}: {short(exc)}") from None
         return self.collect(spec.name, timeout, spec.limits)
 

@@ -81,16 +81,7 @@ def forget_args(
     # place from a clean one nor is forgotten (snapshots of 0.1, untagged, are not either).
     clean = ["--filter-tags", TAG_CLEAN]
     pinned = ["--keep-tags", TAG_PINNED]
-    return [
-        *global_args(cold),
-        "forget",
-        "--prune",
-        *clean,
-        *policy,
-        *floor,
-        *pinned,
-        *MARKED_GO_NEXT,
-    ]
+    return [*global_args(cold), "forget", "--prune", *clean, *policy, *floor, *pinned]
 
 
 def init_hot_args(cold: list[str]) -> list[str]:
@@ -98,24 +89,9 @@ def init_hot_args(cold: list[str]) -> list[str]:
     return [*global_args(cold), "init", "--hot-only"]
 
 
-# rustic 0.11.4 marks a pack no index names (a cut-off backup's) for deletion with no blobs
-# and, when a later prune merges the index within `--keep-delete` (23 h), without its size
-# too: `check` then calls a sound repository damaged (a data pack in hot, "size computed by
-# index: 36") and a drill would hold retention. So each prune first has `repair index` read
-# such packs' headers (an unused pack is then marked like any other), and marked packs go at
-# the next prune: nothing reads or writes beside a prune here (a job's backups, prunes and
-# restores never overlap), which is what rustic's 23 hours are for.
-MARKED_GO_NEXT = ("--keep-delete", "0s")
-
-
-def repair_index_args(cold: list[str]) -> list[str]:
-    """Return the argv that indexes packs no index names and mends wrong index sizes."""
-    return [*global_args(cold), "repair", "index"]
-
-
 def prune_args(cold: list[str]) -> list[str]:
     """Return the argv of a prune alone: unreferenced data goes, no snapshot is forgotten."""
-    return [*global_args(cold), "prune", *MARKED_GO_NEXT]
+    return [*global_args(cold), "prune"]
 
 
 def check_subset_args(cold: list[str], part: int, parts: int) -> list[str]:
