@@ -430,9 +430,11 @@ def test_a_pack_no_index_names_leaves_a_clean_check_after_two_prunes(
     saved = {repo / kind: set((repo / kind).iterdir()) for repo in (hot, cold) for kind in KINDS}
     (source / "cut-off.bin").write_bytes(os.urandom(300_000))
     packs_before = set(cold.glob("data/*/*"))
+    hot_before = set(hot.glob("data/*/*"))
     site.cli("backup", name, check=True)
     cut_off = set(cold.glob("data/*/*")) - packs_before
-    assert cut_off
+    cut_off_hot = set(hot.glob("data/*/*")) - hot_before
+    assert len(cut_off) >= 2 and cut_off_hot, "its data pack, and its tree pack in both"
     # What a backup killed before its index and snapshot were saved leaves behind.
     for folder, kept in saved.items():
         for path in set(folder.iterdir()) - kept:
@@ -449,7 +451,7 @@ def test_a_pack_no_index_names_leaves_a_clean_check_after_two_prunes(
         backup(label)  # one more index file: the next prune merges again
     assert all(path.exists() for path in cut_off), "marked, kept for rustic's --keep-delete"
     # A day later the marks fall due (`--keep-delete` shortened here): the cut-off packs go,
-    # and what a tree pack leaves in the hot repository is a leftover, no damage.
+    # a tree pack's hot copy with them.
     password = site.root / "password"
     password.write_text("pw")
     repo = ["-r", str(cold), "--repo-hot", str(hot), "--password-file", str(password)]
@@ -458,7 +460,7 @@ def test_a_pack_no_index_names_leaves_a_clean_check_after_two_prunes(
         check=True,
         capture_output=True,
     )
-    assert not any(path.exists() for path in cut_off)
+    assert not any(path.exists() for path in cut_off | cut_off_hot), "hot copies too"
     checked = site.cli("check", name, "files", "--read-data")
     assert checked.returncode == 0, checked.stdout + checked.stderr
     target = site.root / "restore"

@@ -218,7 +218,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     launcher = launcher_on_runtime(settings)
     leftovers = repository.check(launcher, customer, resource, args.read_data)
     note = (
-        f" ({leftovers} unreferenced pack(s) left by interrupted runs; prune removes them)"
+        f" ({leftovers} unreferenced pack(s) left by interrupted runs: no snapshot needs "
+        "them, and prune removes those the cold repository holds)"
         if leftovers
         else ""
     )
