@@ -49,6 +49,8 @@ def adopt(jobs: Jobs, job: JobKey, worker: WorkerInfo, customers: Customers) -> 
                 Reason.NONE if ok else Reason.PRUNE,
                 f"{kind.value} finished" if ok else f"{kind.value} failed: {last_words(done)}",
             )
+            if customer is not None:  # what it left half way is set aside, as after its own run
+                outcome = jobs.halfway(customer, resource, worker.started_at, outcome)
         elif kind is Kind.VERIFY:
             outcome = Outcome(
                 Result.FAILURE,

@@ -51,8 +51,8 @@ def failed_record(
         outcome = Outcome(
             Result.FAILURE,
             Reason.INTERNAL,
-            f"the run did not start: the daemon's ledger could not be read ({exc}); is the "
-            "disk of UNSTOPPABLE_DATA_DIR full or failing?",
+            f"the run stopped: the daemon's ledger could not be read ({exc}); is the disk of "
+            "UNSTOPPABLE_DATA_DIR full or failing?",
         )
     else:
         outcome = Outcome(

@@ -24,6 +24,8 @@ from orchestrator.storage.layout import job_storage, state_dir
 
 log = logging.getLogger(__name__)
 BUCKET_DEADLINE_SECONDS = 60.0
+# rustic's own failure, of a backup or of a prune: what it wrote to hot alone is set aside.
+HALFWAY_REASONS = (Reason.RUSTIC, Reason.PRUNE)
 
 
 class Jobs:
@@ -61,8 +63,9 @@ class Jobs:
     def halfway(
         self, customer: Customer, resource: Resource, started: datetime, outcome: Outcome
     ) -> Outcome:
-        """After rustic's own failure of a backup: storage/halfway.py `said`."""
-        if outcome.result is not Result.FAILURE or outcome.reason is not Reason.RUSTIC:
+        """After rustic's own failure of a backup (or of an adopted prune): storage/halfway.py
+        `said`."""
+        if outcome.result is not Result.FAILURE or outcome.reason not in HALFWAY_REASONS:
             return outcome
         runtime = self.launcher.runtime
         return halfway.said(

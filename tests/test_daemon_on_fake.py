@@ -678,3 +678,42 @@ def test_a_daemon_started_before_its_engine_waits_for_it(
     monkeypatch.setattr(act, "ENGINE_WAIT", 0.01)
     assert act.patient_runtime(make_world(tmp_path, engine).settings) is engine
     assert answers == []
+
+
+def test_an_adopted_prune_that_failed_half_way_has_what_it_left_in_hot_alone_set_aside(
+    world: World,
+) -> None:
+    """The 20-minute soak: a prune cut short by a full cold disk, its daemon killed, was
+    adopted and recorded, but the index file it had written to the hot repository alone
+    stayed, and every check and drill of the job failed after ("cold file for hot file")."""
+    from orchestrator.storage import halfway
+    from orchestrator.storage.layout import job_storage
+
+    world.customer("acme")
+    storage = job_storage(world.settings, "acme", "files")
+    assert storage.cold is not None
+    (storage.cold / "index").mkdir(parents=True)
+    began = datetime.now(UTC) - timedelta(seconds=5)
+    left = world.leftover(
+        "acme",
+        Script(1, "", "[ERROR] No space left on device (os error 28)\n", hang=True),
+        Kind.PRUNE,
+        started_at=began,
+    )
+    (storage.hot / "index").mkdir(parents=True)
+    (storage.hot / "index" / ("9" * 64)).write_bytes(b"an index the cold disk refused")
+    world.daemon.load_config()
+    world.daemon.adopt()
+    world.fake.end(left.name)
+    world.settle()
+
+    [run] = world.ledger.history.runs(JobKey.parse("acme/files"))
+    assert run[2:] == ("prune", run[3], "failure", "prune")
+    db = sqlite3.connect(world.root / "data" / "state" / "ledger.sqlite3")
+    [(message,)] = db.execute("SELECT message FROM runs").fetchall()
+    db.close()
+    assert message.startswith("prune failed: No space left on device"), message
+    assert message.endswith("99999999 never reached the cold repository: set aside"), message
+    assert not (storage.hot / "index" / ("9" * 64)).exists()
+    aside = halfway.aside_of(world.settings, "acme", "files") / "index" / ("9" * 64)
+    assert aside.read_bytes() == b"an index the cold disk refused"

@@ -189,10 +189,43 @@ def test_a_run_whose_ledger_read_fails_says_which_disk_to_look_at(
     ]
     status = {s.customer: s for s in world.ledger.history.status()}
     assert status["bad"].message == (
-        "the run did not start: the daemon's ledger could not be read (disk I/O error); is the "
-        "disk of UNSTOPPABLE_DATA_DIR full or failing?"
+        "the run stopped: the daemon's ledger could not be read (disk I/O error); is the disk of "
+        "UNSTOPPABLE_DATA_DIR full or failing?"
     )
     assert not world.daemon.dispatch.in_flight
+
+
+def test_a_ledger_unreadable_after_the_worker_ran_keeps_the_runs_own_outcome(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The 20-minute soak: a backup whose rustic failed on a full cold disk, judged while the
+    data disk was full too, lost its outcome to the lock-progress read after it ("internal"),
+    and with it the set-aside of the snapshot it left in the hot repository alone."""
+    import sqlite3
+
+    db = world.ledger.locks.db
+    real = db.get_state
+
+    def unreadable(key: str) -> str | None:
+        if key.startswith("locked-through:"):
+            raise sqlite3.OperationalError("disk I/O error")
+        return real(key)
+
+    monkeypatch.setattr(db, "get_state", unreadable)
+    monkeypatch.setattr(
+        db,
+        "set_state",
+        lambda *_: (_ for _ in ()).throw(sqlite3.OperationalError("disk I/O error")),
+    )
+    world.fake.script(
+        "unstoppable_bad_files", WROTE.__class__(1, "", "[ERROR] No space left on device\n")
+    )
+    world.tick()
+    assert world.ledger.history.runs(JobKey.parse("good/files")) == [run_row("good", "success")]
+    assert world.ledger.history.runs(JobKey.parse("bad/files")) == [
+        run_row("bad", "failure", "rustic")
+    ]
+    assert errors(world, "run") == 0
 
 
 def test_a_report_that_raises_is_counted_and_the_run_kept(

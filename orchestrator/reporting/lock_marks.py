@@ -1,10 +1,13 @@
 """What the ledger knows of each job's object lock: how far it is known to reach."""
 
+import logging
 from datetime import datetime
 
 from orchestrator.model import JobKey
 from orchestrator.reporting.job_memory import keyed, state_key
-from orchestrator.reporting.store import Database, iso, set_value
+from orchestrator.reporting.store import Database, iso, set_value, transient
+
+log = logging.getLogger(__name__)
 
 LOCKED = "locked:"  # the soonest a live object of the job's cold repository is unlocked
 UNLOCKED = "unlocked:"  # a customer whose bucket has no object lock
@@ -28,13 +31,27 @@ class LockMarks:
                 set_value(db, customer, "1")
 
     def locked_through(self, job: JobKey) -> datetime | None:
-        """Return the time before which everything the job wrote is known locked."""
-        found = self.db.get_state(state_key(LOCKED_THROUGH, job))
+        """Return the time before which everything the job wrote is known locked; None
+        (lock it all) while the ledger cannot be read: the run that asks has already run,
+        and its outcome must not be lost to a full data disk."""
+        try:
+            found = self.db.get_state(state_key(LOCKED_THROUGH, job))
+        except Exception as exc:
+            if not transient(exc):
+                raise
+            log.warning("%s: lock progress unreadable (%s): every live object is checked", job, exc)
+            return None
         return datetime.fromisoformat(found) if found else None
 
     def lock_reached(self, job: JobKey, when: datetime) -> None:
-        """Remember that everything the job wrote before `when` is locked."""
-        self.db.set_state(state_key(LOCKED_THROUGH, job), iso(when))
+        """Remember that everything the job wrote before `when` is locked; a ledger that
+        takes no write now only makes the next pass start earlier."""
+        try:
+            self.db.set_state(state_key(LOCKED_THROUGH, job), iso(when))
+        except Exception as exc:
+            if not transient(exc):
+                raise
+            log.warning("%s: lock progress not remembered (%s)", job, exc)
 
     def lock_state(self) -> tuple[dict[JobKey, datetime], set[str]]:
         """Return each job's soonest lock end, and the customers whose bucket has no lock."""
