@@ -47,7 +47,7 @@ def failed_record(
     """Return the record of a run that raised `exc`: Docker away, or a bug of ours."""
     if isinstance(exc, RuntimeUnavailable):
         outcome = Outcome(Result.FAILURE, Reason.RUNTIME, str(exc))
-    elif unreadable_for_now(exc):  # what the run asks the ledger first (its shrink floor)
+    elif unreadable_for_now(exc):  # a full data disk: the ledger a run reads before or after
         outcome = Outcome(
             Result.FAILURE,
             Reason.INTERNAL,

@@ -7,10 +7,18 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.config.settings import Settings
 from orchestrator.config.settings_file import load_settings
 from orchestrator.storage import halfway
 from orchestrator.storage.layout import job_storage
 from orchestrator.storage.s3_values import StorageError
+
+
+def local_settings(data_dir: Path) -> Settings:
+    """Settings of an installation in `data_dir`, its cold repositories there too."""
+    return load_settings(
+        {"UNSTOPPABLE_CONFIG": str(data_dir / "none.env"), "UNSTOPPABLE_DATA_DIR": str(data_dir)}
+    )
 
 
 def snapshot(folder: Path, name: str, age: float = 0.0) -> Path:
@@ -26,9 +34,7 @@ def snapshot(folder: Path, name: str, age: float = 0.0) -> Path:
 def test_only_what_the_failed_run_wrote_and_the_cold_repository_lacks_is_moved(
     tmp_path: Path,
 ) -> None:
-    settings = load_settings(
-        {"UNSTOPPABLE_CONFIG": str(tmp_path / "none.env"), "UNSTOPPABLE_DATA_DIR": str(tmp_path)}
-    )
+    settings = local_settings(tmp_path)
     storage = job_storage(settings, "acme", "www")
     assert storage.cold is not None
     hot, cold = storage.snapshot_files, storage.cold / "snapshots"
@@ -75,9 +81,7 @@ def test_a_cold_repository_that_cannot_be_listed_moves_nothing(tmp_path: Path) -
 def test_a_worker_planted_symlink_or_name_is_never_followed_or_moved(tmp_path: Path) -> None:
     """The worker can write the job's hot folder: a `snapshots` symlinked to another
     customer's, a symlinked file, or a file named as no snapshot is, stays where it is."""
-    settings = load_settings(
-        {"UNSTOPPABLE_CONFIG": str(tmp_path / "none.env"), "UNSTOPPABLE_DATA_DIR": str(tmp_path)}
-    )
+    settings = local_settings(tmp_path)
     victim = job_storage(settings, "beta", "www").snapshot_files
     started = datetime.now(UTC)
     theirs = snapshot(victim, "e" * 64)  # fresh, and not in the attacker's cold repository
@@ -97,9 +101,7 @@ def test_a_first_init_that_failed_half_way_is_cleared_and_nothing_else(tmp_path:
     """The hot key written, the cold one not (a full cold disk at the first backup): the
     next `backup --init` added a second key to the hot repository only, and rustic refused
     that job for good ("keys of hot and cold repositories don't match", the soak's seed 9)."""
-    settings = load_settings(
-        {"UNSTOPPABLE_CONFIG": str(tmp_path / "none.env"), "UNSTOPPABLE_DATA_DIR": str(tmp_path)}
-    )
+    settings = local_settings(tmp_path)
     storage = job_storage(settings, "acme", "www")
     assert storage.cold is not None
     leftover = snapshot(storage.hot / "keys", "1" * 64)
@@ -122,9 +124,7 @@ def test_a_first_init_that_failed_half_way_is_cleared_and_nothing_else(tmp_path:
 def test_a_failed_init_is_left_alone_while_its_job_runs_or_through_a_planted_symlink(
     tmp_path: Path,
 ) -> None:
-    settings = load_settings(
-        {"UNSTOPPABLE_CONFIG": str(tmp_path / "none.env"), "UNSTOPPABLE_DATA_DIR": str(tmp_path)}
-    )
+    settings = local_settings(tmp_path)
     storage = job_storage(settings, "acme", "www")
     assert storage.cold is not None
     leftover = snapshot(storage.hot / "keys", "1" * 64)
