@@ -159,17 +159,25 @@ class Injector:
             self._free("engine")
         return True
 
-    def _worker_kill(self, _while: float) -> bool:
-        found = []
-        for c in self.world.customers:
-            label = f"label=unstoppable.customer={c.name}"
-            found += subprocess.run(
-                ["docker", "ps", "-q", "--filter", label], capture_output=True, text=True
-            ).stdout.split()
-        if not found:
-            return False
-        victim = self.world.rng.choice(found)
-        return subprocess.run(["docker", "kill", victim], capture_output=True).returncode == 0
+    def _worker_kill(self, seconds: float) -> bool:
+        """Kill a running worker, waiting up to `seconds` for one: workers are short, and a
+        kind that finds nothing to hit in a two-minute soak would prove nothing about it."""
+        labels = [f"label=unstoppable.customer={c.name}" for c in self.world.customers]
+        deadline = time.monotonic() + seconds
+        while True:
+            found = []
+            for label in labels:
+                found += subprocess.run(
+                    ["docker", "ps", "-q", "--filter", label], capture_output=True, text=True
+                ).stdout.split()
+            if found:
+                victim = self.world.rng.choice(found)
+                kill = subprocess.run(["docker", "kill", victim], capture_output=True)
+                if kill.returncode == 0:
+                    return True  # else it ended on its own just now: look again
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.3)
 
     def _server(self, seconds: float, off: str, on: str) -> bool:
         name = self.world.servers[self.world.rng.choice(SERVERS)]

@@ -1,6 +1,9 @@
 """Adoption: a worker a previous daemon left running is collected and judged, never duplicated."""
 
+import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
+from pathlib import Path
 
 from orchestrator.config.customer import Customers
 from orchestrator.errors import ConfigError, RuntimeUnavailable
@@ -13,6 +16,66 @@ from orchestrator.rustic.output import last_words
 from orchestrator.secrets.files import remove_secrets
 from orchestrator.storage.layout import secrets_dir
 
+# A secrets directory no container mounts is a leftover once it is this old; younger ones
+# may belong to a run being created right now (by the CLI, beside the daemon).
+LEFTOVER_SECRETS_AGE = 600.0
+ADOPTED_KINDS = tuple(k.value for k in (Kind.BACKUP, Kind.FORGET, Kind.PRUNE, Kind.VERIFY))
+# The kinds whose worker stands for a backup's scheduled time (a forget is a backup's end).
+CLAIMING_KINDS = (Kind.BACKUP.value, Kind.FORGET.value)
+
+
+def own_workers(workers: Iterable[WorkerInfo], instance: str) -> list[WorkerInfo]:
+    """Return the workers a daemon of this installation launched, of a kind it adopts; a
+    worker of another installation on the same engine is never ours to collect."""
+    return [
+        w
+        for w in workers
+        if w.label("origin") == "daemon"
+        and w.label("kind") in ADOPTED_KINDS
+        and w.label("instance") in ("", instance)
+    ]
+
+
+def remove_leftover_secrets(base: Path, workers: Iterable[WorkerInfo]) -> None:
+    """Remove the secrets directories under `base` no worker mounts, once old enough."""
+    in_use = {w.secrets for w in workers}
+    if not base.is_dir():
+        return
+    for leftover in base.iterdir():
+        try:
+            age = time.time() - leftover.lstat().st_mtime
+        except OSError:
+            continue
+        if str(leftover) not in in_use and age > LEFTOVER_SECRETS_AGE:
+            remove_secrets(base, str(leftover))
+
+
+def scheduled_for_of(worker: WorkerInfo) -> datetime | None:
+    """Return the time a worker's `scheduled-for` label names, or None if it names none."""
+    try:
+        when = datetime.fromisoformat(worker.label("scheduled-for").replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else None
+
+
+def claimed_times(workers: Iterable[WorkerInfo]) -> set[tuple[Work, datetime]]:
+    """Return the backup times `workers` stand for: their adoption records them, so the
+    planner neither runs them again nor counts them missed (a daemon killed after the
+    launch, before its tick was written, left no other trace of them)."""
+    claims: set[tuple[Work, datetime]] = set()
+    for worker in workers:
+        when = scheduled_for_of(worker)
+        if worker.job is not None and worker.label("kind") in CLAIMING_KINDS and when:
+            claims.add((Work(worker.job, Kind.BACKUP), when))
+    return claims
+
+
+def adopted_work(job: JobKey, worker: WorkerInfo) -> Work:
+    """Return the work a worker's record stands for: a forget ends its backup's run."""
+    kind = Kind(worker.label("kind"))
+    return Work(job, Kind.BACKUP if kind is Kind.FORGET else kind)
+
 
 def adopt(jobs: Jobs, job: JobKey, worker: WorkerInfo, customers: Customers) -> RunRecord:
     """Collect a worker of `job` a previous daemon left running, and judge it.
@@ -22,7 +85,9 @@ def adopt(jobs: Jobs, job: JobKey, worker: WorkerInfo, customers: Customers) -> 
     recorded as interrupted and runs again on its schedule.
     """
     kind = Kind(worker.label("kind"))
-    scheduled_for = datetime.fromisoformat(worker.label("scheduled-for").replace("Z", "+00:00"))
+    scheduled_for = scheduled_for_of(worker)
+    if scheduled_for is None:
+        raise ValueError(f"{worker.name}: its scheduled-for label names no time")
     elapsed = (datetime.now(UTC) - worker.started_at).total_seconds()
     try:
         done = jobs.launcher.runtime.collect(
@@ -65,5 +130,4 @@ def adopt(jobs: Jobs, job: JobKey, worker: WorkerInfo, customers: Customers) -> 
                 outcome = jobs.halfway(customer, resource, worker.started_at, outcome)
         if kind is Kind.BACKUP:
             outcome = locked_written(jobs.settings, jobs.locks, job, outcome)
-    work = Work(job, Kind.BACKUP if kind is Kind.FORGET else kind)
-    return RunRecord.of(work, scheduled_for, worker.started_at, outcome)
+    return RunRecord.of(adopted_work(job, worker), scheduled_for, worker.started_at, outcome)

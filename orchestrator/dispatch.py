@@ -7,36 +7,36 @@ logged. A run that fails in any way is recorded; nothing here raises into the lo
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 from orchestrator import ticks
-from orchestrator.adoption import adopt
+from orchestrator.adoption import (
+    adopt,
+    adopted_work,
+    claimed_times,
+    own_workers,
+    remove_leftover_secrets,
+    scheduled_for_of,
+)
 from orchestrator.config.customer import Customers
 from orchestrator.config.settings import Settings
 from orchestrator.maintenance import Maintenance
 from orchestrator.model import JobKey, Kind, Outcome, Reason, Result, RunRecord, Work
 from orchestrator.planner import JobSpec, Launch, PlanState, plan
-from orchestrator.receipts.issuer import Issuer
-from orchestrator.receipts.reconcile import owed
-from orchestrator.receipts.terms import JobTerms, terms_of
+from orchestrator.receipts.reconcile import issuer_for
+from orchestrator.receipts.terms import terms_of
 from orchestrator.recorder import Recorder, failed_record
 from orchestrator.recovery import RECOVERING
 from orchestrator.reporting.history import Event
 from orchestrator.reporting.job_memory import state_key
 from orchestrator.reporting.ledger import Ledger
-from orchestrator.reporting.store import LEDGER_ID, Database
 from orchestrator.runs import Jobs
 from orchestrator.runtime.protocol import Runtime, WorkerInfo
 from orchestrator.secrets.files import remove_secrets, resolver_for
 from orchestrator.storage.layout import instance_of, secrets_dir
 
 log = logging.getLogger(__name__)
-# A secrets directory no container mounts is a leftover once it is this old; younger ones
-# may belong to a run being created right now (by the CLI, beside the daemon).
-LEFTOVER_SECRETS_AGE = 600.0
-ADOPTED_KINDS = tuple(k.value for k in (Kind.BACKUP, Kind.FORGET, Kind.PRUNE, Kind.VERIFY))
 
 
 class Dispatcher:
@@ -55,7 +55,7 @@ class Dispatcher:
         self.resolver = resolver_for(settings)
         self.jobs = Jobs(settings, runtime, ledger, origin="daemon", resolver=self.resolver)
         self.maintenance = Maintenance(self.jobs.launcher, ledger)
-        self.issuer = _issuer(settings, terms_of(lambda: self.customers), ledger.db)
+        self.issuer = issuer_for(settings, terms_of(lambda: self.customers), ledger.db)
         self.recorder = Recorder(ledger, count, self.issuer)
         self.marks = ledger.db
         self.count = count  # a problem survived, counted by where it came from
@@ -67,7 +67,9 @@ class Dispatcher:
         self.launching: dict[Work, datetime] = {}  # launched, not recorded yet: kept in ticks
         self.lock = threading.Lock()
         self.adopted = False
-        self.strays: set[str] = set()  # workers being collected whose label names no job
+        self.strays: set[str] = set()  # workers being collected, never recorded
+        self.settled: set[str] = set()  # workers recorded already: only collected from now on
+        self.claimed: set[tuple[Work, datetime]] = set()  # times a left worker stands for
         self.unschedulable: set[str] = set()
 
     def use(self, customers: Customers, specs: list[JobSpec]) -> None:
@@ -88,24 +90,13 @@ class Dispatcher:
         """
         workers = self.runtime.workers()
         self.adopted = True
-        in_use = {w.secrets for w in workers}
-        base = secrets_dir(self.settings)
-        if base.is_dir():
-            for leftover in base.iterdir():
-                try:
-                    age = time.time() - leftover.lstat().st_mtime
-                except OSError:
-                    continue
-                if str(leftover) not in in_use and age > LEFTOVER_SECRETS_AGE:
-                    remove_secrets(base, str(leftover))
-        instance = instance_of(self.settings)
-        for worker in workers:
-            if worker.label("origin") != "daemon" or worker.label("kind") not in ADOPTED_KINDS:
-                continue
-            if worker.label("instance") not in ("", instance):
-                continue  # another installation's, on the same engine: never ours to collect
+        remove_leftover_secrets(secrets_dir(self.settings), workers)
+        own = own_workers(workers, instance_of(self.settings))
+        with self.lock:  # kept until a tick has planned past them
+            self.claimed |= claimed_times(own)
+        for worker in own:
             job = worker.job
-            if job is None:  # no job of ours: collected, never recorded against anyone
+            if job is None or worker.name in self.settled:  # collected, never recorded
                 with self.lock:
                     if worker.name in self.strays:
                         continue
@@ -129,6 +120,8 @@ class Dispatcher:
         # Docker is asked only when something may launch; an idle tick just moves the clock,
         # so a customer added later counts its schedule from now, not from hours ago.
         due = self._anything_due(now)
+        if due and not self.adopted:  # the times a killed daemon's workers stand for first
+            self.adopt()
         docker = self.runtime.running_jobs() if due else frozenset()
         # Readers matter to a prune alone: asked for only when one may launch now.
         reading = self.runtime.reading_jobs() if self._prune_due(now) else frozenset()
@@ -142,7 +135,10 @@ class Dispatcher:
             self.settings.CATCH_UP,
             self.settings.per_customer_share,
             reading,
+            frozenset(self.claimed),
         )
+        with self.lock:  # a claim is planned past once; one after `now` (the clock) waits
+            self.claimed = {claim for claim in self.claimed if claim[1] > now}
         unschedulable = {str(work) for work in decision.unschedulable}
         for work in sorted(unschedulable - self.unschedulable):
             self.count("plan")
@@ -237,20 +233,30 @@ class Dispatcher:
     def _adopt_one(self, job: JobKey, worker: WorkerInfo) -> None:
         try:
             record = adopt(self.jobs, job, worker, self.customers)
-        except Exception:
+        except Exception as exc:  # its time is still accounted for: a failure, once
             self.count("adopt")
             log.exception("%s: cannot adopt %s", job, worker.name)
+            when = scheduled_for_of(worker)
             with self.lock:
-                self.in_flight.discard(job)
-            return
+                self.settled.add(worker.name)
+                if when is None:
+                    self.in_flight.discard(job)
+                    return
+            record = failed_record(adopted_work(job, worker), when, worker.started_at, exc)
+        if record.outcome.reason is Reason.RUNTIME:  # left running: a later pass collects it
+            with self.lock:
+                self.settled.add(worker.name)
         self._finish(record)
 
     def _collect_stray(self, worker: WorkerInfo) -> None:
-        """Collect a worker whose job label names no job, and remove its secrets."""
-        log.warning("%s: its job label names no job; collected, not recorded", worker.name)
+        """Collect a worker whose job label names no job, or whose run is recorded already,
+        and remove its secrets."""
+        log.warning("%s: collected, not recorded (no job, or recorded already)", worker.name)
         try:
             self.runtime.collect(worker.name, self.settings.job_timeout_seconds)
             remove_secrets(secrets_dir(self.settings), worker.secrets)
+            with self.lock:
+                self.settled.discard(worker.name)
         except Exception:
             self.count("adopt")
             log.exception("cannot collect %s", worker.name)
@@ -276,22 +282,6 @@ class Dispatcher:
         except Exception:
             self.count("report")
             log.exception("%s: reporting the %s run failed", record.job, record.kind.value)
-
-
-def _issuer(settings: Settings, terms: JobTerms, db: Database) -> Issuer | None:
-    """Return what issues this server's receipts, or None (logged) if its key is unusable:
-    the runs go on, receipts or not."""
-    try:
-        issuer = Issuer(settings, terms, background=True)
-    except Exception as exc:
-        log.error("receipts are off: %s", exc)
-        return None
-    issuer.owed = owed(issuer, db)
-    try:  # read again at each pass of late receipts: a full disk now must not turn them off
-        issuer.ledger_id = db.get_state(LEDGER_ID) or ""
-    except Exception as exc:
-        log.error("the ledger cannot be read yet (%s); receipts go on", exc)
-    return issuer
 
 
 def _now() -> datetime:

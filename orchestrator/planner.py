@@ -103,6 +103,7 @@ def plan(
     catch_up: str = "once",
     per_customer: int | None = None,
     reading: frozenset[JobKey] = frozenset(),
+    claimed: frozenset[tuple[Work, datetime]] = frozenset(),
 ) -> Plan:
     """Decide which jobs to launch now, which to skip, and which scheduled times were missed.
 
@@ -143,7 +144,8 @@ def plan(
             continue
         latest = times[-1]
         if job.dormant:  # nothing of a broken file runs; its times are accounted for
-            missed.append(Missed(job.work, len(times), latest, times[0], "config"))
+            for run in _unclaimed_runs(job.work, times, claimed):
+                missed.append(Missed(job.work, len(run), run[-1], run[0], "config"))
             continue
         # Each time is one thing: run (or skipped), or missed. The latest is run if it is
         # fresh, or as the one catch-up after downtime; only the times before it are missed.
@@ -153,9 +155,9 @@ def plan(
         else:
             late = times
             candidate = None
-        if late:
-            missed.append(Missed(job.work, len(late), late[-1], late[0]))
-        if candidate is None:
+        for run in _unclaimed_runs(job.work, late, claimed):
+            missed.append(Missed(job.work, len(run), run[-1], run[0]))
+        if candidate is None or (job.work, candidate) in claimed:
             continue
         if job.kind is not Kind.BACKUP:
             pending.setdefault(job.work, candidate)  # one drill or prune is enough
@@ -187,6 +189,20 @@ def _times_until(job: JobSpec, first: datetime, now: datetime) -> list[datetime]
             break
         times.append(after)
     return times
+
+
+def _unclaimed_runs(
+    work: Work, times: list[datetime], claimed: frozenset[tuple[Work, datetime]]
+) -> list[list[datetime]]:
+    """Split `times` into runs of consecutive times no worker claims: a missed range names
+    its first and last time, and must never span a time an adoption accounts for."""
+    runs: list[list[datetime]] = [[]]
+    for when in times:
+        if (work, when) in claimed:
+            runs.append([])
+        else:
+            runs[-1].append(when)
+    return [run for run in runs if run]
 
 
 def _allocate(

@@ -717,3 +717,81 @@ def test_an_adopted_prune_that_failed_half_way_has_what_it_left_in_hot_alone_set
     assert not (storage.hot / "index" / ("9" * 64)).exists()
     aside = halfway.aside_of(world.settings, "acme", "files") / "index" / ("9" * 64)
     assert aside.read_bytes() == b"an index the cold disk refused"
+
+
+def test_a_killed_daemons_worker_for_a_time_its_last_tick_never_named_is_run_once(
+    world: World,
+) -> None:
+    """The 20-minute soak: a daemon killed (its data disk full) after launching 09:00 and
+    before a tick naming it was written. The restarted daemon counted 09:00 missed, then
+    adopted the worker: one time, missed and run. The first tick now asks Docker for a
+    previous daemon's workers before it plans, and leaves their times to their adoption."""
+    world.customer("acme")
+    world.ledger.db.set_state(
+        "last_tick", json.dumps({"at": (NOW - timedelta(minutes=61)).isoformat(), "pending": []})
+    )
+    world.fake.script("unstoppable_acme_files", WROTE)
+    world.leftover("acme", WROTE, scheduled_for=NOW - timedelta(hours=1))
+    later = NOW + timedelta(seconds=5)
+    last_tick = world.daemon.start_tick(later)
+    assert last_tick == NOW - timedelta(minutes=61)
+    world.tick(later, last_tick)  # no adoption pass before it: the tick asks first
+    job = JobKey.parse("acme/files")
+    assert world.ledger.history.runs(job) == [
+        run_row("acme", "success", at=NOW - timedelta(hours=1))
+    ]
+    assert world.ledger.history.event_count(job, Event.MISSED) == 0
+    # 10:00 came while the adopted run went on: skipped, as any overlap.
+    assert world.ledger.history.event_count(job, Event.SKIPPED, "overlap") == 1
+    assert world.daemon.dispatch.claimed == set(), "a claim is planned past once"
+
+
+def test_claims_outlive_an_adoption_pass_that_finds_their_worker_gone(world: World) -> None:
+    """Adoption runs before the first tick plans; a worker that ended at once is collected
+    and gone at the next pass, which must not forget the time it stood for."""
+    world.customer("acme")
+    world.fake.script("unstoppable_acme_files", WROTE)
+    world.leftover("acme", WROTE, scheduled_for=NOW - timedelta(hours=1))
+    world.daemon.load_config()
+    world.daemon.adopt()
+    world.settle()
+    world.daemon.adopt()  # the worker is gone now
+    world.tick(NOW + timedelta(seconds=5), NOW - timedelta(minutes=61))
+    job = JobKey.parse("acme/files")
+    assert [row.scheduled_for for row in world.ledger.history.runs(job)] == [
+        (NOW - timedelta(hours=1)).isoformat(),
+        NOW.isoformat(),
+    ]
+    assert world.ledger.history.event_count(job, Event.MISSED) == 0
+
+
+def test_a_claimed_time_whose_adoption_raises_is_recorded_once_as_a_failure(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug while judging a left worker: its time is accounted for once (a failure), and
+    a later adoption pass collects the worker without recording it again."""
+    import orchestrator.dispatch
+
+    def broken(*_args: object) -> RunRecord:
+        raise RuntimeError("a bug of ours")
+
+    world.customer("acme")
+    left = world.leftover("acme", WROTE, scheduled_for=NOW - timedelta(hours=1))
+    world.daemon.load_config()
+    with monkeypatch.context() as patch:
+        patch.setattr(orchestrator.dispatch, "adopt", broken)
+        world.daemon.adopt()
+        world.settle()
+    job = JobKey.parse("acme/files")
+    assert world.ledger.history.runs(job) == [
+        run_row("acme", "failure", "internal", at=NOW - timedelta(hours=1))
+    ]
+    world.daemon.adopt()  # the worker is still there: collected, not recorded again
+    deadline = time.monotonic() + 10
+    while left.name in world.fake.names():
+        assert time.monotonic() < deadline, "the worker was never collected"
+        time.sleep(0.01)
+    world.daemon.adopt()
+    world.settle()
+    assert len(world.ledger.history.runs(job)) == 1
+    assert world.ledger.history.event_count(job, Event.MISSED) == 0

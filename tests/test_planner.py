@@ -280,3 +280,35 @@ def test_a_broken_files_times_are_missed_for_config_never_run_nor_lost() -> None
     p = plan([dormant], frozenset(), waiting, at("08:00:01"), at("08:00:05"), 4)
     assert p.missed == (Missed(w("a/x"), 1, at("08:00:00"), at("08:00:00"), "config"),)
     assert p.state.pending == {}
+
+
+def test_a_time_docker_holds_a_worker_for_is_left_to_its_adoption() -> None:
+    """A daemon killed after launching 07:00, before its tick was written: the restarted
+    one finds the worker. 07:00 is neither missed nor run again, and no missed range spans
+    it; the catch-up still runs the latest time."""
+    left = frozenset({(w("a/x"), at("07:00:00"))})
+    args = (frozenset(), PlanState(), at("04:30:00"), at("08:30:00"), 4, "once")
+    p = plan([job("a/x")], *args, claimed=left)
+    assert p.launch == (Launch(w("a/x"), at("08:00:00")),)
+    assert p.missed == (Missed(w("a/x"), 2, at("06:00:00"), at("05:00:00")),)
+    # The claimed time is the latest: it is the one run; nothing else runs.
+    p = plan([job("a/x")], *args[:2], at("04:30:00"), at("07:00:05"), 4, "once", claimed=left)
+    assert p.launch == ()
+    assert p.missed == (Missed(w("a/x"), 2, at("06:00:00"), at("05:00:00")),)
+    # Another kind of the job, or another job, at the same time is not claimed.
+    p = plan([job("a/x", kind=Kind.VERIFY), job("b/x")], *args, claimed=left)
+    assert {launch.work for launch in p.launch} == {w("a/x", Kind.VERIFY), w("b/x")}
+    # A broken file's times: the claimed one splits its missed range in two.
+    dormant = JobSpec(w("a/x"), HOURLY, "UTC", dormant=True)
+    p = plan([dormant], *args, claimed=left)
+    assert p.missed == (
+        Missed(w("a/x"), 2, at("06:00:00"), at("05:00:00"), "config"),
+        Missed(w("a/x"), 1, at("08:00:00"), at("08:00:00"), "config"),
+    )
+    # With catch-up `never`, the times either side of it are missed apart.
+    p = plan([job("a/x")], *args[:4], 4, "never", claimed=left)
+    assert p.launch == ()
+    assert p.missed == (
+        Missed(w("a/x"), 2, at("06:00:00"), at("05:00:00")),
+        Missed(w("a/x"), 1, at("08:00:00"), at("08:00:00")),
+    )

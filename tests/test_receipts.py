@@ -545,7 +545,7 @@ def test_a_ledger_unreadable_at_start_leaves_receipts_on(tmp_path: Path) -> None
     receipts off for its whole life: every run after had none (the soak's seed 9)."""
     import sqlite3
 
-    from orchestrator.dispatch import _issuer
+    from orchestrator.receipts.reconcile import issuer_for
 
     class Unreadable:
         def get_state(self, key: str) -> str | None:
@@ -554,7 +554,7 @@ def test_a_ledger_unreadable_at_start_leaves_receipts_on(tmp_path: Path) -> None
     settings = load_settings(
         {"UNSTOPPABLE_CONFIG": str(tmp_path / "none.env"), "UNSTOPPABLE_DATA_DIR": str(tmp_path)}
     )
-    issuer = _issuer(settings, lambda _job: Terms("0 * * * *", "UTC"), Unreadable())  # type: ignore[arg-type]
+    issuer = issuer_for(settings, lambda _job: Terms("0 * * * *", "UTC"), Unreadable())  # type: ignore[arg-type]
     assert issuer is not None
     issuer.ticks(JobKey("acme", "www"), "missed", "", T0, 1)
     assert issuer.deliver(JobKey("acme", "www")) == 0

@@ -13,9 +13,11 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from orchestrator.config.settings import Settings
 from orchestrator.model import RunRecord
 from orchestrator.receipts.issuer import Issuer
 from orchestrator.receipts.spool import Entry
+from orchestrator.receipts.terms import JobTerms
 from orchestrator.reporting.entries import since
 from orchestrator.reporting.store import LEDGER_ID, Database
 
@@ -65,3 +67,19 @@ def owed(issuer: Issuer, db: Database, every: float = 60.0) -> Callable[[], obje
         return reconcile(issuer, db)
 
     return maybe
+
+
+def issuer_for(settings: Settings, terms: JobTerms, db: Database) -> Issuer | None:
+    """Return what issues this server's receipts, or None (logged) if its key is unusable:
+    the runs go on, receipts or not."""
+    try:
+        issuer = Issuer(settings, terms, background=True)
+    except Exception as exc:
+        log.error("receipts are off: %s", exc)
+        return None
+    issuer.owed = owed(issuer, db)
+    try:  # read again at each pass of late receipts: a full disk now must not turn them off
+        issuer.ledger_id = db.get_state(LEDGER_ID) or ""
+    except Exception as exc:
+        log.error("the ledger cannot be read yet (%s); receipts go on", exc)
+    return issuer
