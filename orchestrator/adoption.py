@@ -20,8 +20,6 @@ from orchestrator.storage.layout import secrets_dir
 # may belong to a run being created right now (by the CLI, beside the daemon).
 LEFTOVER_SECRETS_AGE = 600.0
 ADOPTED_KINDS = tuple(k.value for k in (Kind.BACKUP, Kind.FORGET, Kind.PRUNE, Kind.VERIFY))
-# The kinds whose worker stands for a backup's scheduled time (a forget is a backup's end).
-CLAIMING_KINDS = (Kind.BACKUP.value, Kind.FORGET.value)
 
 
 def own_workers(workers: Iterable[WorkerInfo], instance: str) -> list[WorkerInfo]:
@@ -59,16 +57,19 @@ def scheduled_for_of(worker: WorkerInfo) -> datetime | None:
     return when if when.tzinfo is not None else None
 
 
+def time_of(worker: WorkerInfo) -> tuple[Work, datetime] | None:
+    """Return the scheduled time a worker of a job stands for (None: its labels name none)."""
+    when = scheduled_for_of(worker)
+    if worker.job is None or when is None or worker.label("kind") not in ADOPTED_KINDS:
+        return None
+    return adopted_work(worker.job, worker), when
+
+
 def claimed_times(workers: Iterable[WorkerInfo]) -> set[tuple[Work, datetime]]:
-    """Return the backup times `workers` stand for: their adoption records them, so the
-    planner neither runs them again nor counts them missed (a daemon killed after the
-    launch, before its tick was written, left no other trace of them)."""
-    claims: set[tuple[Work, datetime]] = set()
-    for worker in workers:
-        when = scheduled_for_of(worker)
-        if worker.job is not None and worker.label("kind") in CLAIMING_KINDS and when:
-            claims.add((Work(worker.job, Kind.BACKUP), when))
-    return claims
+    """Return the times `workers` stand for: their adoption records them, so the planner
+    neither runs them again nor counts them missed (a daemon killed after the launch,
+    before its tick was written, left no other trace of them)."""
+    return {key for worker in workers if (key := time_of(worker)) is not None}
 
 
 def adopted_work(job: JobKey, worker: WorkerInfo) -> Work:

@@ -13,11 +13,10 @@ from datetime import UTC, datetime
 from orchestrator import ticks
 from orchestrator.adoption import (
     adopt,
-    adopted_work,
     claimed_times,
     own_workers,
     remove_leftover_secrets,
-    scheduled_for_of,
+    time_of,
 )
 from orchestrator.config.customer import Customers
 from orchestrator.config.settings import Settings
@@ -68,8 +67,8 @@ class Dispatcher:
         self.lock = threading.Lock()
         self.adopted = False
         self.strays: set[str] = set()  # workers being collected, never recorded
-        self.settled: set[str] = set()  # workers recorded already: only collected from now on
         self.claimed: set[tuple[Work, datetime]] = set()  # times a left worker stands for
+        self.recorded: set[tuple[Work, datetime]] = set()  # times recorded, workers maybe not
         self.unschedulable: set[str] = set()
 
     def use(self, customers: Customers, specs: list[JobSpec]) -> None:
@@ -88,15 +87,17 @@ class Dispatcher:
         Docker engine was away. Raises RuntimeUnavailable while Docker cannot be asked;
         the loop tries again.
         """
+        with self.lock:
+            recorded = set(self.recorded)
         workers = self.runtime.workers()
-        self.adopted = True
-        remove_leftover_secrets(secrets_dir(self.settings), workers)
         own = own_workers(workers, instance_of(self.settings))
-        with self.lock:  # kept until a tick has planned past them
+        with self.lock:  # claims are kept until a tick has planned past them
             self.claimed |= claimed_times(own)
+            self.recorded -= recorded - {key for w in own if (key := time_of(w)) is not None}
+        self.adopted = True
         for worker in own:
             job = worker.job
-            if job is None or worker.name in self.settled:  # collected, never recorded
+            if job is None:  # no job of ours: collected, never recorded against anyone
                 with self.lock:
                     if worker.name in self.strays:
                         continue
@@ -107,13 +108,10 @@ class Dispatcher:
                 if job in self.in_flight:
                     continue  # a run of ours is waiting for it
                 self.in_flight.add(job)
-            log.info(
-                "%s: adopting %s (%s)",
-                job,
-                worker.name,
-                "running" if worker.running else "finished",
-            )
+            state = "running" if worker.running else "finished"
+            log.info("%s: adopting %s (%s)", job, worker.name, state)
             threading.Thread(target=self._adopt_one, args=(job, worker), daemon=True).start()
+        remove_leftover_secrets(secrets_dir(self.settings), workers)
 
     def tick(self, last_tick: datetime, now: datetime) -> datetime:
         """Plan once at `now` and carry it out; return the new last tick."""
@@ -231,32 +229,42 @@ class Dispatcher:
         return self.jobs.backup(customer, resource, launch.scheduled_for)
 
     def _adopt_one(self, job: JobKey, worker: WorkerInfo) -> None:
+        """Collect and judge a worker nobody waits for, and record it, once per time: a
+        worker whose time was recorded already (Docker lost for good while it ran, or its
+        adoption raised) is judged again, for what judging does, and not recorded again."""
+        key = time_of(worker)
+        with self.lock:
+            again = key in self.recorded
         try:
             record = adopt(self.jobs, job, worker, self.customers)
-        except Exception as exc:  # its time is still accounted for: a failure, once
+        except Exception as exc:
             self.count("adopt")
             log.exception("%s: cannot adopt %s", job, worker.name)
-            when = scheduled_for_of(worker)
+            if key is None or again:  # nothing to account for (again): only collected
+                self._collect_stray(worker)
+            else:  # its time is accounted for as a failure; a later pass judges it again
+                with self.lock:
+                    self.recorded.add(key)
+                self._finish(failed_record(key[0], key[1], worker.started_at, exc))
             with self.lock:
-                self.settled.add(worker.name)
-                if when is None:
-                    self.in_flight.discard(job)
-                    return
-            record = failed_record(adopted_work(job, worker), when, worker.started_at, exc)
-        if record.outcome.reason is Reason.RUNTIME:  # left running: a later pass collects it
+                self.in_flight.discard(job)
+            return
+        if again:
+            log.warning("%s: %s judged %s; its time was recorded already", job, worker.name,
+                        record.outcome.result.value)  # fmt: skip
             with self.lock:
-                self.settled.add(worker.name)
+                self.in_flight.discard(job)
+                self.recorded.discard(key)
+            self.wake.set()
+            return
         self._finish(record)
 
     def _collect_stray(self, worker: WorkerInfo) -> None:
-        """Collect a worker whose job label names no job, or whose run is recorded already,
-        and remove its secrets."""
-        log.warning("%s: collected, not recorded (no job, or recorded already)", worker.name)
+        """Collect a worker whose run is not to be recorded, and remove its secrets."""
+        log.warning("%s: collected, not recorded (no job or no time of ours)", worker.name)
         try:
             self.runtime.collect(worker.name, self.settings.job_timeout_seconds)
             remove_secrets(secrets_dir(self.settings), worker.secrets)
-            with self.lock:
-                self.settled.discard(worker.name)
         except Exception:
             self.count("adopt")
             log.exception("cannot collect %s", worker.name)
@@ -270,6 +278,8 @@ class Dispatcher:
             self.recorder.record(record)
         finally:
             with self.lock:
+                if record.outcome.reason is Reason.RUNTIME:  # its worker may be adopted later
+                    self.recorded.add((Work(record.job, record.kind), record.scheduled_for))
                 self.in_flight.discard(record.job)
                 work = Work(record.job, record.kind)
                 if self.launching.get(work) == record.scheduled_for:

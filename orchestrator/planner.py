@@ -119,7 +119,8 @@ def plan(
     worker reads. Backups and drills run beside readers.
     """
     next_due: dict[JobSpec, datetime] = {}
-    pending = {work: when for work, when in state.pending.items()}
+    # A run waiting again after a restart may have reached Docker after all: it is claimed.
+    pending = {work: when for work, when in state.pending.items() if (work, when) not in claimed}
     known = {job.work for job in jobs if not job.dormant}
     dormant = {job.work for job in jobs if job.dormant}
     skips: list[Skip] = []

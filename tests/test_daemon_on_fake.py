@@ -795,3 +795,41 @@ def test_a_claimed_time_whose_adoption_raises_is_recorded_once_as_a_failure(
     world.settle()
     assert len(world.ledger.history.runs(job)) == 1
     assert world.ledger.history.event_count(job, Event.MISSED) == 0
+
+
+def test_a_worker_whose_time_was_recorded_while_docker_was_lost_is_judged_not_recorded_again(
+    world: World,
+) -> None:
+    """Docker lost for good while an adopted worker ran: its time is recorded `runtime` and
+    the worker left running. Once the engine is back, the next pass collects and judges it
+    (what judging sets aside or holds must happen) and never records the time again."""
+    from orchestrator.errors import RuntimeUnavailable
+
+    world.customer("acme")
+    left = world.leftover("acme", Script(0, EMPTY, "", hang=True))  # a snapshot of nothing
+    collect, lost = world.fake.collect, [True]
+
+    def lost_once(name: str, timeout: float | None, limits: object = None) -> Finished:
+        if lost.pop() if lost else False:
+            raise RuntimeUnavailable("cannot reach the Docker engine for 300 s")
+        return collect(name, timeout)
+
+    world.fake.collect = lost_once  # type: ignore[method-assign]
+    world.daemon.load_config()
+    world.daemon.adopt()
+    world.settle()
+    job = JobKey.parse("acme/files")
+    [row] = world.ledger.history.runs(job)
+    assert (row.result, row.reason) == ("failure", "runtime")
+    assert left.name in world.fake.names(), "left running, as Docker could not be asked"
+    world.fake.script(left.name, Script())  # the tag steps judging it runs, under its name
+    world.fake.end(left.name)
+    world.daemon.adopt()
+    world.settle()
+    assert world.ledger.history.runs(job) == [row], "one time, one record"
+    assert world.ledger.memory.held(job), "judged: the suspect snapshot holds retention"
+    assert world.fake.names() == set() and list(secrets_dir(world.settings).iterdir()) == []
+    assert world.daemon.dispatch.recorded == set()
+    world.daemon.adopt()
+    world.settle()
+    assert world.ledger.history.runs(job) == [row]

@@ -312,3 +312,16 @@ def test_a_time_docker_holds_a_worker_for_is_left_to_its_adoption() -> None:
         Missed(w("a/x"), 2, at("06:00:00"), at("05:00:00")),
         Missed(w("a/x"), 1, at("08:00:00"), at("08:00:00")),
     )
+
+
+def test_a_waiting_run_a_worker_claims_is_neither_run_again_nor_missed() -> None:
+    """Waiting for a slot at the last tick written, launched at the next one (unwritten: a
+    full disk), its daemon killed: the restarted daemon lets it wait again, and Docker has
+    its worker. It is the adopted run's, also when its customer's file broke since."""
+    left = frozenset({(w("a/x"), at("08:00:00"))})
+    waiting = PlanState({}, {w("a/x"): at("08:00:00")})
+    p = plan([job("a/x")], frozenset(), waiting, at("08:00:01"), at("08:00:05"), 4, claimed=left)
+    assert (p.launch, p.missed, p.skip, dict(p.state.pending)) == ((), (), (), {})
+    dormant = JobSpec(w("a/x"), HOURLY, "UTC", dormant=True)
+    p = plan([dormant], frozenset(), waiting, at("08:00:01"), at("08:00:05"), 4, claimed=left)
+    assert (p.launch, p.missed, dict(p.state.pending)) == ((), (), {})
