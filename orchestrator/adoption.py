@@ -9,12 +9,14 @@ from orchestrator.config.customer import Customers
 from orchestrator.errors import ConfigError, RuntimeUnavailable
 from orchestrator.judgement import locked_written, over_memory
 from orchestrator.model import JobKey, Kind, Outcome, Reason, Result, RunRecord, Work
+from orchestrator.reporting.ledger import Ledger
 from orchestrator.runs import Jobs
 from orchestrator.runtime.protocol import WorkerInfo
 from orchestrator.rustic import output
 from orchestrator.rustic.output import last_words
 from orchestrator.secrets.files import remove_secrets
 from orchestrator.storage.layout import secrets_dir
+from orchestrator.ticks import ran
 
 # A secrets directory no container mounts is a leftover once it is this old; younger ones
 # may belong to a run being created right now (by the CLI, beside the daemon).
@@ -70,6 +72,15 @@ def claimed_times(workers: Iterable[WorkerInfo]) -> set[tuple[Work, datetime]]:
     neither runs them again nor counts them missed (a daemon killed after the launch,
     before its tick was written, left no other trace of them)."""
     return {key for worker in workers if (key := time_of(worker)) is not None}
+
+
+def in_ledger(ledger: Ledger, key: tuple[Work, datetime]) -> bool:
+    """Return whether the ledger holds a run of the time `key` (a worker whose removal
+    failed, or one a daemon recorded before it was restarted); unreadable: no."""
+    try:
+        return ran(ledger, *key)
+    except Exception:
+        return False
 
 
 def adopted_work(job: JobKey, worker: WorkerInfo) -> Work:

@@ -14,6 +14,7 @@ from orchestrator import ticks
 from orchestrator.adoption import (
     adopt,
     claimed_times,
+    in_ledger,
     own_workers,
     remove_leftover_secrets,
     time_of,
@@ -56,7 +57,7 @@ class Dispatcher:
         self.maintenance = Maintenance(self.jobs.launcher, ledger)
         self.issuer = issuer_for(settings, terms_of(lambda: self.customers), ledger.db)
         self.recorder = Recorder(ledger, count, self.issuer)
-        self.marks = ledger.db
+        self.ledger, self.marks = ledger, ledger.db
         self.count = count  # a problem survived, counted by where it came from
         self.wake = wake  # set when a run ends: its job may be due again
         self.customers = Customers((), (), ())
@@ -229,12 +230,12 @@ class Dispatcher:
         return self.jobs.backup(customer, resource, launch.scheduled_for)
 
     def _adopt_one(self, job: JobKey, worker: WorkerInfo) -> None:
-        """Collect and judge a worker nobody waits for, and record it, once per time: a
-        worker whose time was recorded already (Docker lost for good while it ran, or its
-        adoption raised) is judged again, for what judging does, and not recorded again."""
+        """Collect, judge and record a worker nobody waits for; one whose time is recorded
+        already (`recorded`, or in the ledger) is judged for what judging does, not recorded."""
         key = time_of(worker)
         with self.lock:
             again = key in self.recorded
+        again = again or (key is not None and in_ledger(self.ledger, key))
         try:
             record = adopt(self.jobs, job, worker, self.customers)
         except Exception as exc:
@@ -254,7 +255,8 @@ class Dispatcher:
                         record.outcome.result.value)  # fmt: skip
             with self.lock:
                 self.in_flight.discard(job)
-                self.recorded.discard(key)
+                if record.outcome.reason is not Reason.RUNTIME:  # else it is still there
+                    self.recorded.discard(key)
             self.wake.set()
             return
         self._finish(record)

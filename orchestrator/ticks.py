@@ -61,23 +61,30 @@ def start_pending(ledger: Marks, key: str = "pending") -> dict[Work, datetime]:
 def waiting_at_start(ledger: Ledger, runtime: Runtime, now: datetime) -> dict[Work, datetime]:
     """Return the runs a restarted daemon lets wait again: those waiting for a slot at the
     last tick, and those it launched that reached neither Docker nor the ledger; none
-    dated after `now` (the clock moved back: their times come round again)."""
+    dated after `now` (the clock moved back: their times come round again). With Docker
+    away, a launched run waits again too: the first tick plans only after the workers were
+    asked for, and leaves the times they stand for to their adoption (dispatch `claimed`)."""
     waiting = start_pending(ledger.db)
     launching = start_pending(ledger.db, "launching")
     if launching:
         try:
             found = [(w.job, w.label("kind"), w.label("scheduled-for")) for w in runtime.workers()]
-
-            def ran(work: Work, when: datetime) -> bool:
-                return any(
-                    r.kind == work.kind.value and datetime.fromisoformat(r.scheduled_for) == when
-                    for r in ledger.history.runs(work.job)
-                )
-
-            waiting = {**unlaunched(launching, found, ran), **waiting}
-        except Exception as exc:  # Docker or the ledger away: not knowing, none launched twice
+        except Exception as exc:
+            log.warning("the runs launched before the last stop wait for Docker: %s", exc)
+            found = []
+        try:
+            waiting = {**unlaunched(launching, found, lambda w, t: ran(ledger, w, t)), **waiting}
+        except Exception as exc:  # the ledger away: not knowing, none launched twice
             log.error("the runs launched before the last stop cannot be checked: %s", exc)
     return {work: when for work, when in waiting.items() if when <= now}
+
+
+def ran(ledger: Ledger, work: Work, when: datetime) -> bool:
+    """Return whether the ledger holds a run of `work` scheduled for `when`."""
+    return any(
+        r.kind == work.kind.value and datetime.fromisoformat(r.scheduled_for) == when
+        for r in ledger.history.runs(work.job)
+    )
 
 
 def unlaunched(

@@ -730,12 +730,15 @@ def test_a_killed_daemons_worker_for_a_time_its_last_tick_never_named_is_run_onc
     world.ledger.db.set_state(
         "last_tick", json.dumps({"at": (NOW - timedelta(minutes=61)).isoformat(), "pending": []})
     )
-    world.fake.script("unstoppable_acme_files", WROTE)
-    world.leftover("acme", WROTE, scheduled_for=NOW - timedelta(hours=1))
+    hanging = Script(0, WROTE.stdout, WROTE.stderr, hang=True)
+    left = world.leftover("acme", hanging, scheduled_for=NOW - timedelta(hours=1))
     later = NOW + timedelta(seconds=5)
     last_tick = world.daemon.start_tick(later)
     assert last_tick == NOW - timedelta(minutes=61)
-    world.tick(later, last_tick)  # no adoption pass before it: the tick asks first
+    world.daemon.load_config()
+    world.daemon.tick(last_tick, later)  # no adoption pass before it: the tick asks first
+    world.fake.end(left.name)
+    world.settle()
     job = JobKey.parse("acme/files")
     assert world.ledger.history.runs(job) == [
         run_row("acme", "success", at=NOW - timedelta(hours=1))
@@ -769,7 +772,7 @@ def test_a_claimed_time_whose_adoption_raises_is_recorded_once_as_a_failure(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A bug while judging a left worker: its time is accounted for once (a failure), and
-    a later adoption pass collects the worker without recording it again."""
+    a later adoption pass judges the worker again without recording it again."""
     import orchestrator.dispatch
 
     def broken(*_args: object) -> RunRecord:
@@ -833,3 +836,83 @@ def test_a_worker_whose_time_was_recorded_while_docker_was_lost_is_judged_not_re
     world.daemon.adopt()
     world.settle()
     assert world.ledger.history.runs(job) == [row]
+
+
+def test_a_time_the_ledger_holds_already_is_judged_and_never_recorded_twice(
+    world: World,
+) -> None:
+    """A worker whose run is in the ledger already: its removal failed, or the daemon
+    that recorded it (Docker lost for good) was restarted before the engine came back.
+    Judged again, as adoption does, and not recorded again, by a daemon that never saw it."""
+    world.customer("acme")
+    scheduled = NOW - timedelta(hours=1)
+    left = world.leftover("acme", WROTE, scheduled_for=scheduled)
+    outcome = Outcome(Result.FAILURE, Reason.RUNTIME, "cannot reach the Docker engine")
+    world.ledger.history.record_run(
+        RunRecord.of(Work(JobKey("acme", "files")), scheduled, NOW, outcome)
+    )
+    world.daemon.load_config()
+    world.daemon.adopt()
+    world.settle()
+    [row] = world.ledger.history.runs(JobKey.parse("acme/files"))
+    assert (row.result, row.reason) == ("failure", "runtime")
+    assert left.name not in world.fake.names(), "collected all the same"
+
+
+def test_docker_lost_again_while_a_recorded_worker_is_judged_keeps_it_recorded_once(
+    world: World,
+) -> None:
+    """The engine flaps: the pass that judges a worker whose time is recorded loses Docker
+    again. The worker is still there; the pass after that must not record it either."""
+    from orchestrator.errors import RuntimeUnavailable
+
+    world.customer("acme")
+    left = world.leftover("acme", Script(0, WROTE.stdout, WROTE.stderr, hang=True))
+    collect, lost = world.fake.collect, [True, True]
+
+    def flapping(name: str, timeout: float | None, limits: object = None) -> Finished:
+        if lost.pop() if lost else False:
+            raise RuntimeUnavailable("cannot reach the Docker engine for 300 s")
+        return collect(name, timeout)
+
+    world.fake.collect = flapping  # type: ignore[method-assign]
+    world.daemon.load_config()
+    job = JobKey.parse("acme/files")
+    for _ in range(2):  # recorded `runtime`; then judged, Docker lost again
+        world.daemon.adopt()
+        world.settle()
+        assert left.name in world.fake.names()
+    world.fake.end(left.name)
+    world.daemon.adopt()
+    world.settle()
+    [row] = world.ledger.history.runs(job)
+    assert (row.result, row.reason) == ("failure", "runtime")
+    assert world.fake.names() == set()
+
+
+def test_runs_launched_before_a_stop_with_docker_away_wait_again_and_docker_has_the_last_word(
+    world: World,
+) -> None:
+    """Killed after writing its tick; restarted while the engine is away. Its launched runs
+    once counted nothing when Docker could not be asked (neither run nor missed): they
+    wait again, and a worker Docker turns out to hold is adopted, never run twice."""
+    world.customer("lost")
+    world.customer("started")
+    world.fake.script("unstoppable_lost_files", WROTE)
+    tick = {"at": NOW.isoformat(), "pending": [],
+            "launching": [["lost/files", "backup", NOW.isoformat()],
+                          ["started/files", "backup", NOW.isoformat()]]}  # fmt: skip
+    world.ledger.db.set_state("last_tick", json.dumps(tick))
+    world.leftover("started", WROTE, scheduled_for=NOW)
+    later = NOW + timedelta(seconds=20)
+    world.fake.available = False
+    last_tick = world.daemon.start_tick(later)
+    assert last_tick == NOW
+    world.fake.available = True
+    world.tick(later, last_tick)
+    for customer in ("lost", "started"):
+        job = JobKey(customer, "files")
+        assert world.ledger.history.runs(job) == [run_row(customer, "success")]
+        assert world.ledger.history.event_count(job, Event.MISSED) == 0
+        assert world.ledger.history.event_count(job, Event.SKIPPED) == 0
+    assert [spec.name for spec in world.fake.started].count("unstoppable_started_files") == 1
