@@ -170,6 +170,34 @@ def world(tmp_path: Path) -> Iterator[World]:
         world.fake.end(name)
 
 
+def lose_engine(fake: FakeRuntime, times: int) -> None:
+    """Make the next `times` collects fail as an engine lost for good does: the worker is
+    left where it is, running or not."""
+    from orchestrator.errors import RuntimeUnavailable
+
+    collect, lost = fake.collect, [True] * times
+
+    def losing(name: str, timeout: float | None, limits: object = None) -> Finished:
+        if lost.pop() if lost else False:
+            raise RuntimeUnavailable("cannot reach the Docker engine for 300 s")
+        return collect(name, timeout)
+
+    fake.collect = losing  # type: ignore[method-assign]
+
+
+def killed_while_launching(world: World) -> None:
+    """A daemon killed after writing a tick that launches two runs: `lost` never reached
+    Docker, `started` did (its worker is there)."""
+    world.customer("lost")
+    world.customer("started")
+    world.fake.script("unstoppable_lost_files", WROTE)
+    tick = {"at": NOW.isoformat(), "pending": [],
+            "launching": [["lost/files", "backup", NOW.isoformat()],
+                          ["started/files", "backup", NOW.isoformat()]]}  # fmt: skip
+    world.ledger.db.set_state("last_tick", json.dumps(tick))
+    world.leftover("started", WROTE, scheduled_for=NOW)
+
+
 def run_row(customer: str, result: str, reason: str = "", at: datetime = NOW) -> RunRow:
     return RunRow(customer, "files", Kind.BACKUP.value, at.isoformat(), result, reason)
 
@@ -571,14 +599,7 @@ def test_runs_a_killed_daemon_was_launching_are_run_unless_docker_or_the_ledger_
     world: World,
 ) -> None:
     """Killed after writing its tick, before Docker started the workers: not lost, not twice."""
-    world.customer("lost")
-    world.customer("started")
-    world.fake.script("unstoppable_lost_files", WROTE)
-    tick = {"at": NOW.isoformat(), "pending": [],
-            "launching": [["lost/files", "backup", NOW.isoformat()],
-                          ["started/files", "backup", NOW.isoformat()]]}  # fmt: skip
-    world.ledger.db.set_state("last_tick", json.dumps(tick))
-    world.leftover("started", WROTE, scheduled_for=NOW)  # this one reached Docker
+    killed_while_launching(world)
     later = NOW + timedelta(seconds=20)
     last_tick = world.daemon.start_tick(later)
     assert last_tick == NOW
@@ -806,18 +827,9 @@ def test_a_worker_whose_time_was_recorded_while_docker_was_lost_is_judged_not_re
     """Docker lost for good while an adopted worker ran: its time is recorded `runtime` and
     the worker left running. Once the engine is back, the next pass collects and judges it
     (what judging sets aside or holds must happen) and never records the time again."""
-    from orchestrator.errors import RuntimeUnavailable
-
     world.customer("acme")
     left = world.leftover("acme", Script(0, EMPTY, "", hang=True))  # a snapshot of nothing
-    collect, lost = world.fake.collect, [True]
-
-    def lost_once(name: str, timeout: float | None, limits: object = None) -> Finished:
-        if lost.pop() if lost else False:
-            raise RuntimeUnavailable("cannot reach the Docker engine for 300 s")
-        return collect(name, timeout)
-
-    world.fake.collect = lost_once  # type: ignore[method-assign]
+    lose_engine(world.fake, times=1)
     world.daemon.load_config()
     world.daemon.adopt()
     world.settle()
@@ -864,18 +876,9 @@ def test_docker_lost_again_while_a_recorded_worker_is_judged_keeps_it_recorded_o
 ) -> None:
     """The engine flaps: the pass that judges a worker whose time is recorded loses Docker
     again. The worker is still there; the pass after that must not record it either."""
-    from orchestrator.errors import RuntimeUnavailable
-
     world.customer("acme")
     left = world.leftover("acme", Script(0, WROTE.stdout, WROTE.stderr, hang=True))
-    collect, lost = world.fake.collect, [True, True]
-
-    def flapping(name: str, timeout: float | None, limits: object = None) -> Finished:
-        if lost.pop() if lost else False:
-            raise RuntimeUnavailable("cannot reach the Docker engine for 300 s")
-        return collect(name, timeout)
-
-    world.fake.collect = flapping  # type: ignore[method-assign]
+    lose_engine(world.fake, times=2)
     world.daemon.load_config()
     job = JobKey.parse("acme/files")
     for _ in range(2):  # recorded `runtime`; then judged, Docker lost again
@@ -896,14 +899,7 @@ def test_runs_launched_before_a_stop_with_docker_away_wait_again_and_docker_has_
     """Killed after writing its tick; restarted while the engine is away. Its launched runs
     once counted nothing when Docker could not be asked (neither run nor missed): they
     wait again, and a worker Docker turns out to hold is adopted, never run twice."""
-    world.customer("lost")
-    world.customer("started")
-    world.fake.script("unstoppable_lost_files", WROTE)
-    tick = {"at": NOW.isoformat(), "pending": [],
-            "launching": [["lost/files", "backup", NOW.isoformat()],
-                          ["started/files", "backup", NOW.isoformat()]]}  # fmt: skip
-    world.ledger.db.set_state("last_tick", json.dumps(tick))
-    world.leftover("started", WROTE, scheduled_for=NOW)
+    killed_while_launching(world)
     later = NOW + timedelta(seconds=20)
     world.fake.available = False
     last_tick = world.daemon.start_tick(later)
