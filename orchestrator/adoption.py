@@ -16,7 +16,6 @@ from orchestrator.rustic import output
 from orchestrator.rustic.output import last_words
 from orchestrator.secrets.files import remove_secrets
 from orchestrator.storage.layout import secrets_dir
-from orchestrator.ticks import ran
 
 # A secrets directory no container mounts is a leftover once it is this old; younger ones
 # may belong to a run being created right now (by the CLI, beside the daemon).
@@ -72,6 +71,14 @@ def claimed_times(workers: Iterable[WorkerInfo]) -> set[tuple[Work, datetime]]:
     neither runs them again nor counts them missed (a daemon killed after the launch,
     before its tick was written, left no other trace of them)."""
     return {key for worker in workers if (key := time_of(worker)) is not None}
+
+
+def ran(ledger: Ledger, work: Work, when: datetime) -> bool:
+    """Return whether the ledger holds a run of `work` scheduled for `when`."""
+    return any(
+        r.kind == work.kind.value and datetime.fromisoformat(r.scheduled_for) == when
+        for r in ledger.history.runs(work.job)
+    )
 
 
 def in_ledger(ledger: Ledger, key: tuple[Work, datetime]) -> bool:

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 
+from orchestrator.adoption import ran
 from orchestrator.model import JobKey, Kind, Work
 from orchestrator.reporting.ledger import Ledger
 from orchestrator.reporting.seams import Marks
@@ -77,14 +78,6 @@ def waiting_at_start(ledger: Ledger, runtime: Runtime, now: datetime) -> dict[Wo
         except Exception as exc:  # the ledger away: not knowing, none launched twice
             log.error("the runs launched before the last stop cannot be checked: %s", exc)
     return {work: when for work, when in waiting.items() if when <= now}
-
-
-def ran(ledger: Ledger, work: Work, when: datetime) -> bool:
-    """Return whether the ledger holds a run of `work` scheduled for `when`."""
-    return any(
-        r.kind == work.kind.value and datetime.fromisoformat(r.scheduled_for) == when
-        for r in ledger.history.runs(work.job)
-    )
 
 
 def unlaunched(
